@@ -1,0 +1,37 @@
+// Three projects, split by what they need (DESIGN "Layers of the code"):
+//   unit   - pure TypeScript, always runs, in parallel;
+//   native - the CPU addon; serial (they share the native heap and the pool);
+//   cuda   - only where a GPU is present. Without one the project is left out
+//            of the run and test/cuda/README.md's reason is printed.
+const { execFileSync } = require('node:child_process');
+const path = require('node:path');
+
+function gpuStatus() {
+  if (process.env.GPT_ENGINE_TEST_CUDA === '0') return { ok: false, reason: 'GPT_ENGINE_TEST_CUDA=0' };
+  try {
+    const out = execFileSync(process.execPath, [path.join(__dirname, 'scripts', 'gpu-status.js')], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 60000,
+    });
+    return JSON.parse(out);
+  } catch (e) {
+    return { ok: false, reason: `could not ask the addon: ${e.message.split('\n')[0]}` };
+  }
+}
+
+const tsJest = ['ts-jest', { tsconfig: 'tsconfig.test.json', diagnostics: { warnOnly: false } }];
+const common = { testEnvironment: 'node', transform: { '^.+\\.ts$': tsJest }, moduleFileExtensions: ['ts', 'js', 'json'] };
+
+const projects = [
+  { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+  { ...common, displayName: 'native', testMatch: ['<rootDir>/test/native/**/*.test.ts'], maxWorkers: 1 },
+];
+const gpu = gpuStatus();
+if (gpu.ok) {
+  projects.push({ ...common, displayName: 'cuda', testMatch: ['<rootDir>/test/cuda/**/*.test.ts'], maxWorkers: 1 });
+} else if (!process.env.JEST_WORKER_ID) {
+  process.stderr.write(`gpt-engine: CUDA tests left out of this run: ${gpu.reason}\n`);
+}
+
+module.exports = { projects, testTimeout: 120000 };

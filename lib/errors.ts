@@ -1,0 +1,124 @@
+/**
+ * Named error classes with a `code` (DESIGN "Errors"). Validation errors keep
+ * the built-in TypeError / RangeError as their base so `instanceof TypeError`
+ * still works; everything else is a GptEngineError.
+ */
+
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'BAD_FILE'
+  | 'OUT_OF_MEMORY'
+  | 'NO_GPU'
+  | 'NONFINITE'
+  | 'DISPOSED'
+  | 'ABORTED'
+  | 'INTERNAL';
+
+export class GptEngineError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A value of the wrong type (code INVALID_ARGUMENT). */
+export class ArgumentTypeError extends TypeError {
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(message: string) {
+    super(message);
+    this.name = 'ArgumentTypeError';
+  }
+}
+
+/** A value of the right type but outside what is allowed (code INVALID_ARGUMENT). */
+export class ArgumentRangeError extends RangeError {
+  readonly code = 'INVALID_ARGUMENT' as const;
+  constructor(message: string) {
+    super(message);
+    this.name = 'ArgumentRangeError';
+  }
+}
+
+export class BadFileError extends GptEngineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BAD_FILE', message, options);
+  }
+}
+export class OutOfMemoryError extends GptEngineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('OUT_OF_MEMORY', message, options);
+  }
+}
+export class NoGpuError extends GptEngineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('NO_GPU', message, options);
+  }
+}
+export class NonFiniteError extends GptEngineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('NONFINITE', message, options);
+  }
+}
+export class DisposedError extends GptEngineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DISPOSED', message, options);
+  }
+}
+export class AbortedError extends GptEngineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ABORTED', message, options);
+  }
+}
+export class InternalError extends GptEngineError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INTERNAL', message, options);
+  }
+}
+
+const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => Error> = {
+  BAD_FILE: BadFileError,
+  OUT_OF_MEMORY: OutOfMemoryError,
+  NO_GPU: NoGpuError,
+  NONFINITE: NonFiniteError,
+  DISPOSED: DisposedError,
+  ABORTED: AbortedError,
+  INTERNAL: InternalError,
+};
+
+/**
+ * Turns an error thrown by the addon (a plain Error with a `code`) into the
+ * named class, with the stack of the JS caller that started the call
+ * (`callerStack`), so the trace points at user code rather than the addon.
+ */
+export function fromNative(err: unknown, callerStack?: string): Error {
+  if (!(err instanceof Error)) return new InternalError(`native call failed: ${String(err)}`);
+  if (err instanceof GptEngineError || err instanceof ArgumentTypeError || err instanceof ArgumentRangeError) return err;
+  const code = (err as { code?: unknown }).code;
+  let out: Error;
+  if (code === 'INVALID_ARGUMENT') out = new ArgumentRangeError(err.message);
+  else if (typeof code === 'string' && byCode[code]) out = new byCode[code](err.message, { cause: err });
+  else return err;
+  if (callerStack) out.stack = `${out.name}: ${out.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
+  return out;
+}
+
+/** Runs an async native call, converting its errors (see fromNative). */
+export async function callNative<T>(fn: () => Promise<T>): Promise<T> {
+  const caller = new Error().stack;
+  try {
+    return await fn();
+  } catch (e) {
+    throw fromNative(e, caller);
+  }
+}
+
+/** Runs a synchronous native call, converting its errors. */
+export function callNativeSync<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw fromNative(e);
+  }
+}

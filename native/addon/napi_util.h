@@ -1,0 +1,182 @@
+// Small helpers shared by the binding files: typed readers for the one
+// options object each call takes (STYLE: one options object across the
+// boundary), error conversion, and a Promise-returning AsyncWorker that keeps
+// its inputs alive and never lets a C++ exception escape.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "../core/error.h"
+
+namespace gpt {
+namespace addon {
+
+// A JS Error with a `code` property (turned into a named class in lib/errors.ts).
+inline Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+inline void throw_invalid(const std::string& msg) { throw GptError(ErrorCode::InvalidArgument, msg); }
+
+// ---- option readers (lib/ validates first; these are the last line) ------
+inline Napi::Value get_field(const Napi::Object& o, const char* key) { return o.Get(key); }
+
+inline bool has(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return !v.IsUndefined() && !v.IsNull();
+}
+
+inline double get_number(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw_invalid(std::string("Expected a number for ") + key);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+inline double get_number_or(const Napi::Object& o, const char* key, double dflt) {
+  return has(o, key) ? get_number(o, key) : dflt;
+}
+
+inline int64_t get_int(const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
+  double d = get_number(o, key);
+  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw_invalid(std::string("Expected an integer in [") + std::to_string(lo) + ", " + std::to_string(hi) + "] for " +
+                  key + " but received " + std::to_string(d));
+  return static_cast<int64_t>(d);
+}
+
+inline std::string get_string(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw_invalid(std::string("Expected a string for ") + key);
+  return v.As<Napi::String>().Utf8Value();
+}
+
+inline bool get_bool_or(const Napi::Object& o, const char* key, bool dflt) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  if (!v.IsBoolean()) throw_invalid(std::string("Expected a boolean for ") + key);
+  return v.As<Napi::Boolean>().Value();
+}
+
+template <typename T>
+struct ArrayView {
+  T* data = nullptr;
+  size_t length = 0;
+};
+
+inline ArrayView<float> get_f32(const Napi::Object& o, const char* key, size_t expect_len) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw_invalid(std::string("Expected a Float32Array for ") + key);
+  auto a = v.As<Napi::Float32Array>();
+  if (a.ElementLength() != expect_len)
+    throw_invalid(std::string("Expected a Float32Array of length ") + std::to_string(expect_len) + " for " + key +
+                  " but received length " + std::to_string(a.ElementLength()));
+  return {a.Data(), a.ElementLength()};
+}
+
+inline ArrayView<int32_t> get_i32(const Napi::Object& o, const char* key, size_t expect_len) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw_invalid(std::string("Expected an Int32Array for ") + key);
+  auto a = v.As<Napi::Int32Array>();
+  if (a.ElementLength() != expect_len)
+    throw_invalid(std::string("Expected an Int32Array of length ") + std::to_string(expect_len) + " for " + key +
+                  " but received length " + std::to_string(a.ElementLength()));
+  return {a.Data(), a.ElementLength()};
+}
+
+// Runs fn on the calling (JS) thread, converting C++ exceptions to JS errors.
+template <typename Fn>
+Napi::Value guard(Napi::Env env, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const GptError& e) {
+    throw make_error(env, e.code_name(), e.what());
+  } catch (const std::bad_alloc&) {
+    throw make_error(env, "OUT_OF_MEMORY", "out of host memory");
+  } catch (const std::exception& e) {
+    throw make_error(env, "INTERNAL", e.what());
+  }
+}
+
+// A Promise-returning worker. `work` runs on a libuv thread and must not touch
+// JS values; `done` runs on the JS thread and builds the resolved value.
+// `keep` holds JS values (typed arrays) alive until the work is over.
+template <typename R>
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  PromiseWorker(Napi::Env env, std::function<R()> work, std::function<Napi::Value(Napi::Env, R&)> done,
+                const std::vector<Napi::Value>& keep)
+      : Napi::AsyncWorker(env, "gpt-engine"), deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)), done_(std::move(done)) {
+    for (const auto& v : keep) refs_.push_back(Napi::Persistent(v));
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      result_ = std::make_unique<R>(work_());
+    } catch (const GptError& e) {
+      code_ = e.code_name();
+      msg_ = e.what();
+    } catch (const std::bad_alloc&) {
+      code_ = "OUT_OF_MEMORY";
+      msg_ = "out of host memory";
+    } catch (const std::exception& e) {
+      code_ = "INTERNAL";
+      msg_ = e.what();
+    } catch (...) {
+      code_ = "INTERNAL";
+      msg_ = "unknown native error";
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (!code_.empty()) {
+      deferred_.Reject(make_error(env, code_, msg_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(done_(env, *result_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const GptError& e) {
+      deferred_.Reject(make_error(env, e.code_name(), e.what()).Value());
+    } catch (const std::exception& e) {
+      deferred_.Reject(make_error(env, "INTERNAL", e.what()).Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<R()> work_;
+  std::function<Napi::Value(Napi::Env, R&)> done_;
+  std::unique_ptr<R> result_;
+  std::string code_, msg_;
+  std::vector<Napi::Reference<Napi::Value>> refs_;
+};
+
+// Queues work and returns its Promise.
+template <typename R>
+Napi::Promise run_async(Napi::Env env, std::function<R()> work, std::function<Napi::Value(Napi::Env, R&)> done,
+                        const std::vector<Napi::Value>& keep = {}) {
+  auto* w = new PromiseWorker<R>(env, std::move(work), std::move(done), keep);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace addon
+}  // namespace gpt

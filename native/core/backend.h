@@ -1,0 +1,138 @@
+// The backend contract: the ops a GPT training step and decoding need, on
+// memory the backend owns. `native/cpu` implements it always, `native/cuda`
+// when a CUDA compiler was found at build time. The model graph
+// (native/core/model.*) is written once against this interface.
+//
+// Legend for shape comments: B batch, T sequence, C channels (n_embd),
+// H heads, D head size (C / H), V vocabulary (padded: Vp), M = B*T rows.
+//
+// All tensors are fp32 in memory the backend allocated (host memory on the
+// CPU, device memory on CUDA) unless said otherwise. `Precision::BF16` asks
+// the matmuls to round their inputs to bf16 and accumulate in fp32; the
+// tensors in memory stay fp32 (master weights, DESIGN "Precision").
+// Accumulating ops (+=) say so; everything else overwrites its outputs.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace gpt {
+
+enum class Precision { FP32 = 0, BF16 = 1 };
+
+enum class AttnPattern { Dense = 0, Banded = 1 };
+
+// A strided view of a [B, H, T, D] tensor: element (b, h, t, d) lives at
+// ptr[b*sb + h*sh + t*st + d]. Lets the model hand the fused QKV buffer
+// ([B, T, 3C]) to attention without a permute: q = {qkv, T*3C, D, 3C},
+// k = {qkv + C, ...}, v = {qkv + 2C, ...}, and write out as [B, T, C].
+struct AttnTensor {
+  float* ptr = nullptr;
+  int64_t sb = 0, sh = 0, st = 0;
+};
+
+struct AttnShape {
+  int batch = 1, heads = 1, seq = 1, head_dim = 1;
+  AttnPattern pattern = AttnPattern::Dense;
+  int window = 0;  // banded only: query i sees keys j with i - window < j <= i
+  float scale = 1.0f;
+};
+
+struct AdamWParams {
+  float lr = 0, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
+  float grad_scale = 1.0f;  // multiplies the gradient first (clipping)
+  int64_t step = 1;         // 1-based, for bias correction
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;  // "cpu" | "cuda"
+
+  // ---- memory -------------------------------------------------------------
+  virtual void* alloc(size_t bytes, const char* what) = 0;  // OUT_OF_MEMORY names `what`
+  virtual void free(void* p) = 0;
+  virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void zero(void* p, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- linear layers (Conv1D layout: w [K, N], "in" x "out") --------------
+  // out[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when bias != nullptr)
+  virtual void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
+                              Precision p) = 0;
+  // dinp[M, K] = dout[M, N] @ w^T (overwrites; skipped when dinp == nullptr)
+  // dw[K, N] += inp^T @ dout; dbias[N] += colsum(dout) (skipped when nullptr)
+  virtual void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
+                               const float* w, int M, int K, int N, Precision p) = 0;
+  // Tied LM head: logits[M, Vp] = x[M, C] @ wte[Vp, C]^T
+  virtual void matmul_nt(float* out, const float* a, const float* b, int M, int K, int N, Precision p) = 0;
+
+  // ---- elementwise and normalization --------------------------------------
+  // out[M, C] = wte[tok] + wpe[t] (t = row % T)
+  virtual void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
+                                 int C) = 0;
+  // dwte[tok] += dout; dwpe[t] += dout (deterministic order)
+  virtual void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
+                                  int C) = 0;
+  // out = LN(inp) * gamma + beta over C; saves mean[M], rstd[M]
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
+                                 const float* beta, int M, int C, float eps) = 0;
+  // dinp += ...; dgamma += ...; dbeta += ...
+  virtual void layernorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout, const float* inp,
+                                  const float* gamma, const float* mean, const float* rstd, int M, int C) = 0;
+  // tanh-form GELU (GPT-2)
+  virtual void gelu_forward(float* out, const float* inp, int64_t n) = 0;
+  // dinp = dout * gelu'(inp) (overwrites)
+  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) = 0;
+  // out = a + b
+  virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;
+
+  // ---- attention (fused, flash-style; see native/cpu/attention.h) ---------
+  // lse: [B, H, T] contiguous, natural log of the scaled scores' sum of exp.
+  virtual void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
+                                 AttnTensor v) = 0;
+  // dq, dk, dv are overwritten.
+  virtual void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q,
+                                  AttnTensor k, AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout) = 0;
+
+  // ---- classifier ------------------------------------------------------------
+  // logits: [M, Vp] (only the first V columns are real). For each row with
+  // targets[r] >= 0: loss_sum += -log softmax(logits[r])[target]. When
+  // dlogits_scale != 0 the logits are overwritten in place by their gradient
+  // (softmax - onehot) * dlogits_scale (rows with target -1 get 0, padded
+  // columns get 0), so no second [M, Vp] buffer exists. Returns the loss sum
+  // (double, summed in a fixed order) and the count of non-ignored rows.
+  virtual double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dlogits_scale,
+                              int64_t* count) = 0;
+
+  // ---- optimizer -------------------------------------------------------------
+  // Sum of squares of g[0..n) in double, in a fixed order.
+  virtual double sum_squares(const float* g, int64_t n) = 0;
+  // Decoupled AdamW on one tensor; decay applies when weight_decay != 0.
+  virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) = 0;
+  virtual void scale(float* x, float s, int64_t n) = 0;
+};
+
+// Creates the CPU backend (never fails).
+std::unique_ptr<Backend> make_cpu_backend();
+
+// CUDA: availability and creation. Without a CUDA build, or without a usable
+// GPU, cuda_available() is false and cuda_unavailable_reason() says why;
+// make_cuda_backend() then throws NO_GPU.
+struct GpuInfo {
+  bool available = false;
+  std::string reason;  // why not, when !available
+  std::string name;
+  size_t total_memory = 0;
+  int cc_major = 0, cc_minor = 0;
+  int driver_version = 0, runtime_version = 0;
+  int device_count = 0;
+};
+bool cuda_compiled();
+GpuInfo cuda_info();
+std::unique_ptr<Backend> make_cuda_backend();
+
+}  // namespace gpt

@@ -1,0 +1,2 @@
+// The avx512 compilation of the ceiling probes (flags: CMakeLists.txt).
+#include "probe_impl.h"

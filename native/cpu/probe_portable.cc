@@ -1,0 +1,2 @@
+// The portable compilation of the ceiling probes (flags: CMakeLists.txt).
+#include "probe_impl.h"
