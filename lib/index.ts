@@ -4,3 +4,7 @@
 export * from './errors';
 export { loadAddon } from './native';
 export * from './runtime';
+export * from './config';
+export * from './params';
+export * from './flops';
+export * as validate from './validate';
