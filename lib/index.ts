@@ -8,3 +8,5 @@ export * from './config';
 export * from './params';
 export * from './flops';
 export * as validate from './validate';
+export { Rng } from './rng';
+export type { RngState } from './rng';
