@@ -1,0 +1,194 @@
+// The GPT model graph (DESIGN "The model"), written once against the Backend
+// interface (backend.h): parameters, gradients and the two AdamW moments each
+// live in one contiguous backend buffer; activations are preallocated for the
+// largest B*T seen and regrown when a call needs more.
+//
+// Legend: B batch, T sequence, C n_embd, H heads, D = C / H, L n_layer,
+// V vocab_size, Vp = V padded to a multiple of 64 (internal only), M = B*T.
+//
+// Gradients contract (DESIGN "Gradients"): the gradient buffer accumulates the
+// gradient of the *sum* of per-target losses over every forward_backward since
+// the last step, and `count_` counts the non-ignored targets. Whoever reads
+// gradients (gradients(), step()) scales by 1 / count, which makes the result
+// exactly the gradient of the mean loss over all of those targets, whatever
+// the number of micro-batches and however many targets each ignored.
+//
+// Parameter layout inside params() (and identically in grads(), m(), v()),
+// in this order, each tensor starting on a 16-float (64-byte) boundary:
+//   wte [Vp, C] (rows V..Vp-1 are zero and never exposed), wpe [n_positions, C],
+//   per layer l: ln_1.weight [C], ln_1.bias [C], attn.c_attn.weight [C, 3C],
+//   attn.c_attn.bias [3C], attn.c_proj.weight [C, C], attn.c_proj.bias [C],
+//   ln_2.weight [C], ln_2.bias [C], mlp.c_fc.weight [C, 4C], mlp.c_fc.bias [4C],
+//   mlp.c_proj.weight [4C, C], mlp.c_proj.bias [C];
+//   ln_f.weight [C], ln_f.bias [C].
+// Linear weights are Conv1D [in, out] (Hugging Face GPT-2 layout), so
+// y = x @ W + b is Backend::matmul_forward(y, x, W, b, M, in, out).
+//
+// Decoding (native/core/decode.*) reads the same weights through
+// Model::weights() and runs on Model::backend(); it must hold the model's
+// mutex (Model::mutex()) while it does.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+
+namespace gpt {
+
+struct ModelConfig {
+  int n_layer = 0;
+  int n_head = 0;
+  int n_embd = 0;
+  int n_positions = 0;
+  int vocab_size = 0;      // V, as the user sees it
+  int padded_vocab = 0;    // Vp = ceil(V / 64) * 64, filled by Model
+  float layer_norm_epsilon = 1e-5f;
+  std::vector<AttnPattern> patterns;  // one per layer
+  int attention_window = 0;           // banded layers only
+  int head_dim() const { return n_embd / n_head; }
+};
+
+// Pointers into Model::params() for one block (device memory of the backend).
+struct LayerWeights {
+  float* ln_1_w;     // [C]
+  float* ln_1_b;     // [C]
+  float* c_attn_w;   // [C, 3C]  (q | k | v along the output)
+  float* c_attn_b;   // [3C]
+  float* attn_proj_w;  // [C, C]
+  float* attn_proj_b;  // [C]
+  float* ln_2_w;     // [C]
+  float* ln_2_b;     // [C]
+  float* c_fc_w;     // [C, 4C]
+  float* c_fc_b;     // [4C]
+  float* mlp_proj_w; // [4C, C]
+  float* mlp_proj_b; // [C]
+};
+
+// The whole set of weight pointers. The same struct shape also describes the
+// gradient buffer (Model::grad_weights()).
+struct Weights {
+  float* wte = nullptr;  // [Vp, C]; the tied LM head reads it as [Vp, C]^T
+  float* wpe = nullptr;  // [n_positions, C]
+  std::vector<LayerWeights> layers;
+  float* ln_f_w = nullptr;  // [C]
+  float* ln_f_b = nullptr;  // [C]
+};
+
+// One named tensor of the parameter buffer.
+struct TensorInfo {
+  std::string name;            // Hugging Face GPT-2 name without "transformer."
+  std::vector<int64_t> shape;  // as users see it (wte: [V, C], unpadded)
+  int64_t offset = 0;          // floats from the start of the buffer
+  int64_t numel = 0;           // elements users see (wte: V*C)
+  int64_t stored = 0;          // elements in the buffer (wte: Vp*C)
+  bool decay = false;          // weight decay applies (2-D tensors)
+};
+
+struct StepOptions {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
+  float grad_clip = 0.0f;  // <= 0: no clipping
+};
+
+struct StepResult {
+  double grad_norm = 0;  // global L2 norm of the mean gradient, before clipping
+  double clip_scale = 1;  // min(1, grad_clip / norm) when clipping, else 1
+  int64_t step = 0;       // optimizer steps taken so far (after this one)
+  int64_t tokens = 0;     // targets the gradient averaged over
+};
+
+// Milliseconds of the last calls, for `bench train`.
+struct Timings {
+  double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision precision, uint64_t seed);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // ---- what other parts of the core use ------------------------------------
+  const ModelConfig& config() const { return cfg_; }
+  Backend& backend() { return *backend_; }
+  Precision precision() const { return precision_; }
+  const Weights& weights() const { return w_; }
+  const Weights& grad_weights() const { return g_; }
+  float* params() { return params_; }
+  float* grads() { return grads_; }
+  int64_t num_floats() const { return n_floats_; }  // length of each of the four buffers
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  // Index into tensors() by name; -1 if unknown.
+  int find_tensor(const std::string& name) const;
+  // Serializes calls on this model (the addon takes it for every call).
+  std::mutex& mutex() { return mu_; }
+
+  // ---- the training step -----------------------------------------------------
+  // tokens, targets: host arrays of B*T ids (targets may hold -1 = ignored).
+  // forward(): logits_out (host, [B, T, V], unpadded) receives the logits.
+  void forward(const int32_t* tokens, int B, int T, float* logits_out);
+  // Mean loss over non-ignored targets (NaN when all are ignored); no gradients.
+  double loss(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count = nullptr);
+  // Forward + backward; accumulates gradients. Returns this batch's mean loss.
+  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count = nullptr);
+  // Clip + AdamW + zero the gradients. NONFINITE: weights and moments
+  // unchanged, gradients zeroed, step counter unchanged.
+  StepResult step(const StepOptions& o);
+  void zero_grad();
+  // Non-ignored targets accumulated since the last step / zero_grad.
+  int64_t accumulated_targets() const { return count_; }
+  // Global norm of the current mean gradient (what step() would report).
+  double grad_norm();
+
+  // ---- copies in and out (host memory, unpadded shapes) ----------------------
+  enum class Buffer { Params, Grads, ExpAvg, ExpAvgSq };
+  // Copies tensor `index` into host dst (numel floats). Grads come out as the
+  // mean gradient (scaled by 1 / count).
+  void read_tensor(Buffer which, int index, float* dst);
+  // Copies host src (numel floats) into tensor `index`. Only Params, ExpAvg
+  // and ExpAvgSq are writable.
+  void write_tensor(Buffer which, int index, const float* src);
+  int64_t optimizer_step() const { return step_; }
+  void set_optimizer_step(int64_t s) { step_ = s; }
+
+  // ---- accounting ------------------------------------------------------------
+  struct Memory {
+    size_t params = 0, grads = 0, optimizer = 0, activations = 0;
+  };
+  Memory memory() const;
+  const Timings& timings() const { return timings_; }
+
+ private:
+  struct Acts;  // activation buffers, model.cc
+  void layout();
+  void init_weights(uint64_t seed);
+  void ensure_acts(int B, int T);
+  void upload_tokens(const int32_t* tokens, const int32_t* targets, int B, int T);
+  void check_tokens(const int32_t* tokens, const int32_t* targets, int B, int T) const;
+  // Runs the blocks and ln_f, then the head into acts logits. Returns nothing;
+  // the caller runs the classifier.
+  void forward_body(int B, int T);
+  void backward_body(int B, int T);
+
+  ModelConfig cfg_;
+  std::unique_ptr<Backend> backend_;
+  Precision precision_;
+  std::vector<TensorInfo> tensors_;
+  int64_t n_floats_ = 0;
+  float* params_ = nullptr;
+  float* grads_ = nullptr;
+  float* m_ = nullptr;
+  float* v_ = nullptr;
+  Weights w_, g_;
+  std::unique_ptr<Acts> acts_;
+  int64_t count_ = 0;  // non-ignored targets since the last step
+  int64_t step_ = 0;   // optimizer steps taken
+  Timings timings_;
+  std::mutex mu_;
+};
+
+}  // namespace gpt
