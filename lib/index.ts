@@ -10,3 +10,7 @@ export * from './flops';
 export * as validate from './validate';
 export { Rng } from './rng';
 export type { RngState } from './rng';
+export { collectInfo } from './info';
+export type { EngineInfo, BackendCheck } from './info';
+export { gemm } from './gemm';
+export type { GemmOptions, GemmPrecision } from './gemm';

@@ -50,11 +50,13 @@ function boundsText(min?: number, max?: number): string {
 /** An integer (a JS number with no fraction), optionally within [min, max]. */
 export function expectInteger(field: string, value: unknown, opts: IntOptions = {}): number {
   const { min, max } = opts;
-  const what =
-    min === 1 && max === undefined ? 'a positive integer' : min === 0 && max === undefined ? 'a non-negative integer' : `an integer${boundsText(min, max)}`;
-  if (typeof value !== 'number') throw typeError(what, field, value);
-  if (!Number.isInteger(value)) throw rangeError(what, field, value);
-  if ((min !== undefined && value < min) || (max !== undefined && value > max)) throw rangeError(what, field, value);
+  const kind = min === 1 ? 'a positive integer' : min === 0 ? 'a non-negative integer' : 'an integer';
+  // Name the bound that was crossed; a plain "positive integer" for the common case.
+  const general = min === 1 || min === 0 ? kind : `${kind}${boundsText(min, max)}`;
+  if (typeof value !== 'number') throw typeError(general, field, value);
+  if (!Number.isInteger(value)) throw rangeError(general, field, value);
+  if (min !== undefined && value < min) throw rangeError(min === 1 || min === 0 ? kind : `${kind}${boundsText(min, max)}`, field, value);
+  if (max !== undefined && value > max) throw rangeError(`${kind}${min === 1 || min === 0 ? ` <= ${max}` : boundsText(min, max)}`, field, value);
   return value;
 }
 
@@ -124,19 +126,19 @@ export function expectInt32Array(field: string, value: unknown, length?: number)
   return value;
 }
 
-/** Levenshtein distance, for did-you-mean hints. */
+/** Edit distance with adjacent transpositions (a typo is one edit), for did-you-mean hints. */
 export function editDistance(a: string, b: string): number {
   const m = a.length;
   const n = b.length;
-  let prev = Array.from({ length: n + 1 }, (_, j) => j);
+  const d: number[][] = Array.from({ length: m + 1 }, (_, i) => Array.from({ length: n + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= m; i++) {
-    const cur = [i];
     for (let j = 1; j <= n; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
-    prev = cur;
   }
-  return prev[n];
+  return d[m][n];
 }
 
 /** " (did you mean "x"?)" when a choice is close to `value`, else "". */

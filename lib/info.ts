@@ -1,0 +1,141 @@
+/**
+ * What `gpt-engine info` reports, as data (also used by the benchmarks'
+ * machine section).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { addonCandidates, CoreNative, loadAddon, packageRoot } from './native';
+import { environmentWarnings } from './runtime';
+
+export interface BackendCheck {
+  backend: 'cpu' | 'cuda';
+  ok: boolean;
+  skipped?: boolean;
+  detail: string;
+}
+
+export interface EngineInfo {
+  version: string;
+  addon: { loaded: boolean; path?: string; error?: string };
+  cpu: { model: string; isa: string; supportedIsas: string[]; avx512bf16: boolean; logicalCpus: number };
+  threads: number;
+  memoryBytes: number;
+  cuda: ReturnType<CoreNative['cudaInfo']> | { compiled: false; available: false; reason: string; name: ''; totalMemory: 0; computeCapability: ''; driverVersion: 0; runtimeVersion: 0; deviceCount: 0 };
+  checks: BackendCheck[];
+  warnings: string[];
+}
+
+export function packageVersion(): string {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The CPU's model name (from /proc/cpuinfo where os.cpus() is vague). */
+export function cpuModel(): string {
+  const name = os.cpus()[0]?.model?.trim() ?? 'unknown';
+  return name || 'unknown';
+}
+
+/**
+ * A tiny computation per backend: a small dense attention forward checked
+ * against a plain float64 loop when the attention binding exists, else a
+ * check that the thread pool and the FMA probe run.
+ */
+async function checkBackend(backend: 'cpu' | 'cuda', native: CoreNative & Record<string, unknown>): Promise<BackendCheck> {
+  const T = 5;
+  const D = 8;
+  const q = new Float32Array(T * D).map((_, i) => Math.sin(i * 0.7));
+  const k = new Float32Array(T * D).map((_, i) => Math.cos(i * 0.3));
+  const v = new Float32Array(T * D).map((_, i) => Math.sin(i * 0.11 + 1));
+  const scale = 1 / Math.sqrt(D);
+  // float64 reference
+  const ref = new Float64Array(T * D);
+  for (let i = 0; i < T; i++) {
+    const s: number[] = [];
+    for (let j = 0; j <= i; j++) {
+      let dot = 0;
+      for (let d = 0; d < D; d++) dot += q[i * D + d] * k[j * D + d];
+      s.push(dot * scale);
+    }
+    const m = Math.max(...s);
+    const e = s.map((x) => Math.exp(x - m));
+    const z = e.reduce((a, b) => a + b, 0);
+    for (let d = 0; d < D; d++) {
+      let acc = 0;
+      for (let j = 0; j <= i; j++) acc += (e[j] / z) * v[j * D + d];
+      ref[i * D + d] = acc;
+    }
+  }
+  try {
+    // Loaded lazily so `info` works even while the attention module is absent.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const attn = require('./attention') as {
+      forward: (o: Record<string, unknown>) => Promise<{ out: Float32Array }>;
+    };
+    const t0 = process.hrtime.bigint();
+    const { out } = await attn.forward({ q, k, v, batch: 1, heads: 1, seq: T, headDim: D, pattern: 'dense', device: backend });
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    let err = 0;
+    let norm = 0;
+    for (let i = 0; i < ref.length; i++) {
+      err += (out[i] - ref[i]) ** 2;
+      norm += ref[i] ** 2;
+    }
+    const rel = Math.sqrt(err / norm);
+    const ok = Number.isFinite(rel) && rel < 1e-5;
+    return { backend, ok, detail: `attention ${T}x${D} against float64: relative error ${rel.toExponential(2)} (${ms.toFixed(2)} ms)` };
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (err.code === 'MODULE_NOT_FOUND' && backend === 'cpu') {
+      const p = await native.probeFmaPeak({ seconds: 0.05, repeats: 1 });
+      return { backend, ok: p.gflops > 0, detail: `thread pool and FMA probe ran (${p.gflops.toFixed(0)} GFLOP/s)` };
+    }
+    if (err.code === 'NO_GPU') return { backend, ok: false, skipped: true, detail: err.message };
+    return { backend, ok: false, detail: `${err.name}: ${err.message}` };
+  }
+}
+
+export async function collectInfo(): Promise<EngineInfo> {
+  const base = {
+    version: packageVersion(),
+    memoryBytes: os.totalmem(),
+    warnings: [] as string[],
+  };
+  let native: CoreNative & Record<string, unknown>;
+  try {
+    native = loadAddon() as CoreNative & Record<string, unknown>;
+  } catch (e) {
+    return {
+      ...base,
+      addon: { loaded: false, error: (e as Error).message },
+      cpu: { model: cpuModel(), isa: 'unknown', supportedIsas: [], avx512bf16: false, logicalCpus: os.cpus().length },
+      threads: 0,
+      cuda: { compiled: false, available: false, reason: 'the addon did not load', name: '', totalMemory: 0, computeCapability: '', driverVersion: 0, runtimeVersion: 0, deviceCount: 0 },
+      checks: [{ backend: 'cpu', ok: false, detail: 'the addon did not load' }],
+    };
+  }
+  const addonPath = addonCandidates().find((f) => fs.existsSync(f));
+  const cuda = native.cudaInfo();
+  const checks = [await checkBackend('cpu', native)];
+  if (cuda.available) checks.push(await checkBackend('cuda', native));
+  else checks.push({ backend: 'cuda', ok: false, skipped: true, detail: cuda.reason });
+  return {
+    ...base,
+    addon: { loaded: true, path: addonPath },
+    cpu: {
+      model: cpuModel(),
+      isa: native.getIsa(),
+      supportedIsas: native.supportedIsas(),
+      avx512bf16: native.hasAvx512Bf16(),
+      logicalCpus: os.cpus().length,
+    },
+    threads: native.getThreads(),
+    cuda,
+    checks,
+    warnings: environmentWarnings(),
+  };
+}

@@ -1,0 +1,75 @@
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import { loadAddon } from '../../lib/native';
+import { getIsa, getThreads, setIsa, setThreads, supportedIsas } from '../../lib/runtime';
+
+describe('addon core', () => {
+  test('loads and reports threads and ISA', () => {
+    expect(getThreads()).toBeGreaterThanOrEqual(1);
+    expect(['avx512', 'avx2', 'portable']).toContain(getIsa());
+    expect(supportedIsas()).toContain('portable');
+  });
+
+  test('setThreads resizes the pool and validates', () => {
+    const before = getThreads();
+    setThreads(1);
+    expect(getThreads()).toBe(1);
+    setThreads(3);
+    expect(getThreads()).toBe(3);
+    setThreads(before);
+    expect(() => setThreads(0)).toThrow('Expected a positive integer for threads but received 0 (number)');
+    expect(() => setThreads(5000)).toThrow('Expected a positive integer <= 1024 for threads but received 5000 (number)');
+    expect(() => setThreads(1.5)).toThrow(RangeError);
+  });
+
+  test('setIsa switches among supported paths and refuses others', () => {
+    const before = getIsa();
+    for (const isa of supportedIsas()) {
+      setIsa(isa);
+      expect(getIsa()).toBe(isa);
+    }
+    setIsa(before);
+    expect(() => setIsa('sse9' as never)).toThrow(/Expected one of "avx512", "avx2", "portable" for isa/);
+  });
+
+  test('FMA probe and bandwidth probe return positive rates on every path', async () => {
+    const a = loadAddon();
+    const before = getIsa();
+    for (const isa of supportedIsas()) {
+      setIsa(isa);
+      const p = await a.probeFmaPeak({ seconds: 0.02, repeats: 1 });
+      expect(p.gflops).toBeGreaterThan(0);
+    }
+    setIsa(before);
+    const bw = await a.probeBandwidth({ bytes: 8 << 20, repeats: 1 });
+    expect(bw.gbps).toBeGreaterThan(0);
+    expect(() => a.probeFmaPeak({ seconds: -1 })).toThrow(/seconds/);
+  });
+
+  test('cudaInfo always answers, with a reason when there is no GPU', () => {
+    const info = loadAddon().cudaInfo();
+    expect(typeof info.available).toBe('boolean');
+    if (!info.available) expect(info.reason.length).toBeGreaterThan(10);
+  });
+
+  test('a bad GPT_ENGINE_ADDON path gives one message naming what was tried and the fix', () => {
+    const script = `
+      process.env.GPT_ENGINE_ADDON = '/nonexistent/x.node';
+      const m = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'lib', 'native.js'))});
+      try { m.loadAddon(); console.log('loaded'); } catch (e) { console.log(e.message); }`;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    // The fallback build/Release path still loads; the bogus one is listed only on failure.
+    expect(out.trim()).toBe('loaded');
+    const script2 = `
+      const fs = require('fs');
+      const m = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'lib', 'native.js'))});
+      m.addonCandidates = () => [];
+      const orig = fs.existsSync; fs.existsSync = (p) => String(p).endsWith('.node') ? false : orig(p);
+      try { m.loadAddon(); console.log('loaded'); } catch (e) { console.log(e.message); }`;
+    const out2 = execFileSync(process.execPath, ['-e', script2], { encoding: 'utf8' });
+    expect(out2).toMatch(/could not load the native addon/);
+    expect(out2).toMatch(/not found/);
+    expect(out2).toMatch(/Platform: linux-/);
+    expect(out2).toMatch(/npm rebuild gpt-engine/);
+  });
+});
