@@ -1,14 +1,15 @@
-// Creates the CUDA backend. Until native/cuda implements the Backend
-// interface, a CUDA build reports that the backend is not available.
+// Creates the CUDA backend when a usable GPU exists; otherwise NO_GPU with
+// the reason cuda_info() found (device.cu).
 #include "../core/backend.h"
 #include "../core/error.h"
+#include "cuda_backend.cuh"
 
 namespace gpt {
 
 std::unique_ptr<Backend> make_cuda_backend() {
   GpuInfo g = cuda_info();
   if (!g.available) throw GptError(ErrorCode::NoGpu, g.reason);
-  throw GptError(ErrorCode::NoGpu, "the CUDA backend's kernels are not built into this version yet");
+  return cuda::new_cuda_backend(0);
 }
 
 }  // namespace gpt

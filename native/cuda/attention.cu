@@ -1,0 +1,562 @@
+// Flash attention kernels (see attention.cuh for the contract).
+//
+// Forward: one block of 4 warps per (query tile of 64, head, batch); each warp
+// owns 16 query rows, keeps its Q fragments in registers and runs the online
+// softmax over key tiles of 64 staged in shared memory (K as [key][d], V
+// transposed as [d][key] so both mma operands are 32-bit shared loads). The
+// scores live in log2 units (scale * log2(e) folded in) so exp is one exp2.
+// P goes from the score accumulators straight into A fragments: an mma C
+// tile pair (keys 16j..16j+15) has exactly the A-fragment layout.
+//
+// Backward: attention_dvec (D = rowsum(dO*O)), then attention_bwd_dkdv (one
+// block per key tile of 64; loops over the query tiles of 32 that see it,
+// computing S^T and dP^T directly so dK and dV stay in registers), then
+// attention_bwd_dq (one block per query tile of 64; loops over key tiles of
+// 32). No atomics: every output element has one writer, so results are
+// deterministic.
+//
+// Shape legend: B batch, H heads, T sequence, D head size; "bh" = (b, h).
+#include <cuda_bf16.h>
+#include <math_constants.h>
+
+#include <string>
+
+#include "../core/error.h"
+#include "attention.cuh"
+#include "check.cuh"
+#include "common.cuh"
+
+namespace gpt {
+namespace cuda {
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr int kThreads = 128;  // 4 warps
+
+// Which (query i, key j) pairs count: j <= i, j > i - window when banded, both < T.
+struct Mask {
+  int T, window;
+  bool banded;
+  __device__ __forceinline__ bool ok(int i, int j) const {
+    return j <= i && i < T && j < T && (!banded || j > i - window);
+  }
+  // True when some pair in queries [q0, q0+nq) x keys [k0, k0+nk) fails ok()
+  // (the tile is cut by the diagonal, the band edge or the end of the sequence).
+  __device__ __forceinline__ bool cuts(int q0, int nq, int k0, int nk) const {
+    return (k0 + nk - 1 > q0) || (q0 + nq > T) || (k0 + nk > T) || (banded && k0 <= q0 + nq - 1 - window);
+  }
+};
+
+// Stages rows [t0, t0+ROWS) of one (b, h) slice of a strided view into shared
+// memory as bf16, zero past T: row-major [ROWS][D+8] into `rm` and/or
+// transposed [D][ROWS+8] into `tr` (either may be null).
+template <int D, int ROWS>
+__device__ __forceinline__ void stage(__nv_bfloat16* rm, __nv_bfloat16* tr, const float* __restrict__ base,
+                                      long long st, int t0, int T) {
+  for (int idx = threadIdx.x; idx < ROWS * D; idx += kThreads) {
+    const int r = idx / D, d = idx - (idx / D) * D;
+    const int t = t0 + r;
+    const float v = t < T ? __ldg(base + (long long)t * st + d) : 0.0f;
+    const __nv_bfloat16 b = __float2bfloat16_rn(v);
+    if (rm) rm[r * (D + 8) + d] = b;
+    if (tr) tr[d * (ROWS + 8) + r] = b;
+  }
+}
+
+template <int D>
+constexpr int fwd_smem_bytes() {
+  return 2 * (64 * (D + 8) /*Q*/ + 64 * (D + 8) /*K*/ + D * (64 + 8) /*V^T*/);
+}
+template <int D>
+constexpr int dkdv_smem_bytes() {
+  return 2 * (2 * 64 * (D + 8) /*K, V*/ + 2 * 32 * (D + 8) /*Q, dO*/ + 2 * D * (32 + 8) /*Q^T, dO^T*/) +
+         2 * 32 * 4 /*lse, D*/;
+}
+template <int D>
+constexpr int dq_smem_bytes() {
+  return 2 * (2 * 64 * (D + 8) /*Q, dO*/ + 2 * 32 * (D + 8) /*K, V*/ + D * (32 + 8) /*K^T*/) + 2 * 64 * 4;
+}
+static_assert(dkdv_smem_bytes<128>() <= 99 * 1024 && dq_smem_bytes<128>() <= 99 * 1024 &&
+                  fwd_smem_bytes<128>() <= 99 * 1024,
+              "shared memory must fit sm_80's per-block opt-in limit (163 KB) with room for two blocks");
+
+// ---------------------------------------------------------------------------
+// Forward. Grid (ceil(T/64), H, B); heavy (late) query tiles first.
+// out: [B,H,T,D] view; lse: [B,H,T]
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q,
+                                                                 AttnTensor k, AttnTensor v, int H, int T,
+                                                                 float scale_log2, Mask mask) {
+  static_assert(D % 16 == 0, "head dim must be a multiple of 16");
+  constexpr int BR = 64, BC = 64, QP = D + 8, VP = BC + 8;
+  constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [BR][QP]
+  __nv_bfloat16* Ks = Qs + BR * QP;                                   // [BC][QP]
+  __nv_bfloat16* Vt = Ks + BC * QP;                                   // [D][VP]
+
+  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int q0 = qt * BR;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const float* qb = q.ptr + b * q.sb + h * q.sh;
+  const float* kb = k.ptr + b * k.sb + h * k.sh;
+  const float* vb = v.ptr + b * v.sb + h * v.sh;
+
+  stage<D, BR>(Qs, nullptr, qb, q.st, q0, T);
+  __syncthreads();
+  uint32_t qf[KS][4];
+#pragma unroll
+  for (int ks = 0; ks < KS; ++ks) {
+    const __nv_bfloat16* p = Qs + (warp * 16 + g) * QP + ks * 16 + 2 * t;
+    qf[ks][0] = lds32(p);
+    qf[ks][1] = lds32(p + 8 * QP);
+    qf[ks][2] = lds32(p + 8);
+    qf[ks][3] = lds32(p + 8 * QP + 8);
+  }
+
+  float o[DN][4];
+#pragma unroll
+  for (int i = 0; i < DN; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float mrow[2] = {-CUDART_INF_F, -CUDART_INF_F}, lrow[2] = {0.0f, 0.0f};
+  const int row0 = q0 + warp * 16 + g;  // rows row0 and row0 + 8
+
+  const int hi = min(T, q0 + BR);
+  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  for (int kt = lo / BC; kt * BC < hi; ++kt) {
+    const int k0 = kt * BC;
+    __syncthreads();  // everyone is done with the previous K/V tile
+    stage<D, BC>(Ks, nullptr, kb, k.st, k0, T);
+    stage<D, BC>(nullptr, Vt, vb, v.st, k0, T);
+    __syncthreads();
+
+    float s[NJ][4];
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const __nv_bfloat16* p = Ks + (j * 8 + g) * QP + ks * 16 + 2 * t;
+        uint32_t bf[2] = {lds32(p), lds32(p + 8)};
+        mma_bf16_16816(s[j], qf[ks], bf);
+      }
+    }
+    const bool cut = mask.cuts(q0, BR, k0, BC);
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        float x = s[j][c] * scale_log2;
+        if (cut && !mask.ok(row0 + (c / 2) * 8, k0 + j * 8 + 2 * t + (c % 2))) x = -CUDART_INF_F;
+        s[j][c] = x;
+      }
+    // Online softmax per row (c/2 selects row0 or row0+8); the 4 threads of a
+    // quad hold one row between them.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = -CUDART_INF_F;
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(mrow[r], mx);
+      // A row with nothing visible yet keeps m = -inf: use 0 as the base so
+      // exp2 gives 0 for its masked scores instead of NaN.
+      const float base = mnew == -CUDART_INF_F ? 0.0f : mnew;
+      const float alpha = exp2f(mrow[r] - base);  // 0 when mrow was -inf
+      mrow[r] = mnew;
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        s[j][2 * r] = exp2f(s[j][2 * r] - base);
+        s[j][2 * r + 1] = exp2f(s[j][2 * r + 1] - base);
+        sum += s[j][2 * r] + s[j][2 * r + 1];
+      }
+      lrow[r] = lrow[r] * alpha + sum;  // per-thread partial; quad-reduced at the end
+#pragma unroll
+      for (int dn = 0; dn < DN; ++dn) {
+        o[dn][2 * r] *= alpha;
+        o[dn][2 * r + 1] *= alpha;
+      }
+    }
+    // O += P V
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) {
+      uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                        pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+      for (int dn = 0; dn < DN; ++dn) {
+        const __nv_bfloat16* p = Vt + (dn * 8 + g) * VP + kk * 16 + 2 * t;
+        uint32_t bf[2] = {lds32(p), lds32(p + 8)};
+        mma_bf16_16816(o[dn], pa, bf);
+      }
+    }
+  }
+
+  float* ob = out.ptr + b * out.sb + h * out.sh;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = lrow[r];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const int row = row0 + r * 8;
+    if (row >= T) continue;
+    const float inv = 1.0f / l;  // l >= 1: the row's max element contributes exp2(0)
+#pragma unroll
+    for (int dn = 0; dn < DN; ++dn) {
+      float* dst = ob + (long long)row * out.st + dn * 8 + 2 * t;
+      dst[0] = o[dn][2 * r] * inv;
+      dst[1] = o[dn][2 * r + 1] * inv;
+    }
+    if (t == 0) lse[((long long)b * H + h) * T + row] = (mrow[r] + log2f(l)) * kLn2;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// D[bh, i] = sum_d dO[i, d] * O[i, d]. One warp per row. Grid (ceil(T/4), H, B).
+__global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, AttnTensor dout, int H, int T, int D) {
+  const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int h = blockIdx.y, b = blockIdx.z;
+  if (row >= T) return;
+  const float* o = out.ptr + b * out.sb + h * out.sh + (long long)row * out.st;
+  const float* d = dout.ptr + b * dout.sb + h * dout.sh + (long long)row * dout.st;
+  float s = 0.0f;
+  for (int i = lane; i < D; i += 32) s += o[i] * d[i];
+  s = warp_sum(s);
+  if (lane == 0) dvec[((long long)b * H + h) * T + row] = s;
+}
+
+// ---------------------------------------------------------------------------
+// dK, dV for one key tile of 64 (each warp 16 keys). Grid (ceil(T/64), H, B).
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q,
+                                                                      AttnTensor k, AttnTensor v,
+                                                                      const float* __restrict__ lse,
+                                                                      const float* __restrict__ dvec, AttnTensor dout,
+                                                                      int H, int T, float scale, float scale_log2,
+                                                                      Mask mask) {
+  constexpr int BC = 64, BR = 32, RP = D + 8, TP = BR + 8;
+  constexpr int KS = D / 16, DN = D / 8, NJ = BR / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [BC][RP]
+  __nv_bfloat16* Vs = Ks + BC * RP;                                   // [BC][RP]
+  __nv_bfloat16* Qs = Vs + BC * RP;                                   // [BR][RP]
+  __nv_bfloat16* dOs = Qs + BR * RP;                                  // [BR][RP]
+  __nv_bfloat16* Qt = dOs + BR * RP;                                  // [D][TP]
+  __nv_bfloat16* dOt = Qt + D * TP;                                   // [D][TP]
+  float* lse2_s = reinterpret_cast<float*>(dOt + D * TP);             // [BR], log2 units
+  float* dvec_s = lse2_s + BR;                                        // [BR]
+
+  const int kt = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int k0 = kt * BC;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const long long bh = (long long)b * H + h;
+  const float* qb = q.ptr + b * q.sb + h * q.sh;
+  const float* kb = k.ptr + b * k.sb + h * k.sh;
+  const float* vb = v.ptr + b * v.sb + h * v.sh;
+  const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
+
+  stage<D, BC>(Ks, nullptr, kb, k.st, k0, T);
+  stage<D, BC>(Vs, nullptr, vb, v.st, k0, T);
+
+  float dka[DN][4], dva[DN][4];
+#pragma unroll
+  for (int i = 0; i < DN; ++i)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) dka[i][c] = dva[i][c] = 0.0f;
+  const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
+
+  // Queries that see a key in [k0, k0+BC): i >= k0, and i < j + window when banded.
+  const int qlo = k0;
+  const int qhi = mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
+  for (int qt = qlo / BR; qt * BR < qhi; ++qt) {
+    const int q0 = qt * BR;
+    __syncthreads();  // previous query tile fully consumed (and K/V staged on the first pass)
+    stage<D, BR>(Qs, Qt, qb, q.st, q0, T);
+    stage<D, BR>(dOs, dOt, dob, dout.st, q0, T);
+    if (threadIdx.x < BR) {
+      const int i = q0 + threadIdx.x;
+      lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
+      dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+    }
+    __syncthreads();
+
+    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x BR queries.
+    float st_[NJ][4], dpt[NJ][4];
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) st_[j][c] = dpt[j][c] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      uint32_t ka[4], va[4];
+      const __nv_bfloat16* pk = Ks + (warp * 16 + g) * RP + ks * 16 + 2 * t;
+      const __nv_bfloat16* pv = Vs + (warp * 16 + g) * RP + ks * 16 + 2 * t;
+      ka[0] = lds32(pk); ka[1] = lds32(pk + 8 * RP); ka[2] = lds32(pk + 8); ka[3] = lds32(pk + 8 * RP + 8);
+      va[0] = lds32(pv); va[1] = lds32(pv + 8 * RP); va[2] = lds32(pv + 8); va[3] = lds32(pv + 8 * RP + 8);
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const __nv_bfloat16* pq = Qs + (j * 8 + g) * RP + ks * 16 + 2 * t;
+        const __nv_bfloat16* pd = dOs + (j * 8 + g) * RP + ks * 16 + 2 * t;
+        uint32_t qbf[2] = {lds32(pq), lds32(pq + 8)};
+        uint32_t dbf[2] = {lds32(pd), lds32(pd + 8)};
+        mma_bf16_16816(st_[j], ka, qbf);
+        mma_bf16_16816(dpt[j], va, dbf);
+      }
+    }
+    // P^T and dS^T in place. Element c: key key0 + (c/2)*8, query q0 + j*8 + 2t + c%2.
+    const bool cut = mask.cuts(q0, BR, k0, BC);
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int qi = j * 8 + 2 * t + (c % 2);
+        float p = exp2f(st_[j][c] * scale_log2 - lse2_s[qi]);
+        if (cut && !mask.ok(q0 + qi, key0 + (c / 2) * 8)) p = 0.0f;
+        st_[j][c] = p;
+        dpt[j][c] = p * (dpt[j][c] - dvec_s[qi]);
+      }
+    // dV += P^T dO, dK += dS^T Q (k index = query).
+#pragma unroll
+    for (int kk = 0; kk < BR / 16; ++kk) {
+      uint32_t pa[4] = {pack_bf16(st_[2 * kk][0], st_[2 * kk][1]), pack_bf16(st_[2 * kk][2], st_[2 * kk][3]),
+                        pack_bf16(st_[2 * kk + 1][0], st_[2 * kk + 1][1]),
+                        pack_bf16(st_[2 * kk + 1][2], st_[2 * kk + 1][3])};
+      uint32_t sa[4] = {pack_bf16(dpt[2 * kk][0], dpt[2 * kk][1]), pack_bf16(dpt[2 * kk][2], dpt[2 * kk][3]),
+                        pack_bf16(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]),
+                        pack_bf16(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
+#pragma unroll
+      for (int dn = 0; dn < DN; ++dn) {
+        const __nv_bfloat16* pd = dOt + (dn * 8 + g) * TP + kk * 16 + 2 * t;
+        const __nv_bfloat16* pq = Qt + (dn * 8 + g) * TP + kk * 16 + 2 * t;
+        uint32_t dbf[2] = {lds32(pd), lds32(pd + 8)};
+        uint32_t qbf[2] = {lds32(pq), lds32(pq + 8)};
+        mma_bf16_16816(dva[dn], pa, dbf);
+        mma_bf16_16816(dka[dn], sa, qbf);
+      }
+    }
+  }
+
+  float* dkb = dk.ptr + b * dk.sb + h * dk.sh;
+  float* dvb = dv.ptr + b * dv.sb + h * dv.sh;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int key = key0 + r * 8;
+    if (key >= T) continue;
+#pragma unroll
+    for (int dn = 0; dn < DN; ++dn) {
+      float* pk = dkb + (long long)key * dk.st + dn * 8 + 2 * t;
+      float* pv = dvb + (long long)key * dv.st + dn * 8 + 2 * t;
+      pk[0] = dka[dn][2 * r] * scale;
+      pk[1] = dka[dn][2 * r + 1] * scale;
+      pv[0] = dva[dn][2 * r];
+      pv[1] = dva[dn][2 * r + 1];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// dQ for one query tile of 64 (each warp 16 queries). Grid (ceil(T/64), H, B).
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k,
+                                                                    AttnTensor v, const float* __restrict__ lse,
+                                                                    const float* __restrict__ dvec, AttnTensor dout,
+                                                                    int H, int T, float scale, float scale_log2,
+                                                                    Mask mask) {
+  constexpr int BR = 64, BC = 32, RP = D + 8, TP = BC + 8;
+  constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [BR][RP]
+  __nv_bfloat16* dOs = Qs + BR * RP;                                  // [BR][RP]
+  __nv_bfloat16* Ks = dOs + BR * RP;                                  // [BC][RP]
+  __nv_bfloat16* Vs = Ks + BC * RP;                                   // [BC][RP]
+  __nv_bfloat16* Kt = Vs + BC * RP;                                   // [D][TP]
+  float* lse2_s = reinterpret_cast<float*>(Kt + D * TP);              // [BR]
+  float* dvec_s = lse2_s + BR;                                        // [BR]
+
+  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int q0 = qt * BR;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const long long bh = (long long)b * H + h;
+  const float* qb = q.ptr + b * q.sb + h * q.sh;
+  const float* kb = k.ptr + b * k.sb + h * k.sh;
+  const float* vb = v.ptr + b * v.sb + h * v.sh;
+  const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
+
+  stage<D, BR>(Qs, nullptr, qb, q.st, q0, T);
+  stage<D, BR>(dOs, nullptr, dob, dout.st, q0, T);
+  if (threadIdx.x < BR) {
+    const int i = q0 + threadIdx.x;
+    lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
+    dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+  }
+  const int lr0 = warp * 16 + g;  // local rows lr0, lr0 + 8
+  const int row0 = q0 + lr0;
+
+  float dqa[DN][4];
+#pragma unroll
+  for (int i = 0; i < DN; ++i) dqa[i][0] = dqa[i][1] = dqa[i][2] = dqa[i][3] = 0.0f;
+
+  const int hi = min(T, q0 + BR);
+  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  for (int kt = lo / BC; kt * BC < hi; ++kt) {
+    const int k0 = kt * BC;
+    __syncthreads();
+    stage<D, BC>(Ks, Kt, kb, k.st, k0, T);
+    stage<D, BC>(Vs, nullptr, vb, v.st, k0, T);
+    __syncthreads();
+
+    float s[NJ][4], dp[NJ][4];
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) s[j][c] = dp[j][c] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      uint32_t qa[4], da[4];
+      const __nv_bfloat16* pq = Qs + lr0 * RP + ks * 16 + 2 * t;
+      const __nv_bfloat16* pd = dOs + lr0 * RP + ks * 16 + 2 * t;
+      qa[0] = lds32(pq); qa[1] = lds32(pq + 8 * RP); qa[2] = lds32(pq + 8); qa[3] = lds32(pq + 8 * RP + 8);
+      da[0] = lds32(pd); da[1] = lds32(pd + 8 * RP); da[2] = lds32(pd + 8); da[3] = lds32(pd + 8 * RP + 8);
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        const __nv_bfloat16* pk = Ks + (j * 8 + g) * RP + ks * 16 + 2 * t;
+        const __nv_bfloat16* pv = Vs + (j * 8 + g) * RP + ks * 16 + 2 * t;
+        uint32_t kbf[2] = {lds32(pk), lds32(pk + 8)};
+        uint32_t vbf[2] = {lds32(pv), lds32(pv + 8)};
+        mma_bf16_16816(s[j], qa, kbf);
+        mma_bf16_16816(dp[j], da, vbf);
+      }
+    }
+    const bool cut = mask.cuts(q0, BR, k0, BC);
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int lr = lr0 + (c / 2) * 8;
+        float p = exp2f(s[j][c] * scale_log2 - lse2_s[lr]);
+        if (cut && !mask.ok(q0 + lr, k0 + j * 8 + 2 * t + (c % 2))) p = 0.0f;
+        dp[j][c] = p * (dp[j][c] - dvec_s[lr]);
+      }
+    // dQ += dS K (k index = key)
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) {
+      uint32_t sa[4] = {pack_bf16(dp[2 * kk][0], dp[2 * kk][1]), pack_bf16(dp[2 * kk][2], dp[2 * kk][3]),
+                        pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
+                        pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
+#pragma unroll
+      for (int dn = 0; dn < DN; ++dn) {
+        const __nv_bfloat16* pk = Kt + (dn * 8 + g) * TP + kk * 16 + 2 * t;
+        uint32_t kbf[2] = {lds32(pk), lds32(pk + 8)};
+        mma_bf16_16816(dqa[dn], sa, kbf);
+      }
+    }
+  }
+
+  float* dqb = dq.ptr + b * dq.sb + h * dq.sh;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + r * 8;
+    if (row >= T) continue;
+#pragma unroll
+    for (int dn = 0; dn < DN; ++dn) {
+      float* p = dqb + (long long)row * dq.st + dn * 8 + 2 * t;
+      p[0] = dqa[dn][2 * r] * scale;
+      p[1] = dqa[dn][2 * r + 1] * scale;
+    }
+  }
+}
+
+// Raises a kernel's dynamic shared-memory limit once per process.
+template <typename K>
+void allow_smem(K* kernel, int bytes, bool& done, const char* op) {
+  if (done) return;
+  CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  bytes),
+             op);
+  done = true;
+}
+
+Mask make_mask(const AttnShape& s) {
+  Mask m;
+  m.T = s.seq;
+  m.banded = s.pattern == AttnPattern::Banded && s.window < s.seq;
+  m.window = m.banded ? s.window : s.seq;
+  return m;
+}
+
+void check_shape(const AttnShape& s, const char* op) {
+  GPT_CHECK_ARG(s.batch >= 1 && s.heads >= 1 && s.seq >= 1, std::string(op) + ": batch, heads and seq must be >= 1");
+  GPT_CHECK_ARG(s.batch <= 65535 && s.heads <= 65535, std::string(op) + ": batch and heads must be <= 65535 on CUDA");
+  if (!attention_head_dim_supported(s.head_dim))
+    throw GptError(ErrorCode::InvalidArgument, std::string(op) + ": head_dim " + std::to_string(s.head_dim) +
+                                                   " is not supported by the CUDA attention kernels (supported: 64, "
+                                                   "80, 96, 128); choose n_embd / n_head among these");
+  GPT_CHECK_ARG(s.pattern != AttnPattern::Banded || s.window >= 1,
+                std::string(op) + ": banded attention needs window >= 1");
+}
+
+template <int D>
+void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
+  static bool smem_ok = false;
+  constexpr int bytes = fwd_smem_bytes<D>();
+  allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, "attention_forward (shared-memory limit)");
+  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
+  attention_fwd_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
+                                                         make_mask(s));
+  CUDA_CHECK_LAUNCH("attention_forward");
+}
+
+template <int D>
+void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+         const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
+  static bool dkdv_ok = false, dq_ok = false;
+  constexpr int b1 = dkdv_smem_bytes<D>(), b2 = dq_smem_bytes<D>();
+  allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, "attention_backward (shared-memory limit)");
+  allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, "attention_backward (shared-memory limit)");
+  const Mask m = make_mask(s);
+  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
+  attention_bwd_dkdv_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                           s.scale * kLog2e, m);
+  CUDA_CHECK_LAUNCH("attention_backward (dK, dV)");
+  attention_bwd_dq_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                         s.scale * kLog2e, m);
+  CUDA_CHECK_LAUNCH("attention_backward (dQ)");
+}
+
+}  // namespace
+
+bool attention_head_dim_supported(int d) { return d == 64 || d == 80 || d == 96 || d == 128; }
+
+void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v,
+                       cudaStream_t st) {
+  check_shape(s, "attention_forward");
+  switch (s.head_dim) {
+    case 64: fwd<64>(s, out, lse, q, k, v, st); break;
+    case 80: fwd<80>(s, out, lse, q, k, v, st); break;
+    case 96: fwd<96>(s, out, lse, q, k, v, st); break;
+    case 128: fwd<128>(s, out, lse, q, k, v, st); break;
+  }
+}
+
+void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
+                        AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* dvec,
+                        cudaStream_t st) {
+  check_shape(s, "attention_backward");
+  attention_dvec_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(dvec, out, dout, s.heads, s.seq,
+                                                                                    s.head_dim);
+  CUDA_CHECK_LAUNCH("attention_backward (D = rowsum(dO*O))");
+  switch (s.head_dim) {
+    case 64: bwd<64>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
+    case 80: bwd<80>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
+    case 96: bwd<96>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
+    case 128: bwd<128>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
+  }
+}
+
+}  // namespace cuda
+}  // namespace gpt

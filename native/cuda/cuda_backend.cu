@@ -1,0 +1,307 @@
+// gpt::Backend on one NVIDIA GPU. Every op enqueues kernels on the legacy
+// default stream (so host<->device copies order with them without extra
+// synchronization) and checks each launch; the ops that return numbers
+// (crossentropy, sum_squares) copy a small per-row / per-block result back
+// and finish the sum on the host in a fixed order.
+//
+// Scratch memory (bias/LayerNorm partial sums, attention's D vector, the
+// classifier's per-row losses, the embedding gradient's token grouping) lives
+// in a few grow-only device buffers owned by the backend.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../core/backend.h"
+#include "../core/error.h"
+#include "attention.cuh"
+#include "check.cuh"
+#include "cuda_backend.cuh"
+#include "gemm.cuh"
+#include "ops.cuh"
+
+namespace gpt {
+namespace cuda {
+namespace {
+
+std::string mib(size_t bytes) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1024.0 * 1024.0));
+  return buf;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    CUDA_CHECK(cudaSetDevice(device_), "cuda backend init (cudaSetDevice)");
+    CUDA_CHECK(cudaFree(nullptr), "cuda backend init (context)");  // creates the context now, not mid-step
+  }
+  ~CudaBackend() override {
+    for (auto& s : scratch_)
+      if (s.ptr) cudaFree(s.ptr);
+    cudaGetLastError();
+  }
+  const char* name() const override { return "cuda"; }
+
+  // ---- memory -------------------------------------------------------------
+  void* alloc(size_t bytes, const char* what) override {
+    set_device();
+    void* p = nullptr;
+    cudaError_t err = cudaMalloc(&p, bytes == 0 ? 256 : bytes);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      cudaGetLastError();
+      if (err == cudaErrorMemoryAllocation)
+        throw GptError(ErrorCode::OutOfMemory,
+                       std::string("GPU out of memory allocating ") + mib(bytes) + " for " + what + " (gpt-engine holds " +
+                           mib(allocated_) + "; the GPU has " + mib(free_b) + " free of " + mib(total_b) +
+                           "); try a smaller batch, a shorter sequence or a smaller model");
+      throw_cuda(err, (std::string("alloc (") + what + ")").c_str(), __FILE__, __LINE__);
+    }
+    allocated_ += bytes;
+    sizes_.push_back({p, bytes});
+    return p;
+  }
+  void free(void* p) override {
+    if (!p) return;
+    set_device();
+    for (size_t i = 0; i < sizes_.size(); ++i)
+      if (sizes_[i].first == p) {
+        allocated_ -= sizes_[i].second;
+        sizes_[i] = sizes_.back();
+        sizes_.pop_back();
+        break;
+      }
+    CUDA_CHECK(cudaFree(p), "free");
+  }
+  void to_device(void* dst, const void* host_src, size_t bytes) override {
+    if (!bytes) return;
+    set_device();
+    CUDA_CHECK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice), "to_device");
+  }
+  void to_host(void* host_dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    set_device();
+    CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost), "to_host (or a kernel before it)");
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    set_device();
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy");
+  }
+  void zero(void* p, size_t bytes) override {
+    if (!bytes) return;
+    set_device();
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_), "zero");
+  }
+  void synchronize() override {
+    set_device();
+    CUDA_CHECK(cudaStreamSynchronize(stream_), "synchronize (a kernel before it failed)");
+  }
+
+  // ---- linear layers ---------------------------------------------------------
+  void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
+                      Precision p) override {
+    set_device();
+    gemm(false, false, M, N, K, inp, K, w, N, out, N, false, bias, p, stream_);
+  }
+  void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w,
+                       int M, int K, int N, Precision p) override {
+    set_device();
+    if (dinp) gemm(false, true, M, K, N, dout, N, w, N, dinp, K, false, nullptr, p, stream_);
+    if (dw) gemm(true, false, K, N, M, inp, K, dout, N, dw, N, true, nullptr, p, stream_);
+    if (dbias) {
+      float* s = scratch_floats(kSlotReduce, colsum_scratch_floats(M, N), "bias-gradient partial sums");
+      colsum_accumulate(dbias, dout, M, N, s, stream_);
+    }
+  }
+  void matmul_nt(float* out, const float* a, const float* b, int M, int K, int N, Precision p) override {
+    set_device();
+    gemm(false, true, M, N, K, a, K, b, K, out, N, false, nullptr, p, stream_);
+  }
+
+  // ---- elementwise and normalization -----------------------------------------
+  void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
+                         int C) override {
+    set_device();
+    cuda::embedding_forward(out, tokens, wte, wpe, B, T, C, stream_);
+  }
+  void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
+                          int C) override {
+    set_device();
+    const int M = B * T;
+    if (M <= 0) return;
+    if (dwpe) embedding_backward_wpe(dwpe, dout, B, T, C, stream_);
+    if (!dwte) return;
+    // Group rows by token on the host (a counting pass over M ints), so the
+    // GPU adds each token's rows in row order: deterministic, no atomics.
+    host_tokens_.resize(M);
+    to_host(host_tokens_.data(), tokens, sizeof(int32_t) * M);
+    std::vector<int32_t>& order = host_order_;
+    order.resize(M);
+    for (int i = 0; i < M; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int32_t a, int32_t b) { return host_tokens_[a] < host_tokens_[b]; });
+    std::vector<int32_t>& starts = host_starts_;
+    std::vector<int32_t>& gtok = host_gtok_;
+    starts.clear();
+    gtok.clear();
+    for (int i = 0; i < M; ++i) {
+      const int32_t tok = host_tokens_[order[i]];
+      if (i == 0 || tok != host_tokens_[order[i - 1]]) {
+        starts.push_back(i);
+        gtok.push_back(tok);
+      }
+    }
+    starts.push_back(M);
+    const int ngroups = static_cast<int>(gtok.size());
+    const size_t n_ints = (size_t)M + starts.size() + gtok.size();
+    int32_t* d = static_cast<int32_t*>(scratch(kSlotEmbedding, n_ints * sizeof(int32_t), "embedding-gradient grouping"));
+    // Legacy-stream cudaMemcpy waits for earlier kernels that might still read this scratch.
+    to_device(d, order.data(), sizeof(int32_t) * M);
+    to_device(d + M, starts.data(), sizeof(int32_t) * starts.size());
+    to_device(d + M + starts.size(), gtok.data(), sizeof(int32_t) * gtok.size());
+    embedding_backward_wte(dwte, dout, d, d + M, d + M + starts.size(), ngroups, C, stream_);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
+                         const float* beta, int M, int C, float eps) override {
+    set_device();
+    cuda::layernorm_forward(out, mean, rstd, inp, gamma, beta, M, C, eps, stream_);
+  }
+  void layernorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout, const float* inp,
+                          const float* gamma, const float* mean, const float* rstd, int M, int C) override {
+    set_device();
+    float* s = scratch_floats(kSlotReduce, layernorm_backward_scratch_floats(M, C), "LayerNorm-gradient partial sums");
+    cuda::layernorm_backward(dinp, dgamma, dbeta, dout, inp, gamma, mean, rstd, M, C, s, stream_);
+  }
+  void gelu_forward(float* out, const float* inp, int64_t n) override {
+    set_device();
+    cuda::gelu_forward(out, inp, n, stream_);
+  }
+  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) override {
+    set_device();
+    cuda::gelu_backward(dinp, inp, dout, n, stream_);
+  }
+  void add(float* out, const float* a, const float* b, int64_t n) override {
+    set_device();
+    cuda::add(out, a, b, n, stream_);
+  }
+
+  // ---- attention ----------------------------------------------------------------
+  void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
+                         AttnTensor v) override {
+    set_device();
+    cuda::attention_forward(s, out, lse, q, k, v, stream_);
+  }
+  void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q,
+                          AttnTensor k, AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout) override {
+    set_device();
+    const size_t rows = (size_t)s.batch * s.heads * s.seq;
+    float* dvec = scratch_floats(kSlotReduce, rows, "attention backward's D = rowsum(dO*O)");
+    cuda::attention_backward(s, dq, dk, dv, q, k, v, out, lse, dout, dvec, stream_);
+  }
+
+  // ---- classifier ------------------------------------------------------------------
+  double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dlogits_scale,
+                      int64_t* count) override {
+    set_device();
+    if (M <= 0) {
+      if (count) *count = 0;
+      return 0.0;
+    }
+    char* base = static_cast<char*>(scratch(kSlotRows, (size_t)M * (sizeof(double) + sizeof(int32_t)), "per-row losses"));
+    double* row_loss = reinterpret_cast<double*>(base);
+    int32_t* row_valid = reinterpret_cast<int32_t*>(base + (size_t)M * sizeof(double));
+    cuda::crossentropy(logits, targets, row_loss, row_valid, M, V, Vp, dlogits_scale, stream_);
+    host_loss_.resize(M);
+    host_valid_.resize(M);
+    to_host(host_loss_.data(), row_loss, sizeof(double) * M);
+    to_host(host_valid_.data(), row_valid, sizeof(int32_t) * M);
+    double sum = 0.0;
+    int64_t n = 0;
+    for (int i = 0; i < M; ++i)
+      if (host_valid_[i]) {
+        sum += host_loss_[i];
+        ++n;
+      }
+    if (count) *count = n;
+    return sum;
+  }
+
+  // ---- optimizer ----------------------------------------------------------------
+  double sum_squares(const float* g, int64_t n) override {
+    set_device();
+    if (n <= 0) return 0.0;
+    double* d = static_cast<double*>(
+        scratch(kSlotNorm, (1 + cuda::sum_squares_scratch_doubles(n)) * sizeof(double), "gradient-norm partial sums"));
+    cuda::sum_squares(d, g, n, d + 1, stream_);
+    double r = 0.0;
+    to_host(&r, d, sizeof(double));
+    return r;
+  }
+  void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) override {
+    set_device();
+    cuda::adamw(param, grad, m, v, n, a, stream_);
+  }
+  void scale(float* x, float s, int64_t n) override {
+    set_device();
+    cuda::scale(x, s, n, stream_);
+  }
+
+ private:
+  enum Slot { kSlotReduce = 0, kSlotRows = 1, kSlotEmbedding = 2, kSlotNorm = 3, kSlots = 4 };
+  struct Scratch {
+    void* ptr = nullptr;
+    size_t bytes = 0;
+  };
+
+  void set_device() { CUDA_CHECK(cudaSetDevice(device_), "cudaSetDevice"); }
+
+  // A grow-only device buffer. Growing frees the old one after the stream is
+  // idle (cudaFree synchronizes), so no kernel still reads it.
+  void* scratch(int slot, size_t bytes, const char* what) {
+    Scratch& s = scratch_[slot];
+    if (bytes <= s.bytes && s.ptr) return s.ptr;
+    if (s.ptr) {
+      CUDA_CHECK(cudaStreamSynchronize(stream_), "scratch resize (a kernel before it failed)");
+      CUDA_CHECK(cudaFree(s.ptr), "scratch resize");
+      allocated_ -= s.bytes;
+      s.ptr = nullptr;
+      s.bytes = 0;
+    }
+    size_t want = std::max(bytes + bytes / 4, (size_t)4096);
+    cudaError_t err = cudaMalloc(&s.ptr, want);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      s.ptr = nullptr;
+      throw GptError(ErrorCode::OutOfMemory, std::string("GPU out of memory allocating ") + mib(want) +
+                                                 " of scratch for " + what + " (gpt-engine holds " + mib(allocated_) +
+                                                 "); try a smaller batch or a shorter sequence");
+    }
+    s.bytes = want;
+    allocated_ += want;
+    return s.ptr;
+  }
+  float* scratch_floats(int slot, size_t n, const char* what) {
+    return static_cast<float*>(scratch(slot, n * sizeof(float), what));
+  }
+
+  int device_;
+  cudaStream_t stream_ = nullptr;  // legacy default stream
+  size_t allocated_ = 0;
+  std::vector<std::pair<void*, size_t>> sizes_;
+  Scratch scratch_[kSlots];
+  std::vector<int32_t> host_tokens_, host_order_, host_starts_, host_gtok_, host_valid_;
+  std::vector<double> host_loss_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> new_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace cuda
+}  // namespace gpt

@@ -1,0 +1,135 @@
+// LayerNorm forward and backward over the last dimension C.
+// Forward: one warp per row (two passes over the row: mean, then the
+// centered variance, which is what the CPU reference computes).
+// Backward: one warp per row for dinp; dgamma/dbeta are column sums over all
+// rows, done in two deterministic passes (per-256-row partials, then the
+// chunks in order) instead of atomics.
+#include "check.cuh"
+#include "common.cuh"
+#include "ops.cuh"
+
+namespace gpt {
+namespace cuda {
+namespace {
+
+constexpr int kRowsPerChunk = 256;
+
+__global__ void layernorm_forward_kernel(float* __restrict__ out, float* __restrict__ mean, float* __restrict__ rstd,
+                                         const float* __restrict__ inp, const float* __restrict__ gamma,
+                                         const float* __restrict__ beta, int M, int C, float eps) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= M) return;
+  const float* x = inp + (int64_t)row * C;
+  float s = 0.0f;
+  for (int i = lane; i < C; i += 32) s += x[i];
+  const float mu = warp_sum(s) / C;
+  float v = 0.0f;
+  for (int i = lane; i < C; i += 32) {
+    float d = x[i] - mu;
+    v += d * d;
+  }
+  const float rs = rsqrtf(warp_sum(v) / C + eps);
+  float* o = out + (int64_t)row * C;
+  for (int i = lane; i < C; i += 32) o[i] = (x[i] - mu) * rs * gamma[i] + beta[i];
+  if (lane == 0) {
+    mean[row] = mu;
+    rstd[row] = rs;
+  }
+}
+
+__global__ void layernorm_backward_dx_kernel(float* __restrict__ dinp, const float* __restrict__ dout,
+                                             const float* __restrict__ inp, const float* __restrict__ gamma,
+                                             const float* __restrict__ mean, const float* __restrict__ rstd, int M,
+                                             int C) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= M) return;
+  const float* x = inp + (int64_t)row * C;
+  const float* dy = dout + (int64_t)row * C;
+  const float mu = mean[row], rs = rstd[row];
+  float a = 0.0f, b = 0.0f;
+  for (int i = lane; i < C; i += 32) {
+    float dn = dy[i] * gamma[i];
+    a += dn;
+    b += dn * (x[i] - mu) * rs;
+  }
+  const float dn_mean = warp_sum(a) / C, dn_xhat_mean = warp_sum(b) / C;
+  float* dx = dinp + (int64_t)row * C;
+  for (int i = lane; i < C; i += 32) {
+    float xhat = (x[i] - mu) * rs;
+    float dn = dy[i] * gamma[i];
+    dx[i] += (dn - dn_mean - xhat * dn_xhat_mean) * rs;
+  }
+}
+
+// Block 32 x 8 threads: 32 columns, one chunk of rows. partial: [2][chunks][C].
+__global__ void layernorm_backward_params_partial_kernel(float* __restrict__ partial, const float* __restrict__ dout,
+                                                         const float* __restrict__ inp,
+                                                         const float* __restrict__ mean,
+                                                         const float* __restrict__ rstd, int M, int C) {
+  __shared__ float sg[8][33], sb[8][33];
+  const int tx = threadIdx.x % 32, ty = threadIdx.x / 32;
+  const int col = blockIdx.x * 32 + tx;
+  const int r0 = blockIdx.y * kRowsPerChunk, r1 = min(M, r0 + kRowsPerChunk);
+  float g = 0.0f, b = 0.0f;
+  if (col < C)
+    for (int r = r0 + ty; r < r1; r += 8) {
+      float dy = dout[(int64_t)r * C + col];
+      g += dy * (inp[(int64_t)r * C + col] - mean[r]) * rstd[r];
+      b += dy;
+    }
+  sg[ty][tx] = g;
+  sb[ty][tx] = b;
+  __syncthreads();
+  if (ty == 0 && col < C) {
+    float tg = 0.0f, tb = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      tg += sg[i][tx];
+      tb += sb[i][tx];
+    }
+    const int64_t chunks = gridDim.y;
+    partial[(int64_t)blockIdx.y * C + col] = tg;
+    partial[(chunks + blockIdx.y) * C + col] = tb;
+  }
+}
+
+__global__ void layernorm_backward_params_finish_kernel(float* __restrict__ dgamma, float* __restrict__ dbeta,
+                                                        const float* __restrict__ partial, int chunks, int C) {
+  const int col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (col >= C) return;
+  float g = 0.0f, b = 0.0f;
+  for (int c = 0; c < chunks; ++c) {
+    g += partial[(int64_t)c * C + col];
+    b += partial[((int64_t)chunks + c) * C + col];
+  }
+  dgamma[col] += g;
+  dbeta[col] += b;
+}
+
+}  // namespace
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma, const float* beta,
+                       int M, int C, float eps, cudaStream_t s) {
+  if (M <= 0 || C <= 0) return;
+  layernorm_forward_kernel<<<ceil_div(M, 8), 256, 0, s>>>(out, mean, rstd, inp, gamma, beta, M, C, eps);
+  CUDA_CHECK_LAUNCH("layernorm_forward");
+}
+
+size_t layernorm_backward_scratch_floats(int M, int C) { return 2 * (size_t)ceil_div(M, kRowsPerChunk) * (size_t)C; }
+
+void layernorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout, const float* inp,
+                        const float* gamma, const float* mean, const float* rstd, int M, int C, float* scratch,
+                        cudaStream_t s) {
+  if (M <= 0 || C <= 0) return;
+  layernorm_backward_dx_kernel<<<ceil_div(M, 8), 256, 0, s>>>(dinp, dout, inp, gamma, mean, rstd, M, C);
+  CUDA_CHECK_LAUNCH("layernorm_backward (dinp)");
+  const int chunks = ceil_div(M, kRowsPerChunk);
+  layernorm_backward_params_partial_kernel<<<dim3(ceil_div(C, 32), chunks), 256, 0, s>>>(scratch, dout, inp, mean,
+                                                                                          rstd, M, C);
+  CUDA_CHECK_LAUNCH("layernorm_backward (dgamma, dbeta partial sums)");
+  layernorm_backward_params_finish_kernel<<<ceil_div(C, 256), 256, 0, s>>>(dgamma, dbeta, scratch, chunks, C);
+  CUDA_CHECK_LAUNCH("layernorm_backward (dgamma, dbeta final sums)");
+}
+
+}  // namespace cuda
+}  // namespace gpt

@@ -1,0 +1,68 @@
+// Host launchers of the small kernels (one .cu file per op): pointers, shape
+// integers and a stream in; each checks its launch. Device memory only.
+//
+// Legend: B batch, T sequence, C channels, M = B*T rows, V vocabulary,
+// Vp padded vocabulary.
+#pragma once
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include <cstddef>
+
+#include "../core/backend.h"
+
+namespace gpt {
+namespace cuda {
+
+// layernorm.cu ---------------------------------------------------------------
+// out[M, C] = (inp - mean) * rstd * gamma + beta; mean[M], rstd[M] saved.
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma, const float* beta,
+                       int M, int C, float eps, cudaStream_t s);
+// dinp += ..., dgamma += ..., dbeta += ... (deterministic). scratch: at least
+// layernorm_backward_scratch_floats(M, C) floats.
+size_t layernorm_backward_scratch_floats(int M, int C);
+void layernorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout, const float* inp,
+                        const float* gamma, const float* mean, const float* rstd, int M, int C, float* scratch,
+                        cudaStream_t s);
+
+// gelu.cu (tanh form) ----------------------------------------------------------
+void gelu_forward(float* out, const float* inp, int64_t n, cudaStream_t s);
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n, cudaStream_t s);
+
+// elementwise.cu ------------------------------------------------------------------
+void add(float* out, const float* a, const float* b, int64_t n, cudaStream_t s);
+void scale(float* x, float factor, int64_t n, cudaStream_t s);
+
+// embedding.cu ------------------------------------------------------------------
+// out[M, C] = wte[tok] + wpe[row % T]
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T, int C,
+                       cudaStream_t s);
+// dwpe[t] += sum over b of dout[b, t] (in b order).
+void embedding_backward_wpe(float* dwpe, const float* dout, int B, int T, int C, cudaStream_t s);
+// dwte[tok] += dout rows, grouped per distinct token: `order` lists the rows
+// (M entries) sorted by token then row, `starts` [ngroups + 1] the group
+// boundaries in `order`, `group_tok` [ngroups] each group's token. Each group
+// adds its rows in order, so the result is deterministic.
+void embedding_backward_wte(float* dwte, const float* dout, const int32_t* order, const int32_t* starts,
+                            const int32_t* group_tok, int ngroups, int C, cudaStream_t s);
+
+// classifier.cu --------------------------------------------------------------------
+// Softmax cross-entropy over logits[M, Vp] (first V columns real), chunked
+// over the vocabulary by a block per row. row_loss[M] gets each row's loss
+// (0 for ignored rows), row_valid[M] 1/0. When dlogits_scale != 0 the logits
+// are overwritten in place by (softmax - onehot) * dlogits_scale (0 for
+// ignored rows and padded columns).
+void crossentropy(float* logits, const int32_t* targets, double* row_loss, int32_t* row_valid, int M, int V, int Vp,
+                  float dlogits_scale, cudaStream_t s);
+
+// reduce.cu -----------------------------------------------------------------------
+// Sum of squares in double, deterministic for a given n: partials per block
+// (fixed grid) then one block adds them in order into *result (device).
+size_t sum_squares_scratch_doubles(int64_t n);
+void sum_squares(double* result, const float* g, int64_t n, double* scratch, cudaStream_t s);
+
+// adamw.cu ------------------------------------------------------------------------
+void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a, cudaStream_t s);
+
+}  // namespace cuda
+}  // namespace gpt
