@@ -1,0 +1,146 @@
+/**
+ * Tokenizers: `gpt2` (GPT-2's byte-level BPE through gpt-tokenizer's
+ * r50k_base, vocabulary 50257, id 50256 = <|endoftext|>) and `byte` (one
+ * token per UTF-8 byte, vocabulary 256).
+ *
+ * gpt-tokenizer 4.0 throws on "<|endoftext|>" by default and, with
+ * allowedSpecial, only recognizes it at the start of the text or after
+ * another special token (TOOLCHAIN "gpt-tokenizer 4.0"). So the marker is
+ * never handed to it: encode() splits the text on the marker itself and puts
+ * 50256 between the pieces. The byte tokenizer has no special tokens: the
+ * marker is just its 13 bytes there.
+ */
+import * as r50k from 'gpt-tokenizer/encoding/r50k_base';
+import { ArgumentRangeError } from './errors';
+import type { TokenizerName } from './config';
+import { describe, expectOneOf, expectString } from './validate';
+
+export type { TokenizerName } from './config';
+
+export const TOKENIZER_NAMES: readonly TokenizerName[] = ['gpt2', 'byte'];
+export const END_OF_TEXT = '<|endoftext|>';
+export const GPT2_EOT = 50256;
+
+/** Ids recorded in token files (DESIGN "token data"). */
+export const TOKENIZER_IDS: Readonly<Record<TokenizerName, number>> = { gpt2: 1, byte: 2 };
+
+export interface Tokenizer {
+  readonly name: TokenizerName;
+  /** id stored in token file headers */
+  readonly id: number;
+  readonly vocabSize: number;
+  /** the token placed between documents, or null when the tokenizer has none */
+  readonly eot: number | null;
+  encode(text: string): Int32Array;
+  decode(tokens: ArrayLike<number>): string;
+  countTokens(text: string): number;
+}
+
+function gpt2Encode(text: string): number[] {
+  const out: number[] = [];
+  const parts = text.split(END_OF_TEXT);
+  for (let i = 0; i < parts.length; i++) {
+    if (i > 0) out.push(GPT2_EOT);
+    // disallowedSpecial empty: any other special-looking text is plain text.
+    if (parts[i].length) for (const t of r50k.encode(parts[i], { disallowedSpecial: new Set() })) out.push(t);
+  }
+  return out;
+}
+
+const gpt2Tokenizer: Tokenizer = {
+  name: 'gpt2',
+  id: TOKENIZER_IDS.gpt2,
+  vocabSize: 50257,
+  eot: GPT2_EOT,
+  encode: (text) => Int32Array.from(gpt2Encode(text)),
+  decode: (tokens) => {
+    checkIds(tokens, 50257, 'gpt2');
+    return r50k.decode(Array.from(tokens));
+  },
+  countTokens: (text) => {
+    let n = 0;
+    const parts = text.split(END_OF_TEXT);
+    for (let i = 0; i < parts.length; i++) {
+      if (i > 0) n++;
+      if (parts[i].length) n += r50k.countTokens(parts[i], { disallowedSpecial: new Set() });
+    }
+    return n;
+  },
+};
+
+const byteTokenizer: Tokenizer = {
+  name: 'byte',
+  id: TOKENIZER_IDS.byte,
+  vocabSize: 256,
+  eot: null,
+  encode: (text) => Int32Array.from(Buffer.from(text, 'utf8')),
+  decode: (tokens) => {
+    checkIds(tokens, 256, 'byte');
+    return Buffer.from(Uint8Array.from(tokens)).toString('utf8');
+  },
+  countTokens: (text) => Buffer.byteLength(text, 'utf8'),
+};
+
+function checkIds(tokens: ArrayLike<number>, vocab: number, name: string): void {
+  if (tokens === null || typeof tokens !== 'object' || typeof (tokens as { length?: unknown }).length !== 'number')
+    throw new ArgumentRangeError(`Expected an array of token ids for tokens but received ${describe(tokens)}`);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (!Number.isInteger(t) || t < 0 || t >= vocab)
+      throw new ArgumentRangeError(
+        `Expected token ids between 0 and ${vocab - 1} (the ${name} tokenizer) for tokens[${i}] but received ${describe(t)}`,
+      );
+  }
+}
+
+/** The tokenizer with this name. */
+export function getTokenizer(name: TokenizerName = 'gpt2'): Tokenizer {
+  const n = expectOneOf('tokenizer', name, TOKENIZER_NAMES);
+  return n === 'gpt2' ? gpt2Tokenizer : byteTokenizer;
+}
+
+/** The tokenizer recorded under this id in a token file, or undefined. */
+export function tokenizerById(id: number): Tokenizer | undefined {
+  if (id === TOKENIZER_IDS.gpt2) return gpt2Tokenizer;
+  if (id === TOKENIZER_IDS.byte) return byteTokenizer;
+  return undefined;
+}
+
+/** Text to token ids. "<|endoftext|>" becomes 50256 with gpt2. */
+export function encode(text: string, tokenizer: TokenizerName = 'gpt2'): Int32Array {
+  expectString('text', text);
+  return getTokenizer(tokenizer).encode(text);
+}
+
+/** Token ids to text. */
+export function decode(tokens: ArrayLike<number>, tokenizer: TokenizerName = 'gpt2'): string {
+  return getTokenizer(tokenizer).decode(tokens);
+}
+
+/** Number of tokens `encode` would return. */
+export function countTokens(text: string, tokenizer: TokenizerName = 'gpt2'): number {
+  expectString('text', text);
+  return getTokenizer(tokenizer).countTokens(text);
+}
+
+/**
+ * Where text may be cut so that encoding the two halves separately gives the
+ * same tokens as encoding the whole: right after a newline that follows a
+ * non-space character and precedes a non-space character. GPT-2's
+ * pre-tokenizer never joins across such a point (the newline is a token of
+ * its own, and the next piece starts fresh). Returns the last such cut at or
+ * before `limit`, or -1.
+ */
+export function lastSafeCut(text: string, limit = text.length): number {
+  for (let i = Math.min(limit, text.length - 1); i >= 2; i--) {
+    if (text.charCodeAt(i - 1) !== 10) continue;
+    if (isSpaceCode(text.charCodeAt(i - 2)) || isSpaceCode(text.charCodeAt(i))) continue;
+    return i;
+  }
+  return -1;
+}
+
+function isSpaceCode(c: number): boolean {
+  // ASCII whitespace and the Unicode spaces \s matches that occur in text.
+  return c === 32 || (c >= 9 && c <= 13) || c === 0xa0 || c === 0x85 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
