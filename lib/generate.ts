@@ -11,6 +11,7 @@
  * of a batch has its own stream and its own cache rows, its output equals
  * generating it alone.
  */
+import { TextDecoder } from 'node:util';
 import { AbortedError, ArgumentRangeError, GptEngineError, NonFiniteError } from './errors';
 import { Rng } from './rng';
 import {
@@ -110,6 +111,13 @@ export interface GenerationResult {
 export interface TokenCodec {
   encode(text: string): ArrayLike<number>;
   decode(tokens: ArrayLike<number>): string;
+  /**
+   * The bytes of one token. When present, text is assembled from bytes with
+   * a streaming UTF-8 decoder and decode() is never called during
+   * generation (gpt-tokenizer's decode keeps partial characters in a shared
+   * decoder between calls, so it must never see a partial character).
+   */
+  tokenBytes?(token: number): Uint8Array;
   /** End-of-text token, used as the start token of an empty prompt and as a stop token. */
   eosToken?: number;
 }
@@ -403,18 +411,25 @@ function isHighSurrogate(c: number): boolean {
 
 /**
  * Turns a stream of token ids into text chunks that end on character
- * boundaries. Tokens of byte-level vocabularies can split a UTF-8 character;
- * their decoded text then ends in U+FFFD. Text is released only when the
- * pending tokens decode without a trailing U+FFFD, so every released chunk is
- * final, and the chunks concatenate to the decoding of all tokens (UTF-8
- * decoding restarts cleanly after a complete character).
+ * boundaries (byte-level vocabularies split UTF-8 characters over tokens).
+ *
+ * With codec.tokenBytes, bytes go through a streaming UTF-8 decoder, which
+ * releases only complete characters. Without it, the pending tokens are
+ * decoded together and their text is released only when it does not end in
+ * U+FFFD (the mark of an incomplete character); since UTF-8 decoding
+ * restarts cleanly after a complete character, the chunks concatenate to the
+ * decoding of all tokens either way.
  */
 export class TokenTextAssembler {
   private pending: number[] = [];
-  constructor(private readonly codec: TokenCodec) {}
+  private readonly utf8?: TextDecoder;
+  constructor(private readonly codec: TokenCodec) {
+    if (codec.tokenBytes) this.utf8 = new TextDecoder('utf-8');
+  }
 
   /** Adds a token; returns the text that became final ('' when none). */
   push(token: number): string {
+    if (this.utf8) return this.utf8.decode(this.codec.tokenBytes!(token), { stream: true });
     this.pending.push(token);
     const text = this.codec.decode(this.pending);
     if (text.length > 0 && text.charCodeAt(text.length - 1) === 0xfffd) return '';
@@ -424,6 +439,7 @@ export class TokenTextAssembler {
 
   /** At the end: whatever is left, replacement characters included. */
   flush(): string {
+    if (this.utf8) return this.utf8.decode();
     if (this.pending.length === 0) return '';
     const text = this.codec.decode(this.pending);
     this.pending = [];

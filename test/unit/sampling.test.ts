@@ -173,6 +173,21 @@ describe('UTF-8-safe chunks', () => {
     // the 4-byte emoji comes out in one chunk
     expect(chunks).toContain('😀');
   });
+  test('with tokenBytes, a streaming decoder assembles the text and decode() is never called', () => {
+    const pieces = [Uint8Array.of(0x61, 0xf0, 0x9f), Uint8Array.of(0x98), Uint8Array.of(0x80, 0xe2, 0x82), Uint8Array.of(0xac)];
+    const a = new TokenTextAssembler({
+      encode: () => [],
+      decode: () => {
+        throw new Error('decode called');
+      },
+      tokenBytes: (t) => pieces[t],
+    });
+    expect([0, 1, 2, 3].map((t) => a.push(t))).toEqual(['a', '', '😀', '€']);
+    expect(a.flush()).toBe('');
+    const b = new TokenTextAssembler({ encode: () => [], decode: () => '', tokenBytes: (t) => pieces[t] });
+    expect(b.push(0)).toBe('a');
+    expect(b.flush()).toBe('\uFFFD');
+  });
   test('invalid bytes still come out (as U+FFFD) and concatenate to the full decoding', () => {
     const a = new TokenTextAssembler(byteCodec);
     const bytes = [0x61, 0x80, 0x62, 0xe2, 0x82];
