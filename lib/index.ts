@@ -12,5 +12,3 @@ export { Rng } from './rng';
 export type { RngState } from './rng';
 export { collectInfo } from './info';
 export type { EngineInfo, BackendCheck } from './info';
-export { gemm } from './gemm';
-export type { GemmOptions, GemmPrecision } from './gemm';
