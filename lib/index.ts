@@ -12,3 +12,6 @@ export { Rng } from './rng';
 export type { RngState } from './rng';
 export { collectInfo } from './info';
 export type { EngineInfo, BackendCheck } from './info';
+export * from './checkpoint';
+export { SafetensorsReader, readSafetensors, writeSafetensors, decodeSafetensors, encodeSafetensors } from './safetensors';
+export type { TensorInfo, SafetensorsHeader, SafetensorsContent, TensorToWrite } from './safetensors';
