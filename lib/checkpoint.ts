@@ -207,7 +207,8 @@ function checkJsonValue(field: string, v: unknown, depth: number): void {
   }
   const proto = typeof v === 'object' ? Object.getPrototypeOf(v) : undefined;
   if (proto === Object.prototype || proto === null) {
-    for (const [k, x] of Object.entries(v as Record<string, unknown>)) checkJsonValue(`${field}.${k}`, x, depth - 1);
+    // undefined properties are left out, as JSON.stringify does
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) checkJsonValue(`${field}.${k}`, x, depth - 1);
     return;
   }
   throw typeError('a JSON value (null, boolean, finite number, string, array or plain object)', field, v);

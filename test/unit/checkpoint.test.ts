@@ -351,6 +351,8 @@ describe('optimizer and state files', () => {
     expect(() => p({ version: 1, step: 1, sampler: [1] })()).toThrow('Expected an object for sampler but received an array of length 1');
     expect(() => p('{"version":1,"step":1,"sampler":' + '['.repeat(40) + ']'.repeat(40) + '}')()).toThrow(/nests JSON deeper than 33 levels/);
     expect(() => p('\uFEFF{}')()).toThrow(BadFileError);
+    expect(validateState({ version: 1, step: 1, trainer: { a: undefined, b: null } })).toEqual({ version: 1, step: 1, trainer: { b: null } });
+    expect(() => validateState({ version: 1, step: 1, trainer: { a: [undefined] } })).toThrow('Expected a JSON value (null, boolean, finite number, string, array or plain object) for trainer.a[0] but received undefined');
     expect(() => validateState({ version: 1, step: 1, sampler: { x: NaN } })).toThrow('Expected a finite number for sampler.x but received NaN (number)');
   });
 });
