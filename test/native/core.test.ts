@@ -46,6 +46,21 @@ describe('addon core', () => {
     expect(() => a.probeFmaPeak({ seconds: -1 })).toThrow(/seconds/);
   });
 
+  test('GPT_ENGINE_ISA and GPT_ENGINE_THREADS set the start-up state; bad values warn', () => {
+    const native = JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'lib', 'runtime.js'));
+    const run = (env: Record<string, string>) =>
+      execFileSync(process.execPath, ['-e', `const r=require(${native}); console.log(JSON.stringify([r.getIsa(), r.getThreads(), r.environmentWarnings()]))`], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      });
+    expect(JSON.parse(run({ GPT_ENGINE_ISA: 'portable', GPT_ENGINE_THREADS: '1' }))).toEqual(['portable', 1, []]);
+    const [isa, threads, warnings] = JSON.parse(run({ GPT_ENGINE_ISA: 'sse9', GPT_ENGINE_THREADS: 'two' }));
+    expect(isa).toBe(supportedIsas()[0]);
+    expect(threads).toBeGreaterThanOrEqual(1);
+    expect(warnings.join('\n')).toMatch(/GPT_ENGINE_ISA="sse9" is not one of avx512, avx2, portable/);
+    expect(warnings.join('\n')).toMatch(/GPT_ENGINE_THREADS="two" is not a positive integer/);
+  });
+
   test('cudaInfo always answers, with a reason when there is no GPU', () => {
     const info = loadAddon().cudaInfo();
     expect(typeof info.available).toBe('boolean');
