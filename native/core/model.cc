@@ -1,0 +1,535 @@
+// The GPT graph on a Backend: layout, seeded initialization, forward,
+// backward, AdamW (see model.h for the contracts).
+#include "model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "error.h"
+#include "memory.h"
+#include "threadpool.h"
+
+namespace gpt {
+
+namespace {
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// n normal values with standard deviation `std` into dst. Value i depends only
+// on (seed, key, i) (counter-based, Box-Muller on pairs), so the result is the
+// same for any thread count.
+void fill_normal(float* dst, int64_t n, float std, uint64_t seed, uint64_t key) {
+  const uint64_t base = mix64(seed ^ mix64(key + 0x51ed2701ULL));
+  const int64_t pairs = (n + 1) / 2;
+  const int64_t grain = 1 << 15;
+  ThreadPool::global().parallel_for((pairs + grain - 1) / grain, [&](int64_t t, int) {
+    int64_t a = t * grain, b = std::min(pairs, a + grain);
+    for (int64_t j = a; j < b; ++j) {
+      uint64_t x = mix64(base + 2 * static_cast<uint64_t>(j));
+      uint64_t y = mix64(base + 2 * static_cast<uint64_t>(j) + 1);
+      double u1 = (static_cast<double>(x >> 11) + 1.0) * (1.0 / 9007199254740992.0);  // (0, 1]
+      double u2 = static_cast<double>(y >> 11) * (1.0 / 9007199254740992.0);          // [0, 1)
+      double r = std::sqrt(-2.0 * std::log(u1));
+      double th = 6.283185307179586 * u2;
+      dst[2 * j] = static_cast<float>(r * std::cos(th) * std) ;
+      if (2 * j + 1 < n) dst[2 * j + 1] = static_cast<float>(r * std::sin(th) * std);
+    }
+  });
+}
+
+}  // namespace
+
+// Activations for up to `cap` rows (M = B*T), one allocation.
+struct Model::Acts {
+  int64_t cap = 0;
+  float* base = nullptr;
+  size_t bytes = 0;
+  int32_t* tokens = nullptr;   // [M]
+  int32_t* targets = nullptr;  // [M]
+  struct Layer {
+    float *ln1, *ln1_mean, *ln1_rstd;  // [M, C], [M], [M]
+    float* qkv;                        // [M, 3C]  (B, T, 3C)
+    float* atty;                       // [M, C]   attention output, (B, T, C)
+    float* lse;                        // [B, H, T]
+    float* res1;                       // [M, C]   residual after attention
+    float *ln2, *ln2_mean, *ln2_rstd;  // [M, C], [M], [M]
+    float* fch;                        // [M, 4C]  before GELU
+    float* fchg;                       // [M, 4C]  after GELU
+    float* res2;                       // [M, C]   residual after the MLP
+  };
+  std::vector<Layer> layers;
+  float* enc = nullptr;                                       // [M, C] embeddings
+  float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr;  // [M, C], [M], [M]
+  float* logits = nullptr;                                    // [M, Vp]; its gradient in place
+  // backward scratch
+  float *dres = nullptr, *dln = nullptr, *datty = nullptr;  // [M, C]
+  float* dqkv = nullptr;                                    // [M, 3C]
+  float* dfch = nullptr;                                    // [M, 4C]
+};
+
+Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision precision, uint64_t seed)
+    : cfg_(cfg), backend_(std::move(backend)), precision_(precision), acts_(std::make_unique<Acts>()) {
+  GPT_CHECK_ARG(cfg_.n_layer >= 1 && cfg_.n_head >= 1 && cfg_.n_embd >= 1 && cfg_.n_positions >= 1 &&
+                    cfg_.vocab_size >= 1,
+                "Expected positive model dimensions");
+  GPT_CHECK_ARG(cfg_.n_embd % cfg_.n_head == 0, "Expected n_embd to be divisible by n_head");
+  GPT_CHECK_ARG(static_cast<int>(cfg_.patterns.size()) == cfg_.n_layer,
+                "Expected one attention pattern per layer");
+  for (AttnPattern p : cfg_.patterns)
+    GPT_CHECK_ARG(p != AttnPattern::Banded || cfg_.attention_window >= 1,
+                  "Expected a positive attention_window for banded layers");
+  cfg_.padded_vocab = static_cast<int>(round_up(cfg_.vocab_size, 64));
+  layout();
+  const size_t bytes = static_cast<size_t>(n_floats_) * sizeof(float);
+  try {
+    params_ = static_cast<float*>(backend_->alloc(bytes, "the parameters"));
+    grads_ = static_cast<float*>(backend_->alloc(bytes, "the gradients"));
+    m_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW first moments"));
+    v_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW second moments"));
+    backend_->zero(params_, bytes);
+    backend_->zero(grads_, bytes);
+    backend_->zero(m_, bytes);
+    backend_->zero(v_, bytes);
+    init_weights(seed);
+  } catch (...) {
+    for (float* p : {params_, grads_, m_, v_})
+      if (p) backend_->free(p);
+    throw;
+  }
+}
+
+Model::~Model() {
+  if (acts_) {
+    if (acts_->base) backend_->free(acts_->base);
+    if (acts_->tokens) backend_->free(acts_->tokens);
+    if (acts_->targets) backend_->free(acts_->targets);
+  }
+  for (float* p : {params_, grads_, m_, v_})
+    if (p) backend_->free(p);
+}
+
+void Model::layout() {
+  const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, Vp = cfg_.padded_vocab;
+  int64_t off = 0;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, bool decay, int64_t stored = -1) {
+    TensorInfo t;
+    t.name = name;
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    t.shape = std::move(shape);
+    t.numel = n;
+    t.stored = stored < 0 ? n : stored;
+    t.offset = off;
+    t.decay = decay;
+    off = round_up(off + t.stored, 16);
+    tensors_.push_back(std::move(t));
+  };
+  add("wte.weight", {V, C}, true, Vp * C);
+  add("wpe.weight", {cfg_.n_positions, C}, true);
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    add(p + "ln_1.weight", {C}, false);
+    add(p + "ln_1.bias", {C}, false);
+    add(p + "attn.c_attn.weight", {C, 3 * C}, true);
+    add(p + "attn.c_attn.bias", {3 * C}, false);
+    add(p + "attn.c_proj.weight", {C, C}, true);
+    add(p + "attn.c_proj.bias", {C}, false);
+    add(p + "ln_2.weight", {C}, false);
+    add(p + "ln_2.bias", {C}, false);
+    add(p + "mlp.c_fc.weight", {C, 4 * C}, true);
+    add(p + "mlp.c_fc.bias", {4 * C}, false);
+    add(p + "mlp.c_proj.weight", {4 * C, C}, true);
+    add(p + "mlp.c_proj.bias", {C}, false);
+  }
+  add("ln_f.weight", {C}, false);
+  add("ln_f.bias", {C}, false);
+  n_floats_ = off;
+}
+
+int Model::find_tensor(const std::string& name) const {
+  for (size_t i = 0; i < tensors_.size(); ++i)
+    if (tensors_[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+void Model::init_weights(uint64_t seed) {
+  // Pointers (valid for the model's life: the buffers never move).
+  auto at = [&](float* base, int i) { return base + tensors_[static_cast<size_t>(i)].offset; };
+  for (auto [buf, w] : {std::pair<float*, Weights*>{params_, &w_}, {grads_, &g_}}) {
+    int i = 0;
+    w->wte = at(buf, i++);
+    w->wpe = at(buf, i++);
+    w->layers.resize(static_cast<size_t>(cfg_.n_layer));
+    for (auto& L : w->layers) {
+      L.ln_1_w = at(buf, i++);
+      L.ln_1_b = at(buf, i++);
+      L.c_attn_w = at(buf, i++);
+      L.c_attn_b = at(buf, i++);
+      L.attn_proj_w = at(buf, i++);
+      L.attn_proj_b = at(buf, i++);
+      L.ln_2_w = at(buf, i++);
+      L.ln_2_b = at(buf, i++);
+      L.c_fc_w = at(buf, i++);
+      L.c_fc_b = at(buf, i++);
+      L.mlp_proj_w = at(buf, i++);
+      L.mlp_proj_b = at(buf, i++);
+    }
+    w->ln_f_w = at(buf, i++);
+    w->ln_f_b = at(buf, i++);
+  }
+  // DESIGN: weights N(0, 0.02), biases 0, LayerNorm gains 1; the residual
+  // output projections (attn.c_proj, mlp.c_proj) get 0.02 / sqrt(2 L).
+  const float std_w = 0.02f;
+  const float std_res = static_cast<float>(0.02 / std::sqrt(2.0 * cfg_.n_layer));
+  int64_t biggest = 0;
+  for (auto& t : tensors_) biggest = std::max(biggest, t.numel);
+  HostBuffer<float> host(static_cast<size_t>(biggest), "initializing the weights");
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const TensorInfo& t = tensors_[i];
+    const std::string& n = t.name;
+    auto ends = [&](const char* s) {
+      size_t k = std::strlen(s);
+      return n.size() >= k && n.compare(n.size() - k, k, s) == 0;
+    };
+    if (ends("bias")) continue;  // already zero
+    if (ends("ln_1.weight") || ends("ln_2.weight") || ends("ln_f.weight")) {
+      for (int64_t j = 0; j < t.numel; ++j) host[static_cast<size_t>(j)] = 1.0f;
+    } else {
+      float s = (ends("attn.c_proj.weight") || ends("mlp.c_proj.weight")) ? std_res : std_w;
+      fill_normal(host.data(), t.numel, s, seed, i);
+    }
+    backend_->to_device(params_ + t.offset, host.data(), static_cast<size_t>(t.numel) * sizeof(float));
+  }
+}
+
+void Model::ensure_acts(int B, int T) {
+  const int64_t M = int64_t(B) * T;
+  Acts& a = *acts_;
+  if (M > a.cap) {
+    if (a.base) backend_->free(a.base);
+    if (a.tokens) backend_->free(a.tokens);
+    if (a.targets) backend_->free(a.targets);
+    a.base = nullptr;
+    a.tokens = a.targets = nullptr;
+    a.cap = 0;
+    a.bytes = 0;
+    const int64_t C = cfg_.n_embd, H = cfg_.n_head, Vp = cfg_.padded_vocab, L = cfg_.n_layer;
+    // Each piece rounded to 16 floats so every tensor starts 64-byte aligned.
+    auto r = [](int64_t n) { return round_up(n, 16); };
+    const int64_t per_layer = 3 * r(M * C) + r(M * 3 * C) + r(M * H) + 4 * r(M) + 2 * r(M * 4 * C) + r(M * C) + r(M * C);
+    const int64_t rest = r(M * C) + r(M * C) + 2 * r(M) + r(M * Vp) + 3 * r(M * C) + r(M * 3 * C) + r(M * 4 * C);
+    const int64_t total = L * per_layer + rest;
+    a.bytes = static_cast<size_t>(total) * sizeof(float);
+    std::ostringstream what;
+    what << "the activations for batch " << B << " x seq " << T;
+    const std::string w = what.str();
+    a.base = static_cast<float*>(backend_->alloc(a.bytes, w.c_str()));
+    a.tokens = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the token ids"));
+    a.targets = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the targets"));
+    float* p = a.base;
+    auto take = [&](int64_t n) {
+      float* q = p;
+      p += r(n);
+      return q;
+    };
+    a.layers.resize(static_cast<size_t>(L));
+    for (auto& l : a.layers) {
+      l.ln1 = take(M * C);
+      l.ln1_mean = take(M);
+      l.ln1_rstd = take(M);
+      l.qkv = take(M * 3 * C);
+      l.atty = take(M * C);
+      l.lse = take(M * H);
+      l.res1 = take(M * C);
+      l.ln2 = take(M * C);
+      l.ln2_mean = take(M);
+      l.ln2_rstd = take(M);
+      l.fch = take(M * 4 * C);
+      l.fchg = take(M * 4 * C);
+      l.res2 = take(M * C);
+    }
+    a.enc = take(M * C);
+    a.lnf = take(M * C);
+    a.lnf_mean = take(M);
+    a.lnf_rstd = take(M);
+    a.logits = take(M * Vp);
+    a.dres = take(M * C);
+    a.dln = take(M * C);
+    a.datty = take(M * C);
+    a.dqkv = take(M * 3 * C);
+    a.dfch = take(M * 4 * C);
+    a.cap = M;
+  }
+}
+
+void Model::check_tokens(const int32_t* tokens, const int32_t* targets, int B, int T) const {
+  if (B < 1) throw GptError(ErrorCode::InvalidArgument, "Expected a positive integer for batch but received " + std::to_string(B));
+  if (T < 1 || T > cfg_.n_positions)
+    throw GptError(ErrorCode::InvalidArgument, "Expected an integer between 1 and " + std::to_string(cfg_.n_positions) +
+                                                   " (n_positions) for seq but received " + std::to_string(T));
+  const int64_t M = int64_t(B) * T;
+  for (int64_t i = 0; i < M; ++i)
+    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
+      throw GptError(ErrorCode::InvalidArgument, "Expected token ids in [0, " + std::to_string(cfg_.vocab_size) +
+                                                     ") for tokens but received " + std::to_string(tokens[i]) +
+                                                     " at index " + std::to_string(i));
+  if (targets)
+    for (int64_t i = 0; i < M; ++i)
+      if (targets[i] < -1 || targets[i] >= cfg_.vocab_size)
+        throw GptError(ErrorCode::InvalidArgument, "Expected target ids in [0, " + std::to_string(cfg_.vocab_size) +
+                                                       ") or -1 (ignored) for targets but received " +
+                                                       std::to_string(targets[i]) + " at index " + std::to_string(i));
+}
+
+void Model::upload_tokens(const int32_t* tokens, const int32_t* targets, int B, int T) {
+  const size_t bytes = static_cast<size_t>(B) * T * sizeof(int32_t);
+  backend_->to_device(acts_->tokens, tokens, bytes);
+  if (targets) backend_->to_device(acts_->targets, targets, bytes);
+}
+
+void Model::forward_body(int B, int T) {
+  Backend& be = *backend_;
+  Acts& a = *acts_;
+  const int C = cfg_.n_embd, H = cfg_.n_head, D = C / H, Vp = cfg_.padded_vocab;
+  const int M = B * T;
+  const float eps = cfg_.layer_norm_epsilon;
+  const Precision p = precision_;
+
+  be.embedding_forward(a.enc, a.tokens, w_.wte, w_.wpe, B, T, C);
+  const float* x = a.enc;  // residual stream entering the layer, [M, C]
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
+    Acts::Layer& A = a.layers[static_cast<size_t>(l)];
+    be.layernorm_forward(A.ln1, A.ln1_mean, A.ln1_rstd, x, W.ln_1_w, W.ln_1_b, M, C, eps);
+    be.matmul_forward(A.qkv, A.ln1, W.c_attn_w, W.c_attn_b, M, C, 3 * C, p);
+    // q, k, v: strided [B, H, T, D] views of qkv [B, T, 3C]; out [B, T, C].
+    AttnShape s;
+    s.batch = B;
+    s.heads = H;
+    s.seq = T;
+    s.head_dim = D;
+    s.pattern = cfg_.patterns[static_cast<size_t>(l)];
+    s.window = cfg_.attention_window;
+    s.scale = 1.0f / std::sqrt(static_cast<float>(D));
+    const int64_t sq = int64_t(T) * 3 * C;
+    AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
+    AttnTensor o{A.atty, int64_t(T) * C, D, C};
+    be.attention_forward(s, o, A.lse, q, k, v);
+    be.matmul_forward(A.res1, A.atty, W.attn_proj_w, W.attn_proj_b, M, C, C, p);
+    be.add(A.res1, A.res1, x, int64_t(M) * C);
+    be.layernorm_forward(A.ln2, A.ln2_mean, A.ln2_rstd, A.res1, W.ln_2_w, W.ln_2_b, M, C, eps);
+    be.matmul_forward(A.fch, A.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p);
+    be.gelu_forward(A.fchg, A.fch, int64_t(M) * 4 * C);
+    be.matmul_forward(A.res2, A.fchg, W.mlp_proj_w, W.mlp_proj_b, M, 4 * C, C, p);
+    be.add(A.res2, A.res2, A.res1, int64_t(M) * C);
+    x = A.res2;
+  }
+  be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, w_.ln_f_w, w_.ln_f_b, M, C, eps);
+  // Tied head: logits [M, Vp] = lnf [M, C] @ wte [Vp, C]^T
+  be.matmul_nt(a.logits, a.lnf, w_.wte, M, C, Vp, p);
+}
+
+void Model::backward_body(int B, int T) {
+  Backend& be = *backend_;
+  Acts& a = *acts_;
+  const int C = cfg_.n_embd, H = cfg_.n_head, D = C / H, Vp = cfg_.padded_vocab;
+  const int M = B * T;
+  const Precision p = precision_;
+  const int L = cfg_.n_layer;
+
+  // a.logits holds dlogits. dlnf = dlogits @ wte; dwte += dlogits^T @ lnf.
+  be.matmul_forward(a.dln, a.logits, w_.wte, nullptr, M, Vp, C, p);
+  be.matmul_backward(nullptr, g_.wte, nullptr, a.lnf, a.logits, nullptr, M, Vp, C, p);
+  const float* x_last = a.layers[static_cast<size_t>(L - 1)].res2;
+  be.zero(a.dres, static_cast<size_t>(M) * C * sizeof(float));
+  be.layernorm_backward(a.dres, g_.ln_f_w, g_.ln_f_b, a.dln, x_last, w_.ln_f_w, a.lnf_mean, a.lnf_rstd, M, C);
+
+  for (int l = L - 1; l >= 0; --l) {
+    const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
+    const LayerWeights& G = g_.layers[static_cast<size_t>(l)];
+    Acts::Layer& A = a.layers[static_cast<size_t>(l)];
+    const float* x_in = l == 0 ? a.enc : a.layers[static_cast<size_t>(l - 1)].res2;
+    // a.dres = d(res2). MLP branch.
+    be.matmul_backward(a.dfch, G.mlp_proj_w, G.mlp_proj_b, a.dres, A.fchg, W.mlp_proj_w, M, 4 * C, C, p);
+    be.gelu_backward(a.dfch, A.fch, a.dfch, int64_t(M) * 4 * C);
+    be.matmul_backward(a.dln, G.c_fc_w, G.c_fc_b, a.dfch, A.ln2, W.c_fc_w, M, C, 4 * C, p);
+    be.layernorm_backward(a.dres, G.ln_2_w, G.ln_2_b, a.dln, A.res1, W.ln_2_w, A.ln2_mean, A.ln2_rstd, M, C);
+    // a.dres = d(res1). Attention branch.
+    be.matmul_backward(a.datty, G.attn_proj_w, G.attn_proj_b, a.dres, A.atty, W.attn_proj_w, M, C, C, p);
+    AttnShape s;
+    s.batch = B;
+    s.heads = H;
+    s.seq = T;
+    s.head_dim = D;
+    s.pattern = cfg_.patterns[static_cast<size_t>(l)];
+    s.window = cfg_.attention_window;
+    s.scale = 1.0f / std::sqrt(static_cast<float>(D));
+    const int64_t sq = int64_t(T) * 3 * C, so = int64_t(T) * C;
+    AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
+    AttnTensor dq{a.dqkv, sq, D, 3 * C}, dk{a.dqkv + C, sq, D, 3 * C}, dv{a.dqkv + 2 * C, sq, D, 3 * C};
+    AttnTensor o{A.atty, so, D, C}, dout{a.datty, so, D, C};
+    be.attention_backward(s, dq, dk, dv, q, k, v, o, A.lse, dout);
+    be.matmul_backward(a.dln, G.c_attn_w, G.c_attn_b, a.dqkv, A.ln1, W.c_attn_w, M, C, 3 * C, p);
+    be.layernorm_backward(a.dres, G.ln_1_w, G.ln_1_b, a.dln, x_in, W.ln_1_w, A.ln1_mean, A.ln1_rstd, M, C);
+    // a.dres = d(x_in)
+  }
+  be.embedding_backward(g_.wte, g_.wpe, a.dres, a.tokens, B, T, C);
+}
+
+void Model::forward(const int32_t* tokens, int B, int T, float* logits_out) {
+  check_tokens(tokens, nullptr, B, T);
+  ensure_acts(B, T);
+  upload_tokens(tokens, nullptr, B, T);
+  double t0 = now_ms();
+  forward_body(B, T);
+  const int64_t M = int64_t(B) * T;
+  const int V = cfg_.vocab_size, Vp = cfg_.padded_vocab;
+  if (V == Vp) {
+    backend_->to_host(logits_out, acts_->logits, static_cast<size_t>(M) * V * sizeof(float));
+  } else {
+    // Copy rows in slabs through a host staging buffer, dropping padded columns.
+    const int64_t slab = std::max<int64_t>(1, (int64_t(8) << 20) / (int64_t(Vp) * 4));
+    HostBuffer<float> stage(static_cast<size_t>(std::min(M, slab) * Vp), "copying the logits");
+    for (int64_t r0 = 0; r0 < M; r0 += slab) {
+      const int64_t n = std::min(slab, M - r0);
+      backend_->to_host(stage.data(), acts_->logits + r0 * Vp, static_cast<size_t>(n * Vp) * sizeof(float));
+      for (int64_t r = 0; r < n; ++r)
+        std::memcpy(logits_out + (r0 + r) * V, stage.data() + r * Vp, static_cast<size_t>(V) * sizeof(float));
+    }
+  }
+  timings_.forward_ms = now_ms() - t0;
+}
+
+double Model::loss(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count) {
+  check_tokens(tokens, targets, B, T);
+  ensure_acts(B, T);
+  upload_tokens(tokens, targets, B, T);
+  double t0 = now_ms();
+  forward_body(B, T);
+  int64_t n = 0;
+  double sum = backend_->crossentropy(acts_->logits, acts_->targets, B * T, cfg_.vocab_size, cfg_.padded_vocab, 0.0f, &n);
+  timings_.forward_ms = now_ms() - t0;
+  if (count) *count = n;
+  return n > 0 ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+}
+
+double Model::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count) {
+  check_tokens(tokens, targets, B, T);
+  ensure_acts(B, T);
+  upload_tokens(tokens, targets, B, T);
+  double t0 = now_ms();
+  forward_body(B, T);
+  // Gradient of the loss *sum* (scale 1): step()/gradients() divide by the
+  // target count accumulated since the last step (model.h).
+  int64_t n = 0;
+  double sum = backend_->crossentropy(acts_->logits, acts_->targets, B * T, cfg_.vocab_size, cfg_.padded_vocab, 1.0f, &n);
+  double t1 = now_ms();
+  backward_body(B, T);
+  backend_->synchronize();
+  double t2 = now_ms();
+  timings_.forward_ms = t1 - t0;
+  timings_.backward_ms = t2 - t1;
+  count_ += n;
+  if (count) *count = n;
+  return n > 0 ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+}
+
+void Model::zero_grad() {
+  backend_->zero(grads_, static_cast<size_t>(n_floats_) * sizeof(float));
+  count_ = 0;
+}
+
+double Model::grad_norm() {
+  const double inv = 1.0 / static_cast<double>(std::max<int64_t>(count_, 1));
+  return std::sqrt(backend_->sum_squares(grads_, n_floats_)) * inv;
+}
+
+StepResult Model::step(const StepOptions& o) {
+  double t0 = now_ms();
+  StepResult r;
+  r.tokens = count_;
+  const double inv = 1.0 / static_cast<double>(std::max<int64_t>(count_, 1));
+  const double norm = grad_norm();
+  r.grad_norm = norm;
+  if (!std::isfinite(norm)) {
+    zero_grad();
+    std::ostringstream msg;
+    msg << "The gradient norm is " << norm
+        << " (not finite); the step was skipped: weights and optimizer state are unchanged and the gradients "
+           "were cleared. Try a lower learning rate or gradient clipping.";
+    throw GptError(ErrorCode::NonFinite, msg.str());
+  }
+  double clip = 1.0;
+  if (o.grad_clip > 0 && norm > o.grad_clip) clip = o.grad_clip / norm;
+  r.clip_scale = clip;
+  ++step_;
+  AdamWParams a;
+  a.lr = o.lr;
+  a.beta1 = o.beta1;
+  a.beta2 = o.beta2;
+  a.eps = o.eps;
+  a.grad_scale = static_cast<float>(inv * clip);
+  a.step = step_;
+  // Runs of neighbouring tensors that share the decay flag go in one call; the
+  // gaps between tensors are zero in all four buffers and stay zero.
+  size_t i = 0;
+  while (i < tensors_.size()) {
+    size_t j = i;
+    while (j + 1 < tensors_.size() && tensors_[j + 1].decay == tensors_[i].decay) ++j;
+    const int64_t off = tensors_[i].offset;
+    const int64_t n = tensors_[j].offset + tensors_[j].stored - off;
+    a.weight_decay = tensors_[i].decay ? o.weight_decay : 0.0f;
+    backend_->adamw(params_ + off, grads_ + off, m_ + off, v_ + off, n, a);
+    i = j + 1;
+  }
+  zero_grad();
+  backend_->synchronize();
+  r.step = step_;
+  timings_.optimizer_ms = now_ms() - t0;
+  return r;
+}
+
+void Model::read_tensor(Buffer which, int index, float* dst) {
+  GPT_CHECK_ARG(index >= 0 && index < static_cast<int>(tensors_.size()), "tensor index out of range");
+  const TensorInfo& t = tensors_[static_cast<size_t>(index)];
+  float* base = which == Buffer::Params ? params_ : which == Buffer::Grads ? grads_ : which == Buffer::ExpAvg ? m_ : v_;
+  backend_->to_host(dst, base + t.offset, static_cast<size_t>(t.numel) * sizeof(float));
+  if (which == Buffer::Grads && count_ > 1) {
+    const float inv = static_cast<float>(1.0 / static_cast<double>(count_));
+    for (int64_t i = 0; i < t.numel; ++i) dst[i] *= inv;
+  }
+}
+
+void Model::write_tensor(Buffer which, int index, const float* src) {
+  GPT_CHECK_ARG(index >= 0 && index < static_cast<int>(tensors_.size()), "tensor index out of range");
+  GPT_CHECK_ARG(which != Buffer::Grads, "gradients are not writable");
+  const TensorInfo& t = tensors_[static_cast<size_t>(index)];
+  float* base = which == Buffer::Params ? params_ : which == Buffer::ExpAvg ? m_ : v_;
+  backend_->to_device(base + t.offset, src, static_cast<size_t>(t.numel) * sizeof(float));
+}
+
+Model::Memory Model::memory() const {
+  Memory m;
+  m.params = static_cast<size_t>(n_floats_) * sizeof(float);
+  m.grads = m.params;
+  m.optimizer = 2 * m.params;
+  m.activations = acts_->bytes + (acts_->cap > 0 ? 2 * static_cast<size_t>(acts_->cap) * sizeof(int32_t) : 0);
+  return m;
+}
+
+}  // namespace gpt

@@ -1,0 +1,184 @@
+// The CPU implementation of the Backend interface (core/backend.h): host
+// memory, the GEMMs (gemm.h), fused attention (attention.h) and the ops of
+// ops.h, all on the global pool with the current instruction-set path.
+//
+// Work is split into fixed-size pieces that do not depend on the pool size,
+// and every reduction over pieces runs in piece order afterwards, so results
+// are bitwise identical for any thread count (DESIGN "Threads").
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../core/backend.h"
+#include "../core/memory.h"
+#include "../core/threadpool.h"
+#include "attention.h"
+#include "gemm.h"
+#include "ops.h"
+
+namespace gpt {
+namespace {
+
+// Runs fn(begin, end) over [0, n) in pieces of `grain`.
+template <typename Fn>
+void parallel_ranges(int64_t n, int64_t grain, Fn&& fn) {
+  if (n <= 0) return;
+  int64_t pieces = (n + grain - 1) / grain;
+  if (pieces == 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+  ThreadPool::global().parallel_for(pieces, [&](int64_t t, int) {
+    int64_t a = t * grain;
+    fn(a, std::min(n, a + grain));
+  });
+}
+
+// Rows per piece so that each piece touches about 64 KiB of a row-major
+// [rows, width] tensor (at least one row).
+int64_t row_grain(int64_t width) { return std::max<int64_t>(1, (16 * 1024) / std::max<int64_t>(1, width)); }
+
+constexpr int64_t kElemGrain = 32 * 1024;   // elementwise ops
+constexpr int64_t kReduceGrain = 64 * 1024;  // sum of squares partials
+constexpr int kColGrain = 64;                // column pieces for column reductions
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  void* alloc(size_t bytes, const char* what) override { return aligned_alloc_or_throw(bytes, what); }
+  void free(void* p) override { std::free(p); }
+  void to_device(void* dst, const void* src, size_t bytes) override { copy_parallel(dst, src, bytes); }
+  void to_host(void* dst, const void* src, size_t bytes) override { copy_parallel(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { copy_parallel(dst, src, bytes); }
+  void zero(void* p, size_t bytes) override {
+    char* d = static_cast<char*>(p);
+    parallel_ranges(static_cast<int64_t>(bytes), 1 << 20,
+                    [&](int64_t a, int64_t b) { std::memset(d + a, 0, static_cast<size_t>(b - a)); });
+  }
+  void synchronize() override {}
+
+  void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
+                      Precision p) override {
+    cpu::gemm(false, false, M, N, K, inp, K, w, N, out, N, false, bias, p);
+  }
+  void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w,
+                       int M, int K, int N, Precision p) override {
+    if (dinp) cpu::gemm(false, true, M, K, N, dout, N, w, N, dinp, K, false, nullptr, p);
+    if (dw) cpu::gemm(true, false, K, N, M, inp, K, dout, N, dw, N, true, nullptr, p);
+    if (dbias) cpu::colsum_accumulate(dbias, dout, M, N);
+  }
+  void matmul_nt(float* out, const float* a, const float* b, int M, int K, int N, Precision p) override {
+    cpu::gemm(false, true, M, N, K, a, K, b, K, out, N, false, nullptr, p);
+  }
+
+  void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
+                         int C) override {
+    parallel_ranges(int64_t(B) * T, row_grain(C), [&](int64_t a, int64_t b) {
+      GPT_CPU_DISPATCH(op_embedding_forward, out, tokens, wte, wpe, T, C, a, b);
+    });
+  }
+  void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
+                          int C) override {
+    // Split over columns: each piece walks every row in order, so repeated
+    // tokens accumulate in a fixed order without atomics.
+    parallel_ranges(C, kColGrain, [&](int64_t a, int64_t b) {
+      GPT_CPU_DISPATCH(op_embedding_backward_cols, dwte, dwpe, dout, tokens, int64_t(B) * T, T, C, int(a), int(b));
+    });
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
+                         const float* beta, int M, int C, float eps) override {
+    parallel_ranges(M, row_grain(C), [&](int64_t a, int64_t b) {
+      GPT_CPU_DISPATCH(op_layernorm_forward, out, mean, rstd, inp, gamma, beta, C, eps, a, b);
+    });
+  }
+  void layernorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout, const float* inp,
+                          const float* gamma, const float* mean, const float* rstd, int M, int C) override {
+    parallel_ranges(M, row_grain(C), [&](int64_t a, int64_t b) {
+      GPT_CPU_DISPATCH(op_layernorm_backward_rows, dinp, dout, inp, gamma, mean, rstd, C, a, b);
+    });
+    parallel_ranges(C, kColGrain, [&](int64_t a, int64_t b) {
+      GPT_CPU_DISPATCH(op_layernorm_backward_cols, dgamma, dbeta, dout, inp, mean, rstd, M, C, int(a), int(b));
+    });
+  }
+  void gelu_forward(float* out, const float* inp, int64_t n) override {
+    parallel_ranges(n, kElemGrain, [&](int64_t a, int64_t b) { GPT_CPU_DISPATCH(op_gelu_forward, out + a, inp + a, b - a); });
+  }
+  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) override {
+    parallel_ranges(n, kElemGrain, [&](int64_t a, int64_t b) {
+      GPT_CPU_DISPATCH(op_gelu_backward, dinp + a, inp + a, dout + a, b - a);
+    });
+  }
+  void add(float* out, const float* a, const float* b, int64_t n) override {
+    parallel_ranges(n, kElemGrain, [&](int64_t x, int64_t y) { GPT_CPU_DISPATCH(op_add, out + x, a + x, b + x, y - x); });
+  }
+
+  void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
+                         AttnTensor v) override {
+    cpu::attention_forward(s, out, lse, q, k, v);
+  }
+  void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
+                          AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout) override {
+    cpu::attention_backward(s, dq, dk, dv, q, k, v, out, lse, dout);
+  }
+
+  double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dscale,
+                      int64_t* count) override {
+    row_loss_.resize(static_cast<size_t>(M));
+    double* rl = row_loss_.data();
+    parallel_ranges(M, std::max<int64_t>(1, row_grain(Vp) / 4 + 1), [&](int64_t a, int64_t b) {
+      GPT_CPU_DISPATCH(op_crossentropy_rows, logits, targets, V, Vp, dscale, rl, a, b);
+    });
+    double sum = 0;
+    int64_t n = 0;
+    for (int r = 0; r < M; ++r)
+      if (targets[r] >= 0) {
+        sum += rl[r];
+        ++n;
+      }
+    if (count) *count = n;
+    return sum;
+  }
+
+  double sum_squares(const float* g, int64_t n) override {
+    int64_t pieces = (n + kReduceGrain - 1) / kReduceGrain;
+    partial_.assign(static_cast<size_t>(std::max<int64_t>(pieces, 1)), 0.0);
+    double* part = partial_.data();
+    parallel_ranges(n, kReduceGrain, [&](int64_t a, int64_t b) {
+      part[a / kReduceGrain] = GPT_CPU_DISPATCH(op_sum_squares, g + a, b - a);
+    });
+    double s = 0;
+    for (int64_t i = 0; i < pieces; ++i) s += part[i];
+    return s;
+  }
+  void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) override {
+    const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step)));
+    const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step)));
+    parallel_ranges(n, kElemGrain, [&](int64_t x, int64_t y) {
+      GPT_CPU_DISPATCH(op_adamw, param + x, grad + x, m + x, v + x, y - x, a.lr, a.beta1, a.beta2, a.eps,
+                       a.weight_decay, a.grad_scale, bc1, bc2);
+    });
+  }
+  void scale(float* x, float s, int64_t n) override {
+    parallel_ranges(n, kElemGrain, [&](int64_t a, int64_t b) { GPT_CPU_DISPATCH(op_scale, x + a, s, b - a); });
+  }
+
+ private:
+  void copy_parallel(void* dst, const void* src, size_t bytes) {
+    if (dst == src || bytes == 0) return;
+    char* d = static_cast<char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    parallel_ranges(static_cast<int64_t>(bytes), 1 << 20,
+                    [&](int64_t a, int64_t b) { std::memcpy(d + a, s + a, static_cast<size_t>(b - a)); });
+  }
+
+  std::vector<double> row_loss_;
+  std::vector<double> partial_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace gpt

@@ -1,0 +1,3 @@
+// The avx2 compilation of the CPU ops (flags: CMakeLists.txt).
+#include "ops_impl.h"
+#include "ops.h"
