@@ -15,3 +15,4 @@ export type { EngineInfo, BackendCheck } from './info';
 export * from './checkpoint';
 export { SafetensorsReader, readSafetensors, writeSafetensors, decodeSafetensors, encodeSafetensors } from './safetensors';
 export type { TensorInfo, SafetensorsHeader, SafetensorsContent, TensorToWrite } from './safetensors';
+export * as attention from './attention';

@@ -1,0 +1,2 @@
+// The avx2 compilation of the fused attention kernels (flags: CMakeLists.txt).
+#include "attention_impl.h"
