@@ -10,8 +10,10 @@
 // Tensors: attention takes q, k, v, (out, lse, dout) either as separate
 // contiguous [B, H, T, D] arrays (layout 'bhtd') or as one packed qkv
 // [B, T, 3C] array with out/dout as [B, T, C] (layout 'btc', the model's).
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -62,6 +64,23 @@ Backend* get_backend(const std::string& device) {
   }
   throw_invalid("Expected 'cpu' or 'cuda' for device but received '" + device + "'");
   return nullptr;
+}
+
+// Runs `go` once (the result the caller downloads); with options.repeat = n
+// > 0 it then runs it n more times between two synchronizations and reports
+// the mean milliseconds per run in result.num["ms"] (for benchmarks: device
+// time of the op alone, no transfers). Accumulating ops accumulate again.
+void run_timed(Backend* be, const OpArgs& a, OpResult& r, const std::function<void()>& go) {
+  go();
+  auto it = a.num.find("repeat");
+  const int n = it == a.num.end() ? 0 : (int)it->second;
+  if (n <= 0) return;
+  be->synchronize();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) go();
+  be->synchronize();
+  auto t1 = std::chrono::steady_clock::now();
+  r.num["ms"] = std::chrono::duration<double, std::milli>(t1 - t0).count() / n;
 }
 
 // Device buffers for one op, freed when it goes out of scope.
@@ -175,7 +194,7 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   if (!backward) {
     float* out = buf.poisoned(n, "out");
     float* lse = buf.poisoned(nl, "lse");
-    be->attention_forward(s, view(out), lse, q, k, v);
+    run_timed(be, a, r, [&] { be->attention_forward(s, view(out), lse, q, k, v); });
     r.f["out"] = buf.down(out, n);
     r.f["lse"] = buf.down(lse, nl);
     return r;
@@ -185,14 +204,17 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   float* dout = buf.up(need_f(a, "dout", n), "dout");
   if (packed) {
     float* dqkv = buf.poisoned(n * 3, "dqkv");
-    be->attention_backward(s, view_btc(dqkv, 3 * C), view_btc(dqkv + C, 3 * C), view_btc(dqkv + 2 * C, 3 * C), q, k, v,
-                           view(out), lse, view(dout));
+    run_timed(be, a, r, [&] {
+      be->attention_backward(s, view_btc(dqkv, 3 * C), view_btc(dqkv + C, 3 * C), view_btc(dqkv + 2 * C, 3 * C), q, k,
+                             v, view(out), lse, view(dout));
+    });
     r.f["dqkv"] = buf.down(dqkv, n * 3);
   } else {
     float* dq = buf.poisoned(n, "dq");
     float* dk = buf.poisoned(n, "dk");
     float* dv = buf.poisoned(n, "dv");
-    be->attention_backward(s, view(dq), view(dk), view(dv), q, k, v, view(out), lse, view(dout));
+    run_timed(be, a, r,
+              [&] { be->attention_backward(s, view(dq), view(dk), view(dv), q, k, v, view(out), lse, view(dout)); });
     r.f["dq"] = buf.down(dq, n);
     r.f["dk"] = buf.down(dk, n);
     r.f["dv"] = buf.down(dv, n);
@@ -213,11 +235,11 @@ OpResult run_op(const OpArgs& a) {
     float* x = buf.up(need_f(a, "a", (size_t)M * K), "a");
     if (op == "matmul_nt") {
       float* bm = buf.up(need_f(a, "b", (size_t)N * K), "b");
-      be->matmul_nt(out, x, bm, M, K, N, p);
+      run_timed(be, a, r, [&] { be->matmul_nt(out, x, bm, M, K, N, p); });
     } else {
       float* w = buf.up(need_f(a, "b", (size_t)K * N), "b");
       float* bias = a.f.count("bias") ? buf.up(need_f(a, "bias", N), "bias") : nullptr;
-      be->matmul_forward(out, x, w, bias, M, K, N, p);
+      run_timed(be, a, r, [&] { be->matmul_forward(out, x, w, bias, M, K, N, p); });
     }
     r.f["out"] = buf.down(out, (size_t)M * N);
   } else if (op == "matmul_backward") {
@@ -228,7 +250,7 @@ OpResult run_op(const OpArgs& a) {
     float* dinp = buf.poisoned((size_t)M * K, "dinp");
     float* dw = buf.up(opt_f(a, "dw", (size_t)K * N, 0.0f), "dw");
     float* dbias = buf.up(opt_f(a, "dbias", N, 0.0f), "dbias");
-    be->matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N, p);
+    run_timed(be, a, r, [&] { be->matmul_backward(dinp, dw, dbias, dout, inp, w, M, K, N, p); });
     r.f["dinp"] = buf.down(dinp, (size_t)M * K);
     r.f["dw"] = buf.down(dw, (size_t)K * N);
     r.f["dbias"] = buf.down(dbias, N);

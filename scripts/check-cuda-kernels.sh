@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Checks that every CUDA kernel the backend needs was compiled into the addon:
+# `nm -C` lists the host stub of each __global__ function, so a stub backend
+# (or a file left out of the build) fails here even without a GPU.
+#
+#   scripts/check-cuda-kernels.sh [path/to/gpt_engine.node]
+#
+# Default: $GPT_ENGINE_ADDON, else build/Release/gpt_engine.node.
+# Exit 0 when all are present, 1 when any is missing (each is named), 2 when
+# the addon is missing or was built without CUDA.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+addon="${1:-${GPT_ENGINE_ADDON:-$root/build/Release/gpt_engine.node}}"
+if [[ ! -f "$addon" ]]; then
+  echo "check-cuda-kernels: no addon at $addon (build it with: npx cmake-js compile)" >&2
+  exit 2
+fi
+if ! command -v nm >/dev/null; then
+  echo "check-cuda-kernels: nm not found (install binutils)" >&2
+  exit 2
+fi
+symbols="$(nm -C "$addon" 2>/dev/null | grep 'gpt::cuda::' || true)"
+if [[ -z "$symbols" ]]; then
+  echo "check-cuda-kernels: $addon has no gpt::cuda symbols: it was built without the CUDA backend" >&2
+  exit 2
+fi
+
+# One line per kernel: the demangled name as nm -C prints it, up to '('.
+expected=(
+  'gemm_bf16_tc_kernel<false, false>' 'gemm_bf16_tc_kernel<false, true>' 'gemm_bf16_tc_kernel<true, false>'
+  'gemm_fp32_kernel<false, false>' 'gemm_fp32_kernel<false, true>' 'gemm_fp32_kernel<true, false>'
+  'colsum_partial_kernel' 'colsum_finish_kernel'
+  'attention_fwd_kernel<64>' 'attention_fwd_kernel<80>' 'attention_fwd_kernel<96>' 'attention_fwd_kernel<128>'
+  'attention_dvec_kernel'
+  'attention_bwd_dkdv_kernel<64>' 'attention_bwd_dkdv_kernel<80>' 'attention_bwd_dkdv_kernel<96>'
+  'attention_bwd_dkdv_kernel<128>'
+  'attention_bwd_dq_kernel<64>' 'attention_bwd_dq_kernel<80>' 'attention_bwd_dq_kernel<96>'
+  'attention_bwd_dq_kernel<128>'
+  'layernorm_forward_kernel' 'layernorm_backward_dx_kernel' 'layernorm_backward_params_partial_kernel'
+  'layernorm_backward_params_finish_kernel'
+  'gelu_forward_kernel' 'gelu_backward_kernel' 'add_kernel' 'scale_kernel'
+  'embedding_forward_kernel' 'embedding_backward_wpe_kernel' 'embedding_backward_wte_kernel'
+  'crossentropy_kernel'
+  'sum_squares_partial_kernel' 'sum_squares_finish_kernel'
+  'adamw_kernel'
+)
+missing=0
+for k in "${expected[@]}"; do
+  if ! grep -qF "::${k}(" <<<"$symbols"; then
+    echo "MISSING kernel: $k" >&2
+    missing=$((missing + 1))
+  fi
+done
+if [[ $missing -gt 0 ]]; then
+  echo "check-cuda-kernels: $missing of ${#expected[@]} kernels missing from $addon" >&2
+  exit 1
+fi
+echo "check-cuda-kernels: all ${#expected[@]} kernels present in $addon"

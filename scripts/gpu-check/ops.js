@@ -1,0 +1,221 @@
+'use strict';
+// Every backend op on the device under test against the CPU backend, on
+// fresh seeded random inputs, through the addon's backendOp (upload, run,
+// download; outputs poisoned with NaN first, so unwritten elements fail).
+// Used by scripts/gpu-check.js and test/cuda/ops.test.ts.
+//
+// Error metric: relative L2, ||got - ref|| / ||ref|| (NaN or Inf never
+// passes). Tolerances (issue 8): fp32 path < 1e-5, bf16 < 1e-2. Attention on
+// CUDA always runs bf16 tensor cores (fp32 statistics), so it is held to the
+// bf16 tolerance against the CPU's fp32 kernels.
+
+function rng(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randn(r, n, std = 1) {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = Math.max(r(), 1e-12), v = r();
+    const m = Math.sqrt(-2 * Math.log(u)) * std;
+    a[i] = m * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) a[i + 1] = m * Math.sin(2 * Math.PI * v);
+  }
+  return a;
+}
+
+function randi(r, n, lo, hi) {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; ++i) a[i] = lo + Math.floor(r() * (hi - lo));
+  return a;
+}
+
+/** Relative L2 error; Infinity when either side has a NaN/Inf or the lengths differ. */
+function relL2(got, ref) {
+  if (!got || !ref || got.length !== ref.length) return Infinity;
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; ++i) {
+    const g = got[i], f = ref[i];
+    if (!Number.isFinite(g) || !Number.isFinite(f)) return Infinity;
+    num += (g - f) * (g - f);
+    den += f * f;
+  }
+  if (den === 0) return num === 0 ? 0 : Infinity;
+  return Math.sqrt(num / den);
+}
+
+function bitEqual(a, b) {
+  if (!a || !b || a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; ++i) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/**
+ * The cases: each returns {name, precision, opts, outputs, tol?}. `opts` is
+ * the backendOp options without `device`; `outputs` the result keys compared.
+ */
+function buildCases(seed) {
+  const r = rng(seed);
+  const cases = [];
+  const tolFor = (p) => (p === 'bf16' ? 1e-2 : 1e-5);
+  for (const p of ['fp32', 'bf16']) {
+    for (const [M, K, N] of [[257, 96, 200], [64, 768, 2304], [5, 33, 7]]) {
+      cases.push({ name: `matmul_forward ${M}x${K}x${N} +bias`, precision: p, tol: tolFor(p), outputs: ['out'],
+        opts: { op: 'matmul_forward', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1), bias: randn(r, N) } });
+    }
+    for (const [M, K, N] of [[300, 72, 130], [128, 256, 768]]) {
+      cases.push({ name: `matmul_backward ${M}x${K}x${N} (accumulating dw, dbias)`, precision: p, tol: tolFor(p),
+        outputs: ['dinp', 'dw', 'dbias'],
+        opts: { op: 'matmul_backward', precision: p, M, K, N, dout: randn(r, M * N), inp: randn(r, M * K),
+          w: randn(r, K * N, 0.1), dw: randn(r, K * N), dbias: randn(r, N) } });
+    }
+    for (const [M, K, N] of [[100, 64, 333], [33, 768, 1000]]) {
+      cases.push({ name: `matmul_nt ${M}x${K}x${N}`, precision: p, tol: tolFor(p), outputs: ['out'],
+        opts: { op: 'matmul_nt', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, N * K, 0.1) } });
+    }
+  }
+  {
+    const B = 3, T = 17, C = 40, V = 50;
+    const tokens = randi(r, B * T, 0, 12);  // few distinct tokens: many repeats
+    cases.push({ name: 'embedding_forward', precision: 'fp32', tol: 1e-5, outputs: ['out'],
+      opts: { op: 'embedding_forward', B, T, C, V, tokens, wte: randn(r, V * C), wpe: randn(r, T * C) } });
+    cases.push({ name: 'embedding_backward (repeated tokens)', precision: 'fp32', tol: 1e-5, outputs: ['dwte', 'dwpe'],
+      opts: { op: 'embedding_backward', B, T, C, V, tokens, dout: randn(r, B * T * C), dwte: randn(r, V * C),
+        dwpe: randn(r, T * C) } });
+  }
+  for (const [M, C] of [[300, 200], [64, 768]]) {
+    const inp = randn(r, M * C, 2);
+    for (let i = 0; i < inp.length; ++i) inp[i] += 0.5;
+    const gamma = randn(r, C), beta = randn(r, C);
+    cases.push({ name: `layernorm_forward ${M}x${C}`, precision: 'fp32', tol: 1e-5, outputs: ['out', 'mean', 'rstd'],
+      opts: { op: 'layernorm_forward', M, C, inp, gamma, beta, eps: 1e-5 } });
+    // mean/rstd of the same input, computed here in float64, as backward's inputs.
+    const mean = new Float32Array(M), rstd = new Float32Array(M);
+    for (let m = 0; m < M; ++m) {
+      let s = 0;
+      for (let c = 0; c < C; ++c) s += inp[m * C + c];
+      const mu = s / C;
+      let v = 0;
+      for (let c = 0; c < C; ++c) v += (inp[m * C + c] - mu) ** 2;
+      mean[m] = mu;
+      rstd[m] = 1 / Math.sqrt(v / C + 1e-5);
+    }
+    cases.push({ name: `layernorm_backward ${M}x${C} (accumulating)`, precision: 'fp32', tol: 1e-5,
+      outputs: ['dinp', 'dgamma', 'dbeta'],
+      opts: { op: 'layernorm_backward', M, C, inp, gamma, mean, rstd, dout: randn(r, M * C), dinp: randn(r, M * C),
+        dgamma: randn(r, C), dbeta: randn(r, C) } });
+  }
+  {
+    const n = 10001;
+    cases.push({ name: 'gelu_forward', precision: 'fp32', tol: 1e-5, outputs: ['out'],
+      opts: { op: 'gelu_forward', inp: randn(r, n, 3) } });
+    cases.push({ name: 'gelu_backward', precision: 'fp32', tol: 1e-5, outputs: ['out'],
+      opts: { op: 'gelu_backward', inp: randn(r, n, 3), dout: randn(r, n) } });
+    cases.push({ name: 'add', precision: 'fp32', tol: 1e-5, outputs: ['out'],
+      opts: { op: 'add', a: randn(r, n), b: randn(r, n) } });
+    cases.push({ name: 'scale', precision: 'fp32', tol: 1e-5, outputs: ['x'],
+      opts: { op: 'scale', x: randn(r, n), s: 0.37 } });
+  }
+  // Attention: every head size, dense and banded, odd lengths (edge tiles),
+  // both tensor layouts the model uses.
+  const attn = [];
+  for (const D of [64, 80, 96, 128]) {
+    attn.push({ B: 2, H: 3, T: 200, D, banded: false, window: 0, layout: 'bhtd' });
+    attn.push({ B: 2, H: 2, T: 200, D, banded: true, window: 37, layout: 'bhtd' });
+  }
+  attn.push({ B: 1, H: 4, T: 130, D: 64, banded: false, window: 0, layout: 'btc' });
+  attn.push({ B: 1, H: 4, T: 130, D: 64, banded: true, window: 64, layout: 'btc' });
+  attn.push({ B: 1, H: 1, T: 1, D: 64, banded: false, window: 0, layout: 'bhtd' });
+  attn.push({ B: 1, H: 2, T: 65, D: 128, banded: true, window: 1, layout: 'bhtd' });
+  attn.push({ B: 1, H: 2, T: 300, D: 64, banded: true, window: 1000, layout: 'bhtd' });
+  for (const a of attn) {
+    const n = a.B * a.H * a.T * a.D;
+    const shape = { batch: a.B, heads: a.H, seq: a.T, headDim: a.D, banded: a.banded, window: a.window,
+      scale: 1 / Math.sqrt(a.D), layout: a.layout };
+    const label = `attention ${a.banded ? `banded w=${a.window}` : 'dense'} B${a.B} H${a.H} T${a.T} D${a.D} ${a.layout}`;
+    const inputs = a.layout === 'btc' ? { qkv: randn(r, 3 * n) } : { q: randn(r, n), k: randn(r, n), v: randn(r, n) };
+    cases.push({ name: `${label} forward`, precision: 'bf16', tol: 1e-2, outputs: ['out', 'lse'], attention: true,
+      opts: { op: 'attention_forward', ...shape, ...inputs } });
+    // Backward inputs: the CPU forward's out and lse (filled in by runCase).
+    cases.push({ name: `${label} backward`, precision: 'bf16', tol: 1e-2, attention: true,
+      outputs: a.layout === 'btc' ? ['dqkv'] : ['dq', 'dk', 'dv'], needsForward: true, checkDeterminism: true,
+      opts: { op: 'attention_backward', ...shape, ...inputs, dout: randn(r, n) } });
+  }
+  {
+    const M = 37, V = 1000, Vp = 1024;
+    const targets = randi(r, M, 0, V);
+    for (let i = 0; i < M; i += 5) targets[i] = -1;
+    const logits = randn(r, M * Vp, 3);
+    cases.push({ name: 'crossentropy (loss only)', precision: 'fp32', tol: 1e-5, outputs: ['dlogits'], scalars: ['loss', 'count'],
+      opts: { op: 'crossentropy', M, V, Vp, logits, targets, dlogitsScale: 0 } });
+    cases.push({ name: 'crossentropy (in-place gradient, ignored rows)', precision: 'fp32', tol: 1e-5, outputs: ['dlogits'],
+      scalars: ['loss', 'count'], opts: { op: 'crossentropy', M, V, Vp, logits, targets, dlogitsScale: 1 / 29 } });
+  }
+  cases.push({ name: 'sum_squares 1,000,003', precision: 'fp32', tol: 1e-5, outputs: [], scalars: ['sum'],
+    opts: { op: 'sum_squares', g: randn(r, 1000003) } });
+  {
+    const n = 10001;
+    cases.push({ name: 'adamw (decay, clipping scale, step 3)', precision: 'fp32', tol: 1e-5, outputs: ['param', 'm', 'v'],
+      opts: { op: 'adamw', param: randn(r, n), grad: randn(r, n), m: randn(r, n, 0.1), v: new Float32Array(n).map(() => r() * 0.01),
+        lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradScale: 0.5, step: 3 } });
+  }
+  return cases;
+}
+
+/**
+ * Runs every case on `device` and on 'cpu', returns one record per case.
+ * onResult(record) is called as each finishes (for progress output).
+ */
+async function runOpChecks(addon, device, { seed = 1234, only, onResult } = {}) {
+  if (typeof addon.backendOp !== 'function')
+    throw new Error('this addon has no backendOp: native/cuda/backend_ops_binding.cc.pending has not been moved into native/addon/ yet (it needs make_cpu_backend)');
+  const results = [];
+  for (const c of buildCases(seed)) {
+    if (only && !(typeof only === 'string' ? c.name.includes(only) : only.has(c.name + ' ' + c.precision))) continue;
+    const rec = { name: c.name, precision: c.precision, tol: c.tol, device, errors: {}, pass: false };
+    const t0 = Date.now();
+    try {
+      let opts = c.opts;
+      if (c.needsForward) {
+        const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu' });
+        opts = { ...c.opts, out: f.out, lse: f.lse };
+      }
+      const ref = await addon.backendOp({ ...opts, device: 'cpu' });
+      const got = await addon.backendOp({ ...opts, device });
+      let ok = true;
+      for (const k of c.outputs) {
+        const e = relL2(got[k], ref[k]);
+        rec.errors[k] = e;
+        if (!(e < c.tol)) ok = false;
+      }
+      for (const k of c.scalars || []) {
+        const e = relL2([got[k]], [ref[k]]);
+        rec.errors[k] = e;
+        if (!(e < c.tol)) ok = false;
+      }
+      if (c.checkDeterminism) {
+        const again = await addon.backendOp({ ...opts, device });
+        const same = c.outputs.every((k) => bitEqual(got[k], again[k]));
+        rec.deterministic = same;
+        if (!same) ok = false;
+      }
+      rec.pass = ok;
+    } catch (e) {
+      rec.error = String(e && e.message ? e.message : e);
+    }
+    rec.seconds = (Date.now() - t0) / 1000;
+    results.push(rec);
+    if (onResult) onResult(rec);
+  }
+  return results;
+}
+
+module.exports = { buildCases, runOpChecks, relL2, bitEqual, rng, randn, randi };
