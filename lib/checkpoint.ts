@@ -140,6 +140,25 @@ export function expectedTensorShapes(config: GPTConfig): Map<string, number[]> {
   return m;
 }
 
+/** didYouMean, skipped for long names (its edit distance is quadratic; a hostile file could stall it). */
+function hint(name: string, choices: readonly string[]): string {
+  return name.length > 200 ? '' : didYouMean(name, choices);
+}
+
+/**
+ * Refuses keys and strings no honest config or state file has (longer than
+ * `limit` characters) before they reach the did-you-mean helpers, whose cost
+ * grows with the product of the lengths.
+ */
+function checkStringLengths(file: string, o: Record<string, unknown>, limit = 1024): void {
+  for (const [k, v] of Object.entries(o)) {
+    if (k.length > limit) throw new BadFileError(`${file}: has a key of ${k.length} characters (${JSON.stringify(k.slice(0, 40))}...); no known key is that long`);
+    const strings = typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+    for (const str of strings)
+      if (str.length > limit) throw new BadFileError(`${file}: the value of ${JSON.stringify(k)} is a string of ${str.length} characters, longer than any valid value (${limit})`);
+  }
+}
+
 function shapeText(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
 }
@@ -167,6 +186,7 @@ export function parseConfigFile(
   // The same test parseConfigJson uses to tell our files from HF's.
   const source: CheckpointSource =
     'gpt_engine_version' in o || 'attention_pattern' in o || o.model_type === 'gpt-engine' ? 'gpt-engine' : 'huggingface';
+  checkStringLengths(file, o);
   try {
     const { config, tokenizer } = parseConfigJson(o, file);
     return { config, tokenizer, source };
@@ -253,6 +273,12 @@ export function validateState(input: unknown, where = STATE_FILE): CheckpointSta
 /** Parses state.json bytes. Errors are BadFileError naming the file. */
 export function parseStateFile(bytes: Uint8Array, file = STATE_FILE): CheckpointState {
   const obj = parseJsonBytes(bytes, file, MAX_JSON_DEPTH + 1);
+  if (typeof obj === 'object' && obj !== null && !Array.isArray(obj)) {
+    checkStringLengths(file, obj as Record<string, unknown>, 256);
+    const rng = (obj as Record<string, unknown>).rng;
+    if (typeof rng === 'object' && rng !== null && !Array.isArray(rng))
+      for (const v of Object.values(rng)) if (typeof v === 'object' && v !== null && !Array.isArray(v)) checkStringLengths(`${file} (rng)`, v as Record<string, unknown>, 256);
+  }
   try {
     return validateState(obj, file);
   } catch (e) {
@@ -315,7 +341,7 @@ function checkTensorSet(what: string, tensors: Map<string, Float32Array>, shapes
   for (const name of tensors.keys())
     if (!expected.has(name))
       throw new ArgumentRangeError(
-        `Unexpected tensor ${JSON.stringify(name)} in ${what}${didYouMean(String(name), [...expected.keys()])}: the config implies exactly ${expected.size} tensors`,
+        `Unexpected tensor ${JSON.stringify(name)} in ${what}${hint(String(name), [...expected.keys()])}: the config implies exactly ${expected.size} tensors`,
       );
   for (const [name, shape] of expected) {
     const t = tensors.get(name);
@@ -623,7 +649,7 @@ function planModelTensors(r: SafetensorsReader, config: GPTConfig, expected: Map
     }
     if (!expected.has(n))
       throw new BadFileError(
-        `${file}: unexpected tensor ${JSON.stringify(fileName)}${didYouMean(n, [...expected.keys()])}: the config (${configText(config)}) has no such tensor`,
+        `${file}: unexpected tensor ${JSON.stringify(fileName)}${hint(n, [...expected.keys()])}: the config (${configText(config)}) has no such tensor`,
       );
     const prev = names.get(n);
     if (prev !== undefined) throw new BadFileError(`${file}: tensor ${JSON.stringify(n)} appears twice (as ${JSON.stringify(prev)} and ${JSON.stringify(fileName)})`);
@@ -697,7 +723,7 @@ async function readOptimizer(file: string, config: GPTConfig): Promise<Optimizer
     }
     for (const name of r.names())
       if (!want.has(name))
-        throw new BadFileError(`${file}: unexpected tensor ${JSON.stringify(name)}${didYouMean(name, [...want.keys()])}: the config (${configText(config)}) has no such optimizer state`);
+        throw new BadFileError(`${file}: unexpected tensor ${JSON.stringify(name)}${hint(name, [...want.keys()])}: the config (${configText(config)}) has no such optimizer state`);
     for (const [n, shape] of want) {
       const info = r.info(n);
       if (!info) throw new BadFileError(`${file}: missing tensor ${JSON.stringify(n)} (shape ${shapeText(shape)})`);

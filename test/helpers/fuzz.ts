@@ -10,7 +10,33 @@
  * output far larger than the input) fails the test with the seed and the
  * input in hex, so the case can be added to the corpus.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ArgumentRangeError, ArgumentTypeError, BadFileError } from '../../lib/errors';
+
+export const CORPUS_DIR = path.join(__dirname, '..', 'fuzz-corpus');
+
+/** The seed files of one format (test/fuzz-corpus/<format>/), and its regressions/ folder when present. */
+export function loadCorpus(format: string): { seeds: Buffer[]; regressions: { name: string; data: Buffer }[] } {
+  const dir = path.join(CORPUS_DIR, format);
+  const files = (d: string) => (fs.existsSync(d) ? fs.readdirSync(d).filter((f) => fs.statSync(path.join(d, f)).isFile()).sort() : []);
+  const seeds = files(dir).map((f) => fs.readFileSync(path.join(dir, f)));
+  const rdir = path.join(dir, 'regressions');
+  const regressions = files(rdir).map((f) => ({ name: f, data: fs.readFileSync(path.join(rdir, f)) }));
+  return { seeds, regressions };
+}
+
+/** Inputs per parser: GPT_ENGINE_FUZZ_COUNT overrides (longer runs by hand), default `n`. */
+export function fuzzCount(n: number): number {
+  const v = Number(process.env.GPT_ENGINE_FUZZ_COUNT);
+  return Number.isInteger(v) && v > 0 ? v : n;
+}
+
+/** Seed of a run: GPT_ENGINE_FUZZ_SEED overrides (to explore), default `s` (CI replays the same inputs). */
+export function fuzzSeed(s: number): number {
+  const v = Number(process.env.GPT_ENGINE_FUZZ_SEED);
+  return Number.isInteger(v) && v >= 0 ? v : s;
+}
 
 // ---------------------------------------------------------------------------
 // Random numbers: mulberry32, tiny and fast; seeded per run so failures replay.
@@ -117,7 +143,7 @@ export function weirdValue(rng: FuzzRng): unknown {
     case 13: return -0.0;
     case 14: return 4294967296;
     case 15: return 'x'.repeat(1 + rng.int(200));
-    case 16: return deepJson(rng.int(2) ? 40 : 5000);
+    case 16: return deepJson(rng.int(2) ? 40 : 400); // deeper trees come from deepNest (JSON.stringify would overflow)
     case 17: return { __proto__: 1, constructor: 2 };
     case 18: return 2 ** 31;
     case 19: return rng.int(100000);
@@ -399,6 +425,10 @@ export interface FuzzResult {
   kinds: Map<string, number>;
   ms: number;
   slowestMs: number;
+  /** the slowest input (to look at when a run gets slow) */
+  slowest?: Buffer;
+  /** time spent mutating, outside the parser */
+  mutateMs: number;
 }
 
 export interface FuzzOptions {
@@ -407,7 +437,7 @@ export interface FuzzOptions {
   corpus: Buffer[];
   mutators: Mutator[];
   /** the parser; may return a size in bytes of what it produced (checked against the input) */
-  parse: (input: Buffer) => unknown;
+  parse: (input: Buffer) => unknown | Promise<unknown>;
   /** output bytes allowed per input byte (default 4: fp16 -> fp32 doubles) */
   maxGrowth?: number;
   /** longest one input may take (default 2000 ms) */
@@ -428,21 +458,22 @@ function describeFailure(seed: number, i: number, input: Buffer, why: string): s
 }
 
 /** Runs the harness; throws (failing the test) at the first input that breaks the contract. */
-export function runFuzz(o: FuzzOptions): FuzzResult {
+export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
   const rng = new FuzzRng(o.seed);
   const allowed = o.allowed ?? ALLOWED_ERRORS;
   const maxGrowth = o.maxGrowth ?? 4;
   const maxMs = o.maxMsPerInput ?? 2000;
-  const res: FuzzResult = { count: 0, accepted: 0, rejected: 0, kinds: new Map(), ms: 0, slowestMs: 0 };
+  const res: FuzzResult = { count: 0, accepted: 0, rejected: 0, kinds: new Map(), ms: 0, slowestMs: 0, mutateMs: 0 };
   const t0 = performance.now();
   for (let i = 0; i < o.count; i++) {
-    // Every fifth input is an unmutated seed spliced with another (keeps valid-ish inputs in the mix).
     const base = rng.pick(o.corpus);
+    const m0 = performance.now();
     const input = mutate(base, rng, o.mutators);
     const s = performance.now();
+    res.mutateMs += s - m0;
     let out: unknown;
     try {
-      out = o.parse(input);
+      out = await o.parse(input);
       res.accepted++;
     } catch (e) {
       if (!allowed.some((C) => e instanceof C))
@@ -454,7 +485,10 @@ export function runFuzz(o: FuzzOptions): FuzzResult {
       res.kinds.set(k, (res.kinds.get(k) ?? 0) + 1);
     }
     const dt = performance.now() - s;
-    res.slowestMs = Math.max(res.slowestMs, dt);
+    if (dt > res.slowestMs) {
+      res.slowestMs = dt;
+      res.slowest = input;
+    }
     if (dt > maxMs) throw new Error(describeFailure(o.seed, i, input, `took ${dt.toFixed(0)} ms (limit ${maxMs})`));
     if (typeof out === 'number' && out > maxGrowth * input.length + 1024)
       throw new Error(describeFailure(o.seed, i, input, `produced ${out} bytes from ${input.length} input bytes`));
