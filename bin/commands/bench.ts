@@ -1,0 +1,96 @@
+/**
+ * `gpt-engine bench all|attention|gemm|train|generate`: throughput with the
+ * machine and its ceilings measured in the same run, PyTorch beside us with
+ * --with-pytorch, a baseline beside us with --compare, and report.json +
+ * report.html (SVG charts) with --out.
+ */
+import { Command } from 'commander';
+import * as path from 'node:path';
+import { getPreset } from '../../lib/config';
+import { ArgumentRangeError } from '../../lib/errors';
+import { BenchReport, compareReports, formatReport, readBaseline, runBench, SECTION_NAMES, SectionName } from '../../lib/bench';
+import { writeReport } from '../../lib/report';
+import { intFlag, log, printJson } from '../cli-util';
+
+const WHATS = ['all', ...SECTION_NAMES] as const;
+
+interface BenchFlags {
+  device: string;
+  precision?: string;
+  quick?: boolean;
+  withPytorch?: boolean;
+  json?: boolean;
+  out?: string;
+  compare?: string;
+  preset?: string;
+  batch?: string;
+  seq?: string;
+  repeats?: string;
+  warmup?: string;
+  failOnRegression?: boolean;
+  from?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description('Benchmark attention, GEMM, training and generation against the ceilings measured on this machine (and PyTorch)')
+    .argument('[what]', `${WHATS.join(' | ')}`, 'all')
+    .option('--device <device>', 'cpu | cuda | auto', 'auto')
+    .option('--precision <p>', 'fp32 | bf16 (default: both where a section has both)')
+    .option('--quick', 'small sizes: the whole suite in about a minute')
+    .option('--with-pytorch', 'run the PyTorch twins in bench/pytorch/ beside ours (python3 with torch; GPT_ENGINE_PYTHON picks one)')
+    .option('--json', 'one JSON document (the report) on stdout')
+    .option('--out <dir>', 'write report.json, report.html and the charts (.svg) there')
+    .option('--compare <baseline.json>', 'print each figure beside a saved report.json and flag regressions beyond the repeat spread')
+    .option('--fail-on-regression', 'with --compare: exit 3 when a figure regressed')
+    .option('--preset <name>', 'train/generate: the model preset')
+    .option('--batch <n>', 'batch size (attention, train, generate)')
+    .option('--seq <n>', 'sequence length (attention, train) or prompt length (generate)')
+    .option('--repeats <n>', 'timed repeats per case (default 3 quick, 5 full)')
+    .option('--warmup <n>', 'untimed warm-up runs per case (default 1)')
+    .option('--from <report.json>', 'measure nothing: print (and with --out re-render, with --compare compare) a saved report')
+    .action(async (what: string, f: BenchFlags) => {
+      if (!(WHATS as readonly string[]).includes(what))
+        throw new ArgumentRangeError(`Expected one of ${WHATS.join(', ')} for the benchmark but received "${what}"`);
+      if (!['cpu', 'cuda', 'auto'].includes(f.device))
+        throw new ArgumentRangeError(`Expected one of cpu, cuda, auto for --device but received "${f.device}"`);
+      if (f.precision !== undefined && !['fp32', 'bf16'].includes(f.precision))
+        throw new ArgumentRangeError(`Expected one of fp32, bf16 for --precision but received "${f.precision}"`);
+      if (f.preset !== undefined) getPreset(f.preset);
+      if (f.failOnRegression && !f.compare) throw new ArgumentRangeError('Expected --compare with --fail-on-regression but received none');
+      const sections: SectionName[] = what === 'all' ? [...SECTION_NAMES] : [what as SectionName];
+      const report = f.from ? loadSaved(f.from, f.compare) : await runBench({
+        sections,
+        device: f.device as 'cpu' | 'cuda' | 'auto',
+        precision: f.precision as 'fp32' | 'bf16' | undefined,
+        quick: !!f.quick,
+        withPytorch: !!f.withPytorch,
+        compare: f.compare ? path.resolve(f.compare) : undefined,
+        preset: f.preset,
+        batch: intFlag('batch', f.batch),
+        seq: intFlag('seq', f.seq),
+        repeats: intFlag('repeats', f.repeats, 1, 1000),
+        warmup: intFlag('warmup', f.warmup, 0, 100),
+        command: ['gpt-engine', ...process.argv.slice(2)].join(' '),
+        log: (s) => log(`bench: ${s}`),
+      });
+      if (f.json) printJson(report);
+      else process.stdout.write(formatReport(report));
+      if (f.out) {
+        const w = await writeReport(path.resolve(f.out), report);
+        log(`wrote ${w.json}`);
+        log(`wrote ${w.html}`);
+        for (const c of w.charts) log(`wrote ${c}`);
+      }
+      if (f.failOnRegression && report.comparison && report.comparison.regressions > 0) process.exitCode = 3;
+    });
+}
+
+/** A saved report (checked like a --compare baseline), compared with a baseline when asked. */
+function loadSaved(file: string, compare?: string): BenchReport {
+  const report = readBaseline(path.resolve(file), '--from');
+  delete report.comparison;
+  if (compare) report.comparison = compareReports(report, readBaseline(path.resolve(compare)), path.resolve(compare));
+  return report;
+}
