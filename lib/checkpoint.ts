@@ -602,6 +602,14 @@ export async function resolveCheckpointDir(dir: string): Promise<string> {
   const abs = path.resolve(dir);
   if (!(await isDirectory(abs))) {
     if (await exists(abs)) throw new BadFileError(`${abs} is not a folder (expected a checkpoint, run or Hugging Face GPT-2 folder)`);
+    // A writer that died between moving an old checkpoint aside and renaming the new one in leaves it here.
+    const aside = (await fs.promises.readdir(path.dirname(abs)).catch(() => [] as string[])).filter((n) =>
+      n.startsWith(`.${path.basename(abs)}.old-`),
+    );
+    if (aside.length)
+      throw new BadFileError(
+        `No such folder: ${abs}; a previous checkpoint was left at ${path.join(path.dirname(abs), aside[0])} by an interrupted write: rename it to ${abs} to use it`,
+      );
     throw new BadFileError(`No such folder: ${abs}`);
   }
   if (await exists(path.join(abs, CONFIG_FILE))) return abs;

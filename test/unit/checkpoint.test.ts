@@ -238,6 +238,9 @@ describe('run folders', () => {
     fs.mkdirSync(d);
     await rejectsWith(readCheckpoint(d), BadFileError, 'is neither a checkpoint folder (no config.json) nor a run folder');
     await rejectsWith(readCheckpoint(path.join(tmp, 'nope')), BadFileError, 'No such folder');
+    fs.mkdirSync(path.join(tmp, '.gone.old-1-ab'));
+    await rejectsWith(readCheckpoint(path.join(tmp, 'gone')), BadFileError, `a previous checkpoint was left at ${path.join(tmp, '.gone.old-1-ab')} by an interrupted write`);
+    fs.rmSync(path.join(tmp, '.gone.old-1-ab'), { recursive: true });
     fs.writeFileSync(path.join(d, 'f'), 'x');
     await rejectsWith(readCheckpoint(path.join(d, 'f')), BadFileError, 'is not a folder');
   });
