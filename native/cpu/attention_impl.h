@@ -4,15 +4,22 @@
 // pool; the code here computes one tile task on one thread.
 //
 // Legend: B batch, H heads, T sequence, D head size, Dp = D rounded up to the
-// vector width W, TL = kAttnTile (the query and the key tile: 64), RP =
-// kAttnRowsPad (tile rows rounded up to every register-block height used).
+// vector width W, TL = kAttnTile (the query and the key tile: 64).
 //
-// Why these shapes: a 64-key tile is a whole number of vectors on every path
-// (4 x 16, 8 x 8, 16 x 4), so the score micro-kernel needs no column tail; the
-// row dimension is padded instead, and rows past the real ones hold junk that
-// only ever reaches rows that are never stored (each output row depends on
-// its own input row only). The contraction dimensions, which would mix junk
-// into real results, are always zero-filled or masked.
+// Layout choices, and why:
+// - A 64-wide tile is a whole number of vectors on every path (4 x 16, 8 x 8,
+//   16 x 4), so the tile on the vector side never needs a column tail.
+// - Each task transposes the one tile it owns once (a query tile in forward
+//   and dQ, a key tile in dK/dV) into [D][TL]; every tile it meets is then
+//   read straight from the caller's strided rows: as the broadcast operand of
+//   the score kernel (any D), and as the streamed operand of the accumulate
+//   kernel when D is a whole number of vectors (64, 80, 96, 128 on every
+//   path), else through a zero-padded copy. No per-pair copies or transposes.
+// - Forward and dQ keep scores transposed, St[key][query], so the online
+//   softmax, lse and delta run along the vector lanes (no horizontal sums).
+// - Zero-filled transposed columns and masked (-inf) scores keep padding out
+//   of every contraction; row counts are exact (register-block tails), so no
+//   kernel reads or writes a row that does not exist.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +31,6 @@ namespace gpt {
 namespace cpu {
 
 constexpr int kAttnTile = 64;
-constexpr int kAttnRowsPad = 72;  // >= roundup(64, R) for every block height R in {3, 4, 6}
 constexpr int kAttnMaxHeadDim = 256;
 
 // Everything one fused-attention call needs, resolved by attention.cc.
@@ -42,12 +48,11 @@ struct AttnArgs {
 // every path's Dp).
 inline size_t attn_scratch_floats(int D) {
   size_t Dp = (static_cast<size_t>(D) + 15) / 16 * 16;
-  size_t Dr = (static_cast<size_t>(D) + 15) / 16 * 16;  // rows of transposed tiles, kept aligned
-  size_t rp = kAttnRowsPad, tl = kAttnTile;
-  // The largest of the three task kinds (backward key tile): four [RP][Dp]
-  // row tiles, two [TL][Dp], two [D][TL] transposed tiles, two [RP][TL]
-  // score tiles and four row vectors; 16 extra floats per buffer for alignment.
-  return 4 * rp * Dp + 2 * tl * Dp + 2 * Dr * tl + 2 * rp * tl + 4 * rp + 16 * 16;
+  size_t tl = kAttnTile;
+  // The largest task kind: two transposed [D][TL] tiles, four [TL][Dp] row
+  // tiles (accumulators and padded copies), two [TL][TL] score tiles and four
+  // [TL] vectors; 16 extra floats per buffer for alignment.
+  return 2 * Dp * tl + 4 * tl * Dp + 2 * tl * tl + 4 * tl + 16 * 16;
 }
 
 // Key tiles [lo, hi] a query tile meets: the band of its first row starts at
@@ -101,14 +106,13 @@ namespace GPT_ISA_NS {
 namespace {
 
 constexpr int TL = kAttnTile;
-constexpr int RP = kAttnRowsPad;
 constexpr float kNegInf = -INFINITY;
 
 // Register budget for accumulators: 32 vector registers on AVX-512, 16 on
-// the others (leave room for the loaded operands and the broadcast).
+// the others (room left for the streamed operands and the broadcast).
 #if defined(__AVX512F__)
 constexpr int kAccRegs = 24;
-constexpr int kNtRows = 6;  // score kernel: 6 rows x 4 vectors (64 keys)
+constexpr int kNtRows = 6;  // score kernel: 6 rows x 4 vectors (64 lanes)
 constexpr int kMaxCv = 8;   // accumulate kernel: up to 8 vectors of D per pass
 #else
 constexpr int kAccRegs = 12;
@@ -116,7 +120,7 @@ constexpr int kNtRows = 3;  // 3 rows x 4 vectors
 constexpr int kMaxCv = 4;
 #endif
 constexpr int kNtVecs = 4;
-static_assert(TL % (kNtVecs * W) == 0, "the key tile must be whole score blocks");
+static_assert(TL % (kNtVecs * W) == 0, "the tile must be whole score blocks");
 
 constexpr int acc_rows(int cv) { return kAccRegs / cv < 6 ? kAccRegs / cv : 6; }
 
@@ -132,21 +136,10 @@ struct Carver {
   }
 };
 
-// ---- copies in and out of the strided views --------------------------------
-
-// dst[r][0..Dp) = scale * src row r (D values, zero padded) for r < n; rows
-// [n, nzero) are zero-filled (the contraction operands need that).
-inline void load_rows(float* dst, int Dp, const float* src, int64_t st, int n, int nzero, int D, float scale) {
-  for (int r = 0; r < n; ++r) {
-    const float* s = src + r * st;
-    float* d = dst + static_cast<int64_t>(r) * Dp;
-    for (int c = 0; c < D; ++c) d[c] = s[c] * scale;
-    for (int c = D; c < Dp; ++c) d[c] = 0.0f;
-  }
-  for (int r = n; r < nzero; ++r) std::memset(dst + static_cast<int64_t>(r) * Dp, 0, sizeof(float) * Dp);
-}
+// ---- copies ------------------------------------------------------------------
 
 // dst[d][j] = scale * src row j, column d, for j < n; columns [n, TL) zero.
+// Once per task, so plain loops (rows outer: the source rows stream).
 inline void load_transposed(float* dst, const float* src, int64_t st, int n, int D, float scale) {
   if (n < TL)
     for (int d = 0; d < D; ++d) std::memset(dst + d * TL + n, 0, sizeof(float) * (TL - n));
@@ -154,6 +147,23 @@ inline void load_transposed(float* dst, const float* src, int64_t st, int n, int
     const float* s = src + j * st;
     for (int d = 0; d < D; ++d) dst[d * TL + j] = s[d] * scale;
   }
+}
+
+// Rows of a tile as the streamed operand of acc_tile: the caller's rows when
+// D fills whole vectors, else a zero-padded copy [n][Dp] in `pad`.
+struct Rows {
+  const float* p;
+  int64_t ld;
+};
+inline Rows stream_rows(const float* src, int64_t st, int n, int D, int Dp, float* pad) {
+  if (D == Dp) return {src, st};
+  for (int r = 0; r < n; ++r) {
+    const float* s = src + r * st;
+    float* d = pad + static_cast<int64_t>(r) * Dp;
+    for (int c = 0; c < D; ++c) d[c] = s[c];
+    for (int c = D; c < Dp; ++c) d[c] = 0.0f;
+  }
+  return {pad, Dp};
 }
 
 // ---- micro-kernels -----------------------------------------------------------
@@ -184,17 +194,33 @@ inline void nt_block(const float* A, int64_t lda, const float* Bt, int D, float*
     for (int c = 0; c < KC; ++c) vstore(C + r * TL + c * W, acc[r][c]);
 }
 
-// S[m'][TL] = A[m'][D] . Bt[D][TL], m' = m rounded up to the block height.
-inline void nt_tile(const float* A, int64_t lda, const float* Bt, int D, float* S, int m) {
-  for (int r0 = 0; r0 < m; r0 += kNtRows)
-    for (int c0 = 0; c0 < TL; c0 += kNtVecs * W)
-      nt_block<kNtRows, kNtVecs>(A + r0 * lda, lda, Bt + c0, D, S + r0 * TL + c0);
+template <int R>
+inline void nt_rows(const float* A, int64_t lda, const float* Bt, int D, float* C) {
+  for (int c0 = 0; c0 < TL; c0 += kNtVecs * W) nt_block<R, kNtVecs>(A, lda, Bt + c0, D, C + c0);
 }
 
-// C[R][CV*W] = C * rs[r] (when rs) + A[R][0..n) . B[0..n)[CV*W].
+// The last rows of a tile (fewer than a full block).
+template <int R>
+inline void nt_tail(int rem, const float* A, int64_t lda, const float* Bt, int D, float* C) {
+  if constexpr (R > 0) {
+    if (rem == R)
+      nt_rows<R>(A, lda, Bt, D, C);
+    else
+      nt_tail<R - 1>(rem, A, lda, Bt, D, C);
+  }
+}
+
+// S[m][TL] = A[m][D] . Bt[D][TL]; A rows are read at d < D only.
+inline void nt_tile(const float* A, int64_t lda, const float* Bt, int D, float* S, int m) {
+  int r0 = 0;
+  for (; r0 + kNtRows <= m; r0 += kNtRows) nt_rows<kNtRows>(A + r0 * lda, lda, Bt, D, S + r0 * TL);
+  nt_tail<kNtRows - 1>(m - r0, A + r0 * lda, lda, Bt, D, S + r0 * TL);
+}
+
+// C[R][CV*W] = C * rs[r] (when rs) + sum_k At[k][r] * B[k][CV*W]; At has
+// leading dimension TL (a transposed probability / dS tile).
 template <int R, int CV>
-inline void acc_block(const float* A, int64_t lda, int n, const float* B, int64_t ldb, float* C, int64_t ldc,
-                      const float* rs) {
+inline void acc_block(const float* At, int n, const float* B, int64_t ldb, float* C, int64_t ldc, const float* rs) {
   vf acc[R][CV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -208,7 +234,7 @@ inline void acc_block(const float* A, int64_t lda, int n, const float* B, int64_
     for (int c = 0; c < CV; ++c) bv[c] = vload(B + k * ldb + c * W);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      vf a = vsplat(A[r * lda + k]);
+      vf a = vsplat(At[k * TL + r]);
 #pragma GCC unroll 8
       for (int c = 0; c < CV; ++c) acc[r][c] = vfma(a, bv[c], acc[r][c]);
     }
@@ -219,33 +245,44 @@ inline void acc_block(const float* A, int64_t lda, int n, const float* B, int64_
     for (int c = 0; c < CV; ++c) vstore(C + r * ldc + c * W, acc[r][c]);
 }
 
-template <int CV>
-inline void acc_rows(const float* A, int64_t lda, int n, const float* B, int64_t ldb, float* C, int64_t ldc, int m,
+template <int R, int CV>
+inline void acc_tail(int rem, const float* At, int n, const float* B, int64_t ldb, float* C, int64_t ldc,
                      const float* rs) {
-  constexpr int R = acc_rows(CV);
-  for (int r0 = 0; r0 < m; r0 += R)
-    acc_block<R, CV>(A + r0 * lda, lda, n, B, ldb, C + r0 * ldc, ldc, rs ? rs + r0 : nullptr);
+  if constexpr (R > 0) {
+    if (rem == R)
+      acc_block<R, CV>(At, n, B, ldb, C, ldc, rs);
+    else
+      acc_tail<R - 1, CV>(rem, At, n, B, ldb, C, ldc, rs);
+  }
 }
 
-// C[m'][Dp] = C * rs + A[m'][n] . B[n][Dp], in passes of up to kMaxCv vectors
+template <int CV>
+inline void acc_rows(const float* At, int n, const float* B, int64_t ldb, float* C, int64_t ldc, int m,
+                     const float* rs) {
+  constexpr int R = acc_rows(CV);
+  int r0 = 0;
+  for (; r0 + R <= m; r0 += R) acc_block<R, CV>(At + r0, n, B, ldb, C + r0 * ldc, ldc, rs ? rs + r0 : nullptr);
+  acc_tail<R - 1, CV>(m - r0, At + r0, n, B, ldb, C + r0 * ldc, ldc, rs ? rs + r0 : nullptr);
+}
+
+// C[m][Dp] = C * rs + At[n][m]^T . B[n][Dp], in passes of up to kMaxCv vectors
 // of D (D = 64, 80, 96, 128 take one pass on AVX-512).
-inline void acc_tile(const float* A, int64_t lda, int n, const float* B, int64_t ldb, float* C, int64_t ldc, int m,
-                     int Dp, const float* rs) {
+inline void acc_tile(const float* At, int n, Rows B, float* C, int64_t ldc, int m, int Dp, const float* rs) {
   const int nv = Dp / W;
   for (int v0 = 0; v0 < nv;) {
     int cv = std::min(nv - v0, kMaxCv);
-    const float* Bv = B + v0 * W;
+    const float* Bv = B.p + v0 * W;
     float* Cv = C + v0 * W;
     switch (cv) {
-      case 1: acc_rows<1>(A, lda, n, Bv, ldb, Cv, ldc, m, rs); break;
-      case 2: acc_rows<2>(A, lda, n, Bv, ldb, Cv, ldc, m, rs); break;
-      case 3: acc_rows<3>(A, lda, n, Bv, ldb, Cv, ldc, m, rs); break;
-      case 4: acc_rows<4>(A, lda, n, Bv, ldb, Cv, ldc, m, rs); break;
+      case 1: acc_rows<1>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
+      case 2: acc_rows<2>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
+      case 3: acc_rows<3>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
+      case 4: acc_rows<4>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
 #if defined(__AVX512F__)
-      case 5: acc_rows<5>(A, lda, n, Bv, ldb, Cv, ldc, m, rs); break;
-      case 6: acc_rows<6>(A, lda, n, Bv, ldb, Cv, ldc, m, rs); break;
-      case 7: acc_rows<7>(A, lda, n, Bv, ldb, Cv, ldc, m, rs); break;
-      case 8: acc_rows<8>(A, lda, n, Bv, ldb, Cv, ldc, m, rs); break;
+      case 5: acc_rows<5>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
+      case 6: acc_rows<6>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
+      case 7: acc_rows<7>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
+      case 8: acc_rows<8>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
 #endif
       default: break;
     }
@@ -261,8 +298,9 @@ inline vi lane_index() {
   return idx;
 }
 
-// Row r of a [.][TL] tile keeps columns [lo, hi]; the rest become -inf.
-inline void mask_row(float* s, int lo, int hi) {
+// Row `s` of a [.][TL] tile keeps columns [lo, hi]; the rest become -inf.
+inline void mask_row(float* s, int64_t lo64, int64_t hi64) {
+  const int lo = static_cast<int>(std::max<int64_t>(lo64, -1)), hi = static_cast<int>(std::min<int64_t>(hi64, TL));
   const vi base = lane_index();
   const vi vlo = vi{} + lo, vhi = vi{} + hi;
   const vf ninf = vsplat(kNegInf);
@@ -274,106 +312,100 @@ inline void mask_row(float* s, int lo, int hi) {
   }
 }
 
+// In a transposed tile St[key j][query i]: key k0 + j is seen by queries
+// k0 + j .. k0 + j + w - 1.
+inline void mask_keys(float* St, int kn, int q0, int k0, int w) {
+  for (int j = 0; j < kn; ++j) mask_row(St + j * TL, int64_t(k0) + j - q0, int64_t(k0) + j + w - 1 - q0);
+}
+
 inline int64_t off(const AttnTensor& t, int b, int h) { return b * t.sb + h * t.sh; }
 
 }  // namespace
 
 // ---- forward: one query tile of one (b, h) -----------------------------------
 void attn_forward_task(const AttnArgs& a, int b, int h, int qt, float* scratch) {
-  const int T = a.T, D = a.D, Dp = round_up(D, W), w = a.w;
+  const int T = a.T, D = a.D, Dp = round_up(D, W);
   const int q0 = qt * TL, mq = std::min(TL, T - q0);
   Carver cv{scratch};
-  float* Qs = cv.take(RP * Dp);   // scaled queries, rows = queries
-  float* O = cv.take(RP * Dp);    // unnormalized output
-  float* Kt = cv.take(round_up(D, 16) * TL);  // keys transposed [D][TL]
-  float* Vc = cv.take(TL * Dp);   // values [TL][Dp]
-  float* S = cv.take(RP * TL);    // scores, then probabilities
-  float* mrow = cv.take(RP);      // running max
-  float* lrow = cv.take(RP);      // running sum
-  float* alpha = cv.take(RP);     // rescale of O for this key tile
+  float* Qt = cv.take(round_up(D, 16) * TL);  // scale * queries, transposed [D][TL]
+  float* O = cv.take(TL * Dp);                // unnormalized output [query][Dp]
+  float* St = cv.take(TL * TL);               // scores, then P, [key][query]
+  float* Vpad = cv.take(TL * Dp);             // values when D is not whole vectors
+  float* m = cv.take(TL);                     // running max per query
+  float* l = cv.take(TL);                     // running sum per query
+  float* alpha = cv.take(TL);                 // rescale of O for this key tile
 
-  const float* qb = a.q.ptr + off(a.q, b, h) + q0 * a.q.st;
-  const float* kb = a.k.ptr + off(a.k, b, h);
-  const float* vb = a.v.ptr + off(a.v, b, h);
-  load_rows(Qs, Dp, qb, a.q.st, mq, mq, D, a.scale);
-  std::memset(O, 0, sizeof(float) * RP * Dp);
-  for (int i = 0; i < RP; ++i) {
-    mrow[i] = kNegInf;
-    lrow[i] = 0.0f;
-    alpha[i] = 0.0f;
+  load_transposed(Qt, a.q.ptr + off(a.q, b, h) + q0 * a.q.st, a.q.st, mq, D, a.scale);
+  std::memset(O, 0, sizeof(float) * TL * Dp);
+  for (int i = 0; i < TL; ++i) {
+    m[i] = kNegInf;
+    l[i] = 0.0f;
   }
+  const float* kbase = a.k.ptr + off(a.k, b, h);
+  const float* vbase = a.v.ptr + off(a.v, b, h);
 
   int kt_lo, kt_hi;
   attn_key_tiles(a, qt, &kt_lo, &kt_hi);
   for (int kt = kt_lo; kt <= kt_hi; ++kt) {
     const int k0 = kt * TL, kn = std::min(TL, T - k0);
-    load_transposed(Kt, kb + k0 * a.k.st, a.k.st, kn, D, 1.0f);
-    load_rows(Vc, Dp, vb + k0 * a.v.st, a.v.st, kn, TL, D, 1.0f);
-    nt_tile(Qs, Dp, Kt, D, S, mq);
-    if (attn_tile_masked(a, qt, kt))
-      for (int i = 0; i < mq; ++i) mask_row(S + i * TL, q0 + i - w + 1 - k0, q0 + i - k0);
-    // Online softmax: new running max, rescale factor, probabilities in place.
-    for (int i = 0; i < mq; ++i) {
-      float* s = S + i * TL;
+    nt_tile(kbase + k0 * a.k.st, a.k.st, Qt, D, St, kn);
+    if (attn_tile_masked(a, qt, kt)) mask_keys(St, kn, q0, k0, a.w);
+    // Online softmax down the key rows, W queries at a time.
+    for (int c = 0; c < TL; c += W) {
       vf mx = vsplat(kNegInf);
-      for (int c = 0; c < TL; c += W) mx = vmax(mx, vload(s + c));
-      const float mnew = std::max(mrow[i], vhmax(mx));
-      if (mnew == kNegInf) {  // nothing of this row in the tile yet
-        std::memset(s, 0, sizeof(float) * TL);
-        alpha[i] = 1.0f;
-        continue;
-      }
-      const float al = sexp(mrow[i] - mnew);
-      const vf mv = vsplat(mnew);
+      for (int j = 0; j < kn; ++j) mx = vmax(mx, vload(St + j * TL + c));
+      const vf mold = vload(m + c);
+      const vf mnew = vmax(mold, mx);
+      // A query with nothing seen yet (all -inf) keeps max -inf: subtract 0
+      // instead so its probabilities come out 0, not NaN.
+      const vf msub = mnew == vsplat(kNegInf) ? vzero() : mnew;
+      const vf al = vexp(mold - msub);
       vf sum = vzero();
-      for (int c = 0; c < TL; c += W) {
-        vf p = vexp(vload(s + c) - mv);
-        vstore(s + c, p);
+      for (int j = 0; j < kn; ++j) {
+        vf p = vexp(vload(St + j * TL + c) - msub);
+        vstore(St + j * TL + c, p);
         sum += p;
       }
-      lrow[i] = lrow[i] * al + vhsum(sum);
-      mrow[i] = mnew;
-      alpha[i] = al;
+      vstore(l + c, vload(l + c) * al + sum);
+      vstore(m + c, mnew);
+      vstore(alpha + c, al);
     }
-    acc_tile(S, TL, TL, Vc, Dp, O, Dp, mq, Dp, alpha);
+    Rows V = stream_rows(vbase + k0 * a.v.st, a.v.st, kn, D, Dp, Vpad);
+    acc_tile(St, kn, V, O, Dp, mq, Dp, alpha);
   }
 
   float* ob = a.out.ptr + off(a.out, b, h) + q0 * a.out.st;
   float* lb = a.lse + (static_cast<int64_t>(b) * a.H + h) * T + q0;
   for (int i = 0; i < mq; ++i) {
-    const float inv = 1.0f / lrow[i];
+    const float inv = 1.0f / l[i];
     float* o = ob + i * a.out.st;
     const float* src = O + i * Dp;
     for (int d = 0; d < D; ++d) o[d] = src[d] * inv;
-    lb[i] = mrow[i] + std::log(lrow[i]);
+    lb[i] = m[i] + std::log(l[i]);
   }
 }
 
 // ---- backward, key side: dK and dV of one key tile -----------------------------
-// Works on transposed scores St[j][i] (rows = keys) so dV += P^T dO and
-// dK += dS^T Q are plain row-accumulations, and lse / delta vectorize along i.
+// Scores in natural orientation S[query][key] against the task's transposed
+// key tile; dV += P^T dO and dK += dS^T Q then stream dO and Q rows.
 void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scratch) {
-  const int T = a.T, D = a.D, Dp = round_up(D, W), w = a.w, Dr = round_up(D, 16);
+  const int T = a.T, D = a.D, Dp = round_up(D, W), Dr = round_up(D, 16);
   const int k0 = kt * TL, kn = std::min(TL, T - k0);
   Carver cv{scratch};
-  float* Kc = cv.take(RP * Dp);
-  float* Vc = cv.take(RP * Dp);
-  float* dK = cv.take(RP * Dp);
-  float* dV = cv.take(RP * Dp);
-  float* Qs = cv.take(TL * Dp);   // scaled queries [TL][Dp], zero rows past the end
-  float* dOc = cv.take(TL * Dp);  // dO [TL][Dp]
-  float* Qt = cv.take(Dr * TL);   // scaled queries transposed [D][TL]
-  float* dOt = cv.take(Dr * TL);  // dO transposed
-  float* St = cv.take(RP * TL);   // scores, then P (rows = keys)
-  float* dPt = cv.take(RP * TL);  // dP, then dS
-  float* lse_v = cv.take(RP);
-  float* del_v = cv.take(RP);
+  float* Kt = cv.take(Dr * TL);  // scale * keys, transposed
+  float* Vt = cv.take(Dr * TL);  // values, transposed
+  float* dK = cv.take(TL * Dp);
+  float* dV = cv.take(TL * Dp);
+  float* S = cv.take(TL * TL);   // scores, then P [query][key]
+  float* dP = cv.take(TL * TL);  // dP, then dS
+  float* pad1 = cv.take(TL * Dp);
+  float* pad2 = cv.take(TL * Dp);
 
   const int64_t bh = (static_cast<int64_t>(b) * a.H + h) * T;
-  load_rows(Kc, Dp, a.k.ptr + off(a.k, b, h) + k0 * a.k.st, a.k.st, kn, kn, D, 1.0f);
-  load_rows(Vc, Dp, a.v.ptr + off(a.v, b, h) + k0 * a.v.st, a.v.st, kn, kn, D, 1.0f);
-  std::memset(dK, 0, sizeof(float) * RP * Dp);
-  std::memset(dV, 0, sizeof(float) * RP * Dp);
+  load_transposed(Kt, a.k.ptr + off(a.k, b, h) + k0 * a.k.st, a.k.st, kn, D, a.scale);
+  load_transposed(Vt, a.v.ptr + off(a.v, b, h) + k0 * a.v.st, a.v.st, kn, D, 1.0f);
+  std::memset(dK, 0, sizeof(float) * TL * Dp);
+  std::memset(dV, 0, sizeof(float) * TL * Dp);
   const float* qbase = a.q.ptr + off(a.q, b, h);
   const float* dobase = a.dout.ptr + off(a.dout, b, h);
 
@@ -383,59 +415,59 @@ void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scrat
     const int q0 = qt * TL, mq = std::min(TL, T - q0);
     const float* qb = qbase + q0 * a.q.st;
     const float* dob = dobase + q0 * a.dout.st;
-    load_rows(Qs, Dp, qb, a.q.st, mq, TL, D, a.scale);
-    load_rows(dOc, Dp, dob, a.dout.st, mq, TL, D, 1.0f);
-    load_transposed(Qt, qb, a.q.st, mq, D, a.scale);
-    load_transposed(dOt, dob, a.dout.st, mq, D, 1.0f);
-    // Queries past the end: lse = +inf makes their P (and so dS) exactly 0.
-    for (int i = 0; i < TL; ++i) {
-      lse_v[i] = i < mq ? a.lse[bh + q0 + i] : INFINITY;
-      del_v[i] = i < mq ? a.delta[bh + q0 + i] : 0.0f;
-    }
-    nt_tile(Kc, Dp, Qt, D, St, kn);
-    nt_tile(Vc, Dp, dOt, D, dPt, kn);
+    nt_tile(qb, a.q.st, Kt, D, S, mq);
+    nt_tile(dob, a.dout.st, Vt, D, dP, mq);
     const bool masked = attn_tile_masked(a, qt, kt);
-    for (int j = 0; j < kn; ++j) {
-      float* s = St + j * TL;
-      float* dp = dPt + j * TL;
-      // key k0 + j is seen by queries k0 + j .. k0 + j + w - 1
-      if (masked) mask_row(s, k0 + j - q0, static_cast<int>(std::min<int64_t>(int64_t(k0) + j + w - 1 - q0, TL)));
+    for (int i = 0; i < mq; ++i) {
+      float* s = S + i * TL;
+      float* dp = dP + i * TL;
+      if (masked) mask_row(s, int64_t(q0) + i - a.w + 1 - k0, int64_t(q0) + i - k0);
+      const vf lv = vsplat(a.lse[bh + q0 + i]), dl = vsplat(a.delta[bh + q0 + i]);
       for (int c = 0; c < TL; c += W) {
-        vf p = vexp(vload(s + c) - vload(lse_v + c));
+        vf p = vexp(vload(s + c) - lv);
         vstore(s + c, p);
-        vstore(dp + c, p * (vload(dp + c) - vload(del_v + c)));
+        vstore(dp + c, p * (vload(dp + c) - dl));
       }
     }
-    acc_tile(St, TL, TL, dOc, Dp, dV, Dp, kn, Dp, nullptr);
-    acc_tile(dPt, TL, TL, Qs, Dp, dK, Dp, kn, Dp, nullptr);
+    acc_tile(S, mq, stream_rows(dob, a.dout.st, mq, D, Dp, pad1), dV, Dp, kn, Dp, nullptr);
+    acc_tile(dP, mq, stream_rows(qb, a.q.st, mq, D, Dp, pad2), dK, Dp, kn, Dp, nullptr);
   }
 
   float* dkb = a.dk.ptr + off(a.dk, b, h) + k0 * a.dk.st;
   float* dvb = a.dv.ptr + off(a.dv, b, h) + k0 * a.dv.st;
   for (int j = 0; j < kn; ++j) {
-    std::memcpy(dkb + j * a.dk.st, dK + j * Dp, sizeof(float) * D);
+    float* gk = dkb + j * a.dk.st;
+    const float* sk = dK + j * Dp;
+    for (int d = 0; d < D; ++d) gk[d] = sk[d] * a.scale;
     std::memcpy(dvb + j * a.dv.st, dV + j * Dp, sizeof(float) * D);
   }
 }
 
 // ---- backward, query side: dQ of one query tile -------------------------------
+// Transposed scores St[key][query] against the task's transposed query and
+// dO tiles (lse and delta along the lanes); dQ += dS K streams key rows.
 void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratch) {
-  const int T = a.T, D = a.D, Dp = round_up(D, W), w = a.w, Dr = round_up(D, 16);
+  const int T = a.T, D = a.D, Dp = round_up(D, W), Dr = round_up(D, 16);
   const int q0 = qt * TL, mq = std::min(TL, T - q0);
   Carver cv{scratch};
-  float* Qs = cv.take(RP * Dp);
-  float* dOc = cv.take(RP * Dp);
-  float* dQ = cv.take(RP * Dp);
-  float* Kc = cv.take(TL * Dp);  // keys [TL][Dp], zero rows past the end
-  float* Kt = cv.take(Dr * TL);
-  float* Vt = cv.take(Dr * TL);
-  float* S = cv.take(RP * TL);
-  float* dP = cv.take(RP * TL);
+  float* Qt = cv.take(Dr * TL);   // scale * queries, transposed
+  float* dOt = cv.take(Dr * TL);  // dO transposed
+  float* dQ = cv.take(TL * Dp);
+  float* St = cv.take(TL * TL);   // scores, then P [key][query]
+  float* dPt = cv.take(TL * TL);  // dP, then dS
+  float* Kpad = cv.take(TL * Dp);
+  float* lse_v = cv.take(TL);
+  float* del_v = cv.take(TL);
 
   const int64_t bh = (static_cast<int64_t>(b) * a.H + h) * T;
-  load_rows(Qs, Dp, a.q.ptr + off(a.q, b, h) + q0 * a.q.st, a.q.st, mq, mq, D, a.scale);
-  load_rows(dOc, Dp, a.dout.ptr + off(a.dout, b, h) + q0 * a.dout.st, a.dout.st, mq, mq, D, 1.0f);
-  std::memset(dQ, 0, sizeof(float) * RP * Dp);
+  load_transposed(Qt, a.q.ptr + off(a.q, b, h) + q0 * a.q.st, a.q.st, mq, D, a.scale);
+  load_transposed(dOt, a.dout.ptr + off(a.dout, b, h) + q0 * a.dout.st, a.dout.st, mq, D, 1.0f);
+  std::memset(dQ, 0, sizeof(float) * TL * Dp);
+  // Queries past the end: lse = +inf makes their P (and so dS) exactly 0.
+  for (int i = 0; i < TL; ++i) {
+    lse_v[i] = i < mq ? a.lse[bh + q0 + i] : INFINITY;
+    del_v[i] = i < mq ? a.delta[bh + q0 + i] : 0.0f;
+  }
   const float* kbase = a.k.ptr + off(a.k, b, h);
   const float* vbase = a.v.ptr + off(a.v, b, h);
 
@@ -444,23 +476,18 @@ void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratc
   for (int kt = kt_lo; kt <= kt_hi; ++kt) {
     const int k0 = kt * TL, kn = std::min(TL, T - k0);
     const float* kb = kbase + k0 * a.k.st;
-    load_transposed(Kt, kb, a.k.st, kn, D, 1.0f);
-    load_transposed(Vt, vbase + k0 * a.v.st, a.v.st, kn, D, 1.0f);
-    load_rows(Kc, Dp, kb, a.k.st, kn, TL, D, 1.0f);
-    nt_tile(Qs, Dp, Kt, D, S, mq);
-    nt_tile(dOc, Dp, Vt, D, dP, mq);
-    const bool masked = attn_tile_masked(a, qt, kt);
-    for (int i = 0; i < mq; ++i) {
-      float* s = S + i * TL;
-      float* dp = dP + i * TL;
-      if (masked) mask_row(s, q0 + i - w + 1 - k0, q0 + i - k0);
-      const vf l = vsplat(a.lse[bh + q0 + i]), dl = vsplat(a.delta[bh + q0 + i]);
+    nt_tile(kb, a.k.st, Qt, D, St, kn);
+    nt_tile(vbase + k0 * a.v.st, a.v.st, dOt, D, dPt, kn);
+    if (attn_tile_masked(a, qt, kt)) mask_keys(St, kn, q0, k0, a.w);
+    for (int j = 0; j < kn; ++j) {
+      float* s = St + j * TL;
+      float* dp = dPt + j * TL;
       for (int c = 0; c < TL; c += W) {
-        vf p = vexp(vload(s + c) - l);
-        vstore(dp + c, p * (vload(dp + c) - dl));
+        vf p = vexp(vload(s + c) - vload(lse_v + c));
+        vstore(dp + c, p * (vload(dp + c) - vload(del_v + c)));
       }
     }
-    acc_tile(dP, TL, TL, Kc, Dp, dQ, Dp, mq, Dp, nullptr);
+    acc_tile(dPt, kn, stream_rows(kb, a.k.st, kn, D, Dp, Kpad), dQ, Dp, mq, Dp, nullptr);
   }
 
   float* dqb = a.dq.ptr + off(a.dq, b, h) + q0 * a.dq.st;
