@@ -93,7 +93,11 @@ const byCode: Record<string, new (message: string, options?: { cause?: unknown }
  * (`callerStack`), so the trace points at user code rather than the addon.
  */
 export function fromNative(err: unknown, callerStack?: string): Error {
-  if (!(err instanceof Error)) return new InternalError(`native call failed: ${String(err)}`);
+  // Errors made by the addon belong to the realm it was loaded in, which is
+  // not the caller's under jest or in vm contexts: test the tag, not the class.
+  if (!(err instanceof Error) && Object.prototype.toString.call(err) !== '[object Error]')
+    return new InternalError(`native call failed: ${String(err)}`);
+  if (!(err instanceof Error)) return fromNative(Object.assign(new Error((err as Error).message), { code: (err as { code?: unknown }).code }), callerStack);
   if (err instanceof GptEngineError || err instanceof ArgumentTypeError || err instanceof ArgumentRangeError) return err;
   const code = (err as { code?: unknown }).code;
   let out: Error;

@@ -160,6 +160,18 @@ const SAVE_KEYS = ['optimizer', 'tokenizer', 'state'] as const;
 
 let bf16Warned = false;
 
+/** True for a typed array of that kind from any realm (jest's vm contexts, worker-made arrays). */
+function isTyped(x: unknown, kind: 'Float32Array' | 'Int32Array' | 'Uint32Array'): boolean {
+  return ArrayBuffer.isView(x) && Object.prototype.toString.call(x) === `[object ${kind}]`;
+}
+
+/** The addon makes arrays in the main realm; view them as this realm's Float32Array (no copy). */
+function local(a: Float32Array): Float32Array {
+  if (a instanceof Float32Array) return a;
+  const v = a as { buffer: ArrayBuffer; byteOffset: number; length: number };
+  return new Float32Array(v.buffer, v.byteOffset, v.length);
+}
+
 interface Job {
   run: () => Promise<unknown>;
   resolve: (v: unknown) => void;
@@ -312,7 +324,9 @@ export class GPT {
   forward(tokens: Int32Array | Uint32Array, shape: BatchShape): Promise<{ logits: Float32Array }> {
     const s = this.checkShape(shape);
     const t = this.checkIds('tokens', tokens, s, false);
-    return this.enqueue(async () => ({ logits: await this.native().forward({ tokens: t, batch: s.batch, seq: s.seq }) }));
+    return this.enqueue(async () => ({
+      logits: local(await this.native().forward({ tokens: t, batch: s.batch, seq: s.seq })),
+    }));
   }
 
   /** Mean cross-entropy over non-ignored targets (-1 = ignored); no gradients. NaN when every target is ignored. */
@@ -534,7 +548,7 @@ export class GPT {
   /** Validates ids and returns a private Int32Array copy (later changes to the caller's array cannot race the call). */
   private checkIds(field: string, ids: unknown, s: BatchShape, allowIgnore: boolean): Int32Array {
     const n = s.batch * s.seq;
-    if (!(ids instanceof Int32Array) && !(allowIgnore ? false : ids instanceof Uint32Array))
+    if (!isTyped(ids, 'Int32Array') && !(allowIgnore ? false : isTyped(ids, 'Uint32Array')))
       throw typeError(allowIgnore ? 'an Int32Array' : 'an Int32Array or Uint32Array', field, ids);
     const arr = ids as Int32Array | Uint32Array;
     if (arr.length !== n)
@@ -554,7 +568,7 @@ export class GPT {
   private readBuffer(which: BufferName): Map<string, Float32Array> {
     const h = this.native();
     const arrays = callNativeSync(() => h.readTensors(which));
-    return new Map(this.names.map((n, i) => [n, arrays[i]]));
+    return new Map(this.names.map((n, i) => [n, local(arrays[i])]));
   }
 
   /** Orders a user's tensor map into tensor order, checking names and lengths. */
@@ -575,12 +589,12 @@ export class GPT {
         );
       const shape = this.shapeList[i];
       const len = shape.reduce((a, b) => a * b, 1);
-      if (!(arr instanceof Float32Array)) throw typeError('a Float32Array', `${field}["${name}"]`, arr);
-      if (arr.length !== len)
+      if (!isTyped(arr, 'Float32Array')) throw typeError('a Float32Array', `${field}["${name}"]`, arr);
+      if ((arr as Float32Array).length !== len)
         throw new ArgumentRangeError(
           `Expected a Float32Array of ${len} values (shape [${shape.join(', ')}]) for ${field}["${name}"] but received ${describe(arr)}`,
         );
-      out[i] = arr;
+      out[i] = arr as Float32Array;
     }
     if (!partial) {
       const missing = this.names.filter((_, i) => out[i] === undefined);
