@@ -11,9 +11,12 @@
  * of a batch has its own stream and its own cache rows, its output equals
  * generating it alone.
  */
-import { TextDecoder } from 'node:util';
-import { AbortedError, ArgumentRangeError, GptEngineError, NonFiniteError } from './errors';
+import { TextDecoder, TextEncoder } from 'node:util';
+import type { TokenizerName } from './config';
+import { AbortedError, ArgumentRangeError, callNative, callNativeSync, GptEngineError, NonFiniteError } from './errors';
+import { loadAddon } from './native';
 import { Rng } from './rng';
+import { END_OF_TEXT, getTokenizer, GPT2_EOT } from './tokenizer';
 import {
   checkKnownKeys,
   describe,
@@ -745,4 +748,98 @@ export async function* stream(
   options?: GenerateOptions,
 ): AsyncGenerator<GenerationChunk, void, undefined> {
   yield* runGeneration(decoder, codec, prompt, options);
+}
+
+// ---------------------------------------------------------------------------
+// The engine's tokenizers and the native decoder
+
+let gpt2Bytes: Uint8Array[] | undefined;
+
+/** The bytes of every GPT-2 token (gpt-tokenizer's r50k_base table; 50256 is <|endoftext|>). */
+function gpt2TokenBytes(): Uint8Array[] {
+  if (!gpt2Bytes) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const ranks = (require('gpt-tokenizer/cjs/bpeRanks/r50k_base') as { default: (string | number[])[] }).default;
+    const enc = new TextEncoder();
+    gpt2Bytes = ranks.map((t) => (typeof t === 'string' ? enc.encode(t) : Uint8Array.from(t)));
+    gpt2Bytes[GPT2_EOT] = enc.encode(END_OF_TEXT);
+  }
+  return gpt2Bytes;
+}
+
+/** A TokenCodec for one of the engine's tokenizers, with token bytes for UTF-8-safe streaming. */
+export function tokenCodec(name: TokenizerName): TokenCodec {
+  const tok = getTokenizer(name);
+  const codec: TokenCodec = {
+    encode: (t) => tok.encode(t),
+    decode: (ids) => tok.decode(ids),
+    eosToken: tok.eot ?? undefined,
+  };
+  if (name === 'byte') codec.tokenBytes = (id) => Uint8Array.of(id);
+  else if (name === 'gpt2') {
+    const table = gpt2TokenBytes();
+    codec.tokenBytes = (id) => {
+      const b = table[id];
+      if (!b) throw rangeError(`a token id in [0, ${table.length})`, 'token', id);
+      return b;
+    };
+  }
+  return codec;
+}
+
+/** The decode session of native/addon/decode_binding.cc. Internal. */
+export interface NativeDecodeSession {
+  readonly batch: number;
+  readonly vocabSize: number;
+  prefill(o: { tokens: Int32Array; lengths: Int32Array }): Promise<Float32Array>;
+  step(o: { tokens: Int32Array; active: Uint8Array }): Promise<Float32Array>;
+  cacheBytes(): number;
+  scratchBytes(): number;
+  positions(): Int32Array;
+  close(): void;
+}
+
+export interface DecodeNative {
+  decodeOpen(model: unknown, o: { capacities: Int32Array; abort: Int32Array }): NativeDecodeSession;
+}
+
+/**
+ * A Decoder over a native model handle (lib/model.ts). `handle` is called
+ * when a session opens, so a disposed model fails there (after validation);
+ * `alive` is checked before every call.
+ */
+export function nativeDecoder(
+  handle: () => unknown,
+  config: { vocab_size: number; n_positions: number },
+  alive: () => void = () => undefined,
+): Decoder {
+  return {
+    vocabSize: config.vocab_size,
+    nPositions: config.n_positions,
+    open(capacities, abort) {
+      const h = handle();
+      const s = callNativeSync(() =>
+        loadAddon<DecodeNative>().decodeOpen(h, { capacities: Int32Array.from(capacities), abort }),
+      );
+      return {
+        cacheBytes: s.cacheBytes(),
+        prefill(prompts) {
+          alive();
+          const lengths = Int32Array.from(prompts.map((p) => p.length));
+          const tokens = new Int32Array(lengths.reduce((a, b) => a + b, 0));
+          let o = 0;
+          for (const p of prompts) {
+            tokens.set(p, o);
+            o += p.length;
+          }
+          return callNative(() => s.prefill({ tokens, lengths }));
+        },
+        step(tokens, active) {
+          alive();
+          return callNative(() => s.step({ tokens, active }));
+        },
+        close: () => s.close(),
+      };
+    },
+  };
 }

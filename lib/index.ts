@@ -16,3 +16,19 @@ export * from './checkpoint';
 export { SafetensorsReader, readSafetensors, writeSafetensors, decodeSafetensors, encodeSafetensors } from './safetensors';
 export type { TensorInfo, SafetensorsHeader, SafetensorsContent, TensorToWrite } from './safetensors';
 export * as attention from './attention';
+export { GPT, chooseDevice } from './model';
+export type {
+  CreateOptions,
+  LoadOptions,
+  SaveOptions,
+  BatchShape,
+  StepOptions,
+  StepResult,
+  ModelMemory,
+  ModelTimings,
+  OptimizerState,
+  DeviceChoice,
+  DeviceName,
+  PrecisionName,
+  DeviceChoiceResult,
+} from './model';

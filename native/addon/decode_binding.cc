@@ -1,0 +1,186 @@
+// N-API glue for incremental decoding (lib/generate.ts through lib/model.ts):
+//
+//   decodeOpen(model, { capacities: Int32Array, abort: Int32Array }) -> session
+//   session.prefill({ tokens: Int32Array, lengths: Int32Array }) -> Promise<Float32Array [B*V]>
+//   session.step({ tokens: Int32Array [B], active: Uint8Array [B] }) -> Promise<Float32Array [B*V]>
+//   session.cacheBytes() / scratchBytes() / positions() / close()
+//
+// The logits come back in one Float32Array owned by the session and reused
+// by every call (valid until the next call). abort[0] is read by the worker
+// between layers: JS sets it from an AbortSignal and the running call
+// rejects with ABORTED within one layer. Calls on one session must not
+// overlap (lib/ awaits each); the worker takes the model's mutex, so decode
+// and training calls on one model never run at the same time.
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/decode.h"
+#include "model_binding.h"
+#include "napi_util.h"
+#include "registry.h"
+
+namespace gpt {
+namespace addon {
+namespace {
+
+struct Session {
+  std::shared_ptr<Model> model;
+  std::shared_ptr<DecodeState> state;  // null once closed
+  std::atomic<bool> busy{false};
+  int batch = 0;
+  int vocab = 0;
+  const volatile int32_t* abort = nullptr;  // into the JS abort array (kept alive by JsRefs)
+  float* out = nullptr;                     // into the JS logits array
+};
+
+// JS values a session keeps; touched only on the JS thread.
+struct JsRefs {
+  Napi::Reference<Napi::Int32Array> abort;
+  Napi::Reference<Napi::Float32Array> out;
+};
+
+ArrayView<uint8_t> get_u8(const Napi::Object& o, const char* key, size_t expect_len) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+    throw_invalid(std::string("Expected a Uint8Array for ") + key);
+  auto a = v.As<Napi::Uint8Array>();
+  if (a.ElementLength() != expect_len)
+    throw_invalid(std::string("Expected a Uint8Array of length ") + std::to_string(expect_len) + " for " + key +
+                  " but received length " + std::to_string(a.ElementLength()));
+  return {a.Data(), a.ElementLength()};
+}
+
+Napi::Object arg_object(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object");
+  return info[0].As<Napi::Object>();
+}
+
+// Marks the session busy for the life of one call: held by the worker's
+// completion callback, so it is released on the JS thread when the worker is
+// deleted, after its promise settled (either way).
+struct BusyGuard {
+  std::shared_ptr<Session> s;
+  explicit BusyGuard(std::shared_ptr<Session> ss) : s(std::move(ss)) {}
+  ~BusyGuard() { s->busy.store(false); }
+};
+
+std::shared_ptr<DecodeState> begin_call(Session& s) {
+  if (!s.state) throw GptError(ErrorCode::Disposed, "This decode session was closed");
+  bool expected = false;
+  if (!s.busy.compare_exchange_strong(expected, true))
+    throw GptError(ErrorCode::InvalidArgument, "A call on this decode session is still running");
+  return s.state;
+}
+
+Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[1].IsObject()) throw_invalid("Expected (model, options)");
+    std::shared_ptr<Model> model = unwrap_model(info[0]);
+    Napi::Object o = info[1].As<Napi::Object>();
+    Napi::Value cv = o.Get("capacities");
+    if (!cv.IsTypedArray() || cv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw_invalid("Expected an Int32Array for capacities");
+    auto caps_arr = cv.As<Napi::Int32Array>();
+    std::vector<int> caps(caps_arr.Data(), caps_arr.Data() + caps_arr.ElementLength());
+    Napi::Value av = o.Get("abort");
+    if (!av.IsTypedArray() || av.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        av.As<Napi::TypedArray>().ElementLength() < 1)
+      throw_invalid("Expected a non-empty Int32Array for abort");
+    Napi::Int32Array abort_arr = av.As<Napi::Int32Array>();
+
+    auto s = std::make_shared<Session>();
+    s->model = model;
+    s->state = std::make_shared<DecodeState>(model, caps);
+    s->batch = static_cast<int>(caps.size());
+    s->vocab = model->config().vocab_size;
+    s->abort = abort_arr.Data();
+    Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(s->batch) * s->vocab);
+    s->out = out.Data();
+    auto refs = std::make_shared<JsRefs>();
+    refs->abort = Napi::Persistent(abort_arr);
+    refs->out = Napi::Persistent(out);
+
+    Napi::Object session = Napi::Object::New(env);
+    session.Set("batch", s->batch);
+    session.Set("vocabSize", s->vocab);
+
+    session.Set("prefill", Napi::Function::New(env, [s, refs](const Napi::CallbackInfo& ci) -> Napi::Value {
+      Napi::Env e = ci.Env();
+      return guard(e, [&]() -> Napi::Value {
+        Napi::Object a = arg_object(ci);
+        auto lengths = get_i32(a, "lengths", static_cast<size_t>(s->batch));
+        int64_t total = 0;
+        for (size_t i = 0; i < lengths.length; ++i) {
+          if (lengths.data[i] < 1) throw_invalid("Expected prompt lengths >= 1");
+          total += lengths.data[i];
+        }
+        auto tokens = get_i32(a, "tokens", static_cast<size_t>(total));
+        // Copies: later changes to the JS arrays cannot race the worker.
+        auto tok = std::make_shared<std::vector<int32_t>>(tokens.data, tokens.data + tokens.length);
+        auto len = std::make_shared<std::vector<int>>(lengths.data, lengths.data + lengths.length);
+        std::shared_ptr<DecodeState> st = begin_call(*s);
+        auto out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(refs->out.Value()));
+        return run_async<int>(
+            e,
+            [s, st, tok, len] {
+              std::lock_guard<std::mutex> lk(s->model->mutex());
+              st->prefill(tok->data(), len->data(), s->out, s->abort);
+              return 0;
+            },
+            [out_ref, busy = std::make_shared<BusyGuard>(s)](Napi::Env, int&) -> Napi::Value { return out_ref->Value(); },
+            {refs->out.Value(), refs->abort.Value()});
+      });
+    }));
+
+    session.Set("step", Napi::Function::New(env, [s, refs](const Napi::CallbackInfo& ci) -> Napi::Value {
+      Napi::Env e = ci.Env();
+      return guard(e, [&]() -> Napi::Value {
+        Napi::Object a = arg_object(ci);
+        auto tokens = get_i32(a, "tokens", static_cast<size_t>(s->batch));
+        auto active = get_u8(a, "active", static_cast<size_t>(s->batch));
+        auto tok = std::make_shared<std::vector<int32_t>>(tokens.data, tokens.data + tokens.length);
+        auto act = std::make_shared<std::vector<uint8_t>>(active.data, active.data + active.length);
+        std::shared_ptr<DecodeState> st = begin_call(*s);
+        auto out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(refs->out.Value()));
+        return run_async<int>(
+            e,
+            [s, st, tok, act] {
+              std::lock_guard<std::mutex> lk(s->model->mutex());
+              st->step(tok->data(), act->data(), s->out, s->abort);
+              return 0;
+            },
+            [out_ref, busy = std::make_shared<BusyGuard>(s)](Napi::Env, int&) -> Napi::Value { return out_ref->Value(); },
+            {refs->out.Value(), refs->abort.Value()});
+      });
+    }));
+
+    session.Set("cacheBytes", Napi::Function::New(env, [s](const Napi::CallbackInfo& ci) -> Napi::Value {
+      return Napi::Number::New(ci.Env(), s->state ? static_cast<double>(s->state->cache_bytes()) : 0.0);
+    }));
+    session.Set("scratchBytes", Napi::Function::New(env, [s](const Napi::CallbackInfo& ci) -> Napi::Value {
+      return Napi::Number::New(ci.Env(), s->state ? static_cast<double>(s->state->scratch_bytes()) : 0.0);
+    }));
+    session.Set("positions", Napi::Function::New(env, [s](const Napi::CallbackInfo& ci) -> Napi::Value {
+      Napi::Int32Array a = Napi::Int32Array::New(ci.Env(), static_cast<size_t>(s->batch));
+      for (int b = 0; b < s->batch; ++b) a[static_cast<size_t>(b)] = s->state ? s->state->position(b) : 0;
+      return a;
+    }));
+    // Frees the cache now, or when the running call ends (it holds its own
+    // reference to the state).
+    session.Set("close", Napi::Function::New(env, [s](const Napi::CallbackInfo& ci) -> Napi::Value {
+      s->state.reset();
+      return ci.Env().Undefined();
+    }));
+    return session;
+  });
+}
+
+void Init(Napi::Env env, Napi::Object exports) { exports.Set("decodeOpen", Napi::Function::New(env, DecodeOpen)); }
+
+}  // namespace
+GPT_REGISTER_BINDING(decode, Init);
+}  // namespace addon
+}  // namespace gpt

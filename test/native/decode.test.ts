@@ -1,0 +1,261 @@
+// The KV cache (native/core/decode.*): logits from prefill + one-token steps
+// equal a full forward over the same tokens (relative L2 < 1e-5), for dense
+// and banded layers, after the banded ring buffer wraps, for batches of
+// sequences at different positions; the cache of a banded layer is O(w);
+// a sequence decodes bitwise the same alone and in a batch; abort and
+// misuse give clear errors.
+import { DecodeNative, nativeDecoder } from '../../lib/generate';
+import { loadAddon } from '../../lib/native';
+import { Rng } from '../../lib/rng';
+
+interface Handle {
+  forward(o: { tokens: Int32Array; batch: number; seq: number }): Promise<Float32Array>;
+  dispose(): void;
+}
+type Native = DecodeNative & {
+  createModel(o: unknown): Promise<Handle>;
+};
+const native = () => loadAddon<Native>();
+
+interface Shape {
+  n_layer: number;
+  n_head: number;
+  n_embd: number;
+  n_positions: number;
+  vocab_size: number;
+  patterns: ('dense' | 'banded')[];
+  attention_window?: number;
+}
+
+async function makeModel(shape: Shape, seed = 1, precision: 'fp32' | 'bf16' = 'fp32'): Promise<Handle> {
+  return native().createModel({ config: { layer_norm_epsilon: 1e-5, ...shape }, device: 'cpu', precision, seed });
+}
+
+function randomTokens(n: number, V: number, seed: number): Int32Array {
+  const r = new Rng(seed, 0);
+  return Int32Array.from({ length: n }, () => r.nextInt(V));
+}
+
+function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+/** Logits of every position of one sequence by a full forward: [T, V]. */
+async function fullLogits(h: Handle, tokens: Int32Array): Promise<Float32Array> {
+  return Float32Array.from(await h.forward({ tokens, batch: 1, seq: tokens.length }));
+}
+
+// Random init has tiny weights (std 0.02) and near-uniform logits, so the
+// comparison would be lenient; a small model with a narrow band and several
+// banded layers in a row exercises the ring buffer.
+const shape: Shape = {
+  n_layer: 4,
+  n_head: 4,
+  n_embd: 64,
+  n_positions: 48,
+  vocab_size: 100,
+  patterns: ['dense', 'banded', 'banded', 'dense'],
+  attention_window: 5,
+};
+const V = shape.vocab_size;
+
+describe('KV-cache decoding equals a full forward', () => {
+  let h: Handle;
+  beforeAll(async () => {
+    h = await makeModel(shape, 7);
+  });
+  afterAll(() => h.dispose());
+
+  test.each([
+    ['a short prompt, then steps past the window (the ring wraps many times)', 3],
+    ['a prompt longer than the window', 12],
+    ['a one-token prompt', 1],
+  ])('%s', async (_name, promptLen) => {
+    const T = 40;
+    const toks = randomTokens(T, V, promptLen);
+    const want = await fullLogits(h, toks);
+    const abort = new Int32Array(32);
+    const s = native().decodeOpen(h, { capacities: Int32Array.of(T), abort });
+    let got: Float32Array = Float32Array.from(await s.prefill({ tokens: toks.slice(0, promptLen), lengths: Int32Array.of(promptLen) }));
+    let worst = relL2(got, want.subarray((promptLen - 1) * V, promptLen * V));
+    for (let t = promptLen; t < T; t++) {
+      got = await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) });
+      worst = Math.max(worst, relL2(got, want.subarray(t * V, (t + 1) * V)));
+    }
+    expect(worst).toBeLessThan(1e-5);
+    expect(Array.from(s.positions())).toEqual([T]);
+    s.close();
+  });
+
+  test('every layer dense, and every layer banded', async () => {
+    for (const patterns of [
+      ['dense', 'dense'],
+      ['banded', 'banded'],
+    ] as ('dense' | 'banded')[][]) {
+      const m = await makeModel({ ...shape, n_layer: 2, patterns, attention_window: 3 }, 3);
+      const T = 20;
+      const toks = randomTokens(T, V, 99);
+      const want = await fullLogits(m, toks);
+      const s = native().decodeOpen(m, { capacities: Int32Array.of(T), abort: new Int32Array(32) });
+      let got = await s.prefill({ tokens: toks.slice(0, 4), lengths: Int32Array.of(4) });
+      let worst = relL2(got, want.subarray(3 * V, 4 * V));
+      for (let t = 4; t < T; t++) {
+        got = await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) });
+        worst = Math.max(worst, relL2(got, want.subarray(t * V, (t + 1) * V)));
+      }
+      expect(worst).toBeLessThan(1e-5);
+      s.close();
+      m.dispose();
+    }
+  });
+
+  test('a batch of sequences at different positions, some finishing early, matches each full forward', async () => {
+    const prompts = [3, 11, 1, 6];
+    const totals = [30, 20, 35, 6];
+    const seqs = totals.map((T, i) => randomTokens(T, V, 100 + i));
+    const want = await Promise.all(seqs.map((t) => fullLogits(h, t)));
+    const s = native().decodeOpen(h, { capacities: Int32Array.from(totals), abort: new Int32Array(32) });
+    const B = prompts.length;
+    const flat = Int32Array.from(seqs.flatMap((t, i) => Array.from(t.slice(0, prompts[i]))));
+    let got = await s.prefill({ tokens: flat, lengths: Int32Array.from(prompts) });
+    let worst = 0;
+    for (let b = 0; b < B; b++)
+      worst = Math.max(worst, relL2(got.subarray(b * V, (b + 1) * V), want[b].subarray((prompts[b] - 1) * V, prompts[b] * V)));
+    const pos = [...prompts];
+    for (;;) {
+      const active = Uint8Array.from(pos.map((p, b) => (p < totals[b] ? 1 : 0)));
+      if (!active.some((a) => a)) break;
+      const tokens = Int32Array.from(pos.map((p, b) => (p < totals[b] ? seqs[b][p] : 0)));
+      got = await s.step({ tokens, active });
+      for (let b = 0; b < B; b++) {
+        if (!active[b]) continue;
+        const t = pos[b];
+        worst = Math.max(worst, relL2(got.subarray(b * V, (b + 1) * V), want[b].subarray(t * V, (t + 1) * V)));
+        pos[b]++;
+      }
+    }
+    expect(worst).toBeLessThan(1e-5);
+    expect(Array.from(s.positions())).toEqual(totals);
+    s.close();
+  });
+
+  test('a sequence decodes bitwise the same alone and in a batch', async () => {
+    const a = randomTokens(25, V, 5);
+    const b = randomTokens(25, V, 6);
+    const alone = native().decodeOpen(h, { capacities: Int32Array.of(25), abort: new Int32Array(32) });
+    const both = native().decodeOpen(h, { capacities: Int32Array.of(25, 25), abort: new Int32Array(32) });
+    let x: Float32Array = Float32Array.from(await alone.prefill({ tokens: a.slice(0, 4), lengths: Int32Array.of(4) }));
+    const bothTokens = Int32Array.from([...b.slice(0, 9), ...a.slice(0, 4)]);
+    // a is the second sequence of the batch, with a different prompt length beside it
+    const both0 = native().decodeOpen(h, { capacities: Int32Array.of(25, 25), abort: new Int32Array(32) });
+    void both0.close();
+    let y = await both.prefill({ tokens: bothTokens, lengths: Int32Array.of(9, 4) });
+    expect(Array.from(y.subarray(V, 2 * V))).toEqual(Array.from(x));
+    for (let t = 4; t < 25; t++) {
+      x = Float32Array.from(await alone.step({ tokens: Int32Array.of(a[t]), active: Uint8Array.of(1) }));
+      const bt = 9 + (t - 4) < 25 ? b[9 + (t - 4)] : 0;
+      y = await both.step({ tokens: Int32Array.of(bt, a[t]), active: Uint8Array.of(9 + (t - 4) < 25 ? 1 : 0, 1) });
+      expect(Array.from(y.subarray(V, 2 * V))).toEqual(Array.from(x));
+    }
+    alone.close();
+    both.close();
+  });
+
+  test('bf16 weights: decoding follows the bf16 full forward closely', async () => {
+    const m = await makeModel(shape, 7, 'bf16');
+    const T = 16;
+    const toks = randomTokens(T, V, 77);
+    const want = await fullLogits(m, toks);
+    const s = native().decodeOpen(m, { capacities: Int32Array.of(T), abort: new Int32Array(32) });
+    let got = await s.prefill({ tokens: toks.slice(0, 5), lengths: Int32Array.of(5) });
+    let worst = relL2(got, want.subarray(4 * V, 5 * V));
+    for (let t = 5; t < T; t++) {
+      got = await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) });
+      worst = Math.max(worst, relL2(got, want.subarray(t * V, (t + 1) * V)));
+    }
+    // the same bf16 roundings on both sides; only summation order differs
+    expect(worst).toBeLessThan(1e-3);
+    s.close();
+    m.dispose();
+  });
+});
+
+describe('cache size', () => {
+  test('banded layers hold the window, dense layers the whole capacity', async () => {
+    const m = await makeModel({ ...shape, n_positions: 512, patterns: ['dense', 'banded', 'banded', 'banded'], attention_window: 8 }, 2);
+    const C = shape.n_embd;
+    const bytes = (cap: number) => 4 * 2 * C * (cap + 3 * Math.min(cap, 8));
+    for (const cap of [4, 100, 500]) {
+      const s = native().decodeOpen(m, { capacities: Int32Array.of(cap), abort: new Int32Array(32) });
+      expect(s.cacheBytes()).toBe(bytes(cap));
+      s.close();
+    }
+    const s = native().decodeOpen(m, { capacities: Int32Array.of(100, 7), abort: new Int32Array(32) });
+    expect(s.cacheBytes()).toBe(bytes(100) + bytes(7));
+    s.close();
+    m.dispose();
+  });
+});
+
+describe('errors and abort', () => {
+  let h: Handle;
+  beforeAll(async () => {
+    h = await makeModel({ ...shape, n_layer: 2, patterns: ['dense', 'banded'] }, 4);
+  });
+  afterAll(() => h.dispose());
+
+  test('abort stops a call with ABORTED', async () => {
+    const abort = new Int32Array(32);
+    const s = native().decodeOpen(h, { capacities: Int32Array.of(10), abort });
+    await s.prefill({ tokens: Int32Array.of(1, 2), lengths: Int32Array.of(2) });
+    abort[0] = 1;
+    await expect(s.step({ tokens: Int32Array.of(3), active: Uint8Array.of(1) })).rejects.toMatchObject({ code: 'ABORTED' });
+    abort[0] = 0;
+    // the state is still usable (the aborted step did not advance it)
+    expect(Array.from(s.positions())).toEqual([2]);
+    s.close();
+  });
+
+  test('misuse is an error, never a crash', async () => {
+    const mk = (caps: number[]) => native().decodeOpen(h, { capacities: Int32Array.from(caps), abort: new Int32Array(32) });
+    expect(() => mk([0])).toThrow(/capacity between 1 and n_positions = 48/);
+    expect(() => mk([49])).toThrow(/capacity between 1 and n_positions = 48/);
+    const s = mk([3]);
+    await expect(s.step({ tokens: Int32Array.of(1), active: Uint8Array.of(1) })).rejects.toThrow(/prefill before the first decode step/);
+    await expect(s.prefill({ tokens: Int32Array.of(1, 2, 3, 4), lengths: Int32Array.of(4) })).rejects.toThrow(/prompt of 1 to 3 tokens/);
+    await expect(s.prefill({ tokens: Int32Array.of(1, 200), lengths: Int32Array.of(2) })).rejects.toThrow(/token ids in \[0, 100\)/);
+    await s.prefill({ tokens: Int32Array.of(1, 2), lengths: Int32Array.of(2) });
+    await expect(s.prefill({ tokens: Int32Array.of(1), lengths: Int32Array.of(1) })).rejects.toThrow(/already prefilled/);
+    await s.step({ tokens: Int32Array.of(5), active: Uint8Array.of(1) });
+    await expect(s.step({ tokens: Int32Array.of(5), active: Uint8Array.of(1) })).rejects.toThrow(/is full: it holds its capacity of 3 tokens/);
+    const p = s.step({ tokens: Int32Array.of(5), active: Uint8Array.of(0) });
+    await expect(p).resolves.toHaveLength(V);
+    s.close();
+    expect(() => s.step({ tokens: Int32Array.of(5), active: Uint8Array.of(1) })).toThrow(/closed/);
+    expect(() => native().decodeOpen({}, { capacities: Int32Array.of(3), abort: new Int32Array(32) })).toThrow(/model handle/);
+  });
+
+  test('overlapping calls on one session are refused', async () => {
+    const s = native().decodeOpen(h, { capacities: Int32Array.of(40), abort: new Int32Array(32) });
+    const a = s.prefill({ tokens: randomTokens(40, V, 1), lengths: Int32Array.of(40) });
+    expect(() => s.step({ tokens: Int32Array.of(1), active: Uint8Array.of(1) })).toThrow(/still running/);
+    await a;
+    await expect(s.step({ tokens: Int32Array.of(1), active: Uint8Array.of(0) })).resolves.toHaveLength(V);
+    s.close();
+  });
+
+  test('nativeDecoder adapts a handle to lib/generate', async () => {
+    const d = nativeDecoder(() => h, { vocab_size: V, n_positions: 48 });
+    const s = await d.open([5, 5], new Int32Array(32));
+    const logits = await s.prefill([Int32Array.of(1, 2), Int32Array.of(3)]);
+    expect(logits.length).toBe(2 * V);
+    expect(s.cacheBytes).toBeGreaterThan(0);
+    s.close();
+  });
+});
