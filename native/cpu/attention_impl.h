@@ -194,33 +194,61 @@ inline void nt_block(const float* A, int64_t lda, const float* Bt, int D, float*
     for (int c = 0; c < KC; ++c) vstore(C + r * TL + c * W, acc[r][c]);
 }
 
+// Vectors [vlo, vhi] of a block of R rows, in chunks of up to kNtVecs.
 template <int R>
-inline void nt_rows(const float* A, int64_t lda, const float* Bt, int D, float* C) {
-  for (int c0 = 0; c0 < TL; c0 += kNtVecs * W) nt_block<R, kNtVecs>(A, lda, Bt + c0, D, C + c0);
+inline void nt_rows(const float* A, int64_t lda, const float* Bt, int D, float* C, int vlo, int vhi) {
+  for (int v = vlo; v <= vhi; v += kNtVecs) {
+    const int n = std::min(kNtVecs, vhi - v + 1);
+    const float* b = Bt + v * W;
+    float* c = C + v * W;
+    switch (n) {
+      case 1: nt_block<R, 1>(A, lda, b, D, c); break;
+      case 2: nt_block<R, 2>(A, lda, b, D, c); break;
+      case 3: nt_block<R, 3>(A, lda, b, D, c); break;
+      default: nt_block<R, kNtVecs>(A, lda, b, D, c); break;
+    }
+  }
 }
 
 // The last rows of a tile (fewer than a full block).
 template <int R>
-inline void nt_tail(int rem, const float* A, int64_t lda, const float* Bt, int D, float* C) {
+inline void nt_tail(int rem, const float* A, int64_t lda, const float* Bt, int D, float* C, int vlo, int vhi) {
   if constexpr (R > 0) {
     if (rem == R)
-      nt_rows<R>(A, lda, Bt, D, C);
+      nt_rows<R>(A, lda, Bt, D, C, vlo, vhi);
     else
-      nt_tail<R - 1>(rem, A, lda, Bt, D, C);
+      nt_tail<R - 1>(rem, A, lda, Bt, D, C, vlo, vhi);
   }
 }
 
-// S[m][TL] = A[m][D] . Bt[D][TL]; A rows are read at d < D only.
-inline void nt_tile(const float* A, int64_t lda, const float* Bt, int D, float* S, int m) {
-  int r0 = 0;
-  for (; r0 + kNtRows <= m; r0 += kNtRows) nt_rows<kNtRows>(A + r0 * lda, lda, Bt, D, S + r0 * TL);
-  nt_tail<kNtRows - 1>(m - r0, A + r0 * lda, lda, Bt, D, S + r0 * TL);
+// Which part of a tile can hold unmasked entries: row r keeps columns
+// [r + lo, r + hi] (both masks are diagonals). Unmasked tiles keep everything.
+struct Band {
+  int64_t lo, hi;
+};
+constexpr Band kFull{-(int64_t(1) << 40), int64_t(1) << 40};
+
+// S[m][TL] = A[m][D] . Bt[D][TL]; A rows are read at d < D only. Blocks of
+// vectors that hold only masked entries are skipped (left as they are: the
+// mask overwrites every entry outside the band).
+inline void nt_tile(const float* A, int64_t lda, const float* Bt, int D, float* S, int m, Band band) {
+  for (int r0 = 0; r0 < m; r0 += kNtRows) {
+    const int R = std::min(kNtRows, m - r0);
+    const int64_t lo = std::max<int64_t>(0, r0 + band.lo), hi = std::min<int64_t>(TL - 1, r0 + R - 1 + band.hi);
+    if (lo > hi) continue;
+    const int vlo = static_cast<int>(lo) / W, vhi = static_cast<int>(hi) / W;
+    if (R == kNtRows)
+      nt_rows<kNtRows>(A + r0 * lda, lda, Bt, D, S + r0 * TL, vlo, vhi);
+    else
+      nt_tail<kNtRows - 1>(R, A + r0 * lda, lda, Bt, D, S + r0 * TL, vlo, vhi);
+  }
 }
 
-// C[R][CV*W] = C * rs[r] (when rs) + sum_k At[k][r] * B[k][CV*W]; At has
-// leading dimension TL (a transposed probability / dS tile).
+// C[R][CV*W] = C * rs[r] (when rs) + sum_{k in [kb, ke)} At[k][r] * B[k][CV*W];
+// At has leading dimension TL (a transposed probability / dS tile).
 template <int R, int CV>
-inline void acc_block(const float* At, int n, const float* B, int64_t ldb, float* C, int64_t ldc, const float* rs) {
+inline void acc_block(const float* At, int kb, int ke, const float* B, int64_t ldb, float* C, int64_t ldc,
+                      const float* rs) {
   vf acc[R][CV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -228,7 +256,7 @@ inline void acc_block(const float* At, int n, const float* B, int64_t ldb, float
 #pragma GCC unroll 8
     for (int c = 0; c < CV; ++c) acc[r][c] = vload(C + r * ldc + c * W) * s;
   }
-  for (int k = 0; k < n; ++k) {
+  for (int k = kb; k < ke; ++k) {
     vf bv[CV];
 #pragma GCC unroll 8
     for (int c = 0; c < CV; ++c) bv[c] = vload(B + k * ldb + c * W);
@@ -246,43 +274,52 @@ inline void acc_block(const float* At, int n, const float* B, int64_t ldb, float
 }
 
 template <int R, int CV>
-inline void acc_tail(int rem, const float* At, int n, const float* B, int64_t ldb, float* C, int64_t ldc,
+inline void acc_tail(int rem, const float* At, int kb, int ke, const float* B, int64_t ldb, float* C, int64_t ldc,
                      const float* rs) {
   if constexpr (R > 0) {
     if (rem == R)
-      acc_block<R, CV>(At, n, B, ldb, C, ldc, rs);
+      acc_block<R, CV>(At, kb, ke, B, ldb, C, ldc, rs);
     else
-      acc_tail<R - 1, CV>(rem, At, n, B, ldb, C, ldc, rs);
+      acc_tail<R - 1, CV>(rem, At, kb, ke, B, ldb, C, ldc, rs);
   }
 }
 
+// Row r of C only takes k in [r + band.lo, r + band.hi] (the rest of At is
+// zero there), so each block runs over the union of its rows' ranges.
 template <int CV>
 inline void acc_rows(const float* At, int n, const float* B, int64_t ldb, float* C, int64_t ldc, int m,
-                     const float* rs) {
+                     const float* rs, Band band) {
   constexpr int R = acc_rows(CV);
-  int r0 = 0;
-  for (; r0 + R <= m; r0 += R) acc_block<R, CV>(At + r0, n, B, ldb, C + r0 * ldc, ldc, rs ? rs + r0 : nullptr);
-  acc_tail<R - 1, CV>(m - r0, At + r0, n, B, ldb, C + r0 * ldc, ldc, rs ? rs + r0 : nullptr);
+  for (int r0 = 0; r0 < m; r0 += R) {
+    const int rr = std::min(R, m - r0);
+    const int kb = static_cast<int>(std::max<int64_t>(0, r0 + band.lo));
+    const int ke = static_cast<int>(std::min<int64_t>(n, r0 + rr + band.hi));
+    const float* s = rs ? rs + r0 : nullptr;
+    if (rr == R)
+      acc_block<R, CV>(At + r0, kb, ke, B, ldb, C + r0 * ldc, ldc, s);
+    else
+      acc_tail<R - 1, CV>(rr, At + r0, kb, ke, B, ldb, C + r0 * ldc, ldc, s);
+  }
 }
 
 // C[m][Dp] = C * rs + At[n][m]^T . B[n][Dp], in passes of up to kMaxCv vectors
 // of D (D = 64, 80, 96, 128 take one pass on AVX-512).
-inline void acc_tile(const float* At, int n, Rows B, float* C, int64_t ldc, int m, int Dp, const float* rs) {
+inline void acc_tile(const float* At, int n, Rows B, float* C, int64_t ldc, int m, int Dp, const float* rs, Band band) {
   const int nv = Dp / W;
   for (int v0 = 0; v0 < nv;) {
     int cv = std::min(nv - v0, kMaxCv);
     const float* Bv = B.p + v0 * W;
     float* Cv = C + v0 * W;
     switch (cv) {
-      case 1: acc_rows<1>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
-      case 2: acc_rows<2>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
-      case 3: acc_rows<3>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
-      case 4: acc_rows<4>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
+      case 1: acc_rows<1>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 2: acc_rows<2>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 3: acc_rows<3>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 4: acc_rows<4>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
 #if defined(__AVX512F__)
-      case 5: acc_rows<5>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
-      case 6: acc_rows<6>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
-      case 7: acc_rows<7>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
-      case 8: acc_rows<8>(At, n, Bv, B.ld, Cv, ldc, m, rs); break;
+      case 5: acc_rows<5>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 6: acc_rows<6>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 7: acc_rows<7>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 8: acc_rows<8>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
 #endif
       default: break;
     }
@@ -348,8 +385,13 @@ void attn_forward_task(const AttnArgs& a, int b, int h, int qt, float* scratch) 
   attn_key_tiles(a, qt, &kt_lo, &kt_hi);
   for (int kt = kt_lo; kt <= kt_hi; ++kt) {
     const int k0 = kt * TL, kn = std::min(TL, T - k0);
-    nt_tile(kbase + k0 * a.k.st, a.k.st, Qt, D, St, kn);
-    if (attn_tile_masked(a, qt, kt)) mask_keys(St, kn, q0, k0, a.w);
+    // Key row j is seen by query columns [j + k0 - q0, j + k0 - q0 + w - 1];
+    // query row i sees key rows [i + q0 - k0 - w + 1, i + q0 - k0].
+    const bool masked = attn_tile_masked(a, qt, kt);
+    const Band by_key = masked ? Band{k0 - q0, int64_t(k0) - q0 + a.w - 1} : kFull;
+    const Band by_query = masked ? Band{int64_t(q0) - k0 - a.w + 1, q0 - k0} : kFull;
+    nt_tile(kbase + k0 * a.k.st, a.k.st, Qt, D, St, kn, by_key);
+    if (masked) mask_keys(St, kn, q0, k0, a.w);
     // Online softmax down the key rows, W queries at a time.
     for (int c = 0; c < TL; c += W) {
       vf mx = vsplat(kNegInf);
@@ -371,7 +413,7 @@ void attn_forward_task(const AttnArgs& a, int b, int h, int qt, float* scratch) 
       vstore(alpha + c, al);
     }
     Rows V = stream_rows(vbase + k0 * a.v.st, a.v.st, kn, D, Dp, Vpad);
-    acc_tile(St, kn, V, O, Dp, mq, Dp, alpha);
+    acc_tile(St, kn, V, O, Dp, mq, Dp, alpha, by_query);
   }
 
   float* ob = a.out.ptr + off(a.out, b, h) + q0 * a.out.st;
@@ -415,9 +457,11 @@ void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scrat
     const int q0 = qt * TL, mq = std::min(TL, T - q0);
     const float* qb = qbase + q0 * a.q.st;
     const float* dob = dobase + q0 * a.dout.st;
-    nt_tile(qb, a.q.st, Kt, D, S, mq);
-    nt_tile(dob, a.dout.st, Vt, D, dP, mq);
     const bool masked = attn_tile_masked(a, qt, kt);
+    const Band by_key = masked ? Band{k0 - q0, int64_t(k0) - q0 + a.w - 1} : kFull;
+    const Band by_query = masked ? Band{int64_t(q0) - k0 - a.w + 1, q0 - k0} : kFull;
+    nt_tile(qb, a.q.st, Kt, D, S, mq, by_query);
+    nt_tile(dob, a.dout.st, Vt, D, dP, mq, by_query);
     for (int i = 0; i < mq; ++i) {
       float* s = S + i * TL;
       float* dp = dP + i * TL;
@@ -429,8 +473,8 @@ void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scrat
         vstore(dp + c, p * (vload(dp + c) - dl));
       }
     }
-    acc_tile(S, mq, stream_rows(dob, a.dout.st, mq, D, Dp, pad1), dV, Dp, kn, Dp, nullptr);
-    acc_tile(dP, mq, stream_rows(qb, a.q.st, mq, D, Dp, pad2), dK, Dp, kn, Dp, nullptr);
+    acc_tile(S, mq, stream_rows(dob, a.dout.st, mq, D, Dp, pad1), dV, Dp, kn, Dp, nullptr, by_key);
+    acc_tile(dP, mq, stream_rows(qb, a.q.st, mq, D, Dp, pad2), dK, Dp, kn, Dp, nullptr, by_key);
   }
 
   float* dkb = a.dk.ptr + off(a.dk, b, h) + k0 * a.dk.st;
@@ -476,9 +520,12 @@ void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratc
   for (int kt = kt_lo; kt <= kt_hi; ++kt) {
     const int k0 = kt * TL, kn = std::min(TL, T - k0);
     const float* kb = kbase + k0 * a.k.st;
-    nt_tile(kb, a.k.st, Qt, D, St, kn);
-    nt_tile(vbase + k0 * a.v.st, a.v.st, dOt, D, dPt, kn);
-    if (attn_tile_masked(a, qt, kt)) mask_keys(St, kn, q0, k0, a.w);
+    const bool masked = attn_tile_masked(a, qt, kt);
+    const Band by_key = masked ? Band{k0 - q0, int64_t(k0) - q0 + a.w - 1} : kFull;
+    const Band by_query = masked ? Band{int64_t(q0) - k0 - a.w + 1, q0 - k0} : kFull;
+    nt_tile(kb, a.k.st, Qt, D, St, kn, by_key);
+    nt_tile(vbase + k0 * a.v.st, a.v.st, dOt, D, dPt, kn, by_key);
+    if (masked) mask_keys(St, kn, q0, k0, a.w);
     for (int j = 0; j < kn; ++j) {
       float* s = St + j * TL;
       float* dp = dPt + j * TL;
@@ -487,7 +534,7 @@ void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratc
         vstore(dp + c, p * (vload(dp + c) - vload(del_v + c)));
       }
     }
-    acc_tile(dPt, kn, stream_rows(kb, a.k.st, kn, D, Dp, Kpad), dQ, Dp, mq, Dp, nullptr);
+    acc_tile(dPt, kn, stream_rows(kb, a.k.st, kn, D, Dp, Kpad), dQ, Dp, mq, Dp, nullptr, by_query);
   }
 
   float* dqb = a.dq.ptr + off(a.dq, b, h) + q0 * a.dq.st;
