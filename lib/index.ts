@@ -32,3 +32,28 @@ export type {
   PrecisionName,
   DeviceChoiceResult,
 } from './model';
+} from './model';
+export {
+  generate as generateWith,
+  stream as streamWith,
+  runGeneration,
+  resolveOptions as resolveGenerateOptions,
+  sampleToken,
+  samplingDistribution,
+  tokenCodec,
+  nativeDecoder,
+  GENERATE_OPTION_KEYS,
+  DEFAULT_MAX_TOKENS,
+} from './generate';
+export type {
+  GenerateOptions,
+  GenerationChunk,
+  GenerationResult,
+  GenerationStats,
+  FinishReason,
+  Prompt,
+  Decoder,
+  DecodeSession,
+  TokenCodec,
+  SamplingOptions,
+} from './generate';

@@ -28,6 +28,18 @@ import {
   validateConfig,
 } from './config';
 import { ArgumentRangeError, callNative, callNativeSync, DisposedError, NoGpuError } from './errors';
+import {
+  Decoder,
+  generate as generateWith,
+  GenerateOptions,
+  GenerationChunk,
+  GenerationResult,
+  nativeDecoder,
+  Prompt,
+  stream as streamWith,
+  TokenCodec,
+  tokenCodec,
+} from './generate';
 import { CoreNative, loadAddon } from './native';
 import { exactParameterCount } from './params';
 import {
@@ -607,4 +619,42 @@ export class GPT {
   }
 
   // ---- generation (generate() / stream()) is added below this line --------
+
+  /**
+   * Generates a continuation of a prompt (text, or token ids) with a KV
+   * cache. An array of prompts decodes in one batch; each result equals
+   * generating that prompt alone. Options, sampling order and statistics:
+   * lib/generate.ts. Decode calls take the native model's lock per token,
+   * so they interleave with (but never overlap) other calls on this model.
+   */
+  generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerationResult>;
+  generate(prompts: Prompt[], options?: GenerateOptions): Promise<GenerationResult[]>;
+  generate(prompt: Prompt | Prompt[], options?: GenerateOptions): Promise<GenerationResult | GenerationResult[]> {
+    return generateWith(this.decoder(), this.textCodec(), prompt, options);
+  }
+
+  /**
+   * Streams chunks `{ text, tokens, index }` as tokens are sampled; the texts
+   * concatenate to generate()'s text. Breaking out of `for await` stops
+   * generation; an aborted `signal` makes the loop throw its reason.
+   */
+  stream(prompt: Prompt | Prompt[], options?: GenerateOptions): AsyncGenerator<GenerationChunk, void, undefined> {
+    return streamWith(this.decoder(), this.textCodec(), prompt, options);
+  }
+
+  /** The model's incremental decoder (KV-cache sessions): what generate() runs on; for benchmarks and tests. */
+  decoder(): Decoder {
+    return nativeDecoder(
+      () => this.native(),
+      this.config,
+      () => {
+        if (this.disposed) throw new DisposedError('The model was disposed during generation');
+      },
+    );
+  }
+
+  /** The tokenizer generate() uses: the checkpoint's, else gpt2. */
+  textCodec(): TokenCodec {
+    return tokenCodec(this.tokenizer ?? 'gpt2');
+  }
 }
