@@ -1,0 +1,34 @@
+// Run by test/native/limits.test.ts in a child process, so that a request the
+// engine fails to refuse (the OS killing the process, an abort) shows up as a
+// failed test instead of taking jest down. Asks a live model for a batch far
+// beyond the machine, then checks the model still works. Prints one JSON line.
+'use strict';
+const path = require('node:path');
+const { GPT } = require(path.join(__dirname, '..', '..', 'dist', 'lib', 'model.js'));
+
+async function main() {
+  const [batch, seq] = JSON.parse(process.argv[2] || '[4096, 256]');
+  const config = {
+    n_layer: 1, n_head: 2, n_embd: 64, n_positions: 256, vocab_size: 50257,
+    layer_norm_epsilon: 1e-5, attention_pattern: 'dense', attention_window: null,
+  };
+  const model = await GPT.create(config, { device: 'cpu', seed: 1 });
+  const out = { absurd: null, after: null, rssMiB: 0 };
+  const tokens = new Int32Array(batch * seq).fill(7);
+  try {
+    await model.forwardBackward(tokens, tokens, { batch, seq });
+    out.absurd = { ok: true };
+  } catch (e) {
+    out.absurd = { ok: false, name: e.name, code: e.code, message: e.message };
+  }
+  model.zeroGrad();
+  const small = new Int32Array(2 * 8).fill(3);
+  out.after = await model.forwardBackward(small, small, { batch: 2, seq: 8 });
+  out.rssMiB = Math.round(process.memoryUsage().rss / 2 ** 20);
+  await model.dispose();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+main().catch((e) => {
+  process.stdout.write(JSON.stringify({ crashed: String(e && e.stack) }) + '\n');
+  process.exitCode = 1;
+});
