@@ -193,7 +193,11 @@ export function mutateJson(b: Buffer, rng: FuzzRng, edit: (root: unknown, rng: F
     return b;
   }
   const out = edit(root, rng);
-  return Buffer.from(JSON.stringify(out) ?? 'null', 'utf8');
+  try {
+    return Buffer.from(JSON.stringify(out) ?? 'null', 'utf8');
+  } catch {
+    return b; // a tree too deep for JSON.stringify (deepNest made it): keep the input as it was
+  }
 }
 
 export const jsonMutators: Record<string, Mutator> = {
@@ -440,7 +444,7 @@ export interface FuzzOptions {
   parse: (input: Buffer) => unknown | Promise<unknown>;
   /** output bytes allowed per input byte (default 4: fp16 -> fp32 doubles) */
   maxGrowth?: number;
-  /** longest one input may take (default 2000 ms) */
+  /** longest one input may take (default 5000 ms: catches hangs, not GC pauses on a loaded machine) */
   maxMsPerInput?: number;
   allowed?: (new (...args: never[]) => Error)[];
 }
@@ -462,7 +466,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
   const rng = new FuzzRng(o.seed);
   const allowed = o.allowed ?? ALLOWED_ERRORS;
   const maxGrowth = o.maxGrowth ?? 4;
-  const maxMs = o.maxMsPerInput ?? 2000;
+  const maxMs = o.maxMsPerInput ?? 5000;
   const res: FuzzResult = { count: 0, accepted: 0, rejected: 0, kinds: new Map(), ms: 0, slowestMs: 0, mutateMs: 0 };
   const t0 = performance.now();
   for (let i = 0; i < o.count; i++) {
