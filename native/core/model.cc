@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -51,6 +53,49 @@ void fill_normal(float* dst, int64_t n, float std, uint64_t seed, uint64_t key) 
     }
   });
 }
+
+// Developer profiling: GPT_ENGINE_PROFILE=1 prints, after every
+// forward_backward, the milliseconds spent in each kind of op (the backend
+// is synchronized around each op, so only use it to find hot spots).
+struct OpProfile {
+  bool on = false;
+  std::vector<std::pair<const char*, double>> acc;
+  double t0 = 0;
+  void add(const char* name, double ms) {
+    for (auto& a : acc)
+      if (a.first == name) {
+        a.second += ms;
+        return;
+      }
+    acc.emplace_back(name, ms);
+  }
+};
+OpProfile& profile() {
+  static OpProfile p = [] {
+    OpProfile q;
+    const char* e = std::getenv("GPT_ENGINE_PROFILE");
+    q.on = e && e[0] == '1';
+    return q;
+  }();
+  return p;
+}
+struct OpTimer {
+  Backend& be;
+  const char* name;
+  double t0;
+  OpTimer(Backend& b, const char* n) : be(b), name(n), t0(profile().on ? now_ms() : 0) {}
+  ~OpTimer() {
+    if (profile().on) {
+      be.synchronize();
+      profile().add(name, now_ms() - t0);
+    }
+  }
+};
+#define GPT_OP(name, ...)      \
+  do {                         \
+    OpTimer op_timer_(be, name); \
+    __VA_ARGS__;               \
+  } while (0)
 
 }  // namespace
 
@@ -310,13 +355,13 @@ void Model::forward_body(int B, int T) {
   const float eps = cfg_.layer_norm_epsilon;
   const Precision p = precision_;
 
-  be.embedding_forward(a.enc, a.tokens, w_.wte, w_.wpe, B, T, C);
+  GPT_OP("embedding_forward", be.embedding_forward(a.enc, a.tokens, w_.wte, w_.wpe, B, T, C));
   const float* x = a.enc;  // residual stream entering the layer, [M, C]
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
     Acts::Layer& A = a.layers[static_cast<size_t>(l)];
-    be.layernorm_forward(A.ln1, A.ln1_mean, A.ln1_rstd, x, W.ln_1_w, W.ln_1_b, M, C, eps);
-    be.matmul_forward(A.qkv, A.ln1, W.c_attn_w, W.c_attn_b, M, C, 3 * C, p);
+    GPT_OP("layernorm_forward", be.layernorm_forward(A.ln1, A.ln1_mean, A.ln1_rstd, x, W.ln_1_w, W.ln_1_b, M, C, eps));
+    GPT_OP("matmul_forward", be.matmul_forward(A.qkv, A.ln1, W.c_attn_w, W.c_attn_b, M, C, 3 * C, p));
     // q, k, v: strided [B, H, T, D] views of qkv [B, T, 3C]; out [B, T, C].
     AttnShape s;
     s.batch = B;
@@ -329,19 +374,19 @@ void Model::forward_body(int B, int T) {
     const int64_t sq = int64_t(T) * 3 * C;
     AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
     AttnTensor o{A.atty, int64_t(T) * C, D, C};
-    be.attention_forward(s, o, A.lse, q, k, v);
-    be.matmul_forward(A.res1, A.atty, W.attn_proj_w, W.attn_proj_b, M, C, C, p);
-    be.add(A.res1, A.res1, x, int64_t(M) * C);
-    be.layernorm_forward(A.ln2, A.ln2_mean, A.ln2_rstd, A.res1, W.ln_2_w, W.ln_2_b, M, C, eps);
-    be.matmul_forward(A.fch, A.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p);
-    be.gelu_forward(A.fchg, A.fch, int64_t(M) * 4 * C);
-    be.matmul_forward(A.res2, A.fchg, W.mlp_proj_w, W.mlp_proj_b, M, 4 * C, C, p);
-    be.add(A.res2, A.res2, A.res1, int64_t(M) * C);
+    GPT_OP("attention_forward", be.attention_forward(s, o, A.lse, q, k, v));
+    GPT_OP("matmul_forward", be.matmul_forward(A.res1, A.atty, W.attn_proj_w, W.attn_proj_b, M, C, C, p));
+    GPT_OP("add", be.add(A.res1, A.res1, x, int64_t(M) * C));
+    GPT_OP("layernorm_forward", be.layernorm_forward(A.ln2, A.ln2_mean, A.ln2_rstd, A.res1, W.ln_2_w, W.ln_2_b, M, C, eps));
+    GPT_OP("matmul_forward", be.matmul_forward(A.fch, A.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p));
+    GPT_OP("gelu_forward", be.gelu_forward(A.fchg, A.fch, int64_t(M) * 4 * C));
+    GPT_OP("matmul_forward", be.matmul_forward(A.res2, A.fchg, W.mlp_proj_w, W.mlp_proj_b, M, 4 * C, C, p));
+    GPT_OP("add", be.add(A.res2, A.res2, A.res1, int64_t(M) * C));
     x = A.res2;
   }
-  be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, w_.ln_f_w, w_.ln_f_b, M, C, eps);
+  GPT_OP("layernorm_forward", be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, w_.ln_f_w, w_.ln_f_b, M, C, eps));
   // Tied head: logits [M, Vp] = lnf [M, C] @ wte [Vp, C]^T
-  be.matmul_nt(a.logits, a.lnf, w_.wte, M, C, Vp, p);
+  GPT_OP("head_forward", be.matmul_nt(a.logits, a.lnf, w_.wte, M, C, Vp, p));
 }
 
 void Model::backward_body(int B, int T) {
@@ -353,11 +398,11 @@ void Model::backward_body(int B, int T) {
   const int L = cfg_.n_layer;
 
   // a.logits holds dlogits. dlnf = dlogits @ wte; dwte += dlogits^T @ lnf.
-  be.matmul_forward(a.dln, a.logits, w_.wte, nullptr, M, Vp, C, p);
-  be.matmul_backward(nullptr, g_.wte, nullptr, a.lnf, a.logits, nullptr, M, Vp, C, p);
+  GPT_OP("head_backward", be.matmul_forward(a.dln, a.logits, w_.wte, nullptr, M, Vp, C, p));
+  GPT_OP("head_backward", be.matmul_backward(nullptr, g_.wte, nullptr, a.lnf, a.logits, nullptr, M, Vp, C, p));
   const float* x_last = a.layers[static_cast<size_t>(L - 1)].res2;
-  be.zero(a.dres, static_cast<size_t>(M) * C * sizeof(float));
-  be.layernorm_backward(a.dres, g_.ln_f_w, g_.ln_f_b, a.dln, x_last, w_.ln_f_w, a.lnf_mean, a.lnf_rstd, M, C);
+  GPT_OP("zero", be.zero(a.dres, static_cast<size_t>(M) * C * sizeof(float)));
+  GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, g_.ln_f_w, g_.ln_f_b, a.dln, x_last, w_.ln_f_w, a.lnf_mean, a.lnf_rstd, M, C));
 
   for (int l = L - 1; l >= 0; --l) {
     const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
@@ -365,12 +410,12 @@ void Model::backward_body(int B, int T) {
     Acts::Layer& A = a.layers[static_cast<size_t>(l)];
     const float* x_in = l == 0 ? a.enc : a.layers[static_cast<size_t>(l - 1)].res2;
     // a.dres = d(res2). MLP branch.
-    be.matmul_backward(a.dfch, G.mlp_proj_w, G.mlp_proj_b, a.dres, A.fchg, W.mlp_proj_w, M, 4 * C, C, p);
-    be.gelu_backward(a.dfch, A.fch, a.dfch, int64_t(M) * 4 * C);
-    be.matmul_backward(a.dln, G.c_fc_w, G.c_fc_b, a.dfch, A.ln2, W.c_fc_w, M, C, 4 * C, p);
-    be.layernorm_backward(a.dres, G.ln_2_w, G.ln_2_b, a.dln, A.res1, W.ln_2_w, A.ln2_mean, A.ln2_rstd, M, C);
+    GPT_OP("matmul_backward", be.matmul_backward(a.dfch, G.mlp_proj_w, G.mlp_proj_b, a.dres, A.fchg, W.mlp_proj_w, M, 4 * C, C, p));
+    GPT_OP("gelu_backward", be.gelu_backward(a.dfch, A.fch, a.dfch, int64_t(M) * 4 * C));
+    GPT_OP("matmul_backward", be.matmul_backward(a.dln, G.c_fc_w, G.c_fc_b, a.dfch, A.ln2, W.c_fc_w, M, C, 4 * C, p));
+    GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, G.ln_2_w, G.ln_2_b, a.dln, A.res1, W.ln_2_w, A.ln2_mean, A.ln2_rstd, M, C));
     // a.dres = d(res1). Attention branch.
-    be.matmul_backward(a.datty, G.attn_proj_w, G.attn_proj_b, a.dres, A.atty, W.attn_proj_w, M, C, C, p);
+    GPT_OP("matmul_backward", be.matmul_backward(a.datty, G.attn_proj_w, G.attn_proj_b, a.dres, A.atty, W.attn_proj_w, M, C, C, p));
     AttnShape s;
     s.batch = B;
     s.heads = H;
@@ -383,12 +428,12 @@ void Model::backward_body(int B, int T) {
     AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
     AttnTensor dq{a.dqkv, sq, D, 3 * C}, dk{a.dqkv + C, sq, D, 3 * C}, dv{a.dqkv + 2 * C, sq, D, 3 * C};
     AttnTensor o{A.atty, so, D, C}, dout{a.datty, so, D, C};
-    be.attention_backward(s, dq, dk, dv, q, k, v, o, A.lse, dout);
-    be.matmul_backward(a.dln, G.c_attn_w, G.c_attn_b, a.dqkv, A.ln1, W.c_attn_w, M, C, 3 * C, p);
-    be.layernorm_backward(a.dres, G.ln_1_w, G.ln_1_b, a.dln, x_in, W.ln_1_w, A.ln1_mean, A.ln1_rstd, M, C);
+    GPT_OP("attention_backward", be.attention_backward(s, dq, dk, dv, q, k, v, o, A.lse, dout));
+    GPT_OP("matmul_backward", be.matmul_backward(a.dln, G.c_attn_w, G.c_attn_b, a.dqkv, A.ln1, W.c_attn_w, M, C, 3 * C, p));
+    GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, G.ln_1_w, G.ln_1_b, a.dln, x_in, W.ln_1_w, A.ln1_mean, A.ln1_rstd, M, C));
     // a.dres = d(x_in)
   }
-  be.embedding_backward(g_.wte, g_.wpe, a.dres, a.tokens, B, T, C);
+  GPT_OP("embedding_backward", be.embedding_backward(g_.wte, g_.wpe, a.dres, a.tokens, B, T, C));
 }
 
 void Model::forward(const int32_t* tokens, int B, int T, float* logits_out) {
@@ -444,6 +489,12 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
   double t2 = now_ms();
   timings_.forward_ms = t1 - t0;
   timings_.backward_ms = t2 - t1;
+  if (profile().on) {
+    std::fprintf(stderr, "gpt-engine profile (B %d, T %d): forward %.1f ms, backward %.1f ms;", B, T, t1 - t0, t2 - t1);
+    for (auto& op : profile().acc) std::fprintf(stderr, " %s %.1f", op.first, op.second);
+    std::fprintf(stderr, "\n");
+    profile().acc.clear();
+  }
   count_ += n;
   if (count) *count = n;
   return n > 0 ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
