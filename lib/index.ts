@@ -12,10 +12,10 @@ export { Rng } from './rng';
 export type { RngState } from './rng';
 export { collectInfo } from './info';
 export type { EngineInfo, BackendCheck } from './info';
+export * as attention from './attention';
 export * from './checkpoint';
 export { SafetensorsReader, readSafetensors, writeSafetensors, decodeSafetensors, encodeSafetensors } from './safetensors';
 export type { TensorInfo, SafetensorsHeader, SafetensorsContent, TensorToWrite } from './safetensors';
-export * as attention from './attention';
 export { GPT, chooseDevice } from './model';
 export type {
   CreateOptions,
@@ -31,7 +31,6 @@ export type {
   DeviceName,
   PrecisionName,
   DeviceChoiceResult,
-} from './model';
 } from './model';
 export {
   generate as generateWith,
