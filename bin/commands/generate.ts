@@ -1,0 +1,138 @@
+/**
+ * `gpt-engine generate`: continues a prompt with a trained model (our
+ * checkpoint folder, a run folder, or a Hugging Face GPT-2 folder). Text
+ * streams to stdout as it is made (chunks end on character boundaries);
+ * with --json one document is written at the end instead. Statistics go to
+ * stderr. Ctrl-C stops generation within one token and prints what was made.
+ */
+import { Command } from 'commander';
+import * as fs from 'node:fs';
+import { ArgumentRangeError } from '../../lib/errors';
+import { GenerateOptions, GenerationResult, GenerationStats, runGeneration } from '../../lib/generate';
+import { DeviceChoice, GPT, PrecisionName } from '../../lib/model';
+import { setThreads } from '../../lib/runtime';
+import { bytesText, intFlag, log, numberFlag, printJson } from '../cli-util';
+
+interface GenerateFlags {
+  checkpoint?: string;
+  prompt?: string;
+  promptFile?: string;
+  maxTokens?: string;
+  temperature?: string;
+  topK?: string;
+  topP?: string;
+  seed?: string;
+  stop: string[];
+  ignoreEos?: boolean;
+  device?: string;
+  precision?: string;
+  threads?: string;
+  json?: boolean;
+}
+
+/** One line of statistics for stderr. */
+export function statsLine(s: GenerationStats): string {
+  const f = (x: number, d = 1) => x.toFixed(d);
+  return (
+    `prompt ${s.promptTokens} tokens, generated ${s.generatedTokens} tokens; ` +
+    `time to first token ${f(s.timeToFirstTokenMs)} ms; ` +
+    `prefill ${f(s.prefillTokensPerSecond)} tokens/s, decode ${f(s.decodeTokensPerSecond)} tokens/s, ` +
+    `overall ${f(s.tokensPerSecond)} tokens/s; KV cache ${bytesText(s.cacheBytes)}; seed ${s.seed}`
+  );
+}
+
+export function register(program: Command): void {
+  program
+    .command('generate')
+    .description('Continue a prompt with a trained model (checkpoint, run or Hugging Face GPT-2 folder)')
+    .requiredOption('--checkpoint <dir>', 'checkpoint folder, run folder (its latest checkpoint) or Hugging Face GPT-2 folder')
+    .option('--prompt <text>', 'the prompt')
+    .option('--prompt-file <file>', 'read the prompt from a file (UTF-8)')
+    .option('--max-tokens <n>', 'tokens to generate (default 100, less when the context is shorter)')
+    .option('--temperature <t>', 'softmax temperature; 0 = greedy (default 1)')
+    .option('--top-k <k>', 'keep the k most likely tokens; 0 = off (default)')
+    .option('--top-p <p>', 'keep the most likely tokens up to probability p; 1 = off (default)')
+    .option('--seed <n>', 'sampling seed (default: random, printed with the stats)')
+    .option('--stop <text>', 'stop before this text (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--ignore-eos', 'keep going after the end-of-text token')
+    .option('--device <d>', 'auto, cpu or cuda (default auto)')
+    .option('--precision <p>', 'fp32 or bf16')
+    .option('--threads <n>', 'CPU threads (default: all cores)')
+    .option('--json', 'one JSON document on stdout at the end')
+    .action(async (opts: GenerateFlags) => {
+      if ((opts.prompt === undefined) === (opts.promptFile === undefined))
+        throw new ArgumentRangeError(
+          `Expected exactly one of --prompt or --prompt-file but received ${opts.prompt === undefined ? 'neither' : 'both'}`,
+        );
+      if (opts.device !== undefined && !['auto', 'cpu', 'cuda'].includes(opts.device))
+        throw new ArgumentRangeError(`Expected one of auto, cpu, cuda for --device but received "${opts.device}"`);
+      if (opts.precision !== undefined && !['fp32', 'bf16'].includes(opts.precision))
+        throw new ArgumentRangeError(`Expected one of fp32, bf16 for --precision but received "${opts.precision}"`);
+      const threads = intFlag('threads', opts.threads, 1, 1024);
+      let prompt: string;
+      if (opts.promptFile !== undefined) {
+        try {
+          prompt = fs.readFileSync(opts.promptFile, 'utf8');
+        } catch (e) {
+          throw new ArgumentRangeError(`Could not read --prompt-file "${opts.promptFile}": ${(e as Error).message}`);
+        }
+      } else prompt = opts.prompt as string;
+      const gen: GenerateOptions = {};
+      const maxTokens = intFlag('max-tokens', opts.maxTokens);
+      if (maxTokens !== undefined) gen.maxTokens = maxTokens;
+      const temperature = numberFlag('temperature', opts.temperature, { min: 0 });
+      if (temperature !== undefined) gen.temperature = temperature;
+      const topK = intFlag('top-k', opts.topK, 0);
+      if (topK !== undefined) gen.topK = topK;
+      const topP = numberFlag('top-p', opts.topP, { gt: 0, max: 1 });
+      if (topP !== undefined) gen.topP = topP;
+      const seed = intFlag('seed', opts.seed, 0);
+      if (seed !== undefined) gen.seed = seed;
+      if (opts.stop.length) gen.stop = opts.stop;
+      if (opts.ignoreEos) gen.ignoreEos = true;
+
+      if (threads !== undefined) setThreads(threads);
+      const model = await GPT.load(opts.checkpoint as string, {
+        device: opts.device as DeviceChoice | undefined,
+        precision: opts.precision as PrecisionName | undefined,
+        optimizer: false,
+      });
+      log(`model: ${opts.checkpoint} (${model.device}, ${model.precision}; ${model.deviceReason}); tokenizer ${model.tokenizer ?? 'gpt2'}`);
+
+      // Ctrl-C: stop within one token and keep what was made.
+      const ac = new AbortController();
+      const onSigint = () => ac.abort();
+      process.once('SIGINT', onSigint);
+      let result: GenerationResult;
+      try {
+        const it = runGeneration(model.decoder(), model.textCodec(), prompt, { ...gen, signal: ac.signal, returnPartial: true });
+        for (;;) {
+          const n = await it.next();
+          if (n.done) {
+            result = n.value[0];
+            break;
+          }
+          if (!opts.json && n.value.text) process.stdout.write(n.value.text);
+        }
+      } finally {
+        process.removeListener('SIGINT', onSigint);
+        await model.dispose();
+      }
+      if (opts.json) {
+        printJson({
+          checkpoint: opts.checkpoint,
+          device: model.device,
+          precision: model.precision,
+          prompt,
+          text: result.text,
+          tokens: result.tokens,
+          finish_reason: result.finishReason,
+          stats: result.stats,
+        });
+      } else {
+        process.stdout.write('\n');
+      }
+      log(statsLine(result.stats) + `; finished: ${result.finishReason}`);
+      if (result.finishReason === 'aborted') process.exitCode = 130;
+    });
+}
