@@ -22,6 +22,7 @@ export interface SectionOptions {
 
 export interface SectionContext {
   opts: SectionOptions;
+  /** the ceilings of the device the sections run on (see deviceCeilings) */
   ceilings: Ceilings;
   pytorch: PytorchRunner | null;
   log: (s: string) => void;

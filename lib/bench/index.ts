@@ -14,7 +14,7 @@ import { compareReports, readBaseline } from './compare';
 import { errorLine, SectionContext, SectionOptions } from './context';
 import { runGemm } from './gemm';
 import { runGenerate } from './generate';
-import { machineInfo, measureCeilings } from './machine';
+import { deviceCeilings, machineInfo, measureCeilings } from './machine';
 import { findPytorch, pytorchInfo, PytorchRunner } from './pytorch';
 import { runTrain } from './train';
 import { BenchDevice, BenchPrecision, BenchReport, REPORT_SCHEMA, SectionBase, SectionName } from './types';
@@ -82,7 +82,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     seq: o.seq,
     threads: machine.threads,
   };
-  const ctx: SectionContext = { opts, ceilings, pytorch: runner, log };
+  const ctx: SectionContext = { opts, ceilings: deviceCeilings(ceilings, device), pytorch: runner, log };
   const report: BenchReport = {
     schema: REPORT_SCHEMA,
     date: new Date().toISOString(),

@@ -154,3 +154,14 @@ export function peakFor(c: Ceilings, precision: 'fp32' | 'bf16'): number | null 
   if (precision === 'bf16' && c.bf16.value !== null) return c.bf16.value;
   return c.fp32.value;
 }
+
+/**
+ * The ceilings a device's figures are fractions of: the CPU's own on the
+ * CPU; on a GPU the GPU GEMM (for every precision) and the device copy
+ * bandwidth, or none where this build cannot measure them (the fractions
+ * then read "-", never a CPU ceiling).
+ */
+export function deviceCeilings(c: Ceilings, device: 'cpu' | 'cuda'): Ceilings {
+  if (device === 'cpu') return c;
+  return { ...c, fp32: c.gpuGemm, bf16: c.gpuGemm, readBandwidth: c.gpuCopy };
+}
