@@ -12,6 +12,8 @@ export { Rng } from './rng';
 export type { RngState } from './rng';
 export { collectInfo } from './info';
 export type { EngineInfo, BackendCheck } from './info';
+export { gemm } from './gemm';
+export type { GemmOptions, GemmPrecision } from './gemm';
 export * as attention from './attention';
 export * from './checkpoint';
 export { SafetensorsReader, readSafetensors, writeSafetensors, decodeSafetensors, encodeSafetensors } from './safetensors';

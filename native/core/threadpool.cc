@@ -34,6 +34,9 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int n) {
   n_threads_ = n < 1 ? 1 : n;
   quit_ = false;
+  // New workers start with seen = 0; a generation left over from before a
+  // resize would send them into a stale job and unbalance active_ (deadlock).
+  generation_ = 0;
   // Thread 0 is the caller of parallel_for; workers are 1..n-1.
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }

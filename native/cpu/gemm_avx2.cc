@@ -1,0 +1,2 @@
+// The avx2 compilation of the GEMM packers and microkernels (flags: CMakeLists.txt).
+#include "gemm_impl.h"

@@ -1,0 +1,2 @@
+// The avx512 compilation of the GEMM packers and microkernels (flags: CMakeLists.txt).
+#include "gemm_impl.h"
