@@ -6,10 +6,13 @@
 //
 // Determinism: every task writes a disjoint set of output rows and computes
 // them in an order fixed by the shapes alone, so the thread count (and which
-// thread ran what) never changes a bit of the result. That is also why the
-// backward pass computes dQ in its own per-query-tile tasks instead of
-// accumulating it from the key-tile tasks: the alternative needs either
-// atomics (order-dependent sums) or O(T x D) partials per task.
+// thread ran what) never changes a bit of the result. Backward therefore has
+// two schedules, chosen by shape: with many heads, one task per (b, h) walks
+// the key tiles and accumulates dQ in place; with few, key-tile tasks (dK,
+// dV) and query-tile tasks (dQ) run side by side so every core has work at
+// batch 1, at the price of computing the scores twice -- accumulating dQ
+// across key-tile tasks would need atomics (order-dependent sums) or
+// O(T x D) partials per task.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -80,6 +83,10 @@ AttnArgs make_args(const AttnShape& s) {
   a.scale = s.scale;
   return a;
 }
+
+// Backward runs one task per (b, h) from this many heads up: enough tasks to
+// keep a small machine's cores evenly busy (12 heads on 2 cores: 6 each).
+constexpr int64_t kWholeHeadTasks = 8;
 
 size_t per_thread_floats(int D) { return (attn_scratch_floats(D) + 15) / 16 * 16; }
 
@@ -162,9 +169,22 @@ void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTe
     }
   });
 
-  // One job for both halves: key-tile tasks (dK, dV: four tile products per
-  // query tile they meet) and query-tile tasks (dQ: three per key tile), most
-  // expensive first.
+  // Many heads and D a whole number of vectors: one task per (b, h) that
+  // accumulates dQ in place while it walks the key tiles (5 tile products
+  // per pair). The rule depends on the shape and the path only, never on the
+  // pool size, so the bits do not either.
+  if (bh >= kWholeHeadTasks && a.D % GPT_CPU_DISPATCH(attn_lanes) == 0) {
+    pool.parallel_for(bh, [&](int64_t t, int thread) {
+      GPT_CHECK_ARG(thread < threads, "attention: the thread pool was resized during a call");
+      GPT_CPU_DISPATCH(attn_backward_bh_task, a, static_cast<int>(t / a.H), static_cast<int>(t % a.H),
+                       ws.data() + per * thread);
+    });
+    return;
+  }
+
+  // Otherwise one job for both halves: key-tile tasks (dK, dV: four tile
+  // products per query tile they meet) and query-tile tasks (dQ: three per
+  // key tile), most expensive first.
   struct Task {
     int64_t cost;
     int kind;  // 0 = key tile, 1 = query tile

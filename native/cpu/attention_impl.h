@@ -90,6 +90,8 @@ inline bool attn_tile_masked(const AttnArgs& a, int qt, int kt) {
 GPT_DECLARE_ISA_FN(void attn_forward_task(const AttnArgs& a, int b, int h, int qt, float* scratch))
 GPT_DECLARE_ISA_FN(void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scratch))
 GPT_DECLARE_ISA_FN(void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratch))
+GPT_DECLARE_ISA_FN(void attn_backward_bh_task(const AttnArgs& a, int b, int h, float* scratch))
+GPT_DECLARE_ISA_FN(int attn_lanes())
 
 #ifdef GPT_ISA_NS
 // ---------------------------------------------------------------------------
@@ -135,6 +137,36 @@ struct Carver {
     return r;
   }
 };
+
+// exp(x) for the softmax, where x <= 0 up to rounding (a score minus its
+// row's max or log-sum-exp). Same reduction and polynomial as simd.h's vexp
+// (relative error about 2e-7), minus what that range never needs: no
+// overflow clamp, and 2^n built in one shift because n stays in [-126, 1].
+// Inputs below -87.3 (masked -inf included) give exactly 0.
+inline vf pexp(vf x) {
+  const vf lo = vsplat(-87.33654f);
+  const vf xc = vmax(x, lo);
+  // Adding 1.5 * 2^23 rounds x / ln 2 to an integer n in the low mantissa
+  // bits; the extra 127 makes those bits the biased exponent of 2^n.
+  const vf magic = vsplat(12582912.0f + 127.0f);
+  const vf t = xc * vsplat(1.44269504088896341f) + magic;
+  const vf nf = t - magic;
+  vf r = xc - nf * vsplat(0.693359375f);
+  r = r - nf * vsplat(-2.12194440e-4f);
+  vf p = vsplat(1.9875691500e-4f);
+  p = vfma(p, r, vsplat(1.3981999507e-3f));
+  p = vfma(p, r, vsplat(8.3334519073e-3f));
+  p = vfma(p, r, vsplat(4.1665795894e-2f));
+  p = vfma(p, r, vsplat(1.6666665459e-1f));
+  p = vfma(p, r, vsplat(5.0000001201e-1f));
+  p = vfma(p, r * r, r) + vsplat(1.0f);
+  vi e;
+  std::memcpy(&e, &t, sizeof(e));
+  e = e << 23;
+  vf s;
+  std::memcpy(&s, &e, sizeof(s));
+  return x < lo ? vzero() : p * s;
+}
 
 // ---- copies ------------------------------------------------------------------
 
@@ -244,9 +276,10 @@ inline void nt_tile(const float* A, int64_t lda, const float* Bt, int D, float* 
   }
 }
 
-// C[R][CV*W] = C * rs[r] (when rs) + sum_{k in [kb, ke)} At[k][r] * B[k][CV*W];
-// At has leading dimension TL (a transposed probability / dS tile).
-template <int R, int CV>
+// C[R][CV*W] = C * rs[r] (when rs) + sum_{k in [kb, ke)} A(r, k) * B[k][CV*W],
+// with A(r, k) = At[k][r] (AT: a transposed probability / dS tile) or A[r][k],
+// leading dimension TL either way.
+template <int R, int CV, bool AT>
 inline void acc_block(const float* At, int kb, int ke, const float* B, int64_t ldb, float* C, int64_t ldc,
                       const float* rs) {
   vf acc[R][CV];
@@ -262,7 +295,7 @@ inline void acc_block(const float* At, int kb, int ke, const float* B, int64_t l
     for (int c = 0; c < CV; ++c) bv[c] = vload(B + k * ldb + c * W);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      vf a = vsplat(At[k * TL + r]);
+      vf a = vsplat(AT ? At[k * TL + r] : At[r * TL + k]);
 #pragma GCC unroll 8
       for (int c = 0; c < CV; ++c) acc[r][c] = vfma(a, bv[c], acc[r][c]);
     }
@@ -273,20 +306,20 @@ inline void acc_block(const float* At, int kb, int ke, const float* B, int64_t l
     for (int c = 0; c < CV; ++c) vstore(C + r * ldc + c * W, acc[r][c]);
 }
 
-template <int R, int CV>
+template <int R, int CV, bool AT>
 inline void acc_tail(int rem, const float* At, int kb, int ke, const float* B, int64_t ldb, float* C, int64_t ldc,
                      const float* rs) {
   if constexpr (R > 0) {
     if (rem == R)
-      acc_block<R, CV>(At, kb, ke, B, ldb, C, ldc, rs);
+      acc_block<R, CV, AT>(At, kb, ke, B, ldb, C, ldc, rs);
     else
-      acc_tail<R - 1, CV>(rem, At, kb, ke, B, ldb, C, ldc, rs);
+      acc_tail<R - 1, CV, AT>(rem, At, kb, ke, B, ldb, C, ldc, rs);
   }
 }
 
 // Row r of C only takes k in [r + band.lo, r + band.hi] (the rest of At is
 // zero there), so each block runs over the union of its rows' ranges.
-template <int CV>
+template <int CV, bool AT>
 inline void acc_rows(const float* At, int n, const float* B, int64_t ldb, float* C, int64_t ldc, int m,
                      const float* rs, Band band) {
   constexpr int R = acc_rows(CV);
@@ -295,15 +328,18 @@ inline void acc_rows(const float* At, int n, const float* B, int64_t ldb, float*
     const int kb = static_cast<int>(std::max<int64_t>(0, r0 + band.lo));
     const int ke = static_cast<int>(std::min<int64_t>(n, r0 + rr + band.hi));
     const float* s = rs ? rs + r0 : nullptr;
+    const float* a = AT ? At + r0 : At + r0 * TL;
     if (rr == R)
-      acc_block<R, CV>(At + r0, kb, ke, B, ldb, C + r0 * ldc, ldc, s);
+      acc_block<R, CV, AT>(a, kb, ke, B, ldb, C + r0 * ldc, ldc, s);
     else
-      acc_tail<R - 1, CV>(rr, At + r0, kb, ke, B, ldb, C + r0 * ldc, ldc, s);
+      acc_tail<R - 1, CV, AT>(rr, a, kb, ke, B, ldb, C + r0 * ldc, ldc, s);
   }
 }
 
-// C[m][Dp] = C * rs + At[n][m]^T . B[n][Dp], in passes of up to kMaxCv vectors
-// of D (D = 64, 80, 96, 128 take one pass on AVX-512).
+// C[m][Dp] = C * rs + A[m][n] . B[n][Dp] (A given as At[n][m] when AT), in
+// passes of up to kMaxCv vectors of D (D = 64, 80, 96, 128 take one pass on
+// AVX-512).
+template <bool AT = true>
 inline void acc_tile(const float* At, int n, Rows B, float* C, int64_t ldc, int m, int Dp, const float* rs, Band band) {
   const int nv = Dp / W;
   for (int v0 = 0; v0 < nv;) {
@@ -311,15 +347,15 @@ inline void acc_tile(const float* At, int n, Rows B, float* C, int64_t ldc, int 
     const float* Bv = B.p + v0 * W;
     float* Cv = C + v0 * W;
     switch (cv) {
-      case 1: acc_rows<1>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
-      case 2: acc_rows<2>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
-      case 3: acc_rows<3>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
-      case 4: acc_rows<4>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 1: acc_rows<1, AT>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 2: acc_rows<2, AT>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 3: acc_rows<3, AT>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 4: acc_rows<4, AT>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
 #if defined(__AVX512F__)
-      case 5: acc_rows<5>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
-      case 6: acc_rows<6>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
-      case 7: acc_rows<7>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
-      case 8: acc_rows<8>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 5: acc_rows<5, AT>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 6: acc_rows<6, AT>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 7: acc_rows<7, AT>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
+      case 8: acc_rows<8, AT>(At, n, Bv, B.ld, Cv, ldc, m, rs, band); break;
 #endif
       default: break;
     }
@@ -401,10 +437,10 @@ void attn_forward_task(const AttnArgs& a, int b, int h, int qt, float* scratch) 
       // A query with nothing seen yet (all -inf) keeps max -inf: subtract 0
       // instead so its probabilities come out 0, not NaN.
       const vf msub = mnew == vsplat(kNegInf) ? vzero() : mnew;
-      const vf al = vexp(mold - msub);
+      const vf al = pexp(mold - msub);
       vf sum = vzero();
       for (int j = 0; j < kn; ++j) {
-        vf p = vexp(vload(St + j * TL + c) - msub);
+        vf p = pexp(vload(St + j * TL + c) - msub);
         vstore(St + j * TL + c, p);
         sum += p;
       }
@@ -430,7 +466,9 @@ void attn_forward_task(const AttnArgs& a, int b, int h, int qt, float* scratch) 
 // ---- backward, key side: dK and dV of one key tile -----------------------------
 // Scores in natural orientation S[query][key] against the task's transposed
 // key tile; dV += P^T dO and dK += dS^T Q then stream dO and Q rows.
-void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scratch) {
+// With `with_dq` (the one-task-per-head schedule, D a whole number of
+// vectors) it also adds dS K into the caller's dq rows, unscaled.
+static inline void kv_tile(const AttnArgs& a, int b, int h, int kt, float* scratch, bool with_dq) {
   const int T = a.T, D = a.D, Dp = round_up(D, W), Dr = round_up(D, 16);
   const int k0 = kt * TL, kn = std::min(TL, T - k0);
   Carver cv{scratch};
@@ -468,13 +506,17 @@ void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scrat
       if (masked) mask_row(s, int64_t(q0) + i - a.w + 1 - k0, int64_t(q0) + i - k0);
       const vf lv = vsplat(a.lse[bh + q0 + i]), dl = vsplat(a.delta[bh + q0 + i]);
       for (int c = 0; c < TL; c += W) {
-        vf p = vexp(vload(s + c) - lv);
+        vf p = pexp(vload(s + c) - lv);
         vstore(s + c, p);
         vstore(dp + c, p * (vload(dp + c) - dl));
       }
     }
     acc_tile(S, mq, stream_rows(dob, a.dout.st, mq, D, Dp, pad1), dV, Dp, kn, Dp, nullptr, by_key);
     acc_tile(dP, mq, stream_rows(qb, a.q.st, mq, D, Dp, pad2), dK, Dp, kn, Dp, nullptr, by_key);
+    if (with_dq) {
+      const Rows K{a.k.ptr + off(a.k, b, h) + k0 * a.k.st, a.k.st};
+      acc_tile<false>(dP, kn, K, a.dq.ptr + off(a.dq, b, h) + q0 * a.dq.st, a.dq.st, mq, Dp, nullptr, by_query);
+    }
   }
 
   float* dkb = a.dk.ptr + off(a.dk, b, h) + k0 * a.dk.st;
@@ -486,6 +528,28 @@ void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scrat
     std::memcpy(dvb + j * a.dv.st, dV + j * Dp, sizeof(float) * D);
   }
 }
+
+void attn_backward_kv_task(const AttnArgs& a, int b, int h, int kt, float* scratch) {
+  kv_tile(a, b, h, kt, scratch, false);
+}
+
+// ---- backward, one (b, h) in one task -------------------------------------------
+// dK, dV per key tile as above, and dQ accumulated in place in the output
+// rows (key tiles in ascending order), so S and dP are computed once instead
+// of twice: 5 tile products per pair instead of 7. Needs D == Dp.
+void attn_backward_bh_task(const AttnArgs& a, int b, int h, float* scratch) {
+  const int T = a.T, D = a.D;
+  float* dqb = a.dq.ptr + off(a.dq, b, h);
+  for (int i = 0; i < T; ++i) std::memset(dqb + i * a.dq.st, 0, sizeof(float) * D);
+  for (int kt = 0; kt < a.n_tiles; ++kt) kv_tile(a, b, h, kt, scratch, true);
+  const vf sc = vsplat(a.scale);
+  for (int i = 0; i < T; ++i) {
+    float* r = dqb + i * a.dq.st;
+    for (int d = 0; d < D; d += W) vstore(r + d, vload(r + d) * sc);
+  }
+}
+
+int attn_lanes() { return W; }
 
 // ---- backward, query side: dQ of one query tile -------------------------------
 // Transposed scores St[key][query] against the task's transposed query and
@@ -530,7 +594,7 @@ void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratc
       float* s = St + j * TL;
       float* dp = dPt + j * TL;
       for (int c = 0; c < TL; c += W) {
-        vf p = vexp(vload(s + c) - vload(lse_v + c));
+        vf p = pexp(vload(s + c) - vload(lse_v + c));
         vstore(dp + c, p * (vload(dp + c) - vload(del_v + c)));
       }
     }

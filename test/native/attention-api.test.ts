@@ -190,11 +190,12 @@ describe('attention runtime behaviour', () => {
     expect(ticked).toBe(true);
   });
 
-  it('is bitwise identical for 1 and 2 threads on every path', async () => {
+  // heads 3: the tile schedule of backward; heads 4 (batch x heads = 8): the whole-head one.
+  it.each([[3], [4]])('is bitwise identical for 1 and 2 threads on every path (batch 2, heads %i)', async (heads) => {
     const threads = getThreads();
     const isa = getIsa();
-    const s = { batch: 2, heads: 3, seq: 200, headDim: 80 };
-    const n = 2 * 3 * 200 * 80;
+    const s = { batch: 2, heads, seq: 200, headDim: 80 };
+    const n = 2 * heads * 200 * 80;
     const q = randomArray(n, 11), k = randomArray(n, 12), v = randomArray(n, 13), dOut = randomArray(n, 14);
     try {
       for (const path of supportedIsas()) {
@@ -216,9 +217,12 @@ describe('attention runtime behaviour', () => {
     }
   });
 
-  it('honors strided views: the fused QKV [B, T, 3C] layout gives the contiguous result bitwise', async () => {
+  it.each([
+    [3, 24],
+    [4, 32],
+  ])('honors strided views: the fused QKV [B, T, 3C] layout gives the contiguous result bitwise (heads %i, headDim %i)', async (h, d) => {
     const native = loadAddon<attention.AttentionNative>();
-    const b = 2, h = 3, t = 70, d = 24, C = h * d;
+    const b = 2, t = 70, C = h * d;
     const qkv = randomArray(b * t * 3 * C, 21);
     const dOutBtc = randomArray(b * t * C, 22);
     // contiguous copies [B, H, T, D]

@@ -7,7 +7,8 @@
  * everything: the issue's full cross product (seq {1,2,7,63,64,65} x headDim
  * {16,32,64,80,96,128} x window {1,2,17,seq-1,seq,2*seq}, banded, plus dense),
  * and the long cases (seq 257 and 1000, headDim {64, 128}, window
- * {1, 17, seq}). About 10-15 s in all.
+ * {1, 17, seq}), and a batch x heads = 8 set for the whole-head backward
+ * schedule. About 15-25 s in all on 2 busy cores.
  */
 import * as attention from '../../lib/attention';
 import { getIsa, setIsa, supportedIsas, type IsaName } from '../../lib/runtime';
@@ -124,6 +125,17 @@ describe.each(isas.map((isa) => [isa]))('fused attention on %s', (isa: IsaName) 
       const bh = seq === 257 ? { batch: 2, heads: 1 } : { batch: 1, heads: 1 };
       for (const window of [1, 17, seq]) await check({ ...bh, seq, headDim, pattern: 'banded', window });
     }
+  });
+
+  // batch * heads >= 8 switches backward to one task per head (dQ accumulated
+  // in place) when headDim is a whole number of vectors: 16/64/80 on
+  // every path; 24 only on avx2/portable (avx512 keeps the tile schedule).
+  it('matches float64 with 8 heads (the whole-head backward schedule)', async () => {
+    for (const seq of [7, 70])
+      for (const headDim of [16, 24, 64, 80]) {
+        await check({ batch: 2, heads: 4, seq, headDim, pattern: 'dense' });
+        for (const window of [1, 17, seq]) await check({ batch: 2, heads: 4, seq, headDim, pattern: 'banded', window });
+      }
   });
 
   it('takes odd head sizes (1, 3, 33, 200, 256)', async () => {
