@@ -99,9 +99,10 @@ export function htmlPage(title: string, body: string): string {
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <style>
-body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:24px auto;max-width:1400px;color:#222;padding:0 16px}
+.table{overflow-x:auto}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:4px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
 th{background:#f5f5f5}.t{text-align:left}.n{text-align:right}
 .note{color:#555;font-size:13px}.chart{margin:12px 0;overflow-x:auto}.bad{color:#b00}code{background:#f3f3f3;padding:1px 4px}
 </style></head>
@@ -214,7 +215,7 @@ export function lossChartSpec(runs: RunMetrics[]): VegaLiteSpec {
       if (p.lr !== null) lr.push({ run: r.name, step: p.step, lr: p.lr });
     }
   const color = { field: 'run', type: 'nominal', title: 'run', sort: runs.map((r) => r.name) };
-  const dash = { field: 'split', type: 'nominal', title: 'loss', scale: { domain: ['train', 'validation'] } };
+  const dash = { field: 'split', type: 'nominal', title: 'loss', scale: { domain: ['train', 'validation'] }, legend: { symbolStrokeColor: '#333' } };
   const lossPanel = (xField: 'step' | 'tokens', title: string) => ({
     title,
     width: 430,

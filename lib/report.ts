@@ -100,7 +100,13 @@ export function attentionChart(r: BenchReport): ChartDef | null {
       x: { field: 'seq', type: 'quantitative', title: 'sequence length T', scale: { type: 'log', base: 2, nice: false }, axis: { values: seqs } },
       y: { field: 'ms', type: 'quantitative', title: 'ms (median)', scale: { type: 'log' } },
       color,
-      strokeDash: { field: 'kind', type: 'nominal', title: 'line', scale: { domain: ['measured', 'ideal'], range: [[1, 0], [5, 4]] } },
+      strokeDash: {
+        field: 'kind',
+        type: 'nominal',
+        title: 'line',
+        scale: { domain: ['measured', 'ideal'], range: [[1, 0], [5, 4]] },
+        legend: { symbolStrokeColor: '#333' },
+      },
       tooltip: [{ field: 'kernel' }, { field: 'seq' }, { field: 'ms', format: '.2f' }],
     },
   });
@@ -245,7 +251,13 @@ export function generateChart(r: BenchReport): ChartDef | null {
         },
         y: { field: 'tps', type: 'quantitative', title: 'decode tokens/s (whole batch)', scale: { type: 'log' } },
         color: { field: 'series', type: 'nominal', title: 'series', scale: colorScale(series, () => false), sort: series },
-        strokeDash: { field: 'kind', type: 'nominal', title: 'line', scale: { domain: ['measured', 'bound'], range: [[1, 0], [5, 4]] } },
+        strokeDash: {
+          field: 'kind',
+          type: 'nominal',
+          title: 'line',
+          scale: { domain: ['measured', 'bound'], range: [[1, 0], [5, 4]] },
+          legend: { symbolStrokeColor: '#333' },
+        },
         tooltip: [{ field: 'series' }, { field: 'batch' }, { field: 'tps', format: '.1f' }],
       },
     },
@@ -270,7 +282,7 @@ function tableHtml(b: SectionBlock): string {
   const rows = b.rows
     .map((r) => `<tr>${r.map((c) => `<td class="${cellClass(c)}">${escapeHtml(c)}</td>`).join('')}</tr>`)
     .join('\n');
-  return `<table>\n${head}\n${rows}\n</table>`;
+  return `<div class="table"><table>\n${head}\n${rows}\n</table></div>`;
 }
 
 export function reportHtml(r: BenchReport, svgs: Map<string, string>): string {

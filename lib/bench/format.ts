@@ -178,7 +178,8 @@ export function attentionBlock(s: AttentionSection, r: BenchReport): SectionBloc
         `${s.rssCheck.consistent ? 'consistent' : 'MORE than the workspace and results account for'}`,
     );
   const pyRows = s.rows.filter((x) => x.impl === 'pytorch');
-  if (pyRows.length) b.lines.push(`PyTorch: ${pyRows.find((x) => x.pattern === 'banded')?.note ?? pyRows[0].note ?? ''}`);
+  const pyNoteText = pyRows.find((x) => x.pattern === 'banded')?.note ?? pyRows[0]?.note;
+  if (pyNoteText) b.lines.push(pyNoteText);
   b.lines.push(...rowNotes(s.rows, (x: AttentionRow) => `${x.impl} ${x.pattern} T=${x.seq}`), ...notes(s), ...pyNote(r));
   return b;
 }

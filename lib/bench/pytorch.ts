@@ -31,11 +31,12 @@ function probe(python: string): { version: string; blas: string } | string {
       python,
       [
         '-c',
-        'import json, torch\n' +
-          'cfg = torch.__config__.show()\n' +
-          'blas = "unknown"\n' +
-          'for line in cfg.splitlines():\n' +
-          '    if "BLAS_INFO" in line: blas = line.split("=")[-1].strip().split(",")[0]\n' +
+        'import json, os, re, torch\n' +
+          'm = re.search(r"BLAS_INFO=([^,\\s]+)", torch.__config__.show())\n' +
+          'blas = m.group(1) if m else "unknown"\n' +
+          '# Debian builds against the generic libblas: name the library the alternatives system points at\n' +
+          'lib = "/usr/lib/x86_64-linux-gnu/libblas.so.3"\n' +
+          'if blas == "generic" and os.path.exists(lib): blas += " -> " + os.path.realpath(lib)\n' +
           'print(json.dumps({"version": torch.__version__, "blas": blas}))',
       ],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 },
