@@ -145,7 +145,10 @@ export function editDistance(a: string, b: string): number {
 export function didYouMean(value: string, choices: readonly string[]): string {
   let best: string | undefined;
   let bestD = Infinity;
+  if (value.length > 64) return '';
   for (const c of choices) {
+    // A length gap bigger than the accepted distance can't win; skip the O(n*m) table.
+    if (Math.abs(c.length - value.length) > Math.max(2, Math.floor(c.length / 3))) continue;
     const d = editDistance(value.toLowerCase(), c.toLowerCase());
     if (d < bestD) {
       bestD = d;
