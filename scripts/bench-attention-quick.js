@@ -5,8 +5,13 @@
 // FlashAttention does (4*D per (query, key) pair in the triangle / band,
 // backward 2.5x forward) and the fraction of the measured FMA peak.
 //
-//   node scripts/bench-attention-quick.js [--seq 1024,2048,4096] [--naive] [--reps 3]
+//   node scripts/bench-attention-quick.js [--seq 1024,2048,4096] [--naive] [--reps 3] [--core-peak 117]
 // Uses $GPT_ENGINE_ADDON, else build/Release/gpt_engine.node.
+//
+// On a shared machine wall-clock figures mostly measure the neighbours, so
+// the "cpu" columns also divide the FLOPs by the CPU time the process used
+// (the pool blocks, it never spins) and compare with one core's FMA peak
+// (--core-peak, GFLOP/s; default: the measured pool peak / threads).
 'use strict';
 const path = require('node:path');
 
@@ -38,23 +43,32 @@ function rand(n, seed) {
   return a;
 }
 
+// Best wall ms and best CPU ms over the repeats.
 async function time(fn) {
   let best = Infinity;
+  let bestCpu = Infinity;
   for (let r = 0; r < reps; r++) {
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     await fn();
     best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+    const c = process.cpuUsage(c0);
+    bestCpu = Math.min(bestCpu, (c.user + c.system) / 1e3);
   }
-  return best;
+  return [best, bestCpu];
 }
 
 (async () => {
   const peak = (await addon.probeFmaPeak({ seconds: 0.3, repeats: 3 })).gflops;
+  const threads = addon.getThreads();
+  const corePeak = Number(arg('core-peak', String(peak / threads)));
   console.log(
-    `isa ${addon.getIsa()}, threads ${addon.getThreads()}, FMA peak ${peak.toFixed(1)} GFLOP/s ` +
-      `(timings are noisy while other work runs on the machine)`,
+    `isa ${addon.getIsa()}, threads ${threads}, FMA peak ${peak.toFixed(1)} GFLOP/s measured now, ` +
+      `${corePeak.toFixed(1)} per core for the cpu columns (timings are noisy while other work runs)`,
   );
-  console.log('kernel  pattern     T   fwd ms  fwd GF/s  %peak  fwd+bwd ms  f+b GF/s  %peak  workspace KiB');
+  console.log(
+    'kernel  pattern     T   fwd ms  fwd GF/s  %peak  fwd+bwd ms  f+b GF/s  %peak | cpu: fwd %core  f+b %core | workspace KiB',
+  );
   for (const T of seqs) {
     const n = B * H * T * D;
     const q = rand(n, 1), k = rand(n, 2), v = rand(n, 3), dOut = rand(n, 4);
@@ -65,16 +79,19 @@ async function time(fn) {
         const out = new Float32Array(n), lse = new Float32Array(B * H * T);
         const dq = new Float32Array(n), dk = new Float32Array(n), dv = new Float32Array(n);
         addon.attentionResetWorkspace();
-        const fwd = await time(() => addon.attentionForward({ ...shape, q, k, v, out, lse, naive }));
-        const bwd = await time(() =>
+        const [fwd, fwdCpu] = await time(() => addon.attentionForward({ ...shape, q, k, v, out, lse, naive }));
+        const [bwd, bwdCpu] = await time(() =>
           addon.attentionBackward({ ...shape, q, k, v, out, lse, dOut, dq, dk, dv, naive }),
         );
         const fb = fwd + bwd;
         const gf = fl / fwd / 1e6, gfb = (3.5 * fl) / fb / 1e6;
+        const cf = (100 * fl) / fwdCpu / 1e6 / corePeak;
+        const cfb = (100 * 3.5 * fl) / (fwdCpu + bwdCpu) / 1e6 / corePeak;
         console.log(
           `${(naive ? 'naive' : 'fused').padEnd(7)} ${pattern.padEnd(7)} ${String(T).padStart(5)} ` +
             `${fwd.toFixed(1).padStart(8)} ${gf.toFixed(1).padStart(9)} ${((100 * gf) / peak).toFixed(1).padStart(6)} ` +
-            `${fb.toFixed(1).padStart(11)} ${gfb.toFixed(1).padStart(9)} ${((100 * gfb) / peak).toFixed(1).padStart(6)} ` +
+            `${fb.toFixed(1).padStart(11)} ${gfb.toFixed(1).padStart(9)} ${((100 * gfb) / peak).toFixed(1).padStart(6)} | ` +
+            `${cf.toFixed(1).padStart(14)} ${cfb.toFixed(1).padStart(10)} | ` +
             `${naive ? '-' : (addon.attentionWorkspaceHighWater() / 1024).toFixed(0)}`,
         );
       }

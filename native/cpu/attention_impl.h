@@ -128,6 +128,12 @@ constexpr int acc_rows(int cv) { return kAccRegs / cv < 6 ? kAccRegs / cv : 6; }
 
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+// One float in every lane. simd.h's vsplat is `vf{} + x`, which the compiler
+// must keep as an add (0 + -0 is +0) before the broadcast: an extra uop on
+// every broadcast of the micro-kernels. x - 0 is x for every x, so this
+// folds to a single vbroadcastss.
+inline vf bcast(float x) { return x - vf{}; }
+
 // Carves 64-byte aligned pieces out of a thread's scratch.
 struct Carver {
   float* p;
@@ -215,7 +221,7 @@ inline void nt_block(const float* A, int64_t lda, const float* Bt, int D, float*
     for (int c = 0; c < KC; ++c) bv[c] = vload(Bt + d * TL + c * W);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      vf a = vsplat(A[r * lda + d]);
+      vf a = bcast(A[r * lda + d]);
 #pragma GCC unroll 8
       for (int c = 0; c < KC; ++c) acc[r][c] = vfma(a, bv[c], acc[r][c]);
     }
@@ -285,7 +291,7 @@ inline void acc_block(const float* At, int kb, int ke, const float* B, int64_t l
   vf acc[R][CV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
-    vf s = rs ? vsplat(rs[r]) : vsplat(1.0f);
+    vf s = rs ? bcast(rs[r]) : vsplat(1.0f);
 #pragma GCC unroll 8
     for (int c = 0; c < CV; ++c) acc[r][c] = vload(C + r * ldc + c * W) * s;
   }
@@ -295,7 +301,7 @@ inline void acc_block(const float* At, int kb, int ke, const float* B, int64_t l
     for (int c = 0; c < CV; ++c) bv[c] = vload(B + k * ldb + c * W);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      vf a = vsplat(AT ? At[k * TL + r] : At[r * TL + k]);
+      vf a = bcast(AT ? At[k * TL + r] : At[r * TL + k]);
 #pragma GCC unroll 8
       for (int c = 0; c < CV; ++c) acc[r][c] = vfma(a, bv[c], acc[r][c]);
     }
@@ -504,7 +510,7 @@ static inline void kv_tile(const AttnArgs& a, int b, int h, int kt, float* scrat
       float* s = S + i * TL;
       float* dp = dP + i * TL;
       if (masked) mask_row(s, int64_t(q0) + i - a.w + 1 - k0, int64_t(q0) + i - k0);
-      const vf lv = vsplat(a.lse[bh + q0 + i]), dl = vsplat(a.delta[bh + q0 + i]);
+      const vf lv = bcast(a.lse[bh + q0 + i]), dl = bcast(a.delta[bh + q0 + i]);
       for (int c = 0; c < TL; c += W) {
         vf p = pexp(vload(s + c) - lv);
         vstore(s + c, p);
@@ -542,7 +548,7 @@ void attn_backward_bh_task(const AttnArgs& a, int b, int h, float* scratch) {
   float* dqb = a.dq.ptr + off(a.dq, b, h);
   for (int i = 0; i < T; ++i) std::memset(dqb + i * a.dq.st, 0, sizeof(float) * D);
   for (int kt = 0; kt < a.n_tiles; ++kt) kv_tile(a, b, h, kt, scratch, true);
-  const vf sc = vsplat(a.scale);
+  const vf sc = bcast(a.scale);
   for (int i = 0; i < T; ++i) {
     float* r = dqb + i * a.dq.st;
     for (int d = 0; d < D; d += W) vstore(r + d, vload(r + d) * sc);
