@@ -66,6 +66,10 @@ class DecodeState {
   void check_abort(const volatile int32_t* abort) const;
   // Writes k, v of one position ([C] each, heads side by side) into the cache.
   void store_kv(int b, int l, int pos, const float* k, const float* v);
+  // The matmuls of a step: streaming kernels for fp32 on the CPU (decode
+  // reads every weight once per token), else the backend's GEMM.
+  void linear(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N, Precision p);
+  void head(float* logits, const float* x, const float* wte, int M, Precision p);
   // Backend rows -> host logits [B, V] of the given sequences.
   void emit_logits(int rows, const std::vector<int>& seqs, float* logits_out);
 
