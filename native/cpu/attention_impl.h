@@ -514,7 +514,11 @@ static inline void kv_tile(const AttnArgs& a, int b, int h, int kt, float* scrat
       for (int c = 0; c < TL; c += W) {
         vf p = pexp(vload(s + c) - lv);
         vstore(s + c, p);
-        vstore(dp + c, p * (vload(dp + c) - dl));
+        vf ds = p * (vload(dp + c) - dl);
+        // nt_tile left the masked blocks of dP uncomputed (stale scratch):
+        // pin dS to 0 wherever P is, whatever was there.
+        if (masked) ds = p == vzero() ? vzero() : ds;
+        vstore(dp + c, ds);
       }
     }
     acc_tile(S, mq, stream_rows(dob, a.dout.st, mq, D, Dp, pad1), dV, Dp, kn, Dp, nullptr, by_key);
@@ -601,7 +605,9 @@ void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratc
       float* dp = dPt + j * TL;
       for (int c = 0; c < TL; c += W) {
         vf p = pexp(vload(s + c) - vload(lse_v + c));
-        vstore(dp + c, p * (vload(dp + c) - vload(del_v + c)));
+        vf ds = p * (vload(dp + c) - vload(del_v + c));
+        if (masked) ds = p == vzero() ? vzero() : ds;  // see kv_tile
+        vstore(dp + c, ds);
       }
     }
     acc_tile(dPt, kn, stream_rows(kb, a.k.st, kn, D, Dp, Kpad), dQ, Dp, mq, Dp, nullptr, by_query);
