@@ -139,7 +139,7 @@ export function attentionBlock(s: AttentionSection, r: BenchReport): SectionBloc
     s.rows.find((x) => x.impl === 'pytorch' && x.pattern === row.pattern && x.seq === row.seq && row.impl === 'fused');
   const withPy = r.pytorch.measured;
   b.headers = ['T', 'kernel', 'fwd ms', 'fwd GFLOP/s', 'fwd %peak', 'fwd+bwd ms', 'f+b GFLOP/s', 'f+b %peak', 'workspace'];
-  if (withPy) b.headers.push('PyTorch fwd ms', 'x', 'PyTorch f+b ms', 'x');
+  if (withPy) b.headers.push('PyTorch fwd ms', 'x fwd', 'PyTorch f+b ms', 'x f+b');
   b.rows = s.rows
     .filter((x) => x.impl !== 'pytorch')
     .map((x) => {
@@ -193,7 +193,7 @@ export function gemmBlock(s: GemmSection, r: BenchReport): SectionBlock {
   if (s.status !== 'ok') return b;
   const withPy = r.pytorch.measured;
   b.headers = ['layer', 'K x N', 'form', 'prec', 'ms', 'GFLOP/s', '% peak', '% fp32 peak'];
-  if (withPy) b.headers.push('PyTorch GFLOP/s', 'x');
+  if (withPy) b.headers.push('PyTorch GFLOP/s', 'x PyTorch');
   b.rows = s.rows
     .filter((x) => x.impl === 'engine')
     .map((x) => {
@@ -247,7 +247,7 @@ export function trainBlock(s: TrainSection, r: BenchReport): SectionBlock {
 export function generateBlock(s: GenerateSection, r: BenchReport): SectionBlock {
   const b = block('generate', s);
   const withPy = r.pytorch.measured;
-  b.headers = ['preset', 'prec', 'batch', 'impl', 'prefill tok/s', 'decode tok/s', 'TTFT ms', 'cache', 'bound tok/s', '% bound'];
+  b.headers = ['preset', 'prec', 'batch', 'impl', 'prefill tok/s', 'prefill %peak', 'decode tok/s', 'TTFT ms', 'cache', 'bound tok/s', '% bound'];
   if (withPy) b.headers.push('x PyTorch');
   b.rows = s.rows.map((x) => {
     const cells = [
@@ -256,6 +256,7 @@ export function generateBlock(s: GenerateSection, r: BenchReport): SectionBlock 
       String(x.batch),
       x.impl === 'engine' ? 'gpt-engine' : 'PyTorch',
       num(x.prefillTokensPerSecond),
+      pct(x.prefillPeakFraction),
       statText(x.decode),
       statText(x.timeToFirstToken),
       mib(x.cacheBytes),

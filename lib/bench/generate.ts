@@ -8,7 +8,9 @@
  * our share of it.
  */
 import { presetConfig } from '../config';
+import { forwardFlopsPerToken } from '../flops';
 import { exactParameterCount } from '../params';
+import { peakFor } from './machine';
 import { errorLine, SectionContext } from './context';
 import { isFn, loadOptional } from './optional';
 import { fractionOf, repeatAsync, statOf } from './stats';
@@ -50,9 +52,12 @@ export function decodeWeightBytes(preset: string, precision: BenchPrecision): nu
   return (exactParameterCount(c) - (c.n_positions - 1) * c.n_embd) * (precision === 'bf16' ? 2 : 4);
 }
 
-export function finishGenerateRow(r: GenerateRow, bandwidthGBps: number | null): GenerateRow {
+export function finishGenerateRow(r: GenerateRow, bandwidthGBps: number | null, peakGflops: number | null = null): GenerateRow {
   r.boundTokensPerSecond = bandwidthGBps === null ? null : (r.batch * bandwidthGBps * 1e9) / r.weightBytes;
   r.boundFraction = fractionOf(r.decodeTokensPerSecond, r.boundTokensPerSecond);
+  // prefill is compute-bound: its FLOP rate against the FMA peak
+  const flops = r.prefillTokensPerSecond === null ? null : (r.prefillTokensPerSecond * forwardFlopsPerToken(presetConfig(r.preset), r.promptTokens)) / 1e9;
+  r.prefillPeakFraction = fractionOf(flops, peakGflops);
   return r;
 }
 
@@ -99,7 +104,7 @@ export async function runGenerate(ctx: SectionContext): Promise<GenerateSection>
         for (const b of plan.batches) {
           const row = blank('engine', plan, b, precision);
           row.note = `failed: ${errorLine(e)}`;
-          section.rows.push(finishGenerateRow(row, bw));
+          section.rows.push(finishGenerateRow(row, bw, peakFor(ctx.ceilings, precision)));
         }
         model?.dispose();
         continue;
@@ -134,7 +139,7 @@ export async function runGenerate(ctx: SectionContext): Promise<GenerateSection>
         } catch (e) {
           row.note = `failed: ${errorLine(e)}`;
         }
-        section.rows.push(finishGenerateRow(row, bw));
+        section.rows.push(finishGenerateRow(row, bw, peakFor(ctx.ceilings, precision)));
       }
       model.dispose();
     }
@@ -179,7 +184,7 @@ export async function runGenerate(ctx: SectionContext): Promise<GenerateSection>
           if (m.error) c.note = `PyTorch failed: ${m.error}`;
           else if (m.note) c.note = m.note;
         }
-        section.rows.push(finishGenerateRow(c, bw));
+        section.rows.push(finishGenerateRow(c, bw, peakFor(ctx.ceilings, c.precision)));
       }
     } catch (e) {
       section.notes.push(`PyTorch: not measured (${errorLine(e)})`);

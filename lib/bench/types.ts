@@ -171,6 +171,8 @@ export interface GenerateRow {
   newTokens: number;
   /** prompt tokens per second over the whole batch */
   prefillTokensPerSecond: number | null;
+  /** prefill FLOP/s (forward FLOPs per token by lib/flops.ts) over the FMA peak of the precision */
+  prefillPeakFraction?: number | null;
   /** generated tokens per second over the whole batch (median over repeats) */
   decodeTokensPerSecond: number | null;
   decode: Stat | null;

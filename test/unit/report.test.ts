@@ -23,7 +23,8 @@ import {
   Stat,
   TrainRow,
 } from '../../lib/bench/types';
-import { attentionFlops } from '../../lib/flops';
+import { presetConfig } from '../../lib/config';
+import { attentionFlops, forwardFlopsPerToken } from '../../lib/flops';
 import { reportCharts } from '../../lib/report';
 import { assertWellFormedXml, cli, linePaths, barMarks, requireBuiltCli, svgTexts } from './plot-svg-check';
 
@@ -149,6 +150,7 @@ export function syntheticReport(scale = 1, withPytorch = true): BenchReport {
               boundFraction: null,
             },
             c.readBandwidth.value,
+            precision === 'bf16' ? c.bf16.value : c.fp32.value,
           ),
         );
       }
@@ -221,6 +223,8 @@ describe('derived figures', () => {
     const eight = rows.find((x) => x.impl === 'engine' && x.precision === 'fp32' && x.batch === 8)!;
     expect(eight.boundTokensPerSecond).toBeCloseTo(8 * one.boundTokensPerSecond!, 6);
     expect(decodeWeightBytes('gpt2', 'bf16') * 2).toBe(decodeWeightBytes('gpt2', 'fp32'));
+    // prefill: 900 tokens/s x forward FLOPs per token (about 2 x 124M) over the 500 GFLOP/s peak
+    expect(one.prefillPeakFraction).toBeCloseTo((900 * forwardFlopsPerToken(presetConfig('gpt2'), 64)) / 500e9, 9);
   });
 });
 
