@@ -19,8 +19,11 @@ import {
   expectObject,
   expectOneOf,
   expectPositiveInteger,
+  rangeError,
   typeError,
 } from './validate';
+
+const INT32_MAX = 2 ** 31 - 1;
 
 export type AttentionPattern = 'dense' | 'banded';
 export type AttentionDevice = 'auto' | 'cpu' | 'cuda';
@@ -132,26 +135,26 @@ interface Checked {
 
 function checkShape(where: string, o: Record<string, unknown>, keys: readonly string[]): Checked {
   checkKnownKeys(where, o, keys);
-  const batch = expectPositiveInteger('batch', o.batch);
-  const heads = expectPositiveInteger('heads', o.heads);
-  const seq = expectPositiveInteger('seq', o.seq, 2 ** 31 - 1);
+  const batch = expectPositiveInteger('batch', o.batch, INT32_MAX);
+  const heads = expectPositiveInteger('heads', o.heads, INT32_MAX);
+  const seq = expectPositiveInteger('seq', o.seq, INT32_MAX);
   const headDim = expectInteger('headDim', o.headDim, { min: 1, max: MAX_HEAD_DIM });
   const pattern = expectOneOf('pattern', o.pattern, ATTENTION_PATTERNS);
   let window: number | undefined;
   if (pattern === 'banded') {
     if (o.window === undefined || o.window === null)
       throw typeError('a positive integer (required for pattern "banded")', 'window', o.window);
-    window = expectPositiveInteger('window', o.window, 2 ** 31 - 1);
+    window = expectPositiveInteger('window', o.window, INT32_MAX);
   } else if (o.window !== undefined && o.window !== null) {
     // Accepted (and ignored) for dense, so one options object can serve both patterns.
-    expectPositiveInteger('window', o.window, 2 ** 31 - 1);
+    expectPositiveInteger('window', o.window, INT32_MAX);
   }
   const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : expectNumber('scale', o.scale);
-  if (!Number.isFinite(Math.fround(scale))) throw typeError('a finite number within float32 range', 'scale', o.scale);
+  if (!Number.isFinite(Math.fround(scale))) throw rangeError('a finite number within float32 range', 'scale', o.scale);
   const device = o.device === undefined ? 'auto' : expectOneOf('device', o.device, ATTENTION_DEVICES);
   const rows = batch * heads * seq;
   const n = rows * headDim;
-  if (!Number.isSafeInteger(n)) throw typeError('a shape whose size fits in memory', 'batch * heads * seq * headDim', n);
+  if (!Number.isSafeInteger(n)) throw rangeError('a shape whose size fits in memory', 'batch * heads * seq * headDim', n);
   return { shape: { batch, heads, seq, headDim, pattern, window, scale }, n, rows, device };
 }
 

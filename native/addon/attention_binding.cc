@@ -94,12 +94,14 @@ Field read_field(const Napi::Object& o, const char* key, const AttnShape& s, std
 }
 
 // The CUDA path goes through the backend interface: copy the arrays in, run,
-// copy the outputs back. One backend per process, created on first use.
+// copy the outputs back. One backend per process, created on first use and
+// never destroyed (freeing device memory from a static destructor at exit
+// can run after the CUDA runtime has shut down).
 Backend& cuda_backend() {
   static std::mutex mu;
-  static std::unique_ptr<Backend> be;
+  static Backend* be = nullptr;
   std::lock_guard<std::mutex> lk(mu);
-  if (!be) be = make_cuda_backend();
+  if (!be) be = make_cuda_backend().release();
   return *be;
 }
 

@@ -58,6 +58,16 @@ describe('attention validation messages', () => {
 
   it('checks the shape', async () => {
     await rejects(fwd({ ...base(), batch: 0 }), ArgumentRangeError, 'Expected a positive integer for batch but received 0 (number)');
+    await rejects(
+      fwd({ ...base(), batch: 2 ** 31 }),
+      ArgumentRangeError,
+      'Expected a positive integer <= 2147483647 for batch but received 2147483648 (number)',
+    );
+    await rejects(
+      fwd({ ...base(), batch: 2 ** 30, heads: 2 ** 30, seq: 2 ** 30 }),
+      ArgumentRangeError,
+      'Expected a shape whose size fits in memory for batch * heads * seq * headDim but received 4.951760157141521e+27 (number)',
+    );
     await rejects(fwd({ ...base(), heads: 1.5 }), ArgumentRangeError, 'Expected a positive integer for heads but received 1.5 (number)');
     await rejects(fwd({ ...base(), seq: '5' }), ArgumentTypeError, 'Expected a positive integer for seq but received "5" (string)');
     await rejects(
@@ -111,7 +121,7 @@ describe('attention validation messages', () => {
     );
     await rejects(
       fwd({ ...base(), scale: 1e39 }),
-      ArgumentTypeError,
+      ArgumentRangeError,
       'Expected a finite number within float32 range for scale but received 1e+39 (number)',
     );
     await rejects(
