@@ -2,15 +2,16 @@
 // over the pool. The packing and the microkernels live in gemm_impl.h, one
 // compilation per instruction-set path.
 //
-// Blocking (GotoBLAS-style, sized for a core with 32 KiB L1 and 1 MiB L2):
+// Blocking (sized for a core with 32 KiB L1 and 1 MiB L2, Zen 4 class):
 //   kc <= 256: one packed MR-row strip of A (12 x 256 floats = 12 KiB) stays
 //              in L1 while the kernel sweeps the packed B block;
-//   mc <= 264, nc <= 512: the packed A block (~264 KiB) and B block
-//              (~512 KiB) of one task both fit in that core's L2.
-// Each task owns one mc x nc tile of C and packs its own panels into
-// per-thread scratch, so tasks never wait on each other (no barriers) and
-// the result of every element is independent of which thread computed it.
-// Only kc decides the summation order, and kc depends on K alone.
+//   nc <= 512: the packed B block (256 x 512 floats = 512 KiB) stays in L2
+//              while every A strip of the task passes over it.
+// A task owns an M-group x nc tile of C: it packs each B block once and each
+// A strip once per column tile, so packing stays a few percent of the work.
+// Tasks never wait on each other (no barriers), and since only kc decides
+// the summation order, and kc depends on K alone, every element comes out
+// the same for any thread count and any tiling.
 #include "gemm.h"
 
 #include <algorithm>
@@ -28,7 +29,6 @@ namespace cpu {
 namespace {
 
 constexpr int kKcMax = 256;
-constexpr int kMcMax = 264;
 constexpr int kNcMax = 512;
 // Below this many multiply-adds a call runs on the calling thread: waking the
 // pool costs more than it saves.
@@ -116,34 +116,35 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int l
   g.kc = pick_block(K, 2, kKcMax);
 
   const GemmKernelShape s = kernel_shape(isa, g.dpbf16);
-  int mc = pick_block(M, s.mr, kMcMax);
-  int nc = pick_block(N, s.nr, kNcMax);
   ThreadPool& pool = ThreadPool::global();
   const double macs = static_cast<double>(M) * N * K;
-  const bool serial = macs < kSerialMacs || pool.size() == 1;
-  if (!serial) {
-    // Enough tiles for every thread (tiling never changes the numbers).
-    while (static_cast<int64_t>(ceil_div(M, mc)) * ceil_div(N, nc) < 2 * pool.size()) {
-      if (nc > s.nr && (nc >= mc || mc <= s.mr))
-        nc = round_up(ceil_div(nc, 2), s.nr);
-      else if (mc > s.mr)
-        mc = round_up(ceil_div(mc, 2), s.mr);
-      else
-        break;
-    }
-  }
-  const int tiles_m = ceil_div(M, mc), tiles_n = ceil_div(N, nc);
-  const size_t scratch = gemm_scratch_floats(s, mc, nc, g.kc);
+  const int threads = macs < kSerialMacs ? 1 : pool.size();
 
+  // Column tiles of at most kNcMax; when there are only a few, a multiple of
+  // the thread count so the tasks come out even.
+  int tiles_n = ceil_div(N, kNcMax);
+  if (threads > 1 && tiles_n % threads != 0 && tiles_n < 8 * threads) {
+    const int want = round_up(tiles_n, threads);
+    if (ceil_div(N, want) >= s.nr) tiles_n = want;
+  }
+  const int nc = round_up(ceil_div(N, tiles_n), s.nr);
+  tiles_n = ceil_div(N, nc);
+  // Row groups: one, unless the column tiles alone cannot feed every thread
+  // evenly (splitting rows packs each B block once more per group).
+  int groups_m = 1;
+  if (threads > 1 && tiles_n % threads != 0 && tiles_n < 8 * threads) groups_m = threads;
+  const int mg = round_up(ceil_div(M, groups_m), s.mr);
+  groups_m = ceil_div(M, mg);
+
+  const size_t scratch = gemm_scratch_floats(s, nc, g.kc);
   auto task = [&](int64_t t, int) {
-    // Row tiles vary fastest: consecutive tasks share a B panel in L3.
-    const int tm = static_cast<int>(t % tiles_m), tn = static_cast<int>(t / tiles_m);
-    const int m0 = tm * mc, n0 = tn * nc;
+    const int tm = static_cast<int>(t % groups_m), tn = static_cast<int>(t / groups_m);
+    const int m0 = tm * mg, n0 = tn * nc;
     t_scratch.ensure(scratch, "GEMM packing scratch");
-    run_tile(isa, g, m0, std::min(mc, M - m0), n0, std::min(nc, N - n0), t_scratch.data());
+    run_tile(isa, g, m0, std::min(mg, M - m0), n0, std::min(nc, N - n0), t_scratch.data());
   };
-  const int64_t n_tasks = static_cast<int64_t>(tiles_m) * tiles_n;
-  if (serial) {
+  const int64_t n_tasks = static_cast<int64_t>(groups_m) * tiles_n;
+  if (threads == 1) {
     for (int64_t t = 0; t < n_tasks; ++t) task(t, 0);
   } else {
     pool.parallel_for(n_tasks, task);

@@ -8,10 +8,12 @@
 //
 // Legend: op(A) is [M, K], op(B) is [K, N], C is [M, N]. A task owns the
 // tile C[m0 : m0+mc, n0 : n0+nc] and walks K in blocks of kc, in order:
-//   pack op(A)[m0.., k0..] into strips of MR rows    (Ap: strip-major, then k, then row)
-//   pack op(B)[k0.., n0..] into strips of NR columns (Bp: strip-major, then k, then column)
-//   for each MR strip of Ap, for each NR strip of Bp: microkernel (MR x NR
-//   accumulators in registers, kc rank-1 updates), then C += tile.
+//   pack op(B)[k0.., n0..] into strips of NR columns (Bp: strip, then k, then
+//     column; kc x nc, stays in L2)
+//   for each MR-row strip of the tile: pack op(A) for it (Ap: k, then row;
+//     MR x kc, stays in L1), then for each NR strip of Bp the microkernel
+//     (MR x NR accumulators in registers, kb rank-1 updates), then C += tile
+//     (the first block adds the bias and, unless accumulating, overwrites).
 // Each C element thus sees the same sequence of operations whichever task or
 // thread computes it: results do not depend on the thread count.
 //
@@ -50,14 +52,15 @@ struct GemmKernelShape {
   int mr = 1, nr = 1;
 };
 
-// Floats of per-thread scratch gemm_tile needs for an mc x nc tile.
-inline size_t gemm_scratch_floats(const GemmKernelShape& s, int mc, int nc, int kc) {
+// Floats of per-thread scratch gemm_tile needs for a tile nc columns wide:
+// one packed B block (kc x nc), one packed A strip (MR x kc), one C tile.
+inline size_t gemm_scratch_floats(const GemmKernelShape& s, int nc, int kc) {
   auto up = [](size_t x, size_t m) { return (x + m - 1) / m * m; };
   size_t kcp = up(static_cast<size_t>(kc), 2);
-  size_t a = up(up(static_cast<size_t>(mc), s.mr) * kcp, 16);
+  size_t a = up(static_cast<size_t>(s.mr) * kcp, 16);
   size_t b = up(up(static_cast<size_t>(nc), s.nr) * kcp, 16);
   size_t t = up(static_cast<size_t>(s.mr) * s.nr, 16);
-  return a + b + t + 16;
+  return a + b + t + 64;
 }
 
 }  // namespace cpu
@@ -69,7 +72,7 @@ GPT_DECLARE_ISA_FN(void gemm_tile(const GemmArgs& g, int m0, int mc, int n0, int
 #ifdef GPT_ISA_NS
 #include "bf16.h"
 #include "simd.h"
-#if defined(__AVX512BF16__)
+#if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -77,8 +80,9 @@ namespace gpt {
 namespace cpu {
 namespace GPT_ISA_NS {
 
-// Register tiles. AVX-512: 12 x 32 = 24 zmm accumulators, 2 for B, A comes in
-// as a broadcast memory operand (32 registers). AVX2: 6 x 16 = 12 ymm
+// Register tiles. AVX-512: 12 x 32 = 24 zmm accumulators, 2 for B, 1 for the
+// broadcast A value (8 x 48 and 6 x 64 measured the same within noise on
+// Zen 4; 12 x 32 keeps the fewest partial tiles on GPT-2 shapes). AVX2: 6 x 16 = 12 ymm
 // accumulators + 2 + 1 of 16. Portable (SSE2): 4 x 8, 8 accumulators.
 #if defined(__AVX512F__)
 constexpr int kMR = 12, kNV = 2;
@@ -95,58 +99,179 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 
 typedef float vf_aligned __attribute__((vector_size(kVecBytes), aligned(kVecBytes)));
 
-static inline float round_if(float x, bool rnd) { return rnd ? bf16_round(x) : x; }
+// *p in every lane, straight from memory (vsplat's `vf{} + x` costs an add).
+static inline vf bcast(const float* p) {
+#if defined(__AVX512F__)
+  return (vf)_mm512_set1_ps(*p);
+#elif defined(__AVX2__)
+  return (vf)_mm256_broadcast_ss(p);
+#else
+  const float x = *p;
+  return vf{x, x, x, x};
+#endif
+}
 
-// ---- packing (fp32 storage) ---------------------------------------------
 
-// Ap[strip][k][r] = op(A)[m0 + strip*MR + r][k0 + k]; rows past mc are 0.
-template <bool RND>
-static void pack_a_f32(const GemmArgs& g, int m0, int mc, int k0, int kb, float* dst) {
-  for (int s = 0; s < mc; s += kMR) {
-    const int rows = imin(kMR, mc - s);
-    float* d = dst + static_cast<size_t>(s) * kb;
-    if (g.trans_a) {
-      // op(A)[i][k] = A[k][i]: each k is a short contiguous run of rows.
-      for (int k = 0; k < kb; ++k) {
-        const float* src = g.A + static_cast<int64_t>(k0 + k) * g.lda + (m0 + s);
-        float* dk = d + static_cast<size_t>(k) * kMR;
-        for (int r = 0; r < rows; ++r) dk[r] = round_if(src[r], RND);
-        for (int r = rows; r < kMR; ++r) dk[r] = 0.0f;
+// ---- packing ---------------------------------------------------------------
+//
+// A and B panels pack the same way: P consecutive indices (MR rows of op(A),
+// or NR columns of op(B)) by kb values of k. Element (idx, k) of the panel is
+//   k-major:   X[(k0 + k) * ld + idx0 + idx]  (op(A) with trans_a, op(B) plain)
+//   idx-major: X[(idx0 + idx) * ld + k0 + k]  (op(A) plain, op(B) with trans_b)
+// The k-major case is a row copy; the idx-major case goes through W x W
+// register transposes (W k values of W rows at once), so neither layout
+// falls back to scalar gathers. Indices past cnt pack as 0.
+
+enum PackMode { kPackF32 = 0, kPackF32Rounded = 1, kPackBf16Pairs = 2 };
+
+typedef uint32_t vu __attribute__((vector_size(kVecBytes)));
+
+// The first n (0..W) lanes of p, the rest 0; never reads past p[n-1].
+static inline vf load_n(const float* p, int n) {
+  if (n >= W) return vload(p);
+#if defined(__AVX512F__)
+  return (vf)_mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
+#elif defined(__AVX2__)
+  const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return (vf)_mm256_maskload_ps(p, m);
+#else
+  vf v = vzero();
+  for (int i = 0; i < n; ++i) v[i] = p[i];
+  return v;
+#endif
+}
+
+// r[i][j] -> r[j][i] for a W x W block.
+static inline void transpose(vf (&r)[W]) {
+#if defined(__AVX512F__)
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps((__m512)r[2 * i], (__m512)r[2 * i + 1]);
+  }
+  // u[4i + c], 128-bit lane L: rows 4i..4i+3 of column 4L + c
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88), w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+    r[c] = (vf)_mm512_shuffle_f32x4(v0, v1, 0x88);
+    r[8 + c] = (vf)_mm512_shuffle_f32x4(v0, v1, 0xDD);
+    r[4 + c] = (vf)_mm512_shuffle_f32x4(w0, w1, 0x88);
+    r[12 + c] = (vf)_mm512_shuffle_f32x4(w0, w1, 0xDD);
+  }
+#elif defined(__AVX2__)
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps((__m256)r[2 * i], (__m256)r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps((__m256)r[2 * i], (__m256)r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = (vf)_mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[4 + c] = (vf)_mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+#else
+  float t[W][W];
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < W; ++j) t[j][i] = r[i][j];
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < W; ++j) r[i][j] = t[i][j];
+#endif
+}
+
+// bf16 (nearest even) of each lane, kept in the upper 16 bits of a 32-bit
+// lane, lower 16 bits 0. Same numbers as bf16_bits() in bf16.h.
+static inline vu bf16_hi(vf x) {
+  vu u;
+  std::memcpy(&u, &x, sizeof(u));
+  const vu r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  const vu q = (u | 0x400000u) & 0xffff0000u;  // NaN stays a quiet NaN
+  return (u & 0x7fffffffu) > 0x7f800000u ? q : r;
+}
+
+static inline vf round_bf16(vf x) {
+  vu r = bf16_hi(x);
+  vf f;
+  std::memcpy(&f, &r, sizeof(f));
+  return f;
+}
+
+// (bf16(lo), bf16(hi)) packed in each 32-bit lane, lo in the lower half.
+static inline vf bf16_pairs(vf lo, vf hi) {
+  vu p = (bf16_hi(lo) >> 16) | bf16_hi(hi);
+  vf f;
+  std::memcpy(&f, &p, sizeof(f));
+  return f;
+}
+
+// Packs one panel (see above) into dst:
+//   kPackF32 / kPackF32Rounded: dst[k * P + idx]
+//   kPackBf16Pairs:             dst32[(k / 2) * P + idx] = (bf16 of k even, bf16 of k odd)
+// Stores are whole vectors: when P is not a multiple of W a store spills up
+// to W - 1 floats past the current k, which the next k (or the next panel,
+// packed after this one) overwrites; the scratch has slack for the last.
+template <int P, int MODE>
+static void pack_panel(const float* X, int64_t ld, bool kmajor, int idx0, int cnt, int k0, int kb, float* dst) {
+  constexpr int NB = (P + W - 1) / W;
+  vf T[W][NB];  // T[j][b]: lanes idx = b*W .. b*W+W-1 of the j-th k of the chunk
+  for (int kc0 = 0; kc0 < kb; kc0 += W) {
+    const int kn = imin(W, kb - kc0);
+    if (kmajor) {
+      for (int j = 0; j < kn; ++j) {
+        const float* row = X + static_cast<int64_t>(k0 + kc0 + j) * ld + idx0;
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) {
+          const int n = cnt - b * W;
+          T[j][b] = n >= W ? vload(row + b * W) : n > 0 ? load_n(row + b * W, n) : vzero();
+        }
       }
     } else {
-      for (int r = 0; r < rows; ++r) {
-        const float* src = g.A + static_cast<int64_t>(m0 + s + r) * g.lda + k0;
-        for (int k = 0; k < kb; ++k) d[static_cast<size_t>(k) * kMR + r] = round_if(src[k], RND);
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) {
+        vf r[W];
+#pragma GCC unroll 16
+        for (int i = 0; i < W; ++i) {
+          const int idx = b * W + i;
+          r[i] = idx < cnt ? load_n(X + static_cast<int64_t>(idx0 + idx) * ld + k0 + kc0, kn) : vzero();
+        }
+        transpose(r);
+        for (int j = 0; j < kn; ++j) T[j][b] = r[j];
       }
-      for (int r = rows; r < kMR; ++r)
-        for (int k = 0; k < kb; ++k) d[static_cast<size_t>(k) * kMR + r] = 0.0f;
+    }
+    if (MODE == kPackBf16Pairs) {
+      float* d = dst + static_cast<size_t>(kc0 / 2) * P;
+      for (int j = 0; j < kn; j += 2) {
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b)
+          vstore(d + (j / 2) * P + b * W, bf16_pairs(T[j][b], j + 1 < kn ? T[j + 1][b] : vzero()));
+      }
+    } else {
+      float* d = dst + static_cast<size_t>(kc0) * P;
+      for (int j = 0; j < kn; ++j) {
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) vstore(d + j * P + b * W, MODE == kPackF32Rounded ? round_bf16(T[j][b]) : T[j][b]);
+      }
     }
   }
 }
 
-// Bp[strip][k][c] = op(B)[k0 + k][n0 + strip*NR + c]; columns past nc are 0.
-template <bool RND>
-static void pack_b_f32(const GemmArgs& g, int n0, int nc, int k0, int kb, float* dst) {
-  for (int t = 0; t < nc; t += kNR) {
-    const int cols = imin(kNR, nc - t);
-    float* d = dst + static_cast<size_t>(t) * kb;
-    if (!g.trans_b) {
-      for (int k = 0; k < kb; ++k) {
-        const float* src = g.B + static_cast<int64_t>(k0 + k) * g.ldb + (n0 + t);
-        float* dk = d + static_cast<size_t>(k) * kNR;
-        for (int c = 0; c < cols; ++c) dk[c] = round_if(src[c], RND);
-        for (int c = cols; c < kNR; ++c) dk[c] = 0.0f;
-      }
-    } else {
-      // op(B)[k][j] = B[j][k]: transpose NR rows of B.
-      for (int c = 0; c < cols; ++c) {
-        const float* src = g.B + static_cast<int64_t>(n0 + t + c) * g.ldb + k0;
-        for (int k = 0; k < kb; ++k) d[static_cast<size_t>(k) * kNR + c] = round_if(src[k], RND);
-      }
-      for (int c = cols; c < kNR; ++c)
-        for (int k = 0; k < kb; ++k) d[static_cast<size_t>(k) * kNR + c] = 0.0f;
-    }
-  }
+// Packs op(A)[m0 .. m0+mc, k0 .. k0+kb] as strips of MR rows, or
+// op(B)[k0 .., n0 .. n0+nc] as strips of NR columns; a strip starting at
+// index s sits at dst + s * kstep (kstep: kb floats, or kb/2 rounded up pairs).
+template <int P, int MODE>
+static void pack_strips(const float* X, int64_t ld, bool kmajor, int i0, int count, int k0, int kb, int kstep, float* dst) {
+  for (int s = 0; s < count; s += P)
+    pack_panel<P, MODE>(X, ld, kmajor, i0 + s, imin(P, count - s), k0, kb, dst + static_cast<size_t>(s) * kstep);
 }
 
 // ---- fp32 microkernel -------------------------------------------------------
@@ -180,7 +305,7 @@ static void micro_f32(int kb, const float* __restrict a, const float* __restrict
     for (int v = 0; v < kNV; ++v) bv[v] = *reinterpret_cast<const vf_aligned*>(b + v * W);
 #pragma GCC unroll 16
     for (int r = 0; r < kMR; ++r) {
-      const vf av = vsplat(a[r]);
+      const vf av = bcast(a + r);
 #pragma GCC unroll 4
       for (int v = 0; v < kNV; ++v) acc[r][v] = vfma(av, bv[v], acc[r][v]);
     }
@@ -192,98 +317,28 @@ static void micro_f32(int kb, const float* __restrict a, const float* __restrict
 
 // ---- bf16 (AVX512_BF16) ------------------------------------------------------
 #if defined(__AVX512BF16__)
-static inline uint32_t bf16_pair(float lo, float hi) {
-  return static_cast<uint32_t>(bf16_bits(lo)) | (static_cast<uint32_t>(bf16_bits(hi)) << 16);
-}
-
-// Ap32[strip][kp][r] = (op(A)[i][k0+2kp], op(A)[i][k0+2kp+1]) as two bf16.
-static void pack_a_bf16(const GemmArgs& g, int m0, int mc, int k0, int kb, uint32_t* dst) {
-  const int kp_n = (kb + 1) / 2;
-  for (int s = 0; s < mc; s += kMR) {
-    const int rows = imin(kMR, mc - s);
-    uint32_t* d = dst + static_cast<size_t>(s) * kp_n;
-    if (g.trans_a) {
-      for (int kp = 0; kp < kp_n; ++kp) {
-        const int k = k0 + 2 * kp;
-        const bool two = 2 * kp + 1 < kb;
-        const float* s0 = g.A + static_cast<int64_t>(k) * g.lda + (m0 + s);
-        const float* s1 = s0 + g.lda;
-        uint32_t* dk = d + static_cast<size_t>(kp) * kMR;
-        for (int r = 0; r < rows; ++r) dk[r] = bf16_pair(s0[r], two ? s1[r] : 0.0f);
-        for (int r = rows; r < kMR; ++r) dk[r] = 0;
-      }
-    } else {
-      for (int r = 0; r < rows; ++r) {
-        const float* src = g.A + static_cast<int64_t>(m0 + s + r) * g.lda + k0;
-        for (int kp = 0; kp < kp_n; ++kp) {
-          const bool two = 2 * kp + 1 < kb;
-          d[static_cast<size_t>(kp) * kMR + r] = bf16_pair(src[2 * kp], two ? src[2 * kp + 1] : 0.0f);
-        }
-      }
-      for (int r = rows; r < kMR; ++r)
-        for (int kp = 0; kp < kp_n; ++kp) d[static_cast<size_t>(kp) * kMR + r] = 0;
-    }
-  }
-}
-
-// Bp32[strip][kp][c] = (op(B)[k0+2kp][j], op(B)[k0+2kp+1][j]) as two bf16.
-static void pack_b_bf16(const GemmArgs& g, int n0, int nc, int k0, int kb, uint32_t* dst) {
-  const int kp_n = (kb + 1) / 2;
-  for (int t = 0; t < nc; t += kNR) {
-    const int cols = imin(kNR, nc - t);
-    uint32_t* d = dst + static_cast<size_t>(t) * kp_n;
-    if (!g.trans_b) {
-      for (int kp = 0; kp < kp_n; ++kp) {
-        const int k = k0 + 2 * kp;
-        const bool two = 2 * kp + 1 < kb;
-        const float* s0 = g.B + static_cast<int64_t>(k) * g.ldb + (n0 + t);
-        const float* s1 = s0 + g.ldb;
-        uint32_t* dk = d + static_cast<size_t>(kp) * kNR;
-        for (int c = 0; c < cols; ++c) dk[c] = bf16_pair(s0[c], two ? s1[c] : 0.0f);
-        for (int c = cols; c < kNR; ++c) dk[c] = 0;
-      }
-    } else {
-      for (int c = 0; c < cols; ++c) {
-        const float* src = g.B + static_cast<int64_t>(n0 + t + c) * g.ldb + k0;
-        for (int kp = 0; kp < kp_n; ++kp) {
-          const bool two = 2 * kp + 1 < kb;
-          d[static_cast<size_t>(kp) * kNR + c] = bf16_pair(src[2 * kp], two ? src[2 * kp + 1] : 0.0f);
-        }
-      }
-      for (int c = cols; c < kNR; ++c)
-        for (int kp = 0; kp < kp_n; ++kp) d[static_cast<size_t>(kp) * kNR + c] = 0;
-    }
-  }
-}
-
 static void micro_bf16(int kp_n, const uint32_t* __restrict a, const uint32_t* __restrict b, float* c, int64_t ldc,
                        bool load_c, const float* bias) {
-  static_assert(kNV == 2 && W == 16, "the bf16 kernel is written for 12 x 32 zmm tiles");
-  __m512 acc[kMR][kNV];
+  static_assert(W == 16, "the bf16 kernel works on zmm registers");
+  vf acc[kMR][kNV];
 #pragma GCC unroll 16
-  for (int r = 0; r < kMR; ++r) {
-    acc[r][0] = _mm512_setzero_ps();
-    acc[r][1] = _mm512_setzero_ps();
-  }
+  for (int r = 0; r < kMR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) acc[r][v] = vzero();
   for (int kp = 0; kp < kp_n; ++kp) {
-    const __m512bh b0 = (__m512bh)_mm512_load_si512(b);
-    const __m512bh b1 = (__m512bh)_mm512_load_si512(b + 16);
+    __m512bh bv[kNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) bv[v] = (__m512bh)_mm512_load_si512(b + v * W);
 #pragma GCC unroll 16
     for (int r = 0; r < kMR; ++r) {
       const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r]));
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) acc[r][v] = (vf)_mm512_dpbf16_ps((__m512)acc[r][v], av, bv[v]);
     }
     a += kMR;
     b += kNR;
   }
-  vf out[kMR][kNV];
-#pragma GCC unroll 16
-  for (int r = 0; r < kMR; ++r) {
-    out[r][0] = (vf)acc[r][0];
-    out[r][1] = (vf)acc[r][1];
-  }
-  store_tile(out, c, ldc, load_c, bias);
+  store_tile(acc, c, ldc, load_c, bias);
 }
 #endif
 
@@ -296,39 +351,40 @@ GemmKernelShape gemm_kernel_shape(bool dpbf16) {
 
 void gemm_tile(const GemmArgs& g, int m0, int mc, int n0, int nc, float* scratch) {
   const int kc = g.kc;
-  const int mcp = (mc + kMR - 1) / kMR * kMR;
   const int ncp = (nc + kNR - 1) / kNR * kNR;
   const size_t kcp = static_cast<size_t>(kc + 1) / 2 * 2;
   auto up16 = [](size_t x) { return (x + 15) / 16 * 16; };
-  float* Ap = scratch;
-  float* Bp = Ap + up16(static_cast<size_t>(mcp) * kcp);
-  float* tmp = Bp + up16(static_cast<size_t>(ncp) * kcp);
+  float* Bp = scratch;
+  float* Ap = Bp + up16(static_cast<size_t>(ncp) * kcp);
+  float* tmp = Ap + up16(static_cast<size_t>(kMR) * kcp) + 16;  // + slack for pack_panel's spill
+#if defined(__AVX512BF16__)
+  const bool dp = g.dpbf16;
+#else
+  const bool dp = false;
+#endif
 
   for (int k0 = 0; k0 < g.K; k0 += kc) {
     const int kb = imin(kc, g.K - k0);
     const bool load_c = k0 > 0 || g.accumulate;
     const float* bias = k0 == 0 && g.bias ? g.bias + n0 : nullptr;
-#if defined(__AVX512BF16__)
-    const bool dp = g.dpbf16;
-#else
-    const bool dp = false;
-#endif
     const int kstep = dp ? (kb + 1) / 2 : kb;  // packed k per strip (pairs for dp)
-    if (dp) {
-#if defined(__AVX512BF16__)
-      pack_a_bf16(g, m0, mc, k0, kb, reinterpret_cast<uint32_t*>(Ap));
-      pack_b_bf16(g, n0, nc, k0, kb, reinterpret_cast<uint32_t*>(Bp));
-#endif
-    } else if (g.bf16) {
-      pack_a_f32<true>(g, m0, mc, k0, kb, Ap);
-      pack_b_f32<true>(g, n0, nc, k0, kb, Bp);
-    } else {
-      pack_a_f32<false>(g, m0, mc, k0, kb, Ap);
-      pack_b_f32<false>(g, n0, nc, k0, kb, Bp);
-    }
+    // The B block of this k block: packed once, swept by every A strip (L2).
+    if (dp)
+      pack_strips<kNR, kPackBf16Pairs>(g.B, g.ldb, !g.trans_b, n0, nc, k0, kb, kstep, Bp);
+    else if (g.bf16)
+      pack_strips<kNR, kPackF32Rounded>(g.B, g.ldb, !g.trans_b, n0, nc, k0, kb, kstep, Bp);
+    else
+      pack_strips<kNR, kPackF32>(g.B, g.ldb, !g.trans_b, n0, nc, k0, kb, kstep, Bp);
+
     for (int ir = 0; ir < mc; ir += kMR) {
       const int rows = imin(kMR, mc - ir);
-      const float* a = Ap + static_cast<size_t>(ir) * kstep;
+      // One A strip (MR x kb, in L1 while the kernel sweeps the B block).
+      if (dp)
+        pack_panel<kMR, kPackBf16Pairs>(g.A, g.lda, g.trans_a, m0 + ir, rows, k0, kb, Ap);
+      else if (g.bf16)
+        pack_panel<kMR, kPackF32Rounded>(g.A, g.lda, g.trans_a, m0 + ir, rows, k0, kb, Ap);
+      else
+        pack_panel<kMR, kPackF32>(g.A, g.lda, g.trans_a, m0 + ir, rows, k0, kb, Ap);
       for (int jr = 0; jr < nc; jr += kNR) {
         const int cols = imin(kNR, nc - jr);
         const float* b = Bp + static_cast<size_t>(jr) * kstep;
@@ -339,11 +395,11 @@ void gemm_tile(const GemmArgs& g, int m0, int mc, int n0, int nc, float* scratch
         const int64_t ld = full ? g.ldc : kNR;
 #if defined(__AVX512BF16__)
         if (dp)
-          micro_bf16(kstep, reinterpret_cast<const uint32_t*>(a), reinterpret_cast<const uint32_t*>(b), dst, ld,
+          micro_bf16(kstep, reinterpret_cast<const uint32_t*>(Ap), reinterpret_cast<const uint32_t*>(b), dst, ld,
                      full && load_c, full ? bj : nullptr);
         else
 #endif
-          micro_f32(kstep, a, b, dst, ld, full && load_c, full ? bj : nullptr);
+          micro_f32(kstep, Ap, b, dst, ld, full && load_c, full ? bj : nullptr);
         if (!full) {
           // Same arithmetic as store_tile, element by element.
           for (int r = 0; r < rows; ++r) {
