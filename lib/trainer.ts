@@ -256,11 +256,13 @@ const GPT3_LR: Record<string, number> = {
 };
 
 /** The defaults of the no-flag run (`tiny` on Moby-Dick); see docs/TRAINING.md for the measurements behind them. */
-export const DEFAULT_STEPS = 600;
+export const DEFAULT_STEPS = 800;
 
 export function defaultSettings(preset: string | null, model: GPTConfig): TrainSettings {
-  const seq = Math.min(model.n_positions, 256);
-  const batch = 8;
+  // 16 x 128: on the built-in corpus, 16 shorter windows per step learn
+  // faster per token than 8 x 256 (and attention costs less).
+  const seq = Math.min(model.n_positions, 128);
+  const batch = 16;
   const steps = DEFAULT_STEPS;
   return {
     steps,

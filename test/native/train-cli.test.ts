@@ -67,6 +67,10 @@ test('train --json: one document; stop-after and resume; eval', () => {
   expect(typeof sb.val_loss).toBe('number');
   expect(typeof sb.unigram_entropy).toBe('number');
   expect(b.stderr).toMatch(/unigram entropy of the corpus/);
+  // across processes too: the two halves give the losses of one uninterrupted run, bitwise
+  const full = run(['train', '--config', cfg, '--data', data, '--out', path.join(tmp, 'full'), '--steps', '6', '--eval-every', '3', '--json']);
+  expect([...sa.losses, ...sb.losses]).toEqual(JSON.parse(full.stdout).losses);
+  expect(sb.val_loss).toBe(JSON.parse(full.stdout).val_loss);
   const e = run(['eval', '--checkpoint', out, '--json']);
   expect(e.code).toBe(0);
   const se = JSON.parse(e.stdout);
