@@ -1,6 +1,8 @@
 // Native cases under ASan/UBSan/LSan (see CMakeLists.txt): attention, GEMM,
-// the model's training step, tensor copies in and out, bad input, and 100
-// create/destroy cycles of a model with a check that the heap does not grow.
+// the model's training step, tensor copies in and out, bad input, KV-cache
+// decoding (prefill + steps against the full forward, banded ring buffers
+// wrapping, abort, misuse), and 100 create/destroy cycles of a model (with a
+// decode session) with a check that the heap does not grow.
 // Exits non-zero on the first mismatch; the sanitizers halt on any error.
 #include <malloc.h>
 
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "../../native/core/backend.h"
+#include "../../native/core/decode.h"
 #include "../../native/core/error.h"
 #include "../../native/core/isa.h"
 #include "../../native/core/model.h"
@@ -165,6 +168,100 @@ static void model_case(Precision p) {
   EXPECT(threw, "seq 33 > n_positions 32 was accepted");
 }
 
+// Prefill prompts of different lengths, then decode each sequence to its
+// capacity, one token per step (sequences stop at different steps), and check
+// every step's logits against a full forward over the same tokens. With
+// window 5 and capacities up to 29 the banded layer's ring buffer wraps.
+static void decode_case(Precision p) {
+  auto model = std::make_shared<Model>(tiny_config(), make_cpu_backend(), p, 11);
+  const int V = 97;
+  const std::vector<int> caps = {29, 6, 1, 17};
+  const std::vector<int> lens = {3, 6, 1, 9};
+  const int B = int(caps.size());
+  std::vector<std::vector<int32_t>> seqs(B);
+  std::vector<int32_t> prompt;
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < lens[b]; ++i) {
+      seqs[b].push_back((b * 13 + i * 7 + 1) % V);
+      prompt.push_back(seqs[b].back());
+    }
+  DecodeState st(model, caps);
+  std::vector<float> logits(size_t(B) * V);
+  st.prefill(prompt.data(), lens.data(), logits.data(), nullptr);
+  auto check = [&](int b, const char* when) {
+    const int T = int(seqs[b].size());
+    std::vector<float> full(size_t(T) * V);
+    model->forward(seqs[b].data(), 1, T, full.data());
+    const float* last = full.data() + size_t(T - 1) * V;
+    double tol = p == Precision::FP32 ? 1e-4 : 3e-2;
+    EXPECT(rel_l2(logits.data() + size_t(b) * V, last, V) < tol, "decode %s seq %d len %d p%d", when, b, T, int(p));
+  };
+  for (int b = 0; b < B; ++b) check(b, "prefill");
+  for (;;) {
+    std::vector<int32_t> next(B, 0);
+    std::vector<uint8_t> active(B, 0);
+    bool any = false;
+    for (int b = 0; b < B; ++b)
+      if (int(seqs[b].size()) < caps[b]) {
+        next[b] = (seqs[b].back() * 31 + 3) % V;
+        active[b] = 1;
+        any = true;
+      }
+    if (!any) break;
+    st.step(next.data(), active.data(), logits.data(), nullptr);
+    for (int b = 0; b < B; ++b)
+      if (active[b]) {
+        seqs[b].push_back(next[b]);
+        check(b, "step");
+      }
+  }
+  for (int b = 0; b < B; ++b) EXPECT(st.position(b) == caps[b], "position %d of seq %d", st.position(b), b);
+  EXPECT(st.cache_bytes() > 0, "empty cache");
+  // Misuse is an error, never a crash.
+  auto throws = [](auto fn, ErrorCode code) {
+    try {
+      fn();
+    } catch (const GptError& e) {
+      return e.code() == code;
+    }
+    return false;
+  };
+  std::vector<int32_t> one(B, 1);
+  std::vector<uint8_t> all(B, 1);
+  EXPECT(throws([&] { st.step(one.data(), all.data(), logits.data(), nullptr); }, ErrorCode::InvalidArgument),
+         "a step past the capacity was accepted");
+  EXPECT(throws([&] { st.prefill(prompt.data(), lens.data(), logits.data(), nullptr); }, ErrorCode::InvalidArgument),
+         "a second prefill was accepted");
+  EXPECT(throws([&] { DecodeState bad(model, {33}); }, ErrorCode::InvalidArgument), "capacity 33 > n_positions 32 accepted");
+  EXPECT(throws([&] { DecodeState bad(model, {}); }, ErrorCode::InvalidArgument), "no sequences accepted");
+  {
+    DecodeState s2(model, {4});
+    int32_t badtok = V;
+    int len = 1;
+    EXPECT(throws([&] { s2.prefill(&badtok, &len, logits.data(), nullptr); }, ErrorCode::InvalidArgument),
+           "token id 97 accepted by prefill");
+    DecodeState s3(model, {4});
+    int32_t tok = 5;
+    EXPECT(throws([&] { s3.step(&tok, all.data(), logits.data(), nullptr); }, ErrorCode::InvalidArgument),
+           "a step before prefill was accepted");
+    volatile int32_t abort_flag = 1;
+    DecodeState s4(model, {4});
+    EXPECT(throws([&] { s4.prefill(&tok, &len, logits.data(), &abort_flag); }, ErrorCode::Aborted), "abort ignored");
+  }
+  // The model outlives nothing it should not: the state holds it alive.
+  std::unique_ptr<DecodeState> held;
+  {
+    auto m2 = std::make_shared<Model>(tiny_config(), make_cpu_backend(), p, 12);
+    held = std::make_unique<DecodeState>(m2, std::vector<int>{8});
+  }
+  int32_t t0 = 2;
+  int l0 = 1;
+  held->prefill(&t0, &l0, logits.data(), nullptr);
+  uint8_t on = 1;
+  held->step(&t0, &on, logits.data(), nullptr);
+  for (int v = 0; v < V; ++v) EXPECT(std::isfinite(logits[size_t(v)]), "non-finite decode logit");
+}
+
 static size_t heap_in_use() {
   struct mallinfo2 mi = mallinfo2();
   return mi.uordblks + mi.hblkhd;
@@ -196,14 +293,26 @@ int main() {
   std::fprintf(stderr, "model: fp32, bf16\n");
   model_case(Precision::FP32);
   model_case(Precision::BF16);
+  std::fprintf(stderr, "decode: fp32, bf16\n");
+  decode_case(Precision::FP32);
+  decode_case(Precision::BF16);
 
   std::fprintf(stderr, "model: 100 create/destroy cycles\n");
   size_t before = 0;
   for (int i = 0; i < 100; ++i) {
     {
-      Model m(tiny_config(), make_cpu_backend(), Precision::FP32, uint64_t(i));
+      auto m = std::make_shared<Model>(tiny_config(), make_cpu_backend(), i % 2 ? Precision::BF16 : Precision::FP32,
+                                       uint64_t(i));
       std::vector<int32_t> tok(2 * 8, 3), tgt(2 * 8, 4);
-      m.forward_backward(tok.data(), tgt.data(), 2, 8);
+      m->forward_backward(tok.data(), tgt.data(), 2, 8);
+      DecodeState st(m, {6, 3});
+      std::vector<int32_t> prompt = {1, 2, 3};
+      std::vector<int> lens = {2, 1};
+      std::vector<float> logits(2 * 97);
+      st.prefill(prompt.data(), lens.data(), logits.data(), nullptr);
+      std::vector<int32_t> next = {4, 5};
+      std::vector<uint8_t> active = {1, 1};
+      st.step(next.data(), active.data(), logits.data(), nullptr);
     }
     if (i == 9) before = heap_in_use();
   }
