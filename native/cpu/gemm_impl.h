@@ -52,12 +52,15 @@ struct GemmKernelShape {
   int mr = 1, nr = 1;
 };
 
+// Rows of A packed at a time (a multiple of every path's MR).
+constexpr int kGemmMc = 240;
+
 // Floats of per-thread scratch gemm_tile needs for a tile nc columns wide:
-// one packed B block (kc x nc), one packed A strip (MR x kc), one C tile.
+// one packed B block (kc x nc), one packed A block (kGemmMc x kc), one C tile.
 inline size_t gemm_scratch_floats(const GemmKernelShape& s, int nc, int kc) {
   auto up = [](size_t x, size_t m) { return (x + m - 1) / m * m; };
   size_t kcp = up(static_cast<size_t>(kc), 2);
-  size_t a = up(static_cast<size_t>(s.mr) * kcp, 16);
+  size_t a = up(static_cast<size_t>(kGemmMc) * kcp, 16);
   size_t b = up(up(static_cast<size_t>(nc), s.nr) * kcp, 16);
   size_t t = up(static_cast<size_t>(s.mr) * s.nr, 16);
   return a + b + t + 64;
@@ -141,6 +144,19 @@ static inline vf load_n(const float* p, int n) {
 #endif
 }
 
+// Stores the first n (1..W) lanes of v.
+static inline void store_n(float* p, vf v, int n) {
+  if (n >= W) return vstore(p, v);
+#if defined(__AVX512F__)
+  _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), (__m512)v);
+#elif defined(__AVX2__)
+  const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  _mm256_maskstore_ps(p, m, (__m256)v);
+#else
+  for (int i = 0; i < n; ++i) p[i] = v[i];
+#endif
+}
+
 // r[i][j] -> r[j][i] for a W x W block.
 static inline void transpose(vf (&r)[W]) {
 #if defined(__AVX512F__)
@@ -220,46 +236,82 @@ static inline vf bf16_pairs(vf lo, vf hi) {
 // Stores are whole vectors: when P is not a multiple of W a store spills up
 // to W - 1 floats past the current k, which the next k (or the next panel,
 // packed after this one) overwrites; the scratch has slack for the last.
+// Writes lanes b*W .. of packed row j (a k, or a pair of k). EXACT stores
+// only the lanes inside the row; otherwise a whole vector is stored and may
+// spill into the next row (see pack_panel).
+template <int P, int MODE, bool EXACT = false>
+static inline void put(float* dst, int j, int b, vf lo, vf hi) {
+  constexpr int kTail = P % W == 0 ? W : P % W;
+  const vf v = MODE == kPackBf16Pairs ? bf16_pairs(lo, hi) : MODE == kPackF32Rounded ? round_bf16(lo) : lo;
+  float* p = dst + (MODE == kPackBf16Pairs ? j / 2 : j) * P + b * W;
+  if (EXACT && (b + 1) * W > P)
+    store_n(p, v, kTail);
+  else
+    vstore(p, v);
+}
+
 template <int P, int MODE>
 static void pack_panel(const float* X, int64_t ld, bool kmajor, int idx0, int cnt, int k0, int kb, float* dst) {
   constexpr int NB = (P + W - 1) / W;
-  vf T[W][NB];  // T[j][b]: lanes idx = b*W .. b*W+W-1 of the j-th k of the chunk
+  constexpr int KSTEP = MODE == kPackBf16Pairs ? 2 : 1;  // k values per emitted row
+  if (kmajor) {
+    // Rows of X are k: each packed row is one (or, for pairs, two) loads.
+    auto load = [&](int k, int b) -> vf {
+      if (k >= kb) return vzero();
+      const float* row = X + static_cast<int64_t>(k0 + k) * ld + idx0 + b * W;
+      const int n = cnt - b * W;
+      return n >= W ? vload(row) : n > 0 ? load_n(row, n) : vzero();
+    };
+    for (int j = 0; j < kb; j += KSTEP) {
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) put<P, MODE>(dst, j, b, load(j, b), KSTEP == 2 ? load(j + 1, b) : vzero());
+    }
+    return;
+  }
+  // Rows of X are idx: W x W transposes, W values of k at a time.
   for (int kc0 = 0; kc0 < kb; kc0 += W) {
     const int kn = imin(W, kb - kc0);
-    if (kmajor) {
-      for (int j = 0; j < kn; ++j) {
-        const float* row = X + static_cast<int64_t>(k0 + kc0 + j) * ld + idx0;
+    vf R[NB][W];
 #pragma GCC unroll 4
-        for (int b = 0; b < NB; ++b) {
-          const int n = cnt - b * W;
-          T[j][b] = n >= W ? vload(row + b * W) : n > 0 ? load_n(row + b * W, n) : vzero();
-        }
+    for (int b = 0; b < NB; ++b) {
+#pragma GCC unroll 16
+      for (int i = 0; i < W; ++i) {
+        const int idx = b * W + i;
+        R[b][i] = idx < cnt ? load_n(X + static_cast<int64_t>(idx0 + idx) * ld + k0 + kc0, kn) : vzero();
       }
-    } else {
+      transpose(R[b]);
+    }
+    // Lanes past kn loaded as 0, so R[b][kn] is 0 for an odd tail pair.
+#pragma GCC unroll 16
+    for (int j = 0; j < W; j += KSTEP) {
+      if (j >= kn) break;
+#pragma GCC unroll 4
+      for (int b = 0; b < NB; ++b) put<P, MODE>(dst, kc0 + j, b, R[b][j], KSTEP == 2 ? R[b][j + 1] : vzero());
+    }
+  }
+}
+
+// The k-major case for many strips at once: each row of X is read once,
+// front to back, and scattered over the strips (reading one strip's 48
+// bytes from each of kb rows would touch a new cache line per load).
+// Strip s goes to dst + s * kstep; stores are exact, since a spill would land
+// in a strip already written.
+template <int P, int MODE>
+static void pack_kmajor_strips(const float* X, int64_t ld, int i0, int count, int k0, int kb, int kstep, float* dst) {
+  constexpr int NB = (P + W - 1) / W;
+  constexpr int KSTEP = MODE == kPackBf16Pairs ? 2 : 1;
+  for (int j = 0; j < kb; j += KSTEP) {
+    const float* r0 = X + static_cast<int64_t>(k0 + j) * ld + i0;
+    const bool two = KSTEP == 2 && j + 1 < kb;
+    const float* r1 = two ? r0 + ld : r0;
+    for (int s = 0; s < count; s += P) {
+      float* d = dst + static_cast<size_t>(s) * kstep;
 #pragma GCC unroll 4
       for (int b = 0; b < NB; ++b) {
-        vf r[W];
-#pragma GCC unroll 16
-        for (int i = 0; i < W; ++i) {
-          const int idx = b * W + i;
-          r[i] = idx < cnt ? load_n(X + static_cast<int64_t>(idx0 + idx) * ld + k0 + kc0, kn) : vzero();
-        }
-        transpose(r);
-        for (int j = 0; j < kn; ++j) T[j][b] = r[j];
-      }
-    }
-    if (MODE == kPackBf16Pairs) {
-      float* d = dst + static_cast<size_t>(kc0 / 2) * P;
-      for (int j = 0; j < kn; j += 2) {
-#pragma GCC unroll 4
-        for (int b = 0; b < NB; ++b)
-          vstore(d + (j / 2) * P + b * W, bf16_pairs(T[j][b], j + 1 < kn ? T[j + 1][b] : vzero()));
-      }
-    } else {
-      float* d = dst + static_cast<size_t>(kc0) * P;
-      for (int j = 0; j < kn; ++j) {
-#pragma GCC unroll 4
-        for (int b = 0; b < NB; ++b) vstore(d + j * P + b * W, MODE == kPackF32Rounded ? round_bf16(T[j][b]) : T[j][b]);
+        const int off = s + b * W, n = count - off;
+        const vf lo = n >= W ? vload(r0 + off) : n > 0 ? load_n(r0 + off, n) : vzero();
+        const vf hi = !two ? vzero() : n >= W ? vload(r1 + off) : n > 0 ? load_n(r1 + off, n) : vzero();
+        put<P, MODE, true>(d, j, b, lo, hi);
       }
     }
   }
@@ -356,7 +408,7 @@ void gemm_tile(const GemmArgs& g, int m0, int mc, int n0, int nc, float* scratch
   auto up16 = [](size_t x) { return (x + 15) / 16 * 16; };
   float* Bp = scratch;
   float* Ap = Bp + up16(static_cast<size_t>(ncp) * kcp);
-  float* tmp = Ap + up16(static_cast<size_t>(kMR) * kcp) + 16;  // + slack for pack_panel's spill
+  float* tmp = Ap + up16(static_cast<size_t>(kGemmMc) * kcp) + 16;  // + slack for pack_panel's spill
 #if defined(__AVX512BF16__)
   const bool dp = g.dpbf16;
 #else
@@ -376,40 +428,54 @@ void gemm_tile(const GemmArgs& g, int m0, int mc, int n0, int nc, float* scratch
     else
       pack_strips<kNR, kPackF32>(g.B, g.ldb, !g.trans_b, n0, nc, k0, kb, kstep, Bp);
 
-    for (int ir = 0; ir < mc; ir += kMR) {
-      const int rows = imin(kMR, mc - ir);
-      // One A strip (MR x kb, in L1 while the kernel sweeps the B block).
-      if (dp)
-        pack_panel<kMR, kPackBf16Pairs>(g.A, g.lda, g.trans_a, m0 + ir, rows, k0, kb, Ap);
-      else if (g.bf16)
-        pack_panel<kMR, kPackF32Rounded>(g.A, g.lda, g.trans_a, m0 + ir, rows, k0, kb, Ap);
-      else
-        pack_panel<kMR, kPackF32>(g.A, g.lda, g.trans_a, m0 + ir, rows, k0, kb, Ap);
-      for (int jr = 0; jr < nc; jr += kNR) {
-        const int cols = imin(kNR, nc - jr);
-        const float* b = Bp + static_cast<size_t>(jr) * kstep;
-        float* c = g.C + static_cast<int64_t>(m0 + ir) * g.ldc + (n0 + jr);
-        const float* bj = bias ? bias + jr : nullptr;
-        const bool full = rows == kMR && cols == kNR;
-        float* dst = full ? c : tmp;
-        const int64_t ld = full ? g.ldc : kNR;
-#if defined(__AVX512BF16__)
+    for (int c0 = 0; c0 < mc; c0 += kGemmMc) {
+      const int cn = imin(kGemmMc, mc - c0);
+      // The A block of these rows: kGemmMc x kb in L2, one MR strip at a time
+      // in L1 while the kernel sweeps the B block.
+      if (g.trans_a) {
         if (dp)
-          micro_bf16(kstep, reinterpret_cast<const uint32_t*>(Ap), reinterpret_cast<const uint32_t*>(b), dst, ld,
-                     full && load_c, full ? bj : nullptr);
+          pack_kmajor_strips<kMR, kPackBf16Pairs>(g.A, g.lda, m0 + c0, cn, k0, kb, kstep, Ap);
+        else if (g.bf16)
+          pack_kmajor_strips<kMR, kPackF32Rounded>(g.A, g.lda, m0 + c0, cn, k0, kb, kstep, Ap);
         else
+          pack_kmajor_strips<kMR, kPackF32>(g.A, g.lda, m0 + c0, cn, k0, kb, kstep, Ap);
+      } else {
+        if (dp)
+          pack_strips<kMR, kPackBf16Pairs>(g.A, g.lda, false, m0 + c0, cn, k0, kb, kstep, Ap);
+        else if (g.bf16)
+          pack_strips<kMR, kPackF32Rounded>(g.A, g.lda, false, m0 + c0, cn, k0, kb, kstep, Ap);
+        else
+          pack_strips<kMR, kPackF32>(g.A, g.lda, false, m0 + c0, cn, k0, kb, kstep, Ap);
+      }
+      for (int ir = c0; ir < c0 + cn; ir += kMR) {
+        const int rows = imin(kMR, mc - ir);
+        const float* a = Ap + static_cast<size_t>(ir - c0) * kstep;
+        for (int jr = 0; jr < nc; jr += kNR) {
+          const int cols = imin(kNR, nc - jr);
+          const float* b = Bp + static_cast<size_t>(jr) * kstep;
+          float* c = g.C + static_cast<int64_t>(m0 + ir) * g.ldc + (n0 + jr);
+          const float* bj = bias ? bias + jr : nullptr;
+          const bool full = rows == kMR && cols == kNR;
+          float* dst = full ? c : tmp;
+          const int64_t ld = full ? g.ldc : kNR;
+#if defined(__AVX512BF16__)
+          if (dp)
+            micro_bf16(kstep, reinterpret_cast<const uint32_t*>(a), reinterpret_cast<const uint32_t*>(b), dst, ld,
+                       full && load_c, full ? bj : nullptr);
+          else
 #endif
-          micro_f32(kstep, Ap, b, dst, ld, full && load_c, full ? bj : nullptr);
-        if (!full) {
-          // Same arithmetic as store_tile, element by element.
-          for (int r = 0; r < rows; ++r) {
-            float* cr = c + static_cast<int64_t>(r) * g.ldc;
-            const float* tr = tmp + r * kNR;
-            for (int j = 0; j < cols; ++j) {
-              float x = tr[j];
-              if (load_c) x = cr[j] + x;
-              if (bj) x = x + bj[j];
-              cr[j] = x;
+            micro_f32(kstep, a, b, dst, ld, full && load_c, full ? bj : nullptr);
+          if (!full) {
+            // Same arithmetic as store_tile, element by element.
+            for (int r = 0; r < rows; ++r) {
+              float* cr = c + static_cast<int64_t>(r) * g.ldc;
+              const float* tr = tmp + r * kNR;
+              for (int j = 0; j < cols; ++j) {
+                float x = tr[j];
+                if (load_c) x = cr[j] + x;
+                if (bj) x = x + bj[j];
+                cr[j] = x;
+              }
             }
           }
         }

@@ -52,6 +52,7 @@ const SIZES: Array<[number, number, number]> = [
   [13, 33, 513], // K over two blocks, odd (bf16 pairs)
   [1, 200, 31],
   [200, 1, 33],
+  [250, 40, 29], // more rows than one packed A block (240)
 ];
 
 const isas = supportedIsas();
