@@ -4,6 +4,12 @@
 //   session.prefill({ tokens: Int32Array, lengths: Int32Array }) -> Promise<Float32Array [B*V]>
 //   session.step({ tokens: Int32Array [B], active: Uint8Array [B] }) -> Promise<Float32Array [B*V]>
 //   session.cacheBytes() / scratchBytes() / positions() / close()
+//   decodeKernel({ op: 'linear' | 'head', precision: 'fp32' | 'bf16', M, K, N,
+//                  x: Float32Array [M*K], w: Float32Array ([K*N] linear, [N*K] head),
+//                  bias?: Float32Array [N], repeats?: number })
+//     -> { out: Float32Array [M*N], seconds }   (synchronous; tests and
+//     scripts/bench-decode-quick.js: the kernels of native/cpu/decode_kernels.h
+//     on the current ISA path, bf16 weights packed first, seconds per call)
 //
 // The logits come back in one Float32Array owned by the session and reused
 // by every call (valid until the next call). abort[0] is read by the worker
@@ -16,7 +22,10 @@
 #include <string>
 #include <vector>
 
+#include <chrono>
+
 #include "../core/decode.h"
+#include "../cpu/decode_kernels.h"
 #include "model_binding.h"
 #include "napi_util.h"
 #include "registry.h"
@@ -178,7 +187,60 @@ Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) { exports.Set("decodeOpen", Napi::Function::New(env, DecodeOpen)); }
+Napi::Value DecodeKernel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object o = arg_object(info);
+    const std::string op = get_string(o, "op"), prec = get_string(o, "precision");
+    if (op != "linear" && op != "head") throw_invalid("Expected 'linear' or 'head' for op but received '" + op + "'");
+    if (prec != "fp32" && prec != "bf16")
+      throw_invalid("Expected 'fp32' or 'bf16' for precision but received '" + prec + "'");
+    const int M = static_cast<int>(get_int(o, "M", 1, 1 << 16));
+    const int K = static_cast<int>(get_int(o, "K", 1, 1 << 20));
+    const int N = static_cast<int>(get_int(o, "N", 1, 1 << 24));
+    const int repeats = static_cast<int>(has(o, "repeats") ? get_int(o, "repeats", 1, 1 << 20) : 1);
+    auto x = get_f32(o, "x", static_cast<size_t>(M) * K);
+    auto w = get_f32(o, "w", static_cast<size_t>(K) * N);
+    const float* bias = nullptr;
+    if (has(o, "bias") && !o.Get("bias").IsUndefined()) {
+      if (op == "head") throw_invalid("Expected no bias for op 'head'");
+      bias = get_f32(o, "bias", static_cast<size_t>(N)).data;
+    }
+    Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(M) * N);
+    std::vector<uint32_t> lin;
+    std::vector<uint16_t> head;
+    if (prec == "bf16") {
+      if (op == "linear") {
+        lin.resize(cpu::decode_linear_bf16_size(K, N));
+        cpu::decode_pack_linear_bf16(lin.data(), w.data, K, N);
+      } else {
+        head.resize(static_cast<size_t>(N) * cpu::decode_head_row(K));
+        cpu::decode_pack_head_bf16(head.data(), w.data, N, K);
+      }
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < repeats; ++r) {
+      if (op == "linear" && prec == "fp32")
+        cpu::decode_linear_f32(out.Data(), x.data, w.data, bias, M, K, N);
+      else if (op == "linear")
+        cpu::decode_linear_bf16(out.Data(), x.data, lin.data(), bias, M, K, N);
+      else if (prec == "fp32")
+        cpu::decode_head_f32(out.Data(), x.data, w.data, M, K, N);
+      else
+        cpu::decode_head_bf16(out.Data(), x.data, head.data(), M, K, N);
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / repeats;
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("out", out);
+    res.Set("seconds", secs);
+    return res;
+  });
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("decodeOpen", Napi::Function::New(env, DecodeOpen));
+  exports.Set("decodeKernel", Napi::Function::New(env, DecodeKernel));
+}
 
 }  // namespace
 GPT_REGISTER_BINDING(decode, Init);

@@ -15,6 +15,7 @@
 #include <limits>
 #include <string>
 
+#include "../cpu/decode_kernels.h"
 #include "error.h"
 #include "threadpool.h"
 
@@ -61,65 +62,23 @@ inline void axpy(float* out, float a, const float* x, int D) {
   for (int d = 0; d < D; ++d) out[d] += a * x[d];
 }
 
-// Decode steps on the CPU in fp32 always use the streaming kernels below,
-// whatever the number of rows: a row's arithmetic must not depend on how many
-// sequences share the step (a prompt decodes bitwise the same alone and in a
-// batch). Measured on a busy 2-core machine they were ~2x faster than the
-// packed GEMM at 1 row and ~20% slower at 8.
-//
-// out[M, N] = inp[M, K] @ w[K, N] + bias for the rows of a decode step, fp32.
-// A packed GEMM would copy every weight into its panels on every call, which
-// for M = 1 costs more than the multiply: here each task owns a slice of
-// columns and streams the rows of w once for all M rows. The sum over k runs
-// in order, so a row's result does not depend on M or the thread count.
-void small_matmul(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N) {
-  // NB columns per task; per row of inp, NS columns at a time stay in
-  // registers across the whole k loop. The task's slice of w (K x NB) comes
-  // from memory for the first row and from cache for the others.
-  constexpr int NB = 128, NS = 16;
-  const int64_t tasks = (N + NB - 1) / NB;
-  ThreadPool::global().parallel_for(tasks, [&](int64_t t, int) {
-    const int n0 = static_cast<int>(t) * NB, n1 = std::min(N, n0 + NB);
-    for (int m = 0; m < M; ++m) {
-      const float* x = inp + int64_t(m) * K;
-      for (int c0 = n0; c0 < n1; c0 += NS) {
-        const int ns = std::min(NS, n1 - c0);
-        float acc[NS] = {};
-        if (ns == NS) {
-          for (int k = 0; k < K; ++k) {
-            const float a = x[k];
-            const float* wr = w + int64_t(k) * N + c0;
-            for (int j = 0; j < NS; ++j) acc[j] += a * wr[j];
-          }
-        } else {
-          for (int k = 0; k < K; ++k) {
-            const float a = x[k];
-            const float* wr = w + int64_t(k) * N + c0;
-            for (int j = 0; j < ns; ++j) acc[j] += a * wr[j];
-          }
-        }
-        float* o = out + int64_t(m) * N + c0;
-        for (int j = 0; j < ns; ++j) o[j] = acc[j] + (bias ? bias[c0 + j] : 0.0f);
-      }
-    }
-  });
-}
-
-// out[M, N] = a[M, K] @ b[N, K]^T for the rows of a decode step (the tied head), fp32: each
-// task streams a block of rows of b and dots them with every row of a.
-void small_matmul_nt(float* out, const float* a, const float* b, int M, int K, int N) {
-  constexpr int NB = 256;
-  const int64_t tasks = (N + NB - 1) / NB;
-  ThreadPool::global().parallel_for(tasks, [&](int64_t t, int) {
-    const int n0 = static_cast<int>(t) * NB, n1 = std::min(N, n0 + NB);
-    for (int n = n0; n < n1; ++n) {
-      const float* br = b + int64_t(n) * K;
-      for (int m = 0; m < M; ++m) out[int64_t(m) * N + n] = dot(a + int64_t(m) * K, br, K);
-    }
-  });
-}
-
 }  // namespace
+
+// The bf16 copy of the weights a decode step reads when the model's
+// precision is bf16 on the CPU (decode_kernels.h layouts): half the bytes of
+// the fp32 weights, and no rounding per call. Made once per version of the
+// parameters and kept on the model (Model::decode_cache), so every decode
+// session of a model shares it.
+struct Bf16Weights {
+  uint64_t version = 0;
+  struct Layer {
+    const uint32_t *c_attn, *attn_proj, *c_fc, *mlp_proj;
+  };
+  std::vector<Layer> layers;
+  HostBuffer<uint32_t> lin;   // every linear weight, packed
+  HostBuffer<uint16_t> head;  // wte [Vp, Kp]
+  size_t bytes() const { return lin.bytes() + head.bytes(); }
+};
 
 struct DecodeState::Scratch {
   int rows = 0;  // capacity in rows of the buffers below
@@ -304,7 +263,8 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
   for (int b = 0; b < B; ++b)
     be_.copy(s.h.f() + int64_t(b) * C, s.x.f() + int64_t(row0[b] + lengths[b] - 1) * C, sizeof(float) * C);
   be_.layernorm_forward(s.tmp.f(), s.mean.f(), s.rstd.f(), s.h.f(), w.ln_f_w, w.ln_f_b, B, C, eps);
-  be_.matmul_nt(s.logits.f(), s.tmp.f(), w.wte, B, C, Vp_, p);
+  sync_bf16();
+  head(s.logits.f(), s.tmp.f(), w.wte, B, p);
   std::vector<int> seqs(static_cast<size_t>(B));
   for (int b = 0; b < B; ++b) {
     seqs[static_cast<size_t>(b)] = b;
@@ -331,6 +291,7 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
   if (M == 0) return;
   check_abort(abort);
   ensure_rows(M);
+  sync_bf16();
   Scratch& s = *s_;
   const Weights& w = model_->weights();
   const Precision p = model_->precision();
@@ -351,8 +312,9 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
   for (int l = 0; l < L_; ++l) {
     if (l > 0) check_abort(abort);
     const LayerWeights& W = w.layers[static_cast<size_t>(l)];
+    const Bf16Weights::Layer* BW = bf16_ ? &bf16_->layers[static_cast<size_t>(l)] : nullptr;
     be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_1_w, W.ln_1_b, M, C, eps);
-    linear(s.qkv.f(), s.h.f(), W.c_attn_w, W.c_attn_b, M, C, 3 * C, p);
+    linear(s.qkv.f(), s.h.f(), W.c_attn_w, BW ? BW->c_attn : nullptr, W.c_attn_b, M, C, 3 * C, p);
     const float* qkv_h = s.qkv.f();
     float* att_h = s.att.f();
     if (!host_backend_) {
@@ -400,12 +362,12 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
       for (int d = 0; d < D; ++d) out[d] *= inv;
     });
     if (!host_backend_) be_.to_device(s.att.f(), s.att_host.data(), sizeof(float) * static_cast<size_t>(M) * C);
-    linear(s.tmp.f(), s.att.f(), W.attn_proj_w, W.attn_proj_b, M, C, C, p);
+    linear(s.tmp.f(), s.att.f(), W.attn_proj_w, BW ? BW->attn_proj : nullptr, W.attn_proj_b, M, C, C, p);
     be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
     be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_2_w, W.ln_2_b, M, C, eps);
-    linear(s.fc.f(), s.h.f(), W.c_fc_w, W.c_fc_b, M, C, 4 * C, p);
+    linear(s.fc.f(), s.h.f(), W.c_fc_w, BW ? BW->c_fc : nullptr, W.c_fc_b, M, C, 4 * C, p);
     be_.gelu_forward(s.fcg.f(), s.fc.f(), int64_t(M) * 4 * C);
-    linear(s.tmp.f(), s.fcg.f(), W.mlp_proj_w, W.mlp_proj_b, M, 4 * C, C, p);
+    linear(s.tmp.f(), s.fcg.f(), W.mlp_proj_w, BW ? BW->mlp_proj : nullptr, W.mlp_proj_b, M, 4 * C, C, p);
     be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
   }
   be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.ln_f_w, w.ln_f_b, M, C, eps);
@@ -414,19 +376,55 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
   emit_logits(M, seqs, logits_out);
 }
 
-void DecodeState::linear(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
-                         Precision p) {
-  if (host_backend_ && p == Precision::FP32)
-    small_matmul(out, inp, w, bias, M, K, N);
-  else
+void DecodeState::linear(float* out, const float* inp, const float* w, const uint32_t* wb, const float* bias, int M,
+                         int K, int N, Precision p) {
+  if (!host_backend_)
     be_.matmul_forward(out, inp, w, bias, M, K, N, p);
+  else if (p == Precision::BF16)
+    cpu::decode_linear_bf16(out, inp, wb, bias, M, K, N);
+  else
+    cpu::decode_linear_f32(out, inp, w, bias, M, K, N);
 }
 
 void DecodeState::head(float* logits, const float* x, const float* wte, int M, Precision p) {
-  if (host_backend_ && p == Precision::FP32)
-    small_matmul_nt(logits, x, wte, M, C_, Vp_);
-  else
+  if (!host_backend_)
     be_.matmul_nt(logits, x, wte, M, C_, Vp_, p);
+  else if (p == Precision::BF16)
+    cpu::decode_head_bf16(logits, x, bf16_->head.data(), M, C_, Vp_);
+  else
+    cpu::decode_head_f32(logits, x, wte, M, C_, Vp_);
+}
+
+void DecodeState::sync_bf16() {
+  if (!host_backend_ || model_->precision() != Precision::BF16) return;
+  std::shared_ptr<void>& slot = model_->decode_cache();
+  std::shared_ptr<Bf16Weights> bw = std::static_pointer_cast<Bf16Weights>(slot);
+  const uint64_t version = model_->params_version();
+  if (!bw || bw->version != version || bw->layers.empty()) {
+    if (!bw) bw = std::make_shared<Bf16Weights>();
+    bw->layers.clear();
+    const Weights& w = model_->weights();
+    const int C = C_;
+    const size_t sa = cpu::decode_linear_bf16_size(C, 3 * C), sp = cpu::decode_linear_bf16_size(C, C),
+                 sf = cpu::decode_linear_bf16_size(C, 4 * C), sm = cpu::decode_linear_bf16_size(4 * C, C);
+    const size_t per = sa + sp + sf + sm;
+    bw->lin.ensure(per * static_cast<size_t>(L_), "the bf16 decode weights");
+    bw->head.ensure(static_cast<size_t>(Vp_) * cpu::decode_head_row(C), "the bf16 decode weights");
+    for (int l = 0; l < L_; ++l) {
+      const LayerWeights& W = w.layers[static_cast<size_t>(l)];
+      uint32_t* base = bw->lin.data() + per * static_cast<size_t>(l);
+      Bf16Weights::Layer ly{base, base + sa, base + sa + sp, base + sa + sp + sf};
+      cpu::decode_pack_linear_bf16(const_cast<uint32_t*>(ly.c_attn), W.c_attn_w, C, 3 * C);
+      cpu::decode_pack_linear_bf16(const_cast<uint32_t*>(ly.attn_proj), W.attn_proj_w, C, C);
+      cpu::decode_pack_linear_bf16(const_cast<uint32_t*>(ly.c_fc), W.c_fc_w, C, 4 * C);
+      cpu::decode_pack_linear_bf16(const_cast<uint32_t*>(ly.mlp_proj), W.mlp_proj_w, 4 * C, C);
+      bw->layers.push_back(ly);
+    }
+    cpu::decode_pack_head_bf16(bw->head.data(), w.wte, Vp_, C);
+    bw->version = version;
+    slot = bw;
+  }
+  bf16_ = bw;
 }
 
 void DecodeState::emit_logits(int rows, const std::vector<int>& seqs, float* logits_out) {

@@ -26,6 +26,8 @@
 
 namespace gpt {
 
+struct Bf16Weights;  // decode.cc
+
 class DecodeState {
  public:
   // capacities[b]: the most tokens sequence b will hold (prompt + generated,
@@ -66,10 +68,16 @@ class DecodeState {
   void check_abort(const volatile int32_t* abort) const;
   // Writes k, v of one position ([C] each, heads side by side) into the cache.
   void store_kv(int b, int l, int pos, const float* k, const float* v);
-  // The matmuls of a step: streaming kernels for fp32 on the CPU (decode
-  // reads every weight once per token), else the backend's GEMM.
-  void linear(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N, Precision p);
+  // The matmuls of a step. On the CPU: the streaming kernels of
+  // native/cpu/decode_kernels.h (a step reads every weight once for all its
+  // rows), on the fp32 weights or, for bf16, on the packed bf16 copy `wb`;
+  // elsewhere the backend's GEMM.
+  void linear(float* out, const float* inp, const float* w, const uint32_t* wb, const float* bias, int M, int K, int N,
+              Precision p);
   void head(float* logits, const float* x, const float* wte, int M, Precision p);
+  // Makes bf16_ the bf16 copy of the current weights (CPU, bf16 precision),
+  // rebuilding the model's shared copy when the parameters changed.
+  void sync_bf16();
   // Backend rows -> host logits [B, V] of the given sequences.
   void emit_logits(int rows, const std::vector<int>& seqs, float* logits_out);
 
@@ -83,6 +91,7 @@ class DecodeState {
   std::vector<int64_t> off_;  // [B * L] float offsets into cache_
   HostBuffer<float> cache_;
   std::unique_ptr<Scratch> s_;
+  std::shared_ptr<Bf16Weights> bf16_;  // null unless CPU + bf16
   bool prefilled_ = false;
 };
 

@@ -550,6 +550,7 @@ StepResult Model::step(const StepOptions& o) {
   }
   zero_grad();
   backend_->synchronize();
+  ++params_version_;
   r.step = step_;
   timings_.optimizer_ms = now_ms() - t0;
   return r;
@@ -572,6 +573,7 @@ void Model::write_tensor(Buffer which, int index, const float* src) {
   const TensorInfo& t = tensors_[static_cast<size_t>(index)];
   float* base = which == Buffer::Params ? params_ : which == Buffer::ExpAvg ? m_ : v_;
   backend_->to_device(base + t.offset, src, static_cast<size_t>(t.numel) * sizeof(float));
+  if (which == Buffer::Params) ++params_version_;
 }
 
 Model::Memory Model::memory() const {

@@ -126,6 +126,11 @@ class Model {
   int find_tensor(const std::string& name) const;
   // Serializes calls on this model (the addon takes it for every call).
   std::mutex& mutex() { return mu_; }
+  // Bumped whenever the parameters change (step(), write_tensor(Params)), and
+  // a slot that lives as long as the model: decode.cc keeps its bf16 copy of
+  // the weights there and rebuilds it when the version moved.
+  uint64_t params_version() const { return params_version_; }
+  std::shared_ptr<void>& decode_cache() { return decode_cache_; }
 
   // ---- the training step -----------------------------------------------------
   // tokens, targets: host arrays of B*T ids (targets may hold -1 = ignored).
@@ -189,6 +194,8 @@ class Model {
   int64_t step_ = 0;   // optimizer steps taken
   Timings timings_;
   std::mutex mu_;
+  uint64_t params_version_ = 0;
+  std::shared_ptr<void> decode_cache_;
 };
 
 }  // namespace gpt

@@ -184,6 +184,37 @@ describe('KV-cache decoding equals a full forward', () => {
     s.close();
     m.dispose();
   });
+
+  test('bf16: the bf16 copy of the weights follows training steps', async () => {
+    const m = (await makeModel(shape, 8, 'bf16')) as Handle & {
+      forwardBackward(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number }): Promise<unknown>;
+      step(o: { lr: number; weightDecay: number; gradClip: number }): Promise<unknown>;
+    };
+    const T = 10;
+    const toks = randomTokens(T, V, 78);
+    const decodeAll = async (): Promise<number> => {
+      const want = await fullLogits(m, toks);
+      const s = native().decodeOpen(m, { capacities: Int32Array.of(T), abort: new Int32Array(32) });
+      let got = await s.prefill({ tokens: toks.slice(0, 3), lengths: Int32Array.of(3) });
+      let worst = relL2(got, want.subarray(2 * V, 3 * V));
+      for (let t = 3; t < T; t++) {
+        got = await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) });
+        worst = Math.max(worst, relL2(got, want.subarray(t * V, (t + 1) * V)));
+      }
+      s.close();
+      return worst;
+    };
+    expect(await decodeAll()).toBeLessThan(1e-3);
+    const before = await fullLogits(m, toks);
+    for (let i = 0; i < 3; i++) {
+      await m.forwardBackward({ tokens: toks, targets: Int32Array.from(toks, (t) => (t + 1) % V), batch: 1, seq: T });
+      await m.step({ lr: 3e-2, weightDecay: 0, gradClip: 0 });
+    }
+    const after = await fullLogits(m, toks);
+    expect(relL2(after, before)).toBeGreaterThan(1e-2);
+    expect(await decodeAll()).toBeLessThan(1e-3);
+    m.dispose();
+  });
 });
 
 describe('cache size', () => {

@@ -1,0 +1,2 @@
+// The avx512 compilation of the decode kernels (flags: CMakeLists.txt).
+#include "decode_kernels_impl.h"
