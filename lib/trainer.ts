@@ -436,6 +436,8 @@ export class Trainer {
       const dataDir = prevState?.data ?? o.data ?? defaultCorpus(o.tokenizer ?? 'byte', { log: this.log });
       if (prevState && o.data !== undefined && path.resolve(o.data) !== path.resolve(prevState.data))
         this.log(`note: resuming on ${o.data} instead of ${prevState.data}`);
+      if (prevState && o.data === undefined && !fs.existsSync(prevState.data))
+        throw new BadFileError(`The run was trained on ${prevState.data}, which is missing; pass --data with the same prepared data`);
       const ds = openDataset(o.data !== undefined ? o.data : dataDir);
       try {
         return await this.runWith(backend, hooks, { loaded, ds, runDir, preset, prevState, resumedFrom, t0 });

@@ -88,6 +88,13 @@ export function trainerOptionsFromFlags(opts: Opts): TrainerOptions {
   if (stopAfter !== undefined) out.stopAfter = stopAfter;
   const threads = intFlag('threads', opts.threads as string | undefined, 1, 1024);
   if (threads !== undefined) out.threads = threads;
+  // MFU needs the device's peak; there is no cheap way to know it, so the user may say it.
+  const peak = process.env.GPT_ENGINE_PEAK_TFLOPS;
+  if (peak !== undefined && peak !== '') {
+    const p = Number(peak);
+    if (!(p > 0 && Number.isFinite(p))) throw new ArgumentRangeError(`Expected a number > 0 for GPT_ENGINE_PEAK_TFLOPS but received "${peak}"`);
+    out.peakFlops = p * 1e12;
+  }
   if (out.resume !== undefined && (opts.preset !== undefined || opts.config !== undefined))
     throw new ArgumentRangeError('Expected no --preset or --config with --resume: a resumed run keeps its model and recipe (flags such as --steps, --stop-after, --eval-every may change)');
   return out;

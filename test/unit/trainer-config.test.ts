@@ -158,7 +158,7 @@ const out = () => path.join(tmp, `run-${n++}`);
 test('learns, writes metrics, checkpoints (last K kept), latest, train.json and a sample', async () => {
   const dir = out();
   const evals: number[] = [];
-  const r = await new Trainer({ model, settings, data, out: dir, backend }).run({ onEval: (e) => evals.push(e.valLoss) });
+  const r = await new Trainer({ model, settings, data, out: dir, backend, plot: false }).run({ onEval: (e) => evals.push(e.valLoss) });
   expect(r.step).toBe(12);
   expect(r.finished).toBe(true);
   expect(r.losses).toHaveLength(12);
@@ -258,6 +258,14 @@ test('settings: clear errors, and resume keeps its recipe', async () => {
   await expect(new Trainer({ model, settings, data, out: dir, backend, plot: false }).run()).rejects.toThrow(/already holds a run; resume it with --resume/);
   await expect(new Trainer({ resume: path.join(tmp, 'missing'), backend, plot: false }).run()).rejects.toThrow(/Missing folder .*missing for --resume/);
   expect(fs.readdirSync(path.join(dir, 'checkpoints'))).toEqual(before);
+  // the run's data is gone
+  const data2 = path.join(tmp, 'data-copy');
+  fs.cpSync(data, data2, { recursive: true });
+  const dir2 = out();
+  await new Trainer({ model, settings, data: data2, out: dir2, backend, plot: false, stopAfter: 2 }).run();
+  fs.rmSync(data2, { recursive: true });
+  await expect(new Trainer({ resume: dir2, backend, plot: false }).run()).rejects.toThrow(/The run was trained on .*data-copy, which is missing; pass --data/);
+  expect((await new Trainer({ resume: dir2, data, backend, plot: false, stopAfter: 1 }).run()).step).toBe(3);
   // --steps may grow on resume
   const more = await new Trainer({ resume: dir, backend, plot: false, settings: { steps: 14 } }).run();
   expect(more.step).toBe(14);
