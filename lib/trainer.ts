@@ -490,23 +490,33 @@ export class Trainer {
       assertBuildable(modelConfig, a.preset ?? undefined);
       model = null as unknown as TrainModel; // created below, after settings validate
     }
-    if (modelConfig.vocab_size !== tok.vocabSize)
-      throw new ArgumentRangeError(
-        `The model's vocab_size is ${modelConfig.vocab_size} but the data in ${ds.dir} uses the ${tokenizer} tokenizer (vocabulary ${tok.vocabSize}); prepare the data with the model's tokenizer or set vocab_size ${tok.vocabSize}`,
-      );
+    // Checks before training; a model loaded for --init-from is freed when one fails.
+    const prep = await (async () => {
+      try {
+        if (modelConfig.vocab_size !== tok.vocabSize)
+          throw new ArgumentRangeError(
+            `The model's vocab_size is ${modelConfig.vocab_size} but the data in ${ds.dir} uses the ${tokenizer} tokenizer (vocabulary ${tok.vocabSize}); prepare the data with the model's tokenizer or set vocab_size ${tok.vocabSize}`,
+          );
 
-    // -- settings -----------------------------------------------------------
-    const settings = this.resolveSettings(a.preset, modelConfig, prevState);
-    const accum = settings.batch_tokens / (settings.batch * settings.seq);
-    const schedule = makeSchedule({ lr: settings.lr, warmup: settings.warmup, total: settings.steps, minRatio: settings.min_lr_ratio });
-    const startStep = prevState?.step ?? 0;
-    if (startStep >= settings.steps && prevState)
-      throw new ArgumentRangeError(`The checkpoint is at step ${startStep}, already at the run's total of ${settings.steps} steps; pass a larger --steps to train further`);
-    const endStep = Math.min(settings.steps, o.stopAfter !== undefined ? startStep + o.stopAfter : settings.steps);
-    const sampler = new BatchSampler(ds.train, { batch: settings.batch, seq: settings.seq, seed: settings.seed });
-    if (prevState) sampler.setState(prevState.sampler);
-    const evalSet = evalBatches(ds.val, { batch: settings.batch, seq: settings.seq, maxWindows: settings.eval_windows });
-    const entropy = unigramEntropy(ds);
+        // -- settings -----------------------------------------------------------
+        const settings = this.resolveSettings(a.preset, modelConfig, prevState);
+        const accum = settings.batch_tokens / (settings.batch * settings.seq);
+        const schedule = makeSchedule({ lr: settings.lr, warmup: settings.warmup, total: settings.steps, minRatio: settings.min_lr_ratio });
+        const startStep = prevState?.step ?? 0;
+        if (startStep >= settings.steps && prevState)
+          throw new ArgumentRangeError(`The checkpoint is at step ${startStep}, already at the run's total of ${settings.steps} steps; pass a larger --steps to train further`);
+        const endStep = Math.min(settings.steps, o.stopAfter !== undefined ? startStep + o.stopAfter : settings.steps);
+        const sampler = new BatchSampler(ds.train, { batch: settings.batch, seq: settings.seq, seed: settings.seed });
+        if (prevState) sampler.setState(prevState.sampler);
+        const evalSet = evalBatches(ds.val, { batch: settings.batch, seq: settings.seq, maxWindows: settings.eval_windows });
+        const entropy = unigramEntropy(ds);
+        return { settings, accum, schedule, startStep, endStep, sampler, evalSet, entropy };
+      } catch (e) {
+        if (owned) await model.dispose();
+        throw e;
+      }
+    })();
+    const { settings, accum, schedule, startStep, endStep, sampler, evalSet, entropy } = prep;
 
     if (!model) {
       model = await backend.create(modelConfig, { seed: settings.seed, device: settings.device, precision: settings.precision ?? undefined });

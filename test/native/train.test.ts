@@ -151,6 +151,12 @@ test('truncated, corrupted, mismatched and missing checkpoints: clear errors, fo
   await expect(new Trainer({ initFrom: path.join(tmp, 'nowhere'), data, plot: false }).run()).rejects.toMatchObject({ code: 'BAD_FILE' });
   await expect(evaluateCheckpoint({ checkpoint: ck, data: path.join(tmp, 'nodata') })).rejects.toThrow(/Missing data folder/);
 
+  // a Hugging Face GPT-2 folder loads for fine-tuning; its vocabulary must match the data
+  const hf = path.join(__dirname, '..', 'fixtures', 'hf-gpt2-tiny', 'fp32');
+  await expect(new Trainer({ initFrom: hf, data, plot: false, settings: { device: 'cpu' } }).run()).rejects.toThrow(
+    /The model's vocab_size is 96 but the data in .* uses the byte tokenizer \(vocabulary 256\)/,
+  );
+
   // tokenizer mismatch when fine-tuning
   const gdata = path.join(tmp, 'gdata');
   prepare([path.join(tmp, 'text.txt')], { out: gdata, tokenizer: 'gpt2', valFraction: 0.1 });
