@@ -106,7 +106,7 @@ beforeAll(async () => {
     }),
   );
 });
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => tmp && fs.rmSync(tmp, { recursive: true, force: true }));
 
 interface Trial {
   name: string;
