@@ -71,7 +71,8 @@ struct OpProfile {
   }
 };
 OpProfile& profile() {
-  static OpProfile p = [] {
+  // Per thread: two models may run at once on different libuv threads.
+  thread_local OpProfile p = [] {
     OpProfile q;
     const char* e = std::getenv("GPT_ENGINE_PROFILE");
     q.on = e && e[0] == '1';
@@ -328,6 +329,9 @@ void Model::check_tokens(const int32_t* tokens, const int32_t* targets, int B, i
     throw GptError(ErrorCode::InvalidArgument, "Expected an integer between 1 and " + std::to_string(cfg_.n_positions) +
                                                    " (n_positions) for seq but received " + std::to_string(T));
   const int64_t M = int64_t(B) * T;
+  if (M > std::numeric_limits<int32_t>::max())
+    throw GptError(ErrorCode::InvalidArgument, "Expected batch * seq below 2^31 but received " +
+                                                   std::to_string(B) + " * " + std::to_string(T));
   for (int64_t i = 0; i < M; ++i)
     if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
       throw GptError(ErrorCode::InvalidArgument, "Expected token ids in [0, " + std::to_string(cfg_.vocab_size) +
