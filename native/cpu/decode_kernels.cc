@@ -85,9 +85,11 @@ void decode_linear_f32(float* out, const float* x, const float* w, const float* 
   a.w = w;
   a.bias = bias;
   a.out = out;
-  const int64_t tasks = (N + kColsPerTask - 1) / kColsPerTask;
+  // Wider tasks for wide layers: longer runs of each weight row.
+  const int cols = N >= 3072 ? 2 * kColsPerTask : kColsPerTask;
+  const int64_t tasks = (N + cols - 1) / cols;
   ThreadPool::global().parallel_for(tasks, [&](int64_t t, int) {
-    const int n0 = static_cast<int>(t) * kColsPerTask, n1 = std::min(N, n0 + kColsPerTask);
+    const int n0 = static_cast<int>(t) * cols, n1 = std::min(N, n0 + cols);
     GPT_CPU_DISPATCH(decode_linear_f32_cols, a, n0, n1);
   });
 }

@@ -28,7 +28,9 @@ constexpr int kAcc = 12;  // 16 ymm / xmm
 constexpr int dk_min(int a, int b) { return a < b ? a : b; }
 constexpr int dk_max(int a, int b) { return a > b ? a : b; }
 // Output vectors per tile for MB rows (linear), rows of e per block (head).
-constexpr int lin_nv(int mb) { return dk_max(1, dk_min(8, kAcc / mb)); }
+// One row: 16 vectors (a 1 KB run of each weight row on AVX-512), since a
+// batch-1 step is bound by how well the weight rows stream.
+constexpr int lin_nv(int mb) { return dk_max(1, dk_min(16, kAcc / mb)); }
 constexpr int head_rb(int mb) { return dk_max(1, dk_min(8, kAcc / mb)); }
 
 typedef uint32_t vu __attribute__((vector_size(kVecBytes)));
@@ -61,6 +63,20 @@ inline vf load_bf16(const uint16_t* p) {
 }
 
 inline void prefetch(const void* p) { __builtin_prefetch(p, 0, 0); }
+
+// Horizontal sum in a fixed order (the same shuffles every call).
+inline float dk_hsum(vf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps((__m512)v);
+#elif defined(__AVX2__)
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+  return _mm_cvtss_f32(h);
+#else
+  return vhsum(v);
+#endif
+}
 
 // ---- linear fp32: out[m, c] = sum_k x[m, k] w[k, c] + bias[c] -----------------
 
@@ -126,6 +142,8 @@ void lin_f32_rows(const DecodeArgs& a, int m0, int n0, int n1) {
   constexpr int NV = lin_nv(MB);
   int c = n0;
   for (; c + NV * W <= n1; c += NV * W) lin_f32_tile<MB, NV>(a, m0, c);
+  if (NV > 4)
+    for (; c + 4 * W <= n1; c += 4 * W) lin_f32_tile<MB, (NV > 4 ? 4 : 1)>(a, m0, c);
   for (; c + W <= n1; c += W) lin_f32_tile<MB, 1>(a, m0, c);
   if (c < n1) lin_f32_edge<MB>(a, m0, c, n1 - c);
 }
@@ -264,7 +282,7 @@ inline void head_f32_block(const DecodeArgs& a, int m0, int n0) {
     }
   }
   for (int m = 0; m < MB; ++m)
-    for (int r = 0; r < RB; ++r) a.out[int64_t(m0 + m) * a.N + n0 + r] = vhsum(acc[m][r]);
+    for (int r = 0; r < RB; ++r) a.out[int64_t(m0 + m) * a.N + n0 + r] = dk_hsum(acc[m][r]);
 }
 
 template <int MB>
@@ -303,7 +321,7 @@ inline void head_dp_block(const DecodeArgs& a, int m0, int n0) {
     }
   }
   for (int m = 0; m < MB; ++m)
-    for (int r = 0; r < RB; ++r) a.out[int64_t(m0 + m) * a.N + n0 + r] = vhsum(acc[m][r]);
+    for (int r = 0; r < RB; ++r) a.out[int64_t(m0 + m) * a.N + n0 + r] = dk_hsum(acc[m][r]);
 }
 
 template <int MB>
@@ -323,7 +341,7 @@ inline void head_bf16_fallback(const DecodeArgs& a, int m, int n) {
   const float* x = a.x + int64_t(m) * Kp;
   vf acc = vzero();
   for (int k = 0; k < Kp; k += W) acc = vfma(vload(x + k), load_bf16(e + k), acc);
-  a.out[int64_t(m) * a.N + n] = vhsum(acc);
+  a.out[int64_t(m) * a.N + n] = dk_hsum(acc);
 }
 
 }  // namespace
