@@ -322,15 +322,14 @@ function whatFits(n: Normalized, e: MemoryEstimate): string {
     }
     if (parts.length) return ` What fits: ${parts.join(', or ')}.`;
   }
-  // The model itself is too big: the largest preset that fits (with the same batch and seq, capped by its context).
+  // The model itself is too big: the largest preset that fits, with room to
+  // train it (the request's batch and seq, else batch 1 at its full context).
   let best: string | null = null;
   for (const p of presetsBySize()) {
-    const seq = n.seq === null ? null : Math.min(n.seq, p.config.n_positions);
-    const pe = estimateFor(
-      { ...n, config: p.config, preset: p.name, batch: n.batch === null ? null : n.batch, seq, held: 0 },
-      { available: budget, capacity: budget, source: '' },
-    );
-    if (pe.fits) best = `${p.name} (${formatBytes(pe.total, true)}${seq !== null ? ` at batch ${n.batch} x seq ${seq}` : ''})`;
+    const batch = n.batch ?? 1;
+    const seq = Math.min(n.seq ?? p.config.n_positions, p.config.n_positions);
+    const pe = estimateFor({ ...n, config: p.config, preset: p.name, batch, seq, held: 0 }, { available: budget, capacity: budget, source: '' });
+    if (pe.fits) best = `${p.name} (${formatBytes(pe.total, true)} at batch ${batch} x seq ${seq})`;
   }
   if (best) return ` What fits: a smaller model such as the preset ${best}.`;
   return ' Not even the smallest preset fits.';

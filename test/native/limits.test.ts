@@ -107,13 +107,15 @@ describe('refusals name the estimate and what would fit', () => {
     const est = estimateMemory({ config: 'gpt3-175b', device: 'cpu' });
     expect(est.total / 174.6e9).toBeGreaterThan(16);
     expect(est.total / 174.6e9).toBeLessThan(16.1);
-    // The suggestion is the largest buildable preset whose state fits in 20 GiB.
-    const m = /What fits: a smaller model such as the preset (\S+) /.exec(e.message);
+    // The suggestion is the largest buildable preset that fits in 20 GiB with
+    // room to train it at batch 1 over its full context.
+    const m = /What fits: a smaller model such as the preset (\S+) \([0-9,]+ MiB = [0-9.]+ GiB at batch 1 x seq (\d+)\)\.$/.exec(e.message);
     expect(m).not.toBeNull();
-    const name = m![1];
-    expect(estimateMemory({ config: name, available: 20 * GiB }).fits).toBe(true);
-    expect(name).toBe('gpt3-xl');
-    for (const bigger of ['gpt2-xl', 'gpt3-2.7b']) expect(estimateMemory({ config: bigger, available: 20 * GiB }).fits).toBe(false);
+    const [name, seq] = [m![1], Number(m![2])];
+    expect(estimateMemory({ config: name, batch: 1, seq, available: 20 * GiB }).fits).toBe(true);
+    expect(name).toBe('gpt2-large');
+    for (const bigger of ['gpt3-xl', 'gpt2-xl', 'gpt3-2.7b'])
+      expect(estimateMemory({ config: bigger, batch: 1, seq: presetConfig(bigger).n_positions, available: 20 * GiB }).fits).toBe(false);
   });
 
   test('gpt3-175b on this machine, with the real free memory', () => {
@@ -185,7 +187,7 @@ describe('refusals name the estimate and what would fit', () => {
       expect(m.source).toBe('GPT_ENGINE_MEMORY_LIMIT=256M');
       const e = oom(() => checkFits({ config: 'gpt2' }));
       expect(e.message).toContain('(GPT_ENGINE_MEMORY_LIMIT=256M)');
-      expect(e.message).toMatch(/What fits: a smaller model such as the preset (tiny|small) /);
+      expect(e.message).toMatch(/What fits: a smaller model such as the preset (tiny|small) \(.* at batch 1 x seq 256\)\.$/);
       process.env.GPT_ENGINE_MEMORY_LIMIT = 'lots';
       expect(() => availableMemory('cpu')).toThrow(
         'Expected a byte count such as 8G, 512M or 1073741824 for GPT_ENGINE_MEMORY_LIMIT but received "lots" (string)',
@@ -233,7 +235,7 @@ describe('absurd arguments get clear errors', () => {
   test('a live model asked for an absurd batch fails cleanly and keeps working (child process)', async () => {
     const script = path.join(__dirname, '..', 'helpers', 'child-absurd.js');
     distFile('lib/model.js');
-    const r = await runNode([script, '[4096, 256]'], { timeoutMs: 60000 });
+    const r = await runNode([script, JSON.stringify({ mode: 'batch', batch: 4096, seq: 256 })], { timeoutMs: 60000 });
     if (r.code !== 0) throw new Error(`the child did not finish cleanly: ${describeExit(r)}`);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(out.crashed).toBeUndefined();
@@ -247,6 +249,39 @@ describe('absurd arguments get clear errors', () => {
 });
 
 describe('GPT.create on a model far beyond the machine', () => {
+  test('a config within the validator limits but 275 GB big fails cleanly (child process)', async () => {
+    const script = path.join(__dirname, '..', 'helpers', 'child-absurd.js');
+    distFile('lib/model.js');
+    const config = { ...TINY, n_positions: 1 << 24, n_embd: 4096, n_head: 16 };
+    const r = await runNode([script, JSON.stringify({ mode: 'create', config })], { timeoutMs: 60000 });
+    if (r.code !== 0) throw new Error(`the child did not finish cleanly: ${describeExit(r)}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(out.create).toMatchObject({ ok: false, code: 'OUT_OF_MEMORY' });
+    expect(out.rssMiB).toBeLessThan(1024);
+    // and checkFits says so before anything is allocated, with the size
+    const e = oom(() => checkFits({ config }));
+    expect(e.message).toMatch(/^A model with 2 layers and d 4096 needs about [0-9,]+ MiB = 1\.0\d TiB/);
+  });
+
+  test('absurd generation requests get clear errors', async () => {
+    const m = await GPT.create({ ...TINY, n_positions: 16 }, { device: 'cpu' });
+    try {
+      await expect(m.generate(new Int32Array([1]), { maxTokens: 1e9 })).rejects.toThrow(
+        'Expected maxTokens of at most 15 (n_positions 16 - 1 prompt tokens) but received 1000000000 (number)',
+      );
+      await expect(m.generate(new Int32Array([1]), { maxTokens: NaN })).rejects.toThrow('Expected a positive integer for maxTokens but received NaN (number)');
+      await expect(m.generate(new Int32Array([]), { maxTokens: 2 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(m.generate(Array.from({ length: 70000 }, () => new Int32Array([1])), { maxTokens: 2 })).rejects.toThrow(
+        'Expected between 1 and 65536 sequences to decode',
+      );
+      expect(() => m.forwardBackward(new Int32Array(16), new Int32Array(16), { batch: 2 ** 30, seq: 16 })).toThrow(
+        'Expected a positive integer <= 16777216 for batch but received 1073741824 (number)',
+      );
+    } finally {
+      await m.dispose();
+    }
+  });
+
   test('gpt3-175b on the CPU is an OutOfMemoryError, not a crash, and holds no memory afterwards', async () => {
     const rss0 = process.memoryUsage().rss;
     const t0 = Date.now();
