@@ -136,6 +136,42 @@ describe.each([
   });
 });
 
+describe('against the float64 reference at larger shapes', () => {
+  // Rows, widths and depths past one GEMM tile (M 320 > 264, K 512 > 256,
+  // N 512), head size 64, vocabulary 600 (padded to 640), banded window 37.
+  test('fp32 logits, loss and every gradient within 1e-5', async () => {
+    const cfg: GPTConfig = {
+      n_layer: 2,
+      n_head: 2,
+      n_embd: 128,
+      n_positions: 160,
+      vocab_size: 600,
+      layer_norm_epsilon: 1e-5,
+      attention_pattern: 'alternating',
+      attention_window: 37,
+    };
+    const model = await GPT.create(cfg, { seed: 3, device: 'cpu' });
+    try {
+      const params = randomParams(model, 15, 0.06);
+      model.setParameters(params);
+      const b = 2;
+      const t = 160;
+      const { tokens, targets } = batch(17, b, t, 600, 7);
+      const loss = await model.forwardBackward(tokens, targets, { batch: b, seq: t });
+      const { logits } = await model.forward(tokens, { batch: b, seq: t });
+      const ref = refModel(cfg, toF64(params), tokens, targets, b, t, true);
+      expect(Math.abs(loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
+      expect(relL2(logits, ref.logits)).toBeLessThan(1e-5);
+      for (const [name, g] of model.gradients()) {
+        const e = relL2(g, ref.grads!.get(name)!);
+        if (!(e < 1e-5)) throw new Error(`${name}: relative L2 error ${e}`);
+      }
+    } finally {
+      await model.dispose();
+    }
+  });
+});
+
 describe('finite differences', () => {
   test('the float64 reference gradient matches central differences', () => {
     const cfg = ALTERNATING;
