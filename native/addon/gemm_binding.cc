@@ -77,7 +77,26 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) { exports.Set("gemm", Napi::Function::New(env, Gemm)); }
+// colsumAccumulate({ out, x, M, N }): out[N] += column sums of x[M, N] (the
+// bias gradient), synchronously. For tests.
+Napi::Value ColsumAccumulate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object for colsumAccumulate");
+    Napi::Object o = info[0].As<Napi::Object>();
+    const int M = static_cast<int>(get_int(o, "M", 0, INT_MAX));
+    const int N = static_cast<int>(get_int(o, "N", 0, INT_MAX));
+    auto x = get_f32(o, "x", static_cast<size_t>(M) * static_cast<size_t>(N));
+    auto out = get_f32(o, "out", static_cast<size_t>(N));
+    cpu::colsum_accumulate(out.data, x.data, M, N);
+    return env.Undefined();
+  });
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("colsumAccumulate", Napi::Function::New(env, ColsumAccumulate));
+}
 
 }  // namespace
 GPT_REGISTER_BINDING(gemm, Init);

@@ -5,6 +5,7 @@
  * determinism, and lib/gemm.ts's validation messages.
  */
 import { gemm, GemmOptions } from '../../lib/gemm';
+import { loadAddon } from '../../lib/native';
 import { getThreads, setIsa, setThreads, supportedIsas, getIsa, IsaName } from '../../lib/runtime';
 import { bf16RoundArray, gemmRef, maxScaledError, randomArray, RefGemm, relL2 } from '../helpers/gemm-ref';
 
@@ -164,6 +165,39 @@ describe('gemm edge cases', () => {
   test('allocates C when none is given', async () => {
     const c = await gemm({ a: new Float32Array([1, 2]), b: new Float32Array([3, 4]), M: 1, N: 1, K: 2 });
     expect(Array.from(c)).toEqual([11]);
+  });
+});
+
+describe('colsum_accumulate (bias gradients)', () => {
+  const native = () =>
+    loadAddon<{ colsumAccumulate(o: { out: Float32Array; x: Float32Array; M: number; N: number }): void }>();
+
+  test('adds the column sums in float64 accuracy, 1 and 2 threads bitwise identical', () => {
+    for (const [M, N] of [
+      [1, 1],
+      [7, 300],
+      [300, 700],
+    ]) {
+      const x = randomArray(M * N, seed++);
+      const out0 = randomArray(N, seed++);
+      setThreads(1);
+      const one = out0.slice();
+      native().colsumAccumulate({ out: one, x, M, N });
+      setThreads(2);
+      const two = out0.slice();
+      native().colsumAccumulate({ out: two, x, M, N });
+      setThreads(initialThreads);
+      expect(Buffer.from(two.buffer).equals(Buffer.from(one.buffer))).toBe(true);
+      for (let j = 0; j < N; j++) {
+        let s = out0[j];
+        let mag = Math.abs(out0[j]);
+        for (let i = 0; i < M; i++) {
+          s += x[i * N + j];
+          mag += Math.abs(x[i * N + j]);
+        }
+        expect(Math.abs(one[j] - s)).toBeLessThanOrEqual(1e-5 * mag);
+      }
+    }
   });
 });
 
