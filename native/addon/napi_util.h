@@ -140,24 +140,38 @@ class PromiseWorker : public Napi::AsyncWorker {
       msg_ = "unknown native error";
     }
   }
+  // OnOK / OnError also run while a worker thread's environment is being torn
+  // down (worker.terminate() during the native work): JS cannot run then, so
+  // settling the promise throws. Nothing is waiting for it any more; an
+  // exception escaping here would abort the whole process.
   void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (!code_.empty()) {
-      deferred_.Reject(make_error(env, code_, msg_).Value());
-      return;
-    }
     try {
-      deferred_.Resolve(done_(env, *result_));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    } catch (const GptError& e) {
-      deferred_.Reject(make_error(env, e.code_name(), e.what()).Value());
-    } catch (const std::exception& e) {
-      deferred_.Reject(make_error(env, "INTERNAL", e.what()).Value());
+      Napi::Env env = Env();
+      Napi::HandleScope scope(env);
+      if (!code_.empty()) {
+        deferred_.Reject(make_error(env, code_, msg_).Value());
+        return;
+      }
+      try {
+        deferred_.Resolve(done_(env, *result_));
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      } catch (const GptError& e) {
+        deferred_.Reject(make_error(env, e.code_name(), e.what()).Value());
+      } catch (const std::exception& e) {
+        deferred_.Reject(make_error(env, "INTERNAL", e.what()).Value());
+      }
+    } catch (const Napi::Error&) {
+      // the environment is shutting down
     }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override {
+    try {
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error&) {
+      // the environment is shutting down
+    }
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
