@@ -70,7 +70,13 @@ export function fail(e: unknown): never {
     process.stderr.write(`gpt-engine: error: ${e.message}\n`);
     process.exit(e instanceof GptEngineError && e.code === 'ABORTED' ? 130 : 1);
   }
-  const err = e as Error;
+  const err = e as Error & { code?: unknown; syscall?: unknown };
+  // Errors from the operating system (disk full, permission denied, a missing
+  // file) are the user's to act on: their message, not a stack.
+  if (typeof err?.code === 'string' && /^E[A-Z]+$/.test(err.code)) {
+    process.stderr.write(`gpt-engine: error: ${err.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`gpt-engine: unexpected error: ${err?.stack ?? String(e)}\n`);
   process.exit(1);
 }
