@@ -58,3 +58,35 @@ export type {
   TokenCodec,
   SamplingOptions,
 } from './generate';
+export { Trainer, evaluateCheckpoint, defaultSettings, parseTrainConfigFile, TRAIN_KEYS } from './trainer';
+export type {
+  TrainerOptions,
+  TrainSettings,
+  TrainResult,
+  StepInfo,
+  EvalInfo,
+  CheckpointInfo,
+  RunHooks,
+  EffectiveConfig,
+  EvaluateOptions,
+  EvaluateResult,
+  TrainModel,
+  ModelBackend,
+} from './trainer';
+export { encode, decode, countTokens, getTokenizer, TOKENIZER_NAMES } from './tokenizer';
+export type { Tokenizer } from './tokenizer';
+export {
+  prepare,
+  openDataset,
+  TokenFile,
+  TokenFileWriter,
+  writeTokenFile,
+  BatchSampler,
+  evalBatches,
+  parseHeader,
+  encodeHeader,
+  defaultCorpus,
+  cacheDir,
+} from './data';
+export type { TokenHeader, DataMeta, Dataset, PrepareOptions, PrepareProgress, SamplerState } from './data';
+export { makeSchedule, lrAt } from './schedule';
