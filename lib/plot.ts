@@ -215,7 +215,7 @@ export function lossChartSpec(runs: RunMetrics[]): VegaLiteSpec {
       if (p.lr !== null) lr.push({ run: r.name, step: p.step, lr: p.lr });
     }
   const color = { field: 'run', type: 'nominal', title: 'run', sort: runs.map((r) => r.name) };
-  const dash = { field: 'split', type: 'nominal', title: 'loss', scale: { domain: ['train', 'validation'] }, legend: { symbolStrokeColor: '#333' } };
+  const dash = { field: 'split', type: 'nominal', title: 'loss', scale: { domain: ['train', 'validation'] }, legend: { symbolStrokeColor: '#333', encode: { symbols: { update: { stroke: { value: '#333' } } } } } };
   const lossPanel = (xField: 'step' | 'tokens', title: string) => ({
     title,
     width: 430,

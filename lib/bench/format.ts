@@ -95,7 +95,22 @@ export function machineLines(r: BenchReport): string[] {
       ? `PyTorch: ${r.pytorch.torchVersion} via ${r.pytorch.python}, ${r.pytorch.threads} threads, BLAS ${r.pytorch.blas}; ratio = how many times faster gpt-engine is`
       : `PyTorch: not measured (${r.pytorch.reason})`,
   ];
+  const over = fractionsOverOne(r);
+  if (over)
+    lines.push(
+      `warning: ${over} figure(s) above 100% of their ceiling: a ceiling probe read low (the machine was busy, or the probe does not reach this CPU's peak): compare the absolute figures`,
+    );
   return lines;
+}
+
+/** How many fractions of a ceiling exceed 1 (a sign the ceilings were measured on a busy machine). */
+export function fractionsOverOne(r: BenchReport): number {
+  const f: (number | null | undefined)[] = [];
+  for (const x of r.sections.attention?.rows ?? []) f.push(x.peakFractionForward, x.peakFractionForwardBackward);
+  for (const x of r.sections.gemm?.rows ?? []) f.push(x.peakFraction);
+  for (const x of r.sections.train?.rows ?? []) f.push(x.mfu);
+  for (const x of r.sections.generate?.rows ?? []) f.push(x.boundFraction, x.prefillPeakFraction);
+  return f.filter((x) => typeof x === 'number' && x > 1.02).length;
 }
 
 /** One section as a person reads it: a table and the lines under it. */
