@@ -624,33 +624,54 @@ export class GPT {
    * Generates a continuation of a prompt (text, or token ids) with a KV
    * cache. An array of prompts decodes in one batch; each result equals
    * generating that prompt alone. Options, sampling order and statistics:
-   * lib/generate.ts. Decode calls take the native model's lock per token,
-   * so they interleave with (but never overlap) other calls on this model.
+   * lib/generate.ts. A generation is one call in the model's FIFO queue
+   * (DESIGN "Concurrency"): it sees the weights as they were when its turn
+   * came, and dispose() waits for it.
    */
   generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerationResult>;
   generate(prompts: Prompt[], options?: GenerateOptions): Promise<GenerationResult[]>;
   generate(prompt: Prompt | Prompt[], options?: GenerateOptions): Promise<GenerationResult | GenerationResult[]> {
-    return generateWith(this.decoder(), this.textCodec(), prompt, options);
+    return this.enqueue(() => generateWith(this.decoder(), this.textCodec(), prompt, options));
   }
 
   /**
    * Streams chunks `{ text, tokens, index }` as tokens are sampled; the texts
    * concatenate to generate()'s text. Breaking out of `for await` stops
-   * generation; an aborted `signal` makes the loop throw its reason.
+   * generation; an aborted `signal` makes the loop throw its reason. The
+   * stream takes its place in the model's FIFO queue when iteration starts
+   * and holds it until the loop ends (dispose() waits for it).
    */
-  stream(prompt: Prompt | Prompt[], options?: GenerateOptions): AsyncGenerator<GenerationChunk, void, undefined> {
-    return streamWith(this.decoder(), this.textCodec(), prompt, options);
+  async *stream(prompt: Prompt | Prompt[], options?: GenerateOptions): AsyncGenerator<GenerationChunk, void, undefined> {
+    let release: () => void = () => undefined;
+    const finished = new Promise<void>((r) => (release = r));
+    let begin: () => void = () => undefined;
+    const myTurn = new Promise<void>((r) => (begin = r));
+    // A queue job that lasts as long as the stream; it rejects with
+    // DisposedError if the model is disposed before its turn.
+    const job = this.enqueue(async () => {
+      begin();
+      await finished;
+    });
+    await Promise.race([myTurn, job]);
+    try {
+      yield* streamWith(this.decoder(), this.textCodec(), prompt, options);
+    } finally {
+      release();
+      await job.catch(() => undefined);
+    }
   }
 
   /** The model's incremental decoder (KV-cache sessions): what generate() runs on; for benchmarks and tests. */
   decoder(): Decoder {
-    return nativeDecoder(
-      () => this.native(),
-      this.config,
-      () => {
-        if (this.disposed) throw new DisposedError('The model was disposed during generation');
-      },
-    );
+    // The running queue job may outlive dispose()'s call (dispose waits for
+    // it), so these check the native handle, which goes only after it ends.
+    const handle = (): NativeModelHandle => {
+      if (!this.handle) throw new DisposedError('This model was disposed');
+      return this.handle;
+    };
+    return nativeDecoder(handle, this.config, () => {
+      if (!this.handle) throw new DisposedError('The model was disposed during generation');
+    });
   }
 
   /** The tokenizer generate() uses: the checkpoint's, else gpt2. */
