@@ -42,6 +42,7 @@ import {
 } from './generate';
 import { CoreNative, loadAddon } from './native';
 import { exactParameterCount } from './params';
+import { checkFits } from './limits';
 import {
   describe,
   didYouMean,
@@ -228,6 +229,10 @@ export class GPT {
   private readonly queue: Job[] = [];
   private running: Promise<void> | null = null;
   private disposed = false;
+  /** Estimated bytes the native model holds (state + activations for maxRows), for checkFits. */
+  private heldBytes = 0;
+  /** Largest batch * seq the core has grown its activations for. */
+  private maxRows = 0;
 
   private constructor(
     handle: NativeModelHandle,
@@ -270,6 +275,9 @@ export class GPT {
         { code: 'GPT_ENGINE_BF16' },
       );
     }
+    // Refuse a model that cannot fit before allocating anything (with the
+    // estimate and what would fit), instead of failing deep in the core.
+    const fit = checkFits({ config: typeof configOrPreset === 'string' ? configOrPreset : config, device: dev.device, precision });
     const native = loadAddon<ModelNative>();
     const handle = await callNative(() =>
       native.createModel({
@@ -288,7 +296,9 @@ export class GPT {
         seed,
       }),
     );
-    return new GPT(handle, config, dev, precision, seed);
+    const model = new GPT(handle, config, dev, precision, seed);
+    model.heldBytes = fit.total;
+    return model;
   }
 
   /**
@@ -334,7 +344,7 @@ export class GPT {
 
   /** Logits [batch, seq, vocab_size] for tokens [batch * seq] (a copy). */
   forward(tokens: Int32Array | Uint32Array, shape: BatchShape): Promise<{ logits: Float32Array }> {
-    const s = this.checkShape(shape);
+    const s = this.checkShape(shape, true);
     const t = this.checkIds('tokens', tokens, s, false);
     return this.enqueue(async () => ({
       logits: local(await this.native().forward({ tokens: t, batch: s.batch, seq: s.seq })),
@@ -547,13 +557,30 @@ export class GPT {
     this.running = null;
   }
 
-  private checkShape(shape: BatchShape): BatchShape {
+  private checkShape(shape: BatchShape, logits = false): BatchShape {
     const o = expectObject('shape', shape);
     checkKnownKeys('shape', o, ['batch', 'seq']);
     const batch = expectInteger('batch', shape.batch, { min: 1, max: 1 << 24 });
     const seq = expectInteger('seq', shape.seq, { min: 1 });
     if (seq > this.config.n_positions)
       throw rangeError(`an integer between 1 and ${this.config.n_positions} (n_positions)`, 'seq', seq);
+    // A new largest shape makes the core grow its activations: check that
+    // they fit first (OUT_OF_MEMORY with what would fit), before any work.
+    if (batch * seq > this.maxRows || logits) {
+      const e = checkFits({
+        config: this.config,
+        device: this.device,
+        precision: this.precision,
+        batch,
+        seq,
+        logits,
+        held: this.heldBytes,
+      });
+      if (batch * seq > this.maxRows) {
+        this.maxRows = batch * seq;
+        this.heldBytes = e.total - e.logits;
+      }
+    }
     return { batch, seq };
   }
 
