@@ -90,3 +90,10 @@ export {
 } from './data';
 export type { TokenHeader, DataMeta, Dataset, PrepareOptions, PrepareProgress, SamplerState } from './data';
 export { makeSchedule, lrAt } from './schedule';
+export { plotRuns, writeLossPlot, readMetrics } from './plot';
+export type { RunMetrics, MetricsPoint, PlotResult } from './plot';
+export { writeReport } from './report';
+export { runBench, compareReports } from './bench';
+export type { BenchOptions, BenchReport } from './bench';
+export { checkFits, estimateMemory, availableMemory } from './limits';
+export type { FitRequest, MemoryEstimate } from './limits';
