@@ -4,6 +4,8 @@
 #include "decode_kernels.h"
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <vector>
 
 #include "../core/threadpool.h"
@@ -14,12 +16,18 @@ namespace cpu {
 
 namespace {
 
-// Columns (linear) per task. Wide enough that a task streams long runs of
-// each weight row, small enough that both threads of a busy machine share
-// every call; the split never changes the numbers.
+// Columns per task of the bf16 linear (4 packed tiles, each a contiguous
+// stream); the split never changes the numbers.
 constexpr int kColsPerTask = 128;
 // Rows of e (head) per task.
 constexpr int kRowsPerTask = 256;
+// Narrowest column tile of the fp32 linear (a tile of each row of w is read
+// front to back: keep the runs long).
+constexpr int kMinTileCols = 512;
+// Partial sums (floats) one task adds up at the end of its tile, at most;
+// beyond, a second pass over columns of kSumCols.
+constexpr int64_t kFusedSumFloats = 64 * 1024;
+constexpr int kSumCols = 128;
 
 // x as bf16 pairs [M, ld] (zero past K) and the same values as floats
 // [M, 2 * ld], per calling thread.
@@ -85,12 +93,51 @@ void decode_linear_f32(float* out, const float* x, const float* w, const float* 
   a.w = w;
   a.bias = bias;
   a.out = out;
-  // Wider tasks for wide layers: longer runs of each weight row.
-  const int cols = N >= 3072 ? 2 * kColsPerTask : kColsPerTask;
-  const int64_t tasks = (N + cols - 1) / cols;
-  ThreadPool::global().parallel_for(tasks, [&](int64_t t, int) {
-    const int n0 = static_cast<int>(t) * cols, n1 = std::min(N, n0 + cols);
-    GPT_CPU_DISPATCH(decode_linear_f32_cols, a, n0, n1);
+  if (K <= 0) {
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n) out[int64_t(m) * N + n] = bias ? bias[n] : 0.0f;
+    return;
+  }
+  // Tasks: chunk-major over (chunk of rows, column tile). The chunks fix the
+  // arithmetic; the column tiles only spread a call over more threads (whole
+  // rows when there are chunks enough), so they may follow the pool size.
+  const int chunks = (K + kDecodeChunk - 1) / kDecodeChunk;
+  const int threads = ThreadPool::global().size();
+  int tiles = 1;
+  while (chunks * tiles < 4 * threads && N / (2 * tiles) >= kMinTileCols) tiles *= 2;
+  const int tile_cols = ((N + tiles - 1) / tiles + 15) / 16 * 16;
+  tiles = (N + tile_cols - 1) / tile_cols;
+  const int64_t ldp = (N + 15) / 16 * 16;
+  const int64_t chunk_stride = ldp * M;
+  // Per calling thread: the partials, and per tile the chunks done so far
+  // (whoever completes a tile's last chunk adds its partials up).
+  thread_local std::vector<float> part;
+  thread_local std::unique_ptr<std::atomic<int>[]> done;
+  thread_local int done_n = 0;
+  if (part.size() < static_cast<size_t>(chunk_stride * chunks)) part.resize(static_cast<size_t>(chunk_stride * chunks));
+  if (done_n < tiles) {
+    done.reset(new std::atomic<int>[static_cast<size_t>(tiles)]);
+    done_n = tiles;
+  }
+  for (int j = 0; j < tiles; ++j) done[j].store(0, std::memory_order_relaxed);
+  float* P = part.data();
+  std::atomic<int>* D = done.get();
+  // Small sums are done by whoever finishes a tile's last chunk; large ones
+  // (many rows or chunks) by the whole pool afterwards.
+  const bool fused = int64_t(chunks) * M * tile_cols <= kFusedSumFloats;
+  ThreadPool::global().parallel_for(int64_t(chunks) * tiles, [&](int64_t t, int) {
+    const int c = static_cast<int>(t / tiles), j = static_cast<int>(t % tiles);
+    const int k0 = c * kDecodeChunk, k1 = std::min(K, k0 + kDecodeChunk);
+    const int n0 = j * tile_cols, n1 = std::min(N, n0 + tile_cols);
+    GPT_CPU_DISPATCH(decode_linear_f32_part, a, k0, k1, n0, n1, P + c * chunk_stride, ldp);
+    if (fused && D[j].fetch_add(1, std::memory_order_acq_rel) == chunks - 1)
+      GPT_CPU_DISPATCH(decode_linear_f32_sum, a, P, chunks, chunk_stride, ldp, n0, n1);
+  });
+  if (fused) return;
+  const int64_t sums = (N + kSumCols - 1) / kSumCols;
+  ThreadPool::global().parallel_for(sums, [&](int64_t t, int) {
+    const int n0 = static_cast<int>(t) * kSumCols, n1 = std::min(N, n0 + kSumCols);
+    GPT_CPU_DISPATCH(decode_linear_f32_sum, a, P, chunks, chunk_stride, ldp, n0, n1);
   });
 }
 

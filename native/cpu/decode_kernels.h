@@ -4,8 +4,15 @@
 // weights: these kernels stream each weight once per call for all M rows,
 // with no packing per call, split over output columns on the global pool.
 //
+// fp32 linear: w is read in chunks of kDecodeChunk rows (a constant), each
+// chunk front to back, a few rows side by side, into partial sums over all
+// columns of a wide tile; the partials are then added in chunk order. Rows of
+// Conv1D weights are short (N floats), and the prefetchers follow such
+// sequential streams much better than runs of one column tile per row.
+//
 // Determinism: every output element is one chain of multiply-adds over k in
-// order (in vector lanes, for the head reduced by a fixed tree) plus the bias,
+// order (in vector lanes, for the head reduced by a fixed tree; for the fp32
+// linear one chain per chunk, the chunks then added in order) plus the bias,
 // whatever M, the register blocking or the thread count; so a row's result
 // does not depend on the other rows of the call (a sequence decodes bitwise
 // the same alone and in a batch) nor on the pool size. Per instruction-set
@@ -35,6 +42,7 @@ namespace gpt {
 namespace cpu {
 
 constexpr int kDecodeTile = 32;  // columns per tile of the packed bf16 linear layout
+constexpr int kDecodeChunk = 64;  // rows of w per chunk of the fp32 linear
 
 // Arguments of one kernel call; the per-path bodies compute output columns
 // [n0, n1) for every row.
@@ -53,7 +61,13 @@ struct DecodeArgs {
 }  // namespace cpu
 }  // namespace gpt
 
-GPT_DECLARE_ISA_FN(void decode_linear_f32_cols(const DecodeArgs& a, int n0, int n1))
+// fp32 linear in two parts: partial sums of rows [k0, k1) of w over columns
+// [n0, n1) into part [M, ldp] (a.out unused), then out = the partials of
+// `chunks` chunks (chunk_stride floats apart) summed in chunk order + bias.
+GPT_DECLARE_ISA_FN(void decode_linear_f32_part(const DecodeArgs& a, int k0, int k1, int n0, int n1, float* part,
+                                               int64_t ldp))
+GPT_DECLARE_ISA_FN(void decode_linear_f32_sum(const DecodeArgs& a, const float* part, int chunks,
+                                              int64_t chunk_stride, int64_t ldp, int n0, int n1))
 GPT_DECLARE_ISA_FN(void decode_linear_bf16_cols(const DecodeArgs& a, int n0, int n1))
 GPT_DECLARE_ISA_FN(void decode_head_f32_rows(const DecodeArgs& a, int n0, int n1))
 GPT_DECLARE_ISA_FN(void decode_head_bf16_rows(const DecodeArgs& a, int n0, int n1))

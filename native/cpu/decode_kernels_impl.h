@@ -3,9 +3,11 @@
 // simd.h for why.
 //
 // Register blocking: MB rows of x (at most 8) by NV vectors of output columns
-// (linear) or RB rows of e (head), accumulators in registers across the whole
-// k loop; the weights of a tile are read once for all MB rows. The blocking
-// changes with M, the arithmetic of an element does not (decode_kernels.h).
+// (linear, down one chunk of rows of w; for one or two rows, whole rows of the
+// tile with the sums in L1 instead) or RB rows of e (head), accumulators in
+// registers across the k loop; the weights are read once for all MB rows. The
+// blocking changes with M, the arithmetic of an element does not
+// (decode_kernels.h).
 #pragma once
 #include "decode_kernels.h"
 #include "simd.h"
@@ -27,10 +29,7 @@ constexpr int kAcc = 12;  // 16 ymm / xmm
 
 constexpr int dk_min(int a, int b) { return a < b ? a : b; }
 constexpr int dk_max(int a, int b) { return a > b ? a : b; }
-// Output vectors per tile for MB rows (linear), rows of e per block (head).
-// One row: 16 vectors (a 1 KB run of each weight row on AVX-512), since a
-// batch-1 step is bound by how well the weight rows stream.
-constexpr int lin_nv(int mb) { return dk_max(1, dk_min(16, kAcc / mb)); }
+// Rows of e per block (head) for MB rows of x.
 constexpr int head_rb(int mb) { return dk_max(1, dk_min(8, kAcc / mb)); }
 
 typedef uint32_t vu __attribute__((vector_size(kVecBytes)));
@@ -78,11 +77,54 @@ inline float dk_hsum(vf v) {
 #endif
 }
 
-// ---- linear fp32: out[m, c] = sum_k x[m, k] w[k, c] + bias[c] -----------------
+// ---- linear fp32 by chunks of rows of w (decode_kernels.h) ---------------------
 
-// MB rows from m0, NV full vectors of columns from c0.
+// Rows k .. k+KU-1 of w into the partial sums part[m, c], columns [n0, n1),
+// MB rows of x from m0: part = (first ? 0 : part) + x[m, k] w[k, c] + ... in
+// order of k. The KU rows stream side by side, each read front to back.
+template <int MB, int KU>
+inline void lin_f32_part_rows(const DecodeArgs& a, int m0, int k, int n0, int n1, float* part, int64_t ldp,
+                              bool first) {
+  const int K = a.K;
+  const int64_t N = a.N;
+  const float* wr = a.w + int64_t(k) * N;
+  const float* x = a.x + int64_t(m0) * K + k;
+  vf xb[MB][KU];
+#pragma GCC unroll 8
+  for (int m = 0; m < MB; ++m)
+#pragma GCC unroll 4
+    for (int u = 0; u < KU; ++u) xb[m][u] = dk_bcast(x + int64_t(m) * K + u);
+  int c = n0;
+  for (; c + W <= n1; c += W) {
+    vf wv[KU];
+#pragma GCC unroll 4
+    for (int u = 0; u < KU; ++u) wv[u] = vload(wr + u * N + c);
+#pragma GCC unroll 8
+    for (int m = 0; m < MB; ++m) {
+      float* pp = part + int64_t(m0 + m) * ldp + c;
+      vf acc = first ? vzero() : vload(pp);
+#pragma GCC unroll 4
+      for (int u = 0; u < KU; ++u) acc = vfma(xb[m][u], wv[u], acc);
+      vstore(pp, acc);
+    }
+  }
+  if (c < n1) {
+    const int n = n1 - c;
+    vf wv[KU];
+    for (int u = 0; u < KU; ++u) wv[u] = vload_partial(wr + u * N + c, n);
+    for (int m = 0; m < MB; ++m) {
+      float* pp = part + int64_t(m0 + m) * ldp + c;
+      vf acc = first ? vzero() : vload_partial(pp, n);
+      for (int u = 0; u < KU; ++u) acc = vfma(xb[m][u], wv[u], acc);
+      vstore_partial(pp, acc, n);
+    }
+  }
+}
+
+// Rows [k0, k1) of w, NV full vectors of columns from c0, MB rows of x from
+// m0: the sums held in registers down the chunk, stored once.
 template <int MB, int NV>
-inline void lin_f32_tile(const DecodeArgs& a, int m0, int c0) {
+inline void lin_f32_part_tile(const DecodeArgs& a, int m0, int k0, int k1, int c0, float* part, int64_t ldp) {
   const int K = a.K;
   const int64_t N = a.N;
   vf acc[MB][NV];
@@ -92,15 +134,13 @@ inline void lin_f32_tile(const DecodeArgs& a, int m0, int c0) {
     for (int v = 0; v < NV; ++v) acc[m][v] = vzero();
   const float* x = a.x + int64_t(m0) * K;
   const float* w = a.w + c0;
-  // Prefetch distance in rows of w: the tile's stream of short rows is not
-  // one the hardware prefetchers follow far enough ahead on their own.
-  constexpr int PD = 8;
+  // The runs of the next tile of columns, row by row: each line once, a
+  // whole tile ahead (a tile's rows are far apart: no hardware stream).
   constexpr int kLines = (NV * W * 4 + 63) / 64;
-  for (int k = 0; k < K; ++k) {
+  for (int k = k0; k < k1; ++k) {
     const float* wr = w + int64_t(k) * N;
-    if (k + PD < K)
 #pragma GCC unroll 8
-      for (int l = 0; l < kLines; ++l) prefetch(wr + PD * N + l * 16);
+    for (int l = 0; l < kLines; ++l) prefetch(wr + NV * W + l * 16);
     vf wv[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) wv[v] = vload(wr + v * W);
@@ -112,40 +152,31 @@ inline void lin_f32_tile(const DecodeArgs& a, int m0, int c0) {
     }
   }
 #pragma GCC unroll 8
-  for (int m = 0; m < MB; ++m) {
-    float* o = a.out + int64_t(m0 + m) * N + c0;
+  for (int m = 0; m < MB; ++m)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) vstore(o + v * W, a.bias ? acc[m][v] + vload(a.bias + c0 + v * W) : acc[m][v]);
-  }
-}
-
-// The last n < W columns from c0, same arithmetic lane by lane.
-template <int MB>
-inline void lin_f32_edge(const DecodeArgs& a, int m0, int c0, int n) {
-  const int K = a.K;
-  const int64_t N = a.N;
-  vf acc[MB];
-  for (int m = 0; m < MB; ++m) acc[m] = vzero();
-  const float* x = a.x + int64_t(m0) * K;
-  for (int k = 0; k < K; ++k) {
-    const vf wv = vload_partial(a.w + int64_t(k) * N + c0, n);
-    for (int m = 0; m < MB; ++m) acc[m] = vfma(dk_bcast(x + int64_t(m) * K + k), wv, acc[m]);
-  }
-  for (int m = 0; m < MB; ++m) {
-    const vf r = a.bias ? acc[m] + vload_partial(a.bias + c0, n) : acc[m];
-    vstore_partial(a.out + int64_t(m0 + m) * N + c0, r, n);
-  }
+    for (int v = 0; v < NV; ++v) vstore(part + int64_t(m0 + m) * ldp + c0 + v * W, acc[m][v]);
 }
 
 template <int MB>
-void lin_f32_rows(const DecodeArgs& a, int m0, int n0, int n1) {
-  constexpr int NV = lin_nv(MB);
+void lin_f32_part(const DecodeArgs& a, int m0, int k0, int k1, int n0, int n1, float* part, int64_t ldp) {
+  if (MB <= 2) {
+    // Few rows: whole rows of the tile, KU side by side, the sums in L1.
+    constexpr int KU = 4;
+    int k = k0;
+    bool first = true;
+    for (; k + KU <= k1; k += KU, first = false) lin_f32_part_rows<MB, KU>(a, m0, k, n0, n1, part, ldp, first);
+    for (; k < k1; ++k, first = false) lin_f32_part_rows<MB, 1>(a, m0, k, n0, n1, part, ldp, first);
+    return;
+  }
+  // More rows: register blocks of NV vectors down the chunk.
+  constexpr int NV = dk_max(1, dk_min(8, kAcc / MB));
   int c = n0;
-  for (; c + NV * W <= n1; c += NV * W) lin_f32_tile<MB, NV>(a, m0, c);
-  if (NV > 4)
-    for (; c + 4 * W <= n1; c += 4 * W) lin_f32_tile<MB, (NV > 4 ? 4 : 1)>(a, m0, c);
-  for (; c + W <= n1; c += W) lin_f32_tile<MB, 1>(a, m0, c);
-  if (c < n1) lin_f32_edge<MB>(a, m0, c, n1 - c);
+  for (; c + NV * W <= n1; c += NV * W) lin_f32_part_tile<MB, NV>(a, m0, k0, k1, c, part, ldp);
+  for (; c + W <= n1; c += W) lin_f32_part_tile<MB, 1>(a, m0, k0, k1, c, part, ldp);
+  if (c < n1) {
+    bool first = true;
+    for (int k = k0; k < k1; ++k, first = false) lin_f32_part_rows<MB, 1>(a, m0, k, c, n1, part, ldp, first);
+  }
 }
 
 // ---- linear bf16 on the packed tiles ------------------------------------------
@@ -264,7 +295,7 @@ inline void head_f32_block(const DecodeArgs& a, int m0, int n0) {
     vf ev[RB];
 #pragma GCC unroll 8
     for (int r = 0; r < RB; ++r) {
-      prefetch(e + int64_t(r) * K + k + 256);
+      prefetch(e + int64_t(r + RB) * K + k);
       ev[r] = vload(e + int64_t(r) * K + k);
     }
 #pragma GCC unroll 8
@@ -310,7 +341,7 @@ inline void head_dp_block(const DecodeArgs& a, int m0, int n0) {
     __m512bh ev[RB];
 #pragma GCC unroll 8
     for (int r = 0; r < RB; ++r) {
-      prefetch(e + int64_t(r) * KP2 + k + 256);
+      prefetch(e + int64_t(r + RB) * KP2 + k);
       ev[r] = (__m512bh)_mm512_loadu_si512(e + int64_t(r) * KP2 + k);
     }
 #pragma GCC unroll 8
@@ -360,10 +391,32 @@ inline void head_bf16_fallback(const DecodeArgs& a, int m, int n) {
     default: fn<8>(__VA_ARGS__); break; \
   }
 
-void decode_linear_f32_cols(const DecodeArgs& a, int n0, int n1) {
+void decode_linear_f32_part(const DecodeArgs& a, int k0, int k1, int n0, int n1, float* part, int64_t ldp) {
   for (int m0 = 0; m0 < a.M; m0 += 8) {
     const int mb = dk_min(8, a.M - m0);
-    GPT_DK_ROWS(lin_f32_rows, mb, a, m0, n0, n1)
+    GPT_DK_ROWS(lin_f32_part, mb, a, m0, k0, k1, n0, n1, part, ldp)
+  }
+}
+
+void decode_linear_f32_sum(const DecodeArgs& a, const float* part, int chunks, int64_t chunk_stride, int64_t ldp,
+                           int n0, int n1) {
+  for (int m = 0; m < a.M; ++m) {
+    const float* p = part + int64_t(m) * ldp;
+    float* o = a.out + int64_t(m) * a.N;
+    int c = n0;
+    for (; c + W <= n1; c += W) {
+      vf s = vload(p + c);
+      for (int j = 1; j < chunks; ++j) s += vload(p + j * chunk_stride + c);
+      if (a.bias) s += vload(a.bias + c);
+      vstore(o + c, s);
+    }
+    if (c < n1) {
+      const int n = n1 - c;
+      vf s = vload_partial(p + c, n);
+      for (int j = 1; j < chunks; ++j) s += vload_partial(p + j * chunk_stride + c, n);
+      if (a.bias) s += vload_partial(a.bias + c, n);
+      vstore_partial(o + c, s, n);
+    }
   }
 }
 

@@ -114,6 +114,30 @@ describe.each(isas)('decode kernels on the %s path', (isa) => {
         setThreads(initialThreads);
       }
   });
+
+  test('fp32 linear: chunks of rows and column tiles leave a row as it is alone, on any pool size', () => {
+    // K: 3 chunks of 64 rows and a short one; N: wide enough to split into
+    // column tiles on a larger pool, with a vector edge.
+    const [M, K, N] = [11, 200, 1100];
+    const x = randomArray(M * K, seed++);
+    const w = randomArray(K * N, seed++);
+    const bias = randomArray(N, seed++);
+    setThreads(2);
+    const all = kernel({ op: 'linear', precision: 'fp32', M, K, N, x, w, bias });
+    const { ref, scale } = reference({ op: 'linear', precision: 'fp32', M, K, N, x, w, bias });
+    let worst = 0;
+    for (let i = 0; i < M * N; i++) worst = Math.max(worst, Math.abs(all[i] - ref[i]) / (scale[i] + 1e-30));
+    expect(worst).toBeLessThan(2e-6 * Math.sqrt(K) + 1e-6);
+    for (const [m0, rows] of [[0, 1], [3, 2], [5, 3], [2, 9]]) {
+      const part = kernel({ op: 'linear', precision: 'fp32', M: rows, K, N, x: x.slice(m0 * K, (m0 + rows) * K), w, bias });
+      expect(Array.from(part)).toEqual(Array.from(all.subarray(m0 * N, (m0 + rows) * N)));
+    }
+    for (const t of [1, 3, 8]) {
+      setThreads(t);
+      expect(Array.from(kernel({ op: 'linear', precision: 'fp32', M, K, N, x, w, bias }))).toEqual(Array.from(all));
+    }
+    setThreads(initialThreads);
+  });
 });
 
 test('bad arguments are clear errors', () => {
