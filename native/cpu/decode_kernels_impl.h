@@ -337,18 +337,19 @@ inline void head_dp_block(const DecodeArgs& a, int m0, int n0) {
   for (int m = 0; m < MB; ++m)
 #pragma GCC unroll 8
     for (int r = 0; r < RB; ++r) acc[m][r] = vzero();
-  for (int k = 0; k < KP2; k += 16) {
-    __m512bh ev[RB];
+  // Row after row: the block is one stream read front to back. (Its rows are
+  // short; read side by side they measured ~1.6x slower per byte. The fp32
+  // rows, twice as long, measured best side by side.)
 #pragma GCC unroll 8
-    for (int r = 0; r < RB; ++r) {
-      prefetch(e + int64_t(r + RB) * KP2 + k);
-      ev[r] = (__m512bh)_mm512_loadu_si512(e + int64_t(r) * KP2 + k);
-    }
+  for (int r = 0; r < RB; ++r) {
+    const uint32_t* er = e + int64_t(r) * KP2;
+    for (int k = 0; k < KP2; k += 16) {
+      const __m512bh ev = (__m512bh)_mm512_loadu_si512(er + k);
 #pragma GCC unroll 8
-    for (int m = 0; m < MB; ++m) {
-      const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + int64_t(m) * a.ldxp + k);
-#pragma GCC unroll 8
-      for (int r = 0; r < RB; ++r) acc[m][r] = (vf)_mm512_dpbf16_ps((__m512)acc[m][r], xv, ev[r]);
+      for (int m = 0; m < MB; ++m) {
+        const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + int64_t(m) * a.ldxp + k);
+        acc[m][r] = (vf)_mm512_dpbf16_ps((__m512)acc[m][r], xv, ev);
+      }
     }
   }
   for (int m = 0; m < MB; ++m)
