@@ -251,7 +251,8 @@ static inline void put(float* dst, int j, int b, vf lo, vf hi) {
 }
 
 template <int P, int MODE>
-static void pack_panel(const float* X, int64_t ld, bool kmajor, int idx0, int cnt, int k0, int kb, float* dst) {
+static void pack_panel(const float* X, int64_t ld, bool kmajor, int idx0, int cnt, int k0, int kb, float* dst,
+                       const float* pf = nullptr, int pf_cnt = 0) {
   constexpr int NB = (P + W - 1) / W;
   constexpr int KSTEP = MODE == kPackBf16Pairs ? 2 : 1;  // k values per emitted row
   if (kmajor) {
@@ -268,9 +269,15 @@ static void pack_panel(const float* X, int64_t ld, bool kmajor, int idx0, int cn
     }
     return;
   }
-  // Rows of X are idx: W x W transposes, W values of k at a time.
+  // Rows of X are idx: W x W transposes, W values of k at a time. Each row is
+  // a short stream (kb floats) that the hardware prefetchers barely pick up
+  // when X comes from memory (the head's dlogits, 200 MB): while packing
+  // this strip, ask for the next strip's rows (pf_cnt rows at pf), one cache
+  // line per row for every line read here.
   for (int kc0 = 0; kc0 < kb; kc0 += W) {
     const int kn = imin(W, kb - kc0);
+    if (kc0 % 16 == 0)
+      for (int i = 0; i < pf_cnt; ++i) __builtin_prefetch(pf + i * ld + kc0, 0, 3);
     vf R[NB][W];
 #pragma GCC unroll 4
     for (int b = 0; b < NB; ++b) {
@@ -320,10 +327,15 @@ static void pack_kmajor_strips(const float* X, int64_t ld, int i0, int count, in
 // Packs op(A)[m0 .. m0+mc, k0 .. k0+kb] as strips of MR rows, or
 // op(B)[k0 .., n0 .. n0+nc] as strips of NR columns; a strip starting at
 // index s sits at dst + s * kstep (kstep: kb floats, or kb/2 rounded up pairs).
+// The idx-major case prefetches the next strip's rows while packing one.
 template <int P, int MODE>
 static void pack_strips(const float* X, int64_t ld, bool kmajor, int i0, int count, int k0, int kb, int kstep, float* dst) {
-  for (int s = 0; s < count; s += P)
-    pack_panel<P, MODE>(X, ld, kmajor, i0 + s, imin(P, count - s), k0, kb, dst + static_cast<size_t>(s) * kstep);
+  for (int s = 0; s < count; s += P) {
+    const int next = imin(P, count - s - P);
+    const float* pf = kmajor || next <= 0 ? nullptr : X + static_cast<int64_t>(i0 + s + P) * ld + k0;
+    pack_panel<P, MODE>(X, ld, kmajor, i0 + s, imin(P, count - s), k0, kb, dst + static_cast<size_t>(s) * kstep, pf,
+                        pf ? next : 0);
+  }
 }
 
 // ---- fp32 microkernel -------------------------------------------------------
