@@ -14,6 +14,7 @@
 #include "../core/memory.h"
 #include "../core/threadpool.h"
 #include "attention.h"
+#include "decode_attention.h"
 #include "gemm.h"
 #include "ops.h"
 
@@ -121,6 +122,20 @@ class CpuBackend final : public Backend {
   void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
                           AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout) override {
     cpu::attention_backward(s, dq, dk, dv, q, k, v, out, lse, dout);
+  }
+
+  // ---- decoding (decode_attention.h) ---------------------------------------
+  void kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
+                int D) override {
+    cpu::decode_kv_store(cache, rows, M, k, v, ld, H, D);
+  }
+  void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
+                        int M, int H, int D, float scale, int /*max_keys: no split over positions here*/) override {
+    cpu::decode_attention(out, ldo, q, ldq, cache, rows, M, H, D, scale);
+  }
+  void embedding_at(float* out, const int32_t* tokens, const int32_t* positions, const float* wte, const float* wpe,
+                    int M, int C) override {
+    cpu::decode_embedding(out, tokens, positions, wte, wpe, M, C);
   }
 
   double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dscale,

@@ -19,6 +19,7 @@
 #include "attention.cuh"
 #include "check.cuh"
 #include "cuda_backend.cuh"
+#include "decode_attention.cuh"
 #include "gemm.cuh"
 #include "ops.cuh"
 
@@ -203,6 +204,26 @@ class CudaBackend final : public Backend {
     const size_t rows = (size_t)s.batch * s.heads * s.seq;
     float* dvec = scratch_floats(kSlotReduce, rows, "attention backward's D = rowsum(dO*O)");
     cuda::attention_backward(s, dq, dk, dv, q, k, v, out, lse, dout, dvec, stream_);
+  }
+
+  // ---- decoding (decode_attention.cuh) -------------------------------------------
+  void kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
+                int D) override {
+    set_device();
+    cuda::decode_kv_store(cache, rows, M, k, v, ld, H, D, stream_);
+  }
+  void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
+                        int M, int H, int D, float scale, int max_keys) override {
+    set_device();
+    // The per-chunk partials of long caches share the transient reduce slot.
+    const size_t n = decode_attention_scratch_floats(M, H, D, max_keys);
+    float* part = n ? scratch_floats(kSlotReduce, n, "decode attention's split over positions") : nullptr;
+    cuda::decode_attention(out, ldo, q, ldq, cache, rows, M, H, D, scale, max_keys, part, stream_);
+  }
+  void embedding_at(float* out, const int32_t* tokens, const int32_t* positions, const float* wte, const float* wpe,
+                    int M, int C) override {
+    set_device();
+    cuda::decode_embedding(out, tokens, positions, wte, wpe, M, C, stream_);
   }
 
   // ---- classifier ------------------------------------------------------------------
