@@ -3,7 +3,7 @@
 // The GPU check's Node part (scripts/gpu-check.sh sets up node, dist/ and
 // the addon, then runs this). Steps, in order:
 //   1. correctness: every backend op on the device against the CPU backend
-//      (ops.js), attention determinism; then a few training steps on both
+//      (ops.js, decode-ops.js), attention determinism; then a few training steps on both
 //      backends and decode equivalence where the library provides them;
 //   2. benchmarks (skipped with --only correctness): the engine's attention
 //      and GEMM kernels timed through backendOp, `gpt-engine bench ...
@@ -16,6 +16,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const ops = require('./ops.js');
+const decodeOps = require('./decode-ops.js');
 
 const root = path.resolve(__dirname, '..', '..');
 const args = process.argv.slice(2);
@@ -55,11 +56,14 @@ async function correctness(addon) {
   log(`device: ${device}${dryRun ? ' (dry run: the CPU backend stands in for the GPU)' : ''}; GPU: ${info.available ? `${info.name}, ${(info.totalMemory / 2 ** 30).toFixed(1)} GiB, cc ${info.computeCapability}` : `none (${info.reason})`}`);
   let results = [];
   let error;
+  const onResult = (r) => log(`  ${r.pass ? 'ok  ' : 'FAIL'} ${r.name} [${r.precision}] ${r.error ? r.error : Object.entries(r.errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}${r.deterministic === false ? ' NOT DETERMINISTIC' : ''}`);
   try {
     results = await ops.runOpChecks(addon, device, {
       seed: Date.now() & 0x7fffffff,  // fresh inputs each run
-      onResult: (r) => log(`  ${r.pass ? 'ok  ' : 'FAIL'} ${r.name} [${r.precision}] ${r.error ? r.error : Object.entries(r.errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}${r.deterministic === false ? ' NOT DETERMINISTIC' : ''}`),
+      onResult,
     });
+    // The decoding ops (KV-cache store, single-query attention, embedding at positions).
+    results = results.concat(await decodeOps.runDecodeOpChecks(addon, device, { seed: Date.now() & 0x7fffffff, onResult }));
   } catch (e) {
     error = String(e.message || e);
     log(`correctness: ${error}`);
