@@ -5,12 +5,14 @@
 // Single-query attention, flash-decoding style. One block of 128 threads
 // takes one (row, head, chunk of kDecodeChunk consecutive positions):
 //   1. q[r, h] into shared memory;
-//   2. one warp per key: score = scale * q . K[slot] (lanes over D, then a
-//      butterfly sum), into shared memory;
+//   2. scores = scale * q . K[slot]: each warp takes 4 keys at a time (so
+//      several loads are in flight; the kernel is bound by memory latency
+//      at small batches), lanes over D, then a butterfly sum per key;
 //   3. the chunk's max m and sum l of exp(score - m) (block reductions in a
 //      fixed order);
-//   4. one thread per dimension d: o[d] = sum over the chunk's keys, in
-//      position order, of exp(score - m) * V[slot][d].
+//   4. o[d] = sum over the chunk's keys of exp(score - m) * V[slot][d]: for
+//      D <= 128 the block forms 128 / D groups of D threads, each group
+//      takes every G-th key, and the groups' sums are added in group order.
 // A row whose keys fit one chunk writes out = o / l directly. Longer rows
 // write (m, l, o) per chunk to scratch and a combine kernel (one block per
 // row and head) rescales the chunks to their common max and adds them in
@@ -37,6 +39,7 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
+constexpr int kKeysPerWarp = 4;  // keys a warp scores at once
 
 // Reductions over the block's kThreads threads; every thread gets the result.
 // Warp values combine in warp order, so the result is deterministic. `red`
@@ -91,6 +94,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_chunk_kernel(
   __shared__ float qs[kDecodeMaxHeadDim];
   __shared__ float ps[kDecodeChunk];
   __shared__ float red[kWarps];
+  __shared__ float vs[kThreads];  // per-group partial sums of the output
   const int r = blockIdx.x, h = blockIdx.y, c = blockIdx.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const KvRow w = rows[r];
@@ -105,16 +109,35 @@ __global__ void __launch_bounds__(kThreads) decode_attention_chunk_kernel(
   for (int d = tid; d < D; d += kThreads) qs[d] = qh[d];
   __syncthreads();
 
-  // s0 < P and i < cnt <= n <= P, so s0 + i < 2P: one wrap at most.
+  // Slot of the chunk's key i: s0 < P and i < cnt <= n <= P, so s0 + i < 2P
+  // (one wrap at most). Computed from i alone, so loop iterations are
+  // independent and their loads can be in flight together.
   const int s0 = (int)(((int64_t)w.first + j0) % P);
-  for (int i = warp; i < cnt; i += kWarps) {
-    int s = s0 + i;
-    if (s >= P) s -= P;
-    const float* kr = kc + (int64_t)s * D;
-    float acc = 0.0f;
-    for (int d = lane; d < D; d += 32) acc = fmaf(qs[d], kr[d], acc);
-    acc = warp_sum(acc);
-    if (lane == 0) ps[i] = acc * scale;
+  auto slot = [&](int i) {
+    const int s = s0 + i;
+    return s >= P ? s - P : s;
+  };
+  // Scores: each warp takes kKeysPerWarp keys at a time (independent loads
+  // for latency hiding), lanes over D, then one butterfly sum per key.
+  for (int i0 = warp * kKeysPerWarp; i0 < cnt; i0 += kWarps * kKeysPerWarp) {
+    float acc[kKeysPerWarp];
+    const float* kr[kKeysPerWarp];
+#pragma unroll
+    for (int u = 0; u < kKeysPerWarp; ++u) {
+      acc[u] = 0.0f;
+      kr[u] = kc + (int64_t)slot(min(i0 + u, cnt - 1)) * D;  // keys past cnt are never read
+    }
+    for (int d = lane; d < D; d += 32) {
+      const float qd = qs[d];
+#pragma unroll
+      for (int u = 0; u < kKeysPerWarp; ++u)
+        if (i0 + u < cnt) acc[u] = fmaf(qd, kr[u][d], acc[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kKeysPerWarp; ++u) {
+      const float v = warp_sum(acc[u]);
+      if (lane == 0 && i0 + u < cnt) ps[i0 + u] = v * scale;
+    }
   }
   __syncthreads();
 
@@ -129,18 +152,40 @@ __global__ void __launch_bounds__(kThreads) decode_attention_chunk_kernel(
   }
   sum = block_sum(sum, red);  // its barriers also publish ps[] to every thread
 
+  // o[d] = sum_i p_i V[slot(i)][d]. With D <= kThreads the block splits
+  // into G = kThreads / D groups of D threads; group g takes keys g, g + G,
+  // ... and the G partial sums are added in group order (deterministic).
+  // Larger D: every thread takes dimensions tid, tid + kThreads, ...
   const int64_t part = ((int64_t)r * H + h) * nc + c;
-  for (int d = tid; d < D; d += kThreads) {
-    float acc = 0.0f;
-    int s = s0;
-    for (int i = 0; i < cnt; ++i) {
-      acc = fmaf(ps[i], vc[(int64_t)s * D + d], acc);
-      if (++s == P) s = 0;
-    }
+  auto finish = [&](int d, float acc) {
     if (nc == 1)
       out[(int64_t)r * ldo + (int64_t)h * D + d] = acc * (1.0f / sum);
     else
       part_o[part * D + d] = acc;
+  };
+  if (D <= kThreads) {
+    const int G = kThreads / D, g = tid / D, d = tid - g * D;
+    float acc = 0.0f;
+    if (g < G) {
+#pragma unroll 4
+      for (int i = g; i < cnt; i += G) acc = fmaf(ps[i], vc[(int64_t)slot(i) * D + d], acc);
+    }
+    if (G > 1) {  // uniform over the block
+      if (g < G) vs[tid] = acc;  // tid = g * D + d
+      __syncthreads();
+      if (tid < D) {
+        acc = vs[tid];
+        for (int k = 1; k < G; ++k) acc += vs[k * D + tid];
+      }
+    }
+    if (tid < D) finish(tid, acc);  // (there g = 0 and d = tid)
+  } else {
+    for (int d = tid; d < D; d += kThreads) {
+      float acc = 0.0f;
+#pragma unroll 4
+      for (int i = 0; i < cnt; ++i) acc = fmaf(ps[i], vc[(int64_t)slot(i) * D + d], acc);
+      finish(d, acc);
+    }
   }
   if (nc > 1 && tid == 0) {
     part_ml[part * 2] = mx;
