@@ -94,9 +94,9 @@ function buildDecodeCases(seed) {
   cases.push(attentionCase(r, 'banded ring wrapped, window 300 over chunks', 1, 64, [band(300, 2000, 1234)]));
   cases.push(attentionCase(r, 'odd head size', 3, 17, [dense(40, 39), band(7, 40, 23)]));
   cases.push(attentionCase(r, 'head size 1', 4, 1, [dense(9, 8)]));
-  cases.push(attentionCase(r, 'a batch at different positions, strided q/out', 4, 64,
+  cases.push(Object.assign(attentionCase(r, 'a batch at different positions, strided q/out', 4, 64,
     [dense(64, 0), dense(64, 63), band(16, 64, 40), dense(500, 420), band(5, 64, 4)],
-    { ldqExtra: 2 * 4 * 64, ldoExtra: 3 }));
+    { ldqExtra: 2 * 4 * 64, ldoExtra: 3 }), { checkRowsAlone: true }));
   cases.push(attentionCase(r, 'maxKeys above every row (extra empty chunks)', 2, 64, [dense(40, 10)], { maxKeys: 700 }));
   cases.push(attentionCase(r, 'head size 256', 1, 256, [dense(300, 270)]));
   cases.push(storeCase(r, 'dense and ring slots, position 0', 2, 64,
@@ -119,6 +119,17 @@ function buildDecodeCases(seed) {
         wte: randn(r, V * C), wpe: randn(r, NP * C) } });
   }
   return cases;
+}
+
+/**
+ * The options of row r of a decode_attention case run alone (M = 1, q and
+ * out [C]); its output must equal row r of the batch bitwise.
+ */
+function rowAlone(o, r) {
+  const C = o.H * o.D;
+  const pick = (a) => Int32Array.of(a[r]);
+  return { ...o, M: 1, kOffset: pick(o.kOffset), vOffset: pick(o.vOffset), slots: pick(o.slots), pos: pick(o.pos),
+    first: pick(o.first), q: o.q.slice(r * o.ldq, r * o.ldq + C), ldq: C, ldo: C, maxKeys: undefined };
 }
 
 /** Float64 reference of one case's op: { key: Float64Array } like decodeOp's result. */
@@ -198,6 +209,17 @@ async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult } 
           ok = false;
         }
       }
+      if (c.checkRowsAlone) {
+        // A row's result does not depend on the other rows of the call.
+        const C = c.opts.H * c.opts.D;
+        for (let i = 0; i < c.opts.M; ++i) {
+          const alone = await addon.decodeOp({ ...rowAlone(c.opts, i), device });
+          if (!bitEqual(alone.out, got.out.subarray(i * C, (i + 1) * C))) {
+            rec.errors[`row ${i} alone`] = relL2(alone.out, got.out.subarray(i * C, (i + 1) * C));
+            ok = false;
+          }
+        }
+      }
       if ('gapsUntouched' in got && got.gapsUntouched !== 1) {
         rec.errors.gaps = Infinity;
         ok = false;
@@ -213,4 +235,4 @@ async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult } 
   return results;
 }
 
-module.exports = { buildDecodeCases, reference, runDecodeOpChecks };
+module.exports = { buildDecodeCases, reference, rowAlone, runDecodeOpChecks };

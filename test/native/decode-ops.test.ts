@@ -21,6 +21,7 @@ interface Case {
 const dops = require('../../scripts/gpu-check/decode-ops.js') as {
   buildDecodeCases(seed: number): Case[];
   reference(o: Record<string, unknown>): Record<string, Float64Array>;
+  rowAlone(o: Record<string, unknown>, r: number): Record<string, unknown>;
 };
 type DecodeOp = (o: Record<string, unknown>) => Promise<Record<string, Float32Array | number>>;
 const addon = loadAddon<{ decodeOp: DecodeOp; setThreads(n: number): void; getThreads(): number }>();
@@ -62,6 +63,16 @@ describe('CPU decoding ops match a float64 reference', () => {
       if ('gapsUntouched' in got) expect(got.gapsUntouched).toBe(1);
     });
   }
+
+  test('each row of a batch is bitwise the same run alone', async () => {
+    const c = find('decode_attention a batch');
+    const batch = (await addon.decodeOp({ ...c.opts, device: 'cpu' })).out as Float32Array;
+    const C = (c.opts.H as number) * (c.opts.D as number);
+    for (let r = 0; r < (c.opts.M as number); r++) {
+      const alone = (await addon.decodeOp({ ...dops.rowAlone(c.opts, r), device: 'cpu' })).out as Float32Array;
+      expect(Array.from(alone)).toEqual(Array.from(batch.subarray(r * C, (r + 1) * C)));
+    }
+  });
 
   test('attention is bitwise the same on 1 thread and on the whole pool', async () => {
     const c = find('decode_attention a batch');
