@@ -36,7 +36,6 @@ expected=(
   'attention_bwd_dkdv_kernel<128>'
   'attention_bwd_dq_kernel<64>' 'attention_bwd_dq_kernel<80>' 'attention_bwd_dq_kernel<96>'
   'attention_bwd_dq_kernel<128>'
-  'decode_kv_store_kernel' 'decode_attention_chunk_kernel' 'decode_attention_combine_kernel' 'decode_embedding_kernel'
   'layernorm_forward_kernel' 'layernorm_backward_dx_kernel' 'layernorm_backward_params_partial_kernel'
   'layernorm_backward_params_finish_kernel'
   'gelu_forward_kernel' 'gelu_backward_kernel' 'add_kernel' 'scale_kernel'
@@ -44,6 +43,7 @@ expected=(
   'crossentropy_kernel'
   'sum_squares_partial_kernel' 'sum_squares_finish_kernel'
   'adamw_kernel'
+  'decode_kv_store_kernel' 'decode_attention_chunk_kernel' 'decode_attention_combine_kernel' 'decode_embedding_kernel'
 )
 missing=0
 for k in "${expected[@]}"; do
