@@ -13,7 +13,8 @@
 //   decode_attention
 //                cache, q [M * ldq] (ldq default C), ldo (default C),
 //                scale (default 1/sqrt(D)), maxKeys (default: the largest
-//                pos - first + 1) -> { out [M, C], gapsUntouched }: out is
+//                pos - first + 1), repeat (n > 0: also time n runs)
+//                -> { out [M, C], gapsUntouched, ms? }: out is
 //                NaN-poisoned before the op; gapsUntouched is 1 when the
 //                ldo - C floats between rows were left alone
 //   embedding_at tokens, positions Int32Array [M], wte [V * C], wpe
@@ -21,6 +22,7 @@
 // Sizes, offsets and positions are checked here, before any native memory is
 // touched: a bad record is an INVALID_ARGUMENT error, never a crash.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -216,6 +218,17 @@ DecodeOpResult run_decode_op(const DecodeOpArgs& a) {
       const size_t nout = static_cast<size_t>(int64_t(M) * ldo);
       float* out = buf.up(FVec(nout, std::numeric_limits<float>::quiet_NaN()), "out");
       be->decode_attention(out, ldo, q, ldq, dcache, drows, M, H, D, scale, max_keys);
+      // repeat = n > 0: n more runs between two synchronizations; their mean
+      // milliseconds (device time of the op alone) in result.ms.
+      const int reps = static_cast<int>(opt_int(a, "repeat", 0, 1 << 20, 0));
+      if (reps > 0) {
+        be->synchronize();
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < reps; ++i) be->decode_attention(out, ldo, q, ldq, dcache, drows, M, H, D, scale, max_keys);
+        be->synchronize();
+        const auto t1 = std::chrono::steady_clock::now();
+        res.num["ms"] = std::chrono::duration<double, std::milli>(t1 - t0).count() / reps;
+      }
       FVec full = buf.down(out, nout);
       FVec packed(static_cast<size_t>(M * C));
       bool gaps = true;
