@@ -114,6 +114,19 @@ class CpuBackend final : public Backend {
     parallel_ranges(n, kElemGrain, [&](int64_t x, int64_t y) { GPT_CPU_DISPATCH(op_add, out + x, a + x, b + x, y - x); });
   }
 
+  // Fused forward ops: the same arithmetic as the compositions in backend.h
+  // (bitwise; test/native/fused-ops.test.ts), one pass over memory fewer.
+  void matmul_forward_gelu(float* pre, float* out, const float* inp, const float* w, const float* bias, int M, int K,
+                           int N, Precision p) override {
+    cpu::gemm_bias_gelu(M, N, K, inp, K, w, N, pre, out, N, bias, p);
+  }
+  void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                  const float* gamma, const float* beta, int M, int C, float eps) override {
+    parallel_ranges(M, row_grain(C), [&](int64_t r0, int64_t r1) {
+      GPT_CPU_DISPATCH(op_residual_layernorm_forward, resid, out, mean, rstd, a, b, gamma, beta, C, eps, r0, r1);
+    });
+  }
+
   void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
                          AttnTensor v) override {
     cpu::attention_forward(s, out, lse, q, k, v);

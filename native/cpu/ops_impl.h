@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "gelu_impl.h"
 #include "simd.h"
 
 namespace gpt {
@@ -26,26 +27,6 @@ inline float row_sum(const float* x, int n) {
   float s = vhsum(a0 + a1);
   for (; i < n; ++i) s += x[i];
   return s;
-}
-
-constexpr float kGeluS = 0.7978845608028654f;  // sqrt(2 / pi)
-constexpr float kGeluA = 0.044715f;
-
-// tanh(u) = 1 - 2 / (exp(2u) + 1): exact limits at +-inf, no overflow trouble
-// (exp -> inf gives 1, exp -> 0 gives -1).
-inline vf vtanh(vf u) { return vsplat(1.0f) - vsplat(2.0f) / (vexp(u + u) + vsplat(1.0f)); }
-
-inline vf vgelu(vf x) {
-  vf u = vsplat(kGeluS) * (x + vsplat(kGeluA) * x * x * x);
-  return vsplat(0.5f) * x * (vsplat(1.0f) + vtanh(u));
-}
-
-inline vf vgelu_grad(vf x) {
-  vf x2 = x * x;
-  vf u = vsplat(kGeluS) * (x + vsplat(kGeluA) * x2 * x);
-  vf t = vtanh(u);
-  vf du = vsplat(kGeluS) * (vsplat(1.0f) + vsplat(3.0f * kGeluA) * x2);
-  return vsplat(0.5f) * (vsplat(1.0f) + t) + vsplat(0.5f) * x * (vsplat(1.0f) - t * t) * du;
 }
 
 }  // namespace
@@ -73,26 +54,47 @@ void op_embedding_backward_cols(float* dwte, float* dwpe, const float* dout, con
   }
 }
 
+namespace {
+
+// One row of LayerNorm: o = (x - mean) * rstd * gamma + beta, mean and
+// variance in two passes (centered variance). Shared by the plain and the
+// residual-fused op, so both give the same bits for the same row.
+inline void layernorm_row(float* o, float* mean, float* rstd, const float* x, const float* gamma, const float* beta,
+                          int C, float eps) {
+  float mu = row_sum(x, C) / C;
+  vf acc = vzero();
+  const vf vmu = vsplat(mu);
+  int i = 0;
+  for (; i + W <= C; i += W) {
+    vf d = vload(x + i) - vmu;
+    acc = vfma(d, d, acc);
+  }
+  float var = vhsum(acc);
+  for (; i < C; ++i) var += (x[i] - mu) * (x[i] - mu);
+  var /= C;
+  float rs = 1.0f / std::sqrt(var + eps);
+  for (int c = 0; c < C; ++c) o[c] = (x[c] - mu) * rs * gamma[c] + beta[c];
+  *mean = mu;
+  *rstd = rs;
+}
+
+}  // namespace
+
 void op_layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
                           const float* beta, int C, float eps, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) layernorm_row(out + r * C, mean + r, rstd + r, inp + r * C, gamma, beta, C, eps);
+}
+
+void op_residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                   const float* gamma, const float* beta, int C, float eps, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
-    const float* x = inp + r * C;
-    float* o = out + r * C;
-    float mu = row_sum(x, C) / C;
-    vf acc = vzero();
-    const vf vmu = vsplat(mu);
-    int i = 0;
-    for (; i + W <= C; i += W) {
-      vf d = vload(x + i) - vmu;
-      acc = vfma(d, d, acc);
-    }
-    float var = vhsum(acc);
-    for (; i < C; ++i) var += (x[i] - mu) * (x[i] - mu);
-    var /= C;
-    float rs = 1.0f / std::sqrt(var + eps);
-    for (int c = 0; c < C; ++c) o[c] = (x[c] - mu) * rs * gamma[c] + beta[c];
-    mean[r] = mu;
-    rstd[r] = rs;
+    // The sum is written once and normalized while the row is still in L1.
+    // resid may alias a or b: each element is read before it is written.
+    float* x = resid + r * C;
+    const float* ar = a + r * C;
+    const float* br = b + r * C;
+    for (int c = 0; c < C; ++c) x[c] = ar[c] + br[c];
+    layernorm_row(out + r * C, mean + r, rstd + r, x, gamma, beta, C, eps);
   }
 }
 
@@ -151,14 +153,7 @@ void op_layernorm_backward_cols(float* dgamma, float* dbeta, const float* dout, 
   }
 }
 
-void op_gelu_forward(float* out, const float* inp, int64_t n) {
-  int64_t i = 0;
-  for (; i + W <= n; i += W) vstore(out + i, vgelu(vload(inp + i)));
-  if (i < n) {
-    int k = static_cast<int>(n - i);
-    vstore_partial(out + i, vgelu(vload_partial(inp + i, k)), k);
-  }
-}
+void op_gelu_forward(float* out, const float* inp, int64_t n) { gelu_span(out, inp, n); }
 
 void op_gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
   int64_t i = 0;
