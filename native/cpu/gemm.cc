@@ -24,7 +24,6 @@
 #include "../core/memory.h"
 #include "../core/threadpool.h"
 #include "gemm_impl.h"
-#include "ops.h"
 
 namespace gpt {
 namespace cpu {
@@ -77,9 +76,10 @@ std::string ld_message(const char* name, int64_t ld, int width) {
          std::to_string(ld);
 }
 
-// gemm() and gemm_bias_gelu(): gelu_out == nullptr is the plain product.
-void gemm_impl(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
-               float* C, int ldc, bool accumulate, const float* bias, float* gelu_out, Precision p) {
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
+          int ldc, bool accumulate, const float* bias, Precision p) {
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "Expected non-negative GEMM sizes but received M=" + std::to_string(M) +
                                                 ", N=" + std::to_string(N) + ", K=" + std::to_string(K));
   if (M == 0 || N == 0) return;
@@ -95,9 +95,6 @@ void gemm_impl(bool trans_a, bool trans_b, int M, int N, int K, const float* A, 
         c[j] = x;
       }
     }
-    if (gelu_out)
-      for (int i = 0; i < M; ++i)
-        GPT_CPU_DISPATCH(op_gelu_forward, gelu_out + static_cast<int64_t>(i) * ldc, C + static_cast<int64_t>(i) * ldc, N);
     return;
   }
   GPT_CHECK_ARG(lda >= (trans_a ? M : K), ld_message("lda", lda, trans_a ? M : K));
@@ -119,7 +116,6 @@ void gemm_impl(bool trans_a, bool trans_b, int M, int N, int K, const float* A, 
   g.ldc = ldc;
   g.accumulate = accumulate;
   g.bias = bias;
-  g.gelu_out = gelu_out;
   g.bf16 = p == Precision::BF16;
   g.dpbf16 = g.bf16 && isa == Isa::Avx512 && cpu_has_avx512_bf16();
   // kc: equal blocks of at most kKcMax, even (bf16 pairs). Depends on K only,
@@ -160,19 +156,6 @@ void gemm_impl(bool trans_a, bool trans_b, int M, int N, int K, const float* A, 
   } else {
     pool.parallel_for(n_tasks, task);
   }
-}
-
-}  // namespace
-
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-          int ldc, bool accumulate, const float* bias, Precision p) {
-  gemm_impl(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, nullptr, p);
-}
-
-void gemm_bias_gelu(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* pre, float* out,
-                    int ldc, const float* bias, Precision p) {
-  GPT_CHECK_ARG(out != nullptr && out != pre, "gemm_bias_gelu: out must be a buffer other than pre");
-  gemm_impl(false, false, M, N, K, A, lda, B, ldb, pre, ldc, false, bias, out, p);
 }
 
 void colsum_accumulate(float* out, const float* x, int M, int N) {

@@ -22,13 +22,6 @@ namespace cpu {
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
           int ldc, bool accumulate, const float* bias, Precision p);
 
-// Fused bias + GELU: pre[M, N] = A[M, K] @ B[K, N] (+ bias), exactly as gemm
-// computes it, and out[M, N] = gelu(pre) (tanh form, bitwise what
-// op_gelu_forward gives for the same pre), applied tile by tile while the
-// tile is in cache. pre and out share the leading dimension ldc.
-void gemm_bias_gelu(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* pre, float* out,
-                    int ldc, const float* bias, Precision p);
-
 // out[N] += sum over rows of x[M, N] (bias gradients), fixed order.
 void colsum_accumulate(float* out, const float* x, int M, int N);
 

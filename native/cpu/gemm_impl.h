@@ -42,10 +42,6 @@ struct GemmArgs {
   int64_t ldc = 0;
   bool accumulate = false;
   const float* bias = nullptr;
-  // When non-null (NN, not accumulating): gelu_out[i, j] = gelu(C[i, j]) with
-  // leading dimension ldc, applied to each MR-row strip right after its last
-  // K block, while the strip is still in L1 (the fused bias + GELU).
-  float* gelu_out = nullptr;
   bool bf16 = false;    // round A and B to bf16 while packing
   bool dpbf16 = false;  // ... and use vdpbf16ps (AVX-512 path on an AVX512_BF16 CPU)
   int kc = 256;         // K block; even, the same for every tile
@@ -78,7 +74,6 @@ GPT_DECLARE_ISA_FN(void gemm_tile(const GemmArgs& g, int m0, int mc, int n0, int
 
 #ifdef GPT_ISA_NS
 #include "bf16.h"
-#include "gelu_impl.h"
 #include "simd.h"
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -494,14 +489,6 @@ void gemm_tile(const GemmArgs& g, int m0, int mc, int n0, int nc, float* scratch
                 cr[j] = x;
               }
             }
-          }
-        }
-        if (g.gelu_out && k0 + kb == g.K) {
-          // The strip (MR x nc) of C is final and in L1: out = gelu(C).
-          const int rows = imin(kMR, mc - ir);
-          for (int r = 0; r < rows; ++r) {
-            const int64_t off = static_cast<int64_t>(m0 + ir + r) * g.ldc + n0;
-            gelu_span(g.gelu_out + off, g.C + off, nc);
           }
         }
       }

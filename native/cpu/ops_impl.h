@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdint>
 
-#include "gelu_impl.h"
 #include "simd.h"
 
 namespace gpt {
@@ -27,6 +26,26 @@ inline float row_sum(const float* x, int n) {
   float s = vhsum(a0 + a1);
   for (; i < n; ++i) s += x[i];
   return s;
+}
+
+constexpr float kGeluS = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kGeluA = 0.044715f;
+
+// tanh(u) = 1 - 2 / (exp(2u) + 1): exact limits at +-inf, no overflow trouble
+// (exp -> inf gives 1, exp -> 0 gives -1).
+inline vf vtanh(vf u) { return vsplat(1.0f) - vsplat(2.0f) / (vexp(u + u) + vsplat(1.0f)); }
+
+inline vf vgelu(vf x) {
+  vf u = vsplat(kGeluS) * (x + vsplat(kGeluA) * x * x * x);
+  return vsplat(0.5f) * x * (vsplat(1.0f) + vtanh(u));
+}
+
+inline vf vgelu_grad(vf x) {
+  vf x2 = x * x;
+  vf u = vsplat(kGeluS) * (x + vsplat(kGeluA) * x2 * x);
+  vf t = vtanh(u);
+  vf du = vsplat(kGeluS) * (vsplat(1.0f) + vsplat(3.0f * kGeluA) * x2);
+  return vsplat(0.5f) * (vsplat(1.0f) + t) + vsplat(0.5f) * x * (vsplat(1.0f) - t * t) * du;
 }
 
 }  // namespace
@@ -153,7 +172,14 @@ void op_layernorm_backward_cols(float* dgamma, float* dbeta, const float* dout, 
   }
 }
 
-void op_gelu_forward(float* out, const float* inp, int64_t n) { gelu_span(out, inp, n); }
+void op_gelu_forward(float* out, const float* inp, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) vstore(out + i, vgelu(vload(inp + i)));
+  if (i < n) {
+    int k = static_cast<int>(n - i);
+    vstore_partial(out + i, vgelu(vload_partial(inp + i, k)), k);
+  }
+}
 
 void op_gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {
   int64_t i = 0;

@@ -1,7 +1,10 @@
 /**
- * The CPU backend's fused forward ops against the compositions they replace
- * (native/core/backend.h: matmul_forward then gelu_forward; add then
- * layernorm_forward), through backendOp on the CPU:
+ * The fused forward ops on the CPU backend against the compositions they
+ * stand for (native/core/backend.h: matmul_forward then gelu_forward; add
+ * then layernorm_forward), through backendOp on the CPU. residual + LayerNorm
+ * has its own CPU loop; matmul_forward_gelu runs Backend's default body on
+ * the CPU (a fused GEMM epilogue measured slower there), so its cases hold
+ * the default body and the binding to the separate ops:
  *   - the same bits as the separate ops, on every instruction-set path this
  *     CPU supports, in fp32 and bf16, at awkward sizes (M = 1, C and N not a
  *     multiple of any vector width, N odd, GEMM edge tiles), with resid as its
