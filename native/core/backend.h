@@ -109,6 +109,27 @@ class Backend {
   // out = a + b
   virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;
 
+  // ---- fused forward ops ------------------------------------------------------
+  // Each default body composes the ops above, and that composition is the
+  // reference a backend's fused override is held to (test/native/fused-ops,
+  // scripts/gpu-check/ops.js). The fusion saves a pass over the activations.
+  //
+  // pre[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when non-null), saved for the
+  // backward pass; out[M, N] = gelu(pre), tanh form as gelu_forward.
+  virtual void matmul_forward_gelu(float* pre, float* out, const float* inp, const float* w, const float* bias, int M,
+                                   int K, int N, Precision p) {
+    matmul_forward(pre, inp, w, bias, M, K, N, p);
+    gelu_forward(out, pre, int64_t(M) * N);
+  }
+  // resid[M, C] = a + b (resid may alias a or b); out = LN(resid) * gamma +
+  // beta as layernorm_forward, which saves mean[M] and rstd[M].
+  virtual void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a,
+                                          const float* b, const float* gamma, const float* beta, int M, int C,
+                                          float eps) {
+    add(resid, a, b, int64_t(M) * C);
+    layernorm_forward(out, mean, rstd, resid, gamma, beta, M, C, eps);
+  }
+
   // ---- attention (fused, flash-style; see native/cpu/attention.h) ---------
   // lse: [B, H, T] contiguous, natural log of the scaled scores' sum of exp.
   virtual void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,

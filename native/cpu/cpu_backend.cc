@@ -115,6 +115,19 @@ class CpuBackend final : public Backend {
     parallel_ranges(n, kElemGrain, [&](int64_t x, int64_t y) { GPT_CPU_DISPATCH(op_add, out + x, a + x, b + x, y - x); });
   }
 
+  // Fused residual + LayerNorm: the same arithmetic as the composition in
+  // backend.h (bitwise; test/native/fused-ops.test.ts), each row normalized
+  // while the sum is in L1. matmul_forward_gelu keeps the default
+  // composition: GELU inside the GEMM's tile loop (from the registers, or per
+  // strip from L1) measured 1-5% slower than the GEMM followed by a separate
+  // GELU pass over the still-cached output (branch `fused`, 2026-11-29).
+  void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                  const float* gamma, const float* beta, int M, int C, float eps) override {
+    parallel_ranges(M, row_grain(C), [&](int64_t r0, int64_t r1) {
+      GPT_CPU_DISPATCH(op_residual_layernorm_forward, resid, out, mean, rstd, a, b, gamma, beta, C, eps, r0, r1);
+    });
+  }
+
   void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
                          AttnTensor v) override {
     cpu::attention_forward(s, out, lse, q, k, v);

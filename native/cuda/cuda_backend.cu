@@ -192,6 +192,18 @@ class CudaBackend final : public Backend {
     cuda::add(out, a, b, n, stream_);
   }
 
+  // ---- fused forward ops (references: the compositions in backend.h) ------------
+  void matmul_forward_gelu(float* pre, float* out, const float* inp, const float* w, const float* bias, int M, int K,
+                           int N, Precision p) override {
+    set_device();
+    gemm_bias_gelu(M, N, K, inp, w, pre, out, bias, p, stream_);
+  }
+  void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                  const float* gamma, const float* beta, int M, int C, float eps) override {
+    set_device();
+    cuda::residual_layernorm_forward(resid, out, mean, rstd, a, b, gamma, beta, M, C, eps, stream_);
+  }
+
   // ---- attention ----------------------------------------------------------------
   void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
                          AttnTensor v) override {
