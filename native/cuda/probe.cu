@@ -31,16 +31,27 @@ struct ProbeResources {
   cudaEvent_t start = nullptr, stop = nullptr;
   const char* op;
   explicit ProbeResources(const char* o) : op(o) {
-    CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), op);
-    CUDA_CHECK(cudaEventCreate(&start), op);
-    CUDA_CHECK(cudaEventCreate(&stop), op);
+    try {
+      CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), op);
+      CUDA_CHECK(cudaEventCreate(&start), op);
+      CUDA_CHECK(cudaEventCreate(&stop), op);
+    } catch (...) {
+      release();  // a throwing constructor runs no destructor
+      throw;
+    }
   }
-  ~ProbeResources() {
+  ~ProbeResources() { release(); }
+  ProbeResources(const ProbeResources&) = delete;
+  ProbeResources& operator=(const ProbeResources&) = delete;
+  void release() {
     if (stream) cudaStreamSynchronize(stream);
     for (void* p : bufs) cudaFree(p);
     if (start) cudaEventDestroy(start);
     if (stop) cudaEventDestroy(stop);
     if (stream) cudaStreamDestroy(stream);
+    bufs.clear();
+    start = stop = nullptr;
+    stream = nullptr;
     cudaGetLastError();  // nothing from the cleanup leaks into the next call
   }
   void* alloc(size_t bytes, const char* what) {
