@@ -21,7 +21,7 @@
 //   - cannot launch its threads with its registers: registers (allocated in
 //     units of 8 per thread, 256 per warp) x threads per block > 65536,
 //   - is launched with more threads than its __launch_bounds__ allows,
-// or when a kernel LAUNCH names is missing (renamed or left out).
+// or when a kernel (or instantiation) LAUNCH names is missing.
 // Kernels LAUNCH does not name are still checked with what the binary says
 // (launch bounds, static shared memory, local memory) and listed.
 //
@@ -34,7 +34,8 @@ const path = require('node:path');
 // ---- what the launchers request (keep in step with native/cuda/*.cu) -------
 // threads: block size at launch; dyn(p): dynamic shared bytes for template
 // parameter p (the head dim D or its padding DM); optin: the launcher raises
-// the kernel's limit with cudaFuncSetAttribute.
+// the kernel's limit with cudaFuncSetAttribute; params: the instantiations
+// the launcher dispatches to (each must exist for every architecture).
 const bf16Fwd = (D) => 2 * (64 * (D + 8) + 64 * (D + 8) + D * (64 + 8));
 const bf16Dkdv = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + 2 * D * (32 + 8)) + 2 * 32 * 4;
 const bf16Dq = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + D * (32 + 8)) + 2 * 64 * 4;
@@ -313,6 +314,13 @@ function main() {
   }
   for (const l of LAUNCH)
     if (!seen.has(l.name)) problems.push(`${l.name}: in the launch table of scripts/cuda-resources.js but in no cubin of ${file}`);
+  // Every instantiation the launchers dispatch to, on every architecture.
+  const archList = [...new Set(rows.map((r) => r.arch))];
+  for (const l of LAUNCH)
+    for (const p of l.params || [])
+      for (const a of archList)
+        if (!rows.some((r) => r.arch === a && r.name === `${l.name}<${p}>`))
+          problems.push(`${l.name}<${p}>: dispatched to by its launcher but missing from the sm_${a} cubins`);
 
   rows.sort((a, b) => a.arch - b.arch || a.name.localeCompare(b.name));
   if (json) {
