@@ -134,30 +134,29 @@ function buildCases(seed) {
   }
   attn.push({ B: 1, H: 4, T: 130, D: 64, banded: false, window: 0, layout: 'btc' });
   attn.push({ B: 1, H: 4, T: 130, D: 64, banded: true, window: 64, layout: 'btc' });
-  // seq 1 and window 1: every row sees only itself, so dQ and dK are exactly 0
-  // on the CPU and rounding-level on the GPU; compared as one dqkv ('btc')
-  // whose norm dV carries, not as separate all-zero references.
-  attn.push({ B: 1, H: 1, T: 1, D: 64, banded: false, window: 0, layout: 'btc' });
-  attn.push({ B: 1, H: 2, T: 65, D: 128, banded: true, window: 1, layout: 'btc' });
+  attn.push({ B: 1, H: 1, T: 1, D: 64, banded: false, window: 0, layout: 'bhtd' });
+  attn.push({ B: 1, H: 2, T: 65, D: 128, banded: true, window: 1, layout: 'bhtd' });
   attn.push({ B: 1, H: 2, T: 300, D: 64, banded: true, window: 1000, layout: 'bhtd' });
   for (const a of attn) {
     const n = a.B * a.H * a.T * a.D;
     const shape = { batch: a.B, heads: a.H, seq: a.T, headDim: a.D, banded: a.banded, window: a.window,
-      scale: 1 / Math.sqrt(a.D), layout: a.layout };
+      scale: 1 / Math.sqrt(a.D), layout: a.layout, precision: 'bf16' };
     const label = `attention ${a.banded ? `banded w=${a.window}` : 'dense'} B${a.B} H${a.H} T${a.T} D${a.D} ${a.layout}`;
     const inputs = a.layout === 'btc' ? { qkv: randn(r, 3 * n) } : { q: randn(r, n), k: randn(r, n), v: randn(r, n) };
     cases.push({ name: `${label} forward`, precision: 'bf16', tol: 1e-2, outputs: ['out', 'lse'], attention: true,
-      opts: { op: 'attention_forward', precision: 'bf16', ...shape, ...inputs } });
+      opts: { op: 'attention_forward', ...shape, ...inputs } });
     // Backward inputs: the CPU forward's out and lse (filled in by runCase).
     cases.push({ name: `${label} backward`, precision: 'bf16', tol: 1e-2, attention: true,
       outputs: a.layout === 'btc' ? ['dqkv'] : ['dq', 'dk', 'dv'], needsForward: true, checkDeterminism: true,
-      opts: { op: 'attention_backward', precision: 'bf16', ...shape, ...inputs, dout: randn(r, n) } });
+      opts: { op: 'attention_backward', ...shape, ...inputs, dout: randn(r, n) } });
   }
   // fp32 attention (SIMT kernels on CUDA): head sizes on every padding class
   // (32, 64, 128, 256) and odd ones, seq 1, lengths that are no multiple of
-  // the 32-row tile, window 1 and window > seq (those two as 'btc', see
-  // above). The last case asks for bf16 at a head size without a tensor-core
-  // kernel: it must fall back to fp32.
+  // the 32-row tile, window 1 and window > seq. Where every row sees only
+  // itself (seq 1, window 1) dQ and dK are exactly 0 on the CPU and
+  // rounding-level on the GPU, so those cases compare one dqkv ('btc'), whose
+  // norm dV carries. The last case asks for bf16 at a head size without a
+  // tensor-core kernel: it must fall back to fp32.
   const attn32 = [
     { B: 2, H: 3, T: 100, D: 32, banded: false, window: 0, layout: 'bhtd' },
     { B: 2, H: 2, T: 100, D: 32, banded: true, window: 20, layout: 'bhtd' },
