@@ -11,7 +11,10 @@
 #include "../core/backend.h"
 #include "napi_util.h"
 #include "registry.h"
-#ifdef GPT_HAVE_CUDA
+// The probes exist in the CUDA build and in the CPU emulation of it
+// (GPT_CUDA_EMU, docs/dev/CUDA-EMU.md), where they time the emulator.
+#if defined(GPT_HAVE_CUDA) || defined(GPT_CUDA_EMU)
+#define GPT_PROBES 1
 #include "../cuda/probe.h"
 #endif
 
@@ -35,6 +38,16 @@ Napi::Value reject_without_gpu(Napi::Env env, const char* op) {
   return d.Promise();
 }
 
+#ifndef GPT_PROBES
+// A build whose cuda_info() says a GPU is usable but that has no probe code
+// compiled in: reject the same way rather than resolve with nothing.
+Napi::Value no_probes(Napi::Env env, const char* op) {
+  Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+  d.Reject(make_error(env, "NO_GPU", std::string(op) + ": this build has no GPU probes").Value());
+  return d.Promise();
+}
+#endif
+
 Napi::Value ProbeCudaCopy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -43,7 +56,7 @@ Napi::Value ProbeCudaCopy(const Napi::CallbackInfo& info) {
     const int repeats = has(o, "repeats") ? static_cast<int>(get_int(o, "repeats", 1, 1000)) : 5;
     Napi::Value no_gpu = reject_without_gpu(env, "probeCudaCopy");
     if (!no_gpu.IsEmpty()) return no_gpu;
-#ifdef GPT_HAVE_CUDA
+#ifdef GPT_PROBES
     struct R {
       double gbps, seconds;
     };
@@ -63,7 +76,7 @@ Napi::Value ProbeCudaCopy(const Napi::CallbackInfo& info) {
 #else
     (void)bytes;
     (void)repeats;
-    return env.Undefined();  // unreachable: cuda_info() is never available without CUDA
+    return no_probes(env, "probeCudaCopy");
 #endif
   });
 }
@@ -79,7 +92,7 @@ Napi::Value ProbeCudaGemm(const Napi::CallbackInfo& info) {
       throw_invalid("Expected \"fp32\" or \"bf16\" for precision but received \"" + pr + "\"");
     Napi::Value no_gpu = reject_without_gpu(env, "probeCudaGemm");
     if (!no_gpu.IsEmpty()) return no_gpu;
-#ifdef GPT_HAVE_CUDA
+#ifdef GPT_PROBES
     const Precision p = pr == "bf16" ? Precision::BF16 : Precision::FP32;
     struct R {
       double tflops, seconds;
@@ -102,7 +115,7 @@ Napi::Value ProbeCudaGemm(const Napi::CallbackInfo& info) {
 #else
     (void)size;
     (void)repeats;
-    return env.Undefined();  // unreachable: cuda_info() is never available without CUDA
+    return no_probes(env, "probeCudaGemm");
 #endif
   });
 }

@@ -247,7 +247,8 @@ describe('attention runtime behaviour', () => {
     };
     const q = gather(qkv, 0, 3 * C), k = gather(qkv, C, 3 * C), v = gather(qkv, 2 * C, 3 * C);
     const dOut = gather(dOutBtc, 0, C);
-    const shape = { batch: b, heads: h, seq: t, headDim: d, pattern: 'banded' as const, window: 33, scale: 0.3 };
+    // device 'cpu': the raw calls below run on the cpu, and 'auto' would pick a GPU where there is one.
+    const shape = { batch: b, heads: h, seq: t, headDim: d, pattern: 'banded' as const, window: 33, scale: 0.3, device: 'cpu' as const };
     const f = await attention.forward({ ...shape, q, k, v });
     const g = await attention.backward({ ...shape, q, k, v, out: f.out, lse: f.lse, dOut });
 
@@ -288,7 +289,7 @@ describe('attention runtime behaviour', () => {
       const n = seq * 64;
       attention.resetWorkspace();
       expect(attention.workspaceHighWater()).toBe(0);
-      const s = { batch: 1, heads: 1, seq, headDim: 64, pattern: 'dense' as const };
+      const s = { batch: 1, heads: 1, seq, headDim: 64, pattern: 'dense' as const, device: 'cpu' as const };
       await attention.forward({ ...s, q: randomArray(n, 1), k: randomArray(n, 2), v: randomArray(n, 3) });
       return attention.workspaceHighWater();
     };
