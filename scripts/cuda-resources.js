@@ -276,6 +276,12 @@ function main() {
   const rows = [];
   for (const c of cubins) for (const k of cubinKernels(buf, c.base, c.arch)) rows.push(k);
 
+  // sm_80 cubins leave EIATTR_MAX_THREADS out for some kernels that have
+  // __launch_bounds__; the same kernel's sm_90 image carries it.
+  const boundsByName = new Map();
+  for (const k of rows) if (k.maxThreads) boundsByName.set(k.mangled, k.maxThreads);
+  for (const k of rows) if (!k.maxThreads && boundsByName.has(k.mangled)) k.maxThreads = boundsByName.get(k.mangled);
+
   const problems = [];
   const seen = new Set();
   const unlisted = new Set();
