@@ -5,6 +5,19 @@
 #pragma once
 #include <napi.h>
 
+// worker.terminate() stops a worker's environment from the main thread while
+// the worker may be inside one of our functions. From then on every napi call
+// that could run JS fails (napi_pending_exception with no exception pending),
+// so node-addon-api throws a Napi::Error, guard() lets it through, and the
+// callback wrapper tries to throw it into JS. That fails too, and without this
+// define node-addon-api answers by throwing again from its catch handler,
+// where nothing catches: std::terminate, the whole process aborts. With it,
+// the error is dropped (no JS is left to see it). Set for every file by
+// CMakeLists.txt and binding.gyp; test/native/concurrency-terminate.test.ts.
+#ifndef NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#error "build the addon with NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS defined (see CMakeLists.txt)"
+#endif
+
 #include <functional>
 #include <memory>
 #include <new>
@@ -142,8 +155,8 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
   // OnOK / OnError also run while a worker thread's environment is being torn
   // down (worker.terminate() during the native work): JS cannot run then, so
-  // settling the promise throws. Nothing is waiting for it any more; an
-  // exception escaping here would abort the whole process.
+  // building the value and settling the promise throw. Nothing is waiting for
+  // it any more; swallow here rather than rely on the wrapper (see the top).
   void OnOK() override {
     try {
       Napi::Env env = Env();

@@ -3,7 +3,8 @@
 // posts back the losses, grad norms and a checksum of the final weights.
 // workerData: { config, seed, steps, batch, seq, dataSeed, lr, hang }
 // With `hang`, it posts 'started' and then keeps issuing calls until the main
-// thread terminates it (to terminate a worker in the middle of native work).
+// thread terminates it (to terminate a worker in the middle of native work);
+// `hang: 'sync'` also makes synchronous calls while each one runs.
 'use strict';
 const path = require('node:path');
 const { parentPort, workerData } = require('node:worker_threads');
@@ -18,7 +19,17 @@ async function main() {
     parentPort.postMessage({ started: true });
     for (let i = 0; ; i++) {
       const tok = batchOf(o.dataSeed + i, n, o.config.vocab_size);
-      await model.forwardBackward(tok, tok, { batch: o.batch, seq: o.seq });
+      const running = model.forwardBackward(tok, tok, { batch: o.batch, seq: o.seq });
+      // 'sync': while that call runs on the thread pool, synchronous calls
+      // (the first waits for the model's lock) keep this thread inside the
+      // addon most of the time, so the terminate lands there, not in JS.
+      if (o.hang === 'sync') {
+        for (let k = 0; k < 16; k++) {
+          model.parameters();
+          model.memory();
+        }
+      }
+      await running;
     }
   }
   const losses = [];
