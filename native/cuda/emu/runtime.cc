@@ -9,7 +9,8 @@
 // still wait, the block is deadlocked: the launch fails with a message
 // naming the kernel, the block and where the threads wait, and the fibers
 // are abandoned (no hang, no abort). Warps run in a shuffled order (fixed
-// seed) so a missing barrier is more likely to show as poisoned data.
+// seed, GPT_EMU_SEED picks another) so a missing barrier is more likely to
+// show as poisoned data.
 //
 // Device memory is host memory filled with 0xFF bytes (a NaN in every float
 // lane) on allocation; dynamic and static shared memory are filled the same
@@ -169,6 +170,13 @@ struct Exec {
   size_t stack_stride = 0, stack_count = 0;
 };
 thread_local Exec* t_exec = nullptr;
+
+// GPT_EMU_SEED: a different fixed warp order (default 0), to shake out
+// missing barriers between warps.
+uint64_t order_seed() {
+  static uint64_t s = env_size("GPT_EMU_SEED", 0);
+  return s;
+}
 
 size_t stack_bytes() {
   static size_t kb = env_size("GPT_EMU_STACK_KB", 256);
@@ -761,7 +769,7 @@ void run_launch(const char* name, const void* kernel, dim3 grid, dim3 block, siz
     for (unsigned y = 0; y < grid.y && ok; ++y)
       for (unsigned x = 0; x < grid.x && ok; ++x) {
         t_block.bidx = {x, y, z};
-        const uint64_t seed = ((uint64_t)z * grid.y + y) * grid.x + x;
+        const uint64_t seed = (((uint64_t)z * grid.y + y) * grid.x + x) ^ (order_seed() * 0x2545f4914f6cdd1dull);
         ok = run_block(ex, nt, seed);
       }
   t_exec = nullptr;
