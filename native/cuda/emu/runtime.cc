@@ -559,8 +559,18 @@ bool run_block(Exec& ex, size_t nthreads, uint64_t seed) {
 struct Memory {
   std::mutex mu;
   std::map<uintptr_t, size_t> allocs;
+  std::map<uintptr_t, std::pair<void*, size_t>> guarded;  // ptr -> (mapping, length) with GPT_EMU_GUARD=1
   size_t used = 0;
 };
+// GPT_EMU_GUARD=1: every cudaMalloc block ends (within 16 bytes) at an
+// inaccessible page, so a kernel reading or writing past the end of a buffer
+// crashes at the access (run under a debugger, or see the core dump) instead
+// of silently touching other host memory. Blocks are then 16-byte aligned,
+// not 256.
+bool guard_pages() {
+  static bool on = env_size("GPT_EMU_GUARD", 0) == 1;
+  return on;
+}
 Memory& memory() {
   static Memory* m = new Memory();
   return *m;
@@ -911,7 +921,24 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
                                     m.used, gpt_emu::total_memory()));
     }
   }
-  void* q = std::aligned_alloc(256, (n + 255) & ~size_t(255));
+  void* q = nullptr;
+  void* map_base = nullptr;
+  size_t map_len = 0;
+  if (gpt_emu::guard_pages()) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t body = (n + 15) & ~size_t(15);
+    map_len = (body + page - 1) / page * page + page;
+    map_base = mmap(nullptr, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map_base != MAP_FAILED) {
+      char* guard = static_cast<char*>(map_base) + map_len - page;
+      mprotect(guard, page, PROT_NONE);
+      q = guard - body;
+    } else {
+      map_base = nullptr;
+    }
+  } else {
+    q = std::aligned_alloc(256, (n + 255) & ~size_t(255));
+  }
   if (!q) {
     *p = nullptr;
     return set_error(cudaErrorMemoryAllocation, gpt_emu::fmt("cudaMalloc of %zu bytes: host allocation failed", bytes));
@@ -919,6 +946,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   std::memset(q, 0xff, n);  // poison: every float reads as NaN until written
   std::lock_guard<std::mutex> lk(m.mu);
   m.allocs[reinterpret_cast<uintptr_t>(q)] = n;
+  if (map_base) m.guarded[reinterpret_cast<uintptr_t>(q)] = {map_base, map_len};
   m.used += n;
   *p = q;
   return cudaSuccess;
@@ -933,6 +961,12 @@ cudaError_t cudaFree(void* p) {
       return set_error(cudaErrorInvalidDevicePointer, gpt_emu::fmt("cudaFree(%p): not a cudaMalloc pointer", p));
     m.used -= it->second;
     m.allocs.erase(it);
+    auto g = m.guarded.find(reinterpret_cast<uintptr_t>(p));
+    if (g != m.guarded.end()) {
+      munmap(g->second.first, g->second.second);
+      m.guarded.erase(g);
+      return cudaSuccess;
+    }
   }
   std::free(p);
   return cudaSuccess;
