@@ -124,7 +124,7 @@ function rewriteLaunches(src, code, file, edits) {
     while (p < code.length && /\s/.test(code[p])) ++p;
     if (code[p] !== '(') fail(file, code, e, 'expected ( after >>>');
     // Keep the newlines between the kernel name and the argument list so line numbers stay.
-    const between = src.slice(at, p).replace(/[^\n]/g, '');
+    const between = src.slice(s, p).replace(/[^\n]/g, '');
     const cfgText = cfg.map((c) => c.replace(/\n/g, ' ').trim()).join(', ');
     edits.push({ start: s, end: p, text: `(::gpt_emu::Launcher<${kernel}>(${cfgText}))${between}` });
     from = p;
