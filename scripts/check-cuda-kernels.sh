@@ -29,6 +29,7 @@ fi
 expected=(
   'gemm_bf16_tc_kernel<false, false>' 'gemm_bf16_tc_kernel<false, true>' 'gemm_bf16_tc_kernel<true, false>'
   'gemm_fp32_kernel<false, false>' 'gemm_fp32_kernel<false, true>' 'gemm_fp32_kernel<true, false>'
+  'gemm_bf16_tc_gelu_kernel' 'gemm_fp32_gelu_kernel'
   'colsum_partial_kernel' 'colsum_finish_kernel'
   'attention_fwd_kernel<64>' 'attention_fwd_kernel<80>' 'attention_fwd_kernel<96>' 'attention_fwd_kernel<128>'
   'attention_dvec_kernel'
@@ -36,13 +37,14 @@ expected=(
   'attention_bwd_dkdv_kernel<128>'
   'attention_bwd_dq_kernel<64>' 'attention_bwd_dq_kernel<80>' 'attention_bwd_dq_kernel<96>'
   'attention_bwd_dq_kernel<128>'
-  'layernorm_forward_kernel' 'layernorm_backward_dx_kernel' 'layernorm_backward_params_partial_kernel'
+  'layernorm_forward_kernel' 'residual_layernorm_forward_kernel' 'layernorm_backward_dx_kernel' 'layernorm_backward_params_partial_kernel'
   'layernorm_backward_params_finish_kernel'
   'gelu_forward_kernel' 'gelu_backward_kernel' 'add_kernel' 'scale_kernel'
   'embedding_forward_kernel' 'embedding_backward_wpe_kernel' 'embedding_backward_wte_kernel'
   'crossentropy_kernel'
   'sum_squares_partial_kernel' 'sum_squares_finish_kernel'
   'adamw_kernel'
+  'decode_kv_store_kernel' 'decode_attention_chunk_kernel' 'decode_attention_combine_kernel' 'decode_embedding_kernel'
 )
 missing=0
 for k in "${expected[@]}"; do

@@ -45,6 +45,25 @@ struct AdamWParams {
   int64_t step = 1;         // 1-based, for bias correction
 };
 
+// One row of a decoding batch for one layer (the decoding ops below): a
+// token of one sequence at absolute position `pos`, and where that
+// sequence's cache of this layer lives. The cache of one (sequence, layer)
+// is K [H, P, D] at cache + k and V [H, P, D] at cache + v (float offsets
+// into one backend buffer), P = `slots`. Position j lives in slot j % P:
+// for a dense layer P is the capacity (j < P, so the slot is j); for a
+// banded layer P = min(capacity, window) and the slots form a ring holding
+// the last P positions. The row attends to positions first..pos, which
+// must all still be held: 0 <= first <= pos and pos - first < P (dense:
+// first = 0; banded: first = max(0, pos - window + 1)).
+// Plain data with the same layout on the host and the device (32 bytes).
+struct KvRow {
+  int64_t k = 0, v = 0;  // float offsets of this layer's K and V cache
+  int32_t slots = 1;     // P
+  int32_t pos = 0;       // the row's position (< 0: kv_store skips the row)
+  int32_t first = 0;     // first position attended
+  int32_t pad = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -90,6 +109,27 @@ class Backend {
   // out = a + b
   virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;
 
+  // ---- fused forward ops ------------------------------------------------------
+  // Each default body composes the ops above, and that composition is the
+  // reference a backend's fused override is held to (test/native/fused-ops,
+  // scripts/gpu-check/ops.js). The fusion saves a pass over the activations.
+  //
+  // pre[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when non-null), saved for the
+  // backward pass; out[M, N] = gelu(pre), tanh form as gelu_forward.
+  virtual void matmul_forward_gelu(float* pre, float* out, const float* inp, const float* w, const float* bias, int M,
+                                   int K, int N, Precision p) {
+    matmul_forward(pre, inp, w, bias, M, K, N, p);
+    gelu_forward(out, pre, int64_t(M) * N);
+  }
+  // resid[M, C] = a + b (resid may alias a or b); out = LN(resid) * gamma +
+  // beta as layernorm_forward, which saves mean[M] and rstd[M].
+  virtual void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a,
+                                          const float* b, const float* gamma, const float* beta, int M, int C,
+                                          float eps) {
+    add(resid, a, b, int64_t(M) * C);
+    layernorm_forward(out, mean, rstd, resid, gamma, beta, M, C, eps);
+  }
+
   // ---- attention (fused, flash-style; see native/cpu/attention.h) ---------
   // lse: [B, H, T] contiguous, natural log of the scaled scores' sum of exp.
   virtual void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
@@ -97,6 +137,27 @@ class Backend {
   // dq, dk, dv are overwritten.
   virtual void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q,
                                   AttnTensor k, AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout) = 0;
+
+  // ---- decoding (KV cache; native/core/decode.h) ------------------------------
+  // `rows` [M] (KvRow, in backend memory) describe M rows of one layer; row r
+  // belongs to one sequence, and no two rows of one call share a sequence's
+  // cache slot. Row r's k/v/q/out vectors are [H, D] = [C] at ptr + r * ld.
+  // kv_store: writes row r's key and value into its cache at slot pos % P
+  // (every head); rows with pos < 0 are skipped (a prefill passes the
+  // prompt positions the ring would drop that way).
+  virtual void kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
+                        int D) = 0;
+  // Single-query attention over the cache, fp32 throughout: for each row r
+  // and head h, out[r, h] = softmax(scale * q[r, h] . K[j]) @ V[j] over
+  // positions j = first..pos of row r. Overwrites out. `max_keys` >= every
+  // row's pos - first + 1 (sizes the split over positions on a GPU). The
+  // result of a row does not depend on the other rows of the call.
+  virtual void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache,
+                                const KvRow* rows, int M, int H, int D, float scale, int max_keys) = 0;
+  // out[r, C] = wte[tokens[r]] + wpe[positions[r]] (tokens and positions
+  // [M] in backend memory): the embedding of rows at their own positions.
+  virtual void embedding_at(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
+                            const float* wpe, int M, int C) = 0;
 
   // ---- classifier ------------------------------------------------------------
   // logits: [M, Vp] (only the first V columns are real). For each row with

@@ -1,9 +1,9 @@
 // Incremental decoding with a key/value cache (see decode.h for the design).
 //
-// Why the cache is in host memory on every backend: decode attention is one
-// query per sequence and head against at most P cached rows, a few MFLOP per
-// token, while the matmuls read every weight once; a simple CPU kernel is
-// enough, and the per-layer traffic to another backend is B * 4C floats.
+// The cache and every activation live in backend memory; the host builds
+// the per-row records (KvRow: cache offsets, slots, position, first position
+// attended) for all layers of a call and uploads them with the tokens and
+// positions in one go, so a GPU step has no per-layer host round trip.
 //
 // Legend: B sequences, M rows in flight (prompt tokens in prefill, active
 // sequences in a step), H heads, D head size, C = H*D, V (Vp) vocabulary.
@@ -12,12 +12,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <string>
 
 #include "../cpu/decode_kernels.h"
 #include "error.h"
-#include "threadpool.h"
 
 namespace gpt {
 
@@ -47,21 +45,6 @@ struct DeviceBuffer {
   int32_t* i() const { return static_cast<int32_t*>(p); }
 };
 
-// s[j] = q . k_j over D, with eight partial sums so the compiler can keep
-// them in vector registers without reassociating a single sum.
-inline float dot(const float* q, const float* k, int D) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int d = 0;
-  for (; d + 8 <= D; d += 8)
-    for (int u = 0; u < 8; ++u) acc[u] += q[d + u] * k[d + u];
-  for (; d < D; ++d) acc[d & 7] += q[d] * k[d];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-inline void axpy(float* out, float a, const float* x, int D) {
-  for (int d = 0; d < D; ++d) out[d] += a * x[d];
-}
-
 }  // namespace
 
 // The bf16 copy of the weights a decode step reads when the model's
@@ -83,12 +66,11 @@ struct Bf16Weights {
 struct DecodeState::Scratch {
   int rows = 0;  // capacity in rows of the buffers below
   // backend memory
-  DeviceBuffer x, h, qkv, att, tmp, fc, fcg, mean, rstd, lse, tokens, logits;
-  // host staging (used when the backend is not the CPU)
-  HostBuffer<float> qkv_host, att_host, logits_host;
-  // per-thread attention scores
-  HostBuffer<float> scores;
-  int scores_stride = 0;
+  DeviceBuffer x, h, qkv, att, tmp, fc, fcg, mean, rstd, lse, logits;
+  DeviceBuffer ints;  // [2 * rows] int32: tokens, then positions
+  DeviceBuffer kv;    // [L * rows] KvRow
+  // host staging of the logits (used when the backend is not the CPU)
+  HostBuffer<float> logits_host;
 };
 
 DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& capacities)
@@ -119,14 +101,15 @@ DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& c
       off_[static_cast<size_t>(b) * L_ + l] = total;
       total += 2 * int64_t(H_) * slots(b, l) * D_;
     }
-  cache_.reset(static_cast<size_t>(total), "the key/value cache");
-  int max_slots = 1;
-  for (int b = 0; b < batch(); ++b)
-    for (int l = 0; l < L_; ++l) max_slots = std::max(max_slots, slots(b, l));
-  s_->scores_stride = (max_slots + 15) / 16 * 16;
+  cache_bytes_ = static_cast<size_t>(total) * sizeof(float);
+  cache_ = static_cast<float*>(be_.alloc(cache_bytes_, "the key/value cache"));
+  max_keys_.assign(static_cast<size_t>(L_), 1);
 }
 
-DecodeState::~DecodeState() = default;
+DecodeState::~DecodeState() {
+  s_.reset();
+  if (cache_) be_.free(cache_);
+}
 
 int DecodeState::slots(int b, int l) const {
   const int cap = caps_[static_cast<size_t>(b)];
@@ -135,9 +118,9 @@ int DecodeState::slots(int b, int l) const {
 
 size_t DecodeState::scratch_bytes() const {
   const Scratch& s = *s_;
-  size_t n = s.qkv_host.bytes() + s.att_host.bytes() + s.logits_host.bytes() + s.scores.bytes();
-  for (const DeviceBuffer* d : {&s.x, &s.h, &s.qkv, &s.att, &s.tmp, &s.fc, &s.fcg, &s.mean, &s.rstd, &s.lse, &s.tokens,
-                                &s.logits})
+  size_t n = s.logits_host.bytes();
+  for (const DeviceBuffer* d : {&s.x, &s.h, &s.qkv, &s.att, &s.tmp, &s.fc, &s.fcg, &s.mean, &s.rstd, &s.lse, &s.ints,
+                                &s.kv, &s.logits})
     n += d->bytes;
   return n;
 }
@@ -156,15 +139,12 @@ void DecodeState::ensure_rows(int rows) {
   s.mean.reset(be_, R * F, "decode activations");
   s.rstd.reset(be_, R * F, "decode activations");
   s.lse.reset(be_, R * static_cast<size_t>(H_) * F, "decode activations");
-  s.tokens.reset(be_, R * sizeof(int32_t), "decode tokens");
+  s.ints.reset(be_, 2 * R * sizeof(int32_t), "decode tokens and positions");
+  s.kv.reset(be_, static_cast<size_t>(L_) * R * sizeof(KvRow), "decode row records");
   // Logits are only ever needed for one row per sequence.
   const size_t lrows = std::min(R, caps_.size());
   s.logits.reset(be_, lrows * static_cast<size_t>(Vp_) * F, "decode logits");
-  if (!host_backend_) {
-    s.qkv_host.reset(R * 3 * C, "decode staging");
-    s.att_host.reset(R * C, "decode staging");
-    s.logits_host.reset(lrows * static_cast<size_t>(Vp_), "decode staging");
-  }
+  if (!host_backend_) s.logits_host.reset(lrows * static_cast<size_t>(Vp_), "decode staging");
   s.rows = rows;
 }
 
@@ -172,15 +152,23 @@ void DecodeState::check_abort(const volatile int32_t* abort) const {
   if (abort && *abort != 0) throw GptError(ErrorCode::Aborted, "Generation was aborted");
 }
 
-void DecodeState::store_kv(int b, int l, int pos, const float* k, const float* v) {
-  const int P = slots(b, l);
-  const int slot = patterns_[static_cast<size_t>(l)] == AttnPattern::Banded ? pos % window_ : pos;
-  float* kc = k_cache(b, l);
-  float* vc = v_cache(b, l);
-  for (int h = 0; h < H_; ++h) {
-    std::memcpy(kc + (int64_t(h) * P + slot) * D_, k + int64_t(h) * D_, sizeof(float) * D_);
-    std::memcpy(vc + (int64_t(h) * P + slot) * D_, v + int64_t(h) * D_, sizeof(float) * D_);
-  }
+KvRow DecodeState::kv_row(int b, int l, int pos) const {
+  KvRow r;
+  r.k = k_off(b, l);
+  r.v = v_off(b, l);
+  r.slots = slots(b, l);
+  r.pos = pos;
+  // A banded layer's ring (P = min(capacity, window)) holds the last P
+  // positions, which cover the band: slot j % P is the slot j % window the
+  // band needs whenever j < P or P = window.
+  r.first = patterns_[static_cast<size_t>(l)] == AttnPattern::Banded ? std::max(0, pos - window_ + 1) : 0;
+  return r;
+}
+
+void DecodeState::upload_rows() {
+  Scratch& s = *s_;
+  be_.to_device(s.ints.p, ints_host_.data(), sizeof(int32_t) * ints_host_.size());
+  be_.to_device(s.kv.p, rows_host_.data(), sizeof(KvRow) * rows_host_.size());
 }
 
 void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort) {
@@ -208,11 +196,27 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
   std::vector<int> row0(static_cast<size_t>(B) + 1, 0);
   for (int b = 0; b < B; ++b) row0[static_cast<size_t>(b) + 1] = row0[static_cast<size_t>(b)] + lengths[b];
 
-  be_.to_device(s.tokens.p, tokens, sizeof(int32_t) * static_cast<size_t>(M));
-  // Every prompt starts at position 0: the backend's embedding (t = row % T)
-  // applies per sequence.
+  // Row row0[b] + t is token t of prompt b, at position t. Each layer stores
+  // the positions its cache keeps (the last P of each prompt); the others
+  // are marked pos = -1, so no two rows of a call write the same ring slot.
+  ints_host_.resize(2 * static_cast<size_t>(M));
+  rows_host_.resize(static_cast<size_t>(L_) * M);
+  std::memcpy(ints_host_.data(), tokens, sizeof(int32_t) * static_cast<size_t>(M));
   for (int b = 0; b < B; ++b)
-    be_.embedding_forward(s.x.f() + int64_t(row0[b]) * C, s.tokens.i() + row0[b], w.wte, w.wpe, 1, lengths[b], C);
+    for (int t = 0; t < lengths[b]; ++t) {
+      const int r = row0[static_cast<size_t>(b)] + t;
+      ints_host_[static_cast<size_t>(M + r)] = t;
+      for (int l = 0; l < L_; ++l) {
+        KvRow& kr = rows_host_[static_cast<size_t>(l) * M + r];
+        kr = kv_row(b, l, t);
+        if (t < lengths[b] - kr.slots) kr.pos = -1;
+      }
+    }
+  upload_rows();
+  const int32_t* d_tokens = s.ints.i();
+  const int32_t* d_positions = s.ints.i() + M;
+  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
+  be_.embedding_at(s.x.f(), d_tokens, d_positions, w.wte, w.wpe, M, C);
 
   for (int l = 0; l < L_; ++l) {
     check_abort(abort);
@@ -238,18 +242,7 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
       be_.attention_forward(sh, o, s.lse.f(), q, k, v);
     }
     // Keys and values of the positions the cache keeps.
-    const float* qkv_h = s.qkv.f();
-    if (!host_backend_) {
-      be_.to_host(s.qkv_host.data(), s.qkv.f(), sizeof(float) * static_cast<size_t>(M) * 3 * C);
-      qkv_h = s.qkv_host.data();
-    }
-    for (int b = 0; b < B; ++b) {
-      const int T = lengths[b];
-      for (int t = std::max(0, T - slots(b, l)); t < T; ++t) {
-        const float* row = qkv_h + int64_t(row0[b] + t) * 3 * C;
-        store_kv(b, l, t, row + C, row + 2 * C);
-      }
-    }
+    be_.kv_store(cache_, d_rows + int64_t(l) * M, M, s.qkv.f() + C, s.qkv.f() + 2 * C, 3 * C, H, D);
     be_.matmul_forward(s.tmp.f(), s.att.f(), W.attn_proj_w, W.attn_proj_b, M, C, C, p);
     be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
     be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_2_w, W.ln_2_b, M, C, eps);
@@ -298,16 +291,25 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
   const float eps = model_->config().layer_norm_epsilon;
   const int C = C_, H = H_, D = D_;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  // One row of scores per pool thread (the pool may have been resized).
-  s.scores.ensure(static_cast<size_t>(s.scores_stride) * ThreadPool::global().size(), "attention scores");
-
-  // x[r] = wte[token] + wpe[position]: each sequence at its own position.
+  // Row r is sequence seqs[r] at its next position, in every layer.
+  ints_host_.resize(2 * static_cast<size_t>(M));
+  rows_host_.resize(static_cast<size_t>(L_) * M);
+  std::fill(max_keys_.begin(), max_keys_.end(), 1);
   for (int r = 0; r < M; ++r) {
     const int b = seqs[static_cast<size_t>(r)];
-    be_.copy(s.h.f() + int64_t(r) * C, w.wte + int64_t(tokens[b]) * C, sizeof(float) * C);
-    be_.copy(s.tmp.f() + int64_t(r) * C, w.wpe + int64_t(pos_[static_cast<size_t>(b)]) * C, sizeof(float) * C);
+    const int pos = pos_[static_cast<size_t>(b)];
+    ints_host_[static_cast<size_t>(r)] = tokens[b];
+    ints_host_[static_cast<size_t>(M + r)] = pos;
+    for (int l = 0; l < L_; ++l) {
+      const KvRow kr = kv_row(b, l, pos);
+      rows_host_[static_cast<size_t>(l) * M + r] = kr;
+      max_keys_[static_cast<size_t>(l)] = std::max(max_keys_[static_cast<size_t>(l)], kr.pos - kr.first + 1);
+    }
   }
-  be_.add(s.x.f(), s.h.f(), s.tmp.f(), int64_t(M) * C);
+  upload_rows();
+  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
+  // x[r] = wte[token] + wpe[position]: each sequence at its own position.
+  be_.embedding_at(s.x.f(), s.ints.i(), s.ints.i() + M, w.wte, w.wpe, M, C);
 
   for (int l = 0; l < L_; ++l) {
     if (l > 0) check_abort(abort);
@@ -315,53 +317,10 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
     const Bf16Weights::Layer* BW = bf16_ ? &bf16_->layers[static_cast<size_t>(l)] : nullptr;
     be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_1_w, W.ln_1_b, M, C, eps);
     linear(s.qkv.f(), s.h.f(), W.c_attn_w, BW ? BW->c_attn : nullptr, W.c_attn_b, M, C, 3 * C, p);
-    const float* qkv_h = s.qkv.f();
-    float* att_h = s.att.f();
-    if (!host_backend_) {
-      be_.to_host(s.qkv_host.data(), s.qkv.f(), sizeof(float) * static_cast<size_t>(M) * 3 * C);
-      qkv_h = s.qkv_host.data();
-      att_h = s.att_host.data();
-    }
-    for (int r = 0; r < M; ++r) {
-      const int b = seqs[static_cast<size_t>(r)];
-      const float* row = qkv_h + int64_t(r) * 3 * C;
-      store_kv(b, l, pos_[static_cast<size_t>(b)], row + C, row + 2 * C);
-    }
-    const bool banded = patterns_[static_cast<size_t>(l)] == AttnPattern::Banded;
-    ThreadPool::global().parallel_for(int64_t(M) * H, [&](int64_t task, int thread) {
-      const int r = static_cast<int>(task / H), h = static_cast<int>(task % H);
-      const int b = seqs[static_cast<size_t>(r)];
-      const int pos = pos_[static_cast<size_t>(b)];
-      const int P = slots(b, l);
-      const int lo = banded ? std::max(0, pos - window_ + 1) : 0;
-      const float* q = qkv_h + int64_t(r) * 3 * C + int64_t(h) * D;
-      const float* kc = k_cache(b, l) + int64_t(h) * P * D;
-      const float* vc = v_cache(b, l) + int64_t(h) * P * D;
-      float* sc = s.scores.data() + int64_t(thread) * s.scores_stride;
-      float* out = att_h + int64_t(r) * C + int64_t(h) * D;
-      // scores in position order, then the softmax, then the weighted sum.
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int j = lo; j <= pos; ++j) {
-        const int slot = banded ? j % window_ : j;
-        const float v = dot(q, kc + int64_t(slot) * D, D) * scale;
-        sc[j - lo] = v;
-        mx = std::max(mx, v);
-      }
-      float sum = 0.0f;
-      for (int j = lo; j <= pos; ++j) {
-        const float e = std::exp(sc[j - lo] - mx);
-        sc[j - lo] = e;
-        sum += e;
-      }
-      std::fill(out, out + D, 0.0f);
-      for (int j = lo; j <= pos; ++j) {
-        const int slot = banded ? j % window_ : j;
-        axpy(out, sc[j - lo], vc + int64_t(slot) * D, D);
-      }
-      const float inv = 1.0f / sum;
-      for (int d = 0; d < D; ++d) out[d] *= inv;
-    });
-    if (!host_backend_) be_.to_device(s.att.f(), s.att_host.data(), sizeof(float) * static_cast<size_t>(M) * C);
+    // The new key and value first: the query attends to its own position.
+    const KvRow* rl = d_rows + int64_t(l) * M;
+    be_.kv_store(cache_, rl, M, s.qkv.f() + C, s.qkv.f() + 2 * C, 3 * C, H, D);
+    be_.decode_attention(s.att.f(), C, s.qkv.f(), 3 * C, cache_, rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
     linear(s.tmp.f(), s.att.f(), W.attn_proj_w, BW ? BW->attn_proj : nullptr, W.attn_proj_b, M, C, C, p);
     be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
     be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_2_w, W.ln_2_b, M, C, eps);

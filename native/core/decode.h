@@ -6,11 +6,14 @@
 // never see each other: no padding enters attention, and a sequence's logits
 // are the same whether it decodes alone or in a batch.
 //
-// The dense work (LayerNorm, matmuls, GELU, the tied head) runs through the
-// model's Backend. The cache lives in host memory and decode attention (one
-// query per sequence against its cache) runs on the CPU pool: for the CPU
-// backend that touches the activations in place; for another backend the few
-// rows of q/k/v and the attention output cross per layer (B * 4C floats).
+// Everything runs through the model's Backend, and the cache lives in
+// backend memory: the embedding at each sequence's position, the key/value
+// store into the cache and the single-query attention over it are the
+// backend's decoding ops (backend.h), described per row by KvRow records
+// built on the host and uploaded once per call. So on a GPU a step sends
+// tokens, positions and the row records in and brings the logits back, and
+// nothing else crosses per layer. On the CPU the matmuls of a step use the
+// streaming kernels of native/cpu/decode_kernels.h.
 //
 // Legend: B sequences, L layers, H heads, D head size, C = H*D, V vocabulary
 // (Vp padded), P positions held for a sequence (its capacity, or the window
@@ -41,7 +44,7 @@ class DecodeState {
   // Tokens held by sequence b so far (its next position).
   int position(int b) const { return pos_[static_cast<size_t>(b)]; }
   // Bytes of the key/value cache (all sequences, all layers).
-  size_t cache_bytes() const { return cache_.bytes(); }
+  size_t cache_bytes() const { return cache_bytes_; }
   // Bytes of backend and host scratch besides the cache.
   size_t scratch_bytes() const;
 
@@ -59,15 +62,19 @@ class DecodeState {
 
  private:
   struct Scratch;
-  // Cache of sequence b, layer l: K then V, each [H, P, D].
-  float* k_cache(int b, int l) { return cache_.data() + off_[static_cast<size_t>(b) * L_ + l]; }
-  float* v_cache(int b, int l) { return k_cache(b, l) + int64_t(H_) * slots(b, l) * D_; }
+  // Cache of sequence b, layer l: K then V, each [H, P, D], at these float
+  // offsets into cache_.
+  int64_t k_off(int b, int l) const { return off_[static_cast<size_t>(b) * L_ + l]; }
+  int64_t v_off(int b, int l) const { return k_off(b, l) + int64_t(H_) * slots(b, l) * D_; }
+  // The KvRow of sequence b at position pos in layer l.
+  KvRow kv_row(int b, int l, int pos) const;
+  // Uploads ints_host_ (tokens, then positions: [2M]) and rows_host_ ([L, M]
+  // row records) to the backend (s_->ints, s_->kv).
+  void upload_rows();
   // Entries the cache of (b, l) holds: all positions, or the band.
   int slots(int b, int l) const;
   void ensure_rows(int rows);
   void check_abort(const volatile int32_t* abort) const;
-  // Writes k, v of one position ([C] each, heads side by side) into the cache.
-  void store_kv(int b, int l, int pos, const float* k, const float* v);
   // The matmuls of a step. On the CPU: the streaming kernels of
   // native/cpu/decode_kernels.h (a step reads every weight once for all its
   // rows), on the fp32 weights or, for bf16, on the packed bf16 copy `wb`;
@@ -89,7 +96,11 @@ class DecodeState {
   std::vector<int> caps_;
   std::vector<int> pos_;
   std::vector<int64_t> off_;  // [B * L] float offsets into cache_
-  HostBuffer<float> cache_;
+  float* cache_ = nullptr;    // backend memory, every (sequence, layer)
+  size_t cache_bytes_ = 0;
+  std::vector<KvRow> rows_host_;      // [L, M] row records of the current call
+  std::vector<int32_t> ints_host_;    // [2M] tokens, positions of the current call
+  std::vector<int> max_keys_;         // [L] the most keys a row attends in the current call
   std::unique_ptr<Scratch> s_;
   std::shared_ptr<Bf16Weights> bf16_;  // null unless CPU + bf16
   bool prefilled_ = false;

@@ -360,11 +360,18 @@ void Model::forward_body(int B, int T) {
   const Precision p = precision_;
 
   GPT_OP("embedding_forward", be.embedding_forward(a.enc, a.tokens, w_.wte, w_.wpe, B, T, C));
+  // Only layer 0's ln_1 is a plain LayerNorm: every later LayerNorm (ln_2,
+  // the next layer's ln_1, ln_f) is fused with the residual add before it.
+  {
+    Acts::Layer& A0 = a.layers[0];
+    const LayerWeights& W0 = w_.layers[0];
+    GPT_OP("layernorm_forward", be.layernorm_forward(A0.ln1, A0.ln1_mean, A0.ln1_rstd, a.enc, W0.ln_1_w, W0.ln_1_b, M, C, eps));
+  }
   const float* x = a.enc;  // residual stream entering the layer, [M, C]
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
     Acts::Layer& A = a.layers[static_cast<size_t>(l)];
-    GPT_OP("layernorm_forward", be.layernorm_forward(A.ln1, A.ln1_mean, A.ln1_rstd, x, W.ln_1_w, W.ln_1_b, M, C, eps));
+    // A.ln1 = ln_1(x): above for layer 0, else by the previous layer's last op.
     GPT_OP("matmul_forward", be.matmul_forward(A.qkv, A.ln1, W.c_attn_w, W.c_attn_b, M, C, 3 * C, p));
     // q, k, v: strided [B, H, T, D] views of qkv [B, T, 3C]; out [B, T, C].
     AttnShape s;
@@ -380,15 +387,25 @@ void Model::forward_body(int B, int T) {
     AttnTensor o{A.atty, int64_t(T) * C, D, C};
     GPT_OP("attention_forward", be.attention_forward(s, o, A.lse, q, k, v));
     GPT_OP("matmul_forward", be.matmul_forward(A.res1, A.atty, W.attn_proj_w, W.attn_proj_b, M, C, C, p));
-    GPT_OP("add", be.add(A.res1, A.res1, x, int64_t(M) * C));
-    GPT_OP("layernorm_forward", be.layernorm_forward(A.ln2, A.ln2_mean, A.ln2_rstd, A.res1, W.ln_2_w, W.ln_2_b, M, C, eps));
-    GPT_OP("matmul_forward", be.matmul_forward(A.fch, A.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p));
-    GPT_OP("gelu_forward", be.gelu_forward(A.fchg, A.fch, int64_t(M) * 4 * C));
+    // res1 = attn_proj + x in place, ln2 = ln_2(res1)
+    GPT_OP("residual_layernorm_forward",
+           be.residual_layernorm_forward(A.res1, A.ln2, A.ln2_mean, A.ln2_rstd, A.res1, x, W.ln_2_w, W.ln_2_b, M, C, eps));
+    // fch = ln2 @ c_fc + bias (kept for backward), fchg = gelu(fch)
+    GPT_OP("matmul_forward_gelu", be.matmul_forward_gelu(A.fch, A.fchg, A.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p));
     GPT_OP("matmul_forward", be.matmul_forward(A.res2, A.fchg, W.mlp_proj_w, W.mlp_proj_b, M, 4 * C, C, p));
-    GPT_OP("add", be.add(A.res2, A.res2, A.res1, int64_t(M) * C));
+    // res2 = mlp_proj + res1 in place, then the next LayerNorm: the next
+    // layer's ln_1, or ln_f after the last layer.
+    if (l + 1 < cfg_.n_layer) {
+      const LayerWeights& Wn = w_.layers[static_cast<size_t>(l + 1)];
+      Acts::Layer& An = a.layers[static_cast<size_t>(l + 1)];
+      GPT_OP("residual_layernorm_forward", be.residual_layernorm_forward(A.res2, An.ln1, An.ln1_mean, An.ln1_rstd, A.res2,
+                                                                        A.res1, Wn.ln_1_w, Wn.ln_1_b, M, C, eps));
+    } else {
+      GPT_OP("residual_layernorm_forward", be.residual_layernorm_forward(A.res2, a.lnf, a.lnf_mean, a.lnf_rstd, A.res2,
+                                                                        A.res1, w_.ln_f_w, w_.ln_f_b, M, C, eps));
+    }
     x = A.res2;
   }
-  GPT_OP("layernorm_forward", be.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, w_.ln_f_w, w_.ln_f_b, M, C, eps));
   // Tied head: logits [M, Vp] = lnf [M, C] @ wte [Vp, C]^T
   GPT_OP("head_forward", be.matmul_nt(a.logits, a.lnf, w_.wte, M, C, Vp, p));
 }

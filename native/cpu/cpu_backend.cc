@@ -14,6 +14,7 @@
 #include "../core/memory.h"
 #include "../core/threadpool.h"
 #include "attention.h"
+#include "decode_attention.h"
 #include "gemm.h"
 #include "ops.h"
 
@@ -114,6 +115,19 @@ class CpuBackend final : public Backend {
     parallel_ranges(n, kElemGrain, [&](int64_t x, int64_t y) { GPT_CPU_DISPATCH(op_add, out + x, a + x, b + x, y - x); });
   }
 
+  // Fused residual + LayerNorm: the same arithmetic as the composition in
+  // backend.h (bitwise; test/native/fused-ops.test.ts), each row normalized
+  // while the sum is in L1. matmul_forward_gelu keeps the default
+  // composition: GELU inside the GEMM's tile loop (from the registers, or per
+  // strip from L1) measured 1-5% slower than the GEMM followed by a separate
+  // GELU pass over the still-cached output (branch `fused`, 2026-11-29).
+  void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                  const float* gamma, const float* beta, int M, int C, float eps) override {
+    parallel_ranges(M, row_grain(C), [&](int64_t r0, int64_t r1) {
+      GPT_CPU_DISPATCH(op_residual_layernorm_forward, resid, out, mean, rstd, a, b, gamma, beta, C, eps, r0, r1);
+    });
+  }
+
   void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
                          AttnTensor v) override {
     cpu::attention_forward(s, out, lse, q, k, v);
@@ -121,6 +135,20 @@ class CpuBackend final : public Backend {
   void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
                           AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout) override {
     cpu::attention_backward(s, dq, dk, dv, q, k, v, out, lse, dout);
+  }
+
+  // ---- decoding (decode_attention.h) ---------------------------------------
+  void kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
+                int D) override {
+    cpu::decode_kv_store(cache, rows, M, k, v, ld, H, D);
+  }
+  void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
+                        int M, int H, int D, float scale, int /*max_keys: no split over positions here*/) override {
+    cpu::decode_attention(out, ldo, q, ldq, cache, rows, M, H, D, scale);
+  }
+  void embedding_at(float* out, const int32_t* tokens, const int32_t* positions, const float* wte, const float* wpe,
+                    int M, int C) override {
+    cpu::decode_embedding(out, tokens, positions, wte, wpe, M, C);
   }
 
   double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dscale,

@@ -22,6 +22,11 @@ GPT_DECLARE_ISA_FN(void op_embedding_backward_cols(float* dwte, float* dwpe, con
 GPT_DECLARE_ISA_FN(void op_layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                              const float* gamma, const float* beta, int C, float eps, int64_t r0,
                                              int64_t r1))
+// Rows [r0, r1): resid = a + b (resid may alias a or b), then LayerNorm of
+// resid into out, mean, rstd exactly as op_layernorm_forward.
+GPT_DECLARE_ISA_FN(void op_residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a,
+                                                      const float* b, const float* gamma, const float* beta, int C,
+                                                      float eps, int64_t r0, int64_t r1))
 // Rows [r0, r1): dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma.
 GPT_DECLARE_ISA_FN(void op_layernorm_backward_rows(float* dinp, const float* dout, const float* inp, const float* gamma,
                                                    const float* mean, const float* rstd, int C, int64_t r0, int64_t r1))

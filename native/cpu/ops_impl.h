@@ -73,26 +73,47 @@ void op_embedding_backward_cols(float* dwte, float* dwpe, const float* dout, con
   }
 }
 
+namespace {
+
+// One row of LayerNorm: o = (x - mean) * rstd * gamma + beta, mean and
+// variance in two passes (centered variance). Shared by the plain and the
+// residual-fused op, so both give the same bits for the same row.
+inline void layernorm_row(float* o, float* mean, float* rstd, const float* x, const float* gamma, const float* beta,
+                          int C, float eps) {
+  float mu = row_sum(x, C) / C;
+  vf acc = vzero();
+  const vf vmu = vsplat(mu);
+  int i = 0;
+  for (; i + W <= C; i += W) {
+    vf d = vload(x + i) - vmu;
+    acc = vfma(d, d, acc);
+  }
+  float var = vhsum(acc);
+  for (; i < C; ++i) var += (x[i] - mu) * (x[i] - mu);
+  var /= C;
+  float rs = 1.0f / std::sqrt(var + eps);
+  for (int c = 0; c < C; ++c) o[c] = (x[c] - mu) * rs * gamma[c] + beta[c];
+  *mean = mu;
+  *rstd = rs;
+}
+
+}  // namespace
+
 void op_layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
                           const float* beta, int C, float eps, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) layernorm_row(out + r * C, mean + r, rstd + r, inp + r * C, gamma, beta, C, eps);
+}
+
+void op_residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                   const float* gamma, const float* beta, int C, float eps, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
-    const float* x = inp + r * C;
-    float* o = out + r * C;
-    float mu = row_sum(x, C) / C;
-    vf acc = vzero();
-    const vf vmu = vsplat(mu);
-    int i = 0;
-    for (; i + W <= C; i += W) {
-      vf d = vload(x + i) - vmu;
-      acc = vfma(d, d, acc);
-    }
-    float var = vhsum(acc);
-    for (; i < C; ++i) var += (x[i] - mu) * (x[i] - mu);
-    var /= C;
-    float rs = 1.0f / std::sqrt(var + eps);
-    for (int c = 0; c < C; ++c) o[c] = (x[c] - mu) * rs * gamma[c] + beta[c];
-    mean[r] = mu;
-    rstd[r] = rs;
+    // The sum is written once and normalized while the row is still in L1.
+    // resid may alias a or b: each element is read before it is written.
+    float* x = resid + r * C;
+    const float* ar = a + r * C;
+    const float* br = b + r * C;
+    for (int c = 0; c < C; ++c) x[c] = ar[c] + br[c];
+    layernorm_row(out + r * C, mean + r, rstd + r, x, gamma, beta, C, eps);
   }
 }
 

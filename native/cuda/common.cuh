@@ -54,6 +54,13 @@ __device__ __forceinline__ double warp_sum_d(double v) {
   return v;
 }
 
+// GELU, tanh form (GPT-2's gelu_new): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+// One definition for gelu_forward (gelu.cu) and the GEMM's fused epilogue.
+__device__ __forceinline__ float gelu_tanh(float x) {
+  const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(u));
+}
+
 inline int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 
 // Grid size for grid-stride elementwise kernels: enough blocks to fill the

@@ -19,6 +19,7 @@
 #include "attention.cuh"
 #include "check.cuh"
 #include "cuda_backend.cuh"
+#include "decode_attention.cuh"
 #include "gemm.cuh"
 #include "ops.cuh"
 
@@ -191,6 +192,18 @@ class CudaBackend final : public Backend {
     cuda::add(out, a, b, n, stream_);
   }
 
+  // ---- fused forward ops (references: the compositions in backend.h) ------------
+  void matmul_forward_gelu(float* pre, float* out, const float* inp, const float* w, const float* bias, int M, int K,
+                           int N, Precision p) override {
+    set_device();
+    gemm_bias_gelu(M, N, K, inp, w, pre, out, bias, p, stream_);
+  }
+  void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                  const float* gamma, const float* beta, int M, int C, float eps) override {
+    set_device();
+    cuda::residual_layernorm_forward(resid, out, mean, rstd, a, b, gamma, beta, M, C, eps, stream_);
+  }
+
   // ---- attention ----------------------------------------------------------------
   void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
                          AttnTensor v) override {
@@ -203,6 +216,26 @@ class CudaBackend final : public Backend {
     const size_t rows = (size_t)s.batch * s.heads * s.seq;
     float* dvec = scratch_floats(kSlotReduce, rows, "attention backward's D = rowsum(dO*O)");
     cuda::attention_backward(s, dq, dk, dv, q, k, v, out, lse, dout, dvec, stream_);
+  }
+
+  // ---- decoding (decode_attention.cuh) -------------------------------------------
+  void kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
+                int D) override {
+    set_device();
+    cuda::decode_kv_store(cache, rows, M, k, v, ld, H, D, stream_);
+  }
+  void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
+                        int M, int H, int D, float scale, int max_keys) override {
+    set_device();
+    // The per-chunk partials of long caches share the transient reduce slot.
+    const size_t n = decode_attention_scratch_floats(M, H, D, max_keys);
+    float* part = n ? scratch_floats(kSlotReduce, n, "decode attention's split over positions") : nullptr;
+    cuda::decode_attention(out, ldo, q, ldq, cache, rows, M, H, D, scale, max_keys, part, stream_);
+  }
+  void embedding_at(float* out, const int32_t* tokens, const int32_t* positions, const float* wte, const float* wpe,
+                    int M, int C) override {
+    set_device();
+    cuda::decode_embedding(out, tokens, positions, wte, wpe, M, C, stream_);
   }
 
   // ---- classifier ------------------------------------------------------------------

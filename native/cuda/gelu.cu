@@ -13,9 +13,7 @@ constexpr float kSqrt2OverPi = 0.7978845608028654f;
 
 __global__ void gelu_forward_kernel(float* __restrict__ out, const float* __restrict__ inp, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float x = inp[i];
-    float u = kSqrt2OverPi * (x + 0.044715f * x * x * x);
-    out[i] = 0.5f * x * (1.0f + tanhf(u));
+    out[i] = gelu_tanh(inp[i]);
   }
 }
 

@@ -77,11 +77,13 @@ __device__ __forceinline__ void stage_store(const float (&reg)[TC_LOADS], __nv_b
 }
 
 // C = (acc ? C : 0) + op(A) op(B) (+ bias). TA: A stored [K, M]; TB: B stored [N, K].
-template <bool TA, bool TB>
-__global__ void __launch_bounds__(TC_THREADS) gemm_bf16_tc_kernel(int M, int N, int K, const float* __restrict__ A,
-                                                                  long long lda, const float* __restrict__ B,
-                                                                  long long ldb, float* C, long long ldc,
-                                                                  int accumulate, const float* __restrict__ bias) {
+// Gelu (fused bias + GELU, never accumulating): C gets acc + bias as usual and
+// gelu_out (same ldc) gets gelu of that value, from the same registers.
+template <bool TA, bool TB, bool Gelu>
+__device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const float* __restrict__ A, long long lda,
+                                                  const float* __restrict__ B, long long ldb, float* C, long long ldc,
+                                                  int accumulate, const float* __restrict__ bias,
+                                                  float* __restrict__ gelu_out) {
   __shared__ __align__(16) __nv_bfloat16 As[2][TC_BM * TC_PAD];
   __shared__ __align__(16) __nv_bfloat16 Bs[2][TC_BN * TC_PAD];
   const int bm = blockIdx.y * TC_BM, bn = blockIdx.x * TC_BN;
@@ -161,11 +163,33 @@ __global__ void __launch_bounds__(TC_THREADS) gemm_bf16_tc_kernel(int M, int N, 
           float v = acc[i][j][h * 2 + e];
           if (bias) v += bias[c];
           float* dst = C + (long long)row * ldc + c;
-          *dst = accumulate ? *dst + v : v;
+          if (Gelu) {
+            *dst = v;
+            gelu_out[(long long)row * ldc + c] = gelu_tanh(v);
+          } else {
+            *dst = accumulate ? *dst + v : v;
+          }
         }
       }
     }
   }
+}
+
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(TC_THREADS) gemm_bf16_tc_kernel(int M, int N, int K, const float* __restrict__ A,
+                                                                  long long lda, const float* __restrict__ B,
+                                                                  long long ldb, float* C, long long ldc,
+                                                                  int accumulate, const float* __restrict__ bias) {
+  gemm_bf16_tc_body<TA, TB, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, nullptr);
+}
+
+// The MLP's c_fc: pre = A @ B + bias (NN), out = gelu(pre), in one epilogue.
+__global__ void __launch_bounds__(TC_THREADS) gemm_bf16_tc_gelu_kernel(int M, int N, int K, const float* __restrict__ A,
+                                                                       long long lda, const float* __restrict__ B,
+                                                                       long long ldb, float* pre, long long ldc,
+                                                                       const float* __restrict__ bias,
+                                                                       float* __restrict__ out) {
+  gemm_bf16_tc_body<false, false, true>(M, N, K, A, lda, B, ldb, pre, ldc, 0, bias, out);
 }
 
 // ---- fp32 SIMT kernel: 64x64 tile, 256 threads, 4x4 outputs each ---------
@@ -173,11 +197,11 @@ constexpr int F_BM = 64, F_BN = 64, F_BK = 16, F_THREADS = 256;
 static_assert(F_BM * F_BK % F_THREADS == 0 && F_BN * F_BK % F_THREADS == 0, "fp32 staging must divide evenly");
 static_assert((F_BM / 16) * (F_BN / 16) == 16, "each of 16x16 threads owns a 4x4 strided patch");
 
-template <bool TA, bool TB>
-__global__ void __launch_bounds__(F_THREADS) gemm_fp32_kernel(int M, int N, int K, const float* __restrict__ A,
-                                                               long long lda, const float* __restrict__ B,
-                                                               long long ldb, float* C, long long ldc, int accumulate,
-                                                               const float* __restrict__ bias) {
+template <bool TA, bool TB, bool Gelu>
+__device__ __forceinline__ void gemm_fp32_body(int M, int N, int K, const float* __restrict__ A, long long lda,
+                                               const float* __restrict__ B, long long ldb, float* C, long long ldc,
+                                               int accumulate, const float* __restrict__ bias,
+                                               float* __restrict__ gelu_out) {
   __shared__ float As[F_BK][F_BM + 1];
   __shared__ float Bs[F_BK][F_BN + 1];
   const int bm = blockIdx.y * F_BM, bn = blockIdx.x * F_BN;
@@ -226,9 +250,30 @@ __global__ void __launch_bounds__(F_THREADS) gemm_fp32_kernel(int M, int N, int 
       float v = acc[i][j];
       if (bias) v += bias[col];
       float* dst = C + (long long)row * ldc + col;
-      *dst = accumulate ? *dst + v : v;
+      if (Gelu) {
+        *dst = v;
+        gelu_out[(long long)row * ldc + col] = gelu_tanh(v);
+      } else {
+        *dst = accumulate ? *dst + v : v;
+      }
     }
   }
+}
+
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(F_THREADS) gemm_fp32_kernel(int M, int N, int K, const float* __restrict__ A,
+                                                               long long lda, const float* __restrict__ B,
+                                                               long long ldb, float* C, long long ldc, int accumulate,
+                                                               const float* __restrict__ bias) {
+  gemm_fp32_body<TA, TB, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, nullptr);
+}
+
+__global__ void __launch_bounds__(F_THREADS) gemm_fp32_gelu_kernel(int M, int N, int K, const float* __restrict__ A,
+                                                                    long long lda, const float* __restrict__ B,
+                                                                    long long ldb, float* pre, long long ldc,
+                                                                    const float* __restrict__ bias,
+                                                                    float* __restrict__ out) {
+  gemm_fp32_body<false, false, true>(M, N, K, A, lda, B, ldb, pre, ldc, 0, bias, out);
 }
 
 // ---- deterministic column sums: partial sums per 256-row chunk, then a
@@ -295,6 +340,26 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long 
     launch<true, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s);
   else
     throw GptError(ErrorCode::Internal, "matmul: the TT layout is not instantiated on CUDA");
+}
+
+void gemm_bias_gelu(int M, int N, int K, const float* A, const float* B, float* pre, float* out, const float* bias,
+                    Precision p, cudaStream_t s) {
+  GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul_forward_gelu: negative dimension");
+  GPT_CHECK_ARG(out != pre, "matmul_forward_gelu: out must be a buffer other than pre");
+  if (M == 0 || N == 0) return;
+  // K == 0: the empty K loop leaves the accumulators at 0, so pre = bias and
+  // out = gelu(bias), as the composition gives.
+  if (ceil_div(M, 64) > 65535)
+    throw GptError(ErrorCode::InvalidArgument, "matmul_forward_gelu: M = " + std::to_string(M) + " exceeds the grid limit");
+  if (p == Precision::BF16) {
+    dim3 grid(ceil_div(N, TC_BN), ceil_div(M, TC_BM));
+    gemm_bf16_tc_gelu_kernel<<<grid, TC_THREADS, 0, s>>>(M, N, K, A, K, B, N, pre, N, bias, out);
+    CUDA_CHECK_LAUNCH("matmul_forward_gelu (bf16 tensor-core kernel, bias + GELU epilogue)");
+  } else {
+    dim3 grid(ceil_div(N, F_BN), ceil_div(M, F_BM));
+    gemm_fp32_gelu_kernel<<<grid, F_THREADS, 0, s>>>(M, N, K, A, K, B, N, pre, N, bias, out);
+    CUDA_CHECK_LAUNCH("matmul_forward_gelu (fp32 kernel, bias + GELU epilogue)");
+  }
 }
 
 size_t colsum_scratch_floats(int M, int N) { return (size_t)ceil_div(M, CS_ROWS) * (size_t)N; }

@@ -19,6 +19,13 @@ namespace cuda {
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
           long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p, cudaStream_t s);
 
+// Fused bias + GELU (the MLP's c_fc), NN layout, contiguous rows:
+// pre[M, N] = A[M, K] @ B[K, N] (+ bias[N] when non-null), out[M, N] =
+// gelu(pre) (tanh form, gelu_tanh in common.cuh), both written by the GEMM's
+// epilogue from the accumulator registers. out must not alias pre.
+void gemm_bias_gelu(int M, int N, int K, const float* A, const float* B, float* pre, float* out, const float* bias,
+                    Precision p, cudaStream_t s);
+
 // out[N] += column sums of x[M, N], in a fixed order (deterministic).
 // scratch: at least colsum_scratch_floats(M, N) floats of device memory.
 size_t colsum_scratch_floats(int M, int N);

@@ -1,6 +1,7 @@
 // LayerNorm forward and backward over the last dimension C.
 // Forward: one warp per row (two passes over the row: mean, then the
-// centered variance, which is what the CPU reference computes).
+// centered variance, which is what the CPU reference computes); the fused
+// residual + LayerNorm forward adds the residual in the first pass.
 // Backward: one warp per row for dinp; dgamma/dbeta are column sums over all
 // rows, done in two deterministic passes (per-256-row partials, then the
 // chunks in order) instead of atomics.
@@ -30,6 +31,41 @@ __global__ void layernorm_forward_kernel(float* __restrict__ out, float* __restr
   }
   const float rs = rsqrtf(warp_sum(v) / C + eps);
   float* o = out + (int64_t)row * C;
+  for (int i = lane; i < C; i += 32) o[i] = (x[i] - mu) * rs * gamma[i] + beta[i];
+  if (lane == 0) {
+    mean[row] = mu;
+    rstd[row] = rs;
+  }
+}
+
+// Fused residual add + LayerNorm, one warp per row: resid = a + b, written
+// once, then normalized as layernorm_forward_kernel does (same per-lane
+// summation order, so the same bits as add followed by layernorm_forward).
+// resid may alias a or b, hence no __restrict__ on those three: lane l alone
+// touches elements l, l + 32, ... of the row, and reads a[i], b[i] before it
+// writes resid[i]; the later passes re-read resid[i] it wrote itself.
+__global__ void residual_layernorm_forward_kernel(float* resid, float* __restrict__ out, float* __restrict__ mean,
+                                                  float* __restrict__ rstd, const float* a, const float* b,
+                                                  const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                  int M, int C, float eps) {
+  const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= M) return;
+  const int64_t off = (int64_t)row * C;
+  float* x = resid + off;
+  float s = 0.0f;
+  for (int i = lane; i < C; i += 32) {
+    const float r = a[off + i] + b[off + i];
+    x[i] = r;
+    s += r;
+  }
+  const float mu = warp_sum(s) / C;
+  float v = 0.0f;
+  for (int i = lane; i < C; i += 32) {
+    float d = x[i] - mu;
+    v += d * d;
+  }
+  const float rs = rsqrtf(warp_sum(v) / C + eps);
+  float* o = out + off;
   for (int i = lane; i < C; i += 32) o[i] = (x[i] - mu) * rs * gamma[i] + beta[i];
   if (lane == 0) {
     mean[row] = mu;
@@ -113,6 +149,14 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   if (M <= 0 || C <= 0) return;
   layernorm_forward_kernel<<<ceil_div(M, 8), 256, 0, s>>>(out, mean, rstd, inp, gamma, beta, M, C, eps);
   CUDA_CHECK_LAUNCH("layernorm_forward");
+}
+
+void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                const float* gamma, const float* beta, int M, int C, float eps, cudaStream_t s) {
+  if (M <= 0 || C <= 0) return;
+  residual_layernorm_forward_kernel<<<ceil_div(M, 8), 256, 0, s>>>(resid, out, mean, rstd, a, b, gamma, beta, M, C,
+                                                                    eps);
+  CUDA_CHECK_LAUNCH("residual_layernorm_forward");
 }
 
 size_t layernorm_backward_scratch_floats(int M, int C) { return 2 * (size_t)ceil_div(M, kRowsPerChunk) * (size_t)C; }

@@ -18,6 +18,10 @@ namespace cuda {
 // out[M, C] = (inp - mean) * rstd * gamma + beta; mean[M], rstd[M] saved.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma, const float* beta,
                        int M, int C, float eps, cudaStream_t s);
+// resid[M, C] = a + b (resid may alias a or b), then out, mean, rstd as
+// layernorm_forward of resid: one kernel, the row read once from a and b.
+void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+                                const float* gamma, const float* beta, int M, int C, float eps, cudaStream_t s);
 // dinp += ..., dgamma += ..., dbeta += ... (deterministic). scratch: at least
 // layernorm_backward_scratch_floats(M, C) floats.
 size_t layernorm_backward_scratch_floats(int M, int C);

@@ -3,12 +3,13 @@
 // The GPU check's Node part (scripts/gpu-check.sh sets up node, dist/ and
 // the addon, then runs this). Steps, in order:
 //   1. correctness: every backend op on the device against the CPU backend
-//      (ops.js), attention determinism; then a few training steps on both
-//      backends and decode equivalence where the library provides them;
+//      (ops.js, decode-ops.js), attention determinism; then a few training
+//      steps on both backends and decode equivalence where the library
+//      provides them;
 //   2. benchmarks (skipped with --only correctness): the engine's attention
-//      and GEMM kernels timed through backendOp, `gpt-engine bench ...
-//      --json` when that CLI exists, and PyTorch on the same shapes
-//      (pytorch_bench.py).
+//      and GEMM kernels timed through backendOp, decode attention through
+//      decodeOp, `gpt-engine bench ... --json` when that CLI exists, and
+//      PyTorch on the same shapes (pytorch_bench.py).
 // Writes JSON files into the results folder and prints a short table last.
 //
 //   node main.js --device cuda|cpu --results DIR [--only correctness] [--dry-run]
@@ -16,6 +17,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const ops = require('./ops.js');
+const decodeOps = require('./decode-ops.js');
 
 const root = path.resolve(__dirname, '..', '..');
 const args = process.argv.slice(2);
@@ -55,11 +57,14 @@ async function correctness(addon) {
   log(`device: ${device}${dryRun ? ' (dry run: the CPU backend stands in for the GPU)' : ''}; GPU: ${info.available ? `${info.name}, ${(info.totalMemory / 2 ** 30).toFixed(1)} GiB, cc ${info.computeCapability}` : `none (${info.reason})`}`);
   let results = [];
   let error;
+  const onResult = (r) => log(`  ${r.pass ? 'ok  ' : 'FAIL'} ${r.name} [${r.precision}] ${r.error ? r.error : Object.entries(r.errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}${r.deterministic === false ? ' NOT DETERMINISTIC' : ''}`);
   try {
     results = await ops.runOpChecks(addon, device, {
       seed: Date.now() & 0x7fffffff,  // fresh inputs each run
-      onResult: (r) => log(`  ${r.pass ? 'ok  ' : 'FAIL'} ${r.name} [${r.precision}] ${r.error ? r.error : Object.entries(r.errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}${r.deterministic === false ? ' NOT DETERMINISTIC' : ''}`),
+      onResult,
     });
+    // The decoding ops (KV-cache store, single-query attention, embedding at positions).
+    results = results.concat(await decodeOps.runDecodeOpChecks(addon, device, { seed: Date.now() & 0x7fffffff, onResult }));
   } catch (e) {
     error = String(e.message || e);
     log(`correctness: ${error}`);
@@ -242,12 +247,50 @@ async function benchEngine(addon) {
     gemms.push(g);
     log(`  engine GEMM bf16 ${M}x${K}x${N}: ${g.error || `${g.tflops.toFixed(1)} TFLOP/s`}`);
   }
-  writeJson('bench-engine.json', { device, dryRun, attention: rows, gemm: gemms, note: 'timed through backendOp: device time of the op between two synchronizations, mean of `repeat` runs' });
+  const decodeRows = await benchDecodeAttention(addon, r);
+  writeJson('bench-engine.json', { device, dryRun, attention: rows, gemm: gemms, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
   for (const x of rows)
     table.push([`engine attn ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
   for (const g of gemms)
     table.push([`engine GEMM ${g.M}x${g.K}x${g.N}`, g.error ? 'ERROR' : 'ran', g.error ? g.error.slice(0, 80) : `${g.tflops.toFixed(1)} TFLOP/s`]);
+  for (const x of decodeRows)
+    table.push([`engine decode attn ${x.pattern} M${x.M} H${x.H} D${x.D} n${x.n}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `${x.us.toFixed(1)} us, cache read ${x.cache_gbps.toFixed(0)} GB/s`]);
   return shapes;
+}
+
+// Single-query attention over a KV cache (decodeOp, `repeat` runs): one
+// query per row at the last position of a full cache, dense or banded; the
+// figure of merit is the cache read rate (K and V of every key attended).
+async function benchDecodeAttention(addon, r) {
+  if (typeof addon.decodeOp !== 'function') return [];
+  const shapes = dryRun
+    ? [{ M: 1, H: 2, D: 64, n: 300, w: 0 }]
+    : [
+        { M: 1, H: 12, D: 64, n: 1024, w: 0 },
+        { M: 8, H: 12, D: 64, n: 1024, w: 0 },
+        { M: 1, H: 16, D: 128, n: 4096, w: 0 },
+        { M: 1, H: 12, D: 64, n: 4096, w: 256 },
+      ];
+  const out = [];
+  for (const s of shapes) {
+    const P = s.w || s.n, keys = s.w ? Math.min(s.w, s.n) : s.n, span = s.H * P * s.D;
+    const row = { ...s, pattern: s.w ? `banded w=${s.w}` : 'dense' };
+    try {
+      const cache = new Float32Array(2 * span * s.M);
+      for (let i = 0; i < cache.length; ++i) cache[i] = r() - 0.5;
+      const rec = (f) => Int32Array.from({ length: s.M }, (_, i) => f(i));
+      const res = await addon.decodeOp({ device, op: 'decode_attention', M: s.M, H: s.H, D: s.D, cache,
+        q: ops.randn(r, s.M * s.H * s.D), kOffset: rec((i) => 2 * span * i), vOffset: rec((i) => 2 * span * i + span),
+        slots: rec(() => P), pos: rec(() => s.n - 1), first: rec(() => s.n - keys), repeat: dryRun ? 1 : 20 });
+      row.us = res.ms * 1000;
+      row.cache_gbps = (2 * s.M * s.H * keys * s.D * 4) / (res.ms * 1e6);
+    } catch (e) {
+      row.error = String(e.message || e);
+    }
+    out.push(row);
+    log(`  engine decode attention ${row.pattern} M${s.M} H${s.H} D${s.D} keys ${keys}: ${row.error || `${row.us.toFixed(1)} us, cache read ${row.cache_gbps.toFixed(0)} GB/s`}`);
+  }
+  return out;
 }
 
 function benchCli() {

@@ -202,6 +202,27 @@ function buildCases(seed) {
       opts: { op: 'adamw', param: randn(r, n), grad: randn(r, n), m: randn(r, n, 0.1), v: new Float32Array(n).map(() => r() * 0.01),
         lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradScale: 0.5, step: 3 } });
   }
+  // Fused forward ops (last, so the inputs of the cases above stay as they
+  // were). Bias + GELU in the GEMM epilogue: edge tiles in M and N, N odd,
+  // one row, no bias, the GPT-2 small c_fc shape.
+  for (const p of ['fp32', 'bf16']) {
+    for (const [M, K, N, bias] of [[257, 96, 201, true], [64, 768, 3072, true], [5, 33, 7, false], [1, 40, 129, true]]) {
+      cases.push({ name: `matmul_forward_gelu ${M}x${K}x${N}${bias ? ' +bias' : ''}`, precision: p, tol: tolFor(p),
+        outputs: ['pre', 'out'],
+        opts: { op: 'matmul_forward_gelu', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1),
+          ...(bias ? { bias: randn(r, N) } : {}) } });
+    }
+  }
+  // Residual + LayerNorm (fp32 only: it has no precision), resid apart or
+  // aliasing a or b as the model does, C not a multiple of 32.
+  for (const [M, C, aliasResid] of [[300, 200, 0], [64, 768, 1], [1, 13, 2], [37, 1601, 1]]) {
+    const a = randn(r, M * C, 2);
+    for (let i = 0; i < a.length; ++i) a[i] += 0.5;
+    cases.push({ name: `residual_layernorm_forward ${M}x${C} alias ${['none', 'a', 'b'][aliasResid]}`, precision: 'fp32',
+      tol: 1e-5, outputs: ['resid', 'out', 'mean', 'rstd'],
+      opts: { op: 'residual_layernorm_forward', M, C, aliasResid, a, b: randn(r, M * C), gamma: randn(r, C),
+        beta: randn(r, C), eps: 1e-5 } });
+  }
   return cases;
 }
 

@@ -1,0 +1,318 @@
+// decodeOp({device, op, ...}): runs ONE of the Backend's decoding ops
+// (core/backend.h "decoding") on host arrays on the 'cpu' or 'cuda' backend
+// (upload, run, download) and resolves with the outputs. Used by
+// test/native/decode-ops.test.ts (the CPU ops against a float64 reference),
+// test/cuda/decode-ops.test.ts and scripts/gpu-check/decode-ops.js (CUDA
+// against the CPU).
+//
+// Options (all integers are plain numbers, arrays typed):
+//   common       M, H, D; the row records as Int32Arrays [M]: kOffset,
+//                vOffset, slots, pos, first (KvRow fields)
+//   kv_store     cache Float32Array (initial contents), k, v [M * ld]
+//                (ld, default C = H*D) -> { cache }
+//   decode_attention
+//                cache, q [M * ldq] (ldq default C), ldo (default C),
+//                scale (default 1/sqrt(D)), maxKeys (default: the largest
+//                pos - first + 1), repeat (n > 0: also time n runs)
+//                -> { out [M, C], gapsUntouched, ms? }: out is
+//                NaN-poisoned before the op; gapsUntouched is 1 when the
+//                ldo - C floats between rows were left alone
+//   embedding_at tokens, positions Int32Array [M], wte [V * C], wpe
+//                [NP * C], V, NP, C -> { out [M, C] }
+// Sizes, offsets and positions are checked here, before any native memory is
+// touched: a bad record is an INVALID_ARGUMENT error, never a crash.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../core/backend.h"
+#include "napi_util.h"
+#include "registry.h"
+
+namespace gpt {
+namespace addon {
+namespace {
+
+using FVec = std::vector<float>;
+using IVec = std::vector<int32_t>;
+
+struct DecodeOpArgs {
+  std::string device, op;
+  std::map<std::string, double> num;
+  std::map<std::string, FVec> f;
+  std::map<std::string, IVec> i;
+};
+
+struct DecodeOpResult {
+  std::map<std::string, FVec> f;
+  std::map<std::string, double> num;
+};
+
+// One backend per device for the process, never destroyed (CUDA teardown at
+// process exit can fail after the driver unloads). Calls are serialized.
+std::mutex& decode_op_mutex() {
+  static std::mutex m;
+  return m;
+}
+Backend* decode_backend(const std::string& device) {
+  static Backend* cpu = nullptr;
+  static Backend* gpu = nullptr;
+  if (device == "cpu") {
+    if (!cpu) cpu = make_cpu_backend().release();
+    return cpu;
+  }
+  if (device == "cuda") {
+    if (!gpu) gpu = make_cuda_backend().release();
+    return gpu;
+  }
+  throw_invalid("Expected 'cpu' or 'cuda' for device but received '" + device + "'");
+  return nullptr;
+}
+
+// Backend buffers of one call, freed when it ends.
+class Buffers {
+ public:
+  explicit Buffers(Backend* be) : be_(be) {}
+  ~Buffers() {
+    for (void* p : ptrs_) {
+      try {
+        be_->free(p);
+      } catch (...) {
+      }
+    }
+  }
+  Buffers(const Buffers&) = delete;
+  Buffers& operator=(const Buffers&) = delete;
+  template <typename T>
+  T* up(const std::vector<T>& v, const char* what) {
+    T* p = static_cast<T*>(alloc(v.size() * sizeof(T), what));
+    be_->to_device(p, v.data(), v.size() * sizeof(T));
+    return p;
+  }
+  FVec down(const float* p, size_t n) {
+    FVec v(n);
+    be_->to_host(v.data(), p, n * sizeof(float));
+    return v;
+  }
+
+ private:
+  void* alloc(size_t bytes, const char* what) {
+    void* p = be_->alloc(bytes == 0 ? 4 : bytes, what);
+    ptrs_.push_back(p);
+    return p;
+  }
+  Backend* be_;
+  std::vector<void*> ptrs_;
+};
+
+int64_t need_int(const DecodeOpArgs& a, const char* key, int64_t lo, int64_t hi) {
+  auto it = a.num.find(key);
+  if (it == a.num.end()) throw_invalid(std::string("Expected a number for ") + key);
+  const double d = it->second;
+  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != std::floor(d))
+    throw_invalid(std::string("Expected an integer in [") + std::to_string(lo) + ", " + std::to_string(hi) + "] for " +
+                  key + " but received " + std::to_string(d));
+  return static_cast<int64_t>(d);
+}
+int64_t opt_int(const DecodeOpArgs& a, const char* key, int64_t lo, int64_t hi, int64_t dflt) {
+  return a.num.count(key) ? need_int(a, key, lo, hi) : dflt;
+}
+const FVec& need_f(const DecodeOpArgs& a, const char* key, size_t n) {
+  auto it = a.f.find(key);
+  if (it == a.f.end()) throw_invalid(std::string("Expected a Float32Array for ") + key);
+  if (it->second.size() != n)
+    throw_invalid(std::string("Expected a Float32Array of length ") + std::to_string(n) + " for " + key +
+                  " but received length " + std::to_string(it->second.size()));
+  return it->second;
+}
+const FVec& need_f_any(const DecodeOpArgs& a, const char* key) {
+  auto it = a.f.find(key);
+  if (it == a.f.end()) throw_invalid(std::string("Expected a Float32Array for ") + key);
+  return it->second;
+}
+const IVec& need_i(const DecodeOpArgs& a, const char* key, size_t n) {
+  auto it = a.i.find(key);
+  if (it == a.i.end()) throw_invalid(std::string("Expected an Int32Array for ") + key);
+  if (it->second.size() != n)
+    throw_invalid(std::string("Expected an Int32Array of length ") + std::to_string(n) + " for " + key +
+                  " but received length " + std::to_string(it->second.size()));
+  return it->second;
+}
+
+// The M row records, checked against the cache size and the KvRow contract.
+// `store`: kv_store allows pos < 0 (skipped) and forbids two rows on one slot.
+std::vector<KvRow> read_rows(const DecodeOpArgs& a, int M, int H, int D, size_t cache_len, bool store,
+                             int* max_keys) {
+  const IVec& ko = need_i(a, "kOffset", M);
+  const IVec& vo = need_i(a, "vOffset", M);
+  const IVec& sl = need_i(a, "slots", M);
+  const IVec& po = need_i(a, "pos", M);
+  const IVec& fi = need_i(a, "first", M);
+  std::vector<KvRow> rows(static_cast<size_t>(M));
+  std::map<std::pair<int64_t, int64_t>, int> used;  // (k offset, slot) -> row
+  *max_keys = 1;
+  for (int r = 0; r < M; ++r) {
+    KvRow& w = rows[static_cast<size_t>(r)];
+    w.k = ko[r];
+    w.v = vo[r];
+    w.slots = sl[r];
+    w.pos = po[r];
+    w.first = fi[r];
+    const std::string at = " of row " + std::to_string(r);
+    if (w.slots < 1) throw_invalid("Expected slots >= 1" + at + " but received " + std::to_string(w.slots));
+    const int64_t span = int64_t(H) * w.slots * D;
+    for (int64_t off : {w.k, w.v})
+      if (off < 0 || off + span > static_cast<int64_t>(cache_len))
+        throw_invalid("Expected the cache [H, slots, D] at offset " + std::to_string(off) + at +
+                      " to fit in the cache of " + std::to_string(cache_len) + " floats");
+    if (store && w.pos < 0) continue;
+    if (w.pos < 0 || w.first < 0 || w.first > w.pos || w.pos - w.first >= w.slots)
+      throw_invalid("Expected 0 <= first <= pos and pos - first < slots" + at + " but received first " +
+                    std::to_string(w.first) + ", pos " + std::to_string(w.pos) + ", slots " + std::to_string(w.slots));
+    if (store) {
+      auto key = std::make_pair(w.k, int64_t(w.pos % w.slots));
+      if (used.count(key)) throw_invalid("Expected no two rows writing one cache slot" + at);
+      used[key] = r;
+    }
+    *max_keys = std::max(*max_keys, w.pos - w.first + 1);
+  }
+  return rows;
+}
+
+DecodeOpResult run_decode_op(const DecodeOpArgs& a) {
+  std::lock_guard<std::mutex> lock(decode_op_mutex());
+  Backend* be = decode_backend(a.device);
+  Buffers buf(be);
+  DecodeOpResult res;
+  const std::string& op = a.op;
+  if (op == "kv_store" || op == "decode_attention") {
+    const int M = static_cast<int>(need_int(a, "M", 1, 1 << 20));
+    const int H = static_cast<int>(need_int(a, "H", 1, 4096));
+    const int D = static_cast<int>(need_int(a, "D", 1, 4096));
+    const int64_t C = int64_t(H) * D;
+    const FVec& cache = need_f_any(a, "cache");
+    int max_keys = 1;
+    std::vector<KvRow> rows = read_rows(a, M, H, D, cache.size(), op == "kv_store", &max_keys);
+    float* dcache = buf.up(cache, "cache");
+    KvRow* drows = buf.up(rows, "rows");
+    if (op == "kv_store") {
+      const int64_t ld = opt_int(a, "ld", C, int64_t(1) << 30, C);
+      const size_t n = static_cast<size_t>((M - 1) * ld + C);
+      float* k = buf.up(need_f(a, "k", n), "k");
+      float* v = buf.up(need_f(a, "v", n), "v");
+      be->kv_store(dcache, drows, M, k, v, ld, H, D);
+      res.f["cache"] = buf.down(dcache, cache.size());
+    } else {
+      const int64_t ldq = opt_int(a, "ldq", C, int64_t(1) << 30, C);
+      const int64_t ldo = opt_int(a, "ldo", C, int64_t(1) << 30, C);
+      max_keys = static_cast<int>(opt_int(a, "maxKeys", max_keys, 1 << 30, max_keys));
+      const float scale = static_cast<float>(a.num.count("scale") ? a.num.at("scale") : 1.0 / std::sqrt(double(D)));
+      float* q = buf.up(need_f(a, "q", static_cast<size_t>((M - 1) * ldq + C)), "q");
+      const size_t nout = static_cast<size_t>(int64_t(M) * ldo);
+      float* out = buf.up(FVec(nout, std::numeric_limits<float>::quiet_NaN()), "out");
+      be->decode_attention(out, ldo, q, ldq, dcache, drows, M, H, D, scale, max_keys);
+      // repeat = n > 0: n more runs between two synchronizations; their mean
+      // milliseconds (device time of the op alone) in result.ms.
+      const int reps = static_cast<int>(opt_int(a, "repeat", 0, 1 << 20, 0));
+      if (reps > 0) {
+        be->synchronize();
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < reps; ++i) be->decode_attention(out, ldo, q, ldq, dcache, drows, M, H, D, scale, max_keys);
+        be->synchronize();
+        const auto t1 = std::chrono::steady_clock::now();
+        res.num["ms"] = std::chrono::duration<double, std::milli>(t1 - t0).count() / reps;
+      }
+      FVec full = buf.down(out, nout);
+      FVec packed(static_cast<size_t>(M * C));
+      bool gaps = true;
+      for (int r = 0; r < M; ++r) {
+        std::memcpy(packed.data() + r * C, full.data() + r * ldo, sizeof(float) * static_cast<size_t>(C));
+        for (int64_t c = C; c < ldo; ++c)
+          if (!std::isnan(full[static_cast<size_t>(r * ldo + c)])) gaps = false;
+      }
+      res.f["out"] = std::move(packed);
+      res.num["gapsUntouched"] = gaps ? 1 : 0;
+    }
+  } else if (op == "embedding_at") {
+    const int M = static_cast<int>(need_int(a, "M", 1, 1 << 20));
+    const int C = static_cast<int>(need_int(a, "C", 1, 1 << 16));
+    const int V = static_cast<int>(need_int(a, "V", 1, 1 << 24));
+    const int NP = static_cast<int>(need_int(a, "NP", 1, 1 << 24));
+    const IVec& tok = need_i(a, "tokens", M);
+    const IVec& pos = need_i(a, "positions", M);
+    for (int r = 0; r < M; ++r) {
+      if (tok[r] < 0 || tok[r] >= V)
+        throw_invalid("Expected tokens in [0, " + std::to_string(V) + ") but received " + std::to_string(tok[r]));
+      if (pos[r] < 0 || pos[r] >= NP)
+        throw_invalid("Expected positions in [0, " + std::to_string(NP) + ") but received " + std::to_string(pos[r]));
+    }
+    const float* wte = buf.up(need_f(a, "wte", size_t(V) * C), "wte");
+    const float* wpe = buf.up(need_f(a, "wpe", size_t(NP) * C), "wpe");
+    int32_t* dtok = buf.up(tok, "tokens");
+    int32_t* dpos = buf.up(pos, "positions");
+    float* out = buf.up(FVec(size_t(M) * C, std::numeric_limits<float>::quiet_NaN()), "out");
+    be->embedding_at(out, dtok, dpos, wte, wpe, M, C);
+    res.f["out"] = buf.down(out, size_t(M) * C);
+  } else {
+    throw_invalid("Expected 'kv_store', 'decode_attention' or 'embedding_at' for op but received '" + op + "'");
+  }
+  be->synchronize();
+  return res;
+}
+
+Napi::Value DecodeOp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object for decodeOp");
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto args = std::make_shared<DecodeOpArgs>();
+    args->device = get_string(o, "device");
+    args->op = get_string(o, "op");
+    // Copy every number and typed array now: the op runs off the JS thread.
+    Napi::Array keys = o.GetPropertyNames();
+    for (uint32_t k = 0; k < keys.Length(); ++k) {
+      const std::string key = keys.Get(k).As<Napi::String>().Utf8Value();
+      Napi::Value v = o.Get(key);
+      if (v.IsNumber()) {
+        args->num[key] = v.As<Napi::Number>().DoubleValue();
+      } else if (v.IsTypedArray()) {
+        auto ta = v.As<Napi::TypedArray>();
+        if (ta.TypedArrayType() == napi_float32_array) {
+          auto f = v.As<Napi::Float32Array>();
+          args->f[key] = FVec(f.Data(), f.Data() + f.ElementLength());
+        } else if (ta.TypedArrayType() == napi_int32_array) {
+          auto n = v.As<Napi::Int32Array>();
+          args->i[key] = IVec(n.Data(), n.Data() + n.ElementLength());
+        } else {
+          throw_invalid("Expected a Float32Array or Int32Array for " + key);
+        }
+      }
+    }
+    return run_async<DecodeOpResult>(
+        env, [args] { return run_decode_op(*args); },
+        [](Napi::Env e, DecodeOpResult& r) -> Napi::Value {
+          Napi::Object res = Napi::Object::New(e);
+          for (auto& kv : r.f) {
+            Napi::Float32Array arr = Napi::Float32Array::New(e, kv.second.size());
+            if (!kv.second.empty()) std::memcpy(arr.Data(), kv.second.data(), kv.second.size() * sizeof(float));
+            res.Set(kv.first, arr);
+          }
+          for (auto& kv : r.num) res.Set(kv.first, Napi::Number::New(e, kv.second));
+          return res;
+        });
+  });
+}
+
+void Init(Napi::Env env, Napi::Object exports) { exports.Set("decodeOp", Napi::Function::New(env, DecodeOp)); }
+
+}  // namespace
+GPT_REGISTER_BINDING(decode_ops, Init);
+}  // namespace addon
+}  // namespace gpt

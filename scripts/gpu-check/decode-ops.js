@@ -1,0 +1,238 @@
+'use strict';
+// The Backend's decoding ops (core/backend.h "decoding": kv_store,
+// decode_attention, embedding_at) through the addon's decodeOp: cases with
+// awkward sizes, a float64 reference of each op, and the device-vs-CPU
+// check that scripts/gpu-check/main.js runs in its correctness phase and
+// test/cuda/decode-ops.test.ts runs under jest. test/native/decode-ops.test.ts
+// holds the CPU ops to the float64 reference with the same cases.
+//
+// Every cache slot a row must not read holds NaN, and outputs are poisoned
+// with NaN before the op (decode_ops_binding.cc), so a wrong ring index or an
+// unwritten element never passes. Attention rows are spread over several
+// caches at different offsets, read q from inside a wider row (ldq = 3C, as
+// the model's fused qkv) and write out with a gap between rows (ldo > C).
+//
+// Error metric: relative L2 (NaN or Inf never passes); fp32 tolerance 1e-5.
+// kv_store and embedding_at are copies and one fp32 add: they must match
+// exactly.
+const { rng, randn, randi, relL2, bitEqual } = require('./ops.js');
+
+/**
+ * One attention or store case from a list of row specs
+ * {P, pos, first}: each row gets its own cache [H, P, D] for K and for V,
+ * laid out one after the other with a few floats of padding between.
+ */
+function layout(rowsSpec, H, D) {
+  const rows = { kOffset: [], vOffset: [], slots: [], pos: [], first: [] };
+  let off = 3;  // nothing starts at 0: offsets are really applied
+  for (const s of rowsSpec) {
+    const span = H * s.P * D;
+    rows.kOffset.push(off);
+    rows.vOffset.push(off + span + 5);
+    off += 2 * span + 5 + 7;
+    rows.slots.push(s.P);
+    rows.pos.push(s.pos);
+    rows.first.push(s.first);
+  }
+  const i32 = (a) => Int32Array.from(a);
+  return {
+    total: off + 3,
+    rows: { kOffset: i32(rows.kOffset), vOffset: i32(rows.vOffset), slots: i32(rows.slots), pos: i32(rows.pos),
+      first: i32(rows.first) },
+  };
+}
+
+// Slot of position j in a ring of P slots.
+const slotOf = (j, P) => j % P;
+
+function attentionCase(r, name, H, D, spec, { ldqExtra = 0, ldoExtra = 0, maxKeys } = {}) {
+  const { total, rows } = layout(spec, H, D);
+  const C = H * D;
+  // NaN everywhere, then random keys and values in exactly the slots each
+  // row attends: any other slot read shows up as NaN.
+  const cache = new Float32Array(total).fill(NaN);
+  spec.forEach((s, i) => {
+    for (let j = s.first; j <= s.pos; ++j) {
+      const slot = slotOf(j, s.P);
+      for (let h = 0; h < H; ++h) {
+        const kv = randn(r, 2 * D);
+        cache.set(kv.subarray(0, D), rows.kOffset[i] + (h * s.P + slot) * D);
+        cache.set(kv.subarray(D), rows.vOffset[i] + (h * s.P + slot) * D);
+      }
+    }
+  });
+  const M = spec.length, ldq = C + ldqExtra, ldo = C + ldoExtra;
+  const opts = { op: 'decode_attention', M, H, D, ...rows, cache, q: randn(r, (M - 1) * ldq + C), ldq, ldo,
+    scale: 1 / Math.sqrt(D) };
+  if (maxKeys) opts.maxKeys = maxKeys;
+  return { name: `decode_attention ${name} H${H} D${D}`, opts, outputs: ['out'], tol: 1e-5 };
+}
+
+function storeCase(r, name, H, D, spec, ldExtra = 0) {
+  const { total, rows } = layout(spec, H, D);
+  const C = H * D, M = spec.length, ld = C + ldExtra;
+  return { name: `kv_store ${name} H${H} D${D}`, outputs: ['cache'], exact: true,
+    opts: { op: 'kv_store', M, H, D, ...rows, cache: randn(r, total), k: randn(r, (M - 1) * ld + C),
+      v: randn(r, (M - 1) * ld + C), ld } };
+}
+
+/** The cases, from a seed (fresh inputs per seed). */
+function buildDecodeCases(seed) {
+  const r = rng(seed);
+  const cases = [];
+  const dense = (P, pos) => ({ P, pos, first: 0 });
+  // A banded layer of window w for a sequence of capacity cap: P = min(cap, w).
+  const band = (w, cap, pos) => ({ P: Math.min(cap, w), pos, first: Math.max(0, pos - w + 1) });
+  cases.push(attentionCase(r, 'dense position 0', 2, 64, [dense(8, 0)]));
+  cases.push(attentionCase(r, 'dense P=300 full', 3, 80, [dense(300, 299)]));
+  cases.push(attentionCase(r, 'dense 256 keys (one whole chunk)', 2, 64, [dense(300, 255)]));
+  cases.push(attentionCase(r, 'dense 257 keys (a one-key last chunk)', 2, 128, [dense(300, 256)]));
+  cases.push(attentionCase(r, 'dense 1000 keys (4 chunks)', 2, 64, [dense(1000, 999)]));
+  cases.push(attentionCase(r, 'banded window 1', 2, 64, [band(1, 50, 0), band(1, 50, 17)]));
+  cases.push(attentionCase(r, 'banded window > position (cap < window)', 2, 96, [band(64, 20, 19), band(64, 20, 3)]));
+  cases.push(attentionCase(r, 'banded ring wrapped (w=37, pos 100)', 3, 64, [band(37, 200, 100)]));
+  cases.push(attentionCase(r, 'banded ring wrapped, window 300 over chunks', 1, 64, [band(300, 2000, 1234)]));
+  cases.push(attentionCase(r, 'odd head size', 3, 17, [dense(40, 39), band(7, 40, 23)]));
+  cases.push(attentionCase(r, 'head size 1', 4, 1, [dense(9, 8)]));
+  cases.push(Object.assign(attentionCase(r, 'a batch at different positions, strided q/out', 4, 64,
+    [dense(64, 0), dense(64, 63), band(16, 64, 40), dense(500, 420), band(5, 64, 4)],
+    { ldqExtra: 2 * 4 * 64, ldoExtra: 3 }), { checkRowsAlone: true }));
+  cases.push(attentionCase(r, 'maxKeys above every row (extra empty chunks)', 2, 64, [dense(40, 10)], { maxKeys: 700 }));
+  cases.push(attentionCase(r, 'head size 256', 1, 256, [dense(300, 270)]));
+  cases.push(storeCase(r, 'dense and ring slots, position 0', 2, 64,
+    [dense(10, 0), band(4, 30, 13), dense(33, 32), band(1, 30, 7)]));
+  {
+    // A prefill of one prompt of 6 tokens into a ring of 4: the first two
+    // rows are skipped (pos < 0), the last four fill every slot once.
+    const c = storeCase(r, 'prefill into a ring (skipped rows, ld = 3C)', 3, 32, [0, 1, 2, 3, 4, 5].map((t) => band(4, 50, t)), 2 * 96);
+    const { kOffset, vOffset } = c.opts;
+    // All rows share one cache (one sequence).
+    c.opts.kOffset = Int32Array.from(kOffset, () => kOffset[0]);
+    c.opts.vOffset = Int32Array.from(vOffset, () => vOffset[0]);
+    c.opts.pos = Int32Array.of(-1, -1, 2, 3, 4, 5);
+    cases.push(c);
+  }
+  {
+    const M = 7, C = 40, V = 30, NP = 25;
+    cases.push({ name: 'embedding_at rows at their own positions', outputs: ['out'], exact: true,
+      opts: { op: 'embedding_at', M, C, V, NP, tokens: randi(r, M, 0, V), positions: Int32Array.of(0, 24, 3, 3, 11, 0, 7),
+        wte: randn(r, V * C), wpe: randn(r, NP * C) } });
+  }
+  return cases;
+}
+
+/**
+ * The options of row r of a decode_attention case run alone (M = 1, q and
+ * out [C]); its output must equal row r of the batch bitwise.
+ */
+function rowAlone(o, r) {
+  const C = o.H * o.D;
+  const pick = (a) => Int32Array.of(a[r]);
+  return { ...o, M: 1, kOffset: pick(o.kOffset), vOffset: pick(o.vOffset), slots: pick(o.slots), pos: pick(o.pos),
+    first: pick(o.first), q: o.q.slice(r * o.ldq, r * o.ldq + C), ldq: C, ldo: C, maxKeys: undefined };
+}
+
+/** Float64 reference of one case's op: { key: Float64Array } like decodeOp's result. */
+function reference(o) {
+  if (o.op === 'embedding_at') {
+    const out = new Float64Array(o.M * o.C);
+    for (let r = 0; r < o.M; ++r)
+      for (let c = 0; c < o.C; ++c) out[r * o.C + c] = Math.fround(o.wte[o.tokens[r] * o.C + c] + o.wpe[o.positions[r] * o.C + c]);
+    return { out };
+  }
+  const { M, H, D } = o, C = H * D;
+  if (o.op === 'kv_store') {
+    const cache = Float64Array.from(o.cache);
+    for (let r = 0; r < M; ++r) {
+      if (o.pos[r] < 0) continue;
+      const P = o.slots[r], slot = slotOf(o.pos[r], P);
+      for (let h = 0; h < H; ++h)
+        for (let d = 0; d < D; ++d) {
+          cache[o.kOffset[r] + (h * P + slot) * D + d] = o.k[r * o.ld + h * D + d];
+          cache[o.vOffset[r] + (h * P + slot) * D + d] = o.v[r * o.ld + h * D + d];
+        }
+    }
+    return { cache };
+  }
+  const out = new Float64Array(M * C);
+  for (let r = 0; r < M; ++r) {
+    const P = o.slots[r];
+    for (let h = 0; h < H; ++h) {
+      const q = (d) => o.q[r * o.ldq + h * D + d];
+      const s = [];
+      for (let j = o.first[r]; j <= o.pos[r]; ++j) {
+        const base = o.kOffset[r] + (h * P + slotOf(j, P)) * D;
+        let dot = 0;
+        for (let d = 0; d < D; ++d) dot += q(d) * o.cache[base + d];
+        s.push(dot * o.scale);
+      }
+      const mx = Math.max(...s);
+      const e = s.map((x) => Math.exp(x - mx));
+      const sum = e.reduce((a, b) => a + b, 0);
+      for (let d = 0; d < D; ++d) {
+        let acc = 0;
+        for (let i = 0; i < e.length; ++i) {
+          const j = o.first[r] + i;
+          acc += e[i] * o.cache[o.vOffset[r] + (h * P + slotOf(j, P)) * D + d];
+        }
+        out[r * C + h * D + d] = acc / sum;
+      }
+    }
+  }
+  return { out };
+}
+
+/**
+ * Runs every case on `device` and on 'cpu' and compares (relative L2 below
+ * the case's tolerance, or bitwise equal for the exact ops; the device runs
+ * twice and must agree with itself bitwise). One record per case, the shape
+ * of ops.js's runOpChecks records; onResult(record) as each finishes.
+ */
+async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult } = {}) {
+  if (typeof addon.decodeOp !== 'function') throw new Error('this addon has no decodeOp (native/addon/decode_ops_binding.cc)');
+  const results = [];
+  for (const c of buildDecodeCases(seed)) {
+    if (only && !(typeof only === 'string' ? c.name.includes(only) : only.has(c.name))) continue;
+    const rec = { name: c.name, precision: 'fp32', tol: c.exact ? 0 : c.tol, device, errors: {}, pass: false };
+    const t0 = Date.now();
+    try {
+      const ref = await addon.decodeOp({ ...c.opts, device: 'cpu' });
+      const got = await addon.decodeOp({ ...c.opts, device });
+      const again = await addon.decodeOp({ ...c.opts, device });
+      let ok = true;
+      for (const k of c.outputs) {
+        const e = relL2(got[k], ref[k]);
+        rec.errors[k] = e;
+        if (c.exact ? !bitEqual(got[k], ref[k]) : !(e < c.tol)) ok = false;
+        if (!bitEqual(got[k], again[k])) {
+          rec.deterministic = false;
+          ok = false;
+        }
+      }
+      if (c.checkRowsAlone) {
+        // A row's result does not depend on the other rows of the call.
+        const C = c.opts.H * c.opts.D;
+        for (let i = 0; i < c.opts.M; ++i) {
+          const alone = await addon.decodeOp({ ...rowAlone(c.opts, i), device });
+          if (!bitEqual(alone.out, got.out.subarray(i * C, (i + 1) * C))) {
+            rec.errors[`row ${i} alone`] = relL2(alone.out, got.out.subarray(i * C, (i + 1) * C));
+            ok = false;
+          }
+        }
+      }
+      if ('gapsUntouched' in got && got.gapsUntouched !== 1) {
+        rec.errors.gaps = Infinity;
+        ok = false;
+      }
+      rec.pass = ok;
+    } catch (e) {
+      rec.error = String(e && e.message ? e.message : e);
+    }
+    rec.seconds = (Date.now() - t0) / 1000;
+    results.push(rec);
+    if (onResult) onResult(rec);
+  }
+  return results;
+}
+
+module.exports = { buildDecodeCases, reference, rowAlone, runDecodeOpChecks };

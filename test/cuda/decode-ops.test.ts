@@ -1,0 +1,45 @@
+/**
+ * The CUDA backend's decoding ops (kv_store, decode_attention, embedding_at)
+ * against the CPU backend on fresh random inputs (a new seed each run, printed
+ * on failure), with NaN in every cache slot a row must not read and
+ * NaN-poisoned outputs: relative L2 below 1e-5 for attention (fp32 cache and
+ * accumulation on both), bitwise equality for the store and the embedding,
+ * and the same result twice on the GPU. Runs only where a GPU is present
+ * (jest.config.js); scripts/gpu-check/main.js runs the same cases.
+ */
+import { loadAddon } from '../../lib/native';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const dops = require('../../scripts/gpu-check/decode-ops.js') as {
+  buildDecodeCases(seed: number): Array<{ name: string }>;
+  runDecodeOpChecks(
+    addon: unknown,
+    device: string,
+    opts: { seed?: number; only?: Set<string> },
+  ): Promise<Array<{ name: string; pass: boolean; errors: Record<string, number>; error?: string; deterministic?: boolean }>>;
+};
+
+type DecodeOp = (o: Record<string, unknown>) => Promise<Record<string, Float32Array | number>>;
+const addon = loadAddon<{ decodeOp: DecodeOp }>();
+const SEED = (Date.now() & 0x7fffffff) >>> 0;
+
+describe(`CUDA decoding ops match the CPU backend (seed ${SEED})`, () => {
+  for (const c of dops.buildDecodeCases(SEED)) {
+    test(c.name, async () => {
+      const [r] = await dops.runDecodeOpChecks(addon, 'cuda', { seed: SEED, only: new Set([c.name]) });
+      expect(r).toBeDefined();
+      expect(r.error).toBeUndefined();
+      if (!r.pass) throw new Error(`${c.name} (seed ${SEED}): errors ${JSON.stringify(r.errors)} deterministic=${r.deterministic}`);
+    });
+  }
+
+  test('a head size above 256 is a clear error, not a crash', async () => {
+    const H = 1, D = 264, P = 4;
+    const cache = new Float32Array(2 * H * P * D);
+    await expect(
+      addon.decodeOp({ device: 'cuda', op: 'decode_attention', M: 1, H, D, cache, q: new Float32Array(D),
+        kOffset: Int32Array.of(0), vOffset: Int32Array.of(H * P * D), slots: Int32Array.of(P), pos: Int32Array.of(3),
+        first: Int32Array.of(0) }),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('head_dim 264') });
+  });
+});
