@@ -27,9 +27,11 @@ const INT32_MAX = 2 ** 31 - 1;
 
 export type AttentionPattern = 'dense' | 'banded';
 export type AttentionDevice = 'auto' | 'cpu' | 'cuda';
+export type AttentionPrecision = 'fp32' | 'bf16';
 
 export const ATTENTION_PATTERNS: readonly AttentionPattern[] = ['dense', 'banded'];
 export const ATTENTION_DEVICES: readonly AttentionDevice[] = ['auto', 'cpu', 'cuda'];
+export const ATTENTION_PRECISIONS: readonly AttentionPrecision[] = ['fp32', 'bf16'];
 /** Largest head size the kernels take. */
 export const MAX_HEAD_DIM = 256;
 
@@ -46,6 +48,12 @@ export interface AttentionShape {
   scale?: number;
   /** default 'auto': cuda when a GPU is usable, else cpu */
   device?: AttentionDevice;
+  /**
+   * default 'bf16' on cuda, 'fp32' on cpu. On cuda, 'fp32' runs the fp32
+   * kernels (any head size), 'bf16' the tensor-core ones (head sizes 64, 80,
+   * 96, 128; other sizes run fp32). The cpu always runs fp32.
+   */
+  precision?: AttentionPrecision;
 }
 
 export interface AttentionForwardOptions extends AttentionShape {
@@ -92,6 +100,7 @@ interface NativeShape {
   pattern: AttentionPattern;
   window?: number;
   scale?: number;
+  precision?: AttentionPrecision;
   naive?: boolean;
   device?: 'cpu' | 'cuda';
 }
@@ -122,7 +131,7 @@ function addon() {
   return loadAddon<AttentionNative>();
 }
 
-const SHAPE_KEYS = ['batch', 'heads', 'seq', 'headDim', 'pattern', 'window', 'scale', 'device'] as const;
+const SHAPE_KEYS = ['batch', 'heads', 'seq', 'headDim', 'pattern', 'window', 'scale', 'device', 'precision'] as const;
 const FORWARD_KEYS = [...SHAPE_KEYS, 'q', 'k', 'v'];
 const BACKWARD_KEYS = [...FORWARD_KEYS, 'out', 'lse', 'dOut'];
 
@@ -131,6 +140,7 @@ interface Checked {
   n: number;
   rows: number;
   device: AttentionDevice;
+  precision?: AttentionPrecision;
 }
 
 function checkShape(where: string, o: Record<string, unknown>, keys: readonly string[]): Checked {
@@ -152,10 +162,11 @@ function checkShape(where: string, o: Record<string, unknown>, keys: readonly st
   const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : expectNumber('scale', o.scale);
   if (!Number.isFinite(Math.fround(scale))) throw rangeError('a finite number within float32 range', 'scale', o.scale);
   const device = o.device === undefined ? 'auto' : expectOneOf('device', o.device, ATTENTION_DEVICES);
+  const precision = o.precision === undefined ? undefined : expectOneOf('precision', o.precision, ATTENTION_PRECISIONS);
   const rows = batch * heads * seq;
   const n = rows * headDim;
   if (!Number.isSafeInteger(n)) throw rangeError('a shape whose size fits in memory', 'batch * heads * seq * headDim', n);
-  return { shape: { batch, heads, seq, headDim, pattern, window, scale }, n, rows, device };
+  return { shape: { batch, heads, seq, headDim, pattern, window, scale }, n, rows, device, precision };
 }
 
 /** 'cpu' | 'cuda' for a requested device: 'cuda' without a usable GPU is a NoGpuError with the reason. */
@@ -165,6 +176,11 @@ export function resolveDevice(device: AttentionDevice): 'cpu' | 'cuda' {
   if (device === 'auto') return info.available ? 'cuda' : 'cpu';
   if (!info.available) throw new NoGpuError(`device "cuda" was requested but no GPU is usable: ${info.reason}`);
   return 'cuda';
+}
+
+/** DESIGN "Precision": bf16 on cuda, fp32 on the cpu. */
+function defaultPrecision(device: 'cpu' | 'cuda'): AttentionPrecision {
+  return device === 'cuda' ? 'bf16' : 'fp32';
 }
 
 function checkForward(where: string, options: unknown, keys: readonly string[]) {
@@ -189,9 +205,12 @@ async function runForward(options: unknown, naive: boolean): Promise<AttentionFo
   const { c, q, k, v } = checkForward(where, options, FORWARD_KEYS);
   if (naive && c.device === 'cuda') throw typeError('"auto" or "cpu" (the naive kernel is cpu only)', 'device', c.device);
   const device = naive ? 'cpu' : resolveDevice(c.device);
+  const precision = c.precision ?? defaultPrecision(device);
   const out = new Float32Array(c.n);
   const lse = new Float32Array(c.rows);
-  const ran = await callNative(() => addon().attentionForward({ ...c.shape, q, k, v, out, lse, naive, device }));
+  const ran = await callNative(() =>
+    addon().attentionForward({ ...c.shape, q, k, v, out, lse, naive, device, precision }),
+  );
   return { out, lse, device: ran };
 }
 
@@ -200,11 +219,12 @@ async function runBackward(options: unknown, naive: boolean): Promise<AttentionB
   const { c, q, k, v, out, lse, dOut } = checkBackward(where, options);
   if (naive && c.device === 'cuda') throw typeError('"auto" or "cpu" (the naive kernel is cpu only)', 'device', c.device);
   const device = naive ? 'cpu' : resolveDevice(c.device);
+  const precision = c.precision ?? defaultPrecision(device);
   const dq = new Float32Array(c.n);
   const dk = new Float32Array(c.n);
   const dv = new Float32Array(c.n);
   const ran = await callNative(() =>
-    addon().attentionBackward({ ...c.shape, q, k, v, out, lse, dOut, dq, dk, dv, naive, device }),
+    addon().attentionBackward({ ...c.shape, q, k, v, out, lse, dOut, dq, dk, dv, naive, device, precision }),
   );
   return { dq, dk, dv, device: ran };
 }

@@ -6,7 +6,15 @@
 #                            the check uses, and build/Release/gpt_engine.node
 #                            built for sm_80/sm_90(+PTX) with libstdc++ linked
 #                            statically (the GPU machine's may be older)
-# Keeps .device under about 40 MiB. Usage: scripts/gpu-pack.sh
+# gpt-tokenizer ships every OpenAI encoding (about 27 MB); only the files that
+# loading what dist/ requires from it pulls in are copied (about 0.6 MB).
+#
+# Limits (docs/GPU.md "Packing"), checked at the end; over either one the
+# script fails, naming the sizes:
+#   - dist/ + production node_modules in .device/pkg <= 30 MiB (issue 8);
+#   - what a device run carries: the working tree git would send (tracked and
+#     untracked-not-ignored files) + .device <= 64 MiB (the device tool's limit).
+# Usage: scripts/gpu-pack.sh
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -21,7 +29,53 @@ rm -rf .device/pkg/dist .device/pkg/node_modules
 cp -r dist .device/pkg/dist
 cp package.json .device/pkg/
 mkdir -p .device/pkg/node_modules
-for m in commander gpt-tokenizer node-addon-api node-api-headers; do
+# node-addon-api and node-api-headers serve the rebuild-there fallback.
+for m in commander node-addon-api node-api-headers; do
   [[ -d node_modules/$m ]] && cp -r "node_modules/$m" .device/pkg/node_modules/
 done
-du -sh .device .device/* .device/pkg/* | sed 's/^/gpu-pack: /'
+# gpt-tokenizer: package.json plus every file that requiring dist/'s
+# specifiers loads (read from require.cache), nothing else.
+specs="$(grep -rhoE "require\(['\"]gpt-tokenizer[^'\"]*['\"]\)" dist | sed -E "s/require\(['\"]([^'\"]+)['\"]\)/\1/" | sort -u)"
+[[ -n "$specs" ]] || { echo "gpu-pack: dist/ requires nothing from gpt-tokenizer? (grep found no require)" >&2; exit 1; }
+tok_src="$(cd node_modules/gpt-tokenizer && pwd -P)"
+node -e '
+  const specs = process.argv.slice(2);
+  for (const s of specs) require(s);
+  const path = require("node:path");
+  const dir = require("node:fs").realpathSync(path.dirname(require.resolve("gpt-tokenizer/package.json"))) + path.sep;
+  for (const f of Object.keys(require.cache)) if (f.startsWith(dir)) console.log(f.slice(dir.length));
+' $specs > .device/tokenizer-files.txt
+mkdir -p .device/pkg/node_modules/gpt-tokenizer
+cp "$tok_src/package.json" .device/pkg/node_modules/gpt-tokenizer/
+[[ -f "$tok_src/LICENSE" ]] && cp "$tok_src/LICENSE" .device/pkg/node_modules/gpt-tokenizer/
+(cd "$tok_src" && xargs -a "$root/.device/tokenizer-files.txt" cp --parents -t "$root/.device/pkg/node_modules/gpt-tokenizer/")
+rm .device/tokenizer-files.txt
+# The pruned copy must still tokenize (run from inside .device/pkg so its own
+# node_modules resolve).
+(cd .device/pkg && node -e '
+  const t = require("./dist/lib/tokenizer.js");
+  const ids = t.encode("Call me Ishmael.");
+  if (t.decode(ids) !== "Call me Ishmael." || ids.length < 3) { console.error("gpu-pack: the pruned gpt-tokenizer does not round-trip"); process.exit(1); }
+') || exit 1
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+bytes_of() { du -sb "$@" | awk '{ s += $1 } END { print s + 0 }'; }
+node_b=$(bytes_of .device/node.xz)
+addon_b=$(bytes_of .device/pkg/build)
+js_b=$(bytes_of .device/pkg/dist .device/pkg/node_modules .device/pkg/package.json)
+device_b=$(bytes_of .device)
+tree_b=$(git ls-files -z -c -o --exclude-standard | xargs -0 -r du -cb 2>/dev/null | awk '$2 == "total" { s += $1 } END { print s + 0 }')
+carry_b=$((tree_b + device_b))
+echo "gpu-pack: node.xz $(mib "$node_b"), addon $(mib "$addon_b"), dist + production node_modules $(mib "$js_b"), .device $(mib "$device_b")"
+echo "gpu-pack: working tree sent with a run $(mib "$tree_b"); with .device carried $(mib "$carry_b")"
+js_limit=${GPU_PACK_JS_LIMIT_MIB:-30} carry_limit=${GPU_PACK_CARRY_LIMIT_MIB:-64}  # overridable to test the failure
+fail=0
+if (( js_b > js_limit * 1048576 )); then
+  echo "gpu-pack: FAILED: dist/ + production node_modules is $(mib "$js_b"), over the ${js_limit} MiB budget (issue 8): prune what dist/ does not load" >&2
+  fail=1
+fi
+if (( carry_b > carry_limit * 1048576 )); then
+  echo "gpu-pack: FAILED: a device run would carry $(mib "$carry_b") (working tree $(mib "$tree_b") + .device $(mib "$device_b")), over the device tool's ${carry_limit} MiB limit" >&2
+  fail=1
+fi
+exit $fail

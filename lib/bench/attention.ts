@@ -121,7 +121,8 @@ export async function runAttention(ctx: SectionContext): Promise<AttentionSectio
   const p = attentionPlan(opts.quick, opts.batch, opts.seq);
   const description =
     `batch ${p.batch}, ${p.heads} heads, headDim ${p.headDim}, seq ${p.seqs.join('/')}; fused dense and banded (w = ${p.window}), ` +
-    `naive materialized fp32 up to ${p.naiveMaxSeq}, PyTorch up to ${p.pytorchMaxSeq}; fp32; ` +
+    `naive materialized fp32 up to ${p.naiveMaxSeq}, PyTorch up to ${p.pytorchMaxSeq}; ` +
+    `${opts.device === 'cuda' ? 'bf16 tensor cores (the cuda default; fp32 softmax statistics)' : 'fp32'}; ` +
     `warm-up ${opts.warmup}, up to ${opts.repeats} repeats; ms are medians`;
   const section: AttentionSection = { status: 'ok', description, notes: [], rows: [], rssCheck: null };
   const loaded = loadAttentionApi();

@@ -88,7 +88,7 @@ export function machineLines(r: BenchReport): string[] {
     ceilingText('bf16 peak', r.ceilings.bf16),
     ceilingText('read bandwidth', r.ceilings.readBandwidth),
     ceilingText('GPU device copy', r.ceilings.gpuCopy),
-    ceilingText('GPU GEMM', r.ceilings.gpuGemm),
+    ceilingText('GPU engine GEMM', r.ceilings.gpuGemm),
     `timing: warm-up ${r.warmup}, up to ${r.repeats} repeats per case; figures are medians, (min-max) over the repeats`,
     r.conventions,
     r.pytorch.measured

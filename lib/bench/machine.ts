@@ -134,7 +134,7 @@ export async function measureCeilings(o: CeilingOptions): Promise<Ceilings> {
       const vals: number[] = [];
       for (let i = 0; i < calls; i++) vals.push((await addon.probeCudaCopy({ bytes: 1 << 30, repeats: 5 })).gbps);
       const s = statOf(vals);
-      gpuCopy = { value: s.max, unit: 'GB/s', stat: s, how: '1 GiB device-to-device copy (read + write bytes)' };
+      gpuCopy = { value: s.max, unit: 'GB/s', stat: s, how: '1 GiB device-to-device copy timed with CUDA events (read + write bytes)' };
     } else gpuCopy = notMeasured('GB/s', 'device-to-device copy', 'not measured: this build\'s CUDA helper exposes no copy probe');
     if (typeof addon.probeCudaGemm === 'function') {
       const vals: number[] = [];
@@ -143,7 +143,12 @@ export async function measureCeilings(o: CeilingOptions): Promise<Ceilings> {
         vals.push(r.gflops ?? (r.tflops ?? 0) * 1000);
       }
       const s = statOf(vals);
-      gpuGemm = { value: s.max, unit: 'GFLOP/s', stat: s, how: '8192^3 bf16 GEMM with the engine\'s tensor-core kernel' };
+      gpuGemm = {
+        value: s.max,
+        unit: 'GFLOP/s',
+        stat: s,
+        how: 'engine GEMM: 8192^3 bf16 with the engine\'s own tensor-core kernel (what this build reaches, not the hardware peak)',
+      };
     } else gpuGemm = notMeasured('GFLOP/s', 'large GEMM on the GPU', 'not measured: this build\'s CUDA helper exposes no GEMM probe');
   }
   return { fp32, bf16, readBandwidth, gpuCopy, gpuGemm };

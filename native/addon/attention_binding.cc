@@ -47,6 +47,13 @@ AttnShape read_shape(const Napi::Object& o) {
   if (!std::isfinite(scale) || !std::isfinite(static_cast<float>(scale)))
     throw_invalid("Expected a finite number for scale but received " + std::to_string(scale));
   s.scale = static_cast<float>(scale);
+  // CUDA only (the CPU kernels always run fp32); absent means fp32.
+  if (has(o, "precision")) {
+    std::string pr = get_string(o, "precision");
+    if (pr != "fp32" && pr != "bf16")
+      throw_invalid("Expected \"fp32\" or \"bf16\" for precision but received \"" + pr + "\"");
+    s.precision = pr == "bf16" ? Precision::BF16 : Precision::FP32;
+  }
   return s;
 }
 
@@ -136,7 +143,7 @@ std::string read_device(const Napi::Object& o) {
 Napi::Value ResolveDevice(Napi::Env env, std::string& dev) { return Napi::String::New(env, dev); }
 
 // attentionForward({ q, k, v, out, lse, batch, heads, seq, headDim, pattern,
-//                    window?, scale?, naive?, device? }) -> Promise<device>
+//                    window?, scale?, precision?, naive?, device? }) -> Promise<device>
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {

@@ -169,6 +169,7 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   s.pattern = opt_n(a, "banded", 0) != 0 ? AttnPattern::Banded : AttnPattern::Dense;
   s.window = (int)opt_n(a, "window", 0);
   s.scale = (float)opt_n(a, "scale", 1.0 / std::sqrt((double)s.head_dim));
+  s.precision = a.precision;
   const int64_t B = s.batch, H = s.heads, T = s.seq, D = s.head_dim, C = H * D;
   const size_t n = (size_t)(B * H * T * D), nl = (size_t)(B * H * T);
   Buffers buf(be);

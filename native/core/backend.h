@@ -37,6 +37,10 @@ struct AttnShape {
   AttnPattern pattern = AttnPattern::Dense;
   int window = 0;  // banded only: query i sees keys j with i - window < j <= i
   float scale = 1.0f;
+  // CUDA: FP32 runs the SIMT fp32 kernels (any head dim 1..256), BF16 the
+  // tensor-core ones (head dims 64/80/96/128; others fall back to fp32).
+  // The CPU ignores it (its attention is always fp32).
+  Precision precision = Precision::FP32;
 };
 
 struct AdamWParams {

@@ -382,6 +382,7 @@ void Model::forward_body(int B, int T) {
     s.pattern = cfg_.patterns[static_cast<size_t>(l)];
     s.window = cfg_.attention_window;
     s.scale = 1.0f / std::sqrt(static_cast<float>(D));
+    s.precision = p;
     const int64_t sq = int64_t(T) * 3 * C;
     AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
     AttnTensor o{A.atty, int64_t(T) * C, D, C};
@@ -445,6 +446,7 @@ void Model::backward_body(int B, int T) {
     s.pattern = cfg_.patterns[static_cast<size_t>(l)];
     s.window = cfg_.attention_window;
     s.scale = 1.0f / std::sqrt(static_cast<float>(D));
+    s.precision = p;
     const int64_t sq = int64_t(T) * 3 * C, so = int64_t(T) * C;
     AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
     AttnTensor dq{a.dqkv, sq, D, 3 * C}, dk{a.dqkv + C, sq, D, 3 * C}, dv{a.dqkv + 2 * C, sq, D, 3 * C};

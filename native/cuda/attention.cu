@@ -23,6 +23,7 @@
 
 #include "../core/error.h"
 #include "attention.cuh"
+#include "attention_fp32.cuh"
 #include "check.cuh"
 #include "common.cuh"
 
@@ -492,10 +493,10 @@ Mask make_mask(const AttnShape& s) {
 void check_shape(const AttnShape& s, const char* op) {
   GPT_CHECK_ARG(s.batch >= 1 && s.heads >= 1 && s.seq >= 1, std::string(op) + ": batch, heads and seq must be >= 1");
   GPT_CHECK_ARG(s.batch <= 65535 && s.heads <= 65535, std::string(op) + ": batch and heads must be <= 65535 on CUDA");
-  if (!attention_head_dim_supported(s.head_dim))
+  if (s.head_dim < 1 || s.head_dim > kAttnFp32MaxHeadDim)
     throw GptError(ErrorCode::InvalidArgument, std::string(op) + ": head_dim " + std::to_string(s.head_dim) +
-                                                   " is not supported by the CUDA attention kernels (supported: 64, "
-                                                   "80, 96, 128); choose n_embd / n_head among these");
+                                                   " is not supported by the CUDA attention kernels (1 to 256; "
+                                                   "64, 80, 96 and 128 run on bf16 tensor cores)");
   GPT_CHECK_ARG(s.pattern != AttnPattern::Banded || s.window >= 1,
                 std::string(op) + ": banded attention needs window >= 1");
 }
@@ -528,6 +529,12 @@ void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTe
   CUDA_CHECK_LAUNCH("attention_backward (dQ)");
 }
 
+// fp32 SIMT kernels (attention_fp32.cu) when fp32 was asked for or the head
+// size has no tensor-core instantiation; bf16 tensor cores otherwise.
+bool use_fp32(const AttnShape& s) {
+  return s.precision == Precision::FP32 || !attention_head_dim_supported(s.head_dim);
+}
+
 }  // namespace
 
 bool attention_head_dim_supported(int d) { return d == 64 || d == 80 || d == 96 || d == 128; }
@@ -535,6 +542,7 @@ bool attention_head_dim_supported(int d) { return d == 64 || d == 80 || d == 96 
 void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v,
                        cudaStream_t st) {
   check_shape(s, "attention_forward");
+  if (use_fp32(s)) return attention_fp32_forward(s, out, lse, q, k, v, st);
   switch (s.head_dim) {
     case 64: fwd<64>(s, out, lse, q, k, v, st); break;
     case 80: fwd<80>(s, out, lse, q, k, v, st); break;
@@ -550,6 +558,7 @@ void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTe
   attention_dvec_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(dvec, out, dout, s.heads, s.seq,
                                                                                     s.head_dim);
   CUDA_CHECK_LAUNCH("attention_backward (D = rowsum(dO*O))");
+  if (use_fp32(s)) return attention_fp32_backward(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
   switch (s.head_dim) {
     case 64: bwd<64>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
     case 80: bwd<80>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;

@@ -8,6 +8,8 @@
 // Inputs are fp32 in memory; tiles are rounded to bf16 when staged in shared
 // memory and multiplied on tensor cores (mma.sync m16n8k16) with fp32
 // accumulation and fp32 softmax statistics. Head dims 64, 80, 96, 128.
+// attention_forward/backward send AttnShape::precision == FP32, and every
+// other head dim (1..256), to the fp32 SIMT kernels (attention_fp32.cuh).
 // Backward is deterministic: dK/dV are owned by one block per key tile and
 // dQ by one block per query tile (a second pass instead of atomics).
 //
@@ -20,6 +22,7 @@
 namespace gpt {
 namespace cuda {
 
+// Whether the bf16 tensor-core kernels have an instantiation for head_dim.
 bool attention_head_dim_supported(int head_dim);
 
 // out, q, k, v: strided [B, H, T, D] views; lse: [B, H, T] contiguous.

@@ -217,7 +217,8 @@ async function benchEngine(addon) {
   const rows = [];
   for (const s of shapes) {
     const n = s.B * s.H * s.T * s.D;
-    const base = { device, batch: s.B, heads: s.H, seq: s.T, headDim: s.D, banded: s.banded, window: s.w, scale: 1 / Math.sqrt(s.D),
+    // precision bf16: the tensor-core kernels (backendOp's default, fp32, would time the SIMT ones).
+    const base = { device, precision: 'bf16', batch: s.B, heads: s.H, seq: s.T, headDim: s.D, banded: s.banded, window: s.w, scale: 1 / Math.sqrt(s.D),
       q: ops.randn(r, n), k: ops.randn(r, n), v: ops.randn(r, n) };
     const flopsF = 4 * s.D * attnPairs(s.T, s.banded, s.w) * s.B * s.H;
     const row = { ...s, pattern: s.banded ? `banded w=${s.w}` : 'dense' };

@@ -5,9 +5,10 @@
 // Used by scripts/gpu-check.js and test/cuda/ops.test.ts.
 //
 // Error metric: relative L2, ||got - ref|| / ||ref|| (NaN or Inf never
-// passes). Tolerances (issue 8): fp32 path < 1e-5, bf16 < 1e-2. Attention on
-// CUDA always runs bf16 tensor cores (fp32 statistics), so it is held to the
-// bf16 tolerance against the CPU's fp32 kernels.
+// passes). Tolerances (issue 8): fp32 path < 1e-5, bf16 < 1e-2. Attention
+// with precision 'bf16' runs bf16 tensor cores (fp32 statistics) on CUDA and
+// is held to the bf16 tolerance against the CPU's fp32 kernels; 'fp32' runs
+// the SIMT fp32 kernels and is held to 1e-5.
 
 function rng(seed) {
   let s = seed >>> 0;
@@ -162,7 +163,7 @@ function buildCases(seed) {
   for (const a of attn) {
     const n = a.B * a.H * a.T * a.D;
     const shape = { batch: a.B, heads: a.H, seq: a.T, headDim: a.D, banded: a.banded, window: a.window,
-      scale: 1 / Math.sqrt(a.D), layout: a.layout };
+      scale: 1 / Math.sqrt(a.D), layout: a.layout, precision: 'bf16' };
     const label = `attention ${a.banded ? `banded w=${a.window}` : 'dense'} B${a.B} H${a.H} T${a.T} D${a.D} ${a.layout}`;
     const inputs = a.layout === 'btc' ? { qkv: randn(r, 3 * n) } : { q: randn(r, n), k: randn(r, n), v: randn(r, n) };
     // lse is a logarithm: its absolute error is what matters (an error d
@@ -183,6 +184,41 @@ function buildCases(seed) {
       zeroOutputs: selfOnly && a.layout !== 'btc' ? ['dq', 'dk'] : [], zeroScale: 'dout',
       needsForward: true, checkDeterminism: true,
       opts: { op: 'attention_backward', ...shape, ...inputs, dout: randn(r, n) } });
+  }
+  // fp32 attention (SIMT kernels on CUDA): head sizes on every padding class
+  // (32, 64, 128, 256) and odd ones, seq 1, lengths that are no multiple of
+  // the 32-row tile, window 1 and window > seq. Where every row sees only
+  // itself (seq 1, window 1) dQ and dK are exactly 0 on the CPU and
+  // rounding-level on the GPU, so those cases compare one dqkv ('btc'), whose
+  // norm dV carries. The last case asks for bf16 at a head size without a
+  // tensor-core kernel: it must fall back to fp32.
+  const attn32 = [
+    { B: 2, H: 3, T: 100, D: 32, banded: false, window: 0, layout: 'bhtd' },
+    { B: 2, H: 2, T: 100, D: 32, banded: true, window: 20, layout: 'bhtd' },
+    { B: 1, H: 2, T: 150, D: 64, banded: false, window: 0, layout: 'bhtd' },
+    { B: 1, H: 2, T: 97, D: 128, banded: true, window: 33, layout: 'bhtd' },
+    { B: 1, H: 2, T: 70, D: 40, banded: false, window: 0, layout: 'bhtd' },
+    { B: 1, H: 2, T: 70, D: 40, banded: true, window: 1, layout: 'btc' },
+    { B: 1, H: 3, T: 45, D: 7, banded: false, window: 0, layout: 'btc' },
+    { B: 1, H: 1, T: 1, D: 40, banded: false, window: 0, layout: 'btc' },
+    { B: 1, H: 1, T: 1, D: 64, banded: true, window: 1, layout: 'btc' },
+    { B: 1, H: 2, T: 33, D: 200, banded: true, window: 1000, layout: 'bhtd' },
+    { B: 1, H: 1, T: 40, D: 256, banded: false, window: 0, layout: 'bhtd' },
+    { B: 1, H: 2, T: 65, D: 32, banded: true, window: 16, layout: 'btc', precision: 'bf16' },
+  ];
+  for (const a of attn32) {
+    const p = a.precision || 'fp32';
+    const n = a.B * a.H * a.T * a.D;
+    const shape = { batch: a.B, heads: a.H, seq: a.T, headDim: a.D, banded: a.banded, window: a.window,
+      scale: 1 / Math.sqrt(a.D), layout: a.layout };
+    const label = `attention ${p}${p === 'bf16' ? ' (falls back to fp32)' : ''} ` +
+      `${a.banded ? `banded w=${a.window}` : 'dense'} B${a.B} H${a.H} T${a.T} D${a.D} ${a.layout}`;
+    const inputs = a.layout === 'btc' ? { qkv: randn(r, 3 * n) } : { q: randn(r, n), k: randn(r, n), v: randn(r, n) };
+    cases.push({ name: `${label} forward`, precision: p, tol: 1e-5, outputs: ['out', 'lse'], attention: true,
+      opts: { op: 'attention_forward', precision: p, ...shape, ...inputs } });
+    cases.push({ name: `${label} backward`, precision: p, tol: 1e-5, attention: true,
+      outputs: a.layout === 'btc' ? ['dqkv'] : ['dq', 'dk', 'dv'], needsForward: true, checkDeterminism: true,
+      opts: { op: 'attention_backward', precision: p, ...shape, ...inputs, dout: randn(r, n) } });
   }
   {
     const M = 37, V = 1000, Vp = 1024;

@@ -46,13 +46,13 @@ describe('attention validation messages', () => {
       fwd({ ...base(), headdim: 5 }),
       ArgumentRangeError,
       'Unknown key "headdim" in attention.forward options (did you mean "headDim"?); expected one of: ' +
-        'batch, heads, seq, headDim, pattern, window, scale, device, q, k, v',
+        'batch, heads, seq, headDim, pattern, window, scale, device, precision, q, k, v',
     );
     await rejects(
       fwd({ ...base(), dOut: base().q }),
       ArgumentRangeError,
       'Unknown key "dOut" in attention.forward options; expected one of: ' +
-        'batch, heads, seq, headDim, pattern, window, scale, device, q, k, v',
+        'batch, heads, seq, headDim, pattern, window, scale, device, precision, q, k, v',
     );
   });
 
@@ -247,7 +247,8 @@ describe('attention runtime behaviour', () => {
     };
     const q = gather(qkv, 0, 3 * C), k = gather(qkv, C, 3 * C), v = gather(qkv, 2 * C, 3 * C);
     const dOut = gather(dOutBtc, 0, C);
-    const shape = { batch: b, heads: h, seq: t, headDim: d, pattern: 'banded' as const, window: 33, scale: 0.3 };
+    // device 'cpu': the raw calls below run on the cpu, and 'auto' would pick a GPU where there is one.
+    const shape = { batch: b, heads: h, seq: t, headDim: d, pattern: 'banded' as const, window: 33, scale: 0.3, device: 'cpu' as const };
     const f = await attention.forward({ ...shape, q, k, v });
     const g = await attention.backward({ ...shape, q, k, v, out: f.out, lse: f.lse, dOut });
 
@@ -288,7 +289,7 @@ describe('attention runtime behaviour', () => {
       const n = seq * 64;
       attention.resetWorkspace();
       expect(attention.workspaceHighWater()).toBe(0);
-      const s = { batch: 1, heads: 1, seq, headDim: 64, pattern: 'dense' as const };
+      const s = { batch: 1, heads: 1, seq, headDim: 64, pattern: 'dense' as const, device: 'cpu' as const };
       await attention.forward({ ...s, q: randomArray(n, 1), k: randomArray(n, 2), v: randomArray(n, 3) });
       return attention.workspaceHighWater();
     };
@@ -331,5 +332,40 @@ describe('attention runtime behaviour', () => {
     const e5 = await call({ ...shape, q: 'x', k: a(), v: a(), out: a(), lse: new Float32Array(4) });
     expect(e5?.code).toBe('INVALID_ARGUMENT');
     expect(() => native.attentionForward(undefined)).toThrow('Expected an options object');
+  });
+});
+
+describe('attention precision', () => {
+  it('checks precision, in lib and in the raw binding', async () => {
+    await rejects(
+      () => attention.forward({ ...base(), precision: 'fp16' as never }),
+      ArgumentRangeError,
+      'Expected one of "fp32", "bf16" for precision but received "fp16" (string) (did you mean "fp32"?)',
+    );
+    const native = loadAddon<attention.AttentionNative>() as unknown as Record<string, (o: unknown) => Promise<unknown>>;
+    const a = () => new Float32Array(32);
+    const shape = { batch: 1, heads: 1, seq: 4, headDim: 8, pattern: 'dense' };
+    let err: (Error & { code?: string }) | undefined;
+    try {
+      await native.attentionForward({ ...shape, precision: 'fp8', q: a(), k: a(), v: a(), out: a(), lse: new Float32Array(4) });
+    } catch (e) {
+      err = e as Error & { code?: string };
+    }
+    expect(err?.code).toBe('INVALID_ARGUMENT');
+    expect(err?.message).toBe('Expected "fp32" or "bf16" for precision but received "fp8"');
+  });
+
+  it('runs fp32 on the cpu whatever precision asks: bitwise the same results', async () => {
+    const o = { ...base(), headDim: D, device: 'cpu' as const };
+    const f32 = await attention.forward({ ...o, precision: 'fp32' });
+    const b16 = await attention.forward({ ...o, precision: 'bf16' });
+    const dflt = await attention.forward(o);
+    expect(Buffer.from(b16.out.buffer).equals(Buffer.from(f32.out.buffer))).toBe(true);
+    expect(Buffer.from(dflt.lse.buffer).equals(Buffer.from(f32.lse.buffer))).toBe(true);
+    const dOut = randomArray(N, 9);
+    const g32 = await attention.backward({ ...o, out: f32.out, lse: f32.lse, dOut, precision: 'fp32' });
+    const g16 = await attention.backward({ ...o, out: f32.out, lse: f32.lse, dOut, precision: 'bf16' });
+    for (const k of ['dq', 'dk', 'dv'] as const)
+      expect(Buffer.from(g16[k].buffer).equals(Buffer.from(g32[k].buffer))).toBe(true);
   });
 });

@@ -1,0 +1,131 @@
+// GPU ceiling probes for the benchmarks (lib/bench/machine.ts looks them up by
+// name): probeCudaCopy({ bytes?, repeats? }) -> Promise<{ gbps, seconds, bytes }>
+// and probeCudaGemm({ size?, precision?, repeats? }) ->
+// Promise<{ tflops, gflops, seconds, size, precision }>. The GEMM figure is the
+// engine's own kernel (native/cuda/gemm.cuh), not the hardware's peak. Both
+// run off the event loop; without a usable GPU (or in a build without CUDA)
+// the Promise rejects with code NO_GPU and the reason. Invalid options throw
+// INVALID_ARGUMENT at once, as the other bindings do.
+#include <string>
+
+#include "../core/backend.h"
+#include "napi_util.h"
+#include "registry.h"
+// The probes exist in the CUDA build and in the CPU emulation of it
+// (GPT_CUDA_EMU, docs/dev/CUDA-EMU.md), where they time the emulator.
+#if defined(GPT_HAVE_CUDA) || defined(GPT_CUDA_EMU)
+#define GPT_PROBES 1
+#include "../cuda/probe.h"
+#endif
+
+namespace gpt {
+namespace addon {
+namespace {
+
+Napi::Object options(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || info[0].IsUndefined()) return Napi::Object::New(info.Env());
+  if (!info[0].IsObject()) throw_invalid("Expected an options object");
+  return info[0].As<Napi::Object>();
+}
+
+// A Promise rejected with NO_GPU and the reason when no GPU is usable (checked
+// on the JS thread, before any work is queued); an empty value otherwise.
+Napi::Value reject_without_gpu(Napi::Env env, const char* op) {
+  GpuInfo g = cuda_info();
+  if (g.available) return Napi::Value();
+  Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+  d.Reject(make_error(env, "NO_GPU", std::string(op) + ": no usable GPU: " + g.reason).Value());
+  return d.Promise();
+}
+
+#ifndef GPT_PROBES
+// A build whose cuda_info() says a GPU is usable but that has no probe code
+// compiled in: reject the same way rather than resolve with nothing.
+Napi::Value no_probes(Napi::Env env, const char* op) {
+  Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+  d.Reject(make_error(env, "NO_GPU", std::string(op) + ": this build has no GPU probes").Value());
+  return d.Promise();
+}
+#endif
+
+Napi::Value ProbeCudaCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object o = options(info);
+    const int64_t bytes = has(o, "bytes") ? get_int(o, "bytes", 1, int64_t(1) << 36) : int64_t(1) << 30;
+    const int repeats = has(o, "repeats") ? static_cast<int>(get_int(o, "repeats", 1, 1000)) : 5;
+    Napi::Value no_gpu = reject_without_gpu(env, "probeCudaCopy");
+    if (!no_gpu.IsEmpty()) return no_gpu;
+#ifdef GPT_PROBES
+    struct R {
+      double gbps, seconds;
+    };
+    return run_async<R>(
+        env,
+        [=]() -> R {
+          cuda::CopyProbe p = cuda::probe_copy(static_cast<size_t>(bytes), repeats);
+          return {p.gbps, p.seconds};
+        },
+        [=](Napi::Env e, R& r) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          out.Set("gbps", r.gbps);
+          out.Set("seconds", r.seconds);
+          out.Set("bytes", static_cast<double>(bytes));
+          return out;
+        });
+#else
+    (void)bytes;
+    (void)repeats;
+    return no_probes(env, "probeCudaCopy");
+#endif
+  });
+}
+
+Napi::Value ProbeCudaGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object o = options(info);
+    const int size = has(o, "size") ? static_cast<int>(get_int(o, "size", 1, 32768)) : 8192;
+    const int repeats = has(o, "repeats") ? static_cast<int>(get_int(o, "repeats", 1, 1000)) : 5;
+    const std::string pr = has(o, "precision") ? get_string(o, "precision") : "bf16";
+    if (pr != "fp32" && pr != "bf16")
+      throw_invalid("Expected \"fp32\" or \"bf16\" for precision but received \"" + pr + "\"");
+    Napi::Value no_gpu = reject_without_gpu(env, "probeCudaGemm");
+    if (!no_gpu.IsEmpty()) return no_gpu;
+#ifdef GPT_PROBES
+    const Precision p = pr == "bf16" ? Precision::BF16 : Precision::FP32;
+    struct R {
+      double tflops, seconds;
+    };
+    return run_async<R>(
+        env,
+        [=]() -> R {
+          cuda::GemmProbe g = cuda::probe_gemm(size, p, repeats);
+          return {g.tflops, g.seconds};
+        },
+        [=](Napi::Env e, R& r) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          out.Set("tflops", r.tflops);
+          out.Set("gflops", r.tflops * 1000);
+          out.Set("seconds", r.seconds);
+          out.Set("size", size);
+          out.Set("precision", pr);
+          return out;
+        });
+#else
+    (void)size;
+    (void)repeats;
+    return no_probes(env, "probeCudaGemm");
+#endif
+  });
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("probeCudaCopy", Napi::Function::New(env, ProbeCudaCopy));
+  exports.Set("probeCudaGemm", Napi::Function::New(env, ProbeCudaGemm));
+}
+
+}  // namespace
+GPT_REGISTER_BINDING(probe, Init);
+}  // namespace addon
+}  // namespace gpt

@@ -1,0 +1,480 @@
+// fp32 SIMT flash attention (see attention_fp32.cuh for the contract).
+//
+// Tiles of 32 queries x 32 keys, 256 threads per block: 8 threads share one
+// row of the tile, each holding 4 of its 32 scores (columns l8 + 8j) and
+// DM / 8 of its head dims (dims l8 + 8i), so the row's max and sum are an
+// xor-shuffle over 8 neighbouring lanes and no thread holds a whole row of
+// D accumulators (D = 256 would spill). The head dim is padded to DM (32, 64,
+// 128 or 256: four instantiations per kernel) with zeros in shared memory;
+// dot products loop to the real D only. Shared rows are padded to DM + 1
+// floats so the 4 (or 8) different rows a warp reads at one d fall in
+// different banks.
+//
+// Kernels: forward (one block per query tile; online softmax in log2 units,
+// lse saved), backward dK/dV (one block per key tile; loops over the query
+// tiles that see it, S^T and dP^T per thread row = key), backward dQ (one
+// block per query tile; loops over its key tiles). D = rowsum(dO*O) comes
+// from attention.cu's attention_dvec_kernel. Every output element has one
+// writer: deterministic without atomics.
+//
+// Shape legend: B batch, H heads, T sequence, D head size; "bh" = (b, h).
+#include <math_constants.h>
+
+#include <string>
+
+#include "../core/error.h"
+#include "attention_fp32.cuh"
+#include "check.cuh"
+#include "common.cuh"
+
+namespace gpt {
+namespace cuda {
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr int kThreads = 256;
+constexpr int kTile = 32;               // query rows and key columns per tile
+constexpr int kTpr = 8;                 // threads per tile row
+constexpr int kCols = kTile / kTpr;     // scores per thread (4)
+constexpr int kSp = kTile + 1;          // pitch of the 32 x 32 score tiles
+
+// Which (query i, key j) pairs count: j <= i, j > i - window when banded, both < T.
+struct Mask {
+  int T, window;
+  bool banded;
+  __device__ __forceinline__ bool ok(int i, int j) const {
+    return j <= i && i < T && j < T && (!banded || j > i - window);
+  }
+  // True when some pair in queries [q0, q0+nq) x keys [k0, k0+nk) fails ok().
+  __device__ __forceinline__ bool cuts(int q0, int nq, int k0, int nk) const {
+    return (k0 + nk - 1 > q0) || (q0 + nq > T) || (k0 + nk > T) || (banded && k0 <= q0 + nq - 1 - window);
+  }
+};
+
+// Rows [t0, t0+32) of one (b, h) slice into s[32][DM+1], zero past T and past D.
+template <int DM>
+__device__ __forceinline__ void stage_rows(float* s, const float* __restrict__ base, long long st, int t0, int T,
+                                           int D) {
+  for (int idx = threadIdx.x; idx < kTile * DM; idx += kThreads) {
+    const int r = idx / DM, d = idx % DM;  // DM is a power of two
+    const int t = t0 + r;
+    s[r * (DM + 1) + d] = (t < T && d < D) ? __ldg(base + (long long)t * st + d) : 0.0f;
+  }
+}
+
+// The 8 lanes of one tile row are lanes 8k..8k+7 of a warp.
+__device__ __forceinline__ float row_max8(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 4));
+}
+__device__ __forceinline__ float row_sum8(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  v += __shfl_xor_sync(0xffffffffu, v, 2);
+  return v + __shfl_xor_sync(0xffffffffu, v, 4);
+}
+
+// Dynamic shared memory of each kernel (floats -> bytes).
+template <int DM>
+constexpr int fwd_smem_bytes() {
+  return 4 * (3 * kTile * (DM + 1) /*Q, K, V*/ + kTile * kSp /*P*/);
+}
+template <int DM>
+constexpr int bwd_smem_bytes() {
+  return 4 * (4 * kTile * (DM + 1) /*K, V, Q, dO*/ + 2 * kTile * kSp /*P, dS*/ + 2 * kTile /*lse, D*/);
+}
+template <int DM>
+constexpr int dq_smem_bytes() {
+  return 4 * (4 * kTile * (DM + 1) /*Q, dO, K, V*/ + kTile * kSp /*dS*/ + 2 * kTile /*lse, D*/);
+}
+static_assert(bwd_smem_bytes<256>() <= 163 * 1024, "must fit sm_80's per-block opt-in shared memory");
+
+// ---------------------------------------------------------------------------
+// Forward. Grid (ceil(T/32), H, B); heavy (late) query tiles first.
+// out: [B,H,T,D] view; lse: [B,H,T]
+template <int DM>
+__global__ void __launch_bounds__(kThreads, 2)
+    attention_fp32_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v, int H,
+                              int T, int D, float scale_log2, Mask mask) {
+  constexpr int P = DM + 1, ND = DM / kTpr;
+  extern __shared__ float smem_f32[];
+  float* Qs = smem_f32;        // [32][P]
+  float* Ks = Qs + kTile * P;  // [32][P]
+  float* Vs = Ks + kTile * P;  // [32][P]
+  float* Ps = Vs + kTile * P;  // [32][kSp] probabilities of the current key tile
+
+  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int q0 = qt * kTile;
+  const int r = threadIdx.x / kTpr, l8 = threadIdx.x % kTpr;
+  const int row = q0 + r;
+  const float* qb = q.ptr + b * q.sb + h * q.sh;
+  const float* kb = k.ptr + b * k.sb + h * k.sh;
+  const float* vb = v.ptr + b * v.sb + h * v.sh;
+
+  stage_rows<DM>(Qs, qb, q.st, q0, T, D);
+
+  float o[ND];
+#pragma unroll
+  for (int i = 0; i < ND; ++i) o[i] = 0.0f;
+  float m = -CUDART_INF_F, l = 0.0f;  // running max (log2 units) and this thread's partial sum
+
+  const int hi = min(T, q0 + kTile);
+  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  for (int kt = lo / kTile; kt * kTile < hi; ++kt) {
+    const int k0 = kt * kTile;
+    __syncthreads();  // the previous K, V and P are consumed (and Q is staged)
+    stage_rows<DM>(Ks, kb, k.st, k0, T, D);
+    stage_rows<DM>(Vs, vb, v.st, k0, T, D);
+    __syncthreads();
+
+    float s[kCols];
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) s[j] = 0.0f;
+    const float* qr = Qs + r * P;
+#pragma unroll 4
+    for (int d = 0; d < D; ++d) {
+      const float x = qr[d];
+#pragma unroll
+      for (int j = 0; j < kCols; ++j) s[j] = fmaf(x, Ks[(l8 + kTpr * j) * P + d], s[j]);
+    }
+    const bool cut = mask.cuts(q0, kTile, k0, kTile);
+    float mx = -CUDART_INF_F;
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+      float x = s[j] * scale_log2;
+      if (cut && !mask.ok(row, k0 + l8 + kTpr * j)) x = -CUDART_INF_F;
+      s[j] = x;
+      mx = fmaxf(mx, x);
+    }
+    mx = row_max8(mx);
+    const float mnew = fmaxf(m, mx);
+    // A row with nothing visible yet keeps m = -inf: use 0 as the base so its
+    // masked scores give exp2(-inf) = 0 instead of NaN.
+    const float base = mnew == -CUDART_INF_F ? 0.0f : mnew;
+    const float alpha = exp2f(m - base);  // 0 while m was -inf
+    m = mnew;
+    float sum = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+      const float p = exp2f(s[j] - base);
+      Ps[r * kSp + l8 + kTpr * j] = p;
+      sum += p;
+    }
+    l = l * alpha + sum;
+#pragma unroll
+    for (int i = 0; i < ND; ++i) o[i] *= alpha;
+    __syncthreads();  // the whole row of P is in shared memory
+
+    // O += P V (keys past T or outside the mask have P = 0 and V = 0).
+    const float* pr = Ps + r * kSp;
+    for (int c = 0; c < kTile; ++c) {
+      const float p = pr[c];
+      const float* vr = Vs + c * P + l8;
+#pragma unroll
+      for (int i = 0; i < ND; ++i) o[i] = fmaf(p, vr[kTpr * i], o[i]);
+    }
+  }
+
+  l = row_sum8(l);
+  if (row >= T) return;
+  const float inv = 1.0f / l;  // l >= 1: the row's max contributes exp2(0)
+  float* orow = out.ptr + b * out.sb + h * out.sh + (long long)row * out.st;
+#pragma unroll
+  for (int i = 0; i < ND; ++i) {
+    const int d = l8 + kTpr * i;
+    if (d < D) orow[d] = o[i] * inv;
+  }
+  if (l8 == 0) lse[((long long)b * H + h) * T + row] = (m + log2f(l)) * kLn2;
+}
+
+// ---------------------------------------------------------------------------
+// dK, dV for one key tile of 32 (tile row = key). Grid (ceil(T/32), H, B).
+template <int DM>
+__global__ void __launch_bounds__(kThreads, 2)
+    attention_fp32_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+                                   const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
+                                   int H, int T, int D, float scale, float scale_log2, Mask mask) {
+  constexpr int P = DM + 1, ND = DM / kTpr;
+  extern __shared__ float smem_f32[];
+  float* Ks = smem_f32;                // [32][P]
+  float* Vs = Ks + kTile * P;          // [32][P]
+  float* Qs = Vs + kTile * P;          // [32][P]
+  float* dOs = Qs + kTile * P;         // [32][P]
+  float* Ps = dOs + kTile * P;         // [32 keys][kSp queries]
+  float* dSs = Ps + kTile * kSp;       // [32 keys][kSp queries]
+  float* lse2_s = dSs + kTile * kSp;   // [32] log2 units
+  float* dvec_s = lse2_s + kTile;      // [32]
+
+  const int kt = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int k0 = kt * kTile;
+  const int c = threadIdx.x / kTpr, l8 = threadIdx.x % kTpr;
+  const int key = k0 + c;
+  const long long bh = (long long)b * H + h;
+  const float* qb = q.ptr + b * q.sb + h * q.sh;
+  const float* kb = k.ptr + b * k.sb + h * k.sh;
+  const float* vb = v.ptr + b * v.sb + h * v.sh;
+  const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
+
+  stage_rows<DM>(Ks, kb, k.st, k0, T, D);
+  stage_rows<DM>(Vs, vb, v.st, k0, T, D);
+
+  float dka[ND], dva[ND];
+#pragma unroll
+  for (int i = 0; i < ND; ++i) dka[i] = dva[i] = 0.0f;
+
+  // Queries that see a key in [k0, k0+32): i >= k0, and i < j + window when banded.
+  const int qhi = mask.banded ? min(T, k0 + kTile - 1 + mask.window) : T;
+  for (int qt = k0 / kTile; qt * kTile < qhi; ++qt) {
+    const int q0 = qt * kTile;
+    __syncthreads();  // the previous query tile is consumed (and K, V are staged)
+    stage_rows<DM>(Qs, qb, q.st, q0, T, D);
+    stage_rows<DM>(dOs, dob, dout.st, q0, T, D);
+    if (threadIdx.x < kTile) {
+      const int i = q0 + threadIdx.x;
+      lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
+      dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+    }
+    __syncthreads();
+
+    // S^T and dP^T: this thread's key against queries l8 + 8j.
+    float s[kCols], dp[kCols];
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) s[j] = dp[j] = 0.0f;
+    const float* kr = Ks + c * P;
+    const float* vr = Vs + c * P;
+#pragma unroll 4
+    for (int d = 0; d < D; ++d) {
+      const float kx = kr[d], vx = vr[d];
+#pragma unroll
+      for (int j = 0; j < kCols; ++j) {
+        s[j] = fmaf(kx, Qs[(l8 + kTpr * j) * P + d], s[j]);
+        dp[j] = fmaf(vx, dOs[(l8 + kTpr * j) * P + d], dp[j]);
+      }
+    }
+    const bool cut = mask.cuts(q0, kTile, k0, kTile);
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+      const int qi = l8 + kTpr * j;
+      float p = exp2f(s[j] * scale_log2 - lse2_s[qi]);
+      if (cut && !mask.ok(q0 + qi, key)) p = 0.0f;
+      Ps[c * kSp + qi] = p;
+      dSs[c * kSp + qi] = p * (dp[j] - dvec_s[qi]);
+    }
+    __syncthreads();  // the key's whole row of P and dS is in shared memory
+
+    // dV += P^T dO, dK += dS^T Q over the tile's queries, in query order.
+    const float* pr = Ps + c * kSp;
+    const float* sr = dSs + c * kSp;
+    for (int qi = 0; qi < kTile; ++qi) {
+      const float p = pr[qi], ds = sr[qi];
+      const float* dor = dOs + qi * P + l8;
+      const float* qrow = Qs + qi * P + l8;
+#pragma unroll
+      for (int i = 0; i < ND; ++i) {
+        dva[i] = fmaf(p, dor[kTpr * i], dva[i]);
+        dka[i] = fmaf(ds, qrow[kTpr * i], dka[i]);
+      }
+    }
+  }
+
+  if (key >= T) return;
+  float* dkr = dk.ptr + b * dk.sb + h * dk.sh + (long long)key * dk.st;
+  float* dvr = dv.ptr + b * dv.sb + h * dv.sh + (long long)key * dv.st;
+#pragma unroll
+  for (int i = 0; i < ND; ++i) {
+    const int d = l8 + kTpr * i;
+    if (d < D) {
+      dkr[d] = dka[i] * scale;
+      dvr[d] = dva[i];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// dQ for one query tile of 32 (tile row = query). Grid (ceil(T/32), H, B).
+template <int DM>
+__global__ void __launch_bounds__(kThreads, 2)
+    attention_fp32_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v,
+                                 const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
+                                 int T, int D, float scale, float scale_log2, Mask mask) {
+  constexpr int P = DM + 1, ND = DM / kTpr;
+  extern __shared__ float smem_f32[];
+  float* Qs = smem_f32;               // [32][P]
+  float* dOs = Qs + kTile * P;        // [32][P]
+  float* Ks = dOs + kTile * P;        // [32][P]
+  float* Vs = Ks + kTile * P;         // [32][P]
+  float* dSs = Vs + kTile * P;        // [32 queries][kSp keys]
+  float* lse2_s = dSs + kTile * kSp;  // [32] log2 units
+  float* dvec_s = lse2_s + kTile;     // [32]
+
+  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int q0 = qt * kTile;
+  const int r = threadIdx.x / kTpr, l8 = threadIdx.x % kTpr;
+  const int row = q0 + r;
+  const long long bh = (long long)b * H + h;
+  const float* qb = q.ptr + b * q.sb + h * q.sh;
+  const float* kb = k.ptr + b * k.sb + h * k.sh;
+  const float* vb = v.ptr + b * v.sb + h * v.sh;
+  const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
+
+  stage_rows<DM>(Qs, qb, q.st, q0, T, D);
+  stage_rows<DM>(dOs, dob, dout.st, q0, T, D);
+  if (threadIdx.x < kTile) {
+    const int i = q0 + threadIdx.x;
+    lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
+    dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+  }
+
+  float dqa[ND];
+#pragma unroll
+  for (int i = 0; i < ND; ++i) dqa[i] = 0.0f;
+
+  const int hi = min(T, q0 + kTile);
+  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  for (int kt = lo / kTile; kt * kTile < hi; ++kt) {
+    const int k0 = kt * kTile;
+    __syncthreads();  // the previous K, V, dS are consumed (and Q, dO, lse, D are staged)
+    stage_rows<DM>(Ks, kb, k.st, k0, T, D);
+    stage_rows<DM>(Vs, vb, v.st, k0, T, D);
+    __syncthreads();
+
+    float s[kCols], dp[kCols];
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) s[j] = dp[j] = 0.0f;
+    const float* qr = Qs + r * P;
+    const float* gr = dOs + r * P;
+#pragma unroll 4
+    for (int d = 0; d < D; ++d) {
+      const float qx = qr[d], gx = gr[d];
+#pragma unroll
+      for (int j = 0; j < kCols; ++j) {
+        s[j] = fmaf(qx, Ks[(l8 + kTpr * j) * P + d], s[j]);
+        dp[j] = fmaf(gx, Vs[(l8 + kTpr * j) * P + d], dp[j]);
+      }
+    }
+    const bool cut = mask.cuts(q0, kTile, k0, kTile);
+    const float lse2 = lse2_s[r], dvr = dvec_s[r];
+#pragma unroll
+    for (int j = 0; j < kCols; ++j) {
+      const int kc = l8 + kTpr * j;
+      float p = exp2f(s[j] * scale_log2 - lse2);
+      if (cut && !mask.ok(row, k0 + kc)) p = 0.0f;
+      dSs[r * kSp + kc] = p * (dp[j] - dvr);
+    }
+    __syncthreads();  // the row's whole dS is in shared memory
+
+    // dQ += dS K over the tile's keys, in key order.
+    const float* sr = dSs + r * kSp;
+    for (int kc = 0; kc < kTile; ++kc) {
+      const float ds = sr[kc];
+      const float* kr = Ks + kc * P + l8;
+#pragma unroll
+      for (int i = 0; i < ND; ++i) dqa[i] = fmaf(ds, kr[kTpr * i], dqa[i]);
+    }
+  }
+
+  if (row >= T) return;
+  float* dqr = dq.ptr + b * dq.sb + h * dq.sh + (long long)row * dq.st;
+#pragma unroll
+  for (int i = 0; i < ND; ++i) {
+    const int d = l8 + kTpr * i;
+    if (d < D) dqr[d] = dqa[i] * scale;
+  }
+}
+
+// Raises a kernel's dynamic shared-memory limit (once per process and
+// instantiation), first checking the device allows that much per block: a
+// GPU with less (sm_86/89 allow 99 KiB) gets a clear error naming the head
+// size instead of a failed launch.
+template <typename K>
+void allow_smem(K* kernel, int bytes, bool& done, int D, const char* op) {
+  if (done) return;
+  int dev = 0, optin = 0;
+  CUDA_CHECK(cudaGetDevice(&dev), op);
+  CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), op);
+  if (bytes > optin)
+    throw GptError(ErrorCode::InvalidArgument,
+                   std::string(op) + ": head_dim " + std::to_string(D) + " needs " + std::to_string(bytes) +
+                       " bytes of shared memory per block in the fp32 attention kernels, this GPU allows " +
+                       std::to_string(optin) + "; use a head size of at most 128");
+  CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  bytes),
+             op);
+  done = true;
+}
+
+Mask make_mask(const AttnShape& s) {
+  Mask m;
+  m.T = s.seq;
+  m.banded = s.pattern == AttnPattern::Banded && s.window < s.seq;
+  m.window = m.banded ? s.window : s.seq;
+  return m;
+}
+
+template <int DM>
+void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
+  static bool smem_ok = false;
+  constexpr int bytes = fwd_smem_bytes<DM>();
+  allow_smem(attention_fp32_fwd_kernel<DM>, bytes, smem_ok, s.head_dim, "attention_forward (fp32, shared memory)");
+  dim3 grid(ceil_div(s.seq, kTile), s.heads, s.batch);
+  attention_fp32_fwd_kernel<DM><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.head_dim,
+                                                               s.scale * kLog2e, make_mask(s));
+  CUDA_CHECK_LAUNCH("attention_forward (fp32)");
+}
+
+template <int DM>
+void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+         const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
+  static bool dkdv_ok = false, dq_ok = false;
+  constexpr int bytes = bwd_smem_bytes<DM>(), bytes_dq = dq_smem_bytes<DM>();
+  allow_smem(attention_fp32_bwd_dkdv_kernel<DM>, bytes, dkdv_ok, s.head_dim,
+             "attention_backward (fp32, shared memory)");
+  allow_smem(attention_fp32_bwd_dq_kernel<DM>, bytes_dq, dq_ok, s.head_dim,
+             "attention_backward (fp32, shared memory)");
+  const Mask m = make_mask(s);
+  dim3 grid(ceil_div(s.seq, kTile), s.heads, s.batch);
+  attention_fp32_bwd_dkdv_kernel<DM><<<grid, kThreads, bytes, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq,
+                                                                    s.head_dim, s.scale, s.scale * kLog2e, m);
+  CUDA_CHECK_LAUNCH("attention_backward (fp32 dK, dV)");
+  attention_fp32_bwd_dq_kernel<DM><<<grid, kThreads, bytes_dq, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq,
+                                                                  s.head_dim, s.scale, s.scale * kLog2e, m);
+  CUDA_CHECK_LAUNCH("attention_backward (fp32 dQ)");
+}
+
+}  // namespace
+
+void attention_fp32_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
+                            AttnTensor v, cudaStream_t st) {
+  const int D = s.head_dim;
+  GPT_CHECK_ARG(D >= 1 && D <= kAttnFp32MaxHeadDim, "attention_forward (fp32): head_dim out of range");
+  if (D <= 32)
+    fwd<32>(s, out, lse, q, k, v, st);
+  else if (D <= 64)
+    fwd<64>(s, out, lse, q, k, v, st);
+  else if (D <= 128)
+    fwd<128>(s, out, lse, q, k, v, st);
+  else
+    fwd<256>(s, out, lse, q, k, v, st);
+}
+
+void attention_fp32_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q,
+                             AttnTensor k, AttnTensor v, const float* lse, const float* dvec, AttnTensor dout,
+                             cudaStream_t st) {
+  const int D = s.head_dim;
+  GPT_CHECK_ARG(D >= 1 && D <= kAttnFp32MaxHeadDim, "attention_backward (fp32): head_dim out of range");
+  if (D <= 32)
+    bwd<32>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+  else if (D <= 64)
+    bwd<64>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+  else if (D <= 128)
+    bwd<128>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+  else
+    bwd<256>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+}
+
+}  // namespace cuda
+}  // namespace gpt
