@@ -2,8 +2,9 @@
 //   unit   - pure TypeScript, always runs, in parallel;
 //   native - the CPU addon (each file in its own worker process; on 2 cores
 //            jest runs one worker at a time, and each test uses the whole pool);
-//   cuda   - only where a GPU is present. Without one the project is left out
-//            of the run and test/cuda/README.md's reason is printed.
+//   cuda   - only where a GPU is present, or the addon is the SIMT emulator
+//            build (docs/dev/CUDA-EMU.md). Without either the project is left
+//            out of the run and test/cuda/README.md's reason is printed.
 const { execFileSync } = require('node:child_process');
 const path = require('node:path');
 

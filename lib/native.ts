@@ -27,6 +27,8 @@ export interface CoreNative {
     driverVersion: number;
     runtimeVersion: number;
     deviceCount: number;
+    /** True in a GPT_ENGINE_CUDA_EMU build: "cuda" is the SIMT emulator on the CPU. */
+    emulated?: boolean;
   };
   probeFmaPeak(opts: { bf16?: boolean; seconds?: number; repeats?: number }): Promise<{
     gflops: number;

@@ -67,6 +67,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
     o.Set("driverVersion", g.driver_version);
     o.Set("runtimeVersion", g.runtime_version);
     o.Set("deviceCount", g.device_count);
+    o.Set("emulated", g.emulated);
     return o;
   });
 }

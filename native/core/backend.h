@@ -195,6 +195,7 @@ struct GpuInfo {
   int cc_major = 0, cc_minor = 0;
   int driver_version = 0, runtime_version = 0;
   int device_count = 0;
+  bool emulated = false;  // the CUDA kernels run on the CPU (GPT_ENGINE_CUDA_EMU build)
 };
 bool cuda_compiled();
 GpuInfo cuda_info();

@@ -42,6 +42,9 @@ GpuInfo cuda_info() {
     info.total_memory = prop.totalGlobalMem;
     info.cc_major = prop.major;
     info.cc_minor = prop.minor;
+#ifdef GPT_CUDA_EMU
+    info.emulated = true;  // the SIMT emulator on the CPU (docs/dev/CUDA-EMU.md)
+#endif
     if (prop.major < 8) {
       info.reason = std::string(prop.name) + " has compute capability " + std::to_string(prop.major) + "." +
                     std::to_string(prop.minor) + "; gpt-engine's CUDA kernels need 8.0 or newer";

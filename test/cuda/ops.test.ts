@@ -14,7 +14,7 @@ const ops = require('../../scripts/gpu-check/ops.js') as {
   runOpChecks(
     addon: unknown,
     device: string,
-    opts: { seed?: number; only?: Set<string> },
+    opts: { seed?: number; only?: Set<string>; cases?: unknown[] },
   ): Promise<Array<{ name: string; pass: boolean; errors: Record<string, number>; error?: string; deterministic?: boolean }>>;
 };
 
@@ -22,11 +22,14 @@ type BackendOp = (o: Record<string, unknown>) => Promise<Record<string, Float32A
 const addon = loadAddon<{ backendOp: BackendOp }>();
 const SEED = 20261117;
 
+// Built once: generating the random inputs is slow inside jest's VM context.
+const CASES = ops.buildCases(SEED);
+
 describe('CUDA backend ops match the CPU backend', () => {
-  for (const c of ops.buildCases(SEED)) {
+  for (const c of CASES) {
     const key = `${c.name} ${c.precision}`;
     test(key, async () => {
-      const [r] = await ops.runOpChecks(addon, 'cuda', { seed: SEED, only: new Set([key]) });
+      const [r] = await ops.runOpChecks(addon, 'cuda', { seed: SEED, only: new Set([key]), cases: CASES });
       expect(r).toBeDefined();
       expect(r.error).toBeUndefined();
       if (!r.pass) throw new Error(`${key}: errors ${JSON.stringify(r.errors)} deterministic=${r.deterministic}`);

@@ -1,0 +1,359 @@
+// Unit tests of the SIMT emulator itself (built only with GPT_ENGINE_CUDA_EMU=ON
+// as the program gpt_emu_selftest). Small purpose-written kernels check the
+// emulated semantics the engine's kernels rely on: barriers, shuffles and
+// votes, mma.sync m16n8k16 against a plain loop (fragments loaded as
+// common.cuh documents them, so the kernels' convention is checked against
+// the emulator's PTX-derived layout), bf16 rounding, poisoned memory, and
+// that each kind of misuse is a launch error naming the kernel, never a hang
+// or an abort. Exit status 0 when every check passes.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.cuh"
+
+namespace {
+
+int g_failed = 0, g_passed = 0;
+
+void check(bool ok, const char* what, const std::string& detail = "") {
+  if (ok) {
+    ++g_passed;
+    std::printf("ok   %s\n", what);
+  } else {
+    ++g_failed;
+    std::printf("FAIL %s %s\n", what, detail.c_str());
+  }
+}
+
+// The error of the launch just made, with the emulator's message.
+std::string last_error(cudaError_t* code = nullptr) {
+  cudaError_t e = cudaGetLastError();
+  if (code) *code = e;
+  if (e == cudaSuccess) return "";
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
+
+template <typename T>
+T* dev(size_t n) {
+  T* p = nullptr;
+  cudaMalloc(&p, n * sizeof(T));
+  return p;
+}
+
+// ---- barrier ordering ----------------------------------------------------------
+// Each round every thread writes its slot, then (after the barrier) reads its
+// neighbour's, then (after a second barrier) the slots are overwritten.
+__global__ void barrier_kernel(int* out, int rounds) {
+  __shared__ int s[256];
+  const int t = threadIdx.x, n = blockDim.x;
+  int acc = 0;
+  for (int r = 0; r < rounds; ++r) {
+    s[t] = t * 1000 + r + (int)blockIdx.x;
+    __syncthreads();
+    acc += s[(t + 1) % n];
+    __syncthreads();
+  }
+  out[blockIdx.x * n + t] = acc;
+}
+
+__global__ void syncthreads_count_kernel(int* out) {
+  const int c = __syncthreads_count(threadIdx.x % 3 == 0);
+  const int a = __syncthreads_and(threadIdx.x < 1000);
+  const int o = __syncthreads_or(threadIdx.x == 77);
+  if (threadIdx.x == 0) {
+    out[0] = c;
+    out[1] = a;
+    out[2] = o;
+  }
+}
+
+// ---- shuffles and votes -------------------------------------------------------------
+__global__ void shuffle_kernel(float* sum_out, int* bcast, int* down, int* up, unsigned* ballot, double* dsum) {
+  const int t = threadIdx.x, lane = t % 32;
+  sum_out[t] = gpt::cuda::warp_sum((float)t);
+  dsum[t] = gpt::cuda::warp_sum_d(0.5 * t);
+  bcast[t] = __shfl_sync(0xffffffffu, t * 7, 5);
+  down[t] = __shfl_down_sync(0xffffffffu, t, 3, 16);
+  up[t] = __shfl_up_sync(0xffffffffu, t, 2);
+  ballot[t] = __ballot_sync(0xffffffffu, lane % 5 == 0);
+  // Two half-warp groups shuffling independently with their own masks.
+  const unsigned half = lane < 16 ? 0x0000ffffu : 0xffff0000u;
+  int v = __shfl_xor_sync(half, lane, 1);
+  if (v != (lane ^ 1)) ballot[t] = 0xdeadu;
+}
+
+// ---- mma against a plain loop ----------------------------------------------------------
+// One warp: A [16][16], B stored [n][k] (8 x 16), C [16][8] in row-major
+// global memory; fragments loaded as common.cuh's comment documents them.
+__global__ void mma_kernel(float* D, const float* A, const float* Bnk, const float* C) {
+  const int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+  auto a2 = [&](int r, int c) { return gpt::cuda::pack_bf16(A[r * 16 + c], A[r * 16 + c + 1]); };
+  auto b2 = [&](int k, int n) { return gpt::cuda::pack_bf16(Bnk[n * 16 + k], Bnk[n * 16 + k + 1]); };
+  uint32_t a[4] = {a2(g, 2 * t), a2(g + 8, 2 * t), a2(g, 2 * t + 8), a2(g + 8, 2 * t + 8)};
+  uint32_t b[2] = {b2(2 * t, g), b2(2 * t + 8, g)};
+  float d[4] = {C[g * 8 + 2 * t], C[g * 8 + 2 * t + 1], C[(g + 8) * 8 + 2 * t], C[(g + 8) * 8 + 2 * t + 1]};
+  gpt::cuda::mma_bf16_16816(d, a, b);
+  D[g * 8 + 2 * t] = d[0];
+  D[g * 8 + 2 * t + 1] = d[1];
+  D[(g + 8) * 8 + 2 * t] = d[2];
+  D[(g + 8) * 8 + 2 * t + 1] = d[3];
+}
+
+// ---- misuse ---------------------------------------------------------------------------------
+// Lanes 0-15 wait at the barrier, lanes 16-31 in a full-warp shuffle: deadlock.
+__global__ void deadlock_kernel(float* out) {
+  float v = 1.0f;
+  if (threadIdx.x % 32 < 16)
+    __syncthreads();
+  else
+    v = __shfl_xor_sync(0xffffffffu, v, 1);
+  out[threadIdx.x] = v;
+}
+// Half the block waits at a barrier the other half never reaches (it loops
+// on a second barrier at another line).
+__global__ void divergent_barrier_kernel(int* out) {
+  if (threadIdx.x < 64) {
+    __syncthreads();
+  } else {
+    __syncthreads();
+  }
+  out[threadIdx.x] = 1;
+}
+__global__ void exited_lane_kernel(float* out) {
+  if (threadIdx.x == 3) return;
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+__global__ void mask_mismatch_kernel(float* out) {
+  const unsigned mask = threadIdx.x < 16 ? 0xffffffffu : 0xffff0000u;
+  out[threadIdx.x] = __shfl_xor_sync(mask, 1.0f, 1);
+}
+__global__ void smem_kernel(float* out) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* s = reinterpret_cast<float*>(smem_raw);
+  out[threadIdx.x] = s[threadIdx.x];  // never written: poisoned
+  __syncthreads();
+  s[threadIdx.x] = 2.0f * threadIdx.x;
+  __syncthreads();
+  out[blockDim.x + threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x];
+}
+__global__ void noop_kernel(int* out) {
+  if (out) out[blockIdx.x] = 1;
+}
+
+bool is_nan_bits(float f) { return std::isnan(f); }
+
+}  // namespace
+
+int main() {
+  // barrier ordering, 3 blocks of 256 threads, 5 rounds
+  {
+    const int n = 256, blocks = 3, rounds = 5;
+    int* d = dev<int>(n * blocks);
+    barrier_kernel<<<blocks, n>>>(d, rounds);
+    std::string e = last_error();
+    std::vector<int> h(n * blocks);
+    cudaMemcpy(h.data(), d, h.size() * sizeof(int), cudaMemcpyDeviceToHost);
+    bool ok = e.empty();
+    for (int b = 0; b < blocks; ++b)
+      for (int t = 0; t < n; ++t) {
+        int want = 0;
+        for (int r = 0; r < rounds; ++r) want += ((t + 1) % n) * 1000 + r + b;
+        ok = ok && h[b * n + t] == want;
+      }
+    check(ok, "__syncthreads orders shared-memory writes and reads across warps", e);
+    cudaFree(d);
+  }
+  {
+    int* d = dev<int>(3);
+    syncthreads_count_kernel<<<1, 300>>>(d);
+    std::string e = last_error();
+    int h[3];
+    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+    check(e.empty() && h[0] == 100 && h[1] == 1 && h[2] == 1, "__syncthreads_count/_and/_or",
+          e + " got " + std::to_string(h[0]) + "," + std::to_string(h[1]) + "," + std::to_string(h[2]));
+    cudaFree(d);
+  }
+  // shuffles
+  {
+    const int n = 64;
+    float* sum = dev<float>(n);
+    int *bc = dev<int>(n), *dn = dev<int>(n), *up = dev<int>(n);
+    unsigned* bal = dev<unsigned>(n);
+    double* ds = dev<double>(n);
+    shuffle_kernel<<<1, n>>>(sum, bc, dn, up, bal, ds);
+    std::string e = last_error();
+    std::vector<float> hs(n);
+    std::vector<int> hb(n), hd(n), hu(n);
+    std::vector<unsigned> hl(n);
+    std::vector<double> hds(n);
+    cudaMemcpy(hs.data(), sum, n * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hb.data(), bc, n * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hd.data(), dn, n * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hu.data(), up, n * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hl.data(), bal, n * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(hds.data(), ds, n * 8, cudaMemcpyDeviceToHost);
+    bool ok_sum = true, ok_b = true, ok_d = true, ok_u = true, ok_l = true;
+    unsigned want_ballot = 0;
+    for (int l = 0; l < 32; l += 5) want_ballot |= 1u << l;
+    for (int t = 0; t < n; ++t) {
+      const int w0 = t / 32 * 32, lane = t % 32;
+      const float want = (float)(32 * w0 + 31 * 32 / 2);
+      ok_sum = ok_sum && hs[t] == want && hds[t] == 0.5 * want;
+      ok_b = ok_b && hb[t] == (w0 + 5) * 7;
+      const int seg = lane & ~15;
+      ok_d = ok_d && hd[t] == (lane + 3 < seg + 16 ? t + 3 : t);
+      ok_u = ok_u && hu[t] == (lane >= 2 ? t - 2 : t);
+      ok_l = ok_l && hl[t] == want_ballot;
+    }
+    check(e.empty() && ok_sum, "__shfl_xor_sync butterfly sums (warp_sum, warp_sum_d)", e);
+    check(ok_b, "__shfl_sync broadcast from lane 5");
+    check(ok_d, "__shfl_down_sync with width 16 keeps out-of-segment lanes");
+    check(ok_u, "__shfl_up_sync");
+    check(ok_l, "__ballot_sync, and independent half-warp shuffle groups");
+  }
+  // mma.sync against a plain loop: integers (exact) and random values
+  for (int variant = 0; variant < 2; ++variant) {
+    std::vector<float> A(256), B(128), C(128), D(128);
+    uint32_t s = 12345 + variant;
+    auto rnd = [&]() {
+      s = s * 1664525u + 1013904223u;
+      return (float)((s >> 8) & 0xffff) / 65536.0f - 0.5f;
+    };
+    for (int i = 0; i < 256; ++i) A[i] = variant == 0 ? (float)((i * 7) % 11 - 5) : rnd() * 4;
+    for (int i = 0; i < 128; ++i) B[i] = variant == 0 ? (float)((i * 5) % 9 - 4) : rnd() * 4;  // [n][k]
+    for (int i = 0; i < 128; ++i) C[i] = variant == 0 ? (float)(i % 13) : rnd();
+    float *dA = dev<float>(256), *dB = dev<float>(128), *dC = dev<float>(128), *dD = dev<float>(128);
+    cudaMemcpy(dA, A.data(), 1024, cudaMemcpyHostToDevice);
+    cudaMemcpy(dB, B.data(), 512, cudaMemcpyHostToDevice);
+    cudaMemcpy(dC, C.data(), 512, cudaMemcpyHostToDevice);
+    mma_kernel<<<1, 32>>>(dD, dA, dB, dC);
+    std::string e = last_error();
+    cudaMemcpy(D.data(), dD, 512, cudaMemcpyDeviceToHost);
+    double maxerr = 0;
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 8; ++n) {
+        double ref = C[m * 8 + n];
+        for (int k = 0; k < 16; ++k)
+          ref += (double)__bfloat162float(__float2bfloat16(A[m * 16 + k])) *
+                 (double)__bfloat162float(__float2bfloat16(B[n * 16 + k]));
+        maxerr = std::fmax(maxerr, std::fabs(ref - D[m * 8 + n]) / (1.0 + std::fabs(ref)));
+      }
+    check(e.empty() && (variant == 0 ? maxerr == 0 : maxerr < 1e-6),
+          variant == 0 ? "mma.sync m16n8k16 (common.cuh fragments) equals a plain loop, integers"
+                       : "mma.sync m16n8k16 (common.cuh fragments) matches a plain loop, random bf16",
+          e + " max rel err " + std::to_string(maxerr));
+  }
+  // bf16 rounding: nearest, ties to even; NaN and Inf kept
+  {
+    const float tie_down = 1.0f + std::ldexp(1.0f, -8);      // halfway 1 and 1+2^-7: even is 1
+    const float tie_up = 1.0f + 3 * std::ldexp(1.0f, -8);    // halfway 1+2^-7 and 1+2^-6: even is 1+2^-6
+    const float above = 1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20);
+    bool ok = __bfloat162float(__float2bfloat16_rn(tie_down)) == 1.0f &&
+              __bfloat162float(__float2bfloat16_rn(tie_up)) == 1.0f + std::ldexp(1.0f, -6) &&
+              __bfloat162float(__float2bfloat16_rn(above)) == 1.0f + std::ldexp(1.0f, -7) &&
+              __bfloat162float(__float2bfloat16_rn(-tie_down)) == -1.0f &&
+              std::isnan(__bfloat162float(__float2bfloat16_rn(NAN))) &&
+              std::isinf(__bfloat162float(__float2bfloat16_rn(INFINITY))) &&
+              std::isinf(__bfloat162float(__float2bfloat16_rn(3.4e38f))) &&
+              __bfloat162float(__float2bfloat16_rn(3.0e38f)) < 3.4e38f;
+    const uint32_t packed = gpt::cuda::pack_bf16(1.0f, -2.0f);
+    ok = ok && packed == 0xc0003f80u;  // lo in the low half
+    check(ok, "bf16 conversion rounds to nearest even; pack_bf16 puts lo in the low half");
+  }
+  // poisoned device memory and shared memory
+  {
+    float* d = dev<float>(64);
+    smem_kernel<<<1, 32, 32 * sizeof(float)>>>(d);
+    std::string e = last_error();
+    std::vector<float> h(64);
+    cudaMemcpy(h.data(), d, 256, cudaMemcpyDeviceToHost);
+    bool ok = e.empty();
+    for (int t = 0; t < 32; ++t) ok = ok && is_nan_bits(h[t]) && h[32 + t] == 2.0f * ((t + 1) % 32);
+    check(ok, "dynamic shared memory starts poisoned (NaN) and works across a barrier", e);
+    float* fresh = dev<float>(4);
+    float hf[4];
+    cudaMemcpy(hf, fresh, 16, cudaMemcpyDeviceToHost);
+    check(std::isnan(hf[0]) && std::isnan(hf[3]), "cudaMalloc memory reads as NaN until written");
+    cudaFree(fresh);
+    cudaFree(d);
+  }
+  // misuse -> launch errors naming the kernel, not hangs or aborts
+  {
+    float* d = dev<float>(1024);
+    cudaError_t code;
+    deadlock_kernel<<<2, 64>>>(d);
+    std::string e = last_error(&code);
+    check(code == cudaErrorLaunchFailure && e.find("deadlock_kernel") != std::string::npos &&
+              e.find("deadlock") != std::string::npos,
+          "a barrier some threads never reach is reported as a deadlock", e);
+    std::printf("     (%s)\n", e.c_str());
+    divergent_barrier_kernel<<<1, 128>>>(reinterpret_cast<int*>(d));
+    e = last_error(&code);
+    check(code == cudaErrorLaunchFailure && e.find("different __syncthreads") != std::string::npos,
+          "threads waiting at different __syncthreads() calls are an error", e);
+    exited_lane_kernel<<<1, 32>>>(d);
+    e = last_error(&code);
+    check(code == cudaErrorLaunchFailure && e.find("exited") != std::string::npos &&
+              e.find("exited_lane_kernel") != std::string::npos,
+          "a shuffle naming an exited lane is an error", e);
+    mask_mismatch_kernel<<<1, 32>>>(d);
+    e = last_error(&code);
+    check(code == cudaErrorLaunchFailure && e.find("mask mismatch") != std::string::npos,
+          "lanes of one shuffle with different masks are an error", e);
+    shuffle_kernel<<<1, 16>>>(d, nullptr, nullptr, nullptr, nullptr, nullptr);
+    e = last_error(&code);
+    check(code == cudaErrorLaunchFailure && e.find("do not exist") != std::string::npos,
+          "a full-warp shuffle in a 16-thread block is an error", e);
+    noop_kernel<<<1, 1025>>>(nullptr);
+    e = last_error(&code);
+    check(code == cudaErrorInvalidConfiguration && e.find("noop_kernel") != std::string::npos,
+          "a block of 1025 threads is an invalid configuration", e);
+    noop_kernel<<<dim3(1, 0, 1), 32>>>(nullptr);
+    e = last_error(&code);
+    check(code == cudaErrorInvalidConfiguration, "a grid with a zero dimension is an invalid configuration", e);
+    noop_kernel<<<dim3(1, 70000, 1), 32>>>(nullptr);
+    e = last_error(&code);
+    check(code == cudaErrorInvalidConfiguration, "gridDim.y > 65535 is an invalid configuration", e);
+    smem_kernel<<<1, 32, 64 * 1024>>>(d);
+    e = last_error(&code);
+    check(code == cudaErrorInvalidValue && e.find("cudaFuncSetAttribute") != std::string::npos,
+          "64 KiB of dynamic shared memory without the opt-in is an error", e);
+    check(cudaFuncSetAttribute(smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) == cudaSuccess,
+          "cudaFuncSetAttribute raises the limit to 64 KiB");
+    smem_kernel<<<1, 32, 64 * 1024>>>(d);
+    e = last_error(&code);
+    check(code == cudaSuccess, "64 KiB of dynamic shared memory after the opt-in runs", e);
+    smem_kernel<<<1, 32, 228 * 1024>>>(d);
+    e = last_error(&code);
+    check(code == cudaErrorInvalidValue, "228 KiB of dynamic shared memory (above 227 KiB) is an error", e);
+    check(cudaFuncSetAttribute(smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 228 * 1024) ==
+              cudaErrorInvalidValue,
+          "cudaFuncSetAttribute above 227 KiB is refused");
+    cudaGetLastError();
+    int* ok_out = dev<int>(4);
+    noop_kernel<<<4, 32>>>(ok_out);
+    e = last_error(&code);
+    int h[4];
+    cudaMemcpy(h, ok_out, sizeof h, cudaMemcpyDeviceToHost);
+    check(code == cudaSuccess && h[0] == 1 && h[3] == 1, "a launch after failed ones runs normally", e);
+    check(cudaMemcpy(h, ok_out + 2, 4 * sizeof(int), cudaMemcpyDeviceToHost) == cudaErrorInvalidValue,
+          "cudaMemcpy past the end of an allocation is refused");
+    cudaGetLastError();
+    cudaFree(ok_out);
+    cudaFree(d);
+  }
+  {
+    cudaDeviceProp p;
+    cudaGetDeviceProperties(&p, 0);
+    check(std::strstr(p.name, "emulator") != nullptr && std::strstr(p.name, "CPU") != nullptr,
+          "the device names itself an emulator on the CPU", p.name);
+  }
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
