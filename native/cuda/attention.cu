@@ -8,8 +8,8 @@
 // P goes from the score accumulators straight into A fragments: an mma C
 // tile pair (keys 16j..16j+15) has exactly the A-fragment layout.
 //
-// Backward: attention_dvec (D = rowsum(dO*O)), then attention_bwd_dkdv (one
-// block per key tile of 64; loops over the query tiles of 32 that see it,
+// Backward: attention_dvec (D = rowsum(bf16(dO)*O), see there), then
+// attention_bwd_dkdv (one block per key tile of 64; loops over the query tiles of 32 that see it,
 // computing S^T and dP^T directly so dK and dV stay in registers), then
 // attention_bwd_dq (one block per query tile of 64; loops over key tiles of
 // 32). No atomics: every output element has one writer, so results are
@@ -216,15 +216,29 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
 }
 
 // ---------------------------------------------------------------------------
-// D[bh, i] = sum_d dO[i, d] * O[i, d]. One warp per row. Grid (ceil(T/4), H, B).
-__global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, AttnTensor dout, int H, int T, int D) {
+// D[bh, i] = sum_d bf16(dO[i, d]) * O[i, d] (bf16_dout; fp32 dO otherwise).
+// One warp per row. Grid (ceil(T/4), H, B).
+// D stands for sum_j P_ij dP_ij, and dS_ij = P_ij (dP_ij - D_i) depends on the
+// two agreeing. The bf16 kernels compute dP_ij = bf16(dO_i) . bf16(V_j) (fp32
+// accumulation), so their sum_j P_ij dP_ij is bf16(dO_i) . sum_j P_ij bf16(V_j),
+// and the forward's fp32 O approximates that sum (its bf16 operands are P and
+// the same bf16(V)); rounding O as well only adds error. So with bf16_dout, D
+// uses bf16(dO) and the fp32 O. Measured under the emulator (ops.js bf16
+// backward cases, 8 seeds, O from the CUDA forward), mean relative L2 against
+// the CPU of dQ / dK: fp32 dO 4.13e-3 / 4.10e-3, bf16(dO) * O 3.94e-3 /
+// 3.92e-3, bf16(dO) * bf16(O) 4.03e-3 / 4.01e-3; where each query sees only
+// itself (T = 1, window 1), so exact dQ and dK are 0, they went from 1.5e-3 of
+// dout's scale to 4e-8. The fp32 path (attention_fp32.cu) computes dP from
+// fp32 dO and V: bf16_dout false, D exact in fp32.
+__global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, AttnTensor dout, int H, int T, int D,
+                                      bool bf16_dout) {
   const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
   const int h = blockIdx.y, b = blockIdx.z;
   if (row >= T) return;
   const float* o = out.ptr + b * out.sb + h * out.sh + (long long)row * out.st;
   const float* d = dout.ptr + b * dout.sb + h * dout.sh + (long long)row * dout.st;
   float s = 0.0f;
-  for (int i = lane; i < D; i += 32) s += o[i] * d[i];
+  for (int i = lane; i < D; i += 32) s += o[i] * (bf16_dout ? __bfloat162float(__float2bfloat16_rn(d[i])) : d[i]);
   s = warp_sum(s);
   if (lane == 0) dvec[((long long)b * H + h) * T + row] = s;
 }
@@ -556,7 +570,7 @@ void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTe
                         cudaStream_t st) {
   check_shape(s, "attention_backward");
   attention_dvec_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(dvec, out, dout, s.heads, s.seq,
-                                                                                    s.head_dim);
+                                                                                    s.head_dim, !use_fp32(s));
   CUDA_CHECK_LAUNCH("attention_backward (D = rowsum(dO*O))");
   if (use_fp32(s)) return attention_fp32_backward(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
   switch (s.head_dim) {

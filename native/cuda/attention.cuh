@@ -29,7 +29,8 @@ bool attention_head_dim_supported(int head_dim);
 void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v,
                        cudaStream_t stream);
 
-// dq, dk, dv overwritten. dvec: scratch of B*H*T floats (holds D = rowsum(dO*O)).
+// dq, dk, dv overwritten. dvec: scratch of B*H*T floats (holds D = rowsum(dO*O);
+// on the bf16 path with dO rounded to bf16 as the kernels' dP uses it).
 void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
                         AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* dvec,
                         cudaStream_t stream);

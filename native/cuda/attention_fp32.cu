@@ -14,7 +14,7 @@
 // lse saved), backward dK/dV (one block per key tile; loops over the query
 // tiles that see it, S^T and dP^T per thread row = key), backward dQ (one
 // block per query tile; loops over its key tiles). D = rowsum(dO*O) comes
-// from attention.cu's attention_dvec_kernel. Every output element has one
+// from attention.cu's attention_dvec_kernel, in fp32 (dO not rounded) here. Every output element has one
 // writer: deterministic without atomics.
 //
 // Shape legend: B batch, H heads, T sequence, D head size; "bh" = (b, h).

@@ -259,6 +259,30 @@ function buildCases(seed) {
       opts: { op: 'residual_layernorm_forward', M, C, aliasResid, a, b: randn(r, M * C), gamma: randn(r, C),
         beta: randn(r, C), eps: 1e-5 } });
   }
+  // GEMMs at the model's other shapes (appended, so the inputs of the cases
+  // above stay as they were). The tiles are 128x128x32 (bf16 tensor cores)
+  // and 64x64x16 (fp32): K below the tile, M = 1 (decoding one token: the
+  // c_attn projection and the LM head), dimensions just past a tile, and the
+  // LM head's backward: matmul_forward without bias over K = Vp (dln =
+  // dlogits wte) and the TN accumulation dwte += dlogits^T ln_f (as
+  // matmul_backward with K = Vp, N = C).
+  for (const p of ['fp32', 'bf16']) {
+    for (const [M, K, N, bias] of [[1, 768, 2304, true], [130, 20, 129, true], [37, 1000, 40, false], [1, 7, 1, false]]) {
+      cases.push({ name: `matmul_forward ${M}x${K}x${N}${bias ? ' +bias' : ''}`, precision: p, tol: tolFor(p), outputs: ['out'],
+        opts: { op: 'matmul_forward', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1),
+          ...(bias ? { bias: randn(r, N) } : {}) } });
+    }
+    for (const [M, K, N] of [[1, 64, 1000], [45, 20, 77], [129, 130, 129]]) {
+      cases.push({ name: `matmul_nt ${M}x${K}x${N}`, precision: p, tol: tolFor(p), outputs: ['out'],
+        opts: { op: 'matmul_nt', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, N * K, 0.1) } });
+    }
+    for (const [M, K, N] of [[1, 40, 129], [70, 24, 17], [37, 1000, 40], [129, 15, 130]]) {
+      cases.push({ name: `matmul_backward ${M}x${K}x${N} (accumulating dw, dbias)`, precision: p, tol: tolFor(p),
+        outputs: ['dinp', 'dw', 'dbias'],
+        opts: { op: 'matmul_backward', precision: p, M, K, N, dout: randn(r, M * N), inp: randn(r, M * K),
+          w: randn(r, K * N, 0.1), dw: randn(r, K * N), dbias: randn(r, N) } });
+    }
+  }
   return cases;
 }
 

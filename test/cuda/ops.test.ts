@@ -11,6 +11,8 @@ import { loadAddon } from '../../lib/native';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const ops = require('../../scripts/gpu-check/ops.js') as {
   buildCases(seed: number): Array<{ name: string; precision: string }>;
+  rng(seed: number): () => number;
+  randn(r: () => number, n: number, std?: number): Float32Array;
   runOpChecks(
     addon: unknown,
     device: string,
@@ -42,5 +44,25 @@ describe('CUDA backend ops match the CPU backend', () => {
       addon.backendOp({ device: 'cuda', op: 'attention_forward', batch: 1, heads: 1, seq: 8, headDim: 300,
         q: new Float32Array(n), k: new Float32Array(n), v: new Float32Array(n) }),
     ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('head_dim 300') });
+  });
+
+  // Regression (found by the CUDA emulator): D = rowsum(dO*O) was computed
+  // from fp32 dO while the bf16 kernels' dP uses bf16(dO), so dS = P(dP - D)
+  // was off by the rounding of dO. With a band of width 1 each query sees
+  // only itself: P = 1, the forward's O is bf16(V) and the exact dQ, dK are
+  // 0. Measured ||dQ|| / ||dout||: 1.7e-3 before, 7e-8 with D from bf16(dO).
+  test('bf16 attention backward: dQ and dK vanish where each query sees only itself', async () => {
+    const r = ops.rng(7);
+    const B = 1, H = 2, T = 65, D = 128, n = B * H * T * D;
+    const shape = { batch: B, heads: H, seq: T, headDim: D, banded: true, window: 1, scale: 1 / Math.sqrt(D),
+      layout: 'bhtd', precision: 'bf16' };
+    const inputs = { q: ops.randn(r, n), k: ops.randn(r, n), v: ops.randn(r, n) };
+    const dout = ops.randn(r, n);
+    const f = await addon.backendOp({ device: 'cuda', op: 'attention_forward', ...shape, ...inputs });
+    const g = await addon.backendOp({ device: 'cuda', op: 'attention_backward', ...shape, ...inputs, out: f.out,
+      lse: f.lse, dout });
+    const norm = (a: Float32Array) => Math.sqrt(a.reduce((s, x) => s + x * x, 0));
+    expect(norm(g.dq as Float32Array) / norm(dout)).toBeLessThan(1e-5);
+    expect(norm(g.dk as Float32Array) / norm(dout)).toBeLessThan(1e-5);
   });
 });

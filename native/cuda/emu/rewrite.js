@@ -12,7 +12,8 @@
 //   extern __shared__ [__align__(n)] T name[];
 //       -> T* name = reinterpret_cast<T*>(::gpt_emu::dynamic_smem());
 //   __shared__ T a[...], b[...];
-//       -> static thread_local T a[...], b[...]; ::gpt_emu::shared_static(a, sizeof(a), "a"); ...
+//       -> static thread_local T gpt_emu_shared_a[...], gpt_emu_shared_b[...];
+//          auto& a = ::gpt_emu::shared_array(gpt_emu_shared_a, "a"); ...
 //      (one copy per OS thread; poisoned once at the start of each block)
 //
 //   node rewrite.js <input.cu|.cuh> <output>
@@ -164,9 +165,20 @@ function rewriteShared(src, code, file, edits) {
         if (!name) fail(file, code, at, 'cannot read a __shared__ variable name');
         return name;
       });
-      const poison = names.map((nm) => `::gpt_emu::shared_static(${nm}, sizeof(${nm}), "${nm}");`).join(' ');
+      // The declared storage is renamed; the kernel's name becomes a reference
+      // to the array's guarded home for this block (runtime.cc shared_static).
+      const bparts = splitTop(body, 0, body.length).map(([a, b]) => body.slice(a, b));
+      if (bparts.length !== parts.length) fail(file, code, at, 'cannot split the __shared__ declaration');
+      const renamed = bparts.map((p, i) => {
+        const cut = p.search(/[[=]/);
+        const head = cut < 0 ? p : p.slice(0, cut);
+        const k = head.search(new RegExp(`\\b${names[i]}\\b(?![\\s\\S]*\\b${names[i]}\\b)`));
+        if (k < 0) fail(file, code, at, `cannot find ${names[i]} in its __shared__ declaration`);
+        return p.slice(0, k) + `gpt_emu_shared_${names[i]}` + p.slice(k + names[i].length);
+      });
+      const bind = names.map((nm) => `auto& ${nm} = ::gpt_emu::shared_array(gpt_emu_shared_${nm}, "${nm}");`).join(' ');
       edits.push({ start: at, end: semi + 1,
-        text: `static thread_local ${body.replace(/\n/g, ' ').trim()}; ${poison}${'\n'.repeat(nl)}` });
+        text: `static thread_local ${renamed.join(',').replace(/\n/g, ' ').trim()}; ${bind}${'\n'.repeat(nl)}` });
     }
     void lead;
   }

@@ -14,7 +14,7 @@
 //
 // Device memory is host memory filled with 0xFF bytes (a NaN in every float
 // lane) on allocation; dynamic and static shared memory are filled the same
-// way at the start of every block.
+// way at the start of every block, and each ends at an inaccessible page.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -198,6 +198,29 @@ void ensure_stacks(Exec& ex, size_t n) {
   ex.stacks = static_cast<char*>(p);
   ex.stack_count = n;
   for (size_t i = 0; i < n; ++i) mprotect(ex.stacks + i * ex.stack_stride, page, PROT_NONE);
+}
+
+// Shared memory ends at an inaccessible page (always: it costs one mapping
+// per thread and per static array, made once), so a kernel that indexes past
+// the end of its dynamic buffer or of a static __shared__ array faults at the
+// access instead of reading or writing other host memory. Returns the start of
+// `bytes` placed in the mapping [base, base + len) so that they end within
+// `align` bytes of its last page (made PROT_NONE by map_guarded).
+unsigned char* place_before_guard(void* base, size_t len, size_t bytes, size_t align) {
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  unsigned char* guard = static_cast<unsigned char*>(base) + len - page;
+  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(guard) - bytes) & ~(uintptr_t)(align - 1));
+}
+
+// A fresh guarded mapping able to hold `bytes` aligned to `align`, or nullptr.
+unsigned char* map_guarded(size_t bytes, size_t align, void** base, size_t* len) {
+  const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  *len = (bytes + align + page - 1) / page * page + page;
+  void* p = mmap(nullptr, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  *base = p;
+  mprotect(static_cast<char*>(p) + *len - page, page, PROT_NONE);
+  return place_before_guard(p, *len, bytes, align);
 }
 
 void to_scheduler(Exec& ex, Fiber* f) {
@@ -609,11 +632,22 @@ struct Event {
 // ---- device-side entry points ---------------------------------------------------------
 void* dynamic_smem() { return t_exec ? t_exec->smem : nullptr; }
 
-void shared_static(void* p, size_t bytes, const char* name) {
+void* shared_static(void* p, size_t bytes, size_t align, const char* name) {
+  // Each static array (told apart by its thread_local storage, one per
+  // declaration and host thread) gets a guarded home of its own, made on first
+  // use and kept; the storage itself is not used. Falls back to it if mmap fails.
+  thread_local std::unordered_map<void*, void*> homes;
+  void*& home = homes[p];
+  if (!home) {
+    void* base = nullptr;
+    size_t len = 0;
+    unsigned char* q = map_guarded(bytes, std::max<size_t>(align, 16), &base, &len);
+    home = q ? static_cast<void*>(q) : p;
+  }
   Exec* ex = t_exec;
-  if (!ex) return;
+  if (!ex) return home;
   for (void* q : ex->statics)
-    if (q == p) return;
+    if (q == p) return home;
   ex->statics.push_back(p);
   ex->smem_static += bytes;
   if (ex->smem_static > kDefaultSmem)
@@ -622,7 +656,8 @@ void shared_static(void* p, size_t bytes, const char* name) {
   if (ex->smem_static + ex->smem_dynamic > ex->smem_limit)
     fail(fmt("static (%zu) + dynamic (%zu) shared memory exceeds the kernel's limit of %zu bytes", ex->smem_static,
              ex->smem_dynamic, ex->smem_limit));
-  std::memset(p, 0xff, bytes);
+  std::memset(home, 0xff, bytes);
+  return home;
 }
 
 void syncthreads(const char* file, int line) { barrier(0, 0, file, line); }
@@ -744,7 +779,8 @@ void run_launch(const char* name, const void* kernel, dim3 grid, dim3 block, siz
     return;
   }
   thread_local Exec ex;
-  thread_local std::vector<unsigned char> smem_buf;
+  thread_local void* smem_map = nullptr;  // this thread's dynamic shared memory, guarded; grows, never shrinks
+  thread_local size_t smem_map_len = 0, smem_map_cap = 0;
   ensure_stacks(ex, (size_t)nthreads);
   if (!ex.stacks) {
     set_error(cudaErrorMemoryAllocation, fmt("launch of %s: could not map fiber stacks", name));
@@ -760,8 +796,20 @@ void run_launch(const char* name, const void* kernel, dim3 grid, dim3 block, siz
     f.warp = (int)(i / 32);
     f.lane = (int)(i % 32);
   }
-  smem_buf.resize(smem + 256);
-  ex.smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_buf.data()) + 127) & ~uintptr_t(127));
+  // The buffer ends (within 16 bytes: CUDA aligns dynamic shared memory to 16)
+  // at an inaccessible page; with smem = 0 the pointer is that page itself.
+  if (!smem_map || smem > smem_map_cap) {
+    if (smem_map) munmap(smem_map, smem_map_len);
+    smem_map = nullptr;
+    const size_t cap = std::max<size_t>(smem, 64 * 1024);
+    if (!map_guarded(cap, 16, &smem_map, &smem_map_len)) {
+      smem_map = nullptr;
+      set_error(cudaErrorMemoryAllocation, fmt("launch of %s: could not map shared memory", name));
+      return;
+    }
+    smem_map_cap = cap;
+  }
+  ex.smem = place_before_guard(smem_map, smem_map_len, smem, 16);
   ex.smem_dynamic = smem;
   ex.smem_limit = limit;
   ex.failed = false;

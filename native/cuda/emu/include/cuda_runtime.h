@@ -206,7 +206,14 @@ void run_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 blo
                 void (*body)(void*), void* ctx);
 
 void* dynamic_smem();
-void shared_static(void* p, size_t bytes, const char* name);
+// A static __shared__ array's home for this block (poisoned at the block's
+// first use, ending at an inaccessible page); `p` is its thread_local storage,
+// which only names it. The rewrite binds the kernel's name to shared_array(...).
+void* shared_static(void* p, size_t bytes, size_t align, const char* name);
+template <class T>
+T& shared_array(T& storage, const char* name) {
+  return *static_cast<T*>(shared_static(&storage, sizeof(T), alignof(T), name));
+}
 void syncthreads(const char* file, int line);
 int syncthreads_count(int pred, const char* file, int line);
 int syncthreads_or(int pred, const char* file, int line);

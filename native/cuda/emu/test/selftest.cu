@@ -5,11 +5,17 @@
 // common.cuh documents them, so the kernels' convention is checked against
 // the emulator's PTX-derived layout), bf16 rounding, poisoned memory, and
 // that each kind of misuse is a launch error naming the kernel, never a hang
-// or an abort. Exit status 0 when every check passes.
+// or an abort, and that shared-memory overruns fault (tried in child
+// processes). Exit status 0 when every check passes.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -142,11 +148,43 @@ __global__ void smem_kernel(float* out) {
   __syncthreads();
   out[blockDim.x + threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x];
 }
+// Write and read back element i of dynamic / static shared memory (i comes
+// at run time, so an index past the end reaches the access).
+__global__ void smem_index_kernel(float* out, int i) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* s = reinterpret_cast<float*>(smem_raw);
+  s[i] = 1.0f + i;
+  out[0] = s[i];
+}
+__global__ void static_smem_index_kernel(float* out, int i) {
+  __shared__ float s[64];
+  s[i] = 1.0f + i;
+  out[0] = s[i];
+}
 __global__ void noop_kernel(int* out) {
   if (out) out[blockIdx.x] = 1;
 }
 
 bool is_nan_bits(float f) { return std::isnan(f); }
+
+// Runs f in a child process (no core dump); the signal that ended the child,
+// 0 when it exited normally, -1 when fork failed. An access that the
+// emulator's guard pages catch kills the process, so it is tried in a child.
+template <typename F>
+int child_signal(F f) {
+  std::fflush(stdout);
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    f();
+    _exit(0);
+  }
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid) return -1;
+  return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
 
 }  // namespace
 
@@ -346,6 +384,39 @@ int main() {
           "cudaMemcpy past the end of an allocation is refused");
     cudaGetLastError();
     cudaFree(ok_out);
+    cudaFree(d);
+  }
+  // Shared memory ends at an inaccessible page: the last element works, one
+  // past it faults (in a child process), for dynamic and static arrays alike.
+  {
+    float* d = dev<float>(1);
+    float h = 0;
+    smem_index_kernel<<<1, 1, 1024>>>(d, 255);
+    std::string e = last_error();
+    cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost);
+    check(e.empty() && h == 256.0f, "the last float of 1 KiB of dynamic shared memory is usable", e);
+    int sig = child_signal([&] {
+      smem_index_kernel<<<1, 1, 1024>>>(d, 256);
+      cudaDeviceSynchronize();
+    });
+    check(sig == SIGSEGV || sig == SIGBUS, "reading past the end of dynamic shared memory faults at the access",
+          "child ended with signal " + std::to_string(sig));
+    sig = child_signal([&] {
+      smem_index_kernel<<<1, 1, 0>>>(d, 0);
+      cudaDeviceSynchronize();
+    });
+    check(sig == SIGSEGV || sig == SIGBUS, "using dynamic shared memory that the launch did not ask for faults",
+          "child ended with signal " + std::to_string(sig));
+    static_smem_index_kernel<<<2, 1>>>(d, 63);
+    e = last_error();
+    cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost);
+    check(e.empty() && h == 64.0f, "the last element of a static __shared__ float[64] is usable", e);
+    sig = child_signal([&] {
+      static_smem_index_kernel<<<1, 1>>>(d, 64);
+      cudaDeviceSynchronize();
+    });
+    check(sig == SIGSEGV || sig == SIGBUS, "indexing a static __shared__ array past its end faults at the access",
+          "child ended with signal " + std::to_string(sig));
     cudaFree(d);
   }
   {
