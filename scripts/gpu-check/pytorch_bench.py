@@ -44,10 +44,27 @@ def timeit(fn, dev, warm=3, rep=10):
     return (time.perf_counter() - t0) * 1000 / rep
 
 
+def forced_sdpa(dev, kind):
+    """A context that makes scaled_dot_product_attention use one backend
+    (kind: "flash" or "efficient") on the GPU, with the API this PyTorch has
+    (torch.nn.attention.sdpa_kernel from 2.3, torch.backends.cuda.sdp_kernel
+    before). On the CPU nothing is forced: its math path is the only one."""
+    import contextlib
+    import torch
+    if dev != "cuda":
+        return contextlib.nullcontext
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        b = SDPBackend.FLASH_ATTENTION if kind == "flash" else SDPBackend.EFFICIENT_ATTENTION
+        return lambda: sdpa_kernel([b])
+    except ImportError:
+        return lambda: torch.backends.cuda.sdp_kernel(enable_flash=(kind == "flash"), enable_math=False,
+                                                      enable_mem_efficient=(kind == "efficient"))
+
+
 def bench_attention(shape, dev, dry):
     import torch
     import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
     B, H, T, D, banded, w = shape["B"], shape["H"], shape["T"], shape["D"], shape["banded"], shape["w"]
     dt = torch.bfloat16 if dev == "cuda" else torch.float32
     q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=dt, requires_grad=True) for _ in range(3))
@@ -56,11 +73,11 @@ def bench_attention(shape, dev, dry):
     flops = 4 * D * pairs(T, banded, w) * B * H
     rep = 1 if dry else 10
     if not banded:
-        backend = SDPBackend.FLASH_ATTENTION if dev == "cuda" else SDPBackend.MATH
-        row["backend"] = "sdpa-flash" if dev == "cuda" else "sdpa-math(cpu)"
+        forced = forced_sdpa(dev, "flash")
+        row["backend"] = "sdpa-flash" if dev == "cuda" else "sdpa(cpu)"
 
         def fwd():
-            with sdpa_kernel([backend]):
+            with forced():
                 return F.scaled_dot_product_attention(q, k, v, is_causal=True)
     else:
         fwd = None
@@ -82,11 +99,11 @@ def bench_attention(shape, dev, dry):
         if fwd is None:
             i = torch.arange(T, device=dev)
             mask = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < w)
-            backend = SDPBackend.EFFICIENT_ATTENTION if dev == "cuda" else SDPBackend.MATH
-            row["backend"] = "sdpa-masked-efficient" if dev == "cuda" else "sdpa-masked-math(cpu)"
+            forced = forced_sdpa(dev, "efficient")
+            row["backend"] = "sdpa-masked-efficient" if dev == "cuda" else "sdpa-masked(cpu)"
 
             def fwd():
-                with sdpa_kernel([backend]):
+                with forced():
                     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
     def fwdbwd():
@@ -143,7 +160,10 @@ def train_tokens_per_s(dev, dry, compiled):
     import torch
     cfg = dict(V=512, d=64, L=2, heads=2, T=64, B=2) if dry else dict(V=50304, d=768, L=12, heads=12, T=1024, B=8)
     model = gpt2(cfg).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=(dev == "cuda"))
+    try:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=(dev == "cuda"))
+    except TypeError:  # a PyTorch before 2.0 has no fused AdamW
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     if compiled:
         model = torch.compile(model)
     idx = torch.randint(0, cfg["V"], (cfg["B"], cfg["T"]), device=dev)
@@ -180,7 +200,8 @@ def main():
         try:
             out["attention"].append(bench_attention(s, dev, a.dry_run))
         except Exception as e:  # noqa: BLE001
-            out["attention"].append({**s, "backend": "?", "error": str(e)[:300]})
+            pattern = f"banded w={s['w']}" if s.get("banded") else "dense"
+            out["attention"].append({**s, "pattern": pattern, "backend": "?", "error": str(e)[:300]})
         r = out["attention"][-1]
         print(f"  torch {r.get('backend')} {r.get('pattern', '')} T{s['T']} D{s['D']}: "
               f"{r.get('error') or '%.1f / %.1f TFLOP/s fwd / fwd+bwd' % (r['fwd_tflops'], r['fwdbwd_tflops'])}", file=sys.stderr)
