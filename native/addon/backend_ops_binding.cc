@@ -12,9 +12,7 @@
 // [B, T, 3C] array with out/dout as [B, T, C] (layout 'btc', the model's).
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <functional>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
