@@ -52,9 +52,13 @@ const LAUNCH = [
   { name: 'attention_fp32_bwd_dq_kernel', threads: 256, dyn: f32Dq, optin: true, params: [32, 64, 128, 256] },
   { name: 'gemm_bf16_tc_kernel', threads: 256 },
   { name: 'gemm_fp32_kernel', threads: 256 },
+  // matmul_forward_gelu (gemm.cu): the same tiles with a bias + GELU epilogue.
+  { name: 'gemm_bf16_tc_gelu_kernel', threads: 256 },
+  { name: 'gemm_fp32_gelu_kernel', threads: 256 },
   { name: 'colsum_partial_kernel', threads: 256 },
   { name: 'colsum_finish_kernel', threads: 256 },
   { name: 'layernorm_forward_kernel', threads: 256 },
+  { name: 'residual_layernorm_forward_kernel', threads: 256 },
   { name: 'layernorm_backward_dx_kernel', threads: 256 },
   { name: 'layernorm_backward_params_partial_kernel', threads: 256 },
   { name: 'layernorm_backward_params_finish_kernel', threads: 256 },
@@ -69,6 +73,11 @@ const LAUNCH = [
   { name: 'sum_squares_partial_kernel', threads: 256 },
   { name: 'sum_squares_finish_kernel', threads: 1 },
   { name: 'adamw_kernel', threads: 256 },
+  // Decoding (decode_attention.cu): static shared memory only.
+  { name: 'decode_kv_store_kernel', threads: 128 },
+  { name: 'decode_attention_chunk_kernel', threads: 128 },
+  { name: 'decode_attention_combine_kernel', threads: 128 },
+  { name: 'decode_embedding_kernel', threads: 256 },
   { name: 'probe_fill_kernel', threads: 256 },
 ];
 // Kernels allowed a stack frame up to a budget (bytes per thread, the larger
@@ -77,8 +86,8 @@ const LAUNCH = [
 // green and any growth fails.
 const LOCAL_OK = new Map([
   ['gemm_bf16_tc_kernel<false, false>', { bytes: 120, why: 'NN layout at 255 registers spills (120 B sm_80, 40 B sm_90)' }],
-  // Branch `fused` (a GELU epilogue on the same NN main loop) spills exactly
-  // as much; listed ahead of its merge, a budget for a kernel not built is moot.
+  // matmul_forward_gelu's kernel (a GELU epilogue on the same NN main loop)
+  // spills exactly as much.
   ['gemm_bf16_tc_gelu_kernel', { bytes: 120, why: 'the NN main loop with a GELU epilogue: same spill (120 B sm_80, 40 B sm_90)' }],
   ['attention_fwd_kernel<80>', { bytes: 8, why: 'sm_80: ptxas settles on 128 registers (255 allowed) and spills 8 B' }],
   ['attention_bwd_dkdv_kernel<64>', { bytes: 8, why: 'sm_80: ptxas settles on 128 registers (255 allowed) and spills 8 B' }],

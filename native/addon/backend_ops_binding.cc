@@ -12,9 +12,7 @@
 // [B, T, 3C] array with out/dout as [B, T, C] (layout 'btc', the model's).
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <functional>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,48 +21,19 @@
 
 #include "../core/backend.h"
 #include "napi_util.h"
+#include "op_util.h"
 #include "registry.h"
 
 namespace gpt {
 namespace addon {
 namespace {
 
-using FVec = std::vector<float>;
-using IVec = std::vector<int32_t>;
-
-struct OpArgs {
-  std::string device, op, layout = "bhtd";
+struct OpArgs : OpInputs {
+  std::string layout = "bhtd";
   Precision precision = Precision::FP32;
-  std::map<std::string, double> num;
-  std::map<std::string, FVec> f;
-  std::map<std::string, IVec> i;
 };
-
-struct OpResult {
-  std::map<std::string, FVec> f;
-  std::map<std::string, double> num;
-};
-
-// One backend per device for the process (never destroyed: CUDA teardown at
-// exit can fail after the driver unloads). Calls are serialized.
-std::mutex& op_mutex() {
-  static std::mutex m;
-  return m;
-}
-Backend* get_backend(const std::string& device) {
-  static Backend* cpu = nullptr;
-  static Backend* gpu = nullptr;
-  if (device == "cpu") {
-    if (!cpu) cpu = make_cpu_backend().release();
-    return cpu;
-  }
-  if (device == "cuda") {
-    if (!gpu) gpu = make_cuda_backend().release();
-    return gpu;
-  }
-  throw_invalid("Expected 'cpu' or 'cuda' for device but received '" + device + "'");
-  return nullptr;
-}
+using OpResult = OpOutputs;
+using Buffers = OpBuffers;
 
 // Runs `go` once (the result the caller downloads); with options.repeat = n
 // > 0 it then runs it n more times between two synchronizations and reports
@@ -83,92 +52,22 @@ void run_timed(Backend* be, const OpArgs& a, OpResult& r, const std::function<vo
   r.num["ms"] = std::chrono::duration<double, std::milli>(t1 - t0).count() / n;
 }
 
-// Device buffers for one op, freed when it goes out of scope.
-class Buffers {
- public:
-  explicit Buffers(Backend* be) : be_(be) {}
-  ~Buffers() {
-    for (void* p : ptrs_) {
-      try {
-        be_->free(p);
-      } catch (...) {
-      }
-    }
-  }
-  float* up(const FVec& v, const char* what) {
-    float* p = static_cast<float*>(alloc(v.size() * sizeof(float), what));
-    be_->to_device(p, v.data(), v.size() * sizeof(float));
-    return p;
-  }
-  int32_t* up_i(const IVec& v, const char* what) {
-    int32_t* p = static_cast<int32_t*>(alloc(v.size() * sizeof(int32_t), what));
-    be_->to_device(p, v.data(), v.size() * sizeof(int32_t));
-    return p;
-  }
-  // Filled with NaN so unwritten elements are visible.
-  float* poisoned(size_t n, const char* what) {
-    FVec nan(n, std::numeric_limits<float>::quiet_NaN());
-    return up(nan, what);
-  }
-  FVec down(const float* p, size_t n) {
-    FVec v(n);
-    be_->to_host(v.data(), p, n * sizeof(float));
-    return v;
-  }
-
- private:
-  void* alloc(size_t bytes, const char* what) {
-    void* p = be_->alloc(bytes == 0 ? 4 : bytes, what);
-    ptrs_.push_back(p);
-    return p;
-  }
-  Backend* be_;
-  std::vector<void*> ptrs_;
-};
-
-const FVec& need_f(const OpArgs& a, const char* key, size_t n) {
-  auto it = a.f.find(key);
-  if (it == a.f.end()) throw_invalid(std::string("Expected a Float32Array for ") + key);
-  if (it->second.size() != n)
-    throw_invalid(std::string("Expected a Float32Array of length ") + std::to_string(n) + " for " + key +
-                  " but received length " + std::to_string(it->second.size()));
-  return it->second;
-}
+// An optional input: `fill` everywhere when absent.
 FVec opt_f(const OpArgs& a, const char* key, size_t n, float fill) {
   auto it = a.f.find(key);
   if (it == a.f.end()) return FVec(n, fill);
   return need_f(a, key, n);
 }
-const IVec& need_i(const OpArgs& a, const char* key, size_t n) {
-  auto it = a.i.find(key);
-  if (it == a.i.end()) throw_invalid(std::string("Expected an Int32Array for ") + key);
-  if (it->second.size() != n)
-    throw_invalid(std::string("Expected an Int32Array of length ") + std::to_string(n) + " for " + key);
-  return it->second;
-}
-int64_t need_n(const OpArgs& a, const char* key, int64_t lo = 1, int64_t hi = (int64_t(1) << 31) - 1) {
-  auto it = a.num.find(key);
-  if (it == a.num.end()) throw_invalid(std::string("Expected a number for ") + key);
-  double d = it->second;
-  if (!(d >= lo && d <= hi) || d != std::floor(d))
-    throw_invalid(std::string("Expected an integer in [") + std::to_string(lo) + ", " + std::to_string(hi) + "] for " +
-                  key + " but received " + std::to_string(d));
-  return static_cast<int64_t>(d);
-}
-double opt_n(const OpArgs& a, const char* key, double dflt) {
-  auto it = a.num.find(key);
-  return it == a.num.end() ? dflt : it->second;
-}
 
 OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   AttnShape s;
-  s.batch = (int)need_n(a, "batch");
-  s.heads = (int)need_n(a, "heads");
-  s.seq = (int)need_n(a, "seq");
-  s.head_dim = (int)need_n(a, "headDim");
-  s.pattern = opt_n(a, "banded", 0) != 0 ? AttnPattern::Banded : AttnPattern::Dense;
-  s.window = (int)opt_n(a, "window", 0);
-  s.scale = (float)opt_n(a, "scale", 1.0 / std::sqrt((double)s.head_dim));
+  s.batch = (int)need_int(a, "batch");
+  s.heads = (int)need_int(a, "heads");
+  s.seq = (int)need_int(a, "seq");
+  s.head_dim = (int)need_int(a, "headDim");
+  s.pattern = opt_num(a, "banded", 0) != 0 ? AttnPattern::Banded : AttnPattern::Dense;
+  s.window = (int)opt_num(a, "window", 0);
+  s.scale = (float)opt_num(a, "scale", 1.0 / std::sqrt((double)s.head_dim));
   s.precision = a.precision;
   const int64_t B = s.batch, H = s.heads, T = s.seq, D = s.head_dim, C = H * D;
   const size_t n = (size_t)(B * H * T * D), nl = (size_t)(B * H * T);
@@ -225,13 +124,13 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
 
 OpResult run_op(const OpArgs& a) {
   std::lock_guard<std::mutex> lock(op_mutex());
-  Backend* be = get_backend(a.device);
+  Backend* be = op_backend(a.device);
   Buffers buf(be);
   OpResult r;
   const std::string& op = a.op;
   const Precision p = a.precision;
   if (op == "matmul_forward" || op == "matmul_nt") {
-    const int M = (int)need_n(a, "M"), K = (int)need_n(a, "K"), N = (int)need_n(a, "N");
+    const int M = (int)need_int(a, "M"), K = (int)need_int(a, "K"), N = (int)need_int(a, "N");
     float* out = buf.poisoned((size_t)M * N, "out");
     float* x = buf.up(need_f(a, "a", (size_t)M * K), "a");
     if (op == "matmul_nt") {
@@ -244,7 +143,7 @@ OpResult run_op(const OpArgs& a) {
     }
     r.f["out"] = buf.down(out, (size_t)M * N);
   } else if (op == "matmul_backward") {
-    const int M = (int)need_n(a, "M"), K = (int)need_n(a, "K"), N = (int)need_n(a, "N");
+    const int M = (int)need_int(a, "M"), K = (int)need_int(a, "K"), N = (int)need_int(a, "N");
     float* dout = buf.up(need_f(a, "dout", (size_t)M * N), "dout");
     float* inp = buf.up(need_f(a, "inp", (size_t)M * K), "inp");
     float* w = buf.up(need_f(a, "w", (size_t)K * N), "w");
@@ -258,13 +157,13 @@ OpResult run_op(const OpArgs& a) {
   } else if (op == "matmul_forward_gelu") {
     // composed: true runs Backend's default body (matmul_forward then
     // gelu_forward on the same backend), the reference of the fused override.
-    const int M = (int)need_n(a, "M"), K = (int)need_n(a, "K"), N = (int)need_n(a, "N");
+    const int M = (int)need_int(a, "M"), K = (int)need_int(a, "K"), N = (int)need_int(a, "N");
     float* pre = buf.poisoned((size_t)M * N, "pre");
     float* out = buf.poisoned((size_t)M * N, "out");
     float* x = buf.up(need_f(a, "a", (size_t)M * K), "a");
     float* w = buf.up(need_f(a, "b", (size_t)K * N), "b");
     float* bias = a.f.count("bias") ? buf.up(need_f(a, "bias", N), "bias") : nullptr;
-    const bool composed = opt_n(a, "composed", 0) != 0;
+    const bool composed = opt_num(a, "composed", 0) != 0;
     run_timed(be, a, r, [&] {
       if (composed)
         be->Backend::matmul_forward_gelu(pre, out, x, w, bias, M, K, N, p);
@@ -276,8 +175,8 @@ OpResult run_op(const OpArgs& a) {
   } else if (op == "residual_layernorm_forward") {
     // aliasResid: 0 = resid is its own buffer, 1 = resid is a's buffer,
     // 2 = resid is b's buffer (the model adds in place). composed: as above.
-    const int M = (int)need_n(a, "M"), C = (int)need_n(a, "C");
-    const int alias = (int)opt_n(a, "aliasResid", 0);
+    const int M = (int)need_int(a, "M"), C = (int)need_int(a, "C");
+    const int alias = (int)opt_num(a, "aliasResid", 0);
     if (alias < 0 || alias > 2) throw_invalid("Expected 0, 1 or 2 for aliasResid but received " + std::to_string(alias));
     float* xa = buf.up(need_f(a, "a", (size_t)M * C), "a");
     float* xb = buf.up(need_f(a, "b", (size_t)M * C), "b");
@@ -287,8 +186,8 @@ OpResult run_op(const OpArgs& a) {
     float* out = buf.poisoned((size_t)M * C, "out");
     float* mean = buf.poisoned(M, "mean");
     float* rstd = buf.poisoned(M, "rstd");
-    const float eps = (float)opt_n(a, "eps", 1e-5);
-    const bool composed = opt_n(a, "composed", 0) != 0;
+    const float eps = (float)opt_num(a, "eps", 1e-5);
+    const bool composed = opt_num(a, "composed", 0) != 0;
     // With repeat and an aliased resid, each timed run adds b again (timing only).
     run_timed(be, a, r, [&] {
       if (composed)
@@ -301,11 +200,11 @@ OpResult run_op(const OpArgs& a) {
     r.f["mean"] = buf.down(mean, M);
     r.f["rstd"] = buf.down(rstd, M);
   } else if (op == "embedding_forward" || op == "embedding_backward") {
-    const int B = (int)need_n(a, "B"), T = (int)need_n(a, "T"), C = (int)need_n(a, "C"), V = (int)need_n(a, "V");
+    const int B = (int)need_int(a, "B"), T = (int)need_int(a, "T"), C = (int)need_int(a, "C"), V = (int)need_int(a, "V");
     const IVec& tok = need_i(a, "tokens", (size_t)B * T);
     for (int32_t t : tok)
       if (t < 0 || t >= V) throw_invalid("Expected tokens in [0, V) but received " + std::to_string(t));
-    int32_t* dtok = buf.up_i(tok, "tokens");
+    int32_t* dtok = buf.up(tok, "tokens");
     if (op == "embedding_forward") {
       float* wte = buf.up(need_f(a, "wte", (size_t)V * C), "wte");
       float* wpe = buf.up(need_f(a, "wpe", (size_t)T * C), "wpe");
@@ -321,19 +220,19 @@ OpResult run_op(const OpArgs& a) {
       r.f["dwpe"] = buf.down(dwpe, (size_t)T * C);
     }
   } else if (op == "layernorm_forward") {
-    const int M = (int)need_n(a, "M"), C = (int)need_n(a, "C");
+    const int M = (int)need_int(a, "M"), C = (int)need_int(a, "C");
     float* inp = buf.up(need_f(a, "inp", (size_t)M * C), "inp");
     float* gamma = buf.up(need_f(a, "gamma", C), "gamma");
     float* beta = buf.up(need_f(a, "beta", C), "beta");
     float* out = buf.poisoned((size_t)M * C, "out");
     float* mean = buf.poisoned(M, "mean");
     float* rstd = buf.poisoned(M, "rstd");
-    be->layernorm_forward(out, mean, rstd, inp, gamma, beta, M, C, (float)opt_n(a, "eps", 1e-5));
+    be->layernorm_forward(out, mean, rstd, inp, gamma, beta, M, C, (float)opt_num(a, "eps", 1e-5));
     r.f["out"] = buf.down(out, (size_t)M * C);
     r.f["mean"] = buf.down(mean, M);
     r.f["rstd"] = buf.down(rstd, M);
   } else if (op == "layernorm_backward") {
-    const int M = (int)need_n(a, "M"), C = (int)need_n(a, "C");
+    const int M = (int)need_int(a, "M"), C = (int)need_int(a, "C");
     float* dout = buf.up(need_f(a, "dout", (size_t)M * C), "dout");
     float* inp = buf.up(need_f(a, "inp", (size_t)M * C), "inp");
     float* gamma = buf.up(need_f(a, "gamma", C), "gamma");
@@ -352,7 +251,7 @@ OpResult run_op(const OpArgs& a) {
     const size_t n = it->second.size();
     float* x = buf.up(it->second, "input");
     if (op == "scale") {
-      be->scale(x, (float)opt_n(a, "s", 1.0), (int64_t)n);
+      be->scale(x, (float)opt_num(a, "s", 1.0), (int64_t)n);
       r.f["x"] = buf.down(x, n);
     } else {
       float* out = buf.poisoned(n, "out");
@@ -364,11 +263,11 @@ OpResult run_op(const OpArgs& a) {
   } else if (op == "attention_forward" || op == "attention_backward") {
     return run_attention(be, a, op == "attention_backward");
   } else if (op == "crossentropy") {
-    const int M = (int)need_n(a, "M"), V = (int)need_n(a, "V"), Vp = (int)need_n(a, "Vp");
+    const int M = (int)need_int(a, "M"), V = (int)need_int(a, "V"), Vp = (int)need_int(a, "Vp");
     float* logits = buf.up(need_f(a, "logits", (size_t)M * Vp), "logits");
-    int32_t* tg = buf.up_i(need_i(a, "targets", M), "targets");
+    int32_t* tg = buf.up(need_i(a, "targets", M), "targets");
     int64_t count = 0;
-    const float ds = (float)opt_n(a, "dlogitsScale", 0.0);
+    const float ds = (float)opt_num(a, "dlogitsScale", 0.0);
     double loss = be->crossentropy(logits, tg, M, V, Vp, ds, &count);
     r.num["loss"] = loss;
     r.num["count"] = (double)count;
@@ -387,13 +286,13 @@ OpResult run_op(const OpArgs& a) {
     float* m = buf.up(need_f(a, "m", n), "m");
     float* v = buf.up(need_f(a, "v", n), "v");
     AdamWParams ap;
-    ap.lr = (float)opt_n(a, "lr", 1e-3);
-    ap.beta1 = (float)opt_n(a, "beta1", 0.9);
-    ap.beta2 = (float)opt_n(a, "beta2", 0.95);
-    ap.eps = (float)opt_n(a, "eps", 1e-8);
-    ap.weight_decay = (float)opt_n(a, "weightDecay", 0.0);
-    ap.grad_scale = (float)opt_n(a, "gradScale", 1.0);
-    ap.step = (int64_t)opt_n(a, "step", 1);
+    ap.lr = (float)opt_num(a, "lr", 1e-3);
+    ap.beta1 = (float)opt_num(a, "beta1", 0.9);
+    ap.beta2 = (float)opt_num(a, "beta2", 0.95);
+    ap.eps = (float)opt_num(a, "eps", 1e-8);
+    ap.weight_decay = (float)opt_num(a, "weightDecay", 0.0);
+    ap.grad_scale = (float)opt_num(a, "gradScale", 1.0);
+    ap.step = (int64_t)opt_num(a, "step", 1);
     be->adamw(param, grad, m, v, (int64_t)n, ap);
     r.f["param"] = buf.down(param, n);
     r.f["m"] = buf.down(m, n);
@@ -420,39 +319,10 @@ Napi::Value BackendOp(const Napi::CallbackInfo& info) {
       args->precision = pr == "bf16" ? Precision::BF16 : Precision::FP32;
     }
     // Copy every typed array and number in now (the work runs off the JS thread).
-    Napi::Array keys = o.GetPropertyNames();
-    for (uint32_t i = 0; i < keys.Length(); ++i) {
-      std::string key = keys.Get(i).As<Napi::String>().Utf8Value();
-      Napi::Value v = o.Get(key);
-      if (v.IsNumber()) {
-        args->num[key] = v.As<Napi::Number>().DoubleValue();
-      } else if (v.IsBoolean()) {
-        args->num[key] = v.As<Napi::Boolean>().Value() ? 1.0 : 0.0;
-      } else if (v.IsTypedArray()) {
-        auto ta = v.As<Napi::TypedArray>();
-        if (ta.TypedArrayType() == napi_float32_array) {
-          auto f = v.As<Napi::Float32Array>();
-          args->f[key] = FVec(f.Data(), f.Data() + f.ElementLength());
-        } else if (ta.TypedArrayType() == napi_int32_array) {
-          auto n = v.As<Napi::Int32Array>();
-          args->i[key] = IVec(n.Data(), n.Data() + n.ElementLength());
-        } else {
-          throw_invalid("Expected a Float32Array or Int32Array for " + key);
-        }
-      }
-    }
+    read_op_inputs(o, *args);
     return run_async<OpResult>(
         env, [args] { return run_op(*args); },
-        [](Napi::Env e, OpResult& r) -> Napi::Value {
-          Napi::Object res = Napi::Object::New(e);
-          for (auto& kv : r.f) {
-            Napi::Float32Array arr = Napi::Float32Array::New(e, kv.second.size());
-            if (!kv.second.empty()) std::memcpy(arr.Data(), kv.second.data(), kv.second.size() * sizeof(float));
-            res.Set(kv.first, arr);
-          }
-          for (auto& kv : r.num) res.Set(kv.first, Napi::Number::New(e, kv.second));
-          return res;
-        });
+        [](Napi::Env e, OpResult& r) { return op_outputs_to_js(e, r); });
   });
 }
 

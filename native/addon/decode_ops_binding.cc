@@ -25,7 +25,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,117 +33,15 @@
 
 #include "../core/backend.h"
 #include "napi_util.h"
+#include "op_util.h"
 #include "registry.h"
 
 namespace gpt {
 namespace addon {
 namespace {
 
-using FVec = std::vector<float>;
-using IVec = std::vector<int32_t>;
-
-struct DecodeOpArgs {
-  std::string device, op;
-  std::map<std::string, double> num;
-  std::map<std::string, FVec> f;
-  std::map<std::string, IVec> i;
-};
-
-struct DecodeOpResult {
-  std::map<std::string, FVec> f;
-  std::map<std::string, double> num;
-};
-
-// One backend per device for the process, never destroyed (CUDA teardown at
-// process exit can fail after the driver unloads). Calls are serialized.
-std::mutex& decode_op_mutex() {
-  static std::mutex m;
-  return m;
-}
-Backend* decode_backend(const std::string& device) {
-  static Backend* cpu = nullptr;
-  static Backend* gpu = nullptr;
-  if (device == "cpu") {
-    if (!cpu) cpu = make_cpu_backend().release();
-    return cpu;
-  }
-  if (device == "cuda") {
-    if (!gpu) gpu = make_cuda_backend().release();
-    return gpu;
-  }
-  throw_invalid("Expected 'cpu' or 'cuda' for device but received '" + device + "'");
-  return nullptr;
-}
-
-// Backend buffers of one call, freed when it ends.
-class Buffers {
- public:
-  explicit Buffers(Backend* be) : be_(be) {}
-  ~Buffers() {
-    for (void* p : ptrs_) {
-      try {
-        be_->free(p);
-      } catch (...) {
-      }
-    }
-  }
-  Buffers(const Buffers&) = delete;
-  Buffers& operator=(const Buffers&) = delete;
-  template <typename T>
-  T* up(const std::vector<T>& v, const char* what) {
-    T* p = static_cast<T*>(alloc(v.size() * sizeof(T), what));
-    be_->to_device(p, v.data(), v.size() * sizeof(T));
-    return p;
-  }
-  FVec down(const float* p, size_t n) {
-    FVec v(n);
-    be_->to_host(v.data(), p, n * sizeof(float));
-    return v;
-  }
-
- private:
-  void* alloc(size_t bytes, const char* what) {
-    void* p = be_->alloc(bytes == 0 ? 4 : bytes, what);
-    ptrs_.push_back(p);
-    return p;
-  }
-  Backend* be_;
-  std::vector<void*> ptrs_;
-};
-
-int64_t need_int(const DecodeOpArgs& a, const char* key, int64_t lo, int64_t hi) {
-  auto it = a.num.find(key);
-  if (it == a.num.end()) throw_invalid(std::string("Expected a number for ") + key);
-  const double d = it->second;
-  if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != std::floor(d))
-    throw_invalid(std::string("Expected an integer in [") + std::to_string(lo) + ", " + std::to_string(hi) + "] for " +
-                  key + " but received " + std::to_string(d));
-  return static_cast<int64_t>(d);
-}
-int64_t opt_int(const DecodeOpArgs& a, const char* key, int64_t lo, int64_t hi, int64_t dflt) {
-  return a.num.count(key) ? need_int(a, key, lo, hi) : dflt;
-}
-const FVec& need_f(const DecodeOpArgs& a, const char* key, size_t n) {
-  auto it = a.f.find(key);
-  if (it == a.f.end()) throw_invalid(std::string("Expected a Float32Array for ") + key);
-  if (it->second.size() != n)
-    throw_invalid(std::string("Expected a Float32Array of length ") + std::to_string(n) + " for " + key +
-                  " but received length " + std::to_string(it->second.size()));
-  return it->second;
-}
-const FVec& need_f_any(const DecodeOpArgs& a, const char* key) {
-  auto it = a.f.find(key);
-  if (it == a.f.end()) throw_invalid(std::string("Expected a Float32Array for ") + key);
-  return it->second;
-}
-const IVec& need_i(const DecodeOpArgs& a, const char* key, size_t n) {
-  auto it = a.i.find(key);
-  if (it == a.i.end()) throw_invalid(std::string("Expected an Int32Array for ") + key);
-  if (it->second.size() != n)
-    throw_invalid(std::string("Expected an Int32Array of length ") + std::to_string(n) + " for " + key +
-                  " but received length " + std::to_string(it->second.size()));
-  return it->second;
-}
+using DecodeOpArgs = OpInputs;
+using DecodeOpResult = OpOutputs;
 
 // The M row records, checked against the cache size and the KvRow contract.
 // `store`: kv_store allows pos < 0 (skipped) and forbids two rows on one slot.
@@ -187,9 +84,9 @@ std::vector<KvRow> read_rows(const DecodeOpArgs& a, int M, int H, int D, size_t 
 }
 
 DecodeOpResult run_decode_op(const DecodeOpArgs& a) {
-  std::lock_guard<std::mutex> lock(decode_op_mutex());
-  Backend* be = decode_backend(a.device);
-  Buffers buf(be);
+  std::lock_guard<std::mutex> lock(op_mutex());
+  Backend* be = op_backend(a.device);
+  OpBuffers buf(be);
   DecodeOpResult res;
   const std::string& op = a.op;
   if (op == "kv_store" || op == "decode_attention") {
@@ -216,7 +113,7 @@ DecodeOpResult run_decode_op(const DecodeOpArgs& a) {
       const float scale = static_cast<float>(a.num.count("scale") ? a.num.at("scale") : 1.0 / std::sqrt(double(D)));
       float* q = buf.up(need_f(a, "q", static_cast<size_t>((M - 1) * ldq + C)), "q");
       const size_t nout = static_cast<size_t>(int64_t(M) * ldo);
-      float* out = buf.up(FVec(nout, std::numeric_limits<float>::quiet_NaN()), "out");
+      float* out = buf.poisoned(nout, "out");
       be->decode_attention(out, ldo, q, ldq, dcache, drows, M, H, D, scale, max_keys);
       // repeat = n > 0: n more runs between two synchronizations; their mean
       // milliseconds (device time of the op alone) in result.ms.
@@ -257,7 +154,7 @@ DecodeOpResult run_decode_op(const DecodeOpArgs& a) {
     const float* wpe = buf.up(need_f(a, "wpe", size_t(NP) * C), "wpe");
     int32_t* dtok = buf.up(tok, "tokens");
     int32_t* dpos = buf.up(pos, "positions");
-    float* out = buf.up(FVec(size_t(M) * C, std::numeric_limits<float>::quiet_NaN()), "out");
+    float* out = buf.poisoned(size_t(M) * C, "out");
     be->embedding_at(out, dtok, dpos, wte, wpe, M, C);
     res.f["out"] = buf.down(out, size_t(M) * C);
   } else {
@@ -276,37 +173,10 @@ Napi::Value DecodeOp(const Napi::CallbackInfo& info) {
     args->device = get_string(o, "device");
     args->op = get_string(o, "op");
     // Copy every number and typed array now: the op runs off the JS thread.
-    Napi::Array keys = o.GetPropertyNames();
-    for (uint32_t k = 0; k < keys.Length(); ++k) {
-      const std::string key = keys.Get(k).As<Napi::String>().Utf8Value();
-      Napi::Value v = o.Get(key);
-      if (v.IsNumber()) {
-        args->num[key] = v.As<Napi::Number>().DoubleValue();
-      } else if (v.IsTypedArray()) {
-        auto ta = v.As<Napi::TypedArray>();
-        if (ta.TypedArrayType() == napi_float32_array) {
-          auto f = v.As<Napi::Float32Array>();
-          args->f[key] = FVec(f.Data(), f.Data() + f.ElementLength());
-        } else if (ta.TypedArrayType() == napi_int32_array) {
-          auto n = v.As<Napi::Int32Array>();
-          args->i[key] = IVec(n.Data(), n.Data() + n.ElementLength());
-        } else {
-          throw_invalid("Expected a Float32Array or Int32Array for " + key);
-        }
-      }
-    }
+    read_op_inputs(o, *args);
     return run_async<DecodeOpResult>(
         env, [args] { return run_decode_op(*args); },
-        [](Napi::Env e, DecodeOpResult& r) -> Napi::Value {
-          Napi::Object res = Napi::Object::New(e);
-          for (auto& kv : r.f) {
-            Napi::Float32Array arr = Napi::Float32Array::New(e, kv.second.size());
-            if (!kv.second.empty()) std::memcpy(arr.Data(), kv.second.data(), kv.second.size() * sizeof(float));
-            res.Set(kv.first, arr);
-          }
-          for (auto& kv : r.num) res.Set(kv.first, Napi::Number::New(e, kv.second));
-          return res;
-        });
+        [](Napi::Env e, DecodeOpResult& r) { return op_outputs_to_js(e, r); });
   });
 }
 

@@ -218,10 +218,12 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
   const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
   be_.embedding_at(s.x.f(), d_tokens, d_positions, w.wte, w.wpe, M, C);
 
+  // h = ln_1(x) of layer 0 here; every later LayerNorm is fused with the
+  // residual add before it (as the training forward pass does).
+  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.layers[0].ln_1_w, w.layers[0].ln_1_b, M, C, eps);
   for (int l = 0; l < L_; ++l) {
     check_abort(abort);
     const LayerWeights& W = w.layers[static_cast<size_t>(l)];
-    be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_1_w, W.ln_1_b, M, C, eps);
     be_.matmul_forward(s.qkv.f(), s.h.f(), W.c_attn_w, W.c_attn_b, M, C, 3 * C, p);
     // Each prompt attends only to itself: one attention call per sequence on
     // its rows of qkv ([T, 3C] -> strided [1, H, T, D] views).
@@ -244,12 +246,18 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
     // Keys and values of the positions the cache keeps.
     be_.kv_store(cache_, d_rows + int64_t(l) * M, M, s.qkv.f() + C, s.qkv.f() + 2 * C, 3 * C, H, D);
     be_.matmul_forward(s.tmp.f(), s.att.f(), W.attn_proj_w, W.attn_proj_b, M, C, C, p);
-    be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
-    be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_2_w, W.ln_2_b, M, C, eps);
-    be_.matmul_forward(s.fc.f(), s.h.f(), W.c_fc_w, W.c_fc_b, M, C, 4 * C, p);
-    be_.gelu_forward(s.fcg.f(), s.fc.f(), int64_t(M) * 4 * C);
+    be_.residual_layernorm_forward(s.x.f(), s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), s.tmp.f(), W.ln_2_w, W.ln_2_b, M,
+                                   C, eps);
+    be_.matmul_forward_gelu(s.fc.f(), s.fcg.f(), s.h.f(), W.c_fc_w, W.c_fc_b, M, C, 4 * C, p);
     be_.matmul_forward(s.tmp.f(), s.fcg.f(), W.mlp_proj_w, W.mlp_proj_b, M, 4 * C, C, p);
-    be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
+    if (l + 1 < L_) {
+      const LayerWeights& Wn = w.layers[static_cast<size_t>(l) + 1];
+      be_.residual_layernorm_forward(s.x.f(), s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), s.tmp.f(), Wn.ln_1_w,
+                                     Wn.ln_1_b, M, C, eps);
+    } else {
+      // ln_f runs on the last row of each prompt only (below).
+      be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
+    }
   }
   check_abort(abort);
   // Only the last position of each prompt needs logits: gather those rows.
@@ -311,25 +319,28 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
   // x[r] = wte[token] + wpe[position]: each sequence at its own position.
   be_.embedding_at(s.x.f(), s.ints.i(), s.ints.i() + M, w.wte, w.wpe, M, C);
 
+  // h = ln_1(x) of layer 0 here; every later LayerNorm, ln_f included, is
+  // fused with the residual add before it.
+  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.layers[0].ln_1_w, w.layers[0].ln_1_b, M, C, eps);
   for (int l = 0; l < L_; ++l) {
     if (l > 0) check_abort(abort);
     const LayerWeights& W = w.layers[static_cast<size_t>(l)];
     const Bf16Weights::Layer* BW = bf16_ ? &bf16_->layers[static_cast<size_t>(l)] : nullptr;
-    be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_1_w, W.ln_1_b, M, C, eps);
     linear(s.qkv.f(), s.h.f(), W.c_attn_w, BW ? BW->c_attn : nullptr, W.c_attn_b, M, C, 3 * C, p);
     // The new key and value first: the query attends to its own position.
     const KvRow* rl = d_rows + int64_t(l) * M;
     be_.kv_store(cache_, rl, M, s.qkv.f() + C, s.qkv.f() + 2 * C, 3 * C, H, D);
     be_.decode_attention(s.att.f(), C, s.qkv.f(), 3 * C, cache_, rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
     linear(s.tmp.f(), s.att.f(), W.attn_proj_w, BW ? BW->attn_proj : nullptr, W.attn_proj_b, M, C, C, p);
-    be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
-    be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), W.ln_2_w, W.ln_2_b, M, C, eps);
-    linear(s.fc.f(), s.h.f(), W.c_fc_w, BW ? BW->c_fc : nullptr, W.c_fc_b, M, C, 4 * C, p);
-    be_.gelu_forward(s.fcg.f(), s.fc.f(), int64_t(M) * 4 * C);
+    be_.residual_layernorm_forward(s.x.f(), s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), s.tmp.f(), W.ln_2_w, W.ln_2_b, M,
+                                   C, eps);
+    linear_gelu(s.fc.f(), s.fcg.f(), s.h.f(), W.c_fc_w, BW ? BW->c_fc : nullptr, W.c_fc_b, M, C, 4 * C, p);
     linear(s.tmp.f(), s.fcg.f(), W.mlp_proj_w, BW ? BW->mlp_proj : nullptr, W.mlp_proj_b, M, 4 * C, C, p);
-    be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
+    const bool last = l + 1 == L_;
+    const float* g = last ? w.ln_f_w : w.layers[static_cast<size_t>(l) + 1].ln_1_w;
+    const float* bt = last ? w.ln_f_b : w.layers[static_cast<size_t>(l) + 1].ln_1_b;
+    be_.residual_layernorm_forward(s.x.f(), s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), s.tmp.f(), g, bt, M, C, eps);
   }
-  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.ln_f_w, w.ln_f_b, M, C, eps);
   head(s.logits.f(), s.h.f(), w.wte, M, p);
   for (int r = 0; r < M; ++r) ++pos_[static_cast<size_t>(seqs[static_cast<size_t>(r)])];
   emit_logits(M, seqs, logits_out);
@@ -343,6 +354,18 @@ void DecodeState::linear(float* out, const float* inp, const float* w, const uin
     cpu::decode_linear_bf16(out, inp, wb, bias, M, K, N);
   else
     cpu::decode_linear_f32(out, inp, w, bias, M, K, N);
+}
+
+// Off the host, one GEMM with a bias + GELU epilogue; on the CPU the decode
+// kernel, then the elementwise GELU (what the CPU's fused op would do too).
+void DecodeState::linear_gelu(float* pre, float* out, const float* inp, const float* w, const uint32_t* wb,
+                              const float* bias, int M, int K, int N, Precision p) {
+  if (!host_backend_) {
+    be_.matmul_forward_gelu(pre, out, inp, w, bias, M, K, N, p);
+    return;
+  }
+  linear(pre, inp, w, wb, bias, M, K, N, p);
+  be_.gelu_forward(out, pre, int64_t(M) * N);
 }
 
 void DecodeState::head(float* logits, const float* x, const float* wte, int M, Precision p) {

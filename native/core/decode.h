@@ -81,6 +81,10 @@ class DecodeState {
   // elsewhere the backend's GEMM.
   void linear(float* out, const float* inp, const float* w, const uint32_t* wb, const float* bias, int M, int K, int N,
               Precision p);
+  // pre = linear(inp), out = gelu(pre): the backend's fused matmul_forward_gelu
+  // where linear() uses its GEMM, else linear() then gelu_forward.
+  void linear_gelu(float* pre, float* out, const float* inp, const float* w, const uint32_t* wb, const float* bias,
+                   int M, int K, int N, Precision p);
   void head(float* logits, const float* x, const float* wte, int M, Precision p);
   // Makes bf16_ the bf16 copy of the current weights (CPU, bf16 precision),
   // rebuilding the model's shared copy when the parameters changed.
