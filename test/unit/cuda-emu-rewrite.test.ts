@@ -30,13 +30,16 @@ describe('cuda-emu rewrite', () => {
     );
   });
 
-  test('extern __shared__ becomes the launch buffer; static __shared__ arrays are poisoned per block', () => {
+  test('extern __shared__ becomes the launch buffer; static __shared__ arrays get their guarded per-block home', () => {
     const src =
       '{\n  extern __shared__ __align__(16) unsigned char smem_raw[];\n  __shared__ float a[8][33], b[4];\n}\n';
     const out = body(rewrite(src, 'c.cu'));
     expect(out).toContain('unsigned char* smem_raw = reinterpret_cast<unsigned char*>(::gpt_emu::dynamic_smem());');
-    expect(out).toContain('static thread_local float a[8][33], b[4]; ::gpt_emu::shared_static(a, sizeof(a), "a"); ' +
-      '::gpt_emu::shared_static(b, sizeof(b), "b");');
+    // The storage is renamed; the kernel's names bind to the block's guarded
+    // copy (poisoned at the block's first use, ending at an inaccessible page).
+    expect(out).toContain('static thread_local float gpt_emu_shared_a[8][33], gpt_emu_shared_b[4]; ' +
+      'auto& a = ::gpt_emu::shared_array(gpt_emu_shared_a, "a"); ' +
+      'auto& b = ::gpt_emu::shared_array(gpt_emu_shared_b, "b");');
     expect(out.split('\n').length).toBe(src.split('\n').length);
   });
 
