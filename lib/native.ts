@@ -71,6 +71,26 @@ export function addonCandidates(): string[] {
 /** Loads the addon once; `T` is the caller's typed view of its exports. */
 export function loadAddon<T = CoreNative>(): T & CoreNative {
   if (cached) return cached as T & CoreNative;
+  // An addon named by GPT_ENGINE_ADDON is the one asked for: when it is
+  // missing or does not load, say so instead of quietly loading another build.
+  const wanted = process.env.GPT_ENGINE_ADDON;
+  if (wanted) {
+    const file = path.resolve(wanted);
+    let why = 'not found';
+    if (fs.existsSync(file)) {
+      try {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        cached = require(file);
+        return cached as T & CoreNative;
+      } catch (e) {
+        why = (e as Error).message.split('\n')[0];
+      }
+    }
+    throw new Error(
+      `gpt-engine: could not load the native addon that GPT_ENGINE_ADDON names: ${file} (${why}).\n` +
+        `Fix: point GPT_ENGINE_ADDON at a built gpt_engine.node, or unset it to use this package's own build.`,
+    );
+  }
   const tried: string[] = [];
   for (const file of addonCandidates()) {
     if (!fs.existsSync(file)) {

@@ -73,9 +73,12 @@ describe('addon core', () => {
       const m = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'lib', 'native.js'))});
       try { m.loadAddon(); console.log('loaded'); } catch (e) { console.log(e.message); }`;
     const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
-    // The fallback build/Release path still loads; the bogus one is listed only on failure.
-    expect(out.trim()).toBe('loaded');
+    // The addon asked for is missing: an error naming it and the fix, never another build.
+    expect(out).toMatch(/GPT_ENGINE_ADDON names: \/nonexistent\/x\.node \(not found\)/);
+    expect(out).toMatch(/unset it/);
+    expect(out).not.toMatch(/^loaded/);
     const script2 = `
+      delete process.env.GPT_ENGINE_ADDON;
       const fs = require('fs');
       const m = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'lib', 'native.js'))});
       m.addonCandidates = () => [];
