@@ -218,7 +218,7 @@ export function register(program: Command): void {
       else if (!r.finished) log(`stopped after step ${r.step} of ${r.totalSteps}; checkpoint ${r.checkpoint}\nresume with: gpt-engine train --resume ${r.runDir}`);
       if (r.valLoss !== null)
         log(
-          `validation loss ${r.valLoss.toFixed(4)} nats/token (perplexity ${r.valPerplexity!.toFixed(2)}); unigram entropy of the corpus ${r.unigramEntropy.toFixed(4)} nats/token (${(r.unigramEntropy - r.valLoss).toFixed(3)} below)`,
+          `validation loss ${r.valLoss.toFixed(4)} nats/token (perplexity ${r.valPerplexity!.toFixed(2)}); unigram entropy of the corpus ${r.unigramEntropy.toFixed(4)} nats/token (${Math.abs(r.unigramEntropy - r.valLoss).toFixed(3)} ${r.valLoss <= r.unigramEntropy ? 'below' : 'above'})`,
         );
       log(`${r.stepsThisRun} steps in ${fmtTime(r.seconds)} (${Math.round(r.tokensPerSecond)} tokens/s)`);
       log(`run folder: ${r.runDir}\nmetrics: ${r.runDir}/metrics.jsonl\ncheckpoint: ${r.checkpoint}`);

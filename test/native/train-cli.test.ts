@@ -68,6 +68,11 @@ test('train --json: one document; stop-after and resume; eval', () => {
   expect(typeof sb.val_loss).toBe('number');
   expect(typeof sb.unigram_entropy).toBe('number');
   expect(b.stderr).toMatch(/unigram entropy of the corpus/);
+  // the gap to the unigram entropy is a distance with its side named, never a negative "below"
+  const gap = b.stderr.match(/nats\/token \((\d+\.\d+) (below|above)\)/);
+  expect(gap).not.toBeNull();
+  expect(gap![2]).toBe(sb.val_loss <= sb.unigram_entropy ? 'below' : 'above');
+  expect(Number(gap![1])).toBeCloseTo(Math.abs(sb.unigram_entropy - sb.val_loss), 2);
   // across processes too: the two halves give the losses of one uninterrupted run, bitwise
   const full = run(['train', '--config', cfg, '--data', data, '--out', path.join(tmp, 'full'), '--steps', '6', '--eval-every', '3', '--json']);
   expect([...sa.losses, ...sb.losses]).toEqual(JSON.parse(full.stdout).losses);
