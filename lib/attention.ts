@@ -173,7 +173,8 @@ function checkShape(where: string, o: Record<string, unknown>, keys: readonly st
 export function resolveDevice(device: AttentionDevice): 'cpu' | 'cuda' {
   if (device === 'cpu') return 'cpu';
   const info = addon().cudaInfo();
-  if (device === 'auto') return info.available ? 'cuda' : 'cpu';
+  // 'auto' never picks the SIMT emulator (a testing build): only a real GPU.
+  if (device === 'auto') return info.available && !info.emulated ? 'cuda' : 'cpu';
   if (!info.available) throw new NoGpuError(`device "cuda" was requested but no GPU is usable: ${info.reason}`);
   return 'cuda';
 }

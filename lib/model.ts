@@ -206,6 +206,8 @@ export function chooseDevice(choice: DeviceChoice = 'auto'): DeviceChoiceResult 
     if (!info.available) throw new NoGpuError(`device "cuda" was asked for but no GPU can be used: ${info.reason}`);
     return { device: 'cuda', reason: `device "cuda" was asked for: ${info.name}` };
   }
+  if (info.available && info.emulated)
+    return { device: 'cpu', reason: `auto: device "cuda" is ${info.name} in this build (for testing; ask for "cuda" to use it), using the CPU` };
   if (info.available) return { device: 'cuda', reason: `auto: a usable GPU was found (${info.name})` };
   return { device: 'cpu', reason: `auto: no usable GPU (${info.reason}), using the CPU` };
 }

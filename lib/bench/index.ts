@@ -50,6 +50,8 @@ export function resolveBenchDevice(device: 'cpu' | 'cuda' | 'auto'): { device: B
     if (!info.available) throw new NoGpuError(`device "cuda" was requested but no GPU is usable: ${info.reason}`);
     return { device: 'cuda', reason: 'asked for' };
   }
+  if (info.available && info.emulated)
+    return { device: 'cpu', reason: `auto: device "cuda" is ${info.name} in this build (for testing), using the CPU` };
   return info.available ? { device: 'cuda', reason: `auto: ${info.name} is usable` } : { device: 'cpu', reason: `auto: no GPU (${info.reason})` };
 }
 
