@@ -23,6 +23,7 @@
 
 #include "../core/error.h"
 #include "attention.cuh"
+#include "attention_common.cuh"
 #include "attention_fp32.cuh"
 #include "check.cuh"
 #include "common.cuh"
@@ -31,23 +32,8 @@ namespace gpt {
 namespace cuda {
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kThreads = 128;  // 4 warps
-
-// Which (query i, key j) pairs count: j <= i, j > i - window when banded, both < T.
-struct Mask {
-  int T, window;
-  bool banded;
-  __device__ __forceinline__ bool ok(int i, int j) const {
-    return j <= i && i < T && j < T && (!banded || j > i - window);
-  }
-  // True when some pair in queries [q0, q0+nq) x keys [k0, k0+nk) fails ok()
-  // (the tile is cut by the diagonal, the band edge or the end of the sequence).
-  __device__ __forceinline__ bool cuts(int q0, int nq, int k0, int nk) const {
-    return (k0 + nk - 1 > q0) || (q0 + nq > T) || (k0 + nk > T) || (banded && k0 <= q0 + nq - 1 - window);
-  }
-};
 
 // Stages rows [t0, t0+ROWS) of one (b, h) slice of a strided view into shared
 // memory as bf16, zero past T: row-major [ROWS][D+8] into `rm` and/or
@@ -486,24 +472,6 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
   }
 }
 
-// Raises a kernel's dynamic shared-memory limit once per process.
-template <typename K>
-void allow_smem(K* kernel, int bytes, bool& done, const char* op) {
-  if (done) return;
-  CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  bytes),
-             op);
-  done = true;
-}
-
-Mask make_mask(const AttnShape& s) {
-  Mask m;
-  m.T = s.seq;
-  m.banded = s.pattern == AttnPattern::Banded && s.window < s.seq;
-  m.window = m.banded ? s.window : s.seq;
-  return m;
-}
-
 void check_shape(const AttnShape& s, const char* op) {
   GPT_CHECK_ARG(s.batch >= 1 && s.heads >= 1 && s.seq >= 1, std::string(op) + ": batch, heads and seq must be >= 1");
   GPT_CHECK_ARG(s.batch <= 65535 && s.heads <= 65535, std::string(op) + ": batch and heads must be <= 65535 on CUDA");
@@ -519,7 +487,7 @@ template <int D>
 void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
   static bool smem_ok = false;
   constexpr int bytes = fwd_smem_bytes<D>();
-  allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, "attention_forward (shared-memory limit)");
+  allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
   dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
   attention_fwd_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
                                                          make_mask(s));
@@ -531,8 +499,8 @@ void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTe
          const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   static bool dkdv_ok = false, dq_ok = false;
   constexpr int b1 = dkdv_smem_bytes<D>(), b2 = dq_smem_bytes<D>();
-  allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, "attention_backward (shared-memory limit)");
-  allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, "attention_backward (shared-memory limit)");
+  allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
+  allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
   const Mask m = make_mask(s);
   dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
   attention_bwd_dkdv_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,

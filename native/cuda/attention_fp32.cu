@@ -24,6 +24,7 @@
 
 #include "../core/error.h"
 #include "attention_fp32.cuh"
+#include "attention_common.cuh"
 #include "check.cuh"
 #include "common.cuh"
 
@@ -31,26 +32,12 @@ namespace gpt {
 namespace cuda {
 namespace {
 
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kThreads = 256;
 constexpr int kTile = 32;               // query rows and key columns per tile
 constexpr int kTpr = 8;                 // threads per tile row
 constexpr int kCols = kTile / kTpr;     // scores per thread (4)
 constexpr int kSp = kTile + 1;          // pitch of the 32 x 32 score tiles
-
-// Which (query i, key j) pairs count: j <= i, j > i - window when banded, both < T.
-struct Mask {
-  int T, window;
-  bool banded;
-  __device__ __forceinline__ bool ok(int i, int j) const {
-    return j <= i && i < T && j < T && (!banded || j > i - window);
-  }
-  // True when some pair in queries [q0, q0+nq) x keys [k0, k0+nk) fails ok().
-  __device__ __forceinline__ bool cuts(int q0, int nq, int k0, int nk) const {
-    return (k0 + nk - 1 > q0) || (q0 + nq > T) || (k0 + nk > T) || (banded && k0 <= q0 + nq - 1 - window);
-  }
-};
 
 // Rows [t0, t0+32) of one (b, h) slice into s[32][DM+1], zero past T and past D.
 template <int DM>
@@ -384,35 +371,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int d = l8 + kTpr * i;
     if (d < D) dqr[d] = dqa[i] * scale;
   }
-}
-
-// Raises a kernel's dynamic shared-memory limit (once per process and
-// instantiation), first checking the device allows that much per block: a
-// GPU with less (sm_86/89 allow 99 KiB) gets a clear error naming the head
-// size instead of a failed launch.
-template <typename K>
-void allow_smem(K* kernel, int bytes, bool& done, int D, const char* op) {
-  if (done) return;
-  int dev = 0, optin = 0;
-  CUDA_CHECK(cudaGetDevice(&dev), op);
-  CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), op);
-  if (bytes > optin)
-    throw GptError(ErrorCode::InvalidArgument,
-                   std::string(op) + ": head_dim " + std::to_string(D) + " needs " + std::to_string(bytes) +
-                       " bytes of shared memory per block in the fp32 attention kernels, this GPU allows " +
-                       std::to_string(optin) + "; use a head size of at most 128");
-  CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  bytes),
-             op);
-  done = true;
-}
-
-Mask make_mask(const AttnShape& s) {
-  Mask m;
-  m.T = s.seq;
-  m.banded = s.pattern == AttnPattern::Banded && s.window < s.seq;
-  m.window = m.banded ? s.window : s.seq;
-  return m;
 }
 
 template <int DM>

@@ -1,0 +1,63 @@
+// What the bf16 (attention.cu) and fp32 (attention_fp32.cu) attention kernels
+// share: the rule for which (query, key) pairs count, built from an
+// AttnShape, and the one-time raise of a kernel's dynamic shared-memory limit.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "../core/backend.h"
+#include "../core/error.h"
+#include "check.cuh"
+
+namespace gpt {
+namespace cuda {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// Which (query i, key j) pairs count: j <= i, j > i - window when banded, both < T.
+struct Mask {
+  int T, window;
+  bool banded;
+  __device__ __forceinline__ bool ok(int i, int j) const {
+    return j <= i && i < T && j < T && (!banded || j > i - window);
+  }
+  // True when some pair in queries [q0, q0+nq) x keys [k0, k0+nk) fails ok()
+  // (the tile is cut by the diagonal, the band edge or the end of the sequence).
+  __device__ __forceinline__ bool cuts(int q0, int nq, int k0, int nk) const {
+    return (k0 + nk - 1 > q0) || (q0 + nq > T) || (k0 + nk > T) || (banded && k0 <= q0 + nq - 1 - window);
+  }
+};
+
+// A band at least as wide as the sequence is dense.
+inline Mask make_mask(const AttnShape& s) {
+  Mask m;
+  m.T = s.seq;
+  m.banded = s.pattern == AttnPattern::Banded && s.window < s.seq;
+  m.window = m.banded ? s.window : s.seq;
+  return m;
+}
+
+// Raises a kernel's dynamic shared-memory limit (once per process and
+// instantiation: `done`), first checking that the device allows that much per
+// block, so a GPU with less (sm_86/89 allow 99 KiB) gets a clear error naming
+// the head size instead of a failed launch.
+template <typename K>
+void allow_smem(K* kernel, int bytes, bool& done, int head_dim, const char* op) {
+  if (done) return;
+  int dev = 0, optin = 0;
+  CUDA_CHECK(cudaGetDevice(&dev), op);
+  CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), op);
+  if (bytes > optin)
+    throw GptError(ErrorCode::InvalidArgument, std::string(op) + ": head_dim " + std::to_string(head_dim) +
+                                                   " needs " + std::to_string(bytes) +
+                                                   " bytes of shared memory per block, this GPU allows " +
+                                                   std::to_string(optin) + "; use a smaller head size");
+  CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  bytes),
+             op);
+  done = true;
+}
+
+}  // namespace cuda
+}  // namespace gpt
