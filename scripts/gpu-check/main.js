@@ -103,10 +103,11 @@ async function training() {
   // losses agree to bf16 tolerance (and to 1e-4 on the fp32 path).
   const lib = loadLib();
   if (typeof lib.GPT !== 'function') {
+    // Not run is not passed: the check fails rather than pass without training.
     const note = 'dist/lib has no GPT class (run `npm run build`)';
-    table.push(['training steps cpu vs ' + device, 'SKIPPED', note]);
+    table.push(['training steps cpu vs ' + device, 'FAIL', note]);
     writeJson('training.json', { skipped: true, reason: note });
-    return true;
+    return false;
   }
   const out = { device, runs: [] };
   let ok = true;
@@ -155,8 +156,10 @@ async function decode() {
   // tokens (relative L2 < 1e-5 in fp32), dense and banded, past the band.
   const lib = loadLib();
   if (typeof lib.GPT !== 'function') {
-    table.push(['decode equivalence', 'SKIPPED', 'dist/lib has no GPT class']);
-    return true;
+    const note = 'dist/lib has no GPT class (run `npm run build`)';
+    table.push(['decode equivalence', 'FAIL', note]);
+    writeJson('decode.json', { skipped: true, reason: note });
+    return false;
   }
   const res = { device, steps: [] };
   try {
