@@ -559,6 +559,9 @@ StepResult Model::step(const StepOptions& o) {
   a.eps = o.eps;
   a.grad_scale = static_cast<float>(inv * clip);
   a.step = step_;
+  // The weights change from here on, also when an update below fails partway:
+  // copies made of them (decoding's bf16 weights) are stale from now.
+  ++params_version_;
   // Runs of neighbouring tensors that share the decay flag go in one call; the
   // gaps between tensors are zero in all four buffers and stay zero.
   size_t i = 0;
@@ -573,7 +576,6 @@ StepResult Model::step(const StepOptions& o) {
   }
   zero_grad();
   backend_->synchronize();
-  ++params_version_;
   r.step = step_;
   timings_.optimizer_ms = now_ms() - t0;
   return r;
