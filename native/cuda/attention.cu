@@ -485,7 +485,7 @@ void check_shape(const AttnShape& s, const char* op) {
 
 template <int D>
 void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
-  static bool smem_ok = false;
+  static std::atomic<bool> smem_ok{false};
   constexpr int bytes = fwd_smem_bytes<D>();
   allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
   dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
@@ -497,7 +497,7 @@ void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTenso
 template <int D>
 void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
          const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  static bool dkdv_ok = false, dq_ok = false;
+  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
   constexpr int b1 = dkdv_smem_bytes<D>(), b2 = dq_smem_bytes<D>();
   allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
   allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");

@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <string>
 
 #include "../core/backend.h"
@@ -38,13 +39,15 @@ inline Mask make_mask(const AttnShape& s) {
   return m;
 }
 
-// Raises a kernel's dynamic shared-memory limit (once per process and
-// instantiation: `done`), first checking that the device allows that much per
-// block, so a GPU with less (sm_86/89 allow 99 KiB) gets a clear error naming
-// the head size instead of a failed launch.
+// Raises a kernel's dynamic shared-memory limit once per process and
+// instantiation (`done`; threads that race here set the same value), first
+// checking that the device allows that much per block, so a GPU with less
+// (sm_86/89 allow 99 KiB) gets a clear error naming the head size instead of
+// a failed launch. The backend uses device 0 only; a second device would need
+// the limit raised there too.
 template <typename K>
-void allow_smem(K* kernel, int bytes, bool& done, int head_dim, const char* op) {
-  if (done) return;
+void allow_smem(K* kernel, int bytes, std::atomic<bool>& done, int head_dim, const char* op) {
+  if (done.load()) return;
   int dev = 0, optin = 0;
   CUDA_CHECK(cudaGetDevice(&dev), op);
   CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), op);
@@ -56,7 +59,7 @@ void allow_smem(K* kernel, int bytes, bool& done, int head_dim, const char* op) 
   CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   bytes),
              op);
-  done = true;
+  done.store(true);
 }
 
 }  // namespace cuda

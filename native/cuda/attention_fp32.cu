@@ -375,7 +375,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 
 template <int DM>
 void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
-  static bool smem_ok = false;
+  static std::atomic<bool> smem_ok{false};
   constexpr int bytes = fwd_smem_bytes<DM>();
   allow_smem(attention_fp32_fwd_kernel<DM>, bytes, smem_ok, s.head_dim, "attention_forward (fp32, shared memory)");
   dim3 grid(ceil_div(s.seq, kTile), s.heads, s.batch);
@@ -387,7 +387,7 @@ void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTenso
 template <int DM>
 void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
          const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  static bool dkdv_ok = false, dq_ok = false;
+  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
   constexpr int bytes = bwd_smem_bytes<DM>(), bytes_dq = dq_smem_bytes<DM>();
   allow_smem(attention_fp32_bwd_dkdv_kernel<DM>, bytes, dkdv_ok, s.head_dim,
              "attention_backward (fp32, shared memory)");
