@@ -46,7 +46,7 @@ export interface AttentionShape {
   window?: number;
   /** default 1 / sqrt(headDim) */
   scale?: number;
-  /** default 'auto': cuda when a GPU is usable, else cpu */
+  /** default 'auto': cuda when a real GPU is usable (never the SIMT emulator), else cpu */
   device?: AttentionDevice;
   /**
    * default 'bf16' on cuda, 'fp32' on cpu. On cuda, 'fp32' runs the fp32

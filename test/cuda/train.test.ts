@@ -8,8 +8,9 @@ import { GPTConfig } from '../../lib/config';
 import { GPT } from '../../lib/model';
 import { Rng } from '../../lib/rng';
 
-// Head size 64 (the CUDA attention kernels take 64/80/96/128); one dense and
-// one banded layer; a vocabulary that needs padding.
+// Head size 64 (a size of the bf16 tensor-core attention kernels, so bf16
+// training runs them); one dense and one banded layer; a vocabulary that
+// needs padding.
 const CFG: GPTConfig = {
   n_layer: 2,
   n_head: 2,

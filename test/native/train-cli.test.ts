@@ -64,7 +64,7 @@ test('train --json: one document; stop-after and resume; eval', () => {
   const sb = JSON.parse(b.stdout);
   expect(sb.step).toBe(6);
   expect(sb.finished).toBe(true);
-  expect(fs.readFileSync(path.join(out, 'loss.svg'), 'utf8')).toMatch(/^<svg|<svg/);
+  expect(fs.readFileSync(path.join(out, 'loss.svg'), 'utf8')).toMatch(/^<svg /);
   expect(typeof sb.val_loss).toBe('number');
   expect(typeof sb.unigram_entropy).toBe('number');
   expect(b.stderr).toMatch(/unigram entropy of the corpus/);
