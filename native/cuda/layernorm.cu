@@ -15,6 +15,27 @@ namespace {
 
 constexpr int kRowsPerChunk = 256;
 
+// The rest of one row's LayerNorm for the warp that owns it, given each
+// lane's partial sum `s` of x over its elements (i = lane, lane + 32, ...):
+// mean, variance pass, normalized output, and the row's statistics.
+__device__ __forceinline__ void layernorm_row(float* __restrict__ o, float* __restrict__ mean,
+                                              float* __restrict__ rstd, const float* x, float s,
+                                              const float* __restrict__ gamma, const float* __restrict__ beta, int row,
+                                              int C, float eps, int lane) {
+  const float mu = warp_sum(s) / C;
+  float v = 0.0f;
+  for (int i = lane; i < C; i += 32) {
+    float d = x[i] - mu;
+    v += d * d;
+  }
+  const float rs = rsqrtf(warp_sum(v) / C + eps);
+  for (int i = lane; i < C; i += 32) o[i] = (x[i] - mu) * rs * gamma[i] + beta[i];
+  if (lane == 0) {
+    mean[row] = mu;
+    rstd[row] = rs;
+  }
+}
+
 __global__ void layernorm_forward_kernel(float* __restrict__ out, float* __restrict__ mean, float* __restrict__ rstd,
                                          const float* __restrict__ inp, const float* __restrict__ gamma,
                                          const float* __restrict__ beta, int M, int C, float eps) {
@@ -23,24 +44,12 @@ __global__ void layernorm_forward_kernel(float* __restrict__ out, float* __restr
   const float* x = inp + (int64_t)row * C;
   float s = 0.0f;
   for (int i = lane; i < C; i += 32) s += x[i];
-  const float mu = warp_sum(s) / C;
-  float v = 0.0f;
-  for (int i = lane; i < C; i += 32) {
-    float d = x[i] - mu;
-    v += d * d;
-  }
-  const float rs = rsqrtf(warp_sum(v) / C + eps);
-  float* o = out + (int64_t)row * C;
-  for (int i = lane; i < C; i += 32) o[i] = (x[i] - mu) * rs * gamma[i] + beta[i];
-  if (lane == 0) {
-    mean[row] = mu;
-    rstd[row] = rs;
-  }
+  layernorm_row(out + (int64_t)row * C, mean, rstd, x, s, gamma, beta, row, C, eps, lane);
 }
 
 // Fused residual add + LayerNorm, one warp per row: resid = a + b, written
-// once, then normalized as layernorm_forward_kernel does (same per-lane
-// summation order, so the same bits as add followed by layernorm_forward).
+// once, then normalized by the same layernorm_row (same per-lane summation
+// order, so the same bits as add followed by layernorm_forward).
 // resid may alias a or b, hence no __restrict__ on those three: lane l alone
 // touches elements l, l + 32, ... of the row, and reads a[i], b[i] before it
 // writes resid[i]; the later passes re-read resid[i] it wrote itself.
@@ -58,19 +67,7 @@ __global__ void residual_layernorm_forward_kernel(float* resid, float* __restric
     x[i] = r;
     s += r;
   }
-  const float mu = warp_sum(s) / C;
-  float v = 0.0f;
-  for (int i = lane; i < C; i += 32) {
-    float d = x[i] - mu;
-    v += d * d;
-  }
-  const float rs = rsqrtf(warp_sum(v) / C + eps);
-  float* o = out + off;
-  for (int i = lane; i < C; i += 32) o[i] = (x[i] - mu) * rs * gamma[i] + beta[i];
-  if (lane == 0) {
-    mean[row] = mu;
-    rstd[row] = rs;
-  }
+  layernorm_row(out + off, mean, rstd, x, s, gamma, beta, row, C, eps, lane);
 }
 
 __global__ void layernorm_backward_dx_kernel(float* __restrict__ dinp, const float* __restrict__ dout,
