@@ -187,11 +187,13 @@ function reference(o) {
  * the case's tolerance, or bitwise equal for the exact ops; the device runs
  * twice and must agree with itself bitwise). One record per case, the shape
  * of ops.js's runOpChecks records; onResult(record) as each finishes.
+ * `cases`: buildDecodeCases(seed) made once by the caller (jest runs one
+ * case per call).
  */
-async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult } = {}) {
+async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult, cases } = {}) {
   if (typeof addon.decodeOp !== 'function') throw new Error('this addon has no decodeOp (native/addon/decode_ops_binding.cc)');
   const results = [];
-  for (const c of buildDecodeCases(seed)) {
+  for (const c of cases || buildDecodeCases(seed)) {
     if (only && !(typeof only === 'string' ? c.name.includes(only) : only.has(c.name))) continue;
     const rec = { name: c.name, precision: 'fp32', tol: c.exact ? 0 : c.tol, device, errors: {}, pass: false };
     const t0 = Date.now();
