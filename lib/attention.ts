@@ -1,5 +1,5 @@
 /**
- * The fused attention kernel on its own (DESIGN "Fused attention"): causal
+ * The fused attention kernel on its own (docs/ARCHITECTURE.md "Fused attention"): causal
  * dense or locally banded (query i sees keys j with i - window < j <= i),
  * flash-style, forward and backward. Used by the tests, the benchmarks, and
  * anyone who wants the kernel without a model.
@@ -179,7 +179,7 @@ export function resolveDevice(device: AttentionDevice): 'cpu' | 'cuda' {
   return 'cuda';
 }
 
-/** DESIGN "Precision": bf16 on cuda, fp32 on the cpu. */
+/** docs/ARCHITECTURE.md "Precision": bf16 on cuda, fp32 on the cpu. */
 function defaultPrecision(device: 'cpu' | 'cuda'): AttentionPrecision {
   return device === 'cuda' ? 'bf16' : 'fp32';
 }

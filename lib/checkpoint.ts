@@ -1,6 +1,6 @@
 /**
  * Checkpoint folders, run folders and Hugging Face GPT-2 folders
- * (DESIGN "Files users keep").
+ * (docs/ARCHITECTURE.md "Files users keep").
  *
  * A checkpoint folder holds
  *   config.json            toConfigJson(config, { tokenizer })

@@ -1,6 +1,6 @@
 /**
  * The model configuration: one typed object with Hugging Face GPT-2 key names
- * plus gpt-engine's attention pattern (DESIGN "The model"). It is saved in
+ * plus gpt-engine's attention pattern (docs/ARCHITECTURE.md "The model"). It is saved in
  * every checkpoint's config.json, so a checkpoint describes itself.
  *
  * Our own config files are strict (unknown keys are errors, with a

@@ -2,7 +2,7 @@
  * Token data: the file format, `prepare` (text files to train.bin / val.bin /
  * meta.json), the built-in corpus, and the batch sampler.
  *
- * File format (DESIGN "token data"), little-endian, 64-byte header:
+ * File format (docs/ARCHITECTURE.md "token data"), little-endian, 64-byte header:
  *   0  8  magic "GPTETOK1"
  *   8  4  version (1)
  *  12  4  tokenizer id (1 gpt2, 2 byte)

@@ -1,5 +1,5 @@
 /**
- * Named error classes with a `code` (DESIGN "Errors"). Validation errors keep
+ * Named error classes with a `code` (docs/ARCHITECTURE.md "Errors"). Validation errors keep
  * the built-in TypeError / RangeError as their base so `instanceof TypeError`
  * still works; everything else is a GptEngineError.
  */

@@ -1,5 +1,5 @@
 /**
- * Memory limits (DESIGN "Errors": OUT_OF_MEMORY): what a model takes on a
+ * Memory limits (docs/ARCHITECTURE.md "Errors": OUT_OF_MEMORY): what a model takes on a
  * device, checked against what the machine has BEFORE anything is allocated.
  * A request that cannot fit is refused with OutOfMemoryError, whose message
  * gives the estimate piece by piece, what the machine has, and what would fit
@@ -33,7 +33,7 @@ export interface FitRequest {
   config: string | GPTConfig;
   /** the device the model will live on (resolved, not 'auto'); default 'cpu' */
   device?: LimitsDevice;
-  /** default: fp32 on the CPU, bf16 on CUDA (DESIGN "Precision") */
+  /** default: fp32 on the CPU, bf16 on CUDA (docs/ARCHITECTURE.md "Precision") */
   precision?: LimitsPrecision;
   /** rows of one forward / forwardBackward call; absent: the model's state only */
   batch?: number;

@@ -1,9 +1,9 @@
 /**
- * The GPT model (DESIGN "The model"): a typed wrapper over the native core's
+ * The GPT model (docs/ARCHITECTURE.md "The model"): a typed wrapper over the native core's
  * graph. One native call per operation (a whole forward + backward is one
  * call); parameters, gradients and AdamW moments stay in native memory.
  *
- * Contracts (DESIGN "Contracts"):
+ * Contracts (docs/ARCHITECTURE.md "Contracts"):
  * - forwardBackward() accumulates; gradients() and step() see the gradient of
  *   the mean loss over every non-ignored target (target -1) since the last
  *   step(), however many micro-batches. step() clips by min(1, gradClip/norm),
@@ -64,7 +64,7 @@ export interface CreateOptions {
   seed?: number;
   /** 'auto' (default): cuda when a usable GPU is present, else cpu */
   device?: DeviceChoice;
-  /** default: fp32 on the CPU, bf16 on CUDA (DESIGN "Precision") */
+  /** default: fp32 on the CPU, bf16 on CUDA (docs/ARCHITECTURE.md "Precision") */
   precision?: PrecisionName;
 }
 
@@ -254,7 +254,7 @@ export class GPT {
     this.shapeList = info.map((t) => t.shape);
   }
 
-  /** Builds a model from a preset name or a config object, with seeded weights (DESIGN initialization). */
+  /** Builds a model from a preset name or a config object, with seeded weights (docs/ARCHITECTURE.md "The model"). */
   static async create(configOrPreset: string | GPTConfig, opts: CreateOptions = {}): Promise<GPT> {
     let config: GPTConfig;
     if (typeof configOrPreset === 'string') {
@@ -374,7 +374,7 @@ export class GPT {
     );
   }
 
-  /** Clip + AdamW + zero the gradients (DESIGN "Gradients"). */
+  /** Clip + AdamW + zero the gradients (docs/ARCHITECTURE.md "Gradients"). */
   step(opts: StepOptions): Promise<StepResult> {
     const o = expectObject('options', opts);
     checkKnownKeys('step options', o, STEP_KEYS);
@@ -455,7 +455,7 @@ export class GPT {
   }
 
   /**
-   * Writes DESIGN's checkpoint folder (config.json, model.safetensors, and with
+   * Writes the checkpoint folder of docs/ARCHITECTURE.md (config.json, model.safetensors, and with
    * `optimizer` optimizer.safetensors + state.json), atomically. Runs after
    * the calls already queued.
    */
@@ -654,7 +654,7 @@ export class GPT {
    * cache. An array of prompts decodes in one batch; each result equals
    * generating that prompt alone. Options, sampling order and statistics:
    * lib/generate.ts. A generation is one call in the model's FIFO queue
-   * (DESIGN "Concurrency"): it sees the weights as they were when its turn
+   * (docs/ARCHITECTURE.md "Concurrency"): it sees the weights as they were when its turn
    * came, and dispose() waits for it.
    */
   generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerationResult>;

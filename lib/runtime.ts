@@ -8,7 +8,7 @@ import { expectInteger, expectOneOf } from './validate';
 export type IsaName = 'avx512' | 'avx2' | 'portable';
 export const ISA_NAMES: readonly IsaName[] = ['avx512', 'avx2', 'portable'];
 
-/** Threads in the engine's pool (DESIGN "Threads"). */
+/** Threads in the engine's pool (docs/ARCHITECTURE.md "Threads"). */
 export function getThreads(): number {
   return loadAddon().getThreads();
 }

@@ -21,7 +21,7 @@ export const TOKENIZER_NAMES: readonly TokenizerName[] = ['gpt2', 'byte'];
 export const END_OF_TEXT = '<|endoftext|>';
 export const GPT2_EOT = 50256;
 
-/** Ids recorded in token files (DESIGN "token data"). */
+/** Ids recorded in token files (docs/ARCHITECTURE.md "token data"). */
 export const TOKENIZER_IDS: Readonly<Record<TokenizerName, number>> = { gpt2: 1, byte: 2 };
 
 export interface Tokenizer {

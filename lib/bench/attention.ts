@@ -1,5 +1,5 @@
 /**
- * Attention section (issue 3's table): batch 1, 12 heads, headDim 64, seq
+ * Attention section: batch 1, 12 heads, headDim 64, seq
  * 512..8192; fused dense, fused banded (w = 256), the naive materialized
  * fp32 kernel on the same threads (up to 4096) and PyTorch (up to 4096:
  * it holds T x T per head). Forward, forward+backward, GFLOP/s by

@@ -1,5 +1,5 @@
 /**
- * GEMM section (issue 4): GPT-2 small's linear layers at B4 x T256
+ * GEMM section: GPT-2 small's linear layers at B4 x T256
  * (M = 1024 rows), each in the three forms a linear layer needs, fp32 and
  * bf16, GFLOP/s against the FMA peaks. A linear layer out = inp @ w with
  * inp [M, K], w [K, N] (Conv1D layout):

@@ -1,5 +1,5 @@
 /**
- * Generate section (issue 6): a randomly initialized model decodes greedily
+ * Generate section: a randomly initialized model decodes greedily
  * (temperature 0, end-of-text ignored) from random prompts; prefill
  * tokens/s, decode tokens/s, time to first token and cache bytes come from
  * the generation's own stats. The bound: each decode step reads every

@@ -1,5 +1,5 @@
 /**
- * Train section (issue 4): whole training steps (forward + backward +
+ * Train section: whole training steps (forward + backward +
  * AdamW) on random tokens; ms per step split into forward, backward and
  * optimizer where the model reports them; tokens/s; GFLOP/s by
  * lib/flops.ts trainingFlopsPerToken; MFU against the FMA peak of the

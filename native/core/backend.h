@@ -9,7 +9,7 @@
 // All tensors are fp32 in memory the backend allocated (host memory on the
 // CPU, device memory on CUDA) unless said otherwise. `Precision::BF16` asks
 // the matmuls to round their inputs to bf16 and accumulate in fp32; the
-// tensors in memory stay fp32 (master weights, DESIGN "Precision").
+// tensors in memory stay fp32 (master weights, docs/ARCHITECTURE.md "Precision").
 // Accumulating ops (+=) say so; everything else overwrites its outputs.
 #pragma once
 #include <cstddef>

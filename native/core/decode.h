@@ -1,4 +1,4 @@
-// Incremental decoding with a key/value cache (issue 6): the prompt of every
+// Incremental decoding with a key/value cache: the prompt of every
 // sequence goes through the model in one pass (prefill), then each sequence
 // advances one token per step at its own position. Dense layers keep every
 // key and value; banded layers keep a ring buffer of the last `window`

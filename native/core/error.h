@@ -1,5 +1,5 @@
 // Errors thrown by the core. Every failure the addon can report is a GptError
-// with a code from DESIGN's list; the addon turns it into a JS Error whose
+// with a code from docs/ARCHITECTURE.md's list; the addon turns it into a JS Error whose
 // `code` property carries the same string. Nothing in the core aborts.
 #pragma once
 #include <stdexcept>

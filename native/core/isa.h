@@ -1,4 +1,4 @@
-// Instruction-set paths for CPU kernels (DESIGN "Instruction sets").
+// Instruction-set paths for CPU kernels (docs/ARCHITECTURE.md "Instruction sets").
 //
 // Every CPU kernel family is compiled three times, in files named
 // `*_avx512.cc`, `*_avx2.cc` and `*_portable.cc`, each with its own compiler

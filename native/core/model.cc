@@ -238,7 +238,7 @@ void Model::init_weights(uint64_t seed) {
     w->ln_f_w = at(buf, i++);
     w->ln_f_b = at(buf, i++);
   }
-  // DESIGN: weights N(0, 0.02), biases 0, LayerNorm gains 1; the residual
+  // docs/ARCHITECTURE.md "The model": weights N(0, 0.02), biases 0, LayerNorm gains 1; the residual
   // output projections (attn.c_proj, mlp.c_proj) get 0.02 / sqrt(2 L).
   const float std_w = 0.02f;
   const float std_res = static_cast<float>(0.02 / std::sqrt(2.0 * cfg_.n_layer));

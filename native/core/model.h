@@ -1,4 +1,4 @@
-// The GPT model graph (DESIGN "The model"), written once against the Backend
+// The GPT model graph (docs/ARCHITECTURE.md "The model"), written once against the Backend
 // interface (backend.h): parameters, gradients and the two AdamW moments each
 // live in one contiguous backend buffer; activations are preallocated for the
 // largest B*T seen and regrown when a call needs more.
@@ -6,7 +6,7 @@
 // Legend: B batch, T sequence, C n_embd, H heads, D = C / H, L n_layer,
 // V vocab_size, Vp = V padded to a multiple of 64 (internal only), M = B*T.
 //
-// Gradients contract (DESIGN "Gradients"): the gradient buffer accumulates the
+// Gradients contract (docs/ARCHITECTURE.md "Gradients"): the gradient buffer accumulates the
 // gradient of the *sum* of per-target losses over every forward_backward since
 // the last step, and `count_` counts the non-ignored targets. Whoever reads
 // gradients (gradients(), step()) scales by 1 / count, which makes the result

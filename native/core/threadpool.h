@@ -5,7 +5,7 @@
 // runs one parallel job at a time (jobs from different callers queue on a
 // mutex), so two models training at once share the cores instead of fighting.
 //
-// Determinism contract (DESIGN "Threads"): callers split work into tasks that
+// Determinism contract (docs/ARCHITECTURE.md "Threads"): callers split work into tasks that
 // write disjoint outputs, and do any reduction over per-task partial results
 // in a fixed order afterwards. Which thread runs which task then never changes
 // the numbers, so results are bitwise identical for any pool size.

@@ -1,5 +1,5 @@
 // Fused flash-style attention on the CPU, dense causal and locally banded
-// (DESIGN "Fused attention"). Implementation: attention.cc (tiling, threads)
+// (docs/ARCHITECTURE.md "Fused attention"). Implementation: attention.cc (tiling, threads)
 // and attention_impl.h compiled per ISA.
 //
 // Legend: B batch, H heads, T sequence, D head size.

@@ -4,7 +4,7 @@
 //
 // Work is split into fixed-size pieces that do not depend on the pool size,
 // and every reduction over pieces runs in piece order afterwards, so results
-// are bitwise identical for any thread count (DESIGN "Threads").
+// are bitwise identical for any thread count (docs/ARCHITECTURE.md "Threads").
 #include <algorithm>
 #include <cmath>
 #include <cstring>

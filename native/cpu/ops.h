@@ -3,7 +3,7 @@
 // simd.h). Each entry point handles one range of rows, columns or elements;
 // cpu_backend.cc splits the work over the pool in fixed-size pieces, so every
 // output element is computed by exactly one task in a fixed order and results
-// are bitwise identical for any thread count (DESIGN "Threads").
+// are bitwise identical for any thread count (docs/ARCHITECTURE.md "Threads").
 //
 // Legend: M rows, C channels, V vocabulary, Vp padded vocabulary.
 #pragma once

@@ -1,5 +1,5 @@
 // Fused flash-style attention on the GPU, dense causal and locally banded,
-// with the CPU kernels' contract (native/cpu/attention.h, DESIGN "Fused
+// with the CPU kernels' contract (native/cpu/attention.h, docs/ARCHITECTURE.md "Fused
 // attention"): per-row log-sum-exp saved by the forward pass, backward
 // recomputes the scores from it with D = rowsum(dO * O) precomputed, only key
 // tiles that intersect the causal triangle / band are visited, and masks are
