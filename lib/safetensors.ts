@@ -19,12 +19,14 @@
  * and the fuzz harness use it). The writer writes F32 tensors to a temporary
  * file, fsyncs it and renames it into place.
  */
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { endianness } from 'node:os';
-import * as path from 'node:path';
 import { ArgumentRangeError, ArgumentTypeError, BadFileError } from './errors';
 import { describe } from './validate';
+import { tempNameBeside, writeFileChunks } from './fsutil';
+
+export { setWriteFaultHook, tempNameBeside, writeFileChunks } from './fsutil';
+export type { WriteFaultHook } from './fsutil';
 
 /** Largest header accepted (the reference implementation's limit). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -486,50 +488,6 @@ function float32Bytes(a: Float32Array): Uint8Array {
   const dv = new DataView(b.buffer);
   for (let i = 0; i < a.length; i++) dv.setFloat32(4 * i, a[i], true);
   return b;
-}
-
-/**
- * Called before every chunk the writers put on disk, with the file and the
- * byte offset of the chunk. Tests use it to inject a failing disk; it is
- * null in normal use. Throwing from it fails the write like an I/O error.
- */
-export type WriteFaultHook = (file: string, offset: number, length: number) => void;
-let writeFaultHook: WriteFaultHook | null = null;
-/** For tests: install (or clear with null) a hook that may throw to simulate a failing write. */
-export function setWriteFaultHook(hook: WriteFaultHook | null): void {
-  writeFaultHook = hook;
-}
-
-/**
- * Writes `data` chunks to `file` through a file handle, honoring the fault
- * hook; fsyncs before closing. The caller handles temp names and renames.
- */
-export async function writeFileChunks(file: string, chunks: Iterable<Uint8Array>, opts: { fsync?: boolean } = {}): Promise<void> {
-  const fh = await fs.promises.open(file, 'w');
-  try {
-    let offset = 0;
-    const CHUNK = 1 << 24; // 16 MiB pieces keep one write call bounded
-    for (const c of chunks) {
-      for (let p = 0; p < c.length; p += CHUNK) {
-        const piece = c.subarray(p, Math.min(c.length, p + CHUNK));
-        if (writeFaultHook) writeFaultHook(file, offset, piece.length);
-        let done = 0;
-        while (done < piece.length) {
-          const { bytesWritten } = await fh.write(piece, done, piece.length - done, offset + done);
-          done += bytesWritten;
-        }
-        offset += piece.length;
-      }
-    }
-    if (opts.fsync !== false) await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** A unique temporary name beside `target`. */
-export function tempNameBeside(target: string, tag = 'tmp'): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
 /**
