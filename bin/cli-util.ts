@@ -1,7 +1,7 @@
 /**
- * Shared CLI helpers: output conventions (DESIGN "Conventions": --json writes
- * exactly one JSON document to stdout; logs and progress go to stderr) and
- * the one place errors become exit codes.
+ * Shared CLI helpers: output conventions (docs/ARCHITECTURE.md
+ * "Conventions": --json writes exactly one JSON document to stdout; logs
+ * and progress go to stderr) and the one place errors become exit codes.
  */
 import { ArgumentRangeError, ArgumentTypeError, GptEngineError } from '../lib/errors';
 
@@ -41,6 +41,14 @@ export function numberFlag(name: string, value: string | undefined, opts: { min?
     (opts.max !== undefined && n > opts.max);
   if (bad) throw new ArgumentRangeError(`Expected a number${bounds ? ' ' + bounds : ''} for --${name} but received "${value}"`);
   return n;
+}
+
+/** Parses a flag that takes one of `choices`; errors name the flag and the choices. */
+export function choiceFlag<T extends string>(name: string, value: string | undefined, choices: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (!(choices as readonly string[]).includes(value))
+    throw new ArgumentRangeError(`Expected one of ${choices.join(', ')} for --${name} but received "${value}"`);
+  return value as T;
 }
 
 /** Formats an integer with thousands separators: 125,187,840. */

@@ -1,47 +1,42 @@
 #!/usr/bin/env node
 /**
- * The `gpt-engine` command. Each subcommand lives in bin/commands/<name>.ts and
- * exports `register(program)`; this file loads every one of them, so adding a
- * subcommand never means editing a central list.
+ * The `gpt-engine` command. Each subcommand lives in bin/commands/<name>.ts
+ * and exports `register(program)`; COMMANDS below is the list of them, in
+ * the order `--help` shows them.
  */
 import { Command } from 'commander';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { packageVersion } from '../lib/info';
 import { fail } from './cli-util';
+import * as bench from './commands/bench';
+import * as evalCommand from './commands/eval';
+import * as generate from './commands/generate';
+import * as info from './commands/info';
+import * as params from './commands/params';
+import * as plot from './commands/plot';
+import * as prepare from './commands/prepare';
+import * as train from './commands/train';
 
-function version(): string {
-  try {
-    const pj = path.join(__dirname, '..', '..', 'package.json');
-    const alt = path.join(__dirname, '..', 'package.json');
-    const file = fs.existsSync(pj) ? pj : alt;
-    return JSON.parse(fs.readFileSync(file, 'utf8')).version as string;
-  } catch {
-    return 'unknown';
-  }
-}
+/** Every subcommand: the workflow first (data, training, evaluation, generation, charts), then the tools. */
+const COMMANDS: readonly { register(program: Command): void }[] = [
+  prepare,
+  train,
+  evalCommand,
+  generate,
+  plot,
+  params,
+  bench,
+  info,
+];
 
 export function buildProgram(): Command {
   const program = new Command();
   program
     .name('gpt-engine')
     .description('Train, run and benchmark GPT-2/GPT-3 shaped models on CPUs and NVIDIA GPUs')
-    .version(version())
+    .version(packageVersion())
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  const dir = path.join(__dirname, 'commands');
-  const files = fs
-    .readdirSync(dir)
-    .filter((f) => /\.(js|ts)$/.test(f) && !f.endsWith('.d.ts') && !f.endsWith('.map'))
-    .sort();
-  const seen = new Set<string>();
-  for (const f of files) {
-    const base = f.replace(/\.(js|ts)$/, '');
-    if (seen.has(base)) continue;
-    seen.add(base);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require(path.join(dir, f)) as { register?: (p: Command) => void };
-    if (typeof mod.register === 'function') mod.register(program);
-  }
+  for (const command of COMMANDS) command.register(program);
   return program;
 }
 

@@ -9,7 +9,8 @@
  * log of the row's sum of exp(scale * q.k). Everything is validated here
  * before any native work; the native call runs off the event loop.
  */
-import { callNative, NoGpuError } from './errors';
+import { chooseDevice, defaultPrecision, DEVICE_CHOICES, DeviceChoice, PrecisionName, PRECISIONS } from './device';
+import { callNative } from './errors';
 import { loadAddon } from './native';
 import {
   checkKnownKeys,
@@ -26,12 +27,12 @@ import {
 const INT32_MAX = 2 ** 31 - 1;
 
 export type AttentionPattern = 'dense' | 'banded';
-export type AttentionDevice = 'auto' | 'cpu' | 'cuda';
-export type AttentionPrecision = 'fp32' | 'bf16';
+export type AttentionDevice = DeviceChoice;
+export type AttentionPrecision = PrecisionName;
 
 export const ATTENTION_PATTERNS: readonly AttentionPattern[] = ['dense', 'banded'];
-export const ATTENTION_DEVICES: readonly AttentionDevice[] = ['auto', 'cpu', 'cuda'];
-export const ATTENTION_PRECISIONS: readonly AttentionPrecision[] = ['fp32', 'bf16'];
+export const ATTENTION_DEVICES: readonly AttentionDevice[] = DEVICE_CHOICES;
+export const ATTENTION_PRECISIONS: readonly AttentionPrecision[] = PRECISIONS;
 /** Largest head size the kernels take. */
 export const MAX_HEAD_DIM = 256;
 
@@ -169,19 +170,13 @@ function checkShape(where: string, o: Record<string, unknown>, keys: readonly st
   return { shape: { batch, heads, seq, headDim, pattern, window, scale }, n, rows, device, precision };
 }
 
-/** 'cpu' | 'cuda' for a requested device: 'cuda' without a usable GPU is a NoGpuError with the reason. */
+/**
+ * 'cpu' | 'cuda' for a requested device (lib/device.ts chooseDevice): 'auto'
+ * is a real GPU when one is usable, never the SIMT emulator; 'cuda' without
+ * a usable GPU is a NoGpuError with the reason.
+ */
 export function resolveDevice(device: AttentionDevice): 'cpu' | 'cuda' {
-  if (device === 'cpu') return 'cpu';
-  const info = addon().cudaInfo();
-  // 'auto' never picks the SIMT emulator (a testing build): only a real GPU.
-  if (device === 'auto') return info.available && !info.emulated ? 'cuda' : 'cpu';
-  if (!info.available) throw new NoGpuError(`device "cuda" was requested but no GPU is usable: ${info.reason}`);
-  return 'cuda';
-}
-
-/** docs/ARCHITECTURE.md "Precision": bf16 on cuda, fp32 on the cpu. */
-function defaultPrecision(device: 'cpu' | 'cuda'): AttentionPrecision {
-  return device === 'cuda' ? 'bf16' : 'fp32';
+  return chooseDevice(device).device;
 }
 
 function checkForward(where: string, options: unknown, keys: readonly string[]) {

@@ -104,8 +104,20 @@ export function fromNative(err: unknown, callerStack?: string): Error {
   if (code === 'INVALID_ARGUMENT') out = new ArgumentRangeError(err.message);
   else if (typeof code === 'string' && byCode[code]) out = new byCode[code](err.message, { cause: err });
   else return err;
-  if (callerStack) out.stack = `${out.name}: ${out.message}\n${callerStack.split('\n').slice(1).join('\n')}`;
+  if (callerStack) stitchStack(out, callerStack);
   return out;
+}
+
+/**
+ * Gives `err` the frames of `callerStack` (the stack of an Error made where
+ * a call started, before it crossed a queue or the addon), so its trace
+ * points at the user's code. `skipFrames` drops that many frames from the
+ * top of `callerStack` (the helpers that captured it).
+ */
+export function stitchStack(err: Error, callerStack: string | undefined, skipFrames = 0): void {
+  if (!callerStack) return;
+  const frames = callerStack.split('\n').slice(1 + skipFrames);
+  err.stack = `${err.name}: ${err.message}\n${frames.join('\n')}`;
 }
 
 /** Runs an async native call, converting its errors (see fromNative). */

@@ -7,14 +7,16 @@
  *   (forward 2, backward 4; the tied head counts through wte);
  * - attention, as FlashAttention's benchmarks count it: forward 4 x D FLOPs
  *   per (query, key) pair actually computed (QK^T and PV), pairs counted
- *   exactly over the causal triangle or the band; backward 2.5 x forward.
+ *   exactly over the causal triangle or the band; backward 2.5 x forward;
+ * - a GEMM C[M, N] = A[M, K] B[K, N]: 2 x M x K x N.
  */
 import { GPTConfig, LayerPattern, layerPatterns } from './config';
 import { exactParameterCount } from './params';
 
 export const FLOP_CONVENTIONS =
   'FLOPs: 2 per multiply-add; matmuls 6 x (parameters except wpe) per trained token (2 forward); ' +
-  'attention 4 x D per (query, key) pair computed forward (causal triangle or band, exactly), backward 2.5 x forward.';
+  'attention 4 x D per (query, key) pair computed forward (causal triangle or band, exactly), backward 2.5 x forward. ' +
+  'GEMM: 2*M*K*N.';
 
 /** Backward attention FLOPs as a multiple of forward. */
 export const ATTENTION_BACKWARD_FACTOR = 2.5;
@@ -43,6 +45,11 @@ export function attentionFlops(s: AttentionShape): { forward: number; backward: 
   const forward = 4 * s.headDim * attentionPairs(s.seq, s.pattern, s.window) * s.batch * s.heads;
   const backward = ATTENTION_BACKWARD_FACTOR * forward;
   return { forward, backward, total: forward + backward };
+}
+
+/** FLOPs of one GEMM C[M, N] = A[M, K] B[K, N] (with or without transposes, accumulation or bias). */
+export function gemmFlops(M: number, K: number, N: number): number {
+  return 2 * M * K * N;
 }
 
 /** Parameters that take part in matmuls: every parameter except wpe. */

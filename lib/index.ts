@@ -1,5 +1,5 @@
 /**
- * gpt-engine's public API. Each module adds its exports below.
+ * gpt-engine's public API: everything a user imports from 'gpt-engine'.
  */
 export * from './errors';
 export { loadAddon } from './native';
@@ -18,7 +18,9 @@ export * as attention from './attention';
 export * from './checkpoint';
 export { SafetensorsReader, readSafetensors, writeSafetensors, decodeSafetensors, encodeSafetensors } from './safetensors';
 export type { TensorInfo, SafetensorsHeader, SafetensorsContent, TensorToWrite } from './safetensors';
-export { GPT, chooseDevice } from './model';
+export { chooseDevice } from './device';
+export type { DeviceChoice, DeviceName, PrecisionName, DeviceChoiceResult } from './device';
+export { GPT } from './model';
 export type {
   CreateOptions,
   LoadOptions,
@@ -29,10 +31,6 @@ export type {
   ModelMemory,
   ModelTimings,
   OptimizerState,
-  DeviceChoice,
-  DeviceName,
-  PrecisionName,
-  DeviceChoiceResult,
 } from './model';
 export {
   generate as generateWith,

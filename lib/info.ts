@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { forward as attentionForward } from './attention';
 import { addonCandidates, CoreNative, loadAddon, packageRoot } from './native';
 import { environmentWarnings } from './runtime';
 
@@ -34,18 +35,19 @@ export function packageVersion(): string {
   }
 }
 
-/** The CPU's model name (from /proc/cpuinfo where os.cpus() is vague). */
+/** The CPU's model name (from /proc/cpuinfo where there is one, else os.cpus()). */
 export function cpuModel(): string {
-  const name = os.cpus()[0]?.model?.trim() ?? 'unknown';
-  return name || 'unknown';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch {
+    /* not Linux */
+  }
+  return os.cpus()[0]?.model?.trim() || 'unknown';
 }
 
-/**
- * A tiny computation per backend: a small dense attention forward checked
- * against a plain float64 loop when the attention binding exists, else a
- * check that the thread pool and the FMA probe run.
- */
-async function checkBackend(backend: 'cpu' | 'cuda', native: CoreNative & Record<string, unknown>): Promise<BackendCheck> {
+/** A tiny computation per backend: a small dense attention forward checked against a plain float64 loop. */
+async function checkBackend(backend: 'cpu' | 'cuda'): Promise<BackendCheck> {
   const T = 5;
   // Both checks ask for fp32 attention (below). On CUDA that is the SIMT
   // fp32 path, which takes any head size up to 256 (D = 64 is also a size of
@@ -76,14 +78,9 @@ async function checkBackend(backend: 'cpu' | 'cuda', native: CoreNative & Record
     }
   }
   try {
-    // Loaded lazily so `info` works even while the attention module is absent.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const attn = require('./attention') as {
-      forward: (o: Record<string, unknown>) => Promise<{ out: Float32Array }>;
-    };
     const t0 = process.hrtime.bigint();
     // fp32 on every backend, against float64, within `tol`.
-    const { out } = await attn.forward({ q, k, v, batch: 1, heads: 1, seq: T, headDim: D, pattern: 'dense', device: backend, precision: 'fp32' });
+    const { out } = await attentionForward({ q, k, v, batch: 1, heads: 1, seq: T, headDim: D, pattern: 'dense', device: backend, precision: 'fp32' });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     let err = 0;
     let norm = 0;
@@ -96,10 +93,6 @@ async function checkBackend(backend: 'cpu' | 'cuda', native: CoreNative & Record
     return { backend, ok, detail: `attention ${T}x${D} against float64: relative error ${rel.toExponential(2)} (${ms.toFixed(2)} ms)` };
   } catch (e) {
     const err = e as Error & { code?: string };
-    if (err.code === 'MODULE_NOT_FOUND' && backend === 'cpu') {
-      const p = await native.probeFmaPeak({ seconds: 0.05, repeats: 1 });
-      return { backend, ok: p.gflops > 0, detail: `thread pool and FMA probe ran (${p.gflops.toFixed(0)} GFLOP/s)` };
-    }
     if (err.code === 'NO_GPU') return { backend, ok: false, skipped: true, detail: err.message };
     return { backend, ok: false, detail: `${err.name}: ${err.message}` };
   }
@@ -111,9 +104,9 @@ export async function collectInfo(): Promise<EngineInfo> {
     memoryBytes: os.totalmem(),
     warnings: [] as string[],
   };
-  let native: CoreNative & Record<string, unknown>;
+  let native: CoreNative;
   try {
-    native = loadAddon() as CoreNative & Record<string, unknown>;
+    native = loadAddon();
   } catch (e) {
     return {
       ...base,
@@ -126,8 +119,8 @@ export async function collectInfo(): Promise<EngineInfo> {
   }
   const addonPath = addonCandidates().find((f) => fs.existsSync(f));
   const cuda = native.cudaInfo();
-  const checks = [await checkBackend('cpu', native)];
-  if (cuda.available) checks.push(await checkBackend('cuda', native));
+  const checks = [await checkBackend('cpu')];
+  if (cuda.available) checks.push(await checkBackend('cuda'));
   else checks.push({ backend: 'cuda', ok: false, skipped: true, detail: cuda.reason });
   return {
     ...base,

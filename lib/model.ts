@@ -18,16 +18,9 @@
  *   wait for it (blocking), and they do not wait for queued calls.
  */
 import { readCheckpoint, writeCheckpoint } from './checkpoint';
-import {
-  assertBuildable,
-  cloneConfig,
-  getPreset,
-  GPTConfig,
-  layerPatterns,
-  TokenizerName,
-  validateConfig,
-} from './config';
-import { ArgumentRangeError, callNative, callNativeSync, DisposedError, NoGpuError } from './errors';
+import { assertBuildable, cloneConfig, getPreset, GPTConfig, TokenizerName, validateConfig } from './config';
+import { chooseDevice, choosePrecision, DeviceChoice, DeviceChoiceResult, DeviceName, PrecisionName } from './device';
+import { callNativeSync, DisposedError } from './errors';
 import {
   Decoder,
   generate as generateWith,
@@ -40,24 +33,15 @@ import {
   TokenCodec,
   tokenCodec,
 } from './generate';
-import { CoreNative, loadAddon } from './native';
+import { MemoryFit } from './model/fit';
+import { checkBatchShape, checkIds, checkStepOptions, local, orderTensors } from './model/inputs';
+import { BufferName, createNativeModel, NativeModelHandle } from './model/native';
+import { CallQueue } from './model/queue';
 import { exactParameterCount } from './params';
-import { checkFits } from './limits';
-import {
-  describe,
-  didYouMean,
-  expectInteger,
-  expectNumber,
-  expectObject,
-  expectOneOf,
-  checkKnownKeys,
-  typeError,
-  rangeError,
-} from './validate';
+import { checkKnownKeys, expectInteger, expectObject, expectOneOf, typeError } from './validate';
 
-export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
-export type DeviceName = 'cpu' | 'cuda';
-export type PrecisionName = 'fp32' | 'bf16';
+export { chooseDevice } from './device';
+export type { DeviceChoice, DeviceChoiceResult, DeviceName, PrecisionName } from './device';
 
 export interface CreateOptions {
   /** seed of the weight initialization (non-negative safe integer; default 0) */
@@ -129,88 +113,9 @@ export interface OptimizerState {
   exp_avg_sq: Map<string, Float32Array>;
 }
 
-type BufferName = 'params' | 'grads' | 'exp_avg' | 'exp_avg_sq';
-
-interface LossOut {
-  loss: number;
-  count: number;
-  forwardMs: number;
-  backwardMs: number;
-}
-
-/** The native handle (native/addon/model_binding.cc). Internal. */
-export interface NativeModelHandle {
-  forward(o: { tokens: Int32Array; batch: number; seq: number }): Promise<Float32Array>;
-  loss(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number }): Promise<LossOut>;
-  forwardBackward(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number }): Promise<LossOut>;
-  step(o: Required<StepOptions>): Promise<StepResult & { optimizerMs: number }>;
-  zeroGrad(): void;
-  gradNorm(): number;
-  tensorInfo(): { name: string; shape: number[]; decay: boolean }[];
-  readTensors(which: BufferName): Float32Array[];
-  writeTensors(which: BufferName, arrays: (Float32Array | undefined)[]): void;
-  getStep(): number;
-  setStep(n: number): void;
-  accumulatedTargets(): number;
-  memory(): Omit<ModelMemory, 'total'>;
-  timings(): ModelTimings;
-  dispose(): void;
-}
-
-interface ModelNative extends CoreNative {
-  createModel(o: {
-    config: Record<string, unknown>;
-    device: DeviceName;
-    precision: PrecisionName;
-    seed: number;
-  }): Promise<NativeModelHandle>;
-}
-
 const CREATE_KEYS = ['seed', 'device', 'precision'] as const;
 const LOAD_KEYS = [...CREATE_KEYS, 'optimizer'] as const;
-const STEP_KEYS = ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradClip'] as const;
 const SAVE_KEYS = ['optimizer', 'tokenizer', 'state'] as const;
-
-let bf16Warned = false;
-
-/** True for a typed array of that kind from any realm (jest's vm contexts, worker-made arrays). */
-function isTyped(x: unknown, kind: 'Float32Array' | 'Int32Array' | 'Uint32Array'): boolean {
-  return ArrayBuffer.isView(x) && Object.prototype.toString.call(x) === `[object ${kind}]`;
-}
-
-/** The addon makes arrays in the main realm; view them as this realm's Float32Array (no copy). */
-function local(a: Float32Array): Float32Array {
-  if (a instanceof Float32Array) return a;
-  const v = a as { buffer: ArrayBuffer; byteOffset: number; length: number };
-  return new Float32Array(v.buffer, v.byteOffset, v.length);
-}
-
-interface Job {
-  run: () => Promise<unknown>;
-  resolve: (v: unknown) => void;
-  reject: (e: unknown) => void;
-}
-
-/** Where a model runs, and why that device. */
-export interface DeviceChoiceResult {
-  device: DeviceName;
-  reason: string;
-}
-
-/** Resolves 'auto' | 'cpu' | 'cuda' against what this machine has. */
-export function chooseDevice(choice: DeviceChoice = 'auto'): DeviceChoiceResult {
-  expectOneOf('device', choice, ['auto', 'cpu', 'cuda'] as const);
-  if (choice === 'cpu') return { device: 'cpu', reason: 'device "cpu" was asked for' };
-  const info = loadAddon().cudaInfo();
-  if (choice === 'cuda') {
-    if (!info.available) throw new NoGpuError(`device "cuda" was asked for but no GPU can be used: ${info.reason}`);
-    return { device: 'cuda', reason: `device "cuda" was asked for: ${info.name}` };
-  }
-  if (info.available && info.emulated)
-    return { device: 'cpu', reason: `auto: device "cuda" is ${info.name} in this build (for testing; ask for "cuda" to use it), using the CPU` };
-  if (info.available) return { device: 'cuda', reason: `auto: a usable GPU was found (${info.name})` };
-  return { device: 'cpu', reason: `auto: no usable GPU (${info.reason}), using the CPU` };
-}
 
 export class GPT {
   /** The model's configuration (a copy). */
@@ -228,13 +133,9 @@ export class GPT {
   private handle: NativeModelHandle | null;
   private readonly names: string[];
   private readonly shapeList: number[][];
-  private readonly queue: Job[] = [];
-  private running: Promise<void> | null = null;
+  private readonly calls = new CallQueue();
   private disposed = false;
-  /** Estimated bytes the native model holds (state + activations for maxRows), for checkFits. */
-  private heldBytes = 0;
-  /** Largest batch * seq the core has grown its activations for. */
-  private maxRows = 0;
+  private readonly fit: MemoryFit;
 
   private constructor(
     handle: NativeModelHandle,
@@ -242,8 +143,10 @@ export class GPT {
     device: DeviceChoiceResult,
     precision: PrecisionName,
     seed: number,
+    fit: MemoryFit,
   ) {
     this.handle = handle;
+    this.fit = fit;
     this.config = config;
     this.device = device.device;
     this.deviceReason = device.reason;
@@ -268,39 +171,12 @@ export class GPT {
     checkKnownKeys('options', o, CREATE_KEYS);
     const seed = opts.seed === undefined ? 0 : expectInteger('seed', opts.seed, { min: 0, max: Number.MAX_SAFE_INTEGER });
     const dev = chooseDevice(opts.device === undefined ? 'auto' : opts.device);
-    const precision =
-      opts.precision === undefined ? (dev.device === 'cuda' ? 'bf16' : 'fp32') : expectOneOf('precision', opts.precision, ['fp32', 'bf16'] as const);
-    if (precision === 'bf16' && dev.device === 'cpu' && !bf16Warned && !loadAddon().hasAvx512Bf16()) {
-      bf16Warned = true;
-      process.emitWarning(
-        'precision "bf16" on a CPU without AVX512_BF16: GEMM inputs are rounded to bf16 and multiplied in fp32 (the same numbers, without the bf16 speed-up)',
-        { code: 'GPT_ENGINE_BF16' },
-      );
-    }
+    const precision = choosePrecision(dev.device, opts.precision);
     // Refuse a model that cannot fit before allocating anything (with the
     // estimate and what would fit), instead of failing deep in the core.
-    const fit = checkFits({ config: typeof configOrPreset === 'string' ? configOrPreset : config, device: dev.device, precision });
-    const native = loadAddon<ModelNative>();
-    const handle = await callNative(() =>
-      native.createModel({
-        config: {
-          n_layer: config.n_layer,
-          n_head: config.n_head,
-          n_embd: config.n_embd,
-          n_positions: config.n_positions,
-          vocab_size: config.vocab_size,
-          layer_norm_epsilon: config.layer_norm_epsilon,
-          attention_window: config.attention_window ?? undefined,
-          patterns: layerPatterns(config),
-        },
-        device: dev.device,
-        precision,
-        seed,
-      }),
-    );
-    const model = new GPT(handle, config, dev, precision, seed);
-    model.heldBytes = fit.total;
-    return model;
+    const fit = new MemoryFit(config, dev.device, precision, typeof configOrPreset === 'string' ? configOrPreset : undefined);
+    const handle = await createNativeModel(config, dev.device, precision, seed);
+    return new GPT(handle, config, dev, precision, seed, fit);
   }
 
   /**
@@ -347,8 +223,8 @@ export class GPT {
   /** Logits [batch, seq, vocab_size] for tokens [batch * seq] (a copy). */
   forward(tokens: Int32Array | Uint32Array, shape: BatchShape): Promise<{ logits: Float32Array }> {
     const s = this.checkShape(shape, true);
-    const t = this.checkIds('tokens', tokens, s, false);
-    return this.enqueue(async () => ({
+    const t = checkIds('tokens', tokens, s, this.config.vocab_size, false);
+    return this.calls.enqueue(async () => ({
       logits: local(await this.native().forward({ tokens: t, batch: s.batch, seq: s.seq })),
     }));
   }
@@ -356,9 +232,9 @@ export class GPT {
   /** Mean cross-entropy over non-ignored targets (-1 = ignored); no gradients. NaN when every target is ignored. */
   loss(tokens: Int32Array | Uint32Array, targets: Int32Array, shape: BatchShape): Promise<number> {
     const s = this.checkShape(shape);
-    const t = this.checkIds('tokens', tokens, s, false);
-    const g = this.checkIds('targets', targets, s, true);
-    return this.enqueue(async () => (await this.native().loss({ tokens: t, targets: g, batch: s.batch, seq: s.seq })).loss);
+    const t = checkIds('tokens', tokens, s, this.config.vocab_size, false);
+    const g = checkIds('targets', targets, s, this.config.vocab_size, true);
+    return this.calls.enqueue(async () => (await this.native().loss({ tokens: t, targets: g, batch: s.batch, seq: s.seq })).loss);
   }
 
   /**
@@ -367,47 +243,39 @@ export class GPT {
    */
   forwardBackward(tokens: Int32Array | Uint32Array, targets: Int32Array, shape: BatchShape): Promise<number> {
     const s = this.checkShape(shape);
-    const t = this.checkIds('tokens', tokens, s, false);
-    const g = this.checkIds('targets', targets, s, true);
-    return this.enqueue(
+    const t = checkIds('tokens', tokens, s, this.config.vocab_size, false);
+    const g = checkIds('targets', targets, s, this.config.vocab_size, true);
+    return this.calls.enqueue(
       async () => (await this.native().forwardBackward({ tokens: t, targets: g, batch: s.batch, seq: s.seq })).loss,
     );
   }
 
-  /** Clip + AdamW + zero the gradients (docs/ARCHITECTURE.md "Gradients"). */
+  /**
+   * Clip + AdamW + zero the gradients (docs/ARCHITECTURE.md "Gradients").
+   * AdamW settings left out take the core's defaults (native/core/model.h:
+   * beta1 0.9, beta2 0.95, eps 1e-8, no weight decay, no clipping).
+   */
   step(opts: StepOptions): Promise<StepResult> {
-    const o = expectObject('options', opts);
-    checkKnownKeys('step options', o, STEP_KEYS);
-    const full: Required<StepOptions> = {
-      lr: expectNumber('lr', opts.lr, { min: 0 }),
-      beta1: opts.beta1 === undefined ? 0.9 : expectNumber('beta1', opts.beta1, { min: 0, max: 0.999999 }),
-      beta2: opts.beta2 === undefined ? 0.95 : expectNumber('beta2', opts.beta2, { min: 0, max: 0.999999999 }),
-      eps: opts.eps === undefined ? 1e-8 : expectNumber('eps', opts.eps, { gt: 0 }),
-      weightDecay: opts.weightDecay === undefined ? 0 : expectNumber('weightDecay', opts.weightDecay, { min: 0 }),
-      gradClip: opts.gradClip === undefined ? 0 : expectNumber('gradClip', opts.gradClip, { min: 0 }),
-    };
-    return this.enqueue(async () => {
-      const r = await this.native().step(full);
+    const given = checkStepOptions(opts);
+    return this.calls.enqueue(async () => {
+      const r = await this.native().step(given);
       return { gradNorm: r.gradNorm, clipScale: r.clipScale, step: r.step, tokens: r.tokens };
     });
   }
 
   /** Clears the accumulated gradients and target count. */
   zeroGrad(): void {
-    const h = this.native();
-    callNativeSync(() => h.zeroGrad());
+    this.sync((h) => h.zeroGrad());
   }
 
   /** Global L2 norm of the current mean gradient (what step() would report). */
   gradNorm(): number {
-    const h = this.native();
-    return callNativeSync(() => h.gradNorm());
+    return this.sync((h) => h.gradNorm());
   }
 
   /** Non-ignored targets accumulated since the last step() / zeroGrad(). */
   accumulatedTargets(): number {
-    const h = this.native();
-    return callNativeSync(() => h.accumulatedTargets());
+    return this.sync((h) => h.accumulatedTargets());
   }
 
   /** Copies of every parameter, keyed by HF GPT-2 names. */
@@ -425,16 +293,14 @@ export class GPT {
    * unless `partial` is true. Accepts a Map or a plain object.
    */
   setParameters(tensors: Map<string, Float32Array> | Record<string, Float32Array>, opts: { partial?: boolean } = {}): void {
-    const arrays = this.collect('parameters', tensors, opts.partial === true);
-    const h = this.native();
-    callNativeSync(() => h.writeTensors('params', arrays));
+    const arrays = orderTensors('parameters', tensors, this.names, this.shapeList, opts.partial === true);
+    this.sync((h) => h.writeTensors('params', arrays));
   }
 
   /** The AdamW moments (copies) and step counter. */
   optimizerState(): OptimizerState {
-    const h = this.native();
     return {
-      step: callNativeSync(() => h.getStep()),
+      step: this.sync((h) => h.getStep()),
       exp_avg: this.readBuffer('exp_avg'),
       exp_avg_sq: this.readBuffer('exp_avg_sq'),
     };
@@ -444,10 +310,9 @@ export class GPT {
   setOptimizerState(s: OptimizerState): void {
     expectObject('optimizer state', s);
     const step = expectInteger('step', s.step, { min: 0, max: Number.MAX_SAFE_INTEGER });
-    const m = this.collect('exp_avg', s.exp_avg, false);
-    const v = this.collect('exp_avg_sq', s.exp_avg_sq, false);
-    const h = this.native();
-    callNativeSync(() => {
+    const m = orderTensors('exp_avg', s.exp_avg, this.names, this.shapeList, false);
+    const v = orderTensors('exp_avg_sq', s.exp_avg_sq, this.names, this.shapeList, false);
+    this.sync((h) => {
       h.writeTensors('exp_avg', m);
       h.writeTensors('exp_avg_sq', v);
       h.setStep(step);
@@ -465,7 +330,7 @@ export class GPT {
     checkKnownKeys('save options', o, SAVE_KEYS);
     if (opts.tokenizer !== undefined) expectOneOf('tokenizer', opts.tokenizer, ['gpt2', 'byte'] as const);
     if (opts.state !== undefined) expectObject('state', opts.state);
-    return this.enqueue(async () => {
+    return this.calls.enqueue(async () => {
       const tensors = this.parameters();
       let optimizer: { exp_avg: Map<string, Float32Array>; exp_avg_sq: Map<string, Float32Array> } | undefined;
       let state = opts.state;
@@ -488,15 +353,13 @@ export class GPT {
 
   /** Bytes held: parameters, gradients, optimizer moments, activations. */
   memory(): ModelMemory {
-    const h = this.native();
-    const m = callNativeSync(() => h.memory());
+    const m = this.sync((h) => h.memory());
     return { ...m, total: m.params + m.grads + m.optimizer + m.activations };
   }
 
   /** Split timings of the most recent calls (forward, backward, optimizer), in ms. */
   timings(): ModelTimings {
-    const h = this.native();
-    return callNativeSync(() => h.timings());
+    return this.sync((h) => h.timings());
   }
 
   /** True once dispose() was called. */
@@ -509,14 +372,11 @@ export class GPT {
    * ones with DisposedError. Later calls throw DisposedError. Idempotent.
    */
   async dispose(): Promise<void> {
-    if (this.disposed) {
-      if (this.running) await this.running;
-      return;
-    }
+    const first = !this.disposed;
     this.disposed = true;
-    const queued = this.queue.splice(0);
-    for (const j of queued) j.reject(new DisposedError('The model was disposed before this call ran'));
-    if (this.running) await this.running;
+    const running = this.calls.close();
+    if (running) await running;
+    if (!first) return;
     const h = this.handle;
     this.handle = null;
     if (h) h.dispose();
@@ -529,125 +389,25 @@ export class GPT {
     return this.handle;
   }
 
-  /** Runs `fn` after every call queued before it (FIFO); errors keep the caller's stack. */
-  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.disposed) return Promise.reject(new DisposedError('This model was disposed'));
-    const caller = new Error().stack;
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({
-        run: () => callNative(fn).catch((e: unknown) => {
-          if (e instanceof Error && caller) e.stack = `${e.name}: ${e.message}\n${caller.split('\n').slice(2).join('\n')}`;
-          throw e;
-        }),
-        resolve: resolve as (v: unknown) => void,
-        reject,
-      });
-      if (!this.running) this.running = this.pump();
-    });
+  /** A synchronous native call on the live handle, its errors converted. */
+  private sync<T>(fn: (h: NativeModelHandle) => T): T {
+    const h = this.native();
+    return callNativeSync(() => fn(h));
   }
 
-  private async pump(): Promise<void> {
-    for (;;) {
-      const job = this.queue.shift();
-      if (!job) break;
-      try {
-        job.resolve(await job.run());
-      } catch (e) {
-        job.reject(e);
-      }
-    }
-    this.running = null;
-  }
-
+  /** Validates a shape and checks that its activations (and logits) fit. */
   private checkShape(shape: BatchShape, logits = false): BatchShape {
-    const o = expectObject('shape', shape);
-    checkKnownKeys('shape', o, ['batch', 'seq']);
-    const batch = expectInteger('batch', shape.batch, { min: 1, max: 1 << 24 });
-    const seq = expectInteger('seq', shape.seq, { min: 1 });
-    if (seq > this.config.n_positions)
-      throw rangeError(`an integer between 1 and ${this.config.n_positions} (n_positions)`, 'seq', seq);
-    // A new largest shape makes the core grow its activations: check that
-    // they fit first (OUT_OF_MEMORY with what would fit), before any work.
-    if (batch * seq > this.maxRows || logits) {
-      const e = checkFits({
-        config: this.config,
-        device: this.device,
-        precision: this.precision,
-        batch,
-        seq,
-        logits,
-        held: this.heldBytes,
-      });
-      if (batch * seq > this.maxRows) {
-        this.maxRows = batch * seq;
-        this.heldBytes = e.total - e.logits;
-      }
-    }
-    return { batch, seq };
-  }
-
-  /** Validates ids and returns a private Int32Array copy (later changes to the caller's array cannot race the call). */
-  private checkIds(field: string, ids: unknown, s: BatchShape, allowIgnore: boolean): Int32Array {
-    const n = s.batch * s.seq;
-    if (!isTyped(ids, 'Int32Array') && !(allowIgnore ? false : isTyped(ids, 'Uint32Array')))
-      throw typeError(allowIgnore ? 'an Int32Array' : 'an Int32Array or Uint32Array', field, ids);
-    const arr = ids as Int32Array | Uint32Array;
-    if (arr.length !== n)
-      throw rangeError(`an array of batch * seq = ${s.batch} * ${s.seq} = ${n} ids`, field, arr);
-    const V = this.config.vocab_size;
-    const lo = allowIgnore ? -1 : 0;
-    for (let i = 0; i < n; i++) {
-      const v = arr[i];
-      if (v < lo || v >= V) {
-        const what = allowIgnore ? `ids in [0, ${V}) or -1 (ignored)` : `token ids in [0, ${V})`;
-        throw new ArgumentRangeError(`Expected ${what} for ${field} but received ${v} at index ${i}`);
-      }
-    }
-    return Int32Array.from(arr);
+    const s = checkBatchShape(shape, this.config.n_positions);
+    this.fit.check(s.batch, s.seq, logits);
+    return s;
   }
 
   private readBuffer(which: BufferName): Map<string, Float32Array> {
-    const h = this.native();
-    const arrays = callNativeSync(() => h.readTensors(which));
+    const arrays = this.sync((h) => h.readTensors(which));
     return new Map(this.names.map((n, i) => [n, local(arrays[i])]));
   }
 
-  /** Orders a user's tensor map into tensor order, checking names and lengths. */
-  private collect(
-    field: string,
-    tensors: Map<string, Float32Array> | Record<string, Float32Array>,
-    partial: boolean,
-  ): (Float32Array | undefined)[] {
-    if (!(tensors instanceof Map)) expectObject(field, tensors);
-    const entries: [string, unknown][] = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
-    const index = new Map(this.names.map((n, i) => [n, i]));
-    const out: (Float32Array | undefined)[] = new Array(this.names.length).fill(undefined);
-    for (const [name, arr] of entries) {
-      const i = index.get(name);
-      if (i === undefined)
-        throw new ArgumentRangeError(
-          `Unknown tensor ${JSON.stringify(name)} in ${field}${didYouMean(name, this.names)}; expected Hugging Face GPT-2 names such as wte.weight, h.0.attn.c_attn.weight`,
-        );
-      const shape = this.shapeList[i];
-      const len = shape.reduce((a, b) => a * b, 1);
-      if (!isTyped(arr, 'Float32Array')) throw typeError('a Float32Array', `${field}["${name}"]`, arr);
-      if ((arr as Float32Array).length !== len)
-        throw new ArgumentRangeError(
-          `Expected a Float32Array of ${len} values (shape [${shape.join(', ')}]) for ${field}["${name}"] but received ${describe(arr)}`,
-        );
-      out[i] = arr as Float32Array;
-    }
-    if (!partial) {
-      const missing = this.names.filter((_, i) => out[i] === undefined);
-      if (missing.length)
-        throw new ArgumentRangeError(
-          `Expected every tensor in ${field} but ${missing.length} are missing (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', ...' : ''})`,
-        );
-    }
-    return out;
-  }
-
-  // ---- generation (generate() / stream()) is added below this line --------
+  // ---- generation ----------------------------------------------------------
 
   /**
    * Generates a continuation of a prompt (text, or token ids) with a KV
@@ -660,7 +420,7 @@ export class GPT {
   generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerationResult>;
   generate(prompts: Prompt[], options?: GenerateOptions): Promise<GenerationResult[]>;
   generate(prompt: Prompt | Prompt[], options?: GenerateOptions): Promise<GenerationResult | GenerationResult[]> {
-    return this.enqueue(() => generateWith(this.decoder(), this.textCodec(), prompt, options));
+    return this.calls.enqueue(() => generateWith(this.decoder(), this.textCodec(), prompt, options));
   }
 
   /**
@@ -671,22 +431,13 @@ export class GPT {
    * and holds it until the loop ends (dispose() waits for it).
    */
   async *stream(prompt: Prompt | Prompt[], options?: GenerateOptions): AsyncGenerator<GenerationChunk, void, undefined> {
-    let release: () => void = () => undefined;
-    const finished = new Promise<void>((r) => (release = r));
-    let begin: () => void = () => undefined;
-    const myTurn = new Promise<void>((r) => (begin = r));
-    // A queue job that lasts as long as the stream; it rejects with
-    // DisposedError if the model is disposed before its turn.
-    const job = this.enqueue(async () => {
-      begin();
-      await finished;
-    });
-    await Promise.race([myTurn, job]);
+    // The stream takes a turn in the queue for as long as it is iterated;
+    // hold() rejects with DisposedError if the model is disposed first.
+    const release = await this.calls.hold();
     try {
       yield* streamWith(this.decoder(), this.textCodec(), prompt, options);
     } finally {
-      release();
-      await job.catch(() => undefined);
+      await release();
     }
   }
 

@@ -7,10 +7,11 @@
 import { Command } from 'commander';
 import * as path from 'node:path';
 import { getPreset } from '../../lib/config';
+import { DEVICE_CHOICES, PRECISIONS } from '../../lib/device';
 import { ArgumentRangeError } from '../../lib/errors';
 import { BenchReport, compareReports, formatReport, readBaseline, runBench, SECTION_NAMES, SectionName } from '../../lib/bench';
 import { writeReport } from '../../lib/report';
-import { intFlag, log, printJson } from '../cli-util';
+import { choiceFlag, intFlag, log, printJson } from '../cli-util';
 
 const WHATS = ['all', ...SECTION_NAMES] as const;
 
@@ -36,7 +37,7 @@ export function register(program: Command): void {
     .command('bench')
     .description('Benchmark attention, GEMM, training and generation against the ceilings measured on this machine (and PyTorch)')
     .argument('[what]', `${WHATS.join(' | ')}`, 'all')
-    .option('--device <device>', 'cpu | cuda | auto', 'auto')
+    .option('--device <device>', 'auto | cpu | cuda', 'auto')
     .option('--precision <p>', 'fp32 | bf16 (default: both where a section has both)')
     .option('--quick', 'small sizes: the whole suite in about a minute')
     .option('--with-pytorch', 'run the PyTorch twins in bench/pytorch/ beside ours (python3 with torch; GPT_ENGINE_PYTHON picks one)')
@@ -53,17 +54,15 @@ export function register(program: Command): void {
     .action(async (what: string, f: BenchFlags) => {
       if (!(WHATS as readonly string[]).includes(what))
         throw new ArgumentRangeError(`Expected one of ${WHATS.join(', ')} for the benchmark but received "${what}"`);
-      if (!['cpu', 'cuda', 'auto'].includes(f.device))
-        throw new ArgumentRangeError(`Expected one of cpu, cuda, auto for --device but received "${f.device}"`);
-      if (f.precision !== undefined && !['fp32', 'bf16'].includes(f.precision))
-        throw new ArgumentRangeError(`Expected one of fp32, bf16 for --precision but received "${f.precision}"`);
+      const device = choiceFlag('device', f.device, DEVICE_CHOICES);
+      const precision = choiceFlag('precision', f.precision, PRECISIONS);
       if (f.preset !== undefined) getPreset(f.preset);
       if (f.failOnRegression && !f.compare) throw new ArgumentRangeError('Expected --compare with --fail-on-regression but received none');
       const sections: SectionName[] = what === 'all' ? [...SECTION_NAMES] : [what as SectionName];
       const report = f.from ? loadSaved(f.from, f.compare) : await runBench({
         sections,
-        device: f.device as 'cpu' | 'cuda' | 'auto',
-        precision: f.precision as 'fp32' | 'bf16' | undefined,
+        device,
+        precision,
         quick: !!f.quick,
         withPytorch: !!f.withPytorch,
         compare: f.compare ? path.resolve(f.compare) : undefined,

@@ -9,9 +9,10 @@ import { Command } from 'commander';
 import * as fs from 'node:fs';
 import { ArgumentRangeError } from '../../lib/errors';
 import { GenerateOptions, GenerationResult, GenerationStats, runGeneration } from '../../lib/generate';
-import { DeviceChoice, GPT, PrecisionName } from '../../lib/model';
+import { DEVICE_CHOICES, PRECISIONS } from '../../lib/device';
+import { GPT } from '../../lib/model';
 import { setThreads } from '../../lib/runtime';
-import { bytesText, intFlag, log, numberFlag, printJson } from '../cli-util';
+import { bytesText, choiceFlag, intFlag, log, numberFlag, printJson } from '../cli-util';
 
 interface GenerateFlags {
   checkpoint?: string;
@@ -64,10 +65,8 @@ export function register(program: Command): void {
         throw new ArgumentRangeError(
           `Expected exactly one of --prompt or --prompt-file but received ${opts.prompt === undefined ? 'neither' : 'both'}`,
         );
-      if (opts.device !== undefined && !['auto', 'cpu', 'cuda'].includes(opts.device))
-        throw new ArgumentRangeError(`Expected one of auto, cpu, cuda for --device but received "${opts.device}"`);
-      if (opts.precision !== undefined && !['fp32', 'bf16'].includes(opts.precision))
-        throw new ArgumentRangeError(`Expected one of fp32, bf16 for --precision but received "${opts.precision}"`);
+      const device = choiceFlag('device', opts.device, DEVICE_CHOICES);
+      const precision = choiceFlag('precision', opts.precision, PRECISIONS);
       const threads = intFlag('threads', opts.threads, 1, 1024);
       let prompt: string;
       if (opts.promptFile !== undefined) {
@@ -93,8 +92,8 @@ export function register(program: Command): void {
 
       if (threads !== undefined) setThreads(threads);
       const model = await GPT.load(opts.checkpoint as string, {
-        device: opts.device as DeviceChoice | undefined,
-        precision: opts.precision as PrecisionName | undefined,
+        device,
+        precision,
         optimizer: false,
       });
       log(`model: ${opts.checkpoint} (${model.device}, ${model.precision}; ${model.deviceReason}); tokenizer ${model.tokenizer ?? 'gpt2'}`);

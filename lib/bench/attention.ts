@@ -6,48 +6,26 @@
  * lib/flops.ts, fraction of the fp32 FMA peak, and the fused kernels'
  * workspace high-water mark, checked once against resident memory.
  */
+import {
+  AttentionBackwardOptions,
+  AttentionBackwardResult,
+  AttentionForwardOptions,
+  AttentionForwardResult,
+  AttentionPattern,
+  backward,
+  forward,
+  naiveBackward,
+  naiveForward,
+  resetWorkspace,
+  workspaceHighWater,
+} from '../attention';
 import { attentionFlops } from '../flops';
 import { errorLine, SectionContext } from './context';
-import { loadOptional, isFn } from './optional';
 import { fillRandom, fractionOf, perSecond, timeAsync } from './stats';
 import { AttentionRow, AttentionSection, Stat } from './types';
 
-type Pattern = 'dense' | 'banded';
-interface AttnArgs {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
-  batch: number;
-  heads: number;
-  seq: number;
-  headDim: number;
-  pattern: Pattern;
-  window?: number;
-  device?: string;
-}
-interface AttnOut {
-  out: Float32Array;
-  lse: Float32Array;
-}
-type Fwd = (a: AttnArgs) => Promise<AttnOut>;
-type Bwd = (a: AttnArgs & AttnOut & { dOut: Float32Array }) => Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }>;
-
-interface AttentionApi {
-  forward: Fwd;
-  backward: Bwd;
-  naiveForward?: Fwd;
-  naiveBackward?: Bwd;
-  workspaceHighWater?: () => number;
-  resetWorkspace?: () => void;
-}
-
-export function loadAttentionApi() {
-  return loadOptional<AttentionApi>('attention', (mod) => {
-    const a = (mod.attention ?? mod) as Record<string, unknown>;
-    if (!isFn(a.forward) || !isFn(a.backward)) return 'lib/attention has no forward/backward';
-    return a as unknown as AttentionApi;
-  });
-}
+type Fwd = (a: AttentionForwardOptions) => Promise<AttentionForwardResult>;
+type Bwd = (a: AttentionBackwardOptions) => Promise<AttentionBackwardResult>;
 
 export interface AttentionPlan {
   batch: number;
@@ -64,7 +42,7 @@ export function attentionPlan(quick: boolean, batch?: number, seq?: number): Att
   return { batch: batch ?? 1, heads: 12, headDim: 64, window: 256, seqs, naiveMaxSeq: 4096, pytorchMaxSeq: 4096 };
 }
 
-function emptyRow(impl: AttentionRow['impl'], pattern: Pattern, p: AttentionPlan, seq: number): AttentionRow {
+function emptyRow(impl: AttentionRow['impl'], pattern: AttentionPattern, p: AttentionPlan, seq: number): AttentionRow {
   const window = pattern === 'banded' ? p.window : null;
   const f = attentionFlops({ batch: p.batch, heads: p.heads, seq, headDim: p.headDim, pattern, window });
   return {
@@ -125,9 +103,6 @@ export async function runAttention(ctx: SectionContext): Promise<AttentionSectio
     `${opts.device === 'cuda' ? 'bf16 tensor cores (the cuda default; fp32 softmax statistics)' : 'fp32'}; ` +
     `warm-up ${opts.warmup}, up to ${opts.repeats} repeats; ms are medians`;
   const section: AttentionSection = { status: 'ok', description, notes: [], rows: [], rssCheck: null };
-  const loaded = loadAttentionApi();
-  if (!loaded.ok) return { ...section, status: 'unavailable', reason: loaded.reason };
-  const api = loaded.api;
   if (opts.device === 'cuda') section.notes.push('device cuda: the naive kernel runs on the CPU only and is left out');
   const peak = ctx.ceilings.fp32.value;
   const timing = { warmup: opts.warmup, repeats: opts.repeats, budgetMs: opts.caseBudgetMs };
@@ -135,26 +110,24 @@ export async function runAttention(ctx: SectionContext): Promise<AttentionSectio
   try {
     // The workspace figure, checked once against resident memory, on the
     // largest fused dense case before anything else has grown the heap.
-    if (api.workspaceHighWater && api.resetWorkspace) {
-      const seq = p.seqs[p.seqs.length - 1];
-      const n = p.batch * p.heads * seq * p.headDim;
-      const q = fillRandom(new Float32Array(n), 1);
-      const k = fillRandom(new Float32Array(n), 2);
-      const v = fillRandom(new Float32Array(n), 3);
-      const dOut = fillRandom(new Float32Array(n), 4);
-      const args: AttnArgs = { q, k, v, batch: p.batch, heads: p.heads, seq, headDim: p.headDim, pattern: 'dense', device: opts.device };
-      api.resetWorkspace();
-      const growth = await rssGrowthDuring(async () => {
-        const o = await api.forward(args);
-        await api.backward({ ...args, ...o, dOut });
-      });
-      const ws = api.workspaceHighWater();
-      const outputBytes = 4 * (4 * n + p.batch * p.heads * seq);
-      // Upper-bound check: growth beyond the workspace, the results and a
-      // fixed allowance would mean memory the workspace figure does not count.
-      const consistent = growth <= ws + 2 * outputBytes + 32 * 1024 * 1024;
-      section.rssCheck = { seq, workspaceBytes: ws, rssGrowthBytes: growth, outputBytes, consistent };
-    } else section.notes.push('workspace high-water mark: not exposed by this build');
+    const seq = p.seqs[p.seqs.length - 1];
+    const n = p.batch * p.heads * seq * p.headDim;
+    const q = fillRandom(new Float32Array(n), 1);
+    const k = fillRandom(new Float32Array(n), 2);
+    const v = fillRandom(new Float32Array(n), 3);
+    const dOut = fillRandom(new Float32Array(n), 4);
+    const args: AttentionForwardOptions = { q, k, v, batch: p.batch, heads: p.heads, seq, headDim: p.headDim, pattern: 'dense', device: opts.device };
+    resetWorkspace();
+    const growth = await rssGrowthDuring(async () => {
+      const o = await forward(args);
+      await backward({ ...args, out: o.out, lse: o.lse, dOut });
+    });
+    const ws = workspaceHighWater();
+    const outputBytes = 4 * (4 * n + p.batch * p.heads * seq);
+    // Upper-bound check: growth beyond the workspace, the results and a
+    // fixed allowance would mean memory the workspace figure does not count.
+    const consistent = growth <= ws + 2 * outputBytes + 32 * 1024 * 1024;
+    section.rssCheck = { seq, workspaceBytes: ws, rssGrowthBytes: growth, outputBytes, consistent };
   } catch (e) {
     section.notes.push(`workspace check failed: ${errorLine(e)}`);
   }
@@ -166,15 +139,14 @@ export async function runAttention(ctx: SectionContext): Promise<AttentionSectio
     const k = fillRandom(new Float32Array(n), 12);
     const v = fillRandom(new Float32Array(n), 13);
     const dOut = fillRandom(new Float32Array(n), 14);
-    const impls: { impl: 'fused' | 'naive'; pattern: Pattern; fwd: Fwd; bwd: Bwd }[] = [
-      { impl: 'fused', pattern: 'dense', fwd: api.forward, bwd: api.backward },
-      { impl: 'fused', pattern: 'banded', fwd: api.forward, bwd: api.backward },
+    const impls: { impl: 'fused' | 'naive'; pattern: AttentionPattern; fwd: Fwd; bwd: Bwd }[] = [
+      { impl: 'fused', pattern: 'dense', fwd: forward, bwd: backward },
+      { impl: 'fused', pattern: 'banded', fwd: forward, bwd: backward },
     ];
-    if (api.naiveForward && api.naiveBackward && seq <= p.naiveMaxSeq && opts.device === 'cpu')
-      impls.push({ impl: 'naive', pattern: 'dense', fwd: api.naiveForward, bwd: api.naiveBackward });
+    if (seq <= p.naiveMaxSeq && opts.device === 'cpu') impls.push({ impl: 'naive', pattern: 'dense', fwd: naiveForward, bwd: naiveBackward });
     for (const c of impls) {
       const row = emptyRow(c.impl, c.pattern, p, seq);
-      const args: AttnArgs = {
+      const args: AttentionForwardOptions = {
         q,
         k,
         v,
@@ -188,13 +160,13 @@ export async function runAttention(ctx: SectionContext): Promise<AttentionSectio
       };
       ctx.log(`attention: ${c.impl} ${c.pattern} T=${seq}`);
       try {
-        if (c.impl === 'fused' && api.resetWorkspace) api.resetWorkspace();
+        if (c.impl === 'fused') resetWorkspace();
         row.forward = await timeAsync(() => c.fwd(args), timing);
         row.forwardBackward = await timeAsync(async () => {
           const o = await c.fwd(args);
-          await c.bwd({ ...args, ...o, dOut });
+          await c.bwd({ ...args, out: o.out, lse: o.lse, dOut });
         }, timing);
-        if (c.impl === 'fused' && api.workspaceHighWater) row.workspaceBytes = api.workspaceHighWater();
+        if (c.impl === 'fused') row.workspaceBytes = workspaceHighWater();
       } catch (e) {
         row.note = `failed: ${errorLine(e)}`;
       }
@@ -215,7 +187,7 @@ export async function runAttention(ctx: SectionContext): Promise<AttentionSectio
 
 interface TwinAttentionResult {
   method: string;
-  results: { seq: number; pattern: Pattern; forward: Stat | null; forwardBackward: Stat | null; error?: string }[];
+  results: { seq: number; pattern: AttentionPattern; forward: Stat | null; forwardBackward: Stat | null; error?: string }[];
 }
 
 async function runPytorchAttention(ctx: SectionContext, cases: AttentionRow[], section: AttentionSection): Promise<void> {

@@ -6,19 +6,14 @@
  *   forward      out[M, N]  = inp @ w            (+ bias)
  *   input-grad   dinp[M, K] = dout @ w^T
  *   weight-grad  dw[K, N]  += inp^T @ dout
- * FLOPs: 2 * M * K * N for each.
+ * FLOPs: lib/flops.ts gemmFlops (2 * M * K * N) for each.
  */
+import { gemmFlops } from '../flops';
+import { gemm, GemmOptions } from '../gemm';
 import { errorLine, SectionContext } from './context';
 import { peakFor } from './machine';
-import { isFn, loadOptional } from './optional';
 import { fillRandom, fractionOf, perSecond, timeAsync } from './stats';
 import { BenchPrecision, GemmForm, GemmRow, GemmSection, Stat } from './types';
-
-type GemmFn = (o: Record<string, unknown>) => Promise<Float32Array>;
-
-export function loadGemmApi() {
-  return loadOptional<GemmFn>('gemm', (mod) => (isFn(mod.gemm) ? (mod.gemm as GemmFn) : 'lib/gemm has no gemm()'));
-}
 
 export const GEMM_FORMS: readonly GemmForm[] = ['forward', 'input-grad', 'weight-grad'];
 
@@ -41,7 +36,7 @@ export function gemmPlan(quick: boolean): { M: number; shapes: GemmShape[] } {
 }
 
 /** The gemm() call of one form on buffers allocated once. */
-function formCall(form: GemmForm, M: number, K: number, N: number, precision: BenchPrecision): Record<string, unknown> {
+function formCall(form: GemmForm, M: number, K: number, N: number, precision: BenchPrecision): GemmOptions {
   const inp = fillRandom(new Float32Array(M * K), 21);
   const w = fillRandom(new Float32Array(K * N), 22);
   if (form === 'forward') {
@@ -70,7 +65,7 @@ function blankRow(impl: GemmRow['impl'], s: GemmShape, form: GemmForm, precision
     M,
     K: s.K,
     N: s.N,
-    flops: 2 * M * s.K * s.N,
+    flops: gemmFlops(M, s.K, s.N),
     time: null,
     gflops: null,
     peakFraction: null,
@@ -86,10 +81,7 @@ export async function runGemm(ctx: SectionContext): Promise<GemmSection> {
     `forms forward (inp @ w + bias), input-grad (dout @ w^T), weight-grad (dw += inp^T @ dout); ${opts.precisions.join(' and ')}; ` +
     `FLOPs 2*M*K*N; warm-up ${opts.warmup}, up to ${opts.repeats} repeats`;
   const section: GemmSection = { status: 'ok', description, notes: [], rows: [] };
-  if (opts.device === 'cuda') return { ...section, status: 'unavailable', reason: 'not available in this build: lib/gemm runs on the CPU only' };
-  const loaded = loadGemmApi();
-  if (!loaded.ok) return { ...section, status: 'unavailable', reason: loaded.reason };
-  const gemm = loaded.api;
+  if (opts.device === 'cuda') return { ...section, status: 'unavailable', reason: 'not available on cuda: lib/gemm runs on the CPU only' };
   const timing = { warmup: opts.warmup, repeats: opts.repeats, budgetMs: opts.caseBudgetMs };
   if (opts.precisions.includes('bf16') && ctx.ceilings.bf16.value === null)
     section.notes.push('bf16 fraction is of the fp32 peak: this CPU has no measured bf16 peak');

@@ -9,26 +9,13 @@
  */
 import { presetConfig } from '../config';
 import { forwardFlopsPerToken } from '../flops';
+import { GPT } from '../model';
 import { exactParameterCount } from '../params';
 import { peakFor } from './machine';
 import { errorLine, SectionContext } from './context';
-import { isFn, loadOptional } from './optional';
 import { fractionOf, repeatAsync, statOf } from './stats';
-import { loadModelApi, randomTokens } from './train';
+import { randomTokens } from './train';
 import { BenchPrecision, GenerateRow, GenerateSection, Stat } from './types';
-
-interface GenStats {
-  timeToFirstTokenMs: number;
-  prefillTokensPerSecond: number;
-  decodeTokensPerSecond: number;
-  decodeMs: number;
-  cacheBytes: number;
-  generatedTokens: number;
-}
-interface Generator {
-  generate(prompt: Int32Array | Int32Array[], o: Record<string, unknown>): Promise<{ stats: GenStats } | { stats: GenStats }[]>;
-  dispose(): void;
-}
 
 export interface GeneratePlan {
   preset: string;
@@ -89,48 +76,32 @@ export async function runGenerate(ctx: SectionContext): Promise<GenerateSection>
     `warm-up ${opts.warmup}, up to ${opts.repeats} repeats; figures are medians`;
   const section: GenerateSection = { status: 'ok', description, notes: [], rows: [] };
   const bw = ctx.ceilings.readBandwidth.value;
-  const loaded = loadModelApi();
-  const hasGenerate = loadOptional('generate', (m) => (isFn(m.generate) ? true : 'lib/generate has no generate()'));
-  if (!loaded.ok || !hasGenerate.ok) {
-    section.status = 'unavailable';
-    section.reason = !loaded.ok ? loaded.reason : (hasGenerate as { reason: string }).reason;
-  } else {
-    const timing = { warmup: opts.warmup, repeats: opts.repeats, budgetMs: opts.caseBudgetMs };
-    for (const precision of opts.precisions) {
-      let model: Generator | null = null;
-      try {
-        model = (await loaded.api.create(plan.preset, { seed: 1, device: opts.device, precision })) as unknown as Generator;
-      } catch (e) {
-        for (const b of plan.batches) {
-          const row = blank('engine', plan, b, precision);
-          row.note = `failed: ${errorLine(e)}`;
-          section.rows.push(finishGenerateRow(row, bw, peakFor(ctx.ceilings, precision)));
-        }
-        model?.dispose();
-        continue;
+  const timing = { warmup: opts.warmup, repeats: opts.repeats, budgetMs: opts.caseBudgetMs };
+  const cfg = presetConfig(plan.preset);
+  for (const precision of opts.precisions) {
+    let model: GPT;
+    try {
+      model = await GPT.create(plan.preset, { seed: 1, device: opts.device, precision });
+    } catch (e) {
+      for (const b of plan.batches) {
+        const row = blank('engine', plan, b, precision);
+        row.note = `failed: ${errorLine(e)}`;
+        section.rows.push(finishGenerateRow(row, bw, peakFor(ctx.ceilings, precision)));
       }
-      if (!isFn(model.generate)) {
-        model.dispose();
-        section.status = 'unavailable';
-        section.reason = 'not available in this build (GPT has no generate())';
-        break;
-      }
-      const cfg = presetConfig(plan.preset);
+      continue;
+    }
+    try {
       for (const b of plan.batches) {
         const row = blank('engine', plan, b, precision);
         ctx.log(`generate: ${plan.preset} batch ${b} ${precision}`);
         try {
           const prompts = Array.from({ length: b }, (_, i) => randomTokens(plan.promptTokens, cfg.vocab_size, 100 + i));
           const m = model;
-          const per = await repeatAsync(async () => {
-            const r = await m.generate(b === 1 ? prompts[0] : prompts, {
-              maxTokens: plan.newTokens,
-              temperature: 0,
-              ignoreEos: true,
-              seed: 1,
-            });
-            return (Array.isArray(r) ? r[0] : r).stats;
-          }, timing);
+          const options = { maxTokens: plan.newTokens, temperature: 0, ignoreEos: true, seed: 1 };
+          const per = await repeatAsync(
+            async () => (b === 1 ? await m.generate(prompts[0], options) : (await m.generate(prompts, options))[0]).stats,
+            timing,
+          );
           row.decode = statOf(per.map((s) => s.decodeTokensPerSecond));
           row.decodeTokensPerSecond = row.decode.median;
           row.prefillTokensPerSecond = statOf(per.map((s) => s.prefillTokensPerSecond)).median;
@@ -141,7 +112,8 @@ export async function runGenerate(ctx: SectionContext): Promise<GenerateSection>
         }
         section.rows.push(finishGenerateRow(row, bw, peakFor(ctx.ceilings, precision)));
       }
-      model.dispose();
+    } finally {
+      await model.dispose();
     }
   }
   if (ctx.pytorch) {

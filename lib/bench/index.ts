@@ -2,13 +2,13 @@
  * The benchmark harness behind `gpt-engine bench`: the machine, the
  * ceilings measured on the spot, then the asked-for sections (attention,
  * gemm, train, generate), each with our figures and, with PyTorch, the
- * twins' figures beside them. Sections whose API is not in this build say
- * so instead of failing. Returns one BenchReport (report.json's content).
+ * twins' figures beside them. A section that fails is reported as failed,
+ * with its error, and the others still run. Returns one BenchReport
+ * (report.json's content).
  */
 import { performance } from 'node:perf_hooks';
-import { NoGpuError } from '../errors';
+import { chooseDevice, DeviceChoice } from '../device';
 import { FLOP_CONVENTIONS } from '../flops';
-import { loadAddon } from '../native';
 import { runAttention } from './attention';
 import { compareReports, readBaseline } from './compare';
 import { errorLine, SectionContext, SectionOptions } from './context';
@@ -17,7 +17,7 @@ import { runGenerate } from './generate';
 import { deviceCeilings, machineInfo, measureCeilings } from './machine';
 import { findPytorch, pytorchInfo, PytorchRunner } from './pytorch';
 import { runTrain } from './train';
-import { BenchDevice, BenchPrecision, BenchReport, REPORT_SCHEMA, SectionBase, SectionName } from './types';
+import { BenchPrecision, BenchReport, REPORT_SCHEMA, SectionBase, SectionName } from './types';
 
 export * from './types';
 export { figures, compareReports, readBaseline } from './compare';
@@ -26,7 +26,7 @@ export { statOf, spread, timeAsync } from './stats';
 
 export interface BenchOptions {
   sections: SectionName[];
-  device?: 'cpu' | 'cuda' | 'auto';
+  device?: DeviceChoice;
   /** default: fp32 and bf16 where the section supports it */
   precision?: BenchPrecision;
   quick?: boolean;
@@ -42,23 +42,10 @@ export interface BenchOptions {
   log?: (s: string) => void;
 }
 
-/** 'cpu' | 'cuda' and why; 'cuda' without a usable GPU is a NoGpuError. */
-export function resolveBenchDevice(device: 'cpu' | 'cuda' | 'auto'): { device: BenchDevice; reason: string } {
-  if (device === 'cpu') return { device: 'cpu', reason: 'asked for' };
-  const info = loadAddon().cudaInfo();
-  if (device === 'cuda') {
-    if (!info.available) throw new NoGpuError(`device "cuda" was requested but no GPU is usable: ${info.reason}`);
-    return { device: 'cuda', reason: 'asked for' };
-  }
-  if (info.available && info.emulated)
-    return { device: 'cpu', reason: `auto: device "cuda" is ${info.name} in this build (for testing), using the CPU` };
-  return info.available ? { device: 'cuda', reason: `auto: ${info.name} is usable` } : { device: 'cpu', reason: `auto: no GPU (${info.reason})` };
-}
-
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const t0 = performance.now();
   const log = o.log ?? (() => undefined);
-  const { device, reason } = resolveBenchDevice(o.device ?? 'auto');
+  const { device, reason } = chooseDevice(o.device ?? 'auto');
   const quick = !!o.quick;
   // Read the baseline first: a bad path fails before minutes of measuring.
   const baseline = o.compare ? readBaseline(o.compare) : null;
@@ -95,7 +82,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     precisions,
     warmup: opts.warmup,
     repeats: opts.repeats,
-    conventions: FLOP_CONVENTIONS + ' GEMM: 2*M*K*N.',
+    conventions: FLOP_CONVENTIONS,
     machine,
     ceilings,
     pytorch: pytorchInfo(!!o.withPytorch, found),

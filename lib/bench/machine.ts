@@ -1,40 +1,22 @@
 /**
  * The machine a benchmark ran on, and the ceilings measured in the same run:
  * fp32 FMA peak, bf16 peak where the CPU has AVX512_BF16, memory read
- * bandwidth; on a GPU a device copy and a large GEMM when the addon exposes
- * probes for them (otherwise the report says "not measured" and why).
+ * bandwidth; on a GPU a device copy and a large GEMM (on the CPU the report
+ * says "not measured" and why).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { cpuModel, packageVersion } from '../info';
 import { loadAddon, packageRoot } from '../native';
 import { BenchDevice, Ceiling, Ceilings, MachineInfo } from './types';
 import { statOf } from './stats';
 
-/** Probes a CUDA build may add; looked up by name, used when present. */
+/** The GPU ceiling probes (native/addon/probe_binding.cc); they reject with NO_GPU where no GPU is usable. */
 interface CudaProbes {
-  probeCudaCopy?: (o: { bytes?: number; repeats?: number }) => Promise<{ gbps: number }>;
-  probeCudaGemm?: (o: { size?: number; precision?: string; repeats?: number }) => Promise<{ gflops?: number; tflops?: number }>;
-}
-
-function cpuModel(): string {
-  try {
-    const text = fs.readFileSync('/proc/cpuinfo', 'utf8');
-    const m = /^model name\s*:\s*(.+)$/m.exec(text);
-    if (m) return m[1].trim();
-  } catch {
-    /* not Linux */
-  }
-  return os.cpus()[0]?.model?.trim() || 'unknown';
-}
-
-function packageVersion(): string {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version as string;
-  } catch {
-    return 'unknown';
-  }
+  probeCudaCopy(o: { bytes?: number; repeats?: number }): Promise<{ gbps: number }>;
+  probeCudaGemm(o: { size?: number; precision?: string; repeats?: number }): Promise<{ gflops: number }>;
 }
 
 function git(args: string[]): string | null {
@@ -130,26 +112,19 @@ export async function measureCeilings(o: CeilingOptions): Promise<Ceilings> {
     gpuCopy = notMeasured('GB/s', 'device-to-device copy', 'not measured: the run is on the CPU');
     gpuGemm = notMeasured('GFLOP/s', 'large GEMM on the GPU', 'not measured: the run is on the CPU');
   } else {
-    if (typeof addon.probeCudaCopy === 'function') {
-      const vals: number[] = [];
-      for (let i = 0; i < calls; i++) vals.push((await addon.probeCudaCopy({ bytes: 1 << 30, repeats: 5 })).gbps);
-      const s = statOf(vals);
-      gpuCopy = { value: s.max, unit: 'GB/s', stat: s, how: '1 GiB device-to-device copy timed with CUDA events (read + write bytes)' };
-    } else gpuCopy = notMeasured('GB/s', 'device-to-device copy', 'not measured: this build\'s CUDA helper exposes no copy probe');
-    if (typeof addon.probeCudaGemm === 'function') {
-      const vals: number[] = [];
-      for (let i = 0; i < calls; i++) {
-        const r = await addon.probeCudaGemm({ size: 8192, precision: 'bf16', repeats: 5 });
-        vals.push(r.gflops ?? (r.tflops ?? 0) * 1000);
-      }
-      const s = statOf(vals);
-      gpuGemm = {
-        value: s.max,
-        unit: 'GFLOP/s',
-        stat: s,
-        how: 'engine GEMM: 8192^3 bf16 with the engine\'s own tensor-core kernel (what this build reaches, not the hardware peak)',
-      };
-    } else gpuGemm = notMeasured('GFLOP/s', 'large GEMM on the GPU', 'not measured: this build\'s CUDA helper exposes no GEMM probe');
+    const copies: number[] = [];
+    for (let i = 0; i < calls; i++) copies.push((await addon.probeCudaCopy({ bytes: 1 << 30, repeats: 5 })).gbps);
+    const c = statOf(copies);
+    gpuCopy = { value: c.max, unit: 'GB/s', stat: c, how: '1 GiB device-to-device copy timed with CUDA events (read + write bytes)' };
+    const gemms: number[] = [];
+    for (let i = 0; i < calls; i++) gemms.push((await addon.probeCudaGemm({ size: 8192, precision: 'bf16', repeats: 5 })).gflops);
+    const g = statOf(gemms);
+    gpuGemm = {
+      value: g.max,
+      unit: 'GFLOP/s',
+      stat: g,
+      how: 'engine GEMM: 8192^3 bf16 with the engine\'s own tensor-core kernel (what this build reaches, not the hardware peak)',
+    };
   }
   return { fp32, bf16, readBandwidth, gpuCopy, gpuGemm };
 }

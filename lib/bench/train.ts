@@ -6,34 +6,14 @@
  * precision (and, for bf16, also against the fp32 peak).
  */
 import { performance } from 'node:perf_hooks';
-import { getPreset, GPTConfig, presetConfig } from '../config';
+import { getPreset, presetConfig } from '../config';
 import { trainingFlopsPerToken } from '../flops';
+import { GPT } from '../model';
 import { exactParameterCount } from '../params';
 import { errorLine, SectionContext } from './context';
 import { peakFor } from './machine';
-import { isFn, loadOptional } from './optional';
 import { fractionOf, perSecond, repeatAsync, statOf } from './stats';
 import { BenchPrecision, Stat, TrainRow, TrainSection } from './types';
-
-/** What the section needs of lib/model's GPT (looked up at run time). */
-interface ModelLike {
-  forwardBackward(tokens: Int32Array, targets: Int32Array, shape: { batch: number; seq: number }): Promise<number>;
-  step(o: Record<string, number>): Promise<unknown>;
-  dispose(): void;
-  timings?: () => unknown;
-  lastTimings?: unknown;
-}
-interface GptClass {
-  create(config: string | GPTConfig, o: Record<string, unknown>): Promise<ModelLike>;
-}
-
-export function loadModelApi() {
-  return loadOptional<GptClass>('model', (mod) => {
-    const G = mod.GPT as { create?: unknown } | undefined;
-    if (!G || !isFn(G.create)) return 'lib/model has no GPT.create';
-    return G as unknown as GptClass;
-  });
-}
 
 export interface TrainCase {
   preset: string;
@@ -53,21 +33,6 @@ export function trainPlan(quick: boolean, preset?: string, batch?: number, seq?:
     { preset: 'gpt2', batch: 4, seq: 64 },
   ];
   return cases.map((c) => ({ ...c, batch: batch ?? c.batch, seq: seq ?? c.seq }));
-}
-
-/** Reads split timings in ms from whatever shape the model reports them in. */
-export function readSplit(x: unknown): { forward: number; backward: number; optimizer: number } | null {
-  if (!x || typeof x !== 'object') return null;
-  const o = x as Record<string, unknown>;
-  const pick = (...names: string[]) => {
-    for (const n of names) if (typeof o[n] === 'number') return o[n] as number;
-    return null;
-  };
-  const forward = pick('forwardMs', 'forward_ms', 'forward');
-  const backward = pick('backwardMs', 'backward_ms', 'backward');
-  const optimizer = pick('optimizerMs', 'optimizer_ms', 'optimizer', 'stepMs');
-  if (forward === null || backward === null || optimizer === null) return null;
-  return { forward, backward, optimizer };
 }
 
 export function finishTrainRow(r: TrainRow, ceilings: SectionContext['ceilings']): TrainRow {
@@ -122,48 +87,37 @@ export async function runTrain(ctx: SectionContext): Promise<TrainSection> {
     const p = getPreset(c.preset);
     if (!p.buildable) return { ...section, status: 'error', reason: `preset ${c.preset} cannot be built (${p.note ?? 'count-only'})` };
   }
-  const loaded = loadModelApi();
-  if (!loaded.ok) {
-    section.status = 'unavailable';
-    section.reason = loaded.reason;
-  } else {
-    const GPT = loaded.api;
-    const timing = { warmup: opts.warmup, repeats: opts.repeats, budgetMs: opts.caseBudgetMs };
-    for (const c of cases)
-      for (const precision of opts.precisions) {
-        const row = blank('engine', c, precision);
-        ctx.log(`train: ${c.preset} B${c.batch} T${c.seq} ${precision}`);
-        let model: ModelLike | null = null;
-        try {
-          model = await GPT.create(c.preset, { seed: 1, device: opts.device, precision });
-          const cfg = presetConfig(c.preset);
-          const tokens = randomTokens(c.batch * c.seq, cfg.vocab_size, 7);
-          const targets = randomTokens(c.batch * c.seq, cfg.vocab_size, 8);
-          const m = model;
-          const per = await repeatAsync(async () => {
-            const t0 = performance.now();
-            const loss = await m.forwardBackward(tokens, targets, { batch: c.batch, seq: c.seq });
-            await m.step({ lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1.0 });
-            const ms = performance.now() - t0;
-            const split = readSplit(isFn(m.timings) ? m.timings() : m.lastTimings);
-            return { ms, loss, split };
-          }, timing);
-          row.step = statOf(per.map((x) => x.ms));
-          row.loss = per[per.length - 1].loss;
-          if (per.every((x) => x.split)) {
-            row.forward = statOf(per.map((x) => x.split!.forward));
-            row.backward = statOf(per.map((x) => x.split!.backward));
-            row.optimizer = statOf(per.map((x) => x.split!.optimizer));
-          }
-        } catch (e) {
-          row.note = `failed: ${errorLine(e)}`;
-        } finally {
-          model?.dispose();
-        }
-        section.rows.push(finishTrainRow(row, ctx.ceilings));
+  const timing = { warmup: opts.warmup, repeats: opts.repeats, budgetMs: opts.caseBudgetMs };
+  for (const c of cases)
+    for (const precision of opts.precisions) {
+      const row = blank('engine', c, precision);
+      ctx.log(`train: ${c.preset} B${c.batch} T${c.seq} ${precision}`);
+      let model: GPT | null = null;
+      try {
+        model = await GPT.create(c.preset, { seed: 1, device: opts.device, precision });
+        const cfg = presetConfig(c.preset);
+        const tokens = randomTokens(c.batch * c.seq, cfg.vocab_size, 7);
+        const targets = randomTokens(c.batch * c.seq, cfg.vocab_size, 8);
+        const m = model;
+        const per = await repeatAsync(async () => {
+          const t0 = performance.now();
+          const loss = await m.forwardBackward(tokens, targets, { batch: c.batch, seq: c.seq });
+          await m.step({ lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradClip: 1.0 });
+          const ms = performance.now() - t0;
+          return { ms, loss, split: m.timings() };
+        }, timing);
+        row.step = statOf(per.map((x) => x.ms));
+        row.loss = per[per.length - 1].loss;
+        row.forward = statOf(per.map((x) => x.split.forwardMs));
+        row.backward = statOf(per.map((x) => x.split.backwardMs));
+        row.optimizer = statOf(per.map((x) => x.split.optimizerMs));
+      } catch (e) {
+        row.note = `failed: ${errorLine(e)}`;
+      } finally {
+        await model?.dispose();
       }
-    if (section.rows.some((r) => r.step && !r.forward)) section.notes.push('forward/backward/optimizer split: not reported by this build');
-  }
+      section.rows.push(finishTrainRow(row, ctx.ceilings));
+    }
   if (ctx.pytorch) await runPytorchTrain(ctx, cases, section);
   return section;
 }

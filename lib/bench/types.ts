@@ -5,6 +5,7 @@
  * (after warm-up); every throughput also says which ceiling it is a
  * fraction of. PyTorch figures sit beside ours with impl 'pytorch'.
  */
+import type { DeviceName, PrecisionName } from '../device';
 
 export const REPORT_SCHEMA = 'gpt-engine-bench/1';
 
@@ -20,8 +21,8 @@ export interface Stat {
 export type SectionName = 'attention' | 'gemm' | 'train' | 'generate';
 export const SECTION_NAMES: readonly SectionName[] = ['attention', 'gemm', 'train', 'generate'];
 
-export type BenchDevice = 'cpu' | 'cuda';
-export type BenchPrecision = 'fp32' | 'bf16';
+export type BenchDevice = DeviceName;
+export type BenchPrecision = PrecisionName;
 
 /** A ceiling measured on the spot, or why it was not. */
 export interface Ceiling {

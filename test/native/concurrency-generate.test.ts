@@ -1,5 +1,5 @@
 /**
- * DESIGN "Concurrency" with generate(): calls on one model run in FIFO order,
+ * docs/ARCHITECTURE.md "Concurrency" with generate(): calls on one model run in FIFO order,
  * so a generate() issued between a forwardBackward() and a step() sees the
  * weights from before that step, whatever the timing; and dispose() waits for
  * a running generate() instead of cutting it off.

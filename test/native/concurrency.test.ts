@@ -1,5 +1,5 @@
 /**
- * DESIGN "Concurrency": calls on one model run in FIFO order; dispose() waits
+ * docs/ARCHITECTURE.md "Concurrency": calls on one model run in FIFO order; dispose() waits
  * for the running call and rejects the queued ones with DISPOSED. Checked with
  * calls issued without awaiting, from interleaved async tasks, with failures in
  * the middle of the queue, and against a model driven one call at a time
@@ -193,11 +193,28 @@ describe('dispose()', () => {
 
   test('dispose() twice, concurrently and later, resolves every time', async () => {
     const m = await GPT.create(CFG, { device: 'cpu', seed: 2 });
-    const a = m.forwardBackward(tok(1), tok(2), SHAPE);
-    const d1 = m.dispose();
-    const d2 = m.dispose();
-    await Promise.all([a, d1, d2]);
-    await m.dispose();
+    const events: string[] = [];
+    const a = m.forwardBackward(tok(1), tok(2), SHAPE).then((loss) => {
+      events.push('call resolved');
+      return loss;
+    });
+    const d1 = m.dispose().then((v) => {
+      events.push('dispose 1 resolved');
+      return v;
+    });
+    const d2 = m.dispose().then((v) => {
+      events.push('dispose 2 resolved');
+      return v;
+    });
+    expect(m.isDisposed).toBe(true);
+    const [loss, r1, r2] = await Promise.all([a, d1, d2]);
+    // The running call finishes first; both disposes wait for it, in order, and resolve to nothing.
+    expect(Number.isFinite(loss)).toBe(true);
+    expect(events).toEqual(['call resolved', 'dispose 1 resolved', 'dispose 2 resolved']);
+    expect(r1).toBeUndefined();
+    expect(r2).toBeUndefined();
+    await expect(m.dispose()).resolves.toBeUndefined();
+    expect(() => m.parameters()).toThrow(DisposedError);
   });
 
   test('dispose() from inside a call\'s continuation, and with nothing running', async () => {

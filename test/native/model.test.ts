@@ -99,7 +99,7 @@ describe.each([
   }
 
   // bf16 rounds every GEMM input (weights, activations, and in backward the
-  // output gradients) to 8 bits of mantissa. At DESIGN's initialization scale
+  // output gradients) to 8 bits of mantissa. At the initialization scale of docs/ARCHITECTURE.md "The model"
   // (weights std 0.02) every tensor is within 1e-2. With the larger random
   // weights used above (std 0.15), the LayerNorm gradients (sums with heavy
   // cancellation) reach about 1.5e-2, so there the bound is on the whole
@@ -471,7 +471,7 @@ describe('the API', () => {
     }
   });
 
-  test('initialization follows DESIGN (std 0.02, residual projections 0.02/sqrt(2L), biases 0, gains 1)', async () => {
+  test('initialization follows docs/ARCHITECTURE.md "The model" (std 0.02, residual projections 0.02/sqrt(2L), biases 0, gains 1)', async () => {
     const cfg: GPTConfig = { ...DENSE, n_layer: 4, n_embd: 64, vocab_size: 500 };
     const model = await GPT.create(cfg, { seed: 6, device: 'cpu' });
     try {

@@ -245,10 +245,10 @@ describe('text output', () => {
     expect(text.match(/PyTorch: not measured/g)!.length).toBeGreaterThanOrEqual(4);
     expect(text).not.toMatch(/PyTorch fwd ms/);
   });
-  test('a section whose API is missing says so', () => {
+  test('a section that cannot run on the device says so', () => {
     const r = syntheticReport(1, false);
-    r.sections.generate = { status: 'unavailable', reason: 'not available in this build (lib/generate is missing)', description: 'g', notes: [], rows: [] };
-    expect(formatReport(r)).toMatch(/generate: not available in this build \(lib\/generate is missing\)/);
+    r.sections.gemm = { status: 'unavailable', reason: 'not available on cuda: lib/gemm runs on the CPU only', description: 'g', notes: [], rows: [] };
+    expect(formatReport(r)).toMatch(/gemm: not available on cuda: lib\/gemm runs on the CPU only/);
   });
 });
 
@@ -310,7 +310,7 @@ describe('chart specs', () => {
   });
   test('sections without figures have no chart', () => {
     const r = syntheticReport(1, false);
-    r.sections.train = { status: 'unavailable', reason: 'not available in this build', description: 't', notes: [], rows: [] };
+    r.sections.train = { status: 'error', reason: 'failed: OUT_OF_MEMORY: no room', description: 't', notes: [], rows: [] };
     delete r.sections.gemm;
     expect(reportCharts(r).map((c) => c.name)).toEqual(['attention', 'generate']);
   });
@@ -389,6 +389,6 @@ describe('report.html and the SVG charts (built CLI: bench --from)', () => {
     r = cli(['bench', '--precision', 'fp16', '--from', bad]);
     expect(r.stderr).toMatch(/Expected one of fp32, bf16 for --precision but received "fp16"/);
     r = cli(['bench', '--device', 'tpu', '--from', bad]);
-    expect(r.stderr).toMatch(/Expected one of cpu, cuda, auto for --device but received "tpu"/);
+    expect(r.stderr).toMatch(/Expected one of auto, cpu, cuda for --device but received "tpu"/);
   });
 });

@@ -1,0 +1,75 @@
+/**
+ * The native model handle (native/addon/model_binding.cc) as lib/model.ts
+ * sees it: every call it makes, typed, and the one place the model's
+ * configuration is turned into the binding's input.
+ */
+import { GPTConfig, layerPatterns } from '../config';
+import type { DeviceName, PrecisionName } from '../device';
+import type { ModelMemory, ModelTimings, StepOptions, StepResult } from '../model';
+import { callNative } from '../errors';
+import { CoreNative, loadAddon } from '../native';
+
+export type BufferName = 'params' | 'grads' | 'exp_avg' | 'exp_avg_sq';
+
+interface LossOut {
+  loss: number;
+  count: number;
+  forwardMs: number;
+  backwardMs: number;
+}
+
+/** The native handle. Internal. */
+export interface NativeModelHandle {
+  forward(o: { tokens: Int32Array; batch: number; seq: number }): Promise<Float32Array>;
+  loss(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number }): Promise<LossOut>;
+  forwardBackward(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number }): Promise<LossOut>;
+  /** AdamW settings left out take the core's defaults (native/core/model.h). */
+  step(o: StepOptions): Promise<StepResult & { optimizerMs: number }>;
+  zeroGrad(): void;
+  gradNorm(): number;
+  tensorInfo(): { name: string; shape: number[]; decay: boolean }[];
+  readTensors(which: BufferName): Float32Array[];
+  writeTensors(which: BufferName, arrays: (Float32Array | undefined)[]): void;
+  getStep(): number;
+  setStep(n: number): void;
+  accumulatedTargets(): number;
+  memory(): Omit<ModelMemory, 'total'>;
+  timings(): ModelTimings;
+  dispose(): void;
+}
+
+interface ModelNative extends CoreNative {
+  createModel(o: {
+    config: Record<string, unknown>;
+    device: DeviceName;
+    precision: PrecisionName;
+    seed: number;
+  }): Promise<NativeModelHandle>;
+}
+
+/** Builds the native model of a validated, buildable config with seeded weights. */
+export function createNativeModel(
+  config: GPTConfig,
+  device: DeviceName,
+  precision: PrecisionName,
+  seed: number,
+): Promise<NativeModelHandle> {
+  const native = loadAddon<ModelNative>();
+  return callNative(() =>
+    native.createModel({
+      config: {
+        n_layer: config.n_layer,
+        n_head: config.n_head,
+        n_embd: config.n_embd,
+        n_positions: config.n_positions,
+        vocab_size: config.vocab_size,
+        layer_norm_epsilon: config.layer_norm_epsilon,
+        attention_window: config.attention_window ?? undefined,
+        patterns: layerPatterns(config),
+      },
+      device,
+      precision,
+      seed,
+    }),
+  );
+}
