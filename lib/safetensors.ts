@@ -16,14 +16,14 @@
  * The file reader works from a file descriptor: it reads the header, then each
  * tensor on demand at its offset, so taking a few tensors out of a large file
  * never reads the rest. `decodeSafetensors` does the same from a Buffer (tests
- * and the fuzz harness use it). The writer writes F32 tensors to a temporary
- * file, fsyncs it and renames it into place.
+ * and the fuzz harness use it). The writer writes F32 tensors durably through
+ * lib/fsutil.ts.
  */
 import * as fs from 'node:fs';
 import { endianness } from 'node:os';
 import { ArgumentRangeError, ArgumentTypeError, BadFileError } from './errors';
 import { describe } from './validate';
-import { tempNameBeside, writeFileChunks } from './fsutil';
+import { writeFileAtomic, writeFileChunks } from './fsutil';
 
 export { setWriteFaultHook, tempNameBeside, writeFileChunks } from './fsutil';
 export type { WriteFaultHook } from './fsutil';
@@ -492,10 +492,11 @@ function float32Bytes(a: Float32Array): Uint8Array {
 
 /**
  * Writes F32 tensors (in map order) and optional string metadata. The file
- * is written under a temporary name beside `file`, fsynced and renamed into
- * place, so `file` is either the old content or the complete new one.
- * `opts.atomic: false` writes `file` directly (used inside a temporary
- * checkpoint folder that is itself renamed into place).
+ * is written with lib/fsutil.ts writeFileAtomic (a temporary name beside
+ * `file`, fsynced, renamed into place, the folder fsynced), so `file` is
+ * either the old content or the complete new one. `opts.atomic: false`
+ * writes `file` directly (used inside a temporary checkpoint folder that is
+ * itself renamed into place); `opts.fsync: false` then skips its fsync.
  */
 export async function writeSafetensors(
   file: string,
@@ -512,12 +513,5 @@ export async function writeSafetensors(
     await writeFileChunks(file, chunks, { fsync: opts.fsync });
     return;
   }
-  const tmp = tempNameBeside(file);
-  try {
-    await writeFileChunks(tmp, chunks, { fsync: opts.fsync });
-    await fs.promises.rename(tmp, file);
-  } catch (e) {
-    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-    throw e;
-  }
+  await writeFileAtomic(file, chunks);
 }
