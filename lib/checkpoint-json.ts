@@ -21,7 +21,7 @@
 import * as fs from 'node:fs';
 import { GPTConfig, TokenizerName, parseConfigJson } from './config';
 import { ArgumentRangeError, ArgumentTypeError, BadFileError } from './errors';
-import { parseJsonBytes } from './safetensors';
+import { parseJsonBytes } from './json-bytes';
 import { checkKnownKeys, describe, expectInteger, expectObject, typeError } from './validate';
 
 export const CONFIG_FILE = 'config.json';

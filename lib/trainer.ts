@@ -31,7 +31,7 @@ import { readResumeState, resolveResume, ResumeState, trainingState } from './tr
 import { resolveSettings, validateSetting } from './train/settings';
 import { EffectiveConfig, RunHooks, StepInfo, TRAINER_OPTION_KEYS, TrainerOptions, TrainResult } from './train/types';
 
-export { CONFIG_FILE_EXTRA_KEYS, DEFAULT_STEPS, TRAIN_KEYS, defaultSettings, parseTrainConfigFile, resolveSettings, validateSetting } from './train/settings';
+export { CONFIG_FILE_EXTRA_KEYS, DEFAULT_STEPS, TRAIN_KEYS, defaultSettings, parseTrainConfigFile, validateSetting } from './train/settings';
 export type { TrainSettings } from './train/settings';
 export { defaultBackend } from './train/backend';
 export type { LoadedModel, ModelBackend, TrainModel } from './train/backend';
