@@ -1,94 +1,62 @@
 /**
- * Checkpoint folders, run folders and Hugging Face GPT-2 folders
+ * Checkpoint folders and Hugging Face GPT-2 folders: reading and writing
  * (docs/ARCHITECTURE.md "Files users keep").
  *
  * A checkpoint folder holds
  *   config.json            toConfigJson(config, { tokenizer })
  *   model.safetensors      F32 tensors, HF GPT-2 names, Conv1D [in, out]
  *   optimizer.safetensors  (training state) exp_avg.<name>, exp_avg_sq.<name>
- *   state.json             (training state) see CheckpointState below
+ *   state.json             (training state) see lib/checkpoint-json.ts
  * and is written into a temporary folder beside its final name, fsynced, then
  * renamed into place, so a crash never leaves a half checkpoint under the
- * final name. A run folder holds checkpoints/step-<N>/ and a file `latest`
- * whose one line names the newest complete one (`step-<N>`).
+ * final name. Run folders (checkpoints/step-<N>/, `latest`) are managed by
+ * lib/run-folder.ts; both files' names are re-exported here.
  *
  * readCheckpoint accepts a checkpoint folder, a run folder or a Hugging Face
  * GPT-2 folder (config.json + model.safetensors; names with or without
  * `transformer.`, attention-mask buffers ignored, `lm_head.weight` accepted
  * only when equal to wte, fp16/bf16 converted). Every tensor is checked
  * against the shapes the config implies before any tensor data is read.
- *
- * state.json (version 1), written by the trainer:
- *   version      1                                   required
- *   step         optimizer steps completed (>= 0)    required
- *   total_steps  the run's planned total, >= step    optional
- *   tokens_seen  training tokens consumed (>= 0)     optional
- *   seed         the run's seed (>= 0)               optional
- *   rng          { <name>: { state, inc } }          optional; RngState of each
- *                named generator (decimal strings of uint64)
- *   sampler      any JSON object                      optional (batch sampler position)
- *   schedule     any JSON object                      optional (LR schedule settings)
- *   data         any JSON object                      optional (data folder, tokenizer...)
- *   trainer      any JSON object                      optional (other trainer settings)
- * Unknown top-level keys are errors; nested JSON is limited to 32 levels.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { GPTConfig, TokenizerName, parseConfigJson, toConfigJson, validateConfig } from './config';
-import { ArgumentRangeError, ArgumentTypeError, BadFileError } from './errors';
+import { GPTConfig, TokenizerName, toConfigJson, validateConfig } from './config';
 import {
-  FLOAT_DTYPES,
-  SafetensorsReader,
-  TensorToWrite,
-  parseJsonBytes,
-  tempNameBeside,
-  writeFileChunks,
-  writeSafetensors,
-} from './safetensors';
-import { checkKnownKeys, describe, didYouMean, expectInteger, expectObject, typeError } from './validate';
+  CONFIG_FILE,
+  CheckpointSource,
+  CheckpointState,
+  MAX_CONFIG_BYTES,
+  MAX_STATE_BYTES,
+  MODEL_FILE,
+  OPTIMIZER_FILE,
+  STATE_FILE,
+  exists,
+  isDirectory,
+  parseConfigFile,
+  parseStateFile,
+  readSmallFile,
+  validateState,
+} from './checkpoint-json';
+import { ArgumentRangeError, BadFileError } from './errors';
+import { fsyncDir, tempNameBeside, writeFileChunks } from './fsutil';
+import { resolveCheckpointDir } from './run-folder';
+import { FLOAT_DTYPES, SafetensorsReader, TensorToWrite, writeSafetensors } from './safetensors';
+import { describe, didYouMean, expectObject, typeError } from './validate';
 
-export const CONFIG_FILE = 'config.json';
-export const MODEL_FILE = 'model.safetensors';
-export const OPTIMIZER_FILE = 'optimizer.safetensors';
-export const STATE_FILE = 'state.json';
-export const LATEST_FILE = 'latest';
-export const CHECKPOINTS_DIR = 'checkpoints';
-
-/** Size limits for the JSON files (a config is tiny; state holds sampler positions). */
-const MAX_CONFIG_BYTES = 16 << 20;
-const MAX_STATE_BYTES = 256 << 20;
-const MAX_JSON_DEPTH = 32;
-
-export type CheckpointSource = 'gpt-engine' | 'huggingface';
-
-export type RngStateJson = { state: string; inc: string };
-
-/** state.json (see the file comment). A type alias, so it is assignable to Record<string, unknown>. */
-export type CheckpointState = {
-  version: 1;
-  step: number;
-  total_steps?: number;
-  tokens_seen?: number;
-  seed?: number;
-  rng?: Record<string, RngStateJson>;
-  sampler?: Record<string, unknown>;
-  schedule?: Record<string, unknown>;
-  data?: Record<string, unknown>;
-  trainer?: Record<string, unknown>;
-};
-
-export const STATE_KEYS = [
-  'version',
-  'step',
-  'total_steps',
-  'tokens_seen',
-  'seed',
-  'rng',
-  'sampler',
-  'schedule',
-  'data',
-  'trainer',
-] as const;
+export { CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, STATE_KEYS, parseConfigFile, validateState, parseStateFile } from './checkpoint-json';
+export type { CheckpointSource, RngStateJson, CheckpointState } from './checkpoint-json';
+export {
+  LATEST_FILE,
+  CHECKPOINTS_DIR,
+  checkpointDirName,
+  isCompleteCheckpoint,
+  listCheckpoints,
+  readLatest,
+  updateLatest,
+  pruneCheckpoints,
+  resolveCheckpointDir,
+} from './run-folder';
+export type { CheckpointEntry } from './run-folder';
 
 export interface OptimizerTensors {
   exp_avg: Map<string, Float32Array>;
@@ -145,20 +113,6 @@ function hint(name: string, choices: readonly string[]): string {
   return name.length > 200 ? '' : didYouMean(name, choices);
 }
 
-/**
- * Refuses keys and strings no honest config or state file has (longer than
- * `limit` characters) before they reach the did-you-mean helpers, whose cost
- * grows with the product of the lengths.
- */
-function checkStringLengths(file: string, o: Record<string, unknown>, limit = 1024): void {
-  for (const [k, v] of Object.entries(o)) {
-    if (k.length > limit) throw new BadFileError(`${file}: has a key of ${k.length} characters (${JSON.stringify(k.slice(0, 40))}...); no known key is that long`);
-    const strings = typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
-    for (const str of strings)
-      if (str.length > limit) throw new BadFileError(`${file}: the value of ${JSON.stringify(k)} is a string of ${str.length} characters, longer than any valid value (${limit})`);
-  }
-}
-
 function shapeText(s: readonly number[]): string {
   return `[${s.join(', ')}]`;
 }
@@ -169,168 +123,6 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 function configText(c: GPTConfig): string {
   return `n_layer ${c.n_layer}, n_embd ${c.n_embd}, vocab_size ${c.vocab_size}, n_positions ${c.n_positions}`;
-}
-
-// ---------------------------------------------------------------------------
-// JSON files (pure parsers, also used by the fuzz tests)
-
-/** Parses config.json bytes. Errors are BadFileError naming the file. */
-export function parseConfigFile(
-  bytes: Uint8Array,
-  file = CONFIG_FILE,
-): { config: GPTConfig; tokenizer?: TokenizerName; source: CheckpointSource } {
-  const obj = parseJsonBytes(bytes, file, MAX_JSON_DEPTH);
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
-    throw new BadFileError(`${file}: expected a JSON object but found ${describe(obj)}`);
-  const o = obj as Record<string, unknown>;
-  // The same test parseConfigJson uses to tell our files from HF's.
-  const source: CheckpointSource =
-    'gpt_engine_version' in o || 'attention_pattern' in o || o.model_type === 'gpt-engine' ? 'gpt-engine' : 'huggingface';
-  checkStringLengths(file, o);
-  try {
-    const { config, tokenizer } = parseConfigJson(o, file);
-    return { config, tokenizer, source };
-  } catch (e) {
-    if (e instanceof ArgumentRangeError || e instanceof ArgumentTypeError)
-      throw new BadFileError(`${file}: ${e.message}`, { cause: e });
-    throw e;
-  }
-}
-
-const U64_MAX = (1n << 64n) - 1n;
-
-function checkRngState(field: string, v: unknown): RngStateJson {
-  const o = expectObject(field, v);
-  checkKnownKeys(field, o, ['state', 'inc']);
-  for (const k of ['state', 'inc'] as const) {
-    const s = o[k];
-    if (typeof s !== 'string') throw typeError('a decimal string of a 64-bit unsigned integer', `${field}.${k}`, s);
-    if (!/^[0-9]{1,20}$/.test(s) || BigInt(s) > U64_MAX)
-      throw new ArgumentRangeError(
-        `Expected a decimal string of a 64-bit unsigned integer for ${field}.${k} but received ${describe(s)}`,
-      );
-  }
-  return { state: o.state as string, inc: o.inc as string };
-}
-
-/** True when `v` is plain JSON (finite numbers, no undefined/functions/bigints), at most `depth` levels deep. */
-function checkJsonValue(field: string, v: unknown, depth: number): void {
-  if (depth < 0) throw new ArgumentRangeError(`Expected at most ${MAX_JSON_DEPTH} levels of nesting for ${field}`);
-  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) throw new ArgumentRangeError(`Expected a finite number for ${field} but received ${describe(v)}`);
-    return;
-  }
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) checkJsonValue(`${field}[${i}]`, v[i], depth - 1);
-    return;
-  }
-  const proto = typeof v === 'object' ? Object.getPrototypeOf(v) : undefined;
-  if (proto === Object.prototype || proto === null) {
-    // undefined properties are left out, as JSON.stringify does
-    for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (x !== undefined) checkJsonValue(`${field}.${k}`, x, depth - 1);
-    return;
-  }
-  throw typeError('a JSON value (null, boolean, finite number, string, array or plain object)', field, v);
-}
-
-/**
- * Validates a state object (state.json's content). Throws
- * ArgumentTypeError / ArgumentRangeError; returns a normalized copy.
- */
-export function validateState(input: unknown, where = STATE_FILE): CheckpointState {
-  const o = expectObject(where, input);
-  checkKnownKeys(where, o, STATE_KEYS);
-  if (o.version !== 1)
-    throw new ArgumentRangeError(
-      `Expected 1 for version but received ${describe(o.version)} (this gpt-engine reads state.json version 1)`,
-    );
-  const step = expectInteger('step', o.step, { min: 0, max: Number.MAX_SAFE_INTEGER });
-  const out: CheckpointState = { version: 1, step };
-  if (o.total_steps !== undefined) {
-    out.total_steps = expectInteger('total_steps', o.total_steps, { min: 0, max: Number.MAX_SAFE_INTEGER });
-    if (out.total_steps < step)
-      throw new ArgumentRangeError(`Expected an integer >= step (${step}) for total_steps but received ${out.total_steps} (number)`);
-  }
-  if (o.tokens_seen !== undefined) out.tokens_seen = expectInteger('tokens_seen', o.tokens_seen, { min: 0, max: Number.MAX_SAFE_INTEGER });
-  if (o.seed !== undefined) out.seed = expectInteger('seed', o.seed, { min: 0, max: Number.MAX_SAFE_INTEGER });
-  if (o.rng !== undefined) {
-    const r = expectObject('rng', o.rng);
-    const rng: Record<string, RngStateJson> = {};
-    for (const [k, v] of Object.entries(r))
-      Object.defineProperty(rng, k, { value: checkRngState(`rng.${k}`, v), enumerable: true, writable: true, configurable: true });
-    out.rng = rng;
-  }
-  for (const k of ['sampler', 'schedule', 'data', 'trainer'] as const) {
-    if (o[k] === undefined) continue;
-    const v = expectObject(k, o[k]);
-    checkJsonValue(k, v, MAX_JSON_DEPTH);
-    out[k] = JSON.parse(JSON.stringify(v)) as Record<string, unknown>;
-  }
-  return out;
-}
-
-/** Parses state.json bytes. Errors are BadFileError naming the file. */
-export function parseStateFile(bytes: Uint8Array, file = STATE_FILE): CheckpointState {
-  const obj = parseJsonBytes(bytes, file, MAX_JSON_DEPTH + 1);
-  if (typeof obj === 'object' && obj !== null && !Array.isArray(obj)) {
-    checkStringLengths(file, obj as Record<string, unknown>, 256);
-    const rng = (obj as Record<string, unknown>).rng;
-    if (typeof rng === 'object' && rng !== null && !Array.isArray(rng))
-      for (const v of Object.values(rng)) if (typeof v === 'object' && v !== null && !Array.isArray(v)) checkStringLengths(`${file} (rng)`, v as Record<string, unknown>, 256);
-  }
-  try {
-    return validateState(obj, file);
-  } catch (e) {
-    if (e instanceof ArgumentRangeError || e instanceof ArgumentTypeError)
-      throw new BadFileError(`${file}: ${e.message}`, { cause: e });
-    throw e;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Small file helpers
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.promises.access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function isDirectory(p: string): Promise<boolean> {
-  try {
-    return (await fs.promises.stat(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-async function readSmallFile(file: string, limit: number): Promise<Buffer> {
-  let st: fs.Stats;
-  try {
-    st = await fs.promises.stat(file);
-  } catch (e) {
-    throw new BadFileError(`Could not read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { cause: e });
-  }
-  if (!st.isFile()) throw new BadFileError(`${file} is not a regular file`);
-  if (st.size > limit) throw new BadFileError(`${file} has ${st.size} bytes, more than the ${limit}-byte limit for this file`);
-  return fs.promises.readFile(file);
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  // Directory fsync makes renames durable; some platforms refuse it (EISDIR/EPERM on Windows): best effort.
-  let fh: fs.promises.FileHandle | undefined;
-  try {
-    fh = await fs.promises.open(dir, 'r');
-    await fh.sync();
-  } catch {
-    /* not supported here */
-  } finally {
-    await fh?.close().catch(() => undefined);
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -455,181 +247,6 @@ export async function writeCheckpoint(dir: string, c: CheckpointData): Promise<v
   }
   // The swap succeeded: the old copy is no longer needed.
   if (old) await fs.promises.rm(old, { recursive: true, force: true }).catch(() => undefined);
-}
-
-// ---------------------------------------------------------------------------
-// Run folders
-
-const STEP_RE = /^step-(0|[1-9][0-9]{0,15})$/;
-
-/** 'step-<N>' */
-export function checkpointDirName(step: number): string {
-  expectInteger('step', step, { min: 0, max: Number.MAX_SAFE_INTEGER });
-  return `step-${step}`;
-}
-
-/**
- * True when `dir` holds a complete checkpoint: config.json parses and
- * model.safetensors has a valid header whose sizes match the file (and
- * state.json parses when present). Never throws.
- */
-export async function isCompleteCheckpoint(dir: string): Promise<boolean> {
-  try {
-    parseConfigFile(await readSmallFile(path.join(dir, CONFIG_FILE), MAX_CONFIG_BYTES));
-    const r = await SafetensorsReader.open(path.join(dir, MODEL_FILE));
-    await r.close();
-    if (await exists(path.join(dir, OPTIMIZER_FILE))) await (await SafetensorsReader.open(path.join(dir, OPTIMIZER_FILE))).close();
-    if (await exists(path.join(dir, STATE_FILE))) parseStateFile(await readSmallFile(path.join(dir, STATE_FILE), MAX_STATE_BYTES));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-export interface CheckpointEntry {
-  name: string;
-  step: number;
-  dir: string;
-}
-
-async function stepDirs(runDir: string): Promise<CheckpointEntry[]> {
-  const root = path.join(runDir, CHECKPOINTS_DIR);
-  let names: string[];
-  try {
-    names = await fs.promises.readdir(root);
-  } catch {
-    return [];
-  }
-  const out: CheckpointEntry[] = [];
-  for (const name of names) {
-    const m = STEP_RE.exec(name);
-    if (m) out.push({ name, step: Number(m[1]), dir: path.join(root, name) });
-  }
-  return out.sort((a, b) => a.step - b.step);
-}
-
-/** Complete checkpoints of a run folder, by step (ascending). */
-export async function listCheckpoints(runDir: string): Promise<CheckpointEntry[]> {
-  const out: CheckpointEntry[] = [];
-  for (const e of await stepDirs(runDir)) if (await isCompleteCheckpoint(e.dir)) out.push(e);
-  return out;
-}
-
-function checkLatestName(name: string): void {
-  if (typeof name !== 'string' || !STEP_RE.test(name))
-    throw new ArgumentRangeError(`Expected a checkpoint name like "step-100" for latest but received ${describe(name)}`);
-}
-
-/** The name `latest` holds, or undefined when it is missing or not a checkpoint name. */
-export async function readLatest(runDir: string): Promise<string | undefined> {
-  let text: string;
-  try {
-    const b = await readSmallFile(path.join(runDir, LATEST_FILE), 4096);
-    text = b.toString('utf8').trim();
-  } catch {
-    return undefined;
-  }
-  if (text.startsWith(`${CHECKPOINTS_DIR}/`)) text = text.slice(CHECKPOINTS_DIR.length + 1);
-  return STEP_RE.test(text) ? text : undefined;
-}
-
-/** Atomically points `latest` at checkpoints/<name> (written beside, fsynced, renamed). */
-export async function updateLatest(runDir: string, name: string): Promise<void> {
-  checkLatestName(name);
-  const file = path.join(path.resolve(runDir), LATEST_FILE);
-  const tmp = tempNameBeside(file);
-  try {
-    await writeFileChunks(tmp, [Buffer.from(name + '\n', 'utf8')]);
-    await fs.promises.rename(tmp, file);
-  } catch (e) {
-    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-    throw new Error(`Could not update ${file}: ${(e as Error).message}`, { cause: e });
-  }
-  await fsyncDir(path.dirname(file));
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Deletes all but the newest `keep` complete checkpoints of a run folder,
- * never the one `latest` names, plus temporary folders left by writers that
- * died (their process is gone). Incomplete step folders are left alone.
- * Returns the names deleted.
- */
-export async function pruneCheckpoints(runDir: string, keep: number): Promise<string[]> {
-  expectInteger('keep', keep, { min: 1 });
-  const latest = await readLatest(runDir);
-  const complete = await listCheckpoints(runDir);
-  const keepNames = new Set(complete.slice(Math.max(0, complete.length - keep)).map((e) => e.name));
-  if (latest) keepNames.add(latest);
-  const deleted: string[] = [];
-  for (const e of complete) {
-    if (keepNames.has(e.name)) continue;
-    await fs.promises.rm(e.dir, { recursive: true, force: true });
-    deleted.push(e.name);
-  }
-  const root = path.join(runDir, CHECKPOINTS_DIR);
-  let names: string[] = [];
-  try {
-    names = await fs.promises.readdir(root);
-  } catch {
-    /* no checkpoints folder */
-  }
-  for (const n of names) {
-    const m = /^\.step-\d+\.(?:tmp|old)-(\d+)-[0-9a-f]+$/.exec(n);
-    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
-      await fs.promises.rm(path.join(root, n), { recursive: true, force: true });
-      deleted.push(n);
-    }
-  }
-  return deleted;
-}
-
-/**
- * The checkpoint folder `dir` stands for: itself when it holds config.json;
- * for a run folder, the one `latest` names if complete, else the highest
- * complete step-N. Throws BadFileError when there is none.
- */
-export async function resolveCheckpointDir(dir: string): Promise<string> {
-  if (typeof dir !== 'string' || dir.length === 0) throw typeError('a folder path', 'dir', dir);
-  const abs = path.resolve(dir);
-  if (!(await isDirectory(abs))) {
-    if (await exists(abs)) throw new BadFileError(`${abs} is not a folder (expected a checkpoint, run or Hugging Face GPT-2 folder)`);
-    // A writer that died between moving an old checkpoint aside and renaming the new one in leaves it here.
-    const aside = (await fs.promises.readdir(path.dirname(abs)).catch(() => [] as string[])).filter((n) =>
-      n.startsWith(`.${path.basename(abs)}.old-`),
-    );
-    if (aside.length)
-      throw new BadFileError(
-        `No such folder: ${abs}; a previous checkpoint was left at ${path.join(path.dirname(abs), aside[0])} by an interrupted write: rename it to ${abs} to use it`,
-      );
-    throw new BadFileError(`No such folder: ${abs}`);
-  }
-  if (await exists(path.join(abs, CONFIG_FILE))) return abs;
-  const hasLatest = await exists(path.join(abs, LATEST_FILE));
-  const hasCheckpoints = await isDirectory(path.join(abs, CHECKPOINTS_DIR));
-  if (!hasLatest && !hasCheckpoints) {
-    const hint = (await exists(path.join(abs, 'pytorch_model.bin'))) ? ' (it has pytorch_model.bin: gpt-engine reads only model.safetensors)' : '';
-    throw new BadFileError(
-      `${abs} is neither a checkpoint folder (no ${CONFIG_FILE}) nor a run folder (no ${LATEST_FILE} or ${CHECKPOINTS_DIR}/)${hint}`,
-    );
-  }
-  const latest = await readLatest(abs);
-  if (latest) {
-    const d = path.join(abs, CHECKPOINTS_DIR, latest);
-    if (await isCompleteCheckpoint(d)) return d;
-  }
-  const all = await listCheckpoints(abs);
-  if (all.length === 0)
-    throw new BadFileError(`The run folder ${abs} has no complete checkpoint under ${CHECKPOINTS_DIR}/ (step-<N> folders with ${CONFIG_FILE} and ${MODEL_FILE})`);
-  return all[all.length - 1].dir;
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ArgumentRangeError, BadFileError } from './errors';
+import { writeFileAtomic } from './fsutil';
 import { packageRoot } from './native';
+import { LOSS_PLOT_FILE, METRICS_FILE } from './run-folder';
 
 /** A vega-lite specification (kept loose: the charts here are plain JSON). */
 export type VegaLiteSpec = Record<string, unknown>;
@@ -140,7 +142,7 @@ export function metricsFile(input: string): string {
     throw new ArgumentRangeError(`Expected a run folder or a metrics.jsonl file but received "${input}" (it does not exist)`);
   }
   if (st.isDirectory()) {
-    const f = path.join(input, 'metrics.jsonl');
+    const f = path.join(input, METRICS_FILE);
     if (!fs.existsSync(f)) throw new ArgumentRangeError(`Expected a run folder with a metrics.jsonl but received "${input}" (no metrics.jsonl in it)`);
     return f;
   }
@@ -188,7 +190,7 @@ export function readMetrics(input: string, name?: string): RunMetrics {
 
 function runName(file: string): string {
   const dir = path.dirname(path.resolve(file));
-  return path.basename(file) === 'metrics.jsonl' ? path.basename(dir) : path.basename(file).replace(/\.jsonl?$/, '');
+  return path.basename(file) === METRICS_FILE ? path.basename(dir) : path.basename(file).replace(/\.jsonl?$/, '');
 }
 
 /** Makes run names unique by adding parent folders where two runs share a name. */
@@ -272,15 +274,9 @@ export function lossChartSpec(runs: RunMetrics[]): VegaLiteSpec {
 export async function writeLossPlot(runDir: string): Promise<string> {
   const run = readMetrics(runDir);
   const svg = await renderSvg(lossChartSpec([run]));
-  const out = path.join(fs.statSync(runDir).isDirectory() ? runDir : path.dirname(runDir), 'loss.svg');
-  writeAtomically(out, svg);
+  const out = path.join(fs.statSync(runDir).isDirectory() ? runDir : path.dirname(runDir), LOSS_PLOT_FILE);
+  await writeFileAtomic(out, svg);
   return out;
-}
-
-export function writeAtomically(file: string, content: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, content);
-  fs.renameSync(tmp, file);
 }
 
 export interface PlotResult {
@@ -307,7 +303,7 @@ export async function plotRuns(inputs: string[], out: string): Promise<PlotResul
       lastValLoss: last.find((p) => p.valLoss !== null)?.valLoss ?? null,
     };
   });
-  if (ext === '.svg') writeAtomically(out, svg);
+  if (ext === '.svg') await writeFileAtomic(out, svg);
   else {
     const rows = summary
       .map(
@@ -319,7 +315,7 @@ export async function plotRuns(inputs: string[], out: string): Promise<PlotResul
       `<h1>Training curves</h1>\n<div class="chart">${svg}</div>\n` +
       `<table><tr><th>run</th><th>points</th><th>last loss</th><th>last val loss</th><th>metrics</th></tr>\n${rows}</table>\n` +
       `<p class="note">Made by gpt-engine plot on ${escapeHtml(new Date().toISOString())}.</p>`;
-    writeAtomically(out, htmlPage('gpt-engine: training curves', body));
+    await writeFileAtomic(out, htmlPage('gpt-engine: training curves', body));
   }
   return { out, runs: summary };
 }

@@ -17,7 +17,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BenchReport } from './bench/types';
 import { machineLines, reportBlocks, SectionBlock } from './bench/format';
-import { escapeHtml, htmlPage, renderSvg, VegaLiteSpec, writeAtomically } from './plot';
+import { writeFileAtomicSync } from './fsutil';
+import { escapeHtml, htmlPage, renderSvg, VegaLiteSpec } from './plot';
 
 export interface ChartDef {
   /** file stem and section: attention | gemm | train | generate */
@@ -314,18 +315,18 @@ export interface WrittenReport {
 export async function writeReport(dir: string, r: BenchReport): Promise<WrittenReport> {
   fs.mkdirSync(dir, { recursive: true });
   const json = path.join(dir, 'report.json');
-  writeAtomically(json, JSON.stringify(r, null, 2) + '\n');
+  writeFileAtomicSync(json, JSON.stringify(r, null, 2) + '\n');
   const svgs = new Map<string, string>();
   const charts: string[] = [];
   for (const c of reportCharts(r)) {
     const svg = await renderSvg(c.spec);
     svgs.set(c.name, svg);
     const file = path.join(dir, `${c.name}.svg`);
-    writeAtomically(file, svg);
+    writeFileAtomicSync(file, svg);
     charts.push(file);
   }
   const html = path.join(dir, 'report.html');
-  writeAtomically(html, reportHtml(r, svgs));
+  writeFileAtomicSync(html, reportHtml(r, svgs));
   return { json, html, charts };
 }
 

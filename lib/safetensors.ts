@@ -16,14 +16,15 @@
  * The file reader works from a file descriptor: it reads the header, then each
  * tensor on demand at its offset, so taking a few tensors out of a large file
  * never reads the rest. `decodeSafetensors` does the same from a Buffer (tests
- * and the fuzz harness use it). The writer writes F32 tensors to a temporary
- * file, fsyncs it and renames it into place.
+ * and the fuzz harness use it). The writer writes F32 tensors durably through
+ * lib/fsutil.ts.
  */
 import * as fs from 'node:fs';
 import { endianness } from 'node:os';
 import { ArgumentRangeError, ArgumentTypeError, BadFileError } from './errors';
+import { parseJsonBytes } from './json-bytes';
 import { describe } from './validate';
-import { tempNameBeside, writeFileChunks } from './fsutil';
+import { writeFileAtomic, writeFileChunks } from './fsutil';
 
 export { setWriteFaultHook, tempNameBeside, writeFileChunks } from './fsutil';
 export type { WriteFaultHook } from './fsutil';
@@ -82,51 +83,6 @@ export interface SafetensorsHeader {
 function bad(file: string, what: string, tensor?: string): BadFileError {
   const t = tensor === undefined ? '' : ` (tensor ${JSON.stringify(tensor)})`;
   return new BadFileError(`${file} is not a valid safetensors file${t}: ${what}`);
-}
-
-/**
- * Largest nesting depth of `[` / `{` in JSON text, stopping early once it
- * exceeds `limit`. Strings are skipped, so brackets inside names don't count.
- * JSON.parse itself copes with deep nesting, but the code that walks the
- * result should never meet a tree deeper than it expects.
- */
-export function jsonDepthExceeds(text: string, limit: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > limit) return true;
-    } else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return false;
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-/**
- * Decodes bytes as strict UTF-8 and parses them as JSON, with a nesting limit.
- * `what` describes the content for messages ("header of x.safetensors").
- * Throws BadFileError.
- */
-export function parseJsonBytes(bytes: Uint8Array, what: string, maxDepth: number): unknown {
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new BadFileError(`${what} is not valid UTF-8`);
-  }
-  if (jsonDepthExceeds(text, maxDepth))
-    throw new BadFileError(`${what} nests JSON deeper than ${maxDepth} levels`);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new BadFileError(`${what} is not valid JSON: ${(e as Error).message}`);
-  }
 }
 
 function isSafeNonNegInt(v: unknown): v is number {
@@ -492,10 +448,11 @@ function float32Bytes(a: Float32Array): Uint8Array {
 
 /**
  * Writes F32 tensors (in map order) and optional string metadata. The file
- * is written under a temporary name beside `file`, fsynced and renamed into
- * place, so `file` is either the old content or the complete new one.
- * `opts.atomic: false` writes `file` directly (used inside a temporary
- * checkpoint folder that is itself renamed into place).
+ * is written with lib/fsutil.ts writeFileAtomic (a temporary name beside
+ * `file`, fsynced, renamed into place, the folder fsynced), so `file` is
+ * either the old content or the complete new one. `opts.atomic: false`
+ * writes `file` directly (used inside a temporary checkpoint folder that is
+ * itself renamed into place); `opts.fsync: false` then skips its fsync.
  */
 export async function writeSafetensors(
   file: string,
@@ -512,12 +469,5 @@ export async function writeSafetensors(
     await writeFileChunks(file, chunks, { fsync: opts.fsync });
     return;
   }
-  const tmp = tempNameBeside(file);
-  try {
-    await writeFileChunks(tmp, chunks, { fsync: opts.fsync });
-    await fs.promises.rename(tmp, file);
-  } catch (e) {
-    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
-    throw e;
-  }
+  await writeFileAtomic(file, chunks);
 }

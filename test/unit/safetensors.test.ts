@@ -6,11 +6,11 @@ import {
   SafetensorsReader,
   decodeSafetensors,
   encodeSafetensors,
-  jsonDepthExceeds,
   readSafetensors,
   setWriteFaultHook,
   writeSafetensors,
 } from '../../lib/safetensors';
+import { jsonDepthExceeds } from '../../lib/json-bytes';
 import { bf16Bytes, buildSafetensors, f16Bytes, f32Bytes } from '../helpers/fuzz';
 
 let tmp: string;

@@ -13,7 +13,8 @@ import { expectedTensorShapes, readCheckpoint, writeCheckpoint } from '../../lib
 import { prepare } from '../../lib/data';
 import { NonFiniteError } from '../../lib/errors';
 import { Rng } from '../../lib/rng';
-import { BatchShape, ModelBackend, parseTrainConfigFile, StepOptions, Trainer, TrainModel, TrainSettings } from '../../lib/trainer';
+import type { BatchShape, StepOptions } from '../../lib/model';
+import { ModelBackend, parseTrainConfigFile, Trainer, TrainModel, TrainSettings } from '../../lib/trainer';
 
 class Bigram implements TrainModel {
   config: GPTConfig;
@@ -76,7 +77,7 @@ class Bigram implements TrainModel {
   loss(tokens: Int32Array, targets: Int32Array): number {
     return this.pass(tokens, targets, false);
   }
-  step(o: StepOptions): { gradNorm: number } {
+  step(o: Required<StepOptions>): { gradNorm: number } {
     const g = this.grad;
     for (let i = 0; i < g.length; i++) g[i] /= this.accum;
     this.accum = 0;
