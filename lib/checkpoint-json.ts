@@ -228,3 +228,13 @@ export async function readSmallFile(file: string, limit: number): Promise<Buffer
   if (st.size > limit) throw new BadFileError(`${file} has ${st.size} bytes, more than the ${limit}-byte limit for this file`);
   return fs.promises.readFile(file);
 }
+
+/**
+ * The sequence length a checkpoint was trained with (state.json's
+ * trainer.settings.seq), when it records one. Positions from it on were
+ * never trained: their position embeddings are still the random initial ones.
+ */
+export function trainedSeq(state: { trainer?: unknown } | undefined): number | undefined {
+  const seq = (state?.trainer as { settings?: { seq?: unknown } } | undefined)?.settings?.seq;
+  return typeof seq === 'number' && Number.isInteger(seq) && seq > 0 ? seq : undefined;
+}

@@ -35,6 +35,7 @@ import {
   parseConfigFile,
   parseStateFile,
   readSmallFile,
+  trainedSeq,
   validateState,
 } from './checkpoint-json';
 import { ArgumentRangeError, BadFileError } from './errors';
@@ -43,7 +44,7 @@ import { resolveCheckpointDir } from './run-folder';
 import { FLOAT_DTYPES, SafetensorsReader, TensorToWrite, writeSafetensors } from './safetensors';
 import { describe, didYouMean, expectObject, typeError } from './validate';
 
-export { CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, STATE_KEYS, parseConfigFile, validateState, parseStateFile } from './checkpoint-json';
+export { CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, STATE_KEYS, parseConfigFile, validateState, parseStateFile, trainedSeq } from './checkpoint-json';
 export type { CheckpointSource, RngStateJson, CheckpointState } from './checkpoint-json';
 export {
   LATEST_FILE,
@@ -396,4 +397,15 @@ export async function readCheckpoint(dir: string, opts: { optimizer?: boolean } 
   const stateFile = path.join(ckpt, STATE_FILE);
   if (await exists(stateFile)) out.state = parseStateFile(await readSmallFile(stateFile, MAX_STATE_BYTES), stateFile);
   return out;
+}
+
+/**
+ * The trained sequence length recorded in a checkpoint folder (or a run
+ * folder's newest checkpoint): state.json's trainer settings, or undefined
+ * when the folder has no training state (a weights-only or Hugging Face folder).
+ */
+export async function readTrainedSeq(dir: string): Promise<number | undefined> {
+  const stateFile = path.join(await resolveCheckpointDir(dir), STATE_FILE);
+  if (!(await exists(stateFile))) return undefined;
+  return trainedSeq(parseStateFile(await readSmallFile(stateFile, MAX_STATE_BYTES), stateFile));
 }

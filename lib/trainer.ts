@@ -200,6 +200,10 @@ export class Trainer {
       if (backend.describeDevice) this.log(`device: ${backend.describeDevice(model)}`);
       if (prevState) this.log(`resuming from ${a.resumedFrom} at step ${startStep} of ${settings.steps}`);
       if (initFrom) this.log(`fine-tuning from ${initFrom} (fresh optimizer)`);
+      if (settings.seq < modelConfig.n_positions)
+        this.log(
+          `note: seq ${settings.seq} is shorter than the context (${modelConfig.n_positions}): positions ${settings.seq}..${modelConfig.n_positions - 1} are not trained, so samples and generations past ${settings.seq} tokens will degrade`,
+        );
       const metrics = new MetricsLog(path.join(runDir, METRICS_FILE), startStep);
 
       const flopsPerToken = trainingFlopsPerToken(modelConfig, settings.seq);

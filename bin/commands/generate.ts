@@ -7,8 +7,9 @@
  */
 import { Command } from 'commander';
 import * as fs from 'node:fs';
+import { readTrainedSeq } from '../../lib/checkpoint';
 import { ArgumentRangeError } from '../../lib/errors';
-import { GenerateOptions, GenerationResult, GenerationStats, runGeneration } from '../../lib/generate';
+import { DEFAULT_MAX_TOKENS, GenerateOptions, GenerationResult, GenerationStats, runGeneration } from '../../lib/generate';
 import { DEVICE_CHOICES, PRECISIONS } from '../../lib/device';
 import { GPT } from '../../lib/model';
 import { setThreads } from '../../lib/runtime';
@@ -97,6 +98,14 @@ export function register(program: Command): void {
         optimizer: false,
       });
       log(`model: ${opts.checkpoint} (${model.device}, ${model.precision}; ${model.deviceReason}); tokenizer ${model.tokenizer ?? 'gpt2'}`);
+      const trained = await readTrainedSeq(opts.checkpoint as string);
+      if (trained !== undefined && trained < model.config.n_positions) {
+        const reach = model.textCodec().encode(prompt).length + (gen.maxTokens ?? DEFAULT_MAX_TOKENS);
+        if (reach > trained)
+          log(
+            `warning: this checkpoint was trained on sequences of ${trained} tokens (context ${model.config.n_positions}); positions from ${trained} on were never trained, so text past ${trained} tokens will degrade`,
+          );
+      }
 
       // Ctrl-C: stop within one token and keep what was made.
       const ac = new AbortController();

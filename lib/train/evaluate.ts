@@ -11,6 +11,7 @@ import { defaultCorpus, evalBatches, openDataset, unigramEntropy } from '../data
 import { ArgumentRangeError, NonFiniteError } from '../errors';
 import { setThreads } from '../runtime';
 import { expectInteger, expectObject, expectOneOf, expectString } from '../validate';
+import { trainedSeq } from '../checkpoint-json';
 import { defaultBackend, ModelBackend, TrainModel } from './backend';
 
 /** The mean loss over `batches` (each window weighted equally), in order. */
@@ -73,7 +74,7 @@ export async function evaluateCheckpoint(o: EvaluateOptions): Promise<EvaluateRe
   try {
     const model = loaded.model;
     const trainData = (loaded.state?.data as { dir?: string } | undefined)?.dir;
-    const trainSeq = ((loaded.state?.trainer as { settings?: { seq?: number } } | undefined)?.settings?.seq) ?? undefined;
+    const trainSeq = trainedSeq(loaded.state);
     const tokenizer: TokenizerName = loaded.tokenizer ?? (model.config.vocab_size === 256 ? 'byte' : 'gpt2');
     let dataDir = o.data;
     if (dataDir === undefined) {
