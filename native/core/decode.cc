@@ -21,7 +21,7 @@ namespace gpt {
 
 namespace {
 
-// Backend memory owned by the state, freed with the backend that made it.
+// Backend memory owned by its holder, freed with the backend that made it.
 struct DeviceBuffer {
   Backend* be = nullptr;
   void* p = nullptr;
@@ -105,6 +105,7 @@ struct DecodeState::Scratch {
   DeviceBuffer ints;  // [2 * rows] int32: tokens, then positions
   DeviceBuffer kv;    // [L * rows] KvRow
 };
+
 DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& capacities)
     : model_(std::move(model)), be_(model_->backend()), caps_(capacities), s_(new Scratch) {
   const ModelConfig& c = model_->config();
@@ -216,37 +217,48 @@ BlockActs DecodeState::block_acts() const {
   return a;
 }
 
-void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort) {
-  GPT_CHECK_ARG(!prefilled_, "This decode state was already prefilled");
-  const int B = batch();
-  int64_t M64 = 0;
-  for (int b = 0; b < B; ++b) {
+void DecodeState::run_blocks(int M, bool step, const volatile int32_t* abort,
+                             const std::function<void(int l, float* qkv, float* att)>& attend) {
+  const Scratch& s = *s_;
+  const Weights& w = model_->weights();
+  // x[r] = wte[token] + wpe[position]: each row at its own position.
+  be_.embedding_at(s.x.f(), s.ints.i(), s.ints.i() + M, w.wte, w.wpe, M, C_);
+  // h = ln_1(x) of layer 0 here; every later LayerNorm, ln_f included, is
+  // fused with the residual add before it (Model::layer_forward).
+  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.layers[0].ln_1_w, w.layers[0].ln_1_b, M, C_,
+                        model_->config().layer_norm_epsilon);
+  const BlockActs acts = block_acts();
+  for (int l = 0; l < L_; ++l) {
+    if (l > 0) check_abort(abort);
+    model_->layer_forward(
+        l, acts, M, [&](float* qkv, float* att) { attend(l, qkv, att); }, step ? &weights_->layer(l) : nullptr);
+  }
+}
+
+int DecodeState::check_prompts(const int32_t* tokens, const int* lengths) const {
+  int64_t M = 0;
+  for (int b = 0; b < batch(); ++b) {
     GPT_CHECK_ARG(lengths[b] >= 1 && lengths[b] <= caps_[static_cast<size_t>(b)],
                   "Expected a prompt of 1 to " + std::to_string(caps_[static_cast<size_t>(b)]) + " tokens for sequence " +
                       std::to_string(b) + " but received " + std::to_string(lengths[b]));
-    M64 += lengths[b];
+    M += lengths[b];
   }
-  GPT_CHECK_ARG(M64 <= (int64_t(1) << 24), "too many prompt tokens in one prefill");
-  const int M = static_cast<int>(M64);
-  for (int r = 0; r < M; ++r)
+  GPT_CHECK_ARG(M <= (int64_t(1) << 24), "too many prompt tokens in one prefill");
+  for (int64_t r = 0; r < M; ++r)
     GPT_CHECK_ARG(tokens[r] >= 0 && tokens[r] < V_, "Expected token ids in [0, " + std::to_string(V_) +
                                                         ") but received " + std::to_string(tokens[r]));
-  check_abort(abort);
-  ensure_rows(std::max(M, B));
-  sync_weights();
-  Scratch& s = *s_;
-  const Weights& w = model_->weights();
-  const int C = C_, H = H_, D = D_;
-  std::vector<int> row0(static_cast<size_t>(B) + 1, 0);
-  for (int b = 0; b < B; ++b) row0[static_cast<size_t>(b) + 1] = row0[static_cast<size_t>(b)] + lengths[b];
+  return static_cast<int>(M);
+}
 
+void DecodeState::plan_prompts(const int32_t* tokens, const int* lengths, const std::vector<int>& row0) {
+  const int M = row0.back();
   // Row row0[b] + t is token t of prompt b, at position t. Each layer stores
   // the positions its cache keeps (the last P of each prompt); the others
   // are marked pos = -1, so no two rows of a call write the same ring slot.
   ints_host_.resize(2 * static_cast<size_t>(M));
   rows_host_.resize(static_cast<size_t>(L_) * M);
   std::memcpy(ints_host_.data(), tokens, sizeof(int32_t) * static_cast<size_t>(M));
-  for (int b = 0; b < B; ++b)
+  for (int b = 0; b < batch(); ++b)
     for (int t = 0; t < lengths[b]; ++t) {
       const int r = row0[static_cast<size_t>(b)] + t;
       ints_host_[static_cast<size_t>(M + r)] = t;
@@ -256,58 +268,59 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
         if (t < lengths[b] - kr.slots) kr.pos = -1;
       }
     }
-  upload_rows();
-  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
-  be_.embedding_at(s.x.f(), s.ints.i(), s.ints.i() + M, w.wte, w.wpe, M, C);
+}
 
-  // h = ln_1(x) of layer 0 here; every later LayerNorm, ln_f included, is
-  // fused with the residual add before it (Model::layer_forward).
-  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.layers[0].ln_1_w, w.layers[0].ln_1_b, M, C,
-                        model_->config().layer_norm_epsilon);
-  const BlockActs acts = block_acts();
-  for (int l = 0; l < L_; ++l) {
-    check_abort(abort);
-    model_->layer_forward(l, acts, M, [&](float* qkv, float* att) {
-      // Each prompt attends only to itself: one attention call per sequence
-      // on its rows of qkv ([T, 3C] -> strided [1, H, T, D] views). At the
-      // model's precision, as the training forward: a prompt goes through
-      // the blocks as a forward pass over it would, so its logits are the
-      // forward's. (A step's single-query attention is fp32 at every
-      // precision: it is bound by reading the fp32 cache, and bf16 products
-      // would save nothing there. The CPU's attention is fp32 throughout.)
-      for (int b = 0; b < B; ++b) {
-        const int T = lengths[b];
-        float* q0 = qkv + int64_t(row0[static_cast<size_t>(b)]) * 3 * C;
-        const int64_t sq = int64_t(T) * 3 * C;
-        AttnTensor q{q0, sq, D, 3 * C}, k{q0 + C, sq, D, 3 * C}, v{q0 + 2 * C, sq, D, 3 * C};
-        AttnTensor o{att + int64_t(row0[static_cast<size_t>(b)]) * C, int64_t(T) * C, D, C};
-        be_.attention_forward(model_->attn_shape(l, 1, T), o, s.lse.f(), q, k, v);
-      }
-      // Keys and values of the positions the cache keeps.
-      be_.kv_store(cache_, d_rows + int64_t(l) * M, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
-    });
-  }
+void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort) {
+  GPT_CHECK_ARG(!prefilled_, "This decode state was already prefilled");
+  const int B = batch();
+  const int M = check_prompts(tokens, lengths);
+  check_abort(abort);
+  ensure_rows(std::max(M, B));
+  sync_weights();
+  std::vector<int> row0(static_cast<size_t>(B) + 1, 0);  // first row of each prompt
+  for (int b = 0; b < B; ++b) row0[static_cast<size_t>(b) + 1] = row0[static_cast<size_t>(b)] + lengths[b];
+  plan_prompts(tokens, lengths, row0);
+  upload_rows();
+  const Scratch& s = *s_;
+  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
+  const int C = C_, D = D_;
+  run_blocks(M, false, abort, [&](int l, float* qkv, float* att) {
+    // Each prompt attends only to itself: one attention call per sequence
+    // on its rows of qkv ([T, 3C] -> strided [1, H, T, D] views). At the
+    // model's precision, as the training forward: a prompt goes through the
+    // blocks as a forward pass over it would, so its logits are the
+    // forward's. (A step's single-query attention is fp32 at every
+    // precision: it is bound by reading the fp32 cache, and bf16 products
+    // would save nothing there. The CPU's attention is fp32 throughout.)
+    for (int b = 0; b < B; ++b) {
+      const int T = lengths[b];
+      float* q0 = qkv + int64_t(row0[static_cast<size_t>(b)]) * 3 * C;
+      const int64_t sq = int64_t(T) * 3 * C;
+      AttnTensor q{q0, sq, D, 3 * C}, k{q0 + C, sq, D, 3 * C}, v{q0 + 2 * C, sq, D, 3 * C};
+      AttnTensor o{att + int64_t(row0[static_cast<size_t>(b)]) * C, int64_t(T) * C, D, C};
+      be_.attention_forward(model_->attn_shape(l, 1, T), o, s.lse.f(), q, k, v);
+    }
+    // Keys and values of the positions the cache keeps.
+    be_.kv_store(cache_, d_rows + int64_t(l) * M, M, qkv + C, qkv + 2 * C, 3 * C, H_, D);
+  });
   check_abort(abort);
   // Only the last position of each prompt needs logits: gather those rows of
   // ln_f's output.
   for (int b = 0; b < B; ++b)
     be_.copy(s.tmp.f() + int64_t(b) * C, s.h.f() + int64_t(row0[static_cast<size_t>(b) + 1] - 1) * C,
              sizeof(float) * C);
-  be_.decode_head(s.logits.f(), s.tmp.f(), w.wte, weights_->head(), B, C, Vp_, model_->precision());
   std::vector<int> seqs(static_cast<size_t>(B));
   for (int b = 0; b < B; ++b) {
     seqs[static_cast<size_t>(b)] = b;
     pos_[static_cast<size_t>(b)] = lengths[b];
   }
-  emit_logits(seqs, logits_out);
+  emit_logits(s.tmp.f(), seqs, logits_out);
   prefilled_ = true;
 }
 
-void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logits_out, const volatile int32_t* abort) {
-  GPT_CHECK_ARG(prefilled_, "Expected prefill before the first decode step");
-  const int B = batch();
+std::vector<int> DecodeState::check_step(const int32_t* tokens, const uint8_t* active) const {
   std::vector<int> seqs;
-  for (int b = 0; b < B; ++b) {
+  for (int b = 0; b < batch(); ++b) {
     if (!active[b]) continue;
     GPT_CHECK_ARG(tokens[b] >= 0 && tokens[b] < V_, "Expected token ids in [0, " + std::to_string(V_) +
                                                         ") but received " + std::to_string(tokens[b]));
@@ -316,15 +329,11 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
                       std::to_string(caps_[static_cast<size_t>(b)]) + " tokens");
     seqs.push_back(b);
   }
+  return seqs;
+}
+
+void DecodeState::plan_step(const int32_t* tokens, const std::vector<int>& seqs) {
   const int M = static_cast<int>(seqs.size());
-  if (M == 0) return;
-  check_abort(abort);
-  ensure_rows(M);
-  sync_weights();
-  Scratch& s = *s_;
-  const Weights& w = model_->weights();
-  const int C = C_, H = H_, D = D_;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   // Row r is sequence seqs[r] at its next position, in every layer.
   ints_host_.resize(2 * static_cast<size_t>(M));
   rows_host_.resize(static_cast<size_t>(L_) * M);
@@ -340,32 +349,30 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
       max_keys_[static_cast<size_t>(l)] = std::max(max_keys_[static_cast<size_t>(l)], kr.pos - kr.first + 1);
     }
   }
-  upload_rows();
-  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
-  // x[r] = wte[token] + wpe[position]: each sequence at its own position.
-  be_.embedding_at(s.x.f(), s.ints.i(), s.ints.i() + M, w.wte, w.wpe, M, C);
+}
 
-  // h = ln_1(x) of layer 0 here; every later LayerNorm, ln_f included, is
-  // fused with the residual add before it (Model::layer_forward).
-  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.layers[0].ln_1_w, w.layers[0].ln_1_b, M, C,
-                        model_->config().layer_norm_epsilon);
-  const BlockActs acts = block_acts();
-  for (int l = 0; l < L_; ++l) {
-    if (l > 0) check_abort(abort);
+void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logits_out, const volatile int32_t* abort) {
+  GPT_CHECK_ARG(prefilled_, "Expected prefill before the first decode step");
+  const std::vector<int> seqs = check_step(tokens, active);
+  const int M = static_cast<int>(seqs.size());
+  if (M == 0) return;
+  check_abort(abort);
+  ensure_rows(M);
+  sync_weights();
+  plan_step(tokens, seqs);
+  upload_rows();
+  const Scratch& s = *s_;
+  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
+  const int C = C_, H = H_, D = D_;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  run_blocks(M, true, abort, [&](int l, float* qkv, float* att) {
+    // The new key and value first: the query attends to its own position.
     const KvRow* rl = d_rows + int64_t(l) * M;
-    const int max_keys = max_keys_[static_cast<size_t>(l)];
-    model_->layer_forward(
-        l, acts, M,
-        [&](float* qkv, float* att) {
-          // The new key and value first: the query attends to its own position.
-          be_.kv_store(cache_, rl, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
-          be_.decode_attention(att, C, qkv, 3 * C, cache_, rl, M, H, D, scale, max_keys);
-        },
-        &weights_->layer(l));
-  }
-  be_.decode_head(s.logits.f(), s.h.f(), w.wte, weights_->head(), M, C, Vp_, model_->precision());
+    be_.kv_store(cache_, rl, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
+    be_.decode_attention(att, C, qkv, 3 * C, cache_, rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
+  });
   for (int r = 0; r < M; ++r) ++pos_[static_cast<size_t>(seqs[static_cast<size_t>(r)])];
-  emit_logits(seqs, logits_out);
+  emit_logits(s.h.f(), seqs, logits_out);
 }
 
 void DecodeState::sync_weights() {
@@ -380,10 +387,13 @@ void DecodeState::sync_weights() {
   weights_ = shared;
 }
 
-void DecodeState::emit_logits(const std::vector<int>& seqs, float* logits_out) {
-  const float* lg = s_->logits.f();
-  for (size_t r = 0; r < seqs.size(); ++r)
-    be_.to_host(logits_out + int64_t(seqs[r]) * V_, lg + int64_t(r) * Vp_, sizeof(float) * static_cast<size_t>(V_));
+void DecodeState::emit_logits(const float* x, const std::vector<int>& seqs, float* logits_out) {
+  const Scratch& s = *s_;
+  const int M = static_cast<int>(seqs.size());
+  be_.decode_head(s.logits.f(), x, model_->weights().wte, weights_->head(), M, C_, Vp_, model_->precision());
+  for (int r = 0; r < M; ++r)
+    be_.to_host(logits_out + int64_t(seqs[static_cast<size_t>(r)]) * V_, s.logits.f() + int64_t(r) * Vp_,
+                sizeof(float) * static_cast<size_t>(V_));
 }
 
 }  // namespace gpt

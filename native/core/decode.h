@@ -23,6 +23,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -74,14 +75,29 @@ class DecodeState {
   // Entries the cache of (b, l) holds: all positions, or the band.
   int slots(int b, int l) const;
   void ensure_rows(int rows);
+  // Checks a prefill's arguments; returns the number of prompt tokens.
+  int check_prompts(const int32_t* tokens, const int* lengths) const;
+  // The rows of a prefill (prompt b from row row0[b]) into ints_host_ and rows_host_.
+  void plan_prompts(const int32_t* tokens, const int* lengths, const std::vector<int>& row0);
+  // Checks a step's arguments; returns the active sequences in order.
+  std::vector<int> check_step(const int32_t* tokens, const uint8_t* active) const;
+  // The rows of a step (row r: sequence seqs[r]) into ints_host_, rows_host_ and max_keys_.
+  void plan_step(const int32_t* tokens, const std::vector<int>& seqs);
   void check_abort(const volatile int32_t* abort) const;
   // The activations of a block, in the scratch buffers (one set for all layers).
   BlockActs block_acts() const;
+  // The M rows uploaded (tokens and positions in s_->ints) through the
+  // embedding and every block (Model::layer_forward; a step with the decode
+  // ops on weights_), attend(l, qkv, att) being layer l's attention: leaves
+  // ln_f of each row in s_->h. Polls `abort` between layers.
+  void run_blocks(int M, bool step, const volatile int32_t* abort,
+                  const std::function<void(int l, float* qkv, float* att)>& attend);
   // Makes weights_ the backend's copies of the current weights, making them
   // again (for every session of the model) when the parameters changed.
   void sync_weights();
-  // Backend logits rows [seqs.size(), Vp] -> host logits_out rows seqs[r] of [B, V].
-  void emit_logits(const std::vector<int>& seqs, float* logits_out);
+  // The tied head on x [seqs.size(), C] (ln_f of each row), row r's
+  // logits into host logits_out [B, V] at row seqs[r].
+  void emit_logits(const float* x, const std::vector<int>& seqs, float* logits_out);
 
   std::shared_ptr<Model> model_;
   Backend& be_;

@@ -125,6 +125,36 @@ struct Model::Acts {
   float *dres = nullptr, *dln = nullptr, *datty = nullptr;  // [M, C]
   float* dqkv = nullptr;                                    // [M, 3C]
   float* dfch = nullptr;                                    // [M, 4C]
+
+  // Block l's buffers for Model::layer_forward: its own, its input the
+  // previous block's res2 (the embeddings for block 0), and the next block's
+  // ln1 (ln_f's output after the last block).
+  BlockActs block(int l) const {
+    const Layer& A = layers[static_cast<size_t>(l)];
+    BlockActs b;
+    b.x = l == 0 ? enc : layers[static_cast<size_t>(l) - 1].res2;
+    b.ln1 = A.ln1;
+    b.qkv = A.qkv;
+    b.att = A.atty;
+    b.proj = b.res1 = A.res1;
+    b.ln2 = A.ln2;
+    b.ln2_mean = A.ln2_mean;
+    b.ln2_rstd = A.ln2_rstd;
+    b.fch = A.fch;
+    b.fchg = A.fchg;
+    b.mlp = b.res2 = A.res2;
+    if (static_cast<size_t>(l) + 1 < layers.size()) {
+      const Layer& next = layers[static_cast<size_t>(l) + 1];
+      b.ln_next = next.ln1;
+      b.ln_next_mean = next.ln1_mean;
+      b.ln_next_rstd = next.ln1_rstd;
+    } else {
+      b.ln_next = lnf;
+      b.ln_next_mean = lnf_mean;
+      b.ln_next_rstd = lnf_rstd;
+    }
+    return b;
+  }
 };
 
 Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision precision, uint64_t seed)
@@ -371,25 +401,28 @@ void Model::layer_forward(int l, const BlockActs& a, int M, const std::function<
   const Precision p = precision_;
   const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
   const PackedLayer packed = decode ? *decode : PackedLayer{};
-  // out = inp @ w + bias (and gelu_out = gelu(out) when non-null).
-  auto linear = [&](float* out, float* gelu_out, const float* inp, const float* w, const void* pw, const float* bias,
-                    int K, int N) {
-    if (decode && gelu_out)
-      GPT_OP("decode_linear_gelu", be.decode_linear_gelu(out, gelu_out, inp, w, pw, bias, M, K, N, p));
-    else if (decode)
+  // out = inp @ w + bias: a GEMM, or in a decode step the decode op.
+  auto linear = [&](float* out, const float* inp, const float* w, const void* pw, const float* bias, int K, int N) {
+    if (decode)
       GPT_OP("decode_linear", be.decode_linear(out, inp, w, pw, bias, M, K, N, p));
-    else if (gelu_out)
-      GPT_OP("matmul_forward_gelu", be.matmul_forward_gelu(out, gelu_out, inp, w, bias, M, K, N, p));
     else
       GPT_OP("matmul_forward", be.matmul_forward(out, inp, w, bias, M, K, N, p));
   };
-  linear(a.qkv, nullptr, a.ln1, W.c_attn_w, packed.c_attn, W.c_attn_b, C, 3 * C);
+  linear(a.qkv, a.ln1, W.c_attn_w, packed.c_attn, W.c_attn_b, C, 3 * C);
   attend(a.qkv, a.att);
-  linear(a.proj, nullptr, a.att, W.attn_proj_w, packed.attn_proj, W.attn_proj_b, C, C);
+  linear(a.proj, a.att, W.attn_proj_w, packed.attn_proj, W.attn_proj_b, C, C);
+  // res1 = proj + x, ln2 = ln_2(res1)
   GPT_OP("residual_layernorm_forward", be.residual_layernorm_forward(a.res1, a.ln2, a.ln2_mean, a.ln2_rstd, a.proj, a.x,
                                                                     W.ln_2_w, W.ln_2_b, M, C, eps));
-  linear(a.fch, a.fchg, a.ln2, W.c_fc_w, packed.c_fc, W.c_fc_b, C, 4 * C);
-  linear(a.mlp, nullptr, a.fchg, W.mlp_proj_w, packed.mlp_proj, W.mlp_proj_b, 4 * C, C);
+  // fch = ln2 @ c_fc + bias (the backward pass reads it), fchg = gelu(fch)
+  if (decode)
+    GPT_OP("decode_linear_gelu",
+           be.decode_linear_gelu(a.fch, a.fchg, a.ln2, W.c_fc_w, packed.c_fc, W.c_fc_b, M, C, 4 * C, p));
+  else
+    GPT_OP("matmul_forward_gelu", be.matmul_forward_gelu(a.fch, a.fchg, a.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p));
+  linear(a.mlp, a.fchg, W.mlp_proj_w, packed.mlp_proj, W.mlp_proj_b, 4 * C, C);
+  // res2 = mlp + res1, then the next LayerNorm: the next layer's ln_1, or
+  // ln_f after the last layer.
   const bool last = l + 1 == cfg_.n_layer;
   const float* g = last ? w_.ln_f_w : w_.layers[static_cast<size_t>(l) + 1].ln_1_w;
   const float* b = last ? w_.ln_f_b : w_.layers[static_cast<size_t>(l) + 1].ln_1_b;
@@ -402,7 +435,7 @@ void Model::forward_body(int B, int T) {
   Acts& a = *acts_;
   const int C = cfg_.n_embd, D = cfg_.head_dim(), Vp = cfg_.padded_vocab;
   const int M = B * T;
-  const int L = cfg_.n_layer;
+  const float eps = cfg_.layer_norm_epsilon;
 
   GPT_OP("embedding_forward", be.embedding_forward(a.enc, a.tokens, w_.wte, w_.wpe, B, T, C));
   // Only layer 0's ln_1 is a plain LayerNorm: every later LayerNorm (ln_2,
@@ -410,39 +443,16 @@ void Model::forward_body(int B, int T) {
   {
     Acts::Layer& A0 = a.layers[0];
     const LayerWeights& W0 = w_.layers[0];
-    GPT_OP("layernorm_forward",
-           be.layernorm_forward(A0.ln1, A0.ln1_mean, A0.ln1_rstd, a.enc, W0.ln_1_w, W0.ln_1_b, M, C, cfg_.layer_norm_epsilon));
+    GPT_OP("layernorm_forward", be.layernorm_forward(A0.ln1, A0.ln1_mean, A0.ln1_rstd, a.enc, W0.ln_1_w, W0.ln_1_b, M, C, eps));
   }
-  for (int l = 0; l < L; ++l) {
-    Acts::Layer& A = a.layers[static_cast<size_t>(l)];
-    BlockActs b;
-    b.x = l == 0 ? a.enc : a.layers[static_cast<size_t>(l) - 1].res2;
-    b.ln1 = A.ln1;
-    b.qkv = A.qkv;
-    b.att = A.atty;
-    b.proj = b.res1 = A.res1;
-    b.ln2 = A.ln2;
-    b.ln2_mean = A.ln2_mean;
-    b.ln2_rstd = A.ln2_rstd;
-    b.fch = A.fch;
-    b.fchg = A.fchg;
-    b.mlp = b.res2 = A.res2;
-    if (l + 1 < L) {
-      Acts::Layer& An = a.layers[static_cast<size_t>(l) + 1];
-      b.ln_next = An.ln1;
-      b.ln_next_mean = An.ln1_mean;
-      b.ln_next_rstd = An.ln1_rstd;
-    } else {
-      b.ln_next = a.lnf;
-      b.ln_next_mean = a.lnf_mean;
-      b.ln_next_rstd = a.lnf_rstd;
-    }
+  for (int l = 0; l < cfg_.n_layer; ++l) {
     // q, k, v: strided [B, H, T, D] views of qkv [B, T, 3C]; out [B, T, C].
-    layer_forward(l, b, M, [&](float* qkv, float* att) {
+    layer_forward(l, a.block(l), M, [&](float* qkv, float* att) {
       const int64_t sq = int64_t(T) * 3 * C;
       AttnTensor q{qkv, sq, D, 3 * C}, k{qkv + C, sq, D, 3 * C}, v{qkv + 2 * C, sq, D, 3 * C};
       AttnTensor o{att, int64_t(T) * C, D, C};
-      GPT_OP("attention_forward", be.attention_forward(attn_shape(l, B, T), o, A.lse, q, k, v));
+      GPT_OP("attention_forward",
+             be.attention_forward(attn_shape(l, B, T), o, a.layers[static_cast<size_t>(l)].lse, q, k, v));
     });
   }
   // Tied head: logits [M, Vp] = lnf [M, C] @ wte [Vp, C]^T
