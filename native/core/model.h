@@ -25,8 +25,9 @@
 // y = x @ W + b is Backend::matmul_forward(y, x, W, b, M, in, out).
 //
 // Decoding (native/core/decode.*) reads the same weights through
-// Model::weights() and runs on Model::backend(); it must hold the model's
-// mutex (Model::mutex()) while it does.
+// Model::weights(), runs on Model::backend() and runs the same blocks
+// (Model::layer_forward); it must hold the model's mutex (Model::mutex())
+// while it does.
 #pragma once
 #include <cstddef>
 #include <cstdint>
