@@ -172,6 +172,36 @@ OpResult run_op(const OpArgs& a) {
     });
     r.f["pre"] = buf.down(pre, (size_t)M * N);
     r.f["out"] = buf.down(out, (size_t)M * N);
+  } else if (op == "decode_linear" || op == "decode_linear_gelu" || op == "decode_head") {
+    // The linear ops of a decode step on a [M, K] and b (w [K, N]; the
+    // head's wte [N, K]), packed first when the backend keeps a copy of its
+    // own. composed: as for matmul_forward_gelu.
+    const int M = (int)need_int(a, "M"), K = (int)need_int(a, "K"), N = (int)need_int(a, "N");
+    const DecodeWeight kind = op == "decode_head" ? DecodeWeight::Head : DecodeWeight::Linear;
+    float* x = buf.up(need_f(a, "a", (size_t)M * K), "a");
+    float* w = buf.up(need_f(a, "b", (size_t)K * N), "b");
+    const size_t bytes = be->decode_weight_bytes(kind, K, N, p);
+    void* packed = bytes ? buf.up(std::vector<uint8_t>(bytes), "packed weights") : nullptr;
+    if (packed) be->decode_weight_pack(packed, kind, w, K, N, p);
+    float* bias = a.f.count("bias") ? buf.up(need_f(a, "bias", N), "bias") : nullptr;
+    float* out = buf.poisoned((size_t)M * N, "out");
+    if (op == "decode_linear_gelu") {
+      float* pre = buf.poisoned((size_t)M * N, "pre");
+      const bool composed = opt_num(a, "composed", 0) != 0;
+      run_timed(be, a, r, [&] {
+        if (composed)
+          be->Backend::decode_linear_gelu(pre, out, x, w, packed, bias, M, K, N, p);
+        else
+          be->decode_linear_gelu(pre, out, x, w, packed, bias, M, K, N, p);
+      });
+      r.f["pre"] = buf.down(pre, (size_t)M * N);
+    } else if (op == "decode_linear") {
+      run_timed(be, a, r, [&] { be->decode_linear(out, x, w, packed, bias, M, K, N, p); });
+    } else {
+      if (bias) throw_invalid("Expected no bias for op 'decode_head'");
+      run_timed(be, a, r, [&] { be->decode_head(out, x, w, packed, M, K, N, p); });
+    }
+    r.f["out"] = buf.down(out, (size_t)M * N);
   } else if (op == "residual_layernorm_forward") {
     // aliasResid: 0 = resid is its own buffer, 1 = resid is a's buffer,
     // 2 = resid is b's buffer (the model adds in place). composed: as above.

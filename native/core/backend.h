@@ -49,6 +49,11 @@ struct AdamWParams {
   int64_t step = 1;         // 1-based, for bias correction
 };
 
+// A weight as the linear ops of a decode step read it (Backend "decoding:
+// the linear layers"): a Conv1D weight w [K, N] (in x out), or the tied LM
+// head, wte [N, K] read as its transpose.
+enum class DecodeWeight { Linear = 0, Head = 1 };
+
 // One row of a decoding batch for one layer (the decoding ops below): a
 // token of one sequence at absolute position `pos`, and where that
 // sequence's cache of this layer lives. The cache of one (sequence, layer)
@@ -162,6 +167,35 @@ class Backend {
   // [M] in backend memory): the embedding of rows at their own positions.
   virtual void embedding_at(float* out, const int32_t* tokens, const int32_t* positions, const float* wte,
                             const float* wpe, int M, int C) = 0;
+
+  // ---- decoding: the linear layers of a step ----------------------------------
+  // A step multiplies a few rows (one per sequence) by every weight of the
+  // model, so it is bound by reading the weights, which GEMMs tiled for many
+  // rows do poorly. These ops compute what matmul_forward and matmul_nt
+  // compute, up to the order of summation (test/native/decode-linear,
+  // scripts/gpu-check/ops.js); a backend without a path of its own for few
+  // rows runs its GEMMs.
+  //
+  // A backend may read a weight in a form of its own: decode_weight_bytes()
+  // is the size of its copy of w in backend memory (0: none, the ops read
+  // the fp32 tensor), decode_weight_pack() writes that copy to dst, and the
+  // ops take it as `packed` (null when there is none). The copy is of the
+  // weights at the time of packing: the caller packs again when they change.
+  virtual size_t decode_weight_bytes(DecodeWeight kind, int K, int N, Precision p) = 0;
+  virtual void decode_weight_pack(void* dst, DecodeWeight kind, const float* w, int K, int N, Precision p) = 0;
+  // out[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when non-null), as matmul_forward.
+  virtual void decode_linear(float* out, const float* inp, const float* w, const void* packed, const float* bias,
+                             int M, int K, int N, Precision p) = 0;
+  // pre = decode_linear(inp), out = gelu(pre), as matmul_forward_gelu. The
+  // default body is that composition, and the reference of an override.
+  virtual void decode_linear_gelu(float* pre, float* out, const float* inp, const float* w, const void* packed,
+                                  const float* bias, int M, int K, int N, Precision p) {
+    decode_linear(pre, inp, w, packed, bias, M, K, N, p);
+    gelu_forward(out, pre, int64_t(M) * N);
+  }
+  // The tied head: logits[M, N] = x[M, K] @ wte[N, K]^T, as matmul_nt.
+  virtual void decode_head(float* out, const float* x, const float* wte, const void* packed, int M, int K, int N,
+                           Precision p) = 0;
 
   // ---- classifier ------------------------------------------------------------
   // logits: [M, Vp] (only the first V columns are real). For each row with

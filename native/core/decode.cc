@@ -13,15 +13,15 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
-#include "../cpu/decode_kernels.h"
 #include "error.h"
 
 namespace gpt {
 
 namespace {
 
-// Backend memory owned by the state, freed with the backend that made it.
+// Backend memory owned by its holder, freed with the backend that made it.
 struct DeviceBuffer {
   Backend* be = nullptr;
   void* p = nullptr;
@@ -47,36 +47,68 @@ struct DeviceBuffer {
 
 }  // namespace
 
-// The bf16 copy of the weights a decode step reads when the model's
-// precision is bf16 on the CPU (decode_kernels.h layouts): half the bytes of
-// the fp32 weights, and no rounding per call. Made once per version of the
-// parameters and kept on the model (Model::decode_cache), so every decode
-// session of a model shares it.
-struct Bf16Weights {
-  uint64_t version = 0;
-  struct Layer {
-    const uint32_t *c_attn, *attn_proj, *c_fc, *mlp_proj;
-  };
-  std::vector<Layer> layers;
-  HostBuffer<uint32_t> lin;   // every linear weight, packed
-  HostBuffer<uint16_t> head;  // wte [Vp, Kp]
-  size_t bytes() const { return lin.bytes() + head.bytes(); }
+// The backend's copies of the weights the decode ops read
+// (Backend::decode_weight_bytes; the CPU keeps bf16 copies for a bf16
+// model), made for one version of the parameters and kept on the model
+// (Model::decode_weights), so every decode session of a model shares them.
+// The object writes its storage once, when it is made; readers get const
+// views. A backend that keeps no copies gets null views and no storage.
+class DecodeWeights {
+ public:
+  explicit DecodeWeights(Model& model);
+  uint64_t version() const { return version_; }
+  const PackedLayer& layer(int l) const { return layers_[static_cast<size_t>(l)]; }
+  const void* head() const { return head_; }
+
+ private:
+  uint64_t version_;
+  DeviceBuffer storage_;  // every copy, each at a 64-byte boundary
+  std::vector<PackedLayer> layers_;
+  const void* head_ = nullptr;
 };
+
+DecodeWeights::DecodeWeights(Model& model) : version_(model.params_version()) {
+  Backend& be = model.backend();
+  const ModelConfig& c = model.config();
+  const Weights& w = model.weights();
+  const Precision p = model.precision();
+  const int C = c.n_embd;
+  auto bytes = [&](DecodeWeight kind, int K, int N) { return (be.decode_weight_bytes(kind, K, N, p) + 63) / 64 * 64; };
+  const size_t attn = bytes(DecodeWeight::Linear, C, 3 * C), proj = bytes(DecodeWeight::Linear, C, C),
+               fc = bytes(DecodeWeight::Linear, C, 4 * C), mlp = bytes(DecodeWeight::Linear, 4 * C, C),
+               head = bytes(DecodeWeight::Head, C, c.padded_vocab);
+  const size_t total = (attn + proj + fc + mlp) * static_cast<size_t>(c.n_layer) + head;
+  if (total > 0) storage_.reset(be, total, "the decode weights");
+  size_t off = 0;
+  // The copy of w (K, N as decode_weight_bytes) at the next offset; null if none.
+  auto pack = [&](size_t size, DecodeWeight kind, const float* src, int K, int N) -> const void* {
+    if (size == 0) return nullptr;
+    char* dst = static_cast<char*>(storage_.p) + off;
+    off += size;
+    be.decode_weight_pack(dst, kind, src, K, N, p);
+    return dst;
+  };
+  for (const LayerWeights& W : w.layers) {
+    PackedLayer ly;
+    ly.c_attn = pack(attn, DecodeWeight::Linear, W.c_attn_w, C, 3 * C);
+    ly.attn_proj = pack(proj, DecodeWeight::Linear, W.attn_proj_w, C, C);
+    ly.c_fc = pack(fc, DecodeWeight::Linear, W.c_fc_w, C, 4 * C);
+    ly.mlp_proj = pack(mlp, DecodeWeight::Linear, W.mlp_proj_w, 4 * C, C);
+    layers_.push_back(ly);
+  }
+  head_ = pack(head, DecodeWeight::Head, w.wte, C, c.padded_vocab);
+}
 
 struct DecodeState::Scratch {
   int rows = 0;  // capacity in rows of the buffers below
-  // backend memory
   DeviceBuffer x, h, qkv, att, tmp, fc, fcg, mean, rstd, lse, logits;
   DeviceBuffer ints;  // [2 * rows] int32: tokens, then positions
   DeviceBuffer kv;    // [L * rows] KvRow
-  // host staging of the logits (used when the backend is not the CPU)
-  HostBuffer<float> logits_host;
 };
 
 DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& capacities)
     : model_(std::move(model)), be_(model_->backend()), caps_(capacities), s_(new Scratch) {
   const ModelConfig& c = model_->config();
-  host_backend_ = std::strcmp(be_.name(), "cpu") == 0;
   L_ = c.n_layer;
   H_ = c.n_head;
   D_ = c.head_dim();
@@ -118,7 +150,7 @@ int DecodeState::slots(int b, int l) const {
 
 size_t DecodeState::scratch_bytes() const {
   const Scratch& s = *s_;
-  size_t n = s.logits_host.bytes();
+  size_t n = 0;
   for (const DeviceBuffer* d : {&s.x, &s.h, &s.qkv, &s.att, &s.tmp, &s.fc, &s.fcg, &s.mean, &s.rstd, &s.lse, &s.ints,
                                 &s.kv, &s.logits})
     n += d->bytes;
@@ -144,7 +176,6 @@ void DecodeState::ensure_rows(int rows) {
   // Logits are only ever needed for one row per sequence.
   const size_t lrows = std::min(R, caps_.size());
   s.logits.reset(be_, lrows * static_cast<size_t>(Vp_) * F, "decode logits");
-  if (!host_backend_) s.logits_host.reset(lrows * static_cast<size_t>(Vp_), "decode staging");
   s.rows = rows;
 }
 
@@ -171,38 +202,63 @@ void DecodeState::upload_rows() {
   be_.to_device(s.kv.p, rows_host_.data(), sizeof(KvRow) * rows_host_.size());
 }
 
-void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort) {
-  GPT_CHECK_ARG(!prefilled_, "This decode state was already prefilled");
-  const int B = batch();
-  int64_t M64 = 0;
-  for (int b = 0; b < B; ++b) {
+BlockActs DecodeState::block_acts() const {
+  const Scratch& s = *s_;
+  BlockActs a;
+  a.x = a.res1 = a.res2 = s.x.f();
+  a.ln1 = a.ln2 = a.ln_next = s.h.f();
+  a.ln2_mean = a.ln_next_mean = s.mean.f();
+  a.ln2_rstd = a.ln_next_rstd = s.rstd.f();
+  a.qkv = s.qkv.f();
+  a.att = s.att.f();
+  a.proj = a.mlp = s.tmp.f();
+  a.fch = s.fc.f();
+  a.fchg = s.fcg.f();
+  return a;
+}
+
+void DecodeState::run_blocks(int M, bool step, const volatile int32_t* abort,
+                             const std::function<void(int l, float* qkv, float* att)>& attend) {
+  const Scratch& s = *s_;
+  const Weights& w = model_->weights();
+  // x[r] = wte[token] + wpe[position]: each row at its own position.
+  be_.embedding_at(s.x.f(), s.ints.i(), s.ints.i() + M, w.wte, w.wpe, M, C_);
+  // h = ln_1(x) of layer 0 here; every later LayerNorm, ln_f included, is
+  // fused with the residual add before it (Model::layer_forward).
+  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.layers[0].ln_1_w, w.layers[0].ln_1_b, M, C_,
+                        model_->config().layer_norm_epsilon);
+  const BlockActs acts = block_acts();
+  for (int l = 0; l < L_; ++l) {
+    if (l > 0) check_abort(abort);
+    model_->layer_forward(
+        l, acts, M, [&](float* qkv, float* att) { attend(l, qkv, att); }, step ? &weights_->layer(l) : nullptr);
+  }
+}
+
+int DecodeState::check_prompts(const int32_t* tokens, const int* lengths) const {
+  int64_t M = 0;
+  for (int b = 0; b < batch(); ++b) {
     GPT_CHECK_ARG(lengths[b] >= 1 && lengths[b] <= caps_[static_cast<size_t>(b)],
                   "Expected a prompt of 1 to " + std::to_string(caps_[static_cast<size_t>(b)]) + " tokens for sequence " +
                       std::to_string(b) + " but received " + std::to_string(lengths[b]));
-    M64 += lengths[b];
+    M += lengths[b];
   }
-  GPT_CHECK_ARG(M64 <= (int64_t(1) << 24), "too many prompt tokens in one prefill");
-  const int M = static_cast<int>(M64);
-  for (int r = 0; r < M; ++r)
+  GPT_CHECK_ARG(M <= (int64_t(1) << 24), "too many prompt tokens in one prefill");
+  for (int64_t r = 0; r < M; ++r)
     GPT_CHECK_ARG(tokens[r] >= 0 && tokens[r] < V_, "Expected token ids in [0, " + std::to_string(V_) +
                                                         ") but received " + std::to_string(tokens[r]));
-  check_abort(abort);
-  ensure_rows(std::max(M, B));
-  Scratch& s = *s_;
-  const Weights& w = model_->weights();
-  const Precision p = model_->precision();
-  const float eps = model_->config().layer_norm_epsilon;
-  const int C = C_, H = H_, D = D_;
-  std::vector<int> row0(static_cast<size_t>(B) + 1, 0);
-  for (int b = 0; b < B; ++b) row0[static_cast<size_t>(b) + 1] = row0[static_cast<size_t>(b)] + lengths[b];
+  return static_cast<int>(M);
+}
 
+void DecodeState::plan_prompts(const int32_t* tokens, const int* lengths, const std::vector<int>& row0) {
+  const int M = row0.back();
   // Row row0[b] + t is token t of prompt b, at position t. Each layer stores
   // the positions its cache keeps (the last P of each prompt); the others
   // are marked pos = -1, so no two rows of a call write the same ring slot.
   ints_host_.resize(2 * static_cast<size_t>(M));
   rows_host_.resize(static_cast<size_t>(L_) * M);
   std::memcpy(ints_host_.data(), tokens, sizeof(int32_t) * static_cast<size_t>(M));
-  for (int b = 0; b < B; ++b)
+  for (int b = 0; b < batch(); ++b)
     for (int t = 0; t < lengths[b]; ++t) {
       const int r = row0[static_cast<size_t>(b)] + t;
       ints_host_[static_cast<size_t>(M + r)] = t;
@@ -212,74 +268,59 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
         if (t < lengths[b] - kr.slots) kr.pos = -1;
       }
     }
-  upload_rows();
-  const int32_t* d_tokens = s.ints.i();
-  const int32_t* d_positions = s.ints.i() + M;
-  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
-  be_.embedding_at(s.x.f(), d_tokens, d_positions, w.wte, w.wpe, M, C);
+}
 
-  // h = ln_1(x) of layer 0 here; every later LayerNorm is fused with the
-  // residual add before it (as the training forward pass does).
-  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.layers[0].ln_1_w, w.layers[0].ln_1_b, M, C, eps);
-  for (int l = 0; l < L_; ++l) {
-    check_abort(abort);
-    const LayerWeights& W = w.layers[static_cast<size_t>(l)];
-    be_.matmul_forward(s.qkv.f(), s.h.f(), W.c_attn_w, W.c_attn_b, M, C, 3 * C, p);
-    // Each prompt attends only to itself: one attention call per sequence on
-    // its rows of qkv ([T, 3C] -> strided [1, H, T, D] views).
+void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort) {
+  GPT_CHECK_ARG(!prefilled_, "This decode state was already prefilled");
+  const int B = batch();
+  const int M = check_prompts(tokens, lengths);
+  check_abort(abort);
+  ensure_rows(std::max(M, B));
+  sync_weights();
+  std::vector<int> row0(static_cast<size_t>(B) + 1, 0);  // first row of each prompt
+  for (int b = 0; b < B; ++b) row0[static_cast<size_t>(b) + 1] = row0[static_cast<size_t>(b)] + lengths[b];
+  plan_prompts(tokens, lengths, row0);
+  upload_rows();
+  const Scratch& s = *s_;
+  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
+  const int C = C_, D = D_;
+  run_blocks(M, false, abort, [&](int l, float* qkv, float* att) {
+    // Each prompt attends only to itself: one attention call per sequence
+    // on its rows of qkv ([T, 3C] -> strided [1, H, T, D] views). At the
+    // model's precision, as the training forward: a prompt goes through the
+    // blocks as a forward pass over it would, so its logits are the
+    // forward's. (A step's single-query attention is fp32 at every
+    // precision: it is bound by reading the fp32 cache, and bf16 products
+    // would save nothing there. The CPU's attention is fp32 throughout.)
     for (int b = 0; b < B; ++b) {
       const int T = lengths[b];
-      float* qkv = s.qkv.f() + int64_t(row0[b]) * 3 * C;
-      AttnShape sh;
-      sh.batch = 1;
-      sh.heads = H;
-      sh.seq = T;
-      sh.head_dim = D;
-      sh.pattern = patterns_[static_cast<size_t>(l)];
-      sh.window = window_;
-      sh.scale = 1.0f / std::sqrt(static_cast<float>(D));
+      float* q0 = qkv + int64_t(row0[static_cast<size_t>(b)]) * 3 * C;
       const int64_t sq = int64_t(T) * 3 * C;
-      AttnTensor q{qkv, sq, D, 3 * C}, k{qkv + C, sq, D, 3 * C}, v{qkv + 2 * C, sq, D, 3 * C};
-      AttnTensor o{s.att.f() + int64_t(row0[b]) * C, int64_t(T) * C, D, C};
-      be_.attention_forward(sh, o, s.lse.f(), q, k, v);
+      AttnTensor q{q0, sq, D, 3 * C}, k{q0 + C, sq, D, 3 * C}, v{q0 + 2 * C, sq, D, 3 * C};
+      AttnTensor o{att + int64_t(row0[static_cast<size_t>(b)]) * C, int64_t(T) * C, D, C};
+      be_.attention_forward(model_->attn_shape(l, 1, T), o, s.lse.f(), q, k, v);
     }
     // Keys and values of the positions the cache keeps.
-    be_.kv_store(cache_, d_rows + int64_t(l) * M, M, s.qkv.f() + C, s.qkv.f() + 2 * C, 3 * C, H, D);
-    be_.matmul_forward(s.tmp.f(), s.att.f(), W.attn_proj_w, W.attn_proj_b, M, C, C, p);
-    be_.residual_layernorm_forward(s.x.f(), s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), s.tmp.f(), W.ln_2_w, W.ln_2_b, M,
-                                   C, eps);
-    be_.matmul_forward_gelu(s.fc.f(), s.fcg.f(), s.h.f(), W.c_fc_w, W.c_fc_b, M, C, 4 * C, p);
-    be_.matmul_forward(s.tmp.f(), s.fcg.f(), W.mlp_proj_w, W.mlp_proj_b, M, 4 * C, C, p);
-    if (l + 1 < L_) {
-      const LayerWeights& Wn = w.layers[static_cast<size_t>(l) + 1];
-      be_.residual_layernorm_forward(s.x.f(), s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), s.tmp.f(), Wn.ln_1_w,
-                                     Wn.ln_1_b, M, C, eps);
-    } else {
-      // ln_f runs on the last row of each prompt only (below).
-      be_.add(s.x.f(), s.tmp.f(), s.x.f(), int64_t(M) * C);
-    }
-  }
+    be_.kv_store(cache_, d_rows + int64_t(l) * M, M, qkv + C, qkv + 2 * C, 3 * C, H_, D);
+  });
   check_abort(abort);
-  // Only the last position of each prompt needs logits: gather those rows.
+  // Only the last position of each prompt needs logits: gather those rows of
+  // ln_f's output.
   for (int b = 0; b < B; ++b)
-    be_.copy(s.h.f() + int64_t(b) * C, s.x.f() + int64_t(row0[b] + lengths[b] - 1) * C, sizeof(float) * C);
-  be_.layernorm_forward(s.tmp.f(), s.mean.f(), s.rstd.f(), s.h.f(), w.ln_f_w, w.ln_f_b, B, C, eps);
-  sync_bf16();
-  head(s.logits.f(), s.tmp.f(), w.wte, B, p);
+    be_.copy(s.tmp.f() + int64_t(b) * C, s.h.f() + int64_t(row0[static_cast<size_t>(b) + 1] - 1) * C,
+             sizeof(float) * C);
   std::vector<int> seqs(static_cast<size_t>(B));
   for (int b = 0; b < B; ++b) {
     seqs[static_cast<size_t>(b)] = b;
     pos_[static_cast<size_t>(b)] = lengths[b];
   }
-  emit_logits(B, seqs, logits_out);
+  emit_logits(s.tmp.f(), seqs, logits_out);
   prefilled_ = true;
 }
 
-void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logits_out, const volatile int32_t* abort) {
-  GPT_CHECK_ARG(prefilled_, "Expected prefill before the first decode step");
-  const int B = batch();
+std::vector<int> DecodeState::check_step(const int32_t* tokens, const uint8_t* active) const {
   std::vector<int> seqs;
-  for (int b = 0; b < B; ++b) {
+  for (int b = 0; b < batch(); ++b) {
     if (!active[b]) continue;
     GPT_CHECK_ARG(tokens[b] >= 0 && tokens[b] < V_, "Expected token ids in [0, " + std::to_string(V_) +
                                                         ") but received " + std::to_string(tokens[b]));
@@ -288,17 +329,11 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
                       std::to_string(caps_[static_cast<size_t>(b)]) + " tokens");
     seqs.push_back(b);
   }
+  return seqs;
+}
+
+void DecodeState::plan_step(const int32_t* tokens, const std::vector<int>& seqs) {
   const int M = static_cast<int>(seqs.size());
-  if (M == 0) return;
-  check_abort(abort);
-  ensure_rows(M);
-  sync_bf16();
-  Scratch& s = *s_;
-  const Weights& w = model_->weights();
-  const Precision p = model_->precision();
-  const float eps = model_->config().layer_norm_epsilon;
-  const int C = C_, H = H_, D = D_;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   // Row r is sequence seqs[r] at its next position, in every layer.
   ints_host_.resize(2 * static_cast<size_t>(M));
   rows_host_.resize(static_cast<size_t>(L_) * M);
@@ -314,110 +349,51 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
       max_keys_[static_cast<size_t>(l)] = std::max(max_keys_[static_cast<size_t>(l)], kr.pos - kr.first + 1);
     }
   }
-  upload_rows();
-  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
-  // x[r] = wte[token] + wpe[position]: each sequence at its own position.
-  be_.embedding_at(s.x.f(), s.ints.i(), s.ints.i() + M, w.wte, w.wpe, M, C);
+}
 
-  // h = ln_1(x) of layer 0 here; every later LayerNorm, ln_f included, is
-  // fused with the residual add before it.
-  be_.layernorm_forward(s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), w.layers[0].ln_1_w, w.layers[0].ln_1_b, M, C, eps);
-  for (int l = 0; l < L_; ++l) {
-    if (l > 0) check_abort(abort);
-    const LayerWeights& W = w.layers[static_cast<size_t>(l)];
-    const Bf16Weights::Layer* BW = bf16_ ? &bf16_->layers[static_cast<size_t>(l)] : nullptr;
-    linear(s.qkv.f(), s.h.f(), W.c_attn_w, BW ? BW->c_attn : nullptr, W.c_attn_b, M, C, 3 * C, p);
+void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logits_out, const volatile int32_t* abort) {
+  GPT_CHECK_ARG(prefilled_, "Expected prefill before the first decode step");
+  const std::vector<int> seqs = check_step(tokens, active);
+  const int M = static_cast<int>(seqs.size());
+  if (M == 0) return;
+  check_abort(abort);
+  ensure_rows(M);
+  sync_weights();
+  plan_step(tokens, seqs);
+  upload_rows();
+  const Scratch& s = *s_;
+  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
+  const int C = C_, H = H_, D = D_;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  run_blocks(M, true, abort, [&](int l, float* qkv, float* att) {
     // The new key and value first: the query attends to its own position.
     const KvRow* rl = d_rows + int64_t(l) * M;
-    be_.kv_store(cache_, rl, M, s.qkv.f() + C, s.qkv.f() + 2 * C, 3 * C, H, D);
-    be_.decode_attention(s.att.f(), C, s.qkv.f(), 3 * C, cache_, rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
-    linear(s.tmp.f(), s.att.f(), W.attn_proj_w, BW ? BW->attn_proj : nullptr, W.attn_proj_b, M, C, C, p);
-    be_.residual_layernorm_forward(s.x.f(), s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), s.tmp.f(), W.ln_2_w, W.ln_2_b, M,
-                                   C, eps);
-    linear_gelu(s.fc.f(), s.fcg.f(), s.h.f(), W.c_fc_w, BW ? BW->c_fc : nullptr, W.c_fc_b, M, C, 4 * C, p);
-    linear(s.tmp.f(), s.fcg.f(), W.mlp_proj_w, BW ? BW->mlp_proj : nullptr, W.mlp_proj_b, M, 4 * C, C, p);
-    const bool last = l + 1 == L_;
-    const float* g = last ? w.ln_f_w : w.layers[static_cast<size_t>(l) + 1].ln_1_w;
-    const float* bt = last ? w.ln_f_b : w.layers[static_cast<size_t>(l) + 1].ln_1_b;
-    be_.residual_layernorm_forward(s.x.f(), s.h.f(), s.mean.f(), s.rstd.f(), s.x.f(), s.tmp.f(), g, bt, M, C, eps);
-  }
-  head(s.logits.f(), s.h.f(), w.wte, M, p);
+    be_.kv_store(cache_, rl, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
+    be_.decode_attention(att, C, qkv, 3 * C, cache_, rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
+  });
   for (int r = 0; r < M; ++r) ++pos_[static_cast<size_t>(seqs[static_cast<size_t>(r)])];
-  emit_logits(M, seqs, logits_out);
+  emit_logits(s.h.f(), seqs, logits_out);
 }
 
-void DecodeState::linear(float* out, const float* inp, const float* w, const uint32_t* wb, const float* bias, int M,
-                         int K, int N, Precision p) {
-  if (!host_backend_)
-    be_.matmul_forward(out, inp, w, bias, M, K, N, p);
-  else if (p == Precision::BF16)
-    cpu::decode_linear_bf16(out, inp, wb, bias, M, K, N);
-  else
-    cpu::decode_linear_f32(out, inp, w, bias, M, K, N);
-}
-
-// Off the host, one GEMM with a bias + GELU epilogue; on the CPU the decode
-// kernel, then the elementwise GELU (what the CPU's fused op would do too).
-void DecodeState::linear_gelu(float* pre, float* out, const float* inp, const float* w, const uint32_t* wb,
-                              const float* bias, int M, int K, int N, Precision p) {
-  if (!host_backend_) {
-    be_.matmul_forward_gelu(pre, out, inp, w, bias, M, K, N, p);
-    return;
+void DecodeState::sync_weights() {
+  std::shared_ptr<const DecodeWeights>& shared = model_->decode_weights();
+  if (!shared || shared->version() != model_->params_version()) {
+    // Let go of the stale copy before making the new one (one copy at a time,
+    // unless another session still holds the old one).
+    weights_.reset();
+    shared.reset();
+    shared = std::make_shared<const DecodeWeights>(*model_);
   }
-  linear(pre, inp, w, wb, bias, M, K, N, p);
-  be_.gelu_forward(out, pre, int64_t(M) * N);
+  weights_ = shared;
 }
 
-void DecodeState::head(float* logits, const float* x, const float* wte, int M, Precision p) {
-  if (!host_backend_)
-    be_.matmul_nt(logits, x, wte, M, C_, Vp_, p);
-  else if (p == Precision::BF16)
-    cpu::decode_head_bf16(logits, x, bf16_->head.data(), M, C_, Vp_);
-  else
-    cpu::decode_head_f32(logits, x, wte, M, C_, Vp_);
-}
-
-void DecodeState::sync_bf16() {
-  if (!host_backend_ || model_->precision() != Precision::BF16) return;
-  std::shared_ptr<void>& slot = model_->decode_cache();
-  std::shared_ptr<Bf16Weights> bw = std::static_pointer_cast<Bf16Weights>(slot);
-  const uint64_t version = model_->params_version();
-  if (!bw || bw->version != version || bw->layers.empty()) {
-    if (!bw) bw = std::make_shared<Bf16Weights>();
-    bw->layers.clear();
-    const Weights& w = model_->weights();
-    const int C = C_;
-    const size_t sa = cpu::decode_linear_bf16_size(C, 3 * C), sp = cpu::decode_linear_bf16_size(C, C),
-                 sf = cpu::decode_linear_bf16_size(C, 4 * C), sm = cpu::decode_linear_bf16_size(4 * C, C);
-    const size_t per = sa + sp + sf + sm;
-    bw->lin.ensure(per * static_cast<size_t>(L_), "the bf16 decode weights");
-    bw->head.ensure(static_cast<size_t>(Vp_) * cpu::decode_head_row(C), "the bf16 decode weights");
-    for (int l = 0; l < L_; ++l) {
-      const LayerWeights& W = w.layers[static_cast<size_t>(l)];
-      uint32_t* base = bw->lin.data() + per * static_cast<size_t>(l);
-      Bf16Weights::Layer ly{base, base + sa, base + sa + sp, base + sa + sp + sf};
-      cpu::decode_pack_linear_bf16(const_cast<uint32_t*>(ly.c_attn), W.c_attn_w, C, 3 * C);
-      cpu::decode_pack_linear_bf16(const_cast<uint32_t*>(ly.attn_proj), W.attn_proj_w, C, C);
-      cpu::decode_pack_linear_bf16(const_cast<uint32_t*>(ly.c_fc), W.c_fc_w, C, 4 * C);
-      cpu::decode_pack_linear_bf16(const_cast<uint32_t*>(ly.mlp_proj), W.mlp_proj_w, 4 * C, C);
-      bw->layers.push_back(ly);
-    }
-    cpu::decode_pack_head_bf16(bw->head.data(), w.wte, Vp_, C);
-    bw->version = version;
-    slot = bw;
-  }
-  bf16_ = bw;
-}
-
-void DecodeState::emit_logits(int rows, const std::vector<int>& seqs, float* logits_out) {
-  Scratch& s = *s_;
-  const float* lg = s.logits.f();
-  if (!host_backend_) {
-    be_.to_host(s.logits_host.data(), s.logits.f(), sizeof(float) * static_cast<size_t>(rows) * Vp_);
-    lg = s.logits_host.data();
-  }
-  for (int r = 0; r < rows; ++r)
-    std::memcpy(logits_out + int64_t(seqs[static_cast<size_t>(r)]) * V_, lg + int64_t(r) * Vp_, sizeof(float) * V_);
+void DecodeState::emit_logits(const float* x, const std::vector<int>& seqs, float* logits_out) {
+  const Scratch& s = *s_;
+  const int M = static_cast<int>(seqs.size());
+  be_.decode_head(s.logits.f(), x, model_->weights().wte, weights_->head(), M, C_, Vp_, model_->precision());
+  for (int r = 0; r < M; ++r)
+    be_.to_host(logits_out + int64_t(seqs[static_cast<size_t>(r)]) * V_, s.logits.f() + int64_t(r) * Vp_,
+                sizeof(float) * static_cast<size_t>(V_));
 }
 
 }  // namespace gpt

@@ -12,8 +12,10 @@
 // backend's decoding ops (backend.h), described per row by KvRow records
 // built on the host and uploaded once per call. So on a GPU a step sends
 // tokens, positions and the row records in and brings the logits back, and
-// nothing else crosses per layer. On the CPU the matmuls of a step use the
-// streaming kernels of native/cpu/decode_kernels.h.
+// nothing else crosses per layer. Every pass runs the model's one block
+// (Model::layer_forward): a prefill with the GEMMs, a step with the
+// backend's decode ops for few rows (backend.h "decoding: the linear
+// layers"; on the CPU the streaming kernels of native/cpu/decode_kernels.h).
 //
 // Legend: B sequences, L layers, H heads, D head size, C = H*D, V vocabulary
 // (Vp padded), P positions held for a sequence (its capacity, or the window
@@ -21,6 +23,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -28,8 +31,6 @@
 #include "model.h"
 
 namespace gpt {
-
-struct Bf16Weights;  // decode.cc
 
 class DecodeState {
  public:
@@ -74,27 +75,32 @@ class DecodeState {
   // Entries the cache of (b, l) holds: all positions, or the band.
   int slots(int b, int l) const;
   void ensure_rows(int rows);
+  // Checks a prefill's arguments; returns the number of prompt tokens.
+  int check_prompts(const int32_t* tokens, const int* lengths) const;
+  // The rows of a prefill (prompt b from row row0[b]) into ints_host_ and rows_host_.
+  void plan_prompts(const int32_t* tokens, const int* lengths, const std::vector<int>& row0);
+  // Checks a step's arguments; returns the active sequences in order.
+  std::vector<int> check_step(const int32_t* tokens, const uint8_t* active) const;
+  // The rows of a step (row r: sequence seqs[r]) into ints_host_, rows_host_ and max_keys_.
+  void plan_step(const int32_t* tokens, const std::vector<int>& seqs);
   void check_abort(const volatile int32_t* abort) const;
-  // The matmuls of a step. On the CPU: the streaming kernels of
-  // native/cpu/decode_kernels.h (a step reads every weight once for all its
-  // rows), on the fp32 weights or, for bf16, on the packed bf16 copy `wb`;
-  // elsewhere the backend's GEMM.
-  void linear(float* out, const float* inp, const float* w, const uint32_t* wb, const float* bias, int M, int K, int N,
-              Precision p);
-  // pre = linear(inp), out = gelu(pre): the backend's fused matmul_forward_gelu
-  // where linear() uses its GEMM, else linear() then gelu_forward.
-  void linear_gelu(float* pre, float* out, const float* inp, const float* w, const uint32_t* wb, const float* bias,
-                   int M, int K, int N, Precision p);
-  void head(float* logits, const float* x, const float* wte, int M, Precision p);
-  // Makes bf16_ the bf16 copy of the current weights (CPU, bf16 precision),
-  // rebuilding the model's shared copy when the parameters changed.
-  void sync_bf16();
-  // Backend rows -> host logits [B, V] of the given sequences.
-  void emit_logits(int rows, const std::vector<int>& seqs, float* logits_out);
+  // The activations of a block, in the scratch buffers (one set for all layers).
+  BlockActs block_acts() const;
+  // The M rows uploaded (tokens and positions in s_->ints) through the
+  // embedding and every block (Model::layer_forward; a step with the decode
+  // ops on weights_), attend(l, qkv, att) being layer l's attention: leaves
+  // ln_f of each row in s_->h. Polls `abort` between layers.
+  void run_blocks(int M, bool step, const volatile int32_t* abort,
+                  const std::function<void(int l, float* qkv, float* att)>& attend);
+  // Makes weights_ the backend's copies of the current weights, making them
+  // again (for every session of the model) when the parameters changed.
+  void sync_weights();
+  // The tied head on x [seqs.size(), C] (ln_f of each row), row r's
+  // logits into host logits_out [B, V] at row seqs[r].
+  void emit_logits(const float* x, const std::vector<int>& seqs, float* logits_out);
 
   std::shared_ptr<Model> model_;
   Backend& be_;
-  bool host_backend_;  // the backend's memory is host memory (cpu)
   int L_, H_, D_, C_, V_, Vp_, window_;
   std::vector<AttnPattern> patterns_;
   std::vector<int> caps_;
@@ -106,7 +112,7 @@ class DecodeState {
   std::vector<int32_t> ints_host_;    // [2M] tokens, positions of the current call
   std::vector<int> max_keys_;         // [L] the most keys a row attends in the current call
   std::unique_ptr<Scratch> s_;
-  std::shared_ptr<Bf16Weights> bf16_;  // null unless CPU + bf16
+  std::shared_ptr<const DecodeWeights> weights_;  // set by sync_weights() for each call
   bool prefilled_ = false;
 };
 

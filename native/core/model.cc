@@ -60,7 +60,6 @@ void fill_normal(float* dst, int64_t n, float std, uint64_t seed, uint64_t key) 
 struct OpProfile {
   bool on = false;
   std::vector<std::pair<const char*, double>> acc;
-  double t0 = 0;
   void add(const char* name, double ms) {
     for (auto& a : acc)
       if (a.first == name) {
@@ -126,6 +125,36 @@ struct Model::Acts {
   float *dres = nullptr, *dln = nullptr, *datty = nullptr;  // [M, C]
   float* dqkv = nullptr;                                    // [M, 3C]
   float* dfch = nullptr;                                    // [M, 4C]
+
+  // Block l's buffers for Model::layer_forward: its own, its input the
+  // previous block's res2 (the embeddings for block 0), and the next block's
+  // ln1 (ln_f's output after the last block).
+  BlockActs block(int l) const {
+    const Layer& A = layers[static_cast<size_t>(l)];
+    BlockActs b;
+    b.x = l == 0 ? enc : layers[static_cast<size_t>(l) - 1].res2;
+    b.ln1 = A.ln1;
+    b.qkv = A.qkv;
+    b.att = A.atty;
+    b.proj = b.res1 = A.res1;
+    b.ln2 = A.ln2;
+    b.ln2_mean = A.ln2_mean;
+    b.ln2_rstd = A.ln2_rstd;
+    b.fch = A.fch;
+    b.fchg = A.fchg;
+    b.mlp = b.res2 = A.res2;
+    if (static_cast<size_t>(l) + 1 < layers.size()) {
+      const Layer& next = layers[static_cast<size_t>(l) + 1];
+      b.ln_next = next.ln1;
+      b.ln_next_mean = next.ln1_mean;
+      b.ln_next_rstd = next.ln1_rstd;
+    } else {
+      b.ln_next = lnf;
+      b.ln_next_mean = lnf_mean;
+      b.ln_next_rstd = lnf_rstd;
+    }
+    return b;
+  }
 };
 
 Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision precision, uint64_t seed)
@@ -351,13 +380,62 @@ void Model::upload_tokens(const int32_t* tokens, const int32_t* targets, int B, 
   if (targets) backend_->to_device(acts_->targets, targets, bytes);
 }
 
+AttnShape Model::attn_shape(int l, int B, int T) const {
+  AttnShape s;
+  s.batch = B;
+  s.heads = cfg_.n_head;
+  s.seq = T;
+  s.head_dim = cfg_.head_dim();
+  s.pattern = cfg_.patterns[static_cast<size_t>(l)];
+  s.window = cfg_.attention_window;
+  s.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  s.precision = precision_;
+  return s;
+}
+
+void Model::layer_forward(int l, const BlockActs& a, int M, const std::function<void(float* qkv, float* att)>& attend,
+                          const PackedLayer* decode) {
+  Backend& be = *backend_;
+  const int C = cfg_.n_embd;
+  const float eps = cfg_.layer_norm_epsilon;
+  const Precision p = precision_;
+  const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
+  const PackedLayer packed = decode ? *decode : PackedLayer{};
+  // out = inp @ w + bias: a GEMM, or in a decode step the decode op.
+  auto linear = [&](float* out, const float* inp, const float* w, const void* pw, const float* bias, int K, int N) {
+    if (decode)
+      GPT_OP("decode_linear", be.decode_linear(out, inp, w, pw, bias, M, K, N, p));
+    else
+      GPT_OP("matmul_forward", be.matmul_forward(out, inp, w, bias, M, K, N, p));
+  };
+  linear(a.qkv, a.ln1, W.c_attn_w, packed.c_attn, W.c_attn_b, C, 3 * C);
+  attend(a.qkv, a.att);
+  linear(a.proj, a.att, W.attn_proj_w, packed.attn_proj, W.attn_proj_b, C, C);
+  // res1 = proj + x, ln2 = ln_2(res1)
+  GPT_OP("residual_layernorm_forward", be.residual_layernorm_forward(a.res1, a.ln2, a.ln2_mean, a.ln2_rstd, a.proj, a.x,
+                                                                    W.ln_2_w, W.ln_2_b, M, C, eps));
+  // fch = ln2 @ c_fc + bias (the backward pass reads it), fchg = gelu(fch)
+  if (decode)
+    GPT_OP("decode_linear_gelu",
+           be.decode_linear_gelu(a.fch, a.fchg, a.ln2, W.c_fc_w, packed.c_fc, W.c_fc_b, M, C, 4 * C, p));
+  else
+    GPT_OP("matmul_forward_gelu", be.matmul_forward_gelu(a.fch, a.fchg, a.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p));
+  linear(a.mlp, a.fchg, W.mlp_proj_w, packed.mlp_proj, W.mlp_proj_b, 4 * C, C);
+  // res2 = mlp + res1, then the next LayerNorm: the next layer's ln_1, or
+  // ln_f after the last layer.
+  const bool last = l + 1 == cfg_.n_layer;
+  const float* g = last ? w_.ln_f_w : w_.layers[static_cast<size_t>(l) + 1].ln_1_w;
+  const float* b = last ? w_.ln_f_b : w_.layers[static_cast<size_t>(l) + 1].ln_1_b;
+  GPT_OP("residual_layernorm_forward", be.residual_layernorm_forward(a.res2, a.ln_next, a.ln_next_mean, a.ln_next_rstd,
+                                                                    a.mlp, a.res1, g, b, M, C, eps));
+}
+
 void Model::forward_body(int B, int T) {
   Backend& be = *backend_;
   Acts& a = *acts_;
-  const int C = cfg_.n_embd, H = cfg_.n_head, D = C / H, Vp = cfg_.padded_vocab;
+  const int C = cfg_.n_embd, D = cfg_.head_dim(), Vp = cfg_.padded_vocab;
   const int M = B * T;
   const float eps = cfg_.layer_norm_epsilon;
-  const Precision p = precision_;
 
   GPT_OP("embedding_forward", be.embedding_forward(a.enc, a.tokens, w_.wte, w_.wpe, B, T, C));
   // Only layer 0's ln_1 is a plain LayerNorm: every later LayerNorm (ln_2,
@@ -367,54 +445,24 @@ void Model::forward_body(int B, int T) {
     const LayerWeights& W0 = w_.layers[0];
     GPT_OP("layernorm_forward", be.layernorm_forward(A0.ln1, A0.ln1_mean, A0.ln1_rstd, a.enc, W0.ln_1_w, W0.ln_1_b, M, C, eps));
   }
-  const float* x = a.enc;  // residual stream entering the layer, [M, C]
   for (int l = 0; l < cfg_.n_layer; ++l) {
-    const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
-    Acts::Layer& A = a.layers[static_cast<size_t>(l)];
-    // A.ln1 = ln_1(x): above for layer 0, else by the previous layer's last op.
-    GPT_OP("matmul_forward", be.matmul_forward(A.qkv, A.ln1, W.c_attn_w, W.c_attn_b, M, C, 3 * C, p));
     // q, k, v: strided [B, H, T, D] views of qkv [B, T, 3C]; out [B, T, C].
-    AttnShape s;
-    s.batch = B;
-    s.heads = H;
-    s.seq = T;
-    s.head_dim = D;
-    s.pattern = cfg_.patterns[static_cast<size_t>(l)];
-    s.window = cfg_.attention_window;
-    s.scale = 1.0f / std::sqrt(static_cast<float>(D));
-    s.precision = p;
-    const int64_t sq = int64_t(T) * 3 * C;
-    AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
-    AttnTensor o{A.atty, int64_t(T) * C, D, C};
-    GPT_OP("attention_forward", be.attention_forward(s, o, A.lse, q, k, v));
-    GPT_OP("matmul_forward", be.matmul_forward(A.res1, A.atty, W.attn_proj_w, W.attn_proj_b, M, C, C, p));
-    // res1 = attn_proj + x in place, ln2 = ln_2(res1)
-    GPT_OP("residual_layernorm_forward",
-           be.residual_layernorm_forward(A.res1, A.ln2, A.ln2_mean, A.ln2_rstd, A.res1, x, W.ln_2_w, W.ln_2_b, M, C, eps));
-    // fch = ln2 @ c_fc + bias (kept for backward), fchg = gelu(fch)
-    GPT_OP("matmul_forward_gelu", be.matmul_forward_gelu(A.fch, A.fchg, A.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p));
-    GPT_OP("matmul_forward", be.matmul_forward(A.res2, A.fchg, W.mlp_proj_w, W.mlp_proj_b, M, 4 * C, C, p));
-    // res2 = mlp_proj + res1 in place, then the next LayerNorm: the next
-    // layer's ln_1, or ln_f after the last layer.
-    if (l + 1 < cfg_.n_layer) {
-      const LayerWeights& Wn = w_.layers[static_cast<size_t>(l + 1)];
-      Acts::Layer& An = a.layers[static_cast<size_t>(l + 1)];
-      GPT_OP("residual_layernorm_forward", be.residual_layernorm_forward(A.res2, An.ln1, An.ln1_mean, An.ln1_rstd, A.res2,
-                                                                        A.res1, Wn.ln_1_w, Wn.ln_1_b, M, C, eps));
-    } else {
-      GPT_OP("residual_layernorm_forward", be.residual_layernorm_forward(A.res2, a.lnf, a.lnf_mean, a.lnf_rstd, A.res2,
-                                                                        A.res1, w_.ln_f_w, w_.ln_f_b, M, C, eps));
-    }
-    x = A.res2;
+    layer_forward(l, a.block(l), M, [&](float* qkv, float* att) {
+      const int64_t sq = int64_t(T) * 3 * C;
+      AttnTensor q{qkv, sq, D, 3 * C}, k{qkv + C, sq, D, 3 * C}, v{qkv + 2 * C, sq, D, 3 * C};
+      AttnTensor o{att, int64_t(T) * C, D, C};
+      GPT_OP("attention_forward",
+             be.attention_forward(attn_shape(l, B, T), o, a.layers[static_cast<size_t>(l)].lse, q, k, v));
+    });
   }
   // Tied head: logits [M, Vp] = lnf [M, C] @ wte [Vp, C]^T
-  GPT_OP("head_forward", be.matmul_nt(a.logits, a.lnf, w_.wte, M, C, Vp, p));
+  GPT_OP("head_forward", be.matmul_nt(a.logits, a.lnf, w_.wte, M, C, Vp, precision_));
 }
 
 void Model::backward_body(int B, int T) {
   Backend& be = *backend_;
   Acts& a = *acts_;
-  const int C = cfg_.n_embd, H = cfg_.n_head, D = C / H, Vp = cfg_.padded_vocab;
+  const int C = cfg_.n_embd, D = cfg_.head_dim(), Vp = cfg_.padded_vocab;
   const int M = B * T;
   const Precision p = precision_;
   const int L = cfg_.n_layer;
@@ -438,20 +486,11 @@ void Model::backward_body(int B, int T) {
     GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, G.ln_2_w, G.ln_2_b, a.dln, A.res1, W.ln_2_w, A.ln2_mean, A.ln2_rstd, M, C));
     // a.dres = d(res1). Attention branch.
     GPT_OP("matmul_backward", be.matmul_backward(a.datty, G.attn_proj_w, G.attn_proj_b, a.dres, A.atty, W.attn_proj_w, M, C, C, p));
-    AttnShape s;
-    s.batch = B;
-    s.heads = H;
-    s.seq = T;
-    s.head_dim = D;
-    s.pattern = cfg_.patterns[static_cast<size_t>(l)];
-    s.window = cfg_.attention_window;
-    s.scale = 1.0f / std::sqrt(static_cast<float>(D));
-    s.precision = p;
     const int64_t sq = int64_t(T) * 3 * C, so = int64_t(T) * C;
     AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
     AttnTensor dq{a.dqkv, sq, D, 3 * C}, dk{a.dqkv + C, sq, D, 3 * C}, dv{a.dqkv + 2 * C, sq, D, 3 * C};
     AttnTensor o{A.atty, so, D, C}, dout{a.datty, so, D, C};
-    GPT_OP("attention_backward", be.attention_backward(s, dq, dk, dv, q, k, v, o, A.lse, dout));
+    GPT_OP("attention_backward", be.attention_backward(attn_shape(l, B, T), dq, dk, dv, q, k, v, o, A.lse, dout));
     GPT_OP("matmul_backward", be.matmul_backward(a.dln, G.c_attn_w, G.c_attn_b, a.dqkv, A.ln1, W.c_attn_w, M, C, 3 * C, p));
     GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, G.ln_1_w, G.ln_1_b, a.dln, x_in, W.ln_1_w, A.ln1_mean, A.ln1_rstd, M, C));
     // a.dres = d(x_in)
@@ -500,6 +539,7 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
   check_tokens(tokens, targets, B, T);
   ensure_acts(B, T);
   upload_tokens(tokens, targets, B, T);
+  profile().acc.clear();  // only this call's ops (not those of forward(), loss() or decoding before it)
   double t0 = now_ms();
   forward_body(B, T);
   // Gradient of the loss *sum* (scale 1): step()/gradients() divide by the

@@ -25,11 +25,13 @@
 // y = x @ W + b is Backend::matmul_forward(y, x, W, b, M, in, out).
 //
 // Decoding (native/core/decode.*) reads the same weights through
-// Model::weights() and runs on Model::backend(); it must hold the model's
-// mutex (Model::mutex()) while it does.
+// Model::weights(), runs on Model::backend() and runs the same blocks
+// (Model::layer_forward); it must hold the model's mutex (Model::mutex())
+// while it does.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -77,6 +79,37 @@ struct Weights {
   float* ln_f_w = nullptr;  // [C]
   float* ln_f_b = nullptr;  // [C]
 };
+
+// The buffers one transformer block reads and writes (Model::layer_forward),
+// [M, C] unless said otherwise. The training forward gives every block its
+// own (the backward pass reads them); decoding reuses one set, so a buffer
+// may stand for several of these where the comments allow it.
+struct BlockActs {
+  const float* x = nullptr;  // the residual stream entering the block
+  float* ln1 = nullptr;      // ln_1(x): input, written before the block runs
+  float* qkv = nullptr;      // [M, 3C] ln1 @ attn.c_attn + bias
+  float* att = nullptr;      // the attention output
+  float* proj = nullptr;     // att @ attn.c_proj + bias
+  float* res1 = nullptr;     // x + proj (may be x or proj)
+  float *ln2 = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr;  // ln_2(res1): [M, C], [M], [M] (ln2 may be ln1)
+  float *fch = nullptr, *fchg = nullptr;                           // [M, 4C] ln2 @ mlp.c_fc + bias, its GELU
+  float* mlp = nullptr;   // fchg @ mlp.c_proj + bias (may be proj)
+  float* res2 = nullptr;  // res1 + mlp (may be res1 or mlp)
+  // The LayerNorm that follows the block (the next layer's ln_1, or ln_f
+  // after the last layer) of res2: [M, C], [M], [M] (ln_next may be ln2).
+  float *ln_next = nullptr, *ln_next_mean = nullptr, *ln_next_rstd = nullptr;
+};
+
+// A block's linear weights as the backend's decode ops read them
+// (Backend::decode_weight_pack): each null where the backend keeps no copy.
+struct PackedLayer {
+  const void* c_attn = nullptr;
+  const void* attn_proj = nullptr;
+  const void* c_fc = nullptr;
+  const void* mlp_proj = nullptr;
+};
+
+class DecodeWeights;  // decode.cc
 
 // One named tensor of the parameter buffer.
 struct TensorInfo {
@@ -127,10 +160,23 @@ class Model {
   // Serializes calls on this model (the addon takes it for every call).
   std::mutex& mutex() { return mu_; }
   // Bumped whenever the parameters change (step(), write_tensor(Params)), and
-  // a slot that lives as long as the model: decode.cc keeps its bf16 copy of
-  // the weights there and rebuilds it when the version moved.
+  // a slot that lives as long as the model: decode.cc keeps the backend's
+  // copies of the weights there and makes them again when the version moved.
   uint64_t params_version() const { return params_version_; }
-  std::shared_ptr<void>& decode_cache() { return decode_cache_; }
+  std::shared_ptr<const DecodeWeights>& decode_weights() { return decode_weights_; }
+
+  // Transformer block l on M rows, from a.ln1 to a.ln_next (docs/ARCHITECTURE.md
+  // "The model"): the one block the training forward, a decode prefill and a
+  // decode step all run. attend(qkv, att) is the attention, the caller's
+  // because which rows see which differs (the sequences of a batch, each
+  // prompt, the cache). With `decode` null the linear layers are the GEMMs
+  // (many rows); a decode step passes its packed weights and runs the
+  // backend's decode ops (backend.h "decoding: the linear layers").
+  void layer_forward(int l, const BlockActs& a, int M, const std::function<void(float* qkv, float* att)>& attend,
+                     const PackedLayer* decode = nullptr);
+  // The attention of layer l over B sequences of T tokens each, at the
+  // model's precision.
+  AttnShape attn_shape(int l, int B, int T) const;
 
   // ---- the training step -----------------------------------------------------
   // tokens, targets: host arrays of B*T ids (targets may hold -1 = ignored).
@@ -195,7 +241,7 @@ class Model {
   Timings timings_;
   std::mutex mu_;
   uint64_t params_version_ = 0;
-  std::shared_ptr<void> decode_cache_;
+  std::shared_ptr<const DecodeWeights> decode_weights_;
 };
 
 }  // namespace gpt

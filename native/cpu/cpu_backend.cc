@@ -15,6 +15,7 @@
 #include "../core/threadpool.h"
 #include "attention.h"
 #include "decode_attention.h"
+#include "decode_kernels.h"
 #include "gemm.h"
 #include "ops.h"
 
@@ -149,6 +150,35 @@ class CpuBackend final : public Backend {
   void embedding_at(float* out, const int32_t* tokens, const int32_t* positions, const float* wte, const float* wpe,
                     int M, int C) override {
     cpu::decode_embedding(out, tokens, positions, wte, wpe, M, C);
+  }
+
+  // ---- decoding: the linear layers of a step (decode_kernels.h) --------------
+  // fp32 streams the fp32 weights as they are; bf16 a packed bf16 copy.
+  size_t decode_weight_bytes(DecodeWeight kind, int K, int N, Precision p) override {
+    if (p != Precision::BF16) return 0;
+    if (kind == DecodeWeight::Linear) return cpu::decode_linear_bf16_size(K, N) * sizeof(uint32_t);
+    return static_cast<size_t>(N) * cpu::decode_head_row(K) * sizeof(uint16_t);
+  }
+  void decode_weight_pack(void* dst, DecodeWeight kind, const float* w, int K, int N, Precision p) override {
+    if (p != Precision::BF16) return;
+    if (kind == DecodeWeight::Linear)
+      cpu::decode_pack_linear_bf16(static_cast<uint32_t*>(dst), w, K, N);
+    else
+      cpu::decode_pack_head_bf16(static_cast<uint16_t*>(dst), w, N, K);
+  }
+  void decode_linear(float* out, const float* inp, const float* w, const void* packed, const float* bias, int M,
+                     int K, int N, Precision p) override {
+    if (p == Precision::BF16)
+      cpu::decode_linear_bf16(out, inp, static_cast<const uint32_t*>(packed), bias, M, K, N);
+    else
+      cpu::decode_linear_f32(out, inp, w, bias, M, K, N);
+  }
+  void decode_head(float* out, const float* x, const float* wte, const void* packed, int M, int K, int N,
+                   Precision p) override {
+    if (p == Precision::BF16)
+      cpu::decode_head_bf16(out, x, static_cast<const uint16_t*>(packed), M, K, N);
+    else
+      cpu::decode_head_f32(out, x, wte, M, K, N);
   }
 
   double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dscale,

@@ -1,8 +1,10 @@
-// Matrix-vector / small-M kernels for KV-cache decoding on the CPU
-// (native/core/decode.cc). A decode step multiplies a handful of rows (one per
-// sequence) by every weight of the model, so it is bound by reading the
-// weights: these kernels stream each weight once per call for all M rows,
-// with no packing per call, split over output columns on the global pool.
+// Matrix-vector / small-M kernels for KV-cache decoding on the CPU: the CPU
+// backend's decode_linear and decode_head (core/backend.h "decoding: the
+// linear layers"; bf16 copies made by decode_weight_pack). A decode step
+// multiplies a handful of rows (one per sequence) by every weight of the
+// model, so it is bound by reading the weights: these kernels stream each
+// weight once per call for all M rows, with no packing per call, split over
+// output columns on the global pool.
 //
 // fp32 linear: w is read in chunks of kDecodeChunk rows (a constant), each
 // chunk front to back, a few rows side by side, into partial sums over all

@@ -238,6 +238,23 @@ class CudaBackend final : public Backend {
     cuda::decode_embedding(out, tokens, positions, wte, wpe, M, C, stream_);
   }
 
+  // ---- decoding: the linear layers of a step ----------------------------------------
+  // The GEMMs, on the fp32 weights: no copy of them is kept.
+  size_t decode_weight_bytes(DecodeWeight, int, int, Precision) override { return 0; }
+  void decode_weight_pack(void*, DecodeWeight, const float*, int, int, Precision) override {}
+  void decode_linear(float* out, const float* inp, const float* w, const void*, const float* bias, int M, int K,
+                     int N, Precision p) override {
+    matmul_forward(out, inp, w, bias, M, K, N, p);
+  }
+  void decode_linear_gelu(float* pre, float* out, const float* inp, const float* w, const void*, const float* bias,
+                          int M, int K, int N, Precision p) override {
+    matmul_forward_gelu(pre, out, inp, w, bias, M, K, N, p);
+  }
+  void decode_head(float* out, const float* x, const float* wte, const void*, int M, int K, int N,
+                   Precision p) override {
+    matmul_nt(out, x, wte, M, K, N, p);
+  }
+
   // ---- classifier ------------------------------------------------------------------
   double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dlogits_scale,
                       int64_t* count) override {

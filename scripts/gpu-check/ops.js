@@ -283,6 +283,26 @@ function buildCases(seed) {
           w: randn(r, K * N, 0.1), dw: randn(r, K * N), dbias: randn(r, N) } });
     }
   }
+  // The linear ops of a decode step (appended, as above): a few rows, the
+  // GPT-2 small c_attn shape, odd sizes past vectors and tiles, no bias;
+  // the head on the tied wte [N, K].
+  for (const p of ['fp32', 'bf16']) {
+    for (const [M, K, N, bias] of [[1, 768, 2304, true], [5, 100, 47, true], [8, 33, 130, false], [9, 16, 3, true]]) {
+      cases.push({ name: `decode_linear ${M}x${K}x${N}${bias ? ' +bias' : ''}`, precision: p, tol: tolFor(p), outputs: ['out'],
+        opts: { op: 'decode_linear', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1),
+          ...(bias ? { bias: randn(r, N) } : {}) } });
+    }
+    for (const [M, K, N, bias] of [[3, 96, 385, true], [1, 40, 129, false]]) {
+      cases.push({ name: `decode_linear_gelu ${M}x${K}x${N}${bias ? ' +bias' : ''}`, precision: p, tol: tolFor(p),
+        outputs: ['pre', 'out'],
+        opts: { op: 'decode_linear_gelu', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1),
+          ...(bias ? { bias: randn(r, N) } : {}) } });
+    }
+    for (const [M, K, N] of [[1, 64, 1000], [6, 33, 257]]) {
+      cases.push({ name: `decode_head ${M}x${K}x${N}`, precision: p, tol: tolFor(p), outputs: ['out'],
+        opts: { op: 'decode_head', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, N * K, 0.1) } });
+    }
+  }
   return cases;
 }
 
