@@ -83,16 +83,22 @@ export function isSafePoint(text: string, p: number): boolean {
 }
 
 /**
- * Walks the safe and forced points of a text that starts at a point (a chunk
- * start), in order. With `final` false the text may still grow at its end, and
- * positions whose rules need characters beyond it wait for the next call.
+ * Walks the safe and forced points of a text from a point `start` (a chunk
+ * start, or any point found otherwise), in order. With `final` false the text
+ * may still grow at its end, and positions whose rules need characters beyond
+ * it wait for the next call.
  */
 export class CutPoints {
-  private pos = 0;
-  private last = 0;
+  private pos: number;
+  private last: number;
   private markerEnd = -1;
   /** whether the point next() returned last is a forced one */
   forced = false;
+
+  constructor(private readonly start = 0) {
+    this.pos = start;
+    this.last = start;
+  }
 
   next(text: string, final: boolean): number {
     const limit = final ? text.length : text.length - MARK;
@@ -101,10 +107,10 @@ export class CutPoints {
       if (text.charCodeAt(p) === 60 && text.startsWith(END_OF_TEXT, p)) {
         this.pos = p + MARK;
         this.markerEnd = p + MARK;
-        if (p > 0) return this.hit(p, false);
+        if (p > this.start) return this.hit(p, false);
         continue;
       }
-      if (p === 0) continue;
+      if (p === this.start) continue;
       if (p === this.markerEnd || isSafePoint(text, p)) return this.hit(p, false);
       if (p - this.last >= FORCED_RUN && (text.charCodeAt(p) & 0xfc00) !== 0xdc00) return this.hit(p, true);
     }
@@ -118,13 +124,55 @@ export class CutPoints {
   }
 }
 
+function insideMarker(text: string, p: number): boolean {
+  for (let m = Math.max(0, p - MARK + 1); m < p; m++) if (text.charCodeAt(m) === 60 && text.startsWith(END_OF_TEXT, m)) return true;
+  return false;
+}
+
+/**
+ * The last point at or before `at` in a text whose position 0 is a point or
+ * lies at least FORCED_RUN + 13 characters before `at`: a safe point or an
+ * edge of an "<|endoftext|>" literal fewer than FORCED_RUN characters back,
+ * or -1. Walking on from it with CutPoints gives the same points as walking
+ * from the chunk start: it is a point whatever came before, and nothing
+ * between it and `at` is one.
+ */
+export function pointBefore(text: string, at: number): number {
+  for (let p = at; p > 0 && at - p < FORCED_RUN; p--) {
+    const edge = text.startsWith(END_OF_TEXT, p) || (p >= MARK && text.startsWith(END_OF_TEXT, p - MARK));
+    if ((edge || isSafePoint(text, p)) && !insideMarker(text, p)) return p;
+  }
+  return -1;
+}
+
+/**
+ * Whether the text holds FORCED_RUN / 2 code units in a row that are all
+ * whitespace or all not. Without such a run there is no forced point: a
+ * non-space followed by whitespace is always a safe point, so the text
+ * between two points is some whitespace then some non-whitespace.
+ */
+function hasLongRun(text: string): boolean {
+  const t = table();
+  const half = FORCED_RUN / 2;
+  let run = 0;
+  let ws = -1;
+  for (let i = 0; i < text.length; i++) {
+    const w = t[text.charCodeAt(i)] === WS ? 1 : 0;
+    if (w !== ws) {
+      ws = w;
+      run = 1;
+    } else if (++run >= half) return true;
+  }
+  return false;
+}
+
 /**
  * Tokens of a chunk (text that starts and ends at points): the tokenizer on
  * each stretch between forced points. The same for a chunk tokenized here or
  * in a worker, and for any chunking of a document at points.
  */
 export function encodeChunk(tok: Tokenizer, text: string): Int32Array {
-  if (tok.name === 'byte') return tok.encode(text);
+  if (tok.name === 'byte' || !hasLongRun(text)) return tok.encode(text);
   const parts: Int32Array[] = [];
   const cuts = new CutPoints();
   let start = 0;
@@ -148,11 +196,16 @@ export function encodeChunk(tok: Tokenizer, text: string): Int32Array {
 
 /**
  * Cuts a stream of text (one part of one document) into chunks at the first
- * point after `target` characters; end() hands over the rest.
+ * point after `target` characters; end() hands over the rest. The point is
+ * looked for in a few KiB around the target, so the text is not copied to
+ * find it; only a run with no safe point near the target makes it walk the
+ * whole pending text.
  */
 export class Chunker {
-  private pending = '';
-  private cuts = new CutPoints();
+  private parts: string[] = [];
+  private length = 0;
+  /** the walk from the chunk start, when looking near the target found nothing */
+  private walk: CutPoints | null = null;
 
   constructor(
     private readonly target: number,
@@ -161,26 +214,83 @@ export class Chunker {
 
   push(text: string): void {
     if (!text) return;
-    this.pending = this.pending ? this.pending + text : text;
+    this.parts.push(text);
+    this.length += text.length;
     this.cut(false);
   }
 
   end(): void {
     this.cut(true);
-    if (this.pending) this.emit(this.pending);
-    this.pending = '';
-    this.cuts = new CutPoints();
+    if (this.length) this.emit(this.take(this.length));
+    this.walk = null;
   }
 
   private cut(final: boolean): void {
-    while (this.pending.length > this.target) {
-      const p = this.cuts.next(this.pending, final);
-      if (p < 0) return;
-      if (p < this.target) continue;
-      this.emit(this.pending.slice(0, p));
-      this.pending = this.pending.slice(p);
-      this.cuts = new CutPoints();
+    while (this.length > this.target + (final ? 0 : MARK)) {
+      const p = this.walk ? this.walkOn(final) : this.near(final);
+      if (p < 0) return; // needs more text
+      this.emit(this.take(p));
+      this.walk = null;
     }
+  }
+
+  /** The first point at or after the target, from a window around it; -1 to wait for more text. */
+  private near(final: boolean): number {
+    const T = this.target;
+    const from = Math.max(0, T - FORCED_RUN - MARK);
+    const to = Math.min(this.length, T + FORCED_RUN + 3 * MARK);
+    const win = this.slice(from, to);
+    let s = pointBefore(win, T - from);
+    if (s < 0 && from > 0) {
+      this.walk = new CutPoints(0);
+      return this.walkOn(final);
+    }
+    s = Math.max(s, 0);
+    if (s === T - from) return T;
+    const cuts = new CutPoints(s);
+    for (let p = cuts.next(win, final && to === this.length); p >= 0; p = cuts.next(win, final && to === this.length))
+      if (p >= T - from) return from + p;
+    return -1;
+  }
+
+  private walkOn(final: boolean): number {
+    const text = this.slice(0, this.length);
+    this.parts = [text];
+    for (let p = this.walk!.next(text, final); p >= 0; p = this.walk!.next(text, final)) if (p >= this.target) return p;
+    return -1;
+  }
+
+  /** Characters [a, b) of the pending text. */
+  private slice(a: number, b: number): string {
+    let out = '';
+    let at = 0;
+    for (const part of this.parts) {
+      const end = at + part.length;
+      if (end > a && at < b) out += at >= a && end <= b ? part : part.slice(Math.max(0, a - at), Math.min(part.length, b - at));
+      at = end;
+      if (at >= b) break;
+    }
+    return out;
+  }
+
+  /** Removes and returns the first p characters. */
+  private take(p: number): string {
+    let out = '';
+    let n = 0;
+    while (n < p) {
+      const part = this.parts[0];
+      if (n + part.length <= p) {
+        out += part;
+        n += part.length;
+        this.parts.shift();
+      } else {
+        out += part.slice(0, p - n);
+        this.parts[0] = part.slice(p - n);
+        n = p;
+      }
+    }
+    this.length -= p;
+    return out;
   }
 }
 

@@ -79,6 +79,7 @@ describe('cut points', () => {
     let text = '';
     for (let i = 0; i < 200; i++) text += randomText(rnd, 20) + (i % 100 === 0 ? 'z'.repeat(FORCED_RUN + 100) : '');
     const one = Array.from(encodeChunk(gpt2, text));
+    const all = new Set(points(text).map((x) => x.p));
     for (const target of [1, 100, 5000]) {
       for (const piece of [3, 4096]) {
         const chunks: string[] = [];
@@ -86,8 +87,37 @@ describe('cut points', () => {
         for (let i = 0; i < text.length; i += piece) ch.push(text.slice(i, i + piece));
         ch.end();
         expect(chunks.join('')).toBe(text);
+        // every cut is a point of the whole text, found by looking back from the target
+        let at = 0;
+        for (const c of chunks.slice(0, -1)) expect(all.has((at += c.length))).toBe(true);
         expect(chunks.flatMap((c) => Array.from(encodeChunk(gpt2, c)))).toEqual(one);
       }
+    }
+  });
+
+  test('a target inside a long run: the chunker walks from the chunk start', () => {
+    const text = 'a b ' + 'z'.repeat(10000) + ' c d ' + 'w'.repeat(3000);
+    const all = points(text);
+    const chunks: string[] = [];
+    const ch = new Chunker(3000, (t) => chunks.push(t));
+    ch.push(text.slice(0, 7000));
+    ch.push(text.slice(7000));
+    ch.end();
+    let at = 0;
+    const cuts = chunks.slice(0, -1).map((c) => (at += c.length));
+    // the first point at or after each chunk's target: forced ones inside the run
+    expect(cuts).toEqual([3 + 2 * FORCED_RUN, 3 + 4 * FORCED_RUN, 4 + 10000 + 4 + FORCED_RUN]);
+    for (const c of cuts) expect(all.map((x) => x.p)).toContain(c);
+    expect(chunks.flatMap((c) => Array.from(encodeChunk(gpt2, c)))).toEqual(Array.from(encodeChunk(gpt2, text)));
+  });
+
+  test('encodeChunk cuts at the forced points only, also for runs of astral characters', () => {
+    for (const text of [' '.repeat(1000) + '😀'.repeat(1000) + ' x', 'ab '.repeat(500) + 'q'.repeat(5000) + '\n', `${'7'.repeat(3000)}${END_OF_TEXT}${'7'.repeat(3000)}`]) {
+      const forced = points(text).filter((x) => x.forced).map((x) => x.p);
+      expect(forced.length).toBeGreaterThan(0);
+      const cuts = [0, ...forced, text.length];
+      const expected = cuts.slice(1).flatMap((end, i) => Array.from(encode(text.slice(cuts[i], end))));
+      expect(Array.from(encodeChunk(gpt2, text))).toEqual(expected);
     }
   });
 
