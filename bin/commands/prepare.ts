@@ -71,7 +71,7 @@ export function register(program: Command): void {
         if (tty) {
           if (lastPhase && p.phase !== lastPhase) process.stderr.write('\n');
           process.stderr.write(`\r\x1b[K${progressText(p, true)}`);
-        } else if (p.phase !== lastPhase || Math.floor(frac * 10) !== lastTenth) log(progressText(p, false));
+        } else if (p.done || (frac < 1 && (p.phase !== lastPhase || Math.floor(frac * 10) !== lastTenth))) log(progressText(p, false));
         lastPhase = p.phase;
         lastTenth = Math.floor(frac * 10);
       };

@@ -58,6 +58,8 @@ export interface PrepareProgress {
   filesTotal: number;
   /** seconds since the phase began */
   seconds: number;
+  /** the last report of the phase (its tokens are all written) */
+  done: boolean;
 }
 
 export interface PrepareThroughput {
@@ -207,6 +209,7 @@ class Job {
       filesDone: this.current,
       filesTotal: this.files.length,
       seconds: (now - this.phaseStart) / 1000,
+      done: force,
     });
   }
 
