@@ -129,3 +129,61 @@ export function writeFileAtomicSync(file: string, content: string | Uint8Array):
 export function writeJsonAtomicSync(file: string, value: unknown): void {
   writeFileAtomicSync(file, JSON.stringify(value, null, 2) + '\n');
 }
+
+/**
+ * A file written piece by piece (at any offsets, for writers that stream or
+ * patch a header last) with the guarantees of writeFileAtomicSync: the pieces
+ * go to a temporary file beside `target`; commit() fsyncs it, renames it over
+ * `target` and fsyncs the folder; abort() removes it and leaves `target` as it
+ * was. Every piece passes the fault hook.
+ */
+export class AtomicFileWriterSync {
+  readonly target: string;
+  readonly tmpPath: string;
+  private fd: number | null;
+
+  constructor(target: string) {
+    this.target = target;
+    this.tmpPath = tempNameBeside(target);
+    this.fd = fs.openSync(this.tmpPath, 'w');
+  }
+
+  writeAt(data: Uint8Array, position: number): void {
+    if (this.fd === null) throw new Error(`${this.target}: write after commit or abort`);
+    if (writeFaultHook) writeFaultHook(this.tmpPath, position, data.length);
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(this.fd, data, done, data.length - done, position + done);
+  }
+
+  commit(): void {
+    if (this.fd === null) throw new Error(`${this.target}: commit after commit or abort`);
+    const fd = this.fd;
+    this.fd = null;
+    try {
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fs.renameSync(this.tmpPath, this.target);
+    } catch (e) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already closed */
+      }
+      fs.rmSync(this.tmpPath, { force: true });
+      throw e;
+    }
+    fsyncDirSync(path.dirname(path.resolve(this.target)));
+  }
+
+  abort(): void {
+    if (this.fd !== null) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+      this.fd = null;
+    }
+    fs.rmSync(this.tmpPath, { force: true });
+  }
+}

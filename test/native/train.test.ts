@@ -45,12 +45,12 @@ function snapshot(dir: string): Record<string, string> {
   return o;
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gpte-train-'));
   const text = 'It was the best of times, it was the worst of times, it was the age of wisdom.\n';
   fs.writeFileSync(path.join(tmp, 'text.txt'), text.repeat(60));
   data = path.join(tmp, 'data');
-  prepare([path.join(tmp, 'text.txt')], { out: data, tokenizer: 'byte', valFraction: 0.1 });
+  await prepare([path.join(tmp, 'text.txt')], { out: data, tokenizer: 'byte', valFraction: 0.1 });
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -159,6 +159,6 @@ test('truncated, corrupted, mismatched and missing checkpoints: clear errors, fo
 
   // tokenizer mismatch when fine-tuning
   const gdata = path.join(tmp, 'gdata');
-  prepare([path.join(tmp, 'text.txt')], { out: gdata, tokenizer: 'gpt2', valFraction: 0.1 });
+  await prepare([path.join(tmp, 'text.txt')], { out: gdata, tokenizer: 'gpt2', valFraction: 0.1 });
   await expect(new Trainer({ initFrom: ck, data: gdata, plot: false }).run()).rejects.toThrow(/The model's vocab_size is 256 but the data in .* uses the gpt2 tokenizer|uses the byte tokenizer but the data/);
 });

@@ -117,7 +117,7 @@ describe('prepare', () => {
   const docA = 'The first document.\nIt has two lines and some words, and then more words to split.\n';
   const docB = 'Ein zweites Dokument — mit Ümlauten.\nAnd <|endoftext|> inside it.\nEnd of B.\n';
 
-  test('round-trips text with both tokenizers, splitting each document', () => {
+  test('round-trips text with both tokenizers, splitting each document', async () => {
     fs.writeFileSync(path.join(tmp, 'a.txt'), docA.repeat(40));
     fs.mkdirSync(path.join(tmp, 'sub'));
     fs.writeFileSync(path.join(tmp, 'sub', 'b.txt'), docB.repeat(40));
@@ -125,11 +125,12 @@ describe('prepare', () => {
       for (const chunkBytes of [16, 4096]) {
         const out = path.join(tmp, `out-${tokenizer}-${chunkBytes}`);
         const progress: number[] = [];
-        const meta = prepare([path.join(tmp, 'a.txt'), path.join(tmp, 'sub')], {
+        const meta = await prepare([path.join(tmp, 'a.txt'), path.join(tmp, 'sub')], {
           out,
           tokenizer,
           valFraction: 0.1,
           chunkBytes,
+          workers: 1,
           onProgress: (p) => progress.push(p.bytesDone),
         });
         expect(meta.documents).toBe(2);
@@ -165,11 +166,11 @@ describe('prepare', () => {
     }
   });
 
-  test('byte tokenizer: train + val of one document is the document', () => {
+  test('byte tokenizer: train + val of one document is the document', async () => {
     const text = 'héllo wörld\n'.repeat(100);
     fs.writeFileSync(path.join(tmp, 'one.txt'), text);
     const out = path.join(tmp, 'o');
-    prepare([path.join(tmp, 'one.txt')], { out, tokenizer: 'byte', valFraction: 0.2, chunkBytes: 16 });
+    await prepare([path.join(tmp, 'one.txt')], { out, tokenizer: 'byte', valFraction: 0.2, chunkBytes: 16 });
     const ds = openDataset(out);
     const train = decode(ds.train.read(0, ds.train.count), 'byte');
     const val = decode(ds.val.read(0, ds.val.count), 'byte');
@@ -179,40 +180,44 @@ describe('prepare', () => {
     ds.close();
   });
 
-  test('globs and meta', () => {
+  test('globs and meta', async () => {
     fs.writeFileSync(path.join(tmp, 'x1.txt'), 'one\ntwo\nthree\n'.repeat(20));
     fs.writeFileSync(path.join(tmp, 'x2.txt'), 'four\nfive\n'.repeat(20));
     fs.writeFileSync(path.join(tmp, 'y.md'), 'no');
     expect(expandInputs([path.join(tmp, 'x*.txt')]).map((f) => path.basename(f))).toEqual(['x1.txt', 'x2.txt']);
     expect(expandInputs([path.join(tmp, '**', '*.md')]).map((f) => path.basename(f))).toEqual(['y.md']);
-    const meta = prepare([path.join(tmp, 'x?.txt')], { out: path.join(tmp, 'o'), tokenizer: 'gpt2' });
+    const { throughput, ...meta } = await prepare([path.join(tmp, 'x?.txt')], { out: path.join(tmp, 'o'), tokenizer: 'gpt2', workers: 1 });
     expect(meta.documents).toBe(2);
+    expect(throughput.workers).toBe(1);
     const onDisk = JSON.parse(fs.readFileSync(path.join(tmp, 'o', 'meta.json'), 'utf8'));
     expect(onDisk).toEqual(meta);
+    expect(meta.sources.map((s) => [path.basename(s.path), s.format, s.documents])).toEqual([['x1.txt', 'text', 1], ['x2.txt', 'text', 1]]);
+    expect(meta.sources[0].tokens + meta.sources[1].tokens).toBe(meta.tokens);
+    expect(meta.tokens).toBe(meta.train_tokens + meta.val_tokens);
     expect(onDisk.format).toBe('gpt-engine-data');
   });
 
-  test('empty input, missing files, no validation: clear errors and nothing written', () => {
+  test('empty input, missing files, no validation: clear errors and nothing written', async () => {
     fs.writeFileSync(path.join(tmp, 'empty.txt'), '');
     const out = path.join(tmp, 'o');
-    expect(() => prepare([path.join(tmp, 'empty.txt')], { out })).toThrow(/The input is empty: 1 file\(s\), 0 bytes/);
-    expect(() => prepare([path.join(tmp, 'missing.txt')], { out })).toThrow(/Missing input .*missing.txt: no such file or folder/);
-    expect(() => prepare([path.join(tmp, 'z*.txt')], { out })).toThrow(/No files match/);
-    expect(() => prepare([], { out })).toThrow(/at least one input/);
+    await expect(prepare([path.join(tmp, 'empty.txt')], { out })).rejects.toThrow(/empty.txt: empty file \(pass --skip-bad/);
+    await expect(prepare([path.join(tmp, 'missing.txt')], { out })).rejects.toThrow(/Missing input .*missing.txt: no such file or folder/);
+    await expect(prepare([path.join(tmp, 'z*.txt')], { out })).rejects.toThrow(/No files match/);
+    await expect(prepare([], { out })).rejects.toThrow(/at least one input/);
     fs.writeFileSync(path.join(tmp, 'tiny.txt'), 'ab');
-    expect(() => prepare([path.join(tmp, 'tiny.txt')], { out, valFraction: 0.05 })).toThrow(/no validation tokens/);
+    await expect(prepare([path.join(tmp, 'tiny.txt')], { out, valFraction: 0.05, workers: 1 })).rejects.toThrow(/no validation tokens/);
     expect(fs.existsSync(out)).toBe(false);
-    expect(() => prepare([path.join(tmp, 'tiny.txt')], { out, valFraction: 0.9 })).toThrow(/Expected a finite number > 0 and <= 0.5 for valFraction but received 0.9/);
-    expect(() => prepare([path.join(tmp, 'tiny.txt')], { out, tokenizer: 'bpe' as never })).toThrow(/for tokenizer but received "bpe"/);
+    await expect(prepare([path.join(tmp, 'tiny.txt')], { out, valFraction: 0.9 })).rejects.toThrow(/Expected a finite number > 0 and <= 0.5 for valFraction but received 0.9/);
+    await expect(prepare([path.join(tmp, 'tiny.txt')], { out, tokenizer: 'bpe' as never })).rejects.toThrow(/for tokenizer but received "bpe"/);
   });
 
-  test('a failed prepare leaves an existing folder as it was', () => {
+  test('a failed prepare leaves an existing folder as it was', async () => {
     const out = path.join(tmp, 'o');
     fs.writeFileSync(path.join(tmp, 'a.txt'), 'hello there\nfriend\n'.repeat(50));
-    prepare([path.join(tmp, 'a.txt')], { out, tokenizer: 'byte' });
+    await prepare([path.join(tmp, 'a.txt')], { out, tokenizer: 'byte' });
     const before = snapshot(out);
     fs.writeFileSync(path.join(tmp, 'tiny.txt'), 'ab');
-    expect(() => prepare([path.join(tmp, 'tiny.txt')], { out })).toThrow(/no validation tokens/);
+    await expect(prepare([path.join(tmp, 'tiny.txt')], { out, workers: 1 })).rejects.toThrow(/no validation tokens/);
     expect(snapshot(out)).toEqual(before);
   });
 });

@@ -143,11 +143,11 @@ const backend: ModelBackend = {
 
 let tmp: string;
 let data: string;
-beforeAll(() => {
+beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gpte-trainer-'));
   fs.writeFileSync(path.join(tmp, 'text.txt'), 'abcabcabd abcab\n'.repeat(200));
   data = path.join(tmp, 'data');
-  prepare([path.join(tmp, 'text.txt')], { out: data, tokenizer: 'byte', valFraction: 0.1 });
+  await prepare([path.join(tmp, 'text.txt')], { out: data, tokenizer: 'byte', valFraction: 0.1 });
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
