@@ -75,6 +75,9 @@ export { encode, decode, countTokens, getTokenizer, TOKENIZER_NAMES } from './to
 export type { Tokenizer } from './tokenizer';
 export {
   prepare,
+  prepareSync,
+  defaultWorkers,
+  expandInputs,
   openDataset,
   TokenFile,
   TokenFileWriter,
@@ -86,7 +89,20 @@ export {
   defaultCorpus,
   cacheDir,
 } from './data';
-export type { TokenHeader, DataMeta, Dataset, PrepareOptions, PrepareProgress, SamplerState } from './data';
+export type {
+  TokenHeader,
+  DataMeta,
+  Dataset,
+  PrepareOptions,
+  PrepareProgress,
+  PrepareResult,
+  PrepareThroughput,
+  SourceMeta,
+  SkippedMeta,
+  InputFormat,
+  BadInputKind,
+  SamplerState,
+} from './data';
 export { makeSchedule, lrAt } from './schedule';
 export { plotRuns, writeLossPlot, readMetrics } from './plot';
 export type { RunMetrics, MetricsPoint, PlotResult } from './plot';

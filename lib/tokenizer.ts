@@ -122,25 +122,3 @@ export function countTokens(text: string, tokenizer: TokenizerName = 'gpt2'): nu
   expectString('text', text);
   return getTokenizer(tokenizer).countTokens(text);
 }
-
-/**
- * Where text may be cut so that encoding the two halves separately gives the
- * same tokens as encoding the whole: right after a newline that follows a
- * non-space character and precedes a non-space character. GPT-2's
- * pre-tokenizer never joins across such a point (the newline is a token of
- * its own, and the next piece starts fresh). Returns the last such cut at or
- * before `limit`, or -1.
- */
-export function lastSafeCut(text: string, limit = text.length): number {
-  for (let i = Math.min(limit, text.length - 1); i >= 2; i--) {
-    if (text.charCodeAt(i - 1) !== 10) continue;
-    if (isSpaceCode(text.charCodeAt(i - 2)) || isSpaceCode(text.charCodeAt(i))) continue;
-    return i;
-  }
-  return -1;
-}
-
-function isSpaceCode(c: number): boolean {
-  // ASCII whitespace and the Unicode spaces \s matches that occur in text.
-  return c === 32 || (c >= 9 && c <= 13) || c === 0xa0 || c === 0x85 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
-}

@@ -121,7 +121,7 @@ class Job {
   private asm: Assembler | null = null;
   private createdOut = false;
 
-  constructor(inputs: string[], opts: PrepareOptions, private readonly sync: boolean) {
+  constructor(inputs: string[], opts: PrepareOptions, sync: boolean) {
     if (opts === null || typeof opts !== 'object') throw new ArgumentRangeError(`Expected an options object with out for options but received ${describe(opts)}`);
     const tokName = expectOneOf('tokenizer', opts.tokenizer ?? 'gpt2', TOKENIZER_NAMES);
     this.tok = getTokenizer(tokName);

@@ -1,4 +1,4 @@
-import { countTokens, decode, encode, getTokenizer, GPT2_EOT, lastSafeCut } from '../../lib/tokenizer';
+import { countTokens, decode, encode, getTokenizer, GPT2_EOT } from '../../lib/tokenizer';
 
 describe('tokenizer', () => {
   test('gpt2 round-trips text and counts tokens', () => {
@@ -34,18 +34,5 @@ describe('tokenizer', () => {
     expect(() => decode([50257], 'gpt2')).toThrow(/between 0 and 50256/);
     expect(() => encode(5 as unknown as string)).toThrow('Expected a string for text but received 5 (number)');
     expect(() => getTokenizer('gpt3' as never)).toThrow(/Expected one of "gpt2", "byte" for tokenizer but received "gpt3" \(string\) \(did you mean "gpt2"\?\)/);
-  });
-
-  test('lastSafeCut splits text without changing the tokens', () => {
-    const text = 'First line here.\nSecond line\n\n  indented\nThird line\nlast';
-    let pos = text.length;
-    while (true) {
-      const cut = lastSafeCut(text, pos);
-      if (cut < 0) break;
-      const joined = [...encode(text.slice(0, cut)), ...encode(text.slice(cut))];
-      expect(joined).toEqual(Array.from(encode(text)));
-      expect(text[cut - 1]).toBe('\n');
-      pos = cut - 1;
-    }
   });
 });
