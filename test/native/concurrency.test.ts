@@ -193,11 +193,21 @@ describe('dispose()', () => {
 
   test('dispose() twice, concurrently and later, resolves every time', async () => {
     const m = await GPT.create(CFG, { device: 'cpu', seed: 2 });
-    const a = m.forwardBackward(tok(1), tok(2), SHAPE);
-    const d1 = m.dispose();
-    const d2 = m.dispose();
-    await Promise.all([a, d1, d2]);
-    await m.dispose();
+    const events: string[] = [];
+    const a = m.forwardBackward(tok(1), tok(2), SHAPE).then((l) => (events.push('call'), l));
+    const d1 = m.dispose().then((r) => (events.push('dispose 1'), r));
+    const d2 = m.dispose().then((r) => (events.push('dispose 2'), r));
+    const [loss, r1, r2] = await Promise.all([a, d1, d2]);
+    // The running call finishes with its result; both disposes wait for it and resolve with nothing.
+    expect(Number.isFinite(loss)).toBe(true);
+    expect(r1).toBeUndefined();
+    expect(r2).toBeUndefined();
+    expect(events[0]).toBe('call');
+    expect(events.slice(1).sort()).toEqual(['dispose 1', 'dispose 2']);
+    expect(m.isDisposed).toBe(true);
+    // Later, with nothing running: resolves at once, with nothing.
+    await expect(m.dispose()).resolves.toBeUndefined();
+    expect(() => m.parameters()).toThrow(DisposedError);
   });
 
   test('dispose() from inside a call\'s continuation, and with nothing running', async () => {
