@@ -1,17 +1,18 @@
-// Three projects, split by what they need (DESIGN "Layers of the code"):
+// Three projects, split by what they need (docs/ARCHITECTURE.md "Layers"):
 //   unit   - pure TypeScript, always runs, in parallel;
 //   native - the CPU addon (each file in its own worker process; on 2 cores
 //            jest runs one worker at a time, and each test uses the whole pool);
 //   cuda   - only where a GPU is present, or the addon is the SIMT emulator
-//            build (docs/dev/CUDA-EMU.md). Without either the project is left
-//            out of the run and test/cuda/README.md's reason is printed.
+//            build (docs/dev/CUDA-EMU.md; `npm run test:emu`). Without either
+//            the project is left out of the run and the reason is printed
+//            (test/cuda/README.md).
 const { execFileSync } = require('node:child_process');
 const path = require('node:path');
 
 function gpuStatus() {
   if (process.env.GPT_ENGINE_TEST_CUDA === '0') return { ok: false, reason: 'GPT_ENGINE_TEST_CUDA=0' };
   try {
-    const out = execFileSync(process.execPath, [path.join(__dirname, 'scripts', 'gpu-status.js')], {
+    const out = execFileSync(process.execPath, [path.join(__dirname, 'scripts', 'gpu-check', 'gpu-status.js')], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],
       timeout: 60000,

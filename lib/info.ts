@@ -52,7 +52,7 @@ async function checkBackend(backend: 'cpu' | 'cuda'): Promise<BackendCheck> {
   // Both checks ask for fp32 attention (below). On CUDA that is the SIMT
   // fp32 path, which takes any head size up to 256 (D = 64 is also a size of
   // the tensor-core kernels). Both are held to the fp32 limit the GPU check
-  // uses for fp32 attention (scripts/gpu-check/ops.js).
+  // uses for fp32 attention (test/ops/op-table.js).
   const D = backend === 'cuda' ? 64 : 8;
   const tol = 1e-5;
   const q = new Float32Array(T * D).map((_, i) => Math.sin(i * 0.7));

@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, error_text, log, read_input, setup, time_ms  # noqa: E402
+from common import emit_results, errors_into, log, read_input, setup, time_ms  # noqa: E402
 
 
 def main():
@@ -50,7 +50,7 @@ def main():
         pattern, window = c["pattern"], c.get("window")
         log(f"pytorch attention: {pattern} T={T}")
         r = {"seq": T, "pattern": pattern, "window": window, "forward": None, "forwardBackward": None}
-        try:
+        with errors_into(r):
             g = torch.Generator(device="cpu").manual_seed(T)
             q = torch.randn(B, H, T, D, generator=g).to(device)
             k = torch.randn(B, H, T, D, generator=g).to(device)
@@ -71,10 +71,8 @@ def main():
                 out.backward(dout)
 
             r["forwardBackward"] = time_ms(fwd_bwd, inp, torch, device)
-        except Exception as e:  # noqa: BLE001 - reported per case
-            r["error"] = error_text(e)
         results.append(r)
-    emit({"method": method, "torch": torch.__version__, "threads": torch.get_num_threads(), "results": results})
+    emit_results(torch, results, method=method)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ two), and prints one JSON document on stdout. FLOPs are not counted here:
 gpt-engine divides the FLOPs of lib/flops.ts by these times, so both sides
 use one formula. Logs go to stderr.
 """
+import contextlib
 import json
 import sys
 import time
@@ -45,28 +46,8 @@ def stat(samples):
     return {"median": median, "min": s[0], "max": s[-1], "samples": list(samples)}
 
 
-def time_ms(fn, inp, torch, device):
-    """ms per call of fn: warm-up, then repeats within the budget (at least 2)."""
-    warmup = int(inp.get("warmup", 1))
-    repeats = int(inp.get("repeats", 3))
-    budget = float(inp.get("budget_ms", 10000))
-    start = time.perf_counter()
-    for _ in range(warmup):
-        fn()
-    sync(torch, device)
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(torch, device)
-        samples.append((time.perf_counter() - t0) * 1000)
-        if len(samples) >= min(2, repeats) and (time.perf_counter() - start) * 1000 > budget:
-            break
-    return stat(samples)
-
-
 def repeat(fn, inp, torch, device):
-    """Like time_ms for a fn that measures itself: returns the list of its results."""
+    """fn's results: warm-up calls, then repeats within the budget (at least 2); time_ms when fn is what is timed."""
     warmup = int(inp.get("warmup", 1))
     repeats = int(inp.get("repeats", 3))
     budget = float(inp.get("budget_ms", 10000))
@@ -79,6 +60,18 @@ def repeat(fn, inp, torch, device):
         if len(out) >= min(2, repeats) and (time.perf_counter() - start) * 1000 > budget:
             break
     return out
+
+
+def time_ms(fn, inp, torch, device):
+    """ms per call of fn: warm-up, then repeats within the budget (at least 2)."""
+
+    def once():
+        t0 = time.perf_counter()
+        fn()
+        sync(torch, device)
+        return (time.perf_counter() - t0) * 1000
+
+    return stat(repeat(once, inp, torch, device))
 
 
 def emit(doc):
@@ -94,3 +87,17 @@ def log(msg):
 
 def error_text(e):
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+@contextlib.contextmanager
+def errors_into(row):
+    """Runs the with-block for one case; an exception becomes row["error"] and the next case still runs."""
+    try:
+        yield row
+    except Exception as e:  # noqa: BLE001 - reported per case
+        row["error"] = error_text(e)
+
+
+def emit_results(torch, results, **doc):
+    """The twin's one JSON document: doc's fields, the torch version and threads, the rows."""
+    emit({**doc, "torch": torch.__version__, "threads": torch.get_num_threads(), "results": results})

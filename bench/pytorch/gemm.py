@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, error_text, log, read_input, setup, time_ms  # noqa: E402
+from common import emit_results, errors_into, log, read_input, setup, time_ms  # noqa: E402
 
 
 def main():
@@ -25,7 +25,7 @@ def main():
         dtype = torch.bfloat16 if prec == "bf16" else torch.float32
         log(f"pytorch gemm: {c['layer']} {form} {prec}")
         r = {"layer": c["layer"], "form": form, "precision": prec, "time": None}
-        try:
+        with errors_into(r):
             g = torch.Generator(device="cpu").manual_seed(M + K + N)
             x = torch.randn(M, K, generator=g).to(device=device, dtype=dtype)
             w = torch.randn(K, N, generator=g).to(device=device, dtype=dtype)
@@ -43,10 +43,8 @@ def main():
                 xt = x.t()
                 fn = lambda: dw.addmm_(xt, dout)  # noqa: E731
             r["time"] = time_ms(fn, inp, torch, device)
-        except Exception as e:  # noqa: BLE001
-            r["error"] = error_text(e)
         results.append(r)
-    emit({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results})
+    emit_results(torch, results)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, error_text, log, read_input, repeat, setup, stat, sync  # noqa: E402
+from common import emit_results, errors_into, log, read_input, repeat, setup, stat, sync  # noqa: E402
 
 
 def main():
@@ -30,7 +30,7 @@ def main():
         prec, B, P, N = c["precision"], c["batch"], c["promptTokens"], c["newTokens"]
         log(f"pytorch generate: batch {B} {prec}")
         r = {"precision": prec, "batch": B, "decode": None, "prefillTokensPerSecond": None, "timeToFirstToken": None, "cacheBytes": None}
-        try:
+        with errors_into(r):
             dtype = torch.bfloat16 if prec == "bf16" else torch.float32
             if prec not in models:
                 torch.manual_seed(1)
@@ -62,10 +62,8 @@ def main():
             r["decode"] = stat([B * (N - 1) / (p[1] / 1000) for p in per if p[1] > 0])
             r["cacheBytes"] = per[-1][2]
             r["note"] = "PyTorch: greedy decode with a preallocated KV cache" + (", bf16 weights" if prec == "bf16" else "")
-        except Exception as e:  # noqa: BLE001
-            r["error"] = error_text(e)
         results.append(r)
-    emit({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results})
+    emit_results(torch, results)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The GPT-2/GPT-3 model of DESIGN.md in plain PyTorch, for the twins.
+"""The GPT-2/GPT-3 model of docs/ARCHITECTURE.md "The model" in plain PyTorch, for the twins.
 
 Pre-norm blocks, fused QKV with bias, causal dense or locally banded
 attention per layer (query i sees keys i - w < j <= i), MLP with tanh GELU,
@@ -139,9 +139,10 @@ class GPT(nn.Module):
         ]
 
 
-def adamw_for(model, lr=1e-4):
-    """AdamW as DESIGN says: decay on every 2-D tensor (embeddings too), none on biases and LayerNorms."""
+def adamw_for(model, lr=1e-4, **kw):
+    """AdamW as the engine's: decay on every 2-D tensor (embeddings too), none on biases and LayerNorms.
+    Further keyword arguments go to torch.optim.AdamW (fused=True, for one)."""
     decay = [p for p in model.parameters() if p.dim() == 2]
     rest = [p for p in model.parameters() if p.dim() != 2]
     groups = [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, **kw)

@@ -14,7 +14,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import emit, error_text, log, read_input, repeat, setup, stat, sync  # noqa: E402
+from common import emit_results, errors_into, log, read_input, repeat, setup, stat, sync  # noqa: E402
 
 
 def main():
@@ -27,7 +27,7 @@ def main():
         cfg, B, T, prec = c["config"], c["batch"], c["seq"], c["precision"]
         log(f"pytorch train: {c['preset']} B{B} T{T} {prec}")
         r = {"preset": c["preset"], "precision": prec, "batch": B, "seq": T, "step": None, "forward": None, "backward": None, "optimizer": None}
-        try:
+        with errors_into(r):
             torch.manual_seed(1)
             model = GPT(cfg).to(device)
             opt = adamw_for(model)
@@ -66,10 +66,8 @@ def main():
             r["optimizer"] = stat([p[3] for p in per])
             r["loss"] = per[-1][4]
             del model, opt
-        except Exception as e:  # noqa: BLE001
-            r["error"] = error_text(e)
         results.append(r)
-    emit({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results})
+    emit_results(torch, results)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 // backendOp({device, op, ...}): runs ONE Backend op on host Float32Arrays on
 // the 'cpu' or 'cuda' backend (upload, run, download) and resolves with the
 // outputs as Float32Arrays. Used by test/cuda/*.test.ts and
-// scripts/gpu-check.sh to hold every CUDA op against the CPU reference.
+// the GPU check (test/ops/op-table.js) to hold every CUDA op against the CPU.
 // Outputs that an op overwrites are filled with NaN before the op runs, so
 // an element the op forgot to write shows up as NaN (never passes).
 //

@@ -7,8 +7,8 @@
 //   decodeKernel({ op: 'linear' | 'head', precision: 'fp32' | 'bf16', M, K, N,
 //                  x: Float32Array [M*K], w: Float32Array ([K*N] linear, [N*K] head),
 //                  bias?: Float32Array [N], repeats?: number })
-//     -> { out: Float32Array [M*N], seconds }   (synchronous; tests and
-//     scripts/bench-decode-quick.js: the kernels of native/cpu/decode_kernels.h
+//     -> { out: Float32Array [M*N], seconds }   (synchronous; for tests:
+//     the kernels of native/cpu/decode_kernels.h
 //     on the current ISA path, bf16 weights packed first, seconds per call)
 //
 // The logits come back in one Float32Array owned by the session and reused

@@ -2,7 +2,7 @@
 // (core/backend.h "decoding") on host arrays on the 'cpu' or 'cuda' backend
 // (upload, run, download) and resolves with the outputs. Used by
 // test/native/decode-ops.test.ts (the CPU ops against a float64 reference),
-// test/cuda/decode-ops.test.ts and scripts/gpu-check/decode-ops.js (CUDA
+// test/cuda/decode-ops.test.ts and test/ops/decode-op-table.js (CUDA
 // against the CPU).
 //
 // Options (all integers are plain numbers, arrays typed):

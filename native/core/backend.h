@@ -121,7 +121,7 @@ class Backend {
   // ---- fused forward ops ------------------------------------------------------
   // Each default body composes the ops above, and that composition is the
   // reference a backend's fused override is held to (test/native/fused-ops,
-  // scripts/gpu-check/ops.js). The fusion saves a pass over the activations.
+  // test/ops/op-table.js). The fusion saves a pass over the activations.
   //
   // pre[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when non-null), saved for the
   // backward pass; out[M, N] = gelu(pre), tanh form as gelu_forward.

@@ -1,25 +1,25 @@
 #!/usr/bin/env node
 'use strict';
-// The GPU check's Node part (scripts/gpu-check.sh sets up node, dist/ and
-// the addon, then runs this). Steps, in order:
+// The GPU check's Node part (gpu-check.sh sets up node, dist/ and the addon,
+// then runs this). Steps, in order:
 //   1. correctness: every backend op on the device against the CPU backend
-//      (ops.js, decode-ops.js), attention determinism; then a few training
-//      steps on both backends and decode equivalence where the library
-//      provides them;
+//      (the op tables in test/ops/), attention determinism; then a few
+//      training steps on both backends and decode equivalence;
 //   2. benchmarks (skipped with --only correctness): the engine's attention
 //      and GEMM kernels timed through backendOp, decode attention through
 //      decodeOp, `gpt-engine bench ... --json` when that CLI exists, and
-//      PyTorch on the same shapes (pytorch_bench.py).
+//      PyTorch on the same shapes (bench/pytorch/gpu_check.py). FLOPs come
+//      from the built library (dist/lib/flops.js), for both.
 // Writes JSON files into the results folder and prints a short table last.
 //
 //   node main.js --device cuda|cpu --results DIR [--only correctness] [--dry-run]
 const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const ops = require('./ops.js');
-const decodeOps = require('./decode-ops.js');
 
 const root = path.resolve(__dirname, '..', '..');
+const ops = require(path.join(root, 'test', 'ops', 'op-table.js'));
+const decodeOps = require(path.join(root, 'test', 'ops', 'decode-op-table.js'));
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = args.indexOf(name);
@@ -45,10 +45,10 @@ function loadAddon() {
   return load();
 }
 
-// Pairs (query, key) computed: causal triangle or band, as DESIGN counts FLOPs.
-function attnPairs(T, banded, w) {
-  if (!banded || w >= T) return (T * (T + 1)) / 2;
-  return (w * (w + 1)) / 2 + (T - w) * w;
+// Attention FLOPs of one shape {B, H, T, D, banded, w}: lib/flops.ts (built), the formula every figure uses.
+function attentionFlops(s) {
+  const { attentionFlops: flops } = require(path.join(pkgRoot, 'dist', 'lib', 'flops.js'));
+  return flops({ batch: s.B, heads: s.H, seq: s.T, headDim: s.D, pattern: s.banded ? 'banded' : 'dense', window: s.banded ? s.w : null });
 }
 
 async function correctness(addon) {
@@ -223,15 +223,15 @@ async function benchEngine(addon) {
     // precision bf16: the tensor-core kernels (backendOp's default, fp32, would time the SIMT ones).
     const base = { device, precision: 'bf16', batch: s.B, heads: s.H, seq: s.T, headDim: s.D, banded: s.banded, window: s.w, scale: 1 / Math.sqrt(s.D),
       q: ops.randn(r, n), k: ops.randn(r, n), v: ops.randn(r, n) };
-    const flopsF = 4 * s.D * attnPairs(s.T, s.banded, s.w) * s.B * s.H;
+    const flops = attentionFlops(s);
     const row = { ...s, pattern: s.banded ? `banded w=${s.w}` : 'dense' };
     try {
       const f = await addon.backendOp({ ...base, op: 'attention_forward', repeat });
       const b = await addon.backendOp({ ...base, op: 'attention_backward', out: f.out, lse: f.lse, dout: ops.randn(r, n), repeat });
       row.fwd_ms = f.ms;
       row.bwd_ms = b.ms;
-      row.fwd_tflops = flopsF / (f.ms * 1e9);
-      row.fwdbwd_tflops = (3.5 * flopsF) / ((f.ms + b.ms) * 1e9);
+      row.fwd_tflops = flops.forward / (f.ms * 1e9);
+      row.fwdbwd_tflops = flops.total / ((f.ms + b.ms) * 1e9);
     } catch (e) {
       row.error = String(e.message || e);
     }
@@ -336,7 +336,7 @@ function benchPytorch(shapes) {
   const py = process.env.GPT_ENGINE_PYTHON || process.env.PYTHON ||
     ['python3', '/usr/bin/python3'].find((p) => spawnSync(p, ['-c', 'import torch'], { stdio: 'ignore', timeout: 60000 }).status === 0) || 'python3';
   const outFile = path.join(resultsDir, 'bench-pytorch.json');
-  const res = spawnSync(py, [path.join(__dirname, 'pytorch_bench.py'), '--out', outFile, '--shapes', JSON.stringify(shapes), ...(dryRun ? ['--dry-run'] : [])], {
+  const res = spawnSync(py, [path.join(root, 'bench', 'pytorch', 'gpu_check.py'), '--out', outFile, '--shapes', JSON.stringify(shapes), ...(dryRun ? ['--dry-run'] : [])], {
     encoding: 'utf8', timeout: dryRun ? 120000 : 240000, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
   if (res.stderr) log(res.stderr.trim());
   if (res.status !== 0) {
@@ -346,6 +346,14 @@ function benchPytorch(shapes) {
   }
   try {
     const j = JSON.parse(fs.readFileSync(outFile, 'utf8'));
+    // The twin reports times; FLOP/s from the same formula as the engine's rows.
+    for (const a of j.attention || []) {
+      if (a.error) continue;
+      const flops = attentionFlops(a);
+      a.fwd_tflops = flops.forward / (a.fwd_ms * 1e9);
+      a.fwdbwd_tflops = flops.total / (a.fwdbwd_ms * 1e9);
+    }
+    fs.writeFileSync(outFile, JSON.stringify(j, null, 2));
     for (const a of j.attention || [])
       table.push([`torch ${a.backend} ${a.pattern} T${a.T} D${a.D}`, a.error ? 'ERROR' : 'ran', a.error ? String(a.error).slice(0, 80) : `fwd ${a.fwd_tflops.toFixed(1)}, fwd+bwd ${a.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
     if (j.train) table.push([`torch GPT-2 train (${j.train.mode})`, j.train.error ? 'ERROR' : 'ran', j.train.error ? String(j.train.error).slice(0, 80) : `${Math.round(j.train.tokens_per_s)} tokens/s`]);

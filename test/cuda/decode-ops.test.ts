@@ -5,12 +5,12 @@
  * NaN-poisoned outputs: relative L2 below 1e-5 for attention (fp32 cache and
  * accumulation on both), bitwise equality for the store and the embedding,
  * and the same result twice on the GPU. Runs only where a GPU is present
- * (jest.config.js); scripts/gpu-check/main.js runs the same cases.
+ * (jest.config.js); the GPU check (npm run gpu-check) runs the same cases.
  */
 import { loadAddon } from '../../lib/native';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const dops = require('../../scripts/gpu-check/decode-ops.js') as {
+const dops = require('../ops/decode-op-table.js') as {
   buildDecodeCases(seed: number): Array<{ name: string }>;
   runDecodeOpChecks(
     addon: unknown,

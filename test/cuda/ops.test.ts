@@ -4,12 +4,13 @@
  * 1e-5 on the fp32 path (attention included: SIMT fp32 kernels) and 1e-2 in
  * bf16 (attention on bf16 tensor cores). Also: attention backward is bitwise
  * deterministic, head sizes above 256 are a clear INVALID_ARGUMENT. Runs only where a GPU is present
- * (jest.config.js); scripts/gpu-check.sh runs the same cases without jest.
+ * (jest.config.js); the GPU check (npm run gpu-check) runs the same cases
+ * without jest.
  */
 import { loadAddon } from '../../lib/native';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const ops = require('../../scripts/gpu-check/ops.js') as {
+const ops = require('../ops/op-table.js') as {
   buildCases(seed: number): Array<{ name: string; precision: string }>;
   rng(seed: number): () => number;
   randn(r: () => number, n: number, std?: number): Float32Array;

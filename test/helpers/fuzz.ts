@@ -1,5 +1,5 @@
 /**
- * A seeded mutation harness for the file parsers (issue 10) and builders of
+ * A seeded mutation harness for the file parsers and builders of
  * raw safetensors images for tests.
  *
  * runFuzz() feeds a parser `count` inputs, each a seed from the corpus put

@@ -1,10 +1,11 @@
 /**
- * A float64 reference of the whole GPT (DESIGN "The model"): forward, mean
+ * A float64 reference of the whole GPT (docs/ARCHITECTURE.md "The model"): forward, mean
  * cross-entropy over non-ignored targets, and backward, written plainly for
  * tiny configs. Parameters and gradients are keyed by Hugging Face GPT-2 names
  * with Conv1D weights [in, out], like GPT.parameters().
  */
 import { GPTConfig, layerPatterns } from '../../lib/config';
+import { attendRow, attendRowBackward } from './attention-ref';
 
 export type Params64 = Map<string, Float64Array>;
 
@@ -143,6 +144,13 @@ export function refModel(
   const pats = layerPatterns(cfg);
   const w = cfg.attention_window ?? 0;
   const scale = 1 / Math.sqrt(D);
+  // The keys query i of head h sees in the fused qkv rows [B*T, 3C]: their
+  // positions j and where each key and value starts.
+  const rowKeys = (b: number, h: number, i: number, banded: boolean) => {
+    const j: number[] = [];
+    for (let t = 0; t <= i; t++) if (allowed(i, t, banded, w)) j.push(t);
+    return { j, k: j.map((t) => (b * T + t) * 3 * C + C + h * D), v: j.map((t) => (b * T + t) * 3 * C + 2 * C + h * D) };
+  };
   const p = (n: string) => {
     const t = P.get(n);
     if (!t) throw new Error(`missing ${n}`);
@@ -180,34 +188,11 @@ export function refModel(
     for (let b = 0; b < B; b++)
       for (let h = 0; h < H; h++)
         for (let i = 0; i < T; i++) {
-          const qo = (b * T + i) * 3 * C + h * D;
+          const keys = rowKeys(b, h, i, banded);
+          const r = attendRow(qkv, (b * T + i) * 3 * C + h * D, qkv, keys.k, qkv, keys.v, D, scale);
           const row = ((b * H + h) * T + i) * T;
-          let mx = -Infinity;
-          for (let j = 0; j < T; j++) {
-            if (!allowed(i, j, banded, w)) continue;
-            const ko = (b * T + j) * 3 * C + C + h * D;
-            let s = 0;
-            for (let d = 0; d < D; d++) s += qkv[qo + d] * qkv[ko + d];
-            s *= scale;
-            probs[row + j] = s;
-            if (s > mx) mx = s;
-          }
-          let sum = 0;
-          for (let j = 0; j < T; j++) {
-            if (!allowed(i, j, banded, w)) continue;
-            const e = Math.exp(probs[row + j] - mx);
-            probs[row + j] = e;
-            sum += e;
-          }
-          for (let j = 0; j < T; j++) {
-            if (!allowed(i, j, banded, w)) {
-              probs[row + j] = 0;
-              continue;
-            }
-            probs[row + j] /= sum;
-            const vo = (b * T + j) * 3 * C + 2 * C + h * D;
-            for (let d = 0; d < D; d++) atty[(b * T + i) * C + h * D + d] += probs[row + j] * qkv[vo + d];
-          }
+          keys.j.forEach((j, n) => (probs[row + j] = r.p[n]));
+          atty.set(r.out, (b * T + i) * C + h * D);
         }
     const proj = linear(atty, p(pre + 'attn.c_proj.weight'), p(pre + 'attn.c_proj.bias'), M, C, C);
     const r1 = new Float64Array(M * C);
@@ -284,31 +269,11 @@ export function refModel(
     for (let b = 0; b < B; b++)
       for (let h = 0; h < H; h++)
         for (let i = 0; i < T; i++) {
+          const keys = rowKeys(b, h, i, banded);
           const row = ((b * H + h) * T + i) * T;
-          const qo = (b * T + i) * 3 * C + h * D;
-          const yo = (b * T + i) * C + h * D;
-          const dP = new Float64Array(T);
-          let dot = 0;
-          for (let j = 0; j < T; j++) {
-            if (!allowed(i, j, banded, w)) continue;
-            const vo = (b * T + j) * 3 * C + 2 * C + h * D;
-            let s = 0;
-            for (let d = 0; d < D; d++) {
-              s += datty[yo + d] * k.qkv[vo + d];
-              dqkv[vo + d] += k.probs[row + j] * datty[yo + d];
-            }
-            dP[j] = s;
-            dot += k.probs[row + j] * s;
-          }
-          for (let j = 0; j < T; j++) {
-            if (!allowed(i, j, banded, w)) continue;
-            const dS = k.probs[row + j] * (dP[j] - dot) * scale;
-            const ko = (b * T + j) * 3 * C + C + h * D;
-            for (let d = 0; d < D; d++) {
-              dqkv[qo + d] += dS * k.qkv[ko + d];
-              dqkv[ko + d] += dS * k.qkv[qo + d];
-            }
-          }
+          const pr = Float64Array.from(keys.j, (j) => k.probs[row + j]);
+          attendRowBackward(k.qkv, (b * T + i) * 3 * C + h * D, k.qkv, keys.k, k.qkv, keys.v, D, scale, pr,
+            datty, (b * T + i) * C + h * D, dqkv, dqkv, dqkv);
         }
     const dln1 = linearBack(dqkv, k.ln1, p(pre + 'attn.c_attn.weight'), gr(pre + 'attn.c_attn.weight'), gr(pre + 'attn.c_attn.bias'), M, C, 3 * C);
     const dxa = layernormBack(dln1, k.ln1c, p(pre + 'ln_1.weight'), gr(pre + 'ln_1.weight'), gr(pre + 'ln_1.bias'), M, C);

@@ -213,6 +213,7 @@ describe('dispose()', () => {
     expect(events).toEqual(['call resolved', 'dispose 1 resolved', 'dispose 2 resolved']);
     expect(r1).toBeUndefined();
     expect(r2).toBeUndefined();
+    // Later, with nothing running: resolves at once, with nothing.
     await expect(m.dispose()).resolves.toBeUndefined();
     expect(() => m.parameters()).toThrow(DisposedError);
   });

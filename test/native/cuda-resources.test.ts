@@ -1,17 +1,18 @@
 /**
- * scripts/cuda-resources.js (the CI resource check) reads registers, stack
+ * scripts/ci/cuda-resources.js (the CI resource check) reads registers, stack
  * frame and static shared memory out of the cubins in an ELF file. Here it is
  * held against ptxas's own report (`-Xptxas -v`) on a small CUDA file compiled
  * for sm_80 and sm_90: a kernel with static shared memory, one forced to spill
  * (-maxrregcount 32), one with dynamic shared memory only. Where no nvcc is
- * installed, the file is not compiled and only the no-fatbin path is checked.
+ * installed, that test is skipped (its title says why) and only the no-fatbin
+ * path is checked.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-const script = path.join(__dirname, '..', '..', 'scripts', 'cuda-resources.js');
+const script = path.join(__dirname, '..', '..', 'scripts', 'ci', 'cuda-resources.js');
 
 function nvccPath(): string | null {
   const r = spawnSync('nvcc', ['--version'], { encoding: 'utf8' });
@@ -53,16 +54,18 @@ function parsePtxas(log: string): Map<string, Ptxas> {
   return out;
 }
 
-describe('scripts/cuda-resources.js', () => {
+describe('scripts/ci/cuda-resources.js', () => {
   it('exits 2 with the reason on an ELF file without CUDA code', () => {
     const r = spawnSync(process.execPath, [script, process.execPath], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('has no .nv_fatbin section: it was built without the CUDA backend');
   });
 
+  // Chosen when the file is collected: without nvcc the test is reported as skipped, with the reason.
   const nvcc = nvccPath();
-  it(nvcc ? 'agrees with ptxas -v on sm_80 and sm_90 (registers, stack frame, static shared memory)' : 'needs nvcc to compile its fixture (none here)', () => {
-    if (!nvcc) return;
+  const title = 'agrees with ptxas -v on sm_80 and sm_90 (registers, stack frame, static shared memory)';
+  (nvcc ? it : it.skip)(nvcc ? title : `${title} (no nvcc on PATH to compile its fixture)`, () => {
+    if (!nvcc) throw new Error('unreachable: skipped without nvcc');
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gpt-res-'));
     try {
       fs.writeFileSync(path.join(dir, 't.cu'), SOURCE);

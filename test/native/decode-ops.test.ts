@@ -1,7 +1,7 @@
 /**
  * The CPU backend's decoding ops (core/backend.h "decoding": kv_store,
  * decode_attention, embedding_at) against a float64 reference, through the
- * addon's decodeOp, on the cases of scripts/gpu-check/decode-ops.js:
+ * addon's decodeOp, on the cases of test/ops/decode-op-table.js:
  * position 0, window 1, a window larger than the position, a wrapped ring,
  * key counts that are not a multiple of any tile (255, 256, 257, 1000),
  * odd head sizes, several rows at different positions with strided q/out.
@@ -9,6 +9,7 @@
  * Also: thread-count invariance and the binding's checks of bad records.
  */
 import { loadAddon } from '../../lib/native';
+import { decodeReference } from '../helpers/decode-ref';
 
 interface Case {
   name: string;
@@ -18,9 +19,8 @@ interface Case {
   exact?: boolean;
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const dops = require('../../scripts/gpu-check/decode-ops.js') as {
+const dops = require('../ops/decode-op-table.js') as {
   buildDecodeCases(seed: number): Case[];
-  reference(o: Record<string, unknown>): Record<string, Float64Array>;
   rowAlone(o: Record<string, unknown>, r: number): Record<string, unknown>;
 };
 type DecodeOp = (o: Record<string, unknown>) => Promise<Record<string, Float32Array | number>>;
@@ -46,7 +46,7 @@ describe('CPU decoding ops match a float64 reference', () => {
   for (const c of CASES) {
     test(c.name, async () => {
       const got = await addon.decodeOp({ ...c.opts, device: 'cpu' });
-      const ref = dops.reference(c.opts);
+      const ref = decodeReference(c.opts);
       for (const k of c.outputs) {
         const g = got[k] as Float32Array;
         if (c.exact) {

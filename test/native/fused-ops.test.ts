@@ -19,7 +19,7 @@ import { loadAddon } from '../../lib/native';
 import { getIsa, getThreads, setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const helpers = require('../../scripts/gpu-check/ops.js') as {
+const helpers = require('../ops/run-checks.js') as {
   rng(seed: number): () => number;
   randn(r: () => number, n: number, std?: number): Float32Array;
   bitEqual(a: Float32Array, b: Float32Array): boolean;

@@ -1,7 +1,7 @@
 // GPT.generate / GPT.stream on the CPU addon: seeded sampling, batch equals
 // alone, streaming chunks, stop strings, abort, errors before native work,
 // and the Hugging Face GPT-2 fixture (expected logits from an independent
-// PyTorch script, scripts/make-hf-fixture.py), including fp16 and bf16 files.
+// PyTorch script, test/fixtures/make-hf-fixture.py), including fp16 and bf16 files.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GPTConfig } from '../../lib/config';

@@ -532,7 +532,7 @@ describe('the API', () => {
   });
 
   test('a Hugging Face GPT-2 folder loads and its logits match an independent float64 forward', async () => {
-    // test/fixtures/hf-gpt2-tiny: written by scripts/make-hf-fixture.py (its
+    // test/fixtures/hf-gpt2-tiny: written by test/fixtures/make-hf-fixture.py (its
     // own PyTorch forward, in float64, from each variant's stored weights).
     const root = path.join(__dirname, '..', 'fixtures', 'hf-gpt2-tiny');
     const expected = JSON.parse(fs.readFileSync(path.join(root, 'expected.json'), 'utf8'));

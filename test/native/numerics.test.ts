@@ -11,35 +11,13 @@ import { GPTConfig } from '../../lib/config';
 import { NonFiniteError } from '../../lib/errors';
 import { GPT, PrecisionName } from '../../lib/model';
 import { Rng } from '../../lib/rng';
-import { randomArray, refBackward, refForward, relL2 } from '../helpers/attention-ref';
+import { randomArray, refBackward, refForward, refRow, relL2 } from '../helpers/attention-ref';
 import { refModel, toF64 } from '../helpers/model-ref';
 
 const allFinite = (a: ArrayLike<number>) => {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
   return true;
 };
-
-/** float64 reference of one query row (b*h = 0): out and lse, with the max subtracted. */
-function refRow(q: Float32Array, k: Float32Array, v: Float32Array, T: number, D: number, i: number, window: number, scale: number) {
-  const lo = Math.max(0, i - window + 1);
-  const s: number[] = [];
-  let m = -Infinity;
-  for (let j = lo; j <= i; j++) {
-    let dot = 0;
-    for (let d = 0; d < D; d++) dot += q[i * D + d] * k[j * D + d];
-    s.push(dot * scale);
-    m = Math.max(m, dot * scale);
-  }
-  let l = 0;
-  const out = new Float64Array(D);
-  for (let j = lo; j <= i; j++) {
-    const p = Math.exp(s[j - lo] - m);
-    l += p;
-    for (let d = 0; d < D; d++) out[d] += p * v[j * D + d];
-  }
-  for (let d = 0; d < D; d++) out[d] /= l;
-  return { out, lse: m + Math.log(l) };
-}
 
 describe('attention: large scores', () => {
   const B = 1;
@@ -109,7 +87,7 @@ describe('attention: long sequences', () => {
     expect(allFinite(f.out) && allFinite(f.lse)).toBe(true);
     const scale = 1 / Math.sqrt(D);
     for (const i of [0, 1, 255, 256, 1000, T / 2 + 3, T - 2, T - 1]) {
-      const r = refRow(q, k, v, T, D, i, window, scale);
+      const r = refRow({ batch: 1, heads: 1, seq: T, headDim: D, window, scale }, q, k, v, 0, i);
       expect(Math.abs(f.lse[i] - r.lse)).toBeLessThan(1e-4 * Math.max(1, Math.abs(r.lse)));
       expect(relL2(f.out.subarray(i * D, (i + 1) * D), r.out)).toBeLessThan(1e-4);
     }

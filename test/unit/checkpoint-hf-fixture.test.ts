@@ -1,5 +1,5 @@
 /**
- * The checked-in Hugging Face GPT-2 fixture (scripts/make-hf-fixture.py, an
+ * The checked-in Hugging Face GPT-2 fixture (test/fixtures/make-hf-fixture.py, an
  * independent writer) loads in all three dtypes, and the fp16/bf16 variants
  * agree with fp32 within their precision.
  */

@@ -1,5 +1,5 @@
 /**
- * The SIMT emulator's build-time rewrite (native/cuda/emu/rewrite.js):
+ * The SIMT emulator's build-time rewrite (tools/cuda-emu/rewrite.js):
  * launches (template kernels, several lines), extern and static __shared__,
  * comments left alone, line numbers kept; and every CUDA source of the
  * backend goes through it.
@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { rewrite } = require('../../native/cuda/emu/rewrite.js') as { rewrite(src: string, file: string): string };
+const { rewrite } = require('../../tools/cuda-emu/rewrite.js') as { rewrite(src: string, file: string): string };
 
 const body = (out: string) => out.slice(out.indexOf('\n') + 1);
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU check, in one go (issue 8): correctness first, then benchmarks.
+# The GPU check, in one go: correctness first, then benchmarks.
 #
-#   scripts/gpu-check.sh [--only correctness] [--dry-run] [RESULTS_DIR]
+#   npm run gpu-check -- [--only correctness] [--dry-run] [RESULTS_DIR]
+#   (or scripts/gpu-check/gpu-check.sh with the same options)
 #
-# Works on a machine with no Node and no network (the H200 machines): it uses
+# Works on a GPU machine with no Node and no network: it uses
 #   - node: `node` on PATH, else .device/node.xz (unpacked to /tmp);
 #   - the package: .device/pkg (dist/, production node_modules, a prebuilt
-#     addon; made here by scripts/gpu-pack.sh), else this checkout's dist/;
+#     addon; made here by scripts/gpu-check/gpu-pack.sh), else this checkout's dist/;
 #   - the addon: $GPT_ENGINE_ADDON, else the prebuilt one; if it does not load
 #     or has no CUDA backend, it is rebuilt here with cmake + ninja from
 #     native/ (nvcc needed) and that build is used.
@@ -15,14 +16,14 @@
 # Results: JSON files in RESULTS_DIR (default ./gpu-check-results), a short
 # table printed last. Exit 0 when every check passed.
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 only="" dry=0 results=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --only) only="${2:-}"; shift 2 ;;
     --only=*) only="${1#--only=}"; shift ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
     *) results="$1"; shift ;;
   esac
@@ -32,6 +33,9 @@ if [[ -n "$only" && "$only" != "correctness" ]]; then
   exit 2
 fi
 results="${results:-$PWD/gpu-check-results}"
+# Through `npm run gpu-check -- DIR` the working folder is the package root:
+# a relative DIR means the folder npm was called from.
+[[ "$results" != /* && -n "${INIT_CWD:-}" ]] && results="$INIT_CWD/$results"
 mkdir -p "$results"
 results="$(cd "$results" && pwd)"
 say() { echo "gpu-check: $*" >&2; }
@@ -45,7 +49,7 @@ if [[ -z "$node_bin" ]]; then
     xz -dc "$root/.device/node.xz" > /tmp/gpt-engine-node/node && chmod +x /tmp/gpt-engine-node/node
     node_bin=/tmp/gpt-engine-node/node
   else
-    say "no node on PATH and no .device/node.xz (make it with scripts/gpu-pack.sh)"
+    say "no node on PATH and no .device/node.xz (make it with scripts/gpu-check/gpu-pack.sh)"
     exit 2
   fi
 fi
@@ -59,7 +63,7 @@ if [[ ! -f "$pkg/dist/lib/native.js" ]]; then
     say "dist/ missing: compiling the TypeScript"
     (cd "$root" && "$node_bin" node_modules/.bin/tsc -p .) || { say "tsc failed"; exit 2; }
   else
-    say "no compiled dist/ (run npm run build, or scripts/gpu-pack.sh for a GPU machine)"
+    say "no compiled dist/ (run npm run build, or scripts/gpu-check/gpu-pack.sh for a GPU machine)"
     exit 2
   fi
 fi
@@ -110,7 +114,7 @@ fi
 export GPT_ENGINE_ADDON="$addon"
 say "addon $addon ($(( $(date +%s) - t_start )) s so far)"
 if command -v nm >/dev/null && [[ $dry -eq 0 ]]; then
-  "$root/scripts/check-cuda-kernels.sh" "$addon" >&2 || say "WARNING: kernel check failed"
+  "$root/scripts/ci/check-cuda-kernels.sh" "$addon" >&2 || say "WARNING: kernel check failed"
 fi
 
 # ---- run -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 'use strict';
 // Build step of the SIMT emulator (GPT_ENGINE_CUDA_EMU=ON, docs/dev/CUDA-EMU.md):
 // turns one CUDA source into C++ that g++ compiles against the emulator's
-// headers (native/cuda/emu/include). Three rewrites, nothing else changes
+// headers (tools/cuda-emu/include). Three rewrites, nothing else changes
 // (line numbers are kept, and a #line directive points errors and
 // __FILE__ at the original file):
 //

@@ -1,86 +1,17 @@
 'use strict';
-// Every backend op on the device under test against the CPU backend, on
-// fresh seeded random inputs, through the addon's backendOp (upload, run,
-// download; outputs poisoned with NaN first, so unwritten elements fail).
-// Used by scripts/gpu-check.js and test/cuda/ops.test.ts.
+// The op table: every Backend op (native/core/backend.h, class Backend) with
+// its cases, run on the device under test against the CPU backend on fresh
+// seeded random inputs through the addon's backendOp (upload, run, download;
+// outputs poisoned with NaN first, so unwritten elements fail). Used by the
+// GPU check (scripts/gpu-check/main.js) and test/cuda/ops.test.ts;
+// test/unit/op-table-coverage.test.ts fails when an op of backend.h has no
+// case here or in decode-op-table.js. The runner and metrics: run-checks.js.
 //
-// Error metric: relative L2, ||got - ref|| / ||ref|| (NaN or Inf never
-// passes). Tolerances (issue 8): fp32 path < 1e-5, bf16 < 1e-2. Attention
+// Tolerances: fp32 path < 1e-5, bf16 < 1e-2 (relative L2). Attention
 // with precision 'bf16' runs bf16 tensor cores (fp32 statistics) on CUDA and
 // is held to the bf16 tolerance against the CPU's fp32 kernels; 'fp32' runs
 // the SIMT fp32 kernels and is held to 1e-5.
-
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randn(r, n, std = 1) {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const u = Math.max(r(), 1e-12), v = r();
-    const m = Math.sqrt(-2 * Math.log(u)) * std;
-    a[i] = m * Math.cos(2 * Math.PI * v);
-    if (i + 1 < n) a[i + 1] = m * Math.sin(2 * Math.PI * v);
-  }
-  return a;
-}
-
-function randi(r, n, lo, hi) {
-  const a = new Int32Array(n);
-  for (let i = 0; i < n; ++i) a[i] = lo + Math.floor(r() * (hi - lo));
-  return a;
-}
-
-/** Relative L2 error; Infinity when either side has a NaN/Inf or the lengths differ. */
-function relL2(got, ref) {
-  if (!got || !ref || got.length !== ref.length) return Infinity;
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.length; ++i) {
-    const g = got[i], f = ref[i];
-    if (!Number.isFinite(g) || !Number.isFinite(f)) return Infinity;
-    num += (g - f) * (g - f);
-    den += f * f;
-  }
-  if (den === 0) return num === 0 ? 0 : Infinity;
-  return Math.sqrt(num / den);
-}
-
-/** Root-mean-square of got - ref; Infinity on NaN/Inf or a length mismatch. */
-function rmsDiff(got, ref) {
-  if (!got || !ref || got.length !== ref.length || ref.length === 0) return Infinity;
-  let num = 0;
-  for (let i = 0; i < ref.length; ++i) {
-    if (!Number.isFinite(got[i]) || !Number.isFinite(ref[i])) return Infinity;
-    num += (got[i] - ref[i]) ** 2;
-  }
-  return Math.sqrt(num / ref.length);
-}
-
-/** ||got|| / ||scale||; Infinity when got has a NaN/Inf or is missing. */
-function relL2Scale(got, scale) {
-  if (!got || !scale) return Infinity;
-  let num = 0, den = 0;
-  for (let i = 0; i < got.length; ++i) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    num += got[i] * got[i];
-  }
-  for (let i = 0; i < scale.length; ++i) den += scale[i] * scale[i];
-  return den === 0 ? (num === 0 ? 0 : Infinity) : Math.sqrt(num / den);
-}
-
-function bitEqual(a, b) {
-  if (!a || !b || a.length !== b.length) return false;
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; ++i) if (x[i] !== y[i]) return false;
-  return true;
-}
+const { rng, randn, randi, relL2, bitEqual, runChecks } = require('./run-checks.js');
 
 /**
  * The cases: each returns {name, precision, opts, outputs, tol?}. `opts` is
@@ -312,60 +243,19 @@ function buildCases(seed) {
  * onResult(record) is called as each finishes (for progress output).
  */
 async function runOpChecks(addon, device, { seed = 1234, only, onResult, cases } = {}) {
-  if (typeof addon.backendOp !== 'function')
-    throw new Error('this addon has no backendOp: native/cuda/backend_ops_binding.cc.pending has not been moved into native/addon/ yet (it needs make_cpu_backend)');
-  const results = [];
+  if (typeof addon.backendOp !== 'function') throw new Error('this addon has no backendOp (native/addon/backend_ops_binding.cc)');
   // `cases`: buildCases(seed) made once by the caller (building them costs
   // ~0.5 s in Node and ~30 s inside jest's VM context, once per call).
-  for (const c of cases || buildCases(seed)) {
-    if (only && !(typeof only === 'string' ? c.name.includes(only) : only.has(c.name + ' ' + c.precision))) continue;
-    const rec = { name: c.name, precision: c.precision, tol: c.tol, device, errors: {}, pass: false };
-    const t0 = Date.now();
-    try {
-      let opts = c.opts;
-      if (c.needsForward) {
-        const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu' });
-        opts = { ...c.opts, out: f.out, lse: f.lse };
-      }
-      const ref = await addon.backendOp({ ...opts, device: 'cpu' });
-      const got = await addon.backendOp({ ...opts, device });
-      let ok = true;
-      for (const k of c.outputs) {
-        const e = relL2(got[k], ref[k]);
-        rec.errors[k] = e;
-        if (!(e < c.tol)) ok = false;
-      }
-      for (const k of c.absOutputs || []) {
-        const e = rmsDiff(got[k], ref[k]);
-        rec.errors[k] = e;
-        if (!(e < c.tol)) ok = false;
-      }
-      for (const k of c.zeroOutputs || []) {
-        // Exactly zero in exact arithmetic: the size of what came back, against the scale of the input gradient.
-        const e = relL2Scale(got[k], opts[c.zeroScale]);
-        rec.errors[k] = e;
-        if (!(e < c.tol)) ok = false;
-      }
-      for (const k of c.scalars || []) {
-        const e = relL2([got[k]], [ref[k]]);
-        rec.errors[k] = e;
-        if (!(e < c.tol)) ok = false;
-      }
-      if (c.checkDeterminism) {
-        const again = await addon.backendOp({ ...opts, device });
-        const same = [...c.outputs, ...(c.zeroOutputs || [])].every((k) => bitEqual(got[k], again[k]));
-        rec.deterministic = same;
-        if (!same) ok = false;
-      }
-      rec.pass = ok;
-    } catch (e) {
-      rec.error = String(e && e.message ? e.message : e);
-    }
-    rec.seconds = (Date.now() - t0) / 1000;
-    results.push(rec);
-    if (onResult) onResult(rec);
-  }
-  return results;
+  return runChecks(cases || buildCases(seed), device, (o) => addon.backendOp(o), {
+    only, onResult,
+    keyOf: (c) => c.name + ' ' + c.precision,
+    // Attention backward's inputs: the CPU forward's out and lse.
+    prepare: async (c) => {
+      if (!c.needsForward) return c.opts;
+      const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu' });
+      return { ...c.opts, out: f.out, lse: f.lse };
+    },
+  });
 }
 
 module.exports = { buildCases, runOpChecks, relL2, bitEqual, rng, randn, randi };

@@ -2,7 +2,7 @@
 # Screenshots a benchmark report (report.html), a loss plot (.svg/.html) or
 # any local page with Debian's headless chromium, for a person to look at.
 #
-#   scripts/screenshot-report.sh report/report.html [out.png] [width] [height]
+#   scripts/dev/screenshot-report.sh report/report.html [out.png] [width] [height]
 #
 # Needs chromium (Debian: apt-get install -y chromium). The page is opened
 # from disk with networking off; nothing is fetched. The height defaults to

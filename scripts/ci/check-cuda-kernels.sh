@@ -3,13 +3,13 @@
 # `nm -C` lists the host stub of each __global__ function, so a stub backend
 # (or a file left out of the build) fails here even without a GPU.
 #
-#   scripts/check-cuda-kernels.sh [path/to/gpt_engine.node]
+#   scripts/ci/check-cuda-kernels.sh [path/to/gpt_engine.node]
 #
 # Default: $GPT_ENGINE_ADDON, else build/Release/gpt_engine.node.
 # Exit 0 when all are present, 1 when any is missing (each is named), 2 when
 # the addon is missing or was built without CUDA.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 addon="${1:-${GPT_ENGINE_ADDON:-$root/build/Release/gpt_engine.node}}"
 if [[ ! -f "$addon" ]]; then
   echo "check-cuda-kernels: no addon at $addon (build it with: npx cmake-js compile)" >&2

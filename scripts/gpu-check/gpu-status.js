@@ -7,7 +7,7 @@
 const path = require('node:path');
 let result;
 try {
-  const { loadAddon } = require(path.join(__dirname, '..', 'dist', 'lib', 'native.js'));
+  const { loadAddon } = require(path.join(__dirname, '..', '..', 'dist', 'lib', 'native.js'));
   const info = loadAddon().cudaInfo();
   // An emulated build (GPT_ENGINE_CUDA_EMU=ON) counts: its "GPU" is the SIMT
   // emulator running the same CUDA sources on the CPU.

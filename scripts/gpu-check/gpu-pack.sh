@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Packs what scripts/gpu-check.sh needs on a GPU machine that has no Node and
-# no network into .device/ (git-ignored; carry it with the run):
+# Packs what the GPU check (scripts/gpu-check/gpu-check.sh) needs on a GPU
+# machine that has no Node and no network into .device/ (git-ignored; carry it
+# with the run):
 #   .device/node.xz          this machine's node, xz -T2 -6 (about 23 MiB)
 #   .device/pkg/             package.json, dist/, production node_modules that
 #                            the check uses, and build/Release/gpt_engine.node
@@ -9,14 +10,19 @@
 # gpt-tokenizer ships every OpenAI encoding (about 27 MB); only the files that
 # loading what dist/ requires from it pulls in are copied (about 0.6 MB).
 #
+# The rest of what the check runs comes with the working tree, not .device:
+# scripts/gpu-check/ (the script, main.js), test/ops/ (the op tables and their
+# runner) and bench/pytorch/ (the PyTorch twin); the script fails when one of
+# them would not travel (ignored by git, or missing).
+#
 # Limits (docs/GPU.md "Packing"), checked at the end; over either one the
 # script fails, naming the sizes:
-#   - dist/ + production node_modules in .device/pkg <= 30 MiB (issue 8);
-#   - what a device run carries: the working tree git would send (tracked and
-#     untracked-not-ignored files) + .device <= 64 MiB (the device tool's limit).
-# Usage: scripts/gpu-pack.sh
+#   - dist/ + production node_modules in .device/pkg <= 30 MiB;
+#   - what a run carries: the working tree git would send (tracked and
+#     untracked-not-ignored files) + .device <= 64 MiB.
+# Usage: scripts/gpu-check/gpu-pack.sh
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 mkdir -p .device/pkg/build/Release
 if [[ ! -f .device/node.xz || "$(command -v node)" -nt .device/node.xz ]]; then
@@ -58,6 +64,14 @@ rm .device/tokenizer-files.txt
   if (t.decode(ids) !== "Call me Ishmael." || ids.length < 3) { console.error("gpu-pack: the pruned gpt-tokenizer does not round-trip"); process.exit(1); }
 ') || exit 1
 
+# What the check runs from the working tree must travel with it.
+sent="$(git ls-files -c -o --exclude-standard)"
+for f in scripts/gpu-check/gpu-check.sh scripts/gpu-check/main.js scripts/ci/check-cuda-kernels.sh \
+         test/ops/op-table.js test/ops/decode-op-table.js test/ops/run-checks.js \
+         bench/pytorch/gpu_check.py bench/pytorch/common.py bench/pytorch/gpt.py; do
+  grep -qxF "$f" <<<"$sent" || { echo "gpu-pack: FAILED: $f is missing or ignored by git, so a run would not carry it" >&2; exit 1; }
+done
+
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 bytes_of() { du -sb "$@" | awk '{ s += $1 } END { print s + 0 }'; }
 node_b=$(bytes_of .device/node.xz)
@@ -71,11 +85,11 @@ echo "gpu-pack: working tree sent with a run $(mib "$tree_b"); with .device carr
 js_limit=${GPU_PACK_JS_LIMIT_MIB:-30} carry_limit=${GPU_PACK_CARRY_LIMIT_MIB:-64}  # overridable to test the failure
 fail=0
 if (( js_b > js_limit * 1048576 )); then
-  echo "gpu-pack: FAILED: dist/ + production node_modules is $(mib "$js_b"), over the ${js_limit} MiB budget (issue 8): prune what dist/ does not load" >&2
+  echo "gpu-pack: FAILED: dist/ + production node_modules is $(mib "$js_b"), over the ${js_limit} MiB budget: prune what dist/ does not load" >&2
   fail=1
 fi
 if (( carry_b > carry_limit * 1048576 )); then
-  echo "gpu-pack: FAILED: a device run would carry $(mib "$carry_b") (working tree $(mib "$tree_b") + .device $(mib "$device_b")), over the device tool's ${carry_limit} MiB limit" >&2
+  echo "gpu-pack: FAILED: a device run would carry $(mib "$carry_b") (working tree $(mib "$tree_b") + .device $(mib "$device_b")), over the ${carry_limit} MiB limit" >&2
   fail=1
 fi
 exit $fail

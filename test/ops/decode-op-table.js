@@ -1,10 +1,11 @@
 'use strict';
 // The Backend's decoding ops (core/backend.h "decoding": kv_store,
 // decode_attention, embedding_at) through the addon's decodeOp: cases with
-// awkward sizes, a float64 reference of each op, and the device-vs-CPU
-// check that scripts/gpu-check/main.js runs in its correctness phase and
+// awkward sizes, and the device-vs-CPU check that the GPU check
+// (scripts/gpu-check/main.js) runs in its correctness phase and
 // test/cuda/decode-ops.test.ts runs under jest. test/native/decode-ops.test.ts
-// holds the CPU ops to the float64 reference with the same cases.
+// holds the CPU ops to the float64 reference (test/helpers/decode-ref.ts) with
+// the same cases. The runner and metrics: run-checks.js.
 //
 // Every cache slot a row must not read holds NaN, and outputs are poisoned
 // with NaN before the op (decode_ops_binding.cc), so a wrong ring index or an
@@ -15,7 +16,7 @@
 // Error metric: relative L2 (NaN or Inf never passes); fp32 tolerance 1e-5.
 // kv_store and embedding_at are copies and one fp32 add: they must match
 // exactly.
-const { rng, randn, randi, relL2, bitEqual } = require('./ops.js');
+const { rng, randn, randi, relL2, bitEqual, runChecks } = require('./run-checks.js');
 
 /**
  * One attention or store case from a list of row specs
@@ -132,90 +133,25 @@ function rowAlone(o, r) {
     first: pick(o.first), q: o.q.slice(r * o.ldq, r * o.ldq + C), ldq: C, ldo: C, maxKeys: undefined };
 }
 
-/** Float64 reference of one case's op: { key: Float64Array } like decodeOp's result. */
-function reference(o) {
-  if (o.op === 'embedding_at') {
-    const out = new Float64Array(o.M * o.C);
-    for (let r = 0; r < o.M; ++r)
-      for (let c = 0; c < o.C; ++c) out[r * o.C + c] = Math.fround(o.wte[o.tokens[r] * o.C + c] + o.wpe[o.positions[r] * o.C + c]);
-    return { out };
-  }
-  const { M, H, D } = o, C = H * D;
-  if (o.op === 'kv_store') {
-    const cache = Float64Array.from(o.cache);
-    for (let r = 0; r < M; ++r) {
-      if (o.pos[r] < 0) continue;
-      const P = o.slots[r], slot = slotOf(o.pos[r], P);
-      for (let h = 0; h < H; ++h)
-        for (let d = 0; d < D; ++d) {
-          cache[o.kOffset[r] + (h * P + slot) * D + d] = o.k[r * o.ld + h * D + d];
-          cache[o.vOffset[r] + (h * P + slot) * D + d] = o.v[r * o.ld + h * D + d];
-        }
-    }
-    return { cache };
-  }
-  const out = new Float64Array(M * C);
-  for (let r = 0; r < M; ++r) {
-    const P = o.slots[r];
-    for (let h = 0; h < H; ++h) {
-      const q = (d) => o.q[r * o.ldq + h * D + d];
-      const s = [];
-      for (let j = o.first[r]; j <= o.pos[r]; ++j) {
-        const base = o.kOffset[r] + (h * P + slotOf(j, P)) * D;
-        let dot = 0;
-        for (let d = 0; d < D; ++d) dot += q(d) * o.cache[base + d];
-        s.push(dot * o.scale);
-      }
-      const mx = Math.max(...s);
-      const e = s.map((x) => Math.exp(x - mx));
-      const sum = e.reduce((a, b) => a + b, 0);
-      for (let d = 0; d < D; ++d) {
-        let acc = 0;
-        for (let i = 0; i < e.length; ++i) {
-          const j = o.first[r] + i;
-          acc += e[i] * o.cache[o.vOffset[r] + (h * P + slotOf(j, P)) * D + d];
-        }
-        out[r * C + h * D + d] = acc / sum;
-      }
-    }
-  }
-  return { out };
-}
-
 /**
  * Runs every case on `device` and on 'cpu' and compares (relative L2 below
  * the case's tolerance, or bitwise equal for the exact ops; the device runs
  * twice and must agree with itself bitwise). One record per case, the shape
- * of ops.js's runOpChecks records; onResult(record) as each finishes.
+ * of op-table.js's runOpChecks records; onResult(record) as each finishes.
  * `cases`: buildDecodeCases(seed) made once by the caller (jest runs one
  * case per call).
  */
 async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult, cases } = {}) {
   if (typeof addon.decodeOp !== 'function') throw new Error('this addon has no decodeOp (native/addon/decode_ops_binding.cc)');
-  const results = [];
-  for (const c of cases || buildDecodeCases(seed)) {
-    if (only && !(typeof only === 'string' ? c.name.includes(only) : only.has(c.name))) continue;
-    const rec = { name: c.name, precision: 'fp32', tol: c.exact ? 0 : c.tol, device, errors: {}, pass: false };
-    const t0 = Date.now();
-    try {
-      const ref = await addon.decodeOp({ ...c.opts, device: 'cpu' });
-      const got = await addon.decodeOp({ ...c.opts, device });
-      const again = await addon.decodeOp({ ...c.opts, device });
+  return runChecks(cases || buildDecodeCases(seed), device, (o) => addon.decodeOp(o), {
+    only, onResult, determinism: true, precisionOf: () => 'fp32',
+    extra: async (c, opts, got, rec) => {
       let ok = true;
-      for (const k of c.outputs) {
-        const e = relL2(got[k], ref[k]);
-        rec.errors[k] = e;
-        if (c.exact ? !bitEqual(got[k], ref[k]) : !(e < c.tol)) ok = false;
-        if (!bitEqual(got[k], again[k])) {
-          rec.deterministic = false;
-          ok = false;
-        }
-      }
       if (c.checkRowsAlone) {
         // A row's result does not depend on the other rows of the call.
-        const C = c.opts.H * c.opts.D;
-        for (let i = 0; i < c.opts.M; ++i) {
-          const alone = await addon.decodeOp({ ...rowAlone(c.opts, i), device });
+        const C = opts.H * opts.D;
+        for (let i = 0; i < opts.M; ++i) {
+          const alone = await addon.decodeOp({ ...rowAlone(opts, i), device });
           if (!bitEqual(alone.out, got.out.subarray(i * C, (i + 1) * C))) {
             rec.errors[`row ${i} alone`] = relL2(alone.out, got.out.subarray(i * C, (i + 1) * C));
             ok = false;
@@ -226,15 +162,9 @@ async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult, c
         rec.errors.gaps = Infinity;
         ok = false;
       }
-      rec.pass = ok;
-    } catch (e) {
-      rec.error = String(e && e.message ? e.message : e);
-    }
-    rec.seconds = (Date.now() - t0) / 1000;
-    results.push(rec);
-    if (onResult) onResult(rec);
-  }
-  return results;
+      return ok;
+    },
+  });
 }
 
-module.exports = { buildDecodeCases, reference, rowAlone, runDecodeOpChecks };
+module.exports = { buildDecodeCases, rowAlone, runDecodeOpChecks };

@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""PyTorch twins of the engine's GPU benchmarks, same shapes, same run.
+"""PyTorch twins of the GPU check's benchmarks (scripts/gpu-check/main.js),
+same shapes, same run.
 
 Dense causal attention: SDPA with its backend forced and named (FLASH_ATTENTION
 on CUDA). Banded (query i sees keys i-w < j <= i): FlexAttention with a block
 mask (torch.compile'd), falling back to SDPA with a boolean band mask, named in
 the output. A GPT-2 small training step in bf16 with torch.compile when it
-compiles within 60 s (child process), else eager; the JSON says which.
+compiles within 60 s (child process), else eager; the JSON says which. The
+model and its AdamW are gpt.py's, as `gpt-engine bench --with-pytorch` uses.
 
-  pytorch_bench.py --out FILE --shapes JSON [--dry-run]
+Times only: the GPU check divides the FLOPs of lib/flops.ts (built) by them,
+as it does for the engine's kernels. On the GPU a time is the mean over the
+repeats between two CUDA events (device time, as the engine's backendOp
+measures), not common.py's per-call wall time.
+
+  gpu_check.py --out FILE --shapes JSON [--dry-run]
 --dry-run runs tiny shapes on the CPU (the script itself is what is tested).
 """
 import argparse
@@ -18,11 +25,8 @@ import subprocess
 import sys
 import time
 
-
-def pairs(T, banded, w):
-    if not banded or w >= T:
-        return T * (T + 1) / 2
-    return w * (w + 1) / 2 + (T - w) * w
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import error_text, log  # noqa: E402
 
 
 def timeit(fn, dev, warm=3, rep=10):
@@ -69,10 +73,18 @@ def bench_attention(shape, dev, dry):
     dt = torch.bfloat16 if dev == "cuda" else torch.float32
     q, k, v = (torch.randn(B, H, T, D, device=dev, dtype=dt, requires_grad=True) for _ in range(3))
     do = torch.randn(B, H, T, D, device=dev, dtype=dt)
-    row = {"B": B, "H": H, "T": T, "D": D, "pattern": f"banded w={w}" if banded else "dense"}
-    flops = 4 * D * pairs(T, banded, w) * B * H
+    row = {"B": B, "H": H, "T": T, "D": D, "banded": banded, "w": w, "pattern": f"banded w={w}" if banded else "dense"}
     rep = 1 if dry else 10
-    if not banded:
+    if not hasattr(F, "scaled_dot_product_attention"):  # a PyTorch before 2.0
+        from gpt import allowed_mask
+        mask = allowed_mask(T, "banded" if banded else "dense", w, dev)
+        scale = 1.0 / math.sqrt(D)
+        row["backend"] = "matmul+mask+softmax"  # no SDPA in this PyTorch
+
+        def fwd():
+            s = torch.matmul(q, k.transpose(-2, -1)) * scale
+            return torch.matmul(torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1), v)
+    elif not banded:
         forced = forced_sdpa(dev, "flash")
         row["backend"] = "sdpa-flash" if dev == "cuda" else "sdpa(cpu)"
 
@@ -97,8 +109,8 @@ def bench_attention(shape, dev, dry):
             except Exception as e:  # noqa: BLE001
                 row["flex_error"] = str(e)[:200]
         if fwd is None:
-            i = torch.arange(T, device=dev)
-            mask = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < w)
+            from gpt import allowed_mask
+            mask = allowed_mask(T, "banded", w, dev)
             forced = forced_sdpa(dev, "efficient")
             row["backend"] = "sdpa-masked-efficient" if dev == "cuda" else "sdpa-masked(cpu)"
 
@@ -113,70 +125,37 @@ def bench_attention(shape, dev, dry):
     with torch.no_grad():
         fms = timeit(fwd, dev, warm=1 if dry else 3, rep=rep)
     fbms = timeit(fwdbwd, dev, warm=1 if dry else 3, rep=rep)
-    row.update(fwd_ms=fms, fwdbwd_ms=fbms, fwd_tflops=flops / (fms * 1e9), fwdbwd_tflops=3.5 * flops / (fbms * 1e9))
+    row.update(fwd_ms=fms, fwdbwd_ms=fbms)
     return row
-
-
-def gpt2(cfg):
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class Block(nn.Module):
-        def __init__(s):
-            super().__init__()
-            d = cfg["d"]
-            s.ln1, s.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-            s.qkv, s.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-            s.fc, s.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-        def forward(s, x):
-            B, T, C = x.shape
-            h = cfg["heads"]
-            q, k, v = s.qkv(s.ln1(x)).split(C, dim=2)
-            q, k, v = (t.view(B, T, h, C // h).transpose(1, 2) for t in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
-            x = x + s.proj(y)
-            return x + s.fc2(F.gelu(s.fc(s.ln2(x)), approximate="tanh"))
-
-    class GPT(nn.Module):
-        def __init__(s):
-            super().__init__()
-            s.wte, s.wpe = nn.Embedding(cfg["V"], cfg["d"]), nn.Embedding(cfg["T"], cfg["d"])
-            s.blocks = nn.ModuleList(Block() for _ in range(cfg["L"]))
-            s.lnf = nn.LayerNorm(cfg["d"])
-
-        def forward(s, idx, tgt):
-            x = s.wte(idx) + s.wpe(torch.arange(idx.shape[1], device=idx.device))
-            for b in s.blocks:
-                x = b(x)
-            logits = s.lnf(x) @ s.wte.weight.T
-            return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1))
-
-    return GPT()
 
 
 def train_tokens_per_s(dev, dry, compiled):
     import torch
-    cfg = dict(V=512, d=64, L=2, heads=2, T=64, B=2) if dry else dict(V=50304, d=768, L=12, heads=12, T=1024, B=8)
-    model = gpt2(cfg).to(dev)
+    import torch.nn.functional as F
+    from gpt import GPT, adamw_for
+
+    cfg = dict(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=512) if dry else \
+        dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257)
+    cfg.update(layer_norm_epsilon=1e-5, attention_pattern="dense")
+    B, T = (2, 64) if dry else (8, 1024)
+    model = GPT(cfg).to(dev)
     try:
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=(dev == "cuda"))
+        opt = adamw_for(model, fused=(dev == "cuda"))
     except TypeError:  # a PyTorch before 2.0 has no fused AdamW
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    if compiled:
-        model = torch.compile(model)
-    idx = torch.randint(0, cfg["V"], (cfg["B"], cfg["T"]), device=dev)
-    tgt = torch.randint(0, cfg["V"], (cfg["B"], cfg["T"]), device=dev)
+        opt = adamw_for(model)
+    step_model = torch.compile(model) if compiled else model
+    idx = torch.randint(0, cfg["vocab_size"], (B, T), device=dev)
+    tgt = torch.randint(0, cfg["vocab_size"], (B, T), device=dev)
 
     def step():
         with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=(dev == "cuda")):
-            loss = model(idx, tgt)
+            logits = step_model(idx)
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), tgt.view(-1))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     ms = timeit(step, dev, warm=1 if dry else 3, rep=2 if dry else 10)
-    return {"tokens_per_s": cfg["B"] * cfg["T"] / (ms / 1000), "ms_per_step": ms, "config": cfg}
+    return {"tokens_per_s": B * T / (ms / 1000), "ms_per_step": ms, "config": {**cfg, "batch": B, "seq": T}}
 
 
 def main():
@@ -189,7 +168,7 @@ def main():
     try:
         import torch
     except ImportError:
-        print("pytorch_bench: PyTorch is not installed here (python3 -c 'import torch' failed)", file=sys.stderr)
+        log("gpu_check.py: PyTorch is not installed here (python3 -c 'import torch' failed)")
         return 3
     dev = "cuda" if torch.cuda.is_available() and not a.dry_run else "cpu"
     if a.train_child:
@@ -201,10 +180,10 @@ def main():
             out["attention"].append(bench_attention(s, dev, a.dry_run))
         except Exception as e:  # noqa: BLE001
             pattern = f"banded w={s['w']}" if s.get("banded") else "dense"
-            out["attention"].append({**s, "pattern": pattern, "backend": "?", "error": str(e)[:300]})
+            out["attention"].append({**s, "pattern": pattern, "backend": "?", "error": error_text(e)[:300]})
         r = out["attention"][-1]
-        print(f"  torch {r.get('backend')} {r.get('pattern', '')} T{s['T']} D{s['D']}: "
-              f"{r.get('error') or '%.1f / %.1f TFLOP/s fwd / fwd+bwd' % (r['fwd_tflops'], r['fwdbwd_tflops'])}", file=sys.stderr)
+        log(f"  torch {r.get('backend')} {r.get('pattern', '')} T{s['T']} D{s['D']}: "
+            f"{r.get('error') or '%.2f ms fwd, %.2f ms fwd+bwd' % (r['fwd_ms'], r['fwdbwd_ms'])}")
     train = None
     if not a.dry_run:
         try:
@@ -217,12 +196,12 @@ def main():
         except subprocess.TimeoutExpired:
             why = "torch.compile did not finish within the limit"
         if train is None:
-            print(f"  torch GPT-2 step: compiled variant not used ({why[:120]}); running eager", file=sys.stderr)
+            log(f"  torch GPT-2 step: compiled variant not used ({why[:120]}); running eager")
     if train is None:
         try:
             train = {**train_tokens_per_s(dev, a.dry_run, False), "mode": "eager"}
         except Exception as e:  # noqa: BLE001
-            train = {"mode": "eager", "error": str(e)[:300]}
+            train = {"mode": "eager", "error": error_text(e)[:300]}
     out["train"] = train
     with open(a.out, "w") as f:
         json.dump(out, f, indent=2)

@@ -2,10 +2,10 @@
 # Builds test/sanitize (the native core with ASan + UBSan + LSan, no Node) and
 # runs it with halt_on_error: attention, GEMM, the model's step, tensor copies,
 # bad input, KV-cache decoding, and 100 create/destroy cycles with a heap check.
-# Usage: scripts/sanitize.sh [BUILD_DIR]. Prints the build and run times.
+# Usage: scripts/ci/sanitize.sh [BUILD_DIR]. Prints the build and run times.
 # (About 35 s to build and 2 s to run on 2 idle cores; see docs/RELIABILITY.md.)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BUILD=${1:-build-sanitize}
 t0=$SECONDS
 cmake -S test/sanitize -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null

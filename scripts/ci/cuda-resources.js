@@ -25,7 +25,7 @@
 // Kernels LAUNCH does not name are still checked with what the binary says
 // (launch bounds, static shared memory, local memory) and listed.
 //
-//   node scripts/cuda-resources.js [path/to/gpt_engine.node] [--json]
+//   node scripts/ci/cuda-resources.js [path/to/gpt_engine.node] [--json]
 // Exit 2 when the addon is missing, has no fatbin, or holds compressed cubins.
 
 const fs = require('node:fs');
@@ -262,7 +262,7 @@ function demangleName(mangled) {
 function main() {
   const argv = process.argv.slice(2);
   const json = argv.includes('--json');
-  const root = path.join(__dirname, '..');
+  const root = path.join(__dirname, '..', '..');
   const file = argv.find((a) => !a.startsWith('--')) || process.env.GPT_ENGINE_ADDON || path.join(root, 'build/Release/gpt_engine.node');
   if (!fs.existsSync(file)) {
     console.error(`check-cuda-resources: no addon at ${file}`);
@@ -331,7 +331,7 @@ function main() {
       problems.push(`${where}: launched with ${launch.threads} threads but __launch_bounds__ allows ${k.maxThreads}`);
   }
   for (const l of LAUNCH)
-    if (!seen.has(l.name)) problems.push(`${l.name}: in the launch table of scripts/cuda-resources.js but in no cubin of ${file}`);
+    if (!seen.has(l.name)) problems.push(`${l.name}: in the launch table of scripts/ci/cuda-resources.js but in no cubin of ${file}`);
   // Every instantiation the launchers dispatch to, on every architecture.
   const archList = [...new Set(rows.map((r) => r.arch))];
   for (const l of LAUNCH)

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The CUDA backend's kernels on the CPU under the SIMT emulator
+# (tools/cuda-emu, docs/dev/CUDA-EMU.md): builds the emulated addon in its own
+# folder (no nvcc needed), then runs everything CI runs on it, each with every
+# cudaMalloc buffer ending at an inaccessible page (GPT_EMU_GUARD=1), so a
+# kernel reading or writing past a buffer crashes the run instead of passing:
+#   1. the emulator's self-test (gpt_emu_selftest);
+#   2. the cuda jest project (every op against the CPU backend, the decoding
+#      ops, a few training steps);
+#   3. the GPU check's correctness part (gpu-check.sh --only correctness).
+#
+#   npm run test:emu -- [--build-dir DIR] [--jest-json FILE] [--results DIR]
+#
+# --build-dir  the emulated build's folder (default build-emu; built
+#              incrementally, kept);
+# --jest-json  also write jest's JSON report of step 2 there;
+# --results    the GPU check's results folder (default: a temporary one,
+#              removed afterwards).
+# dist/ is compiled first when it is missing or older than lib/ or bin/ (the
+# GPU check and the jest project's GPU probe load it). Exit 0 when all passed.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+build=build-emu jest_json="" results=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build-dir) build="${2:?--build-dir needs a folder}"; shift 2 ;;
+    --jest-json) jest_json="${2:?--jest-json needs a file}"; shift 2 ;;
+    --results) results="${2:?--results needs a folder}"; shift 2 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
+    *) echo "test-emu: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+# Through `npm run`, relative paths mean the folder npm was called from.
+abs() { [[ "$1" == /* || -z "${INIT_CWD:-}" ]] && echo "$1" || echo "$INIT_CWD/$1"; }
+build="$(abs "$build")"
+[[ -n "$jest_json" ]] && jest_json="$(abs "$jest_json")"
+tmp="$(mktemp -d /tmp/gpt-engine-emu.XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+if [[ -n "$results" ]]; then results="$(abs "$results")"; else results="$tmp/gpu-check"; fi
+step() { echo "test-emu: $*" >&2; }
+t0=$SECONDS
+
+if [[ ! -f dist/lib/index.js || -n "$(find lib bin -name '*.ts' -newer dist/lib/index.js -print -quit)" ]]; then
+  step "compiling dist/ (missing or older than lib/, bin/)"
+  npm run --silent build || exit 1
+fi
+
+step "building the emulated addon in $build"
+if ! GPT_ENGINE_CUDA_EMU=ON GPT_ENGINE_CUDA=OFF npx cmake-js compile -O "$build" >"$tmp/build.log" 2>&1; then
+  tail -40 "$tmp/build.log" >&2
+  step "the build failed"
+  exit 1
+fi
+addon="$build/Release/gpt_engine.node"
+step "built in $((SECONDS - t0)) s"
+
+export GPT_EMU_GUARD=1 GPT_ENGINE_ADDON="$addon"
+fail=0
+step "1/3 the emulator's self-test"
+"$build/gpt_emu_selftest" || { step "FAILED: the self-test"; fail=1; }
+
+step "2/3 the cuda jest project"
+report="${jest_json:-$tmp/jest.json}"
+rm -f "$report"
+npx jest --ci --selectProjects cuda --json --outputFile="$report" || { step "FAILED: the cuda jest project"; fail=1; }
+# No cuda project (the probe did not see the emulated build) runs no test: a failure, not a pass.
+node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  if (!(r.numTotalTests > 0)) { console.error("test-emu: the cuda jest project ran no test"); process.exit(1); }' "$report" ||
+  { step "FAILED: the cuda jest project ran no test"; fail=1; }
+
+step "3/3 the GPU check's correctness part"
+if bash scripts/gpu-check/gpu-check.sh --only correctness "$results" >"$tmp/gpu-check.log" 2>&1; then
+  tail -6 "$tmp/gpu-check.log"
+else
+  tail -40 "$tmp/gpu-check.log"
+  step "FAILED: the GPU check's correctness part (log above)"
+  fail=1
+fi
+step "done in $((SECONDS - t0)) s: $([[ $fail -eq 0 ]] && echo passed || echo FAILED)"
+exit $fail
