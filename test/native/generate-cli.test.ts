@@ -90,3 +90,26 @@ test('bad flags: clear messages, nothing on stdout', () => {
     expect(r.stdout).toBe('');
   }
 });
+
+test('--max-tokens 600 on a context of 64 slides past it; --context-overflow stop ends there and says so', () => {
+  const r = run(['--checkpoint', ckpt, '--prompt', 'Call me Ishmael.', '--max-tokens', '600', '--seed', '1', '--ignore-eos', '--json']);
+  expect(r.code).toBe(0);
+  const doc = JSON.parse(r.stdout);
+  expect(doc.tokens).toHaveLength(600);
+  expect(doc.finish_reason).toBe('length');
+  // the cache fills when token 48 is fed; then it is rebuilt from 32 tokens
+  // and refills every 33 tokens: rebuilds at tokens 48, 81, ..., 576 (the
+  // last token, 599, is never fed)
+  expect(doc.stats.contextSlides).toBe(17);
+  const s = run(['--checkpoint', ckpt, '--prompt', 'Call me Ishmael.', '--max-tokens', '600', '--seed', '1', '--ignore-eos', '--context-overflow', 'stop', '--json']);
+  expect(s.code).toBe(0);
+  const sd = JSON.parse(s.stdout);
+  expect(sd.tokens).toEqual(doc.tokens.slice(0, 64 - 16 + 1));
+  expect(sd.finish_reason).toBe('context');
+  expect(sd.stop_reason).toMatch(/context of n_positions = 64 tokens/);
+  expect(s.stderr).toMatch(/finished: context \(reached the model's context/);
+  const bad = run(['--checkpoint', ckpt, '--prompt', 'x', '--context-overflow', 'wrap']);
+  expect(bad.code).not.toBe(0);
+  expect(bad.stderr).toMatch(/Expected one of slide, stop for --context-overflow but received "wrap"/);
+  expect(bad.stdout).toBe('');
+});
