@@ -11,9 +11,24 @@
  *
  * Each prompt of a batch has its own sampling stream (seed, i) and its own
  * cache rows, so its output equals generating it alone.
+ *
+ * Past the context (contextOverflow 'slide'): a sequence whose cache is full
+ * (n_positions tokens held) and which needs one more step is rebuilt
+ * instead: its last keep = floor(n_positions / 2) tokens (at least 1) are
+ * prefilled again at positions 0..keep-1 on its own cache rows (the other
+ * sequences keep theirs), and stepping goes on from position keep. So every
+ * token is predicted from a window of the most recent keep to n_positions
+ * tokens, exactly as a forward pass over that window would (positions
+ * restart with the window, and a banded layer's ring is rebuilt with it),
+ * and the cost per token stays bounded: one prefill of keep tokens per
+ * n_positions - keep + 1 generated tokens (about one token of prefill per
+ * generated token past the context, on top of its step; prefill tokens go
+ * through the GEMMs together, and the prefill's attention over keep tokens
+ * costs per generated token about what one step's attention over the cache
+ * does).
  */
 import { AbortedError, GptEngineError } from './errors';
-import { resolveOptions } from './generate/options';
+import { resolveOptions, slideKeep } from './generate/options';
 import { sampleToken } from './generate/sampling';
 import { StopMatcher, TokenTextAssembler } from './generate/text';
 import {
@@ -30,7 +45,7 @@ import { Rng } from './rng';
 import { rangeError, typeError } from './validate';
 
 export * from './generate/types';
-export { DEFAULT_MAX_TOKENS, resolveOptions } from './generate/options';
+export { DEFAULT_MAX_TOKENS, resolveOptions, slideKeep } from './generate/options';
 export type { ResolvedOptions } from './generate/options';
 export { argmax, sampleToken, samplingDistribution, topKIndices } from './generate/sampling';
 export { StopMatcher, tokenCodec, TokenTextAssembler } from './generate/text';
@@ -73,6 +88,11 @@ export function promptList(prompt: unknown): { prompts: Prompt[]; batch: boolean
 }
 
 interface SeqState {
+  /** The prompt the model sees (cropped to the context with 'slide'). */
+  input: Int32Array;
+  /** Tokens in the cache (the sequence's next position). */
+  cached: number;
+  slides: number;
   rng: Rng;
   tokens: number[];
   text: string;
@@ -87,6 +107,31 @@ interface SeqState {
 /** An abort reason as the error to throw. */
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason !== undefined ? signal.reason : new AbortedError('Generation was aborted');
+}
+
+/** The last `n` tokens of a sequence (prompt then generated). */
+function lastTokens(s: SeqState, n: number): Int32Array {
+  const out = new Int32Array(n);
+  const fromGen = Math.min(n, s.tokens.length);
+  const fromPrompt = n - fromGen;
+  out.set(s.input.subarray(s.input.length - fromPrompt), 0);
+  for (let j = 0; j < fromGen; j++) out[fromPrompt + j] = s.tokens[s.tokens.length - fromGen + j];
+  return out;
+}
+
+function stopReasonText(finish: FinishReason, o: { maxTokens: number }, nPositions: number, eos?: number): string {
+  switch (finish) {
+    case 'length':
+      return `reached maxTokens = ${o.maxTokens}`;
+    case 'eos':
+      return `sampled the end-of-text token (${eos})`;
+    case 'stop':
+      return 'the text reached a stop string';
+    case 'aborted':
+      return 'aborted by the signal';
+    case 'context':
+      return `reached the model's context of n_positions = ${nPositions} tokens (contextOverflow 'stop')`;
+  }
 }
 
 function isNativeAbort(e: unknown): boolean {
@@ -109,17 +154,25 @@ export async function* runGeneration(
   const { prompts } = promptList(prompt);
   const encoded = encodePrompts(prompts, codec, decoder.vocabSize);
   const longest = Math.max(...encoded.map((p) => p.length));
-  const o = resolveOptions(options, longest, decoder.nPositions);
+  const N = decoder.nPositions;
+  const o = resolveOptions(options, longest, N);
+  const keep = slideKeep(N);
   const { signal } = o;
   if (signal?.aborted) throw abortReason(signal);
 
   const B = encoded.length;
   const V = decoder.vocabSize;
   const eos = o.ignoreEos ? undefined : codec.eosToken;
+  // What the model sees of each prompt: all of it, or with 'slide' its last
+  // n_positions tokens (options.ts refuses a longer prompt with 'stop').
+  const inputs = encoded.map((p) => (p.length > N ? p.subarray(p.length - N) : p));
   // The last sampled token is never fed back, so a sequence holds at most
-  // prompt + maxTokens - 1 tokens.
-  const capacities = encoded.map((p) => p.length + o.maxTokens - 1);
-  const seqs: SeqState[] = encoded.map((_, i) => ({
+  // prompt + maxTokens - 1 tokens, and never more than the context.
+  const capacities = inputs.map((p) => Math.min(N, p.length + o.maxTokens - 1));
+  const seqs: SeqState[] = inputs.map((input, i) => ({
+    input,
+    cached: input.length,
+    slides: 0,
     rng: new Rng(o.seed, i),
     tokens: [],
     text: '',
@@ -144,21 +197,53 @@ export async function* runGeneration(
   let prefillMs = 0;
   let tPrefill0 = 0;
   let cacheBytes = 0;
+  // One step where some sequences are rebuilt from their last `keep` tokens
+  // (a prefill of those rows alone) and the others step: the logits of both
+  // calls, each sequence's row from the call that advanced it.
+  const slide = async (
+    sess: DecodeSession,
+    next: Int32Array,
+    active: Uint8Array,
+    rebuild: Uint8Array,
+  ): Promise<Float32Array> => {
+    const windows = seqs.map((s, i) => (rebuild[i] ? lastTokens(s, keep) : new Int32Array(0)));
+    const merged = new Float32Array(B * V);
+    // Copied out first: a session may reuse one buffer for every call.
+    const pre = await sess.prefill(windows);
+    for (let i = 0; i < B; i++)
+      if (rebuild[i]) {
+        merged.set(pre.subarray(i * V, (i + 1) * V), i * V);
+        seqs[i].cached = keep;
+        seqs[i].slides++;
+      }
+    const stepping = Uint8Array.from(active, (a, i) => (a && !rebuild[i] ? 1 : 0));
+    if (stepping.some((a) => a === 1)) {
+      const st = await sess.step(next, stepping);
+      for (let i = 0; i < B; i++)
+        if (stepping[i]) {
+          merged.set(st.subarray(i * V, (i + 1) * V), i * V);
+          seqs[i].cached++;
+        }
+    }
+    return merged;
+  };
   try {
     try {
       session = await decoder.open(capacities, abort);
       cacheBytes = session.cacheBytes;
       if (signal?.aborted) throw abortReason(signal);
       tPrefill0 = performance.now();
-      let logits = await session.prefill(encoded);
+      let logits = await session.prefill(inputs);
       prefillMs = performance.now() - tPrefill0;
       const next = new Int32Array(B);
       const active = new Uint8Array(B);
+      const rebuild = new Uint8Array(B);
       for (let step = 0; ; step++) {
         // Sample one token for every live sequence.
         for (let i = 0; i < B; i++) {
           const s = seqs[i];
           active[i] = 0;
+          rebuild[i] = 0;
           if (s.done) continue;
           const row = logits.subarray(i * V, (i + 1) * V);
           const tok = sampleToken(row, V, o, s.rng);
@@ -179,6 +264,13 @@ export async function* runGeneration(
           if (!s.done && s.tokens.length >= o.maxTokens) {
             s.done = true;
             s.finish = 'length';
+          }
+          // The cache is full and the token needs a step: stop, or slide.
+          if (!s.done && s.cached >= N) {
+            if (o.contextOverflow === 'stop') {
+              s.done = true;
+              s.finish = 'context';
+            } else rebuild[i] = 1;
           }
           if (s.done && s.finish !== 'stop') {
             // The end: release held bytes and text (a stop string can still complete here).
@@ -202,7 +294,10 @@ export async function* runGeneration(
         }
         if (!active.some((a) => a === 1)) break;
         if (signal?.aborted) throw abortReason(signal);
-        logits = await session.step(next, active);
+        if (!rebuild.some((r) => r === 1)) {
+          logits = await session.step(next, active);
+          for (let i = 0; i < B; i++) if (active[i]) seqs[i].cached++;
+        } else logits = await slide(session, next, active, rebuild);
       }
     } catch (e) {
       if (signal?.aborted && (isNativeAbort(e) || e === signal.reason || e instanceof AbortedError)) {
@@ -217,7 +312,7 @@ export async function* runGeneration(
 
   const tEnd = performance.now();
   const totalMs = tEnd - t0;
-  const promptSum = encoded.reduce((a, p) => a + p.length, 0);
+  const promptSum = inputs.reduce((a, p) => a + p.length, 0);
   const genSum = seqs.reduce((a, s) => a + s.tokens.length, 0);
   const decodeMs = tFirst ? tEnd - tFirst : 0;
   const decoded = genSum - (tFirst ? seqs.filter((s) => s.tokens.length > 0).length : 0);
@@ -233,6 +328,7 @@ export async function* runGeneration(
       text: s.text,
       tokens: s.tokens,
       finishReason: s.finish,
+      stopReason: stopReasonText(s.finish, o, N, eos),
       stats: {
         promptTokens: encoded[i].length,
         generatedTokens: s.tokens.length,
@@ -246,6 +342,8 @@ export async function* runGeneration(
         cacheBytes,
         batchSize: B,
         seed: o.seed,
+        contextSlides: s.slides,
+        promptTokensDropped: encoded[i].length - s.input.length,
       },
     };
   });

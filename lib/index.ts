@@ -50,6 +50,7 @@ export type {
   GenerationResult,
   GenerationStats,
   FinishReason,
+  ContextOverflow,
   Prompt,
   Decoder,
   DecodeSession,

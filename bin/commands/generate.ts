@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import * as fs from 'node:fs';
 import { readTrainedSeq } from '../../lib/checkpoint';
 import { ArgumentRangeError } from '../../lib/errors';
-import { DEFAULT_MAX_TOKENS, GenerateOptions, GenerationResult, GenerationStats, runGeneration } from '../../lib/generate';
+import { CONTEXT_OVERFLOW_CHOICES, DEFAULT_MAX_TOKENS, GenerateOptions, GenerationResult, GenerationStats, runGeneration } from '../../lib/generate';
 import { DEVICE_CHOICES, PRECISIONS } from '../../lib/device';
 import { GPT } from '../../lib/model';
 import { setThreads } from '../../lib/runtime';
@@ -20,6 +20,7 @@ interface GenerateFlags {
   prompt?: string;
   promptFile?: string;
   maxTokens?: string;
+  contextOverflow?: string;
   temperature?: string;
   topK?: string;
   topP?: string;
@@ -50,7 +51,11 @@ export function register(program: Command): void {
     .requiredOption('--checkpoint <dir>', 'checkpoint folder, run folder (its latest checkpoint) or Hugging Face GPT-2 folder')
     .option('--prompt <text>', 'the prompt')
     .option('--prompt-file <file>', 'read the prompt from a file (UTF-8)')
-    .option('--max-tokens <n>', 'tokens to generate (default 100, less when the context is shorter)')
+    .option('--max-tokens <n>', 'tokens to generate (default 100; may go past the context)')
+    .option(
+      '--context-overflow <mode>',
+      'past the context: slide (go on from the most recent half of the context; default) or stop',
+    )
     .option('--temperature <t>', 'softmax temperature; 0 = greedy (default 1)')
     .option('--top-k <k>', 'keep the k most likely tokens; 0 = off (default)')
     .option('--top-p <p>', 'keep the most likely tokens up to probability p; 1 = off (default)')
@@ -80,6 +85,8 @@ export function register(program: Command): void {
       const gen: GenerateOptions = {};
       const maxTokens = intFlag('max-tokens', opts.maxTokens);
       if (maxTokens !== undefined) gen.maxTokens = maxTokens;
+      const overflow = choiceFlag('context-overflow', opts.contextOverflow, CONTEXT_OVERFLOW_CHOICES);
+      if (overflow !== undefined) gen.contextOverflow = overflow;
       const temperature = numberFlag('temperature', opts.temperature, { min: 0 });
       if (temperature !== undefined) gen.temperature = temperature;
       const topK = intFlag('top-k', opts.topK, 0);
@@ -135,12 +142,14 @@ export function register(program: Command): void {
           text: result.text,
           tokens: result.tokens,
           finish_reason: result.finishReason,
+          stop_reason: result.stopReason,
           stats: result.stats,
         });
       } else {
         process.stdout.write('\n');
       }
-      log(statsLine(result.stats) + `; finished: ${result.finishReason}`);
+      const slides = result.stats.contextSlides ? `; slid past the context ${result.stats.contextSlides}x` : '';
+      log(statsLine(result.stats) + `; finished: ${result.finishReason} (${result.stopReason})${slides}`);
       if (result.finishReason === 'aborted') process.exitCode = 130;
     });
 }

@@ -4,8 +4,8 @@
  * was expected).
  */
 import { ArgumentRangeError } from '../errors';
-import { checkKnownKeys, describe, expectBoolean, expectInteger, expectNumber, rangeError, typeError } from '../validate';
-import { GENERATE_OPTION_KEYS, SamplingOptions } from './types';
+import { checkKnownKeys, expectBoolean, expectInteger, expectNumber, expectOneOf, rangeError, typeError } from '../validate';
+import { ContextOverflow, CONTEXT_OVERFLOW_CHOICES, GENERATE_OPTION_KEYS, SamplingOptions } from './types';
 
 export interface ResolvedOptions extends SamplingOptions {
   maxTokens: number;
@@ -14,6 +14,7 @@ export interface ResolvedOptions extends SamplingOptions {
   signal?: AbortSignal;
   returnPartial: boolean;
   ignoreEos: boolean;
+  contextOverflow: ContextOverflow;
 }
 
 export const DEFAULT_MAX_TOKENS = 100;
@@ -70,24 +71,27 @@ export function resolveOptions(input: unknown, longestPrompt: number, nPositions
   const returnPartial = def('returnPartial', (v) => expectBoolean('returnPartial', v), false);
   const ignoreEos = def('ignoreEos', (v) => expectBoolean('ignoreEos', v), false);
 
-  if (longestPrompt > nPositions)
+  const contextOverflow = def(
+    'contextOverflow',
+    (v) => expectOneOf('contextOverflow', v, CONTEXT_OVERFLOW_CHOICES),
+    'slide' as ContextOverflow,
+  );
+  // 'slide' conditions on the most recent tokens, so any prompt and any
+  // maxTokens work (a prompt longer than the context is cropped to its last
+  // n_positions tokens). 'stop' keeps the whole prompt in view: a longer one
+  // is an error, and generation ends at the context (finishReason 'context').
+  if (contextOverflow === 'stop' && longestPrompt > nPositions)
     throw new ArgumentRangeError(
-      `Expected a prompt of at most n_positions = ${nPositions} tokens but received one of ${longestPrompt} tokens: it is longer than the model's context`,
+      `Expected a prompt of at most n_positions = ${nPositions} tokens but received one of ${longestPrompt} tokens: it is longer than the model's context (with contextOverflow 'slide' the prompt's last ${nPositions} tokens are used)`,
     );
-  const room = nPositions - longestPrompt;
-  let maxTokens: number;
-  if (opts.maxTokens === undefined) {
-    maxTokens = Math.min(DEFAULT_MAX_TOKENS, room);
-    if (maxTokens < 1)
-      throw new ArgumentRangeError(
-        `Expected a prompt shorter than n_positions = ${nPositions} tokens but received one of ${longestPrompt} tokens: no room is left to generate`,
-      );
-  } else {
-    maxTokens = expectInteger('maxTokens', opts.maxTokens, { min: 1 });
-    if (maxTokens > room)
-      throw new ArgumentRangeError(
-        `Expected maxTokens of at most ${room} (n_positions ${nPositions} - ${longestPrompt} prompt tokens) but received ${describe(maxTokens)}: prompt + generated tokens must fit the context`,
-      );
-  }
-  return { maxTokens, temperature, topK, topP, seed, stop, signal, returnPartial, ignoreEos };
+  const maxTokens = def('maxTokens', (v) => expectInteger('maxTokens', v, { min: 1 }), DEFAULT_MAX_TOKENS);
+  return { maxTokens, temperature, topK, topP, seed, stop, signal, returnPartial, ignoreEos, contextOverflow };
+}
+
+/**
+ * How much of the recent text a sequence keeps when its cache is full and
+ * it slides: half the context (at least one token).
+ */
+export function slideKeep(nPositions: number): number {
+  return Math.max(1, Math.floor(nPositions / 2));
 }

@@ -5,7 +5,7 @@
  */
 
 export interface GenerateOptions {
-  /** Tokens to generate per prompt (default 100, lowered to fit the context when not given). */
+  /** Tokens to generate per prompt (default 100); may go past the context (see contextOverflow). */
   maxTokens?: number;
   /** Softmax temperature; 0 = greedy (argmax, lowest id on ties). Default 1. */
   temperature?: number;
@@ -23,7 +23,20 @@ export interface GenerateOptions {
   returnPartial?: boolean;
   /** Keep generating after the end-of-text token (benchmarks); default false. */
   ignoreEos?: boolean;
+  /**
+   * What happens when a sequence reaches the model's context (n_positions
+   * tokens in view). 'slide' (default): keep going, conditioned on the most
+   * recent tokens: the cache is rebuilt from the last floor(n_positions / 2)
+   * tokens, which then sit at positions 0.., and decoding goes on from there
+   * (a prompt longer than the context is cropped to its last n_positions
+   * tokens). 'stop': end there with finishReason 'context' (a prompt longer
+   * than the context is then an error).
+   */
+  contextOverflow?: ContextOverflow;
 }
+
+export type ContextOverflow = 'slide' | 'stop';
+export const CONTEXT_OVERFLOW_CHOICES: readonly ContextOverflow[] = ['slide', 'stop'];
 
 export const GENERATE_OPTION_KEYS: readonly (keyof GenerateOptions)[] = [
   'maxTokens',
@@ -35,6 +48,7 @@ export const GENERATE_OPTION_KEYS: readonly (keyof GenerateOptions)[] = [
   'signal',
   'returnPartial',
   'ignoreEos',
+  'contextOverflow',
 ];
 
 /** A prompt: text, or token ids. */
@@ -49,7 +63,11 @@ export interface GenerationChunk {
   index: number;
 }
 
-export type FinishReason = 'length' | 'stop' | 'eos' | 'aborted';
+/**
+ * Why a sequence ended: maxTokens reached, a stop string, the end-of-text
+ * token, an abort, or the context (contextOverflow 'stop').
+ */
+export type FinishReason = 'length' | 'stop' | 'eos' | 'aborted' | 'context';
 
 export interface GenerationStats {
   /** Tokens of this prompt. */
@@ -72,12 +90,21 @@ export interface GenerationStats {
   batchSize: number;
   /** The seed used (the given one, or the one drawn). */
   seed: number;
+  /**
+   * Times this sequence's cache was rebuilt from its most recent tokens
+   * (contextOverflow 'slide'; 0 while it stays within the context).
+   */
+  contextSlides: number;
+  /** Prompt tokens dropped from the front to fit the context ('slide'; else 0). */
+  promptTokensDropped: number;
 }
 
 export interface GenerationResult {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
+  /** Why it ended, in words (names the limit, stop string or token). */
+  stopReason: string;
   stats: GenerationStats;
 }
 
@@ -101,8 +128,11 @@ export interface TokenCodec {
 /** A KV cache for one batch of sequences (native/core/decode.h). */
 export interface DecodeSession {
   /**
-   * Runs every prompt through the model in one pass, filling the cache;
-   * returns the logits of each prompt's last position: [B, vocab].
+   * Runs every non-empty prompt through the model in one pass: sequence i
+   * starts over at position 0 with prompts[i] in its cache; an empty
+   * prompts[i] leaves sequence i as it was (the first call gives every
+   * sequence a prompt). Returns [B, vocab] logits, row i those of prompt
+   * i's last position (rows of empty prompts are unspecified).
    */
   prefill(prompts: Int32Array[]): Promise<Float32Array>;
   /**

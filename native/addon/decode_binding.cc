@@ -2,6 +2,8 @@
 //
 //   decodeOpen(model, { capacities: Int32Array, abort: Int32Array }) -> session
 //   session.prefill({ tokens: Int32Array, lengths: Int32Array }) -> Promise<Float32Array [B*V]>
+//     (at any time: a sequence given tokens starts over at position 0, one
+//     with length 0 keeps its cache; DecodeState::prefill)
 //   session.step({ tokens: Int32Array [B], active: Uint8Array [B] }) -> Promise<Float32Array [B*V]>
 //   session.cacheBytes() / scratchBytes() / positions() / close()
 //   decodeKernel({ op: 'linear' | 'head', precision: 'fp32' | 'bf16', M, K, N,
@@ -123,7 +125,7 @@ Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
         auto lengths = get_i32(a, "lengths", static_cast<size_t>(s->batch));
         int64_t total = 0;
         for (size_t i = 0; i < lengths.length; ++i) {
-          if (lengths.data[i] < 1) throw_invalid("Expected prompt lengths >= 1");
+          if (lengths.data[i] < 0) throw_invalid("Expected prompt lengths >= 0");
           total += lengths.data[i];
         }
         auto tokens = get_i32(a, "tokens", static_cast<size_t>(total));

@@ -237,12 +237,17 @@ void DecodeState::run_blocks(int M, bool step, const volatile int32_t* abort,
 
 int DecodeState::check_prompts(const int32_t* tokens, const int* lengths) const {
   int64_t M = 0;
+  // The first prefill gives every sequence a prompt; a later one may leave
+  // sequences out (length 0).
+  const int least = prefilled_ ? 0 : 1;
   for (int b = 0; b < batch(); ++b) {
-    GPT_CHECK_ARG(lengths[b] >= 1 && lengths[b] <= caps_[static_cast<size_t>(b)],
-                  "Expected a prompt of 1 to " + std::to_string(caps_[static_cast<size_t>(b)]) + " tokens for sequence " +
-                      std::to_string(b) + " but received " + std::to_string(lengths[b]));
+    GPT_CHECK_ARG(lengths[b] >= least && lengths[b] <= caps_[static_cast<size_t>(b)],
+                  "Expected a prompt of " + std::to_string(least) + " to " +
+                      std::to_string(caps_[static_cast<size_t>(b)]) + " tokens for sequence " + std::to_string(b) +
+                      " but received " + std::to_string(lengths[b]));
     M += lengths[b];
   }
+  GPT_CHECK_ARG(M >= 1, "Expected a prompt for at least one sequence but every length is 0");
   GPT_CHECK_ARG(M <= (int64_t(1) << 24), "too many prompt tokens in one prefill");
   for (int64_t r = 0; r < M; ++r)
     GPT_CHECK_ARG(tokens[r] >= 0 && tokens[r] < V_, "Expected token ids in [0, " + std::to_string(V_) +
@@ -271,14 +276,21 @@ void DecodeState::plan_prompts(const int32_t* tokens, const int* lengths, const 
 }
 
 void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort) {
-  GPT_CHECK_ARG(!prefilled_, "This decode state was already prefilled");
   const int B = batch();
   const int M = check_prompts(tokens, lengths);
   check_abort(abort);
   ensure_rows(std::max(M, B));
   sync_weights();
   std::vector<int> row0(static_cast<size_t>(B) + 1, 0);  // first row of each prompt
-  for (int b = 0; b < B; ++b) row0[static_cast<size_t>(b) + 1] = row0[static_cast<size_t>(b)] + lengths[b];
+  std::vector<int> seqs;                                  // the sequences given a prompt
+  for (int b = 0; b < B; ++b) {
+    row0[static_cast<size_t>(b) + 1] = row0[static_cast<size_t>(b)] + lengths[b];
+    if (lengths[b] > 0) {
+      seqs.push_back(b);
+      // Starts over: a sequence whose prefill is aborted holds nothing.
+      pos_[static_cast<size_t>(b)] = 0;
+    }
+  }
   plan_prompts(tokens, lengths, row0);
   upload_rows();
   const Scratch& s = *s_;
@@ -292,7 +304,7 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
     // forward's. (A step's single-query attention is fp32 at every
     // precision: it is bound by reading the fp32 cache, and bf16 products
     // would save nothing there. The CPU's attention is fp32 throughout.)
-    for (int b = 0; b < B; ++b) {
+    for (int b : seqs) {
       const int T = lengths[b];
       float* q0 = qkv + int64_t(row0[static_cast<size_t>(b)]) * 3 * C;
       const int64_t sq = int64_t(T) * 3 * C;
@@ -305,15 +317,11 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
   });
   check_abort(abort);
   // Only the last position of each prompt needs logits: gather those rows of
-  // ln_f's output.
-  for (int b = 0; b < B; ++b)
-    be_.copy(s.tmp.f() + int64_t(b) * C, s.h.f() + int64_t(row0[static_cast<size_t>(b) + 1] - 1) * C,
+  // ln_f's output (row r: sequence seqs[r]).
+  for (size_t r = 0; r < seqs.size(); ++r)
+    be_.copy(s.tmp.f() + int64_t(r) * C, s.h.f() + int64_t(row0[static_cast<size_t>(seqs[r]) + 1] - 1) * C,
              sizeof(float) * C);
-  std::vector<int> seqs(static_cast<size_t>(B));
-  for (int b = 0; b < B; ++b) {
-    seqs[static_cast<size_t>(b)] = b;
-    pos_[static_cast<size_t>(b)] = lengths[b];
-  }
+  for (int b : seqs) pos_[static_cast<size_t>(b)] = lengths[b];
   emit_logits(s.tmp.f(), seqs, logits_out);
   prefilled_ = true;
 }

@@ -49,10 +49,20 @@ class DecodeState {
   // Bytes of backend and host scratch besides the cache.
   size_t scratch_bytes() const;
 
-  // Runs every sequence's prompt (tokens concatenated, lengths[b] each, all
-  // >= 1) through the model and fills the cache. logits_out: host [B, V], the
-  // logits after each prompt's last token. Only once, on a fresh state.
-  // `abort` (may be null) is polled between layers: nonzero -> ABORTED.
+  // Runs the prompts of some sequences (tokens concatenated, lengths[b]
+  // each) through the model and fills their cache. A sequence given tokens
+  // (lengths[b] >= 1) starts over at position 0: whatever it held before is
+  // dropped and its prompt is cached at positions 0..lengths[b]-1, in every
+  // layer (a banded layer's ring included). A sequence with lengths[b] = 0
+  // is left untouched, cache and position, so one row can be rebuilt while
+  // the others keep theirs (generation past the context re-prefills a full
+  // sequence from its last tokens). At least one length must be >= 1; the
+  // first prefill of a state must give every sequence a prompt. May be called
+  // at any time. logits_out: host [B, V], the logits after each prompt's last
+  // token; rows of untouched sequences are left as they were. A prompt's
+  // logits do not depend on the other rows of the call.
+  // `abort` (may be null) is polled between layers: nonzero -> ABORTED (the
+  // rows given tokens are then left empty, at position 0).
   // The caller holds the model's mutex.
   void prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort);
 

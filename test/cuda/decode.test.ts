@@ -6,7 +6,8 @@
  * 1e-5 in both precisions; a prefill with fp32 attention in a bf16 model
  * misses by ~3e-3). The steps after it follow the forward over the longer
  * sequences to the precision's tolerance (their single-query attention is
- * fp32 at every precision). Runs where the cuda project runs (a GPU, or the
+ * fp32 at every precision). A sequence prefilled again (generation past the
+ * context) starts over at position 0 while the other keeps its cache. Runs where the cuda project runs (a GPU, or the
  * SIMT emulator build; jest.config.js).
  */
 import { GPTConfig } from '../../lib/config';
@@ -69,6 +70,21 @@ describe.each([
           const err = relL2(logits.slice(b * V, (b + 1) * V), await lastLogits(model, seqs[b]));
           if (!(err < stepTol)) throw new Error(`step ${s}, sequence ${b}: relative L2 ${err} against the forward`);
         }
+      }
+      // Past the context: sequence 0 starts over from its last 4 tokens
+      // (positions 0..3, its banded ring rebuilt) while sequence 1 keeps its
+      // cache; then both step.
+      const win = seqs[0].slice(-4);
+      logits = await session.prefill([Int32Array.from(win), new Int32Array(0)]);
+      const errRe = relL2(logits.slice(0, V), await lastLogits(model, win));
+      if (!(errRe < 1e-5)) throw new Error(`prefill again of sequence 0: relative L2 ${errRe} against the forward`);
+      const next = Int32Array.from(seqs, () => rng.nextInt(V));
+      win.push(next[0]);
+      seqs[1].push(next[1]);
+      logits = await session.step(next, new Uint8Array([1, 1]));
+      for (const [b, toks] of [[0, win], [1, seqs[1]]] as const) {
+        const err = relL2(logits.slice(b * V, (b + 1) * V), await lastLogits(model, toks));
+        if (!(err < stepTol)) throw new Error(`step after the rebuild, sequence ${b}: relative L2 ${err} against the forward`);
       }
     } finally {
       session.close();

@@ -167,6 +167,42 @@ describe('KV-cache decoding equals a full forward', () => {
     both.close();
   });
 
+  test('prefill again: a row given tokens starts over at position 0, a row of length 0 keeps its cache, bitwise', async () => {
+    const a = randomTokens(30, V, 21);
+    const b = randomTokens(30, V, 22);
+    // fresh: each sequence decoded alone from its own prompt
+    const runAlone = async (toks: Int32Array, from: number, to: number): Promise<Float32Array[]> => {
+      const s = native().decodeOpen(h, { capacities: Int32Array.of(30), abort: new Int32Array(32) });
+      const out = [Float32Array.from(await s.prefill({ tokens: toks.slice(from, from + 3), lengths: Int32Array.of(3) }))];
+      for (let t = from + 3; t < to; t++) out.push(Float32Array.from(await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) })));
+      s.close();
+      return out;
+    };
+    const s = native().decodeOpen(h, { capacities: Int32Array.of(30, 30), abort: new Int32Array(32) });
+    await s.prefill({ tokens: Int32Array.from([...a.slice(0, 20), ...b.slice(0, 3)]), lengths: Int32Array.of(20, 3) });
+    const bRows: Float32Array[] = [];
+    for (let t = 3; t < 10; t++) {
+      const y = await s.step({ tokens: Int32Array.of(0, b[t]), active: Uint8Array.of(0, 1) });
+      bRows.push(Float32Array.from(y.subarray(V, 2 * V)));
+    }
+    // sequence 0 (20 tokens held, the banded rings full) starts over from a[5..8)
+    const y0 = await s.prefill({ tokens: a.slice(5, 8), lengths: Int32Array.of(3, 0) });
+    const aRows = [Float32Array.from(y0.subarray(0, V))];
+    expect(Array.from(s.positions())).toEqual([3, 10]);
+    for (let t = 8; t < 20; t++) {
+      const y = await s.step({ tokens: Int32Array.of(a[t], b[t + 2]), active: Uint8Array.of(1, 1) });
+      aRows.push(Float32Array.from(y.subarray(0, V)));
+      bRows.push(Float32Array.from(y.subarray(V, 2 * V)));
+    }
+    expect(aRows).toEqual(await runAlone(a, 5, 20));
+    const bAlone = await runAlone(b, 0, 22);
+    expect(bRows).toEqual(bAlone.slice(1));
+    // the restarted row also equals a full forward over its new tokens
+    const want = await fullLogits(h, a.slice(5, 20));
+    expect(relL2(aRows[aRows.length - 1], want.subarray(14 * V, 15 * V))).toBeLessThan(1e-5);
+    s.close();
+  });
+
   test('bf16 weights: decoding follows the bf16 full forward closely', async () => {
     const m = await makeModel(shape, 7, 'bf16');
     const T = 16;
@@ -262,7 +298,7 @@ describe('errors and abort', () => {
     await expect(s.prefill({ tokens: Int32Array.of(1, 2, 3, 4), lengths: Int32Array.of(4) })).rejects.toThrow(/prompt of 1 to 3 tokens/);
     await expect(s.prefill({ tokens: Int32Array.of(1, 200), lengths: Int32Array.of(2) })).rejects.toThrow(/token ids in \[0, 100\)/);
     await s.prefill({ tokens: Int32Array.of(1, 2), lengths: Int32Array.of(2) });
-    await expect(s.prefill({ tokens: Int32Array.of(1), lengths: Int32Array.of(1) })).rejects.toThrow(/already prefilled/);
+    await expect(s.prefill({ tokens: Int32Array.of(), lengths: Int32Array.of(0) })).rejects.toThrow(/at least one sequence but every length is 0/);
     await s.step({ tokens: Int32Array.of(5), active: Uint8Array.of(1) });
     await expect(s.step({ tokens: Int32Array.of(5), active: Uint8Array.of(1) })).rejects.toThrow(/is full: it holds its capacity of 3 tokens/);
     const p = s.step({ tokens: Int32Array.of(5), active: Uint8Array.of(0) });

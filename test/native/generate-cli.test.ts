@@ -79,8 +79,9 @@ test('bad flags: clear messages, nothing on stdout', () => {
     [['--checkpoint', ckpt], /Expected exactly one of --prompt or --prompt-file but received neither/],
     [['--checkpoint', ckpt, '--prompt', 'a', '--prompt-file', 'b'], /received both/],
     [['--checkpoint', ckpt, '--prompt', 'a', '--top-p', '2'], /Expected a number > 0 and <= 1 for --top-p but received "2"/],
-    [['--checkpoint', ckpt, '--prompt', 'a', '--max-tokens', '64'], /Expected maxTokens of at most 63/],
-    [['--checkpoint', ckpt, '--prompt', 'x'.repeat(70)], /longer than the model's context/],
+    [['--checkpoint', ckpt, '--prompt', 'a', '--max-tokens', '0'], /--max-tokens/],
+    [['--checkpoint', ckpt, '--prompt', 'x'.repeat(70), '--context-overflow', 'stop'], /at most n_positions = 64 tokens but received one of 70 tokens: it is longer than the model's context/],
+    [['--checkpoint', ckpt, '--prompt', 'a', '--context-overflow', 'wrap'], /Expected one of slide, stop for --context-overflow but received "wrap"/],
     [['--checkpoint', path.join(tmp, 'nope'), '--prompt', 'a'], /nope/],
   ];
   for (const [args, msg] of cases) {
@@ -89,4 +90,23 @@ test('bad flags: clear messages, nothing on stdout', () => {
     expect(r.stderr).toMatch(msg);
     expect(r.stdout).toBe('');
   }
+});
+
+test('--max-tokens 600 on a context of 64 slides past it; --context-overflow stop ends there and says so', () => {
+  const r = run(['--checkpoint', ckpt, '--prompt', 'Call me Ishmael.', '--max-tokens', '600', '--seed', '1', '--ignore-eos', '--json']);
+  expect(r.code).toBe(0);
+  const doc = JSON.parse(r.stdout);
+  expect(doc.tokens).toHaveLength(600);
+  expect(doc.finish_reason).toBe('length');
+  // the cache fills when token 48 is fed; then it is rebuilt from 32 tokens
+  // and refills every 33 tokens: rebuilds at tokens 48, 81, ..., 576 (the
+  // last token, 599, is never fed)
+  expect(doc.stats.contextSlides).toBe(17);
+  const s = run(['--checkpoint', ckpt, '--prompt', 'Call me Ishmael.', '--max-tokens', '600', '--seed', '1', '--ignore-eos', '--context-overflow', 'stop', '--json']);
+  expect(s.code).toBe(0);
+  const sd = JSON.parse(s.stdout);
+  expect(sd.tokens).toEqual(doc.tokens.slice(0, 64 - 16 + 1));
+  expect(sd.finish_reason).toBe('context');
+  expect(sd.stop_reason).toMatch(/context of n_positions = 64 tokens/);
+  expect(s.stderr).toMatch(/finished: context \(reached the model's context/);
 });

@@ -137,8 +137,8 @@ describe('generate and stream (byte tokenizer, random weights)', () => {
   });
 
   test('errors come before any native work', async () => {
-    await expect(model.generate('x'.repeat(65))).rejects.toThrow(/at most n_positions = 64 tokens but received one of 65/);
-    await expect(model.generate('hello', { maxTokens: 60 })).rejects.toThrow(/Expected maxTokens of at most 59/);
+    await expect(model.generate('x'.repeat(65), { contextOverflow: 'stop' })).rejects.toThrow(/at most n_positions = 64 tokens but received one of 65/);
+    await expect(model.generate('hello', { contextOverflow: 'wrap' as never })).rejects.toThrow(/Expected one of "slide", "stop" for contextOverflow but received "wrap"/);
     await expect(model.generate('hello', { topk: 3 } as never)).rejects.toThrow(/Unknown key "topk" in generate options \(did you mean "topK"\?\)/);
     await expect(model.generate('hello', { temperature: NaN })).rejects.toThrow(/temperature/);
   });

@@ -52,6 +52,7 @@ class FakeDecoder implements Decoder {
     else out[off + EOS] = -100;
   }
 
+  prefills = 0;
   open(capacities: number[], abort: Int32Array): DecodeSession {
     this.opened++;
     const hists: number[][] = capacities.map(() => []);
@@ -71,9 +72,13 @@ class FakeDecoder implements Decoder {
       cacheBytes: 1234,
       async prefill(prompts: Int32Array[]) {
         await work();
-        const out = new Float32Array(prompts.length * V);
+        self.prefills++;
+        // A prompt restarts its sequence; an empty one leaves it as it was.
+        const out = new Float32Array(prompts.length * V).fill(NaN);
         prompts.forEach((p, i) => {
-          hists[i].push(...p);
+          if (p.length === 0) return;
+          if (p.length > capacities[i]) throw new Error(`sequence ${i} over capacity`);
+          hists[i] = Array.from(p);
           self.row(hists[i], out, i * V);
         });
         return out;
@@ -268,9 +273,9 @@ describe('errors before native work', () => {
   const d = new FakeDecoder(16);
   const cases: [string, unknown, unknown, RegExp, unknown][] = [
     ['unknown option', 'hi', { maxToken: 3 }, /Unknown key "maxToken" in generate options \(did you mean "maxTokens"\?\)/, ArgumentRangeError],
-    ['prompt too long', 'x'.repeat(17), {}, /at most n_positions = 16 tokens but received one of 17 tokens/, ArgumentRangeError],
-    ['maxTokens past the context', 'hello', { maxTokens: 12 }, /Expected maxTokens of at most 11 \(n_positions 16 - 5 prompt tokens\) but received 12/, ArgumentRangeError],
-    ['prompt fills the context', 'x'.repeat(16), {}, /no room is left to generate/, ArgumentRangeError],
+    ['prompt too long with contextOverflow stop', 'x'.repeat(17), { contextOverflow: 'stop' }, /at most n_positions = 16 tokens but received one of 17 tokens/, ArgumentRangeError],
+    ['contextOverflow', 'hi', { contextOverflow: 'wrap' }, /Expected one of "slide", "stop" for contextOverflow but received "wrap"/, ArgumentRangeError],
+    ['maxTokens', 'hi', { maxTokens: 0 }, /maxTokens/, ArgumentRangeError],
     ['temperature', 'hi', { temperature: -1 }, /Expected a finite number >= 0 for temperature but received -1 \(number\)/, ArgumentRangeError],
     ['topK', 'hi', { topK: 1.5 }, /Expected a non-negative integer for topK but received 1.5/, ArgumentRangeError],
     ['topP', 'hi', { topP: 0 }, /Expected a finite number > 0 and <= 1 for topP but received 0/, ArgumentRangeError],
