@@ -93,15 +93,8 @@ export interface StridedView {
 }
 type NativeTensor = Float32Array | StridedView;
 
-interface NativeShape {
-  batch: number;
-  heads: number;
-  seq: number;
-  headDim: number;
-  pattern: AttentionPattern;
-  window?: number;
-  scale?: number;
-  precision?: AttentionPrecision;
+/** The shape as the addon takes it: the device resolved, and the naive reference kernel on request. */
+interface NativeShape extends Omit<AttentionShape, 'device'> {
   naive?: boolean;
   device?: 'cpu' | 'cuda';
 }

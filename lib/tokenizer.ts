@@ -36,14 +36,16 @@ export interface Tokenizer {
   countTokens(text: string): number;
 }
 
+// disallowedSpecial empty: special-looking text other than END_OF_TEXT is plain text.
+const PLAIN_TEXT = { disallowedSpecial: new Set<string>() };
+
+/** Each END_OF_TEXT is the token GPT2_EOT; the text between them is encoded as plain text. */
 function gpt2Encode(text: string): number[] {
   const out: number[] = [];
-  const parts = text.split(END_OF_TEXT);
-  for (let i = 0; i < parts.length; i++) {
+  text.split(END_OF_TEXT).forEach((part, i) => {
     if (i > 0) out.push(GPT2_EOT);
-    // disallowedSpecial empty: any other special-looking text is plain text.
-    if (parts[i].length) for (const t of r50k.encode(parts[i], { disallowedSpecial: new Set() })) out.push(t);
-  }
+    if (part.length) for (const t of r50k.encode(part, PLAIN_TEXT)) out.push(t);
+  });
   return out;
 }
 
@@ -58,13 +60,9 @@ const gpt2Tokenizer: Tokenizer = {
     return r50k.decode(Array.from(tokens));
   },
   countTokens: (text) => {
-    let n = 0;
+    // gpt2Encode's length: one token per END_OF_TEXT, plus the plain text between them.
     const parts = text.split(END_OF_TEXT);
-    for (let i = 0; i < parts.length; i++) {
-      if (i > 0) n++;
-      if (parts[i].length) n += r50k.countTokens(parts[i], { disallowedSpecial: new Set() });
-    }
-    return n;
+    return parts.reduce((n, part) => n + (part.length ? r50k.countTokens(part, PLAIN_TEXT) : 0), parts.length - 1);
   },
 };
 

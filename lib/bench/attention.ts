@@ -20,7 +20,7 @@ import {
   workspaceHighWater,
 } from '../attention';
 import { attentionFlops } from '../flops';
-import { errorLine, SectionContext } from './context';
+import { errorLine, SectionContext, twinSettings } from './context';
 import { fillRandom, fractionOf, perSecond, timeAsync } from './stats';
 import { AttentionRow, AttentionSection, Stat } from './types';
 
@@ -196,10 +196,7 @@ async function runPytorchAttention(ctx: SectionContext, cases: AttentionRow[], s
     const r = (await ctx.pytorch!.run(
       'attention',
       {
-        device: opts.device,
-        warmup: opts.warmup,
-        repeats: opts.repeats,
-        budget_ms: opts.caseBudgetMs,
+        ...twinSettings(opts),
         cases: cases.map((c) => ({ batch: c.batch, heads: c.heads, seq: c.seq, headDim: c.headDim, pattern: c.pattern, window: c.window })),
       },
       timeoutFor(opts.quick, cases.length),

@@ -33,3 +33,8 @@ export function errorLine(e: unknown): string {
   const err = e as { message?: string; code?: string };
   return `${err?.code ? err.code + ': ' : ''}${String(err?.message ?? e).split('\n')[0]}`;
 }
+
+/** The run settings every PyTorch twin takes (bench/pytorch/common.py), under its names. */
+export function twinSettings(opts: SectionOptions): { device: BenchDevice; warmup: number; repeats: number; budget_ms: number } {
+  return { device: opts.device, warmup: opts.warmup, repeats: opts.repeats, budget_ms: opts.caseBudgetMs };
+}

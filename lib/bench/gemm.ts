@@ -10,7 +10,7 @@
  */
 import { gemmFlops } from '../flops';
 import { gemm, GemmOptions } from '../gemm';
-import { errorLine, SectionContext } from './context';
+import { errorLine, SectionContext, twinSettings } from './context';
 import { peakFor } from './machine';
 import { fillRandom, fractionOf, perSecond, timeAsync } from './stats';
 import { BenchPrecision, GemmForm, GemmRow, GemmSection, Stat } from './types';
@@ -108,10 +108,7 @@ export async function runGemm(ctx: SectionContext): Promise<GemmSection> {
       const r = (await ctx.pytorch.run(
         'gemm',
         {
-          device: opts.device,
-          warmup: opts.warmup,
-          repeats: opts.repeats,
-          budget_ms: opts.caseBudgetMs,
+          ...twinSettings(opts),
           cases: py.map((c) => ({ layer: c.layer, form: c.form, precision: c.precision, M: c.M, K: c.K, N: c.N })),
         },
         (opts.quick ? 60 : 300) * 1000 + py.length * 20000,

@@ -10,7 +10,7 @@ import { getPreset, presetConfig } from '../config';
 import { trainingFlopsPerToken } from '../flops';
 import { GPT } from '../model';
 import { exactParameterCount } from '../params';
-import { errorLine, SectionContext } from './context';
+import { errorLine, SectionContext, twinSettings } from './context';
 import { peakFor } from './machine';
 import { fractionOf, perSecond, repeatAsync, statOf } from './stats';
 import { BenchPrecision, Stat, TrainRow, TrainSection } from './types';
@@ -131,10 +131,7 @@ async function runPytorchTrain(ctx: SectionContext, cases: TrainCase[], section:
     const r = (await ctx.pytorch!.run(
       'train',
       {
-        device: opts.device,
-        warmup: opts.warmup,
-        repeats: opts.repeats,
-        budget_ms: opts.caseBudgetMs,
+        ...twinSettings(opts),
         cases: py.map((c) => {
           const cfg = presetConfig(c.preset);
           return { preset: c.preset, precision: c.precision, batch: c.batch, seq: c.seq, config: cfg };

@@ -39,132 +39,55 @@ async function rejects(p: () => Promise<unknown>, cls: unknown, message: string)
 describe('attention validation messages', () => {
   const fwd = (o: unknown) => () => attention.forward(o as attention.AttentionForwardOptions);
   const bwd = (o: unknown) => () => attention.backward(o as attention.AttentionBackwardOptions);
+  const FORWARD_KEYS = 'batch, heads, seq, headDim, pattern, window, scale, device, precision, q, k, v';
+  /** Each case: the call, the error class it must reject with, and the whole message. */
+  const rejectsAll = async (cases: Array<[() => Promise<unknown>, unknown, string]>) => {
+    for (const [call, cls, message] of cases) await rejects(call, cls, message);
+  };
 
-  it('checks the options object and its keys', async () => {
-    await rejects(fwd(5), ArgumentTypeError, 'Expected an object for attention.forward options but received 5 (number)');
-    await rejects(
-      fwd({ ...base(), headdim: 5 }),
-      ArgumentRangeError,
-      'Unknown key "headdim" in attention.forward options (did you mean "headDim"?); expected one of: ' +
-        'batch, heads, seq, headDim, pattern, window, scale, device, precision, q, k, v',
-    );
-    await rejects(
-      fwd({ ...base(), dOut: base().q }),
-      ArgumentRangeError,
-      'Unknown key "dOut" in attention.forward options; expected one of: ' +
-        'batch, heads, seq, headDim, pattern, window, scale, device, precision, q, k, v',
-    );
-  });
+  it('checks the options object and its keys', () =>
+    rejectsAll([
+      [fwd(5), ArgumentTypeError, 'Expected an object for attention.forward options but received 5 (number)'],
+      [fwd({ ...base(), headdim: 5 }), ArgumentRangeError, 'Unknown key "headdim" in attention.forward options (did you mean "headDim"?); expected one of: ' + FORWARD_KEYS],
+      [fwd({ ...base(), dOut: base().q }), ArgumentRangeError, 'Unknown key "dOut" in attention.forward options; expected one of: ' + FORWARD_KEYS],
+    ]));
 
-  it('checks the shape', async () => {
-    await rejects(fwd({ ...base(), batch: 0 }), ArgumentRangeError, 'Expected a positive integer for batch but received 0 (number)');
-    await rejects(
-      fwd({ ...base(), batch: 2 ** 31 }),
-      ArgumentRangeError,
-      'Expected a positive integer <= 2147483647 for batch but received 2147483648 (number)',
-    );
-    await rejects(
-      fwd({ ...base(), batch: 2 ** 30, heads: 2 ** 30, seq: 2 ** 30 }),
-      ArgumentRangeError,
-      'Expected a shape whose size fits in memory for batch * heads * seq * headDim but received 4.951760157141521e+27 (number)',
-    );
-    await rejects(fwd({ ...base(), heads: 1.5 }), ArgumentRangeError, 'Expected a positive integer for heads but received 1.5 (number)');
-    await rejects(fwd({ ...base(), seq: '5' }), ArgumentTypeError, 'Expected a positive integer for seq but received "5" (string)');
-    await rejects(
-      fwd({ ...base(), headDim: 257 }),
-      ArgumentRangeError,
-      'Expected a positive integer <= 256 for headDim but received 257 (number)',
-    );
-    await rejects(
-      fwd({ ...base(), headDim: 0 }),
-      ArgumentRangeError,
-      'Expected a positive integer for headDim but received 0 (number)',
-    );
-  });
+  it('checks the shape', () =>
+    rejectsAll([
+      [fwd({ ...base(), batch: 0 }), ArgumentRangeError, 'Expected a positive integer for batch but received 0 (number)'],
+      [fwd({ ...base(), batch: 2 ** 31 }), ArgumentRangeError, 'Expected a positive integer <= 2147483647 for batch but received 2147483648 (number)'],
+      [fwd({ ...base(), batch: 2 ** 30, heads: 2 ** 30, seq: 2 ** 30 }), ArgumentRangeError, 'Expected a shape whose size fits in memory for batch * heads * seq * headDim but received 4.951760157141521e+27 (number)'],
+      [fwd({ ...base(), heads: 1.5 }), ArgumentRangeError, 'Expected a positive integer for heads but received 1.5 (number)'],
+      [fwd({ ...base(), seq: '5' }), ArgumentTypeError, 'Expected a positive integer for seq but received "5" (string)'],
+      [fwd({ ...base(), headDim: 257 }), ArgumentRangeError, 'Expected a positive integer <= 256 for headDim but received 257 (number)'],
+      [fwd({ ...base(), headDim: 0 }), ArgumentRangeError, 'Expected a positive integer for headDim but received 0 (number)'],
+    ]));
 
-  it('checks pattern, window, scale and device', async () => {
-    await rejects(
-      fwd({ ...base(), pattern: 'dens' }),
-      ArgumentRangeError,
-      'Expected one of "dense", "banded" for pattern but received "dens" (string) (did you mean "dense"?)',
-    );
-    await rejects(
-      fwd({ ...base(), pattern: undefined }),
-      ArgumentTypeError,
-      'Expected one of "dense", "banded" for pattern but received undefined',
-    );
-    await rejects(
-      fwd({ ...base(), pattern: 'banded' }),
-      ArgumentTypeError,
-      'Expected a positive integer (required for pattern "banded") for window but received undefined',
-    );
-    await rejects(
-      fwd({ ...base(), pattern: 'banded', window: 0 }),
-      ArgumentRangeError,
-      'Expected a positive integer for window but received 0 (number)',
-    );
-    await rejects(
-      fwd({ ...base(), pattern: 'banded', window: -3 }),
-      ArgumentRangeError,
-      'Expected a positive integer for window but received -3 (number)',
-    );
-    await rejects(
-      fwd({ ...base(), window: 2.5 }),
-      ArgumentRangeError,
-      'Expected a positive integer for window but received 2.5 (number)',
-    );
-    await rejects(fwd({ ...base(), scale: NaN }), ArgumentRangeError, 'Expected a finite number for scale but received NaN (number)');
-    await rejects(
-      fwd({ ...base(), scale: Infinity }),
-      ArgumentRangeError,
-      'Expected a finite number for scale but received Infinity (number)',
-    );
-    await rejects(
-      fwd({ ...base(), scale: 1e39 }),
-      ArgumentRangeError,
-      'Expected a finite number within float32 range for scale but received 1e+39 (number)',
-    );
-    await rejects(
-      fwd({ ...base(), device: 'gpu' }),
-      ArgumentRangeError,
-      'Expected one of "auto", "cpu", "cuda" for device but received "gpu" (string) (did you mean "cpu"?)',
-    );
-    await rejects(
-      () => attention.naiveForward({ ...base(), device: 'cuda' }),
-      ArgumentTypeError,
-      'Expected "auto" or "cpu" (the naive kernel is cpu only) for device but received "cuda" (string)',
-    );
-  });
+  it('checks pattern, window, scale and device', () =>
+    rejectsAll([
+      [fwd({ ...base(), pattern: 'dens' }), ArgumentRangeError, 'Expected one of "dense", "banded" for pattern but received "dens" (string) (did you mean "dense"?)'],
+      [fwd({ ...base(), pattern: undefined }), ArgumentTypeError, 'Expected one of "dense", "banded" for pattern but received undefined'],
+      [fwd({ ...base(), pattern: 'banded' }), ArgumentTypeError, 'Expected a positive integer (required for pattern "banded") for window but received undefined'],
+      [fwd({ ...base(), pattern: 'banded', window: 0 }), ArgumentRangeError, 'Expected a positive integer for window but received 0 (number)'],
+      [fwd({ ...base(), pattern: 'banded', window: -3 }), ArgumentRangeError, 'Expected a positive integer for window but received -3 (number)'],
+      [fwd({ ...base(), window: 2.5 }), ArgumentRangeError, 'Expected a positive integer for window but received 2.5 (number)'],
+      [fwd({ ...base(), scale: NaN }), ArgumentRangeError, 'Expected a finite number for scale but received NaN (number)'],
+      [fwd({ ...base(), scale: Infinity }), ArgumentRangeError, 'Expected a finite number for scale but received Infinity (number)'],
+      [fwd({ ...base(), scale: 1e39 }), ArgumentRangeError, 'Expected a finite number within float32 range for scale but received 1e+39 (number)'],
+      [fwd({ ...base(), device: 'gpu' }), ArgumentRangeError, 'Expected one of "auto", "cpu", "cuda" for device but received "gpu" (string) (did you mean "cpu"?)'],
+      [() => attention.naiveForward({ ...base(), device: 'cuda' }), ArgumentTypeError, 'Expected "auto" or "cpu" (the naive kernel is cpu only) for device but received "cuda" (string)'],
+    ]));
 
-  it('checks every array', async () => {
-    await rejects(fwd({ ...base(), q: [1, 2, 3] }), ArgumentTypeError, 'Expected a Float32Array for q but received an array of length 3');
-    await rejects(
-      fwd({ ...base(), k: new Float64Array(N) }),
-      ArgumentTypeError,
-      'Expected a Float32Array for k but received a Float64Array of length 40',
-    );
-    await rejects(
-      fwd({ ...base(), v: new Float32Array(N - 1) }),
-      ArgumentRangeError,
-      'Expected a Float32Array of length 40 for v but received a Float32Array of length 39',
-    );
-    await rejects(
-      bwd({ ...withBwd(), out: new Float32Array(N + 1) }),
-      ArgumentRangeError,
-      'Expected a Float32Array of length 40 for out but received a Float32Array of length 41',
-    );
-    await rejects(
-      bwd({ ...withBwd(), lse: new Float32Array(N) }),
-      ArgumentRangeError,
-      'Expected a Float32Array of length 10 for lse but received a Float32Array of length 40',
-    );
-    await rejects(bwd({ ...withBwd(), dOut: undefined }), ArgumentTypeError, 'Expected a Float32Array for dOut but received undefined');
-    await rejects(
-      () => attention.naiveBackward({ ...withBwd(), dOut: null } as unknown as attention.AttentionBackwardOptions),
-      ArgumentTypeError,
-      'Expected a Float32Array for dOut but received null',
-    );
-  });
+  it('checks every array', () =>
+    rejectsAll([
+      [fwd({ ...base(), q: [1, 2, 3] }), ArgumentTypeError, 'Expected a Float32Array for q but received an array of length 3'],
+      [fwd({ ...base(), k: new Float64Array(N) }), ArgumentTypeError, 'Expected a Float32Array for k but received a Float64Array of length 40'],
+      [fwd({ ...base(), v: new Float32Array(N - 1) }), ArgumentRangeError, 'Expected a Float32Array of length 40 for v but received a Float32Array of length 39'],
+      [bwd({ ...withBwd(), out: new Float32Array(N + 1) }), ArgumentRangeError, 'Expected a Float32Array of length 40 for out but received a Float32Array of length 41'],
+      [bwd({ ...withBwd(), lse: new Float32Array(N) }), ArgumentRangeError, 'Expected a Float32Array of length 10 for lse but received a Float32Array of length 40'],
+      [bwd({ ...withBwd(), dOut: undefined }), ArgumentTypeError, 'Expected a Float32Array for dOut but received undefined'],
+      [() => attention.naiveBackward({ ...withBwd(), dOut: null } as unknown as attention.AttentionBackwardOptions), ArgumentTypeError, 'Expected a Float32Array for dOut but received null'],
+    ]));
 
   it('asks for cuda without a GPU: NoGpuError with the reason', async () => {
     const info = loadAddon().cudaInfo();
@@ -255,7 +178,8 @@ describe('attention runtime behaviour', () => {
     const view = (data: Float32Array, offset: number, st: number) => ({ data, offset, sb: t * st, sh: d, st });
     const outBtc = new Float32Array(b * t * C);
     const lse = new Float32Array(b * h * t);
-    await native.attentionForward({
+    // q, k, v, out and lse as the model passes them: views into [B, T, 3C] and [B, T, C].
+    const fwdViews = () => ({
       ...shape,
       q: view(qkv, 0, 3 * C),
       k: view(qkv, C, 3 * C),
@@ -263,17 +187,13 @@ describe('attention runtime behaviour', () => {
       out: view(outBtc, 0, C),
       lse,
     });
+    await native.attentionForward(fwdViews());
     expect(Buffer.from(gather(outBtc, 0, C).buffer).equals(Buffer.from(f.out.buffer))).toBe(true);
     expect(Buffer.from(lse.buffer).equals(Buffer.from(f.lse.buffer))).toBe(true);
 
     const dqkv = new Float32Array(b * t * 3 * C);
     await native.attentionBackward({
-      ...shape,
-      q: view(qkv, 0, 3 * C),
-      k: view(qkv, C, 3 * C),
-      v: view(qkv, 2 * C, 3 * C),
-      out: view(outBtc, 0, C),
-      lse,
+      ...fwdViews(),
       dOut: view(dOutBtc, 0, C),
       dq: view(dqkv, 0, 3 * C),
       dk: view(dqkv, C, 3 * C),

@@ -6,17 +6,9 @@
  */
 import { GPTConfig } from '../../lib/config';
 import { GPT } from '../../lib/model';
+import { tinyConfig } from './shared/setup';
 
-const CFG: GPTConfig = {
-  n_layer: 2,
-  n_head: 4,
-  n_embd: 32,
-  n_positions: 64,
-  vocab_size: 97,
-  layer_norm_epsilon: 1e-5,
-  attention_pattern: 'dense',
-  attention_window: null,
-};
+const CFG: GPTConfig = tinyConfig({ n_positions: 64 });
 const prompt = new Int32Array([1, 2, 3]);
 const tok = new Int32Array(4 * 16).map((_, i) => (i * 7) % 97);
 const GEN = { maxTokens: 40, temperature: 0, ignoreEos: true };

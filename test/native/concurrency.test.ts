@@ -17,6 +17,7 @@ import { GPTConfig } from '../../lib/config';
 import { DisposedError } from '../../lib/errors';
 import { GPT } from '../../lib/model';
 import { distFile } from '../helpers/child-util';
+import { tinyConfig } from './shared/setup';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { batchOf, checksum } = require('../helpers/child-batches.js') as {
@@ -24,16 +25,7 @@ const { batchOf, checksum } = require('../helpers/child-batches.js') as {
   checksum(p: Map<string, Float32Array>): number;
 };
 
-const CFG: GPTConfig = {
-  n_layer: 2,
-  n_head: 4,
-  n_embd: 32,
-  n_positions: 32,
-  vocab_size: 97,
-  layer_norm_epsilon: 1e-5,
-  attention_pattern: 'alternating',
-  attention_window: 5,
-};
+const CFG: GPTConfig = tinyConfig({ n_positions: 32, attention_pattern: 'alternating', attention_window: 5 });
 const B = 4;
 const T = 32;
 const SHAPE = { batch: B, seq: T };

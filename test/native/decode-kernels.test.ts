@@ -6,9 +6,10 @@
  * groups of 8), bias; a row's result does not depend on the other rows of
  * the call, nor on the thread count.
  */
-import { getThreads, setIsa, setThreads, supportedIsas, getIsa, IsaName } from '../../lib/runtime';
+import { setIsa, setThreads, supportedIsas } from '../../lib/runtime';
 import { loadAddon } from '../../lib/native';
 import { bf16RoundArray, randomArray } from '../helpers/gemm-ref';
+import { restoreRuntimeAfterAll } from './shared/setup';
 
 interface KernelArgs {
   op: 'linear' | 'head';
@@ -61,13 +62,7 @@ const SIZES: Array<[number, number, number]> = [
 ];
 
 const isas = supportedIsas();
-const initialIsa: IsaName = getIsa();
-const initialThreads = getThreads();
-
-afterAll(() => {
-  setIsa(initialIsa);
-  setThreads(initialThreads);
-});
+const { threads: initialThreads } = restoreRuntimeAfterAll();
 
 let seed = 11;
 

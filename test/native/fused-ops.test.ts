@@ -16,7 +16,8 @@
  * About 5 s on 2 busy cores.
  */
 import { loadAddon } from '../../lib/native';
-import { getIsa, getThreads, setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
+import { setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
+import { restoreRuntimeAfterAll } from './shared/setup';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const helpers = require('../ops/run-checks.js') as {
@@ -31,12 +32,7 @@ const addon = loadAddon<{ backendOp(o: Record<string, unknown>): Promise<Out> }>
 const op = (o: Record<string, unknown>): Promise<Out> => addon.backendOp({ device: 'cpu', ...o });
 
 const isas = supportedIsas();
-const originalIsa = getIsa();
-const originalThreads = getThreads();
-afterAll(() => {
-  setIsa(originalIsa);
-  setThreads(originalThreads);
-});
+const { threads: originalThreads } = restoreRuntimeAfterAll();
 
 // [M, K, N]: one row; tiny odd shapes; N odd and past one register tile;
 // edge tiles in both directions and several pool tasks; the model's c_fc.

@@ -6,8 +6,9 @@
  */
 import { gemm, GemmOptions } from '../../lib/gemm';
 import { loadAddon } from '../../lib/native';
-import { getThreads, setIsa, setThreads, supportedIsas, getIsa, IsaName } from '../../lib/runtime';
+import { setIsa, setThreads, supportedIsas } from '../../lib/runtime';
 import { bf16RoundArray, gemmRef, maxScaledError, randomArray, RefGemm, relL2 } from '../helpers/gemm-ref';
+import { restoreRuntimeAfterAll } from './shared/setup';
 
 interface Case {
   M: number;
@@ -57,13 +58,7 @@ const SIZES: Array<[number, number, number]> = [
 ];
 
 const isas = supportedIsas();
-const initialIsa: IsaName = getIsa();
-const initialThreads = getThreads();
-
-afterAll(() => {
-  setIsa(initialIsa);
-  setThreads(initialThreads);
-});
+const { threads: initialThreads } = restoreRuntimeAfterAll();
 
 describe.each(isas)('gemm on the %s path', (isa) => {
   beforeAll(() => setIsa(isa));

@@ -24,18 +24,10 @@ import {
 } from '../../lib/limits';
 import { GPT } from '../../lib/model';
 import { describeExit, distFile, runNode } from '../helpers/child-util';
+import { tinyConfig } from './shared/setup';
 
 const GiB = 2 ** 30;
-const TINY: GPTConfig = {
-  n_layer: 2,
-  n_head: 4,
-  n_embd: 32,
-  n_positions: 17,
-  vocab_size: 97,
-  layer_norm_epsilon: 1e-5,
-  attention_pattern: 'dense',
-  attention_window: null,
-};
+const TINY: GPTConfig = tinyConfig();
 
 function oom(fn: () => unknown): OutOfMemoryError {
   try {

@@ -13,19 +13,11 @@ import { GPT } from '../../lib/model';
 import { loadAddon } from '../../lib/native';
 import { exactParameterCount } from '../../lib/params';
 import { Rng } from '../../lib/rng';
-import { getIsa, getThreads, IsaName, setIsa, setThreads, supportedIsas } from '../../lib/runtime';
+import { IsaName, setIsa, setThreads, supportedIsas } from '../../lib/runtime';
 import { Params64, refModel, relL2, toF64 } from '../helpers/model-ref';
+import { restoreRuntimeAfterAll, tinyConfig, withModel } from './shared/setup';
 
-const DENSE: GPTConfig = {
-  n_layer: 2,
-  n_head: 4,
-  n_embd: 32,
-  n_positions: 17,
-  vocab_size: 97,
-  layer_norm_epsilon: 1e-5,
-  attention_pattern: 'dense',
-  attention_window: null,
-};
+const DENSE: GPTConfig = tinyConfig();
 const ALTERNATING: GPTConfig = { ...DENSE, attention_pattern: 'alternating', attention_window: 5 };
 const B = 3;
 const T = 17;
@@ -62,12 +54,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 }
 
 const ISAS: IsaName[] = supportedIsas();
-const startIsa = getIsa();
-const startThreads = getThreads();
-afterAll(() => {
-  setIsa(startIsa);
-  setThreads(startThreads);
-});
+const { isa: startIsa, threads: startThreads } = restoreRuntimeAfterAll();
 
 describe.each([
   ['dense', DENSE],
@@ -108,8 +95,7 @@ describe.each([
     [0.02, 1e-2],
     [0.15, 2e-2],
   ])('bf16 within 1e-2 of float64 (weights std %f)', async (std, perTensor) => {
-    const model = await GPT.create(cfg, { seed: 3, device: 'cpu', precision: 'bf16' });
-    try {
+    await withModel(cfg, { seed: 3, device: 'cpu', precision: 'bf16' }, async (model) => {
       const params = randomParams(model, 11, std);
       model.setParameters(params);
       const { tokens, targets } = batch(5);
@@ -130,9 +116,7 @@ describe.each([
         }
       }
       expect(Math.sqrt(num / den)).toBeLessThan(1e-2);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 });
 
@@ -150,8 +134,7 @@ describe('against the float64 reference at larger shapes', () => {
       attention_pattern: 'alternating',
       attention_window: 37,
     };
-    const model = await GPT.create(cfg, { seed: 3, device: 'cpu' });
-    try {
+    await withModel(cfg, { seed: 3, device: 'cpu' }, async (model) => {
       const params = randomParams(model, 15, 0.06);
       model.setParameters(params);
       const b = 2;
@@ -166,9 +149,7 @@ describe('against the float64 reference at larger shapes', () => {
         const e = relL2(g, ref.grads!.get(name)!);
         if (!(e < 1e-5)) throw new Error(`${name}: relative L2 error ${e}`);
       }
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 });
 
@@ -226,8 +207,7 @@ describe('finite differences', () => {
   });
 
   test('the native fp32 gradient matches coarse central differences', async () => {
-    const model = await GPT.create(DENSE, { seed: 3, device: 'cpu' });
-    try {
+    await withModel(DENSE, { seed: 3, device: 'cpu' }, async (model) => {
       const params = randomParams(model, 12);
       model.setParameters(params);
       const { tokens, targets } = batch(9);
@@ -251,28 +231,22 @@ describe('finite differences', () => {
         const fd = (lp - lm) / (2 * h);
         expect(Math.abs(fd - grads.get(name)![i])).toBeLessThan(2e-4 + 2e-2 * Math.abs(fd));
       }
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 });
 
 describe('training behaviour', () => {
   test('loss at initialization is near ln(vocab)', async () => {
     const cfg: GPTConfig = { ...DENSE, vocab_size: 1000, n_embd: 64, n_positions: 32 };
-    const model = await GPT.create(cfg, { seed: 1, device: 'cpu' });
-    try {
+    await withModel(cfg, { seed: 1, device: 'cpu' }, async (model) => {
       const { tokens, targets } = batch(2, 4, 32, 1000, 1000);
       const loss = await model.loss(tokens, targets, { batch: 4, seq: 32 });
       expect(Math.abs(loss - Math.log(1000))).toBeLessThan(0.05);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   test('one batch repeated 50 steps goes under 0.1', async () => {
-    const model = await GPT.create(DENSE, { seed: 1, device: 'cpu' });
-    try {
+    await withModel(DENSE, { seed: 1, device: 'cpu' }, async (model) => {
       const { tokens, targets } = batch(3);
       let loss = Infinity;
       for (let i = 0; i < 50; i++) {
@@ -281,14 +255,11 @@ describe('training behaviour', () => {
       }
       loss = await model.loss(tokens, targets, { batch: B, seq: T });
       expect(loss).toBeLessThan(0.1);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   test('AdamW (clip, decay on 2-D tensors, bias correction) matches a float64 reference over two steps', async () => {
-    const model = await GPT.create(ALTERNATING, { seed: 2, device: 'cpu' });
-    try {
+    await withModel(ALTERNATING, { seed: 2, device: 'cpu' }, async (model) => {
       model.setParameters(randomParams(model, 13));
       const shapes = model.shapes();
       const o = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
@@ -339,9 +310,7 @@ describe('training behaviour', () => {
         }
         expect(model.accumulatedTargets()).toBe(0);
       }
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   test('2 micro-batches with different ignored counts equal the combined batch', async () => {
@@ -381,8 +350,7 @@ describe('training behaviour', () => {
       data.push({ tokens: Int32Array.from(chain.slice(0, b * t)), targets: Int32Array.from(chain.slice(1, b * t + 1)) });
     }
     const run = async (precision: 'fp32' | 'bf16') => {
-      const model = await GPT.create(DENSE, { seed: 9, device: 'cpu', precision });
-      try {
+      return withModel(DENSE, { seed: 9, device: 'cpu', precision }, async (model) => {
         for (let i = 0; i < 200; i++) {
           const d = data[i % seqs];
           await model.forwardBackward(d.tokens, d.targets, { batch: b, seq: t });
@@ -391,9 +359,7 @@ describe('training behaviour', () => {
         let sum = 0;
         for (const d of data) sum += await model.loss(d.tokens, d.targets, { batch: b, seq: t });
         return sum / seqs;
-      } finally {
-        await model.dispose();
-      }
+      });
     };
     const f = await run('fp32');
     const h = await run('bf16');
@@ -404,8 +370,7 @@ describe('training behaviour', () => {
 
 describe('determinism', () => {
   async function trace(seed: number, steps = 3, cfg: GPTConfig = DENSE, b = B, t = T) {
-    const model = await GPT.create(cfg, { seed, device: 'cpu' });
-    try {
+    return withModel(cfg, { seed, device: 'cpu' }, async (model) => {
       const losses: number[] = [];
       for (let i = 0; i < steps; i++) {
         const { tokens, targets } = batch(50 + i, b, t, cfg.vocab_size);
@@ -413,9 +378,7 @@ describe('determinism', () => {
         await model.step({ lr: 1e-3, weightDecay: 0.1, gradClip: 1 });
       }
       return { losses, params: model.parameters() };
-    } finally {
-      await model.dispose();
-    }
+    });
   }
 
   test('the same seed gives bitwise identical losses and weights; another seed does not', async () => {
@@ -445,8 +408,7 @@ describe('determinism', () => {
 
 describe('the API', () => {
   test('parameters() and gradients() are copies; names, shapes, no vocabulary padding', async () => {
-    const model = await GPT.create(DENSE, { seed: 1, device: 'cpu' });
-    try {
+    await withModel(DENSE, { seed: 1, device: 'cpu' }, async (model) => {
       const { tokens } = batch(1);
       const before = (await model.forward(tokens, { batch: B, seq: T })).logits;
       expect(before.length).toBe(B * T * 97);
@@ -466,15 +428,12 @@ describe('the API', () => {
       const g = model.gradients();
       g.get('wte.weight')!.fill(1);
       expect(model.gradients().get('wte.weight')!.every((x) => x === 0)).toBe(true);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   test('initialization follows docs/ARCHITECTURE.md "The model" (std 0.02, residual projections 0.02/sqrt(2L), biases 0, gains 1)', async () => {
     const cfg: GPTConfig = { ...DENSE, n_layer: 4, n_embd: 64, vocab_size: 500 };
-    const model = await GPT.create(cfg, { seed: 6, device: 'cpu' });
-    try {
+    await withModel(cfg, { seed: 6, device: 'cpu' }, async (model) => {
       const p = model.parameters();
       const std = (a: Float32Array) => Math.sqrt(a.reduce((s, x) => s + x * x, 0) / a.length);
       expect(Math.abs(std(p.get('wte.weight')!) / 0.02 - 1)).toBeLessThan(0.03);
@@ -484,9 +443,7 @@ describe('the API', () => {
       expect(Math.abs(std(p.get('h.3.attn.c_proj.weight')!) / res - 1)).toBeLessThan(0.05);
       expect(p.get('h.0.attn.c_attn.bias')!.every((x) => x === 0)).toBe(true);
       expect(p.get('ln_f.weight')!.every((x) => x === 1)).toBe(true);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   test('save -> load -> forward gives identical logits; optimizer state round-trips; files are HF-style', async () => {
@@ -554,15 +511,12 @@ describe('the API', () => {
   });
 
   test('Uint32Array tokens work like Int32Array', async () => {
-    const model = await GPT.create(DENSE, { seed: 1, device: 'cpu' });
-    try {
+    await withModel(DENSE, { seed: 1, device: 'cpu' }, async (model) => {
       const { tokens } = batch(99);
       const a = (await model.forward(tokens, { batch: B, seq: T })).logits;
       const b = (await model.forward(Uint32Array.from(tokens), { batch: B, seq: T })).logits;
       expect(sameBits(a, b)).toBe(true);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   test('calls run in FIFO order; dispose waits for the running call and rejects queued ones', async () => {
@@ -593,8 +547,7 @@ describe('the API', () => {
   });
 
   test('bad inputs are clear errors and compute nothing', async () => {
-    const model = await GPT.create(DENSE, { seed: 1, device: 'cpu' });
-    try {
+    await withModel(DENSE, { seed: 1, device: 'cpu' }, async (model) => {
       const { tokens, targets } = batch(80);
       const shape = { batch: B, seq: T };
       const bad = Int32Array.from(tokens);
@@ -634,14 +587,11 @@ describe('the API', () => {
       });
       expect(model.accumulatedTargets()).toBe(0);
       expect(model.gradNorm()).toBe(0);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   test('a non-finite gradient norm throws NONFINITE and leaves the weights unchanged', async () => {
-    const model = await GPT.create(DENSE, { seed: 1, device: 'cpu' });
-    try {
+    await withModel(DENSE, { seed: 1, device: 'cpu' }, async (model) => {
       const { tokens, targets } = batch(90);
       const wte = model.parameters().get('wte.weight')!;
       wte[tokens[0] * 32 + 5] = Infinity;
@@ -657,9 +607,7 @@ describe('the API', () => {
       for (const [n, p] of before) expect(sameBits(p, after.get(n)!)).toBe(true);
       expect(model.optimizerState().step).toBe(stateBefore.step);
       expect(model.accumulatedTargets()).toBe(0);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 
   test('device choice: auto says what it picked; cuda without a GPU is NO_GPU', async () => {
@@ -680,8 +628,7 @@ describe('the API', () => {
   });
 
   test('memory() and timings()', async () => {
-    const model = await GPT.create(DENSE, { seed: 1, device: 'cpu' });
-    try {
+    await withModel(DENSE, { seed: 1, device: 'cpu' }, async (model) => {
       const m0 = model.memory();
       expect(m0.params).toBeGreaterThanOrEqual(4 * exactParameterCount(DENSE));
       expect(m0.optimizer).toBe(2 * m0.params);
@@ -696,8 +643,6 @@ describe('the API', () => {
       expect(t.forwardMs).toBeGreaterThan(0);
       expect(t.backwardMs).toBeGreaterThan(0);
       expect(t.optimizerMs).toBeGreaterThan(0);
-    } finally {
-      await model.dispose();
-    }
+    });
   });
 });

@@ -13,6 +13,7 @@ import { GPT, PrecisionName } from '../../lib/model';
 import { Rng } from '../../lib/rng';
 import { randomArray, refBackward, refForward, refRow, relL2 } from '../helpers/attention-ref';
 import { refModel, toF64 } from '../helpers/model-ref';
+import { tinyConfig } from './shared/setup';
 
 const allFinite = (a: ArrayLike<number>) => {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i])) return false;
@@ -96,16 +97,7 @@ describe('attention: long sequences', () => {
   });
 });
 
-const CFG: GPTConfig = {
-  n_layer: 2,
-  n_head: 4,
-  n_embd: 32,
-  n_positions: 64,
-  vocab_size: 97,
-  layer_norm_epsilon: 1e-5,
-  attention_pattern: 'alternating',
-  attention_window: 8,
-};
+const CFG: GPTConfig = tinyConfig({ n_positions: 64, attention_pattern: 'alternating', attention_window: 8 });
 
 function batchOf(seed: number, n: number, V: number, ignoreEvery = 0): Int32Array {
   const rng = new Rng(seed);

@@ -7,27 +7,16 @@
 import { parseConfigFile, parseStateFile } from '../../lib/checkpoint';
 import { validateConfig } from '../../lib/config';
 import { BadFileError } from '../../lib/errors';
-import { FuzzResult, byteMutators, fuzzCount, fuzzSeed, jsonMutators, loadCorpus, runFuzz } from '../helpers/fuzz';
+import { byteMutators, fuzzCount, fuzzSeed, jsonMutators, loadCorpus } from '../helpers/fuzz';
+import { expectBadFile, fuzzAcceptsAndRefuses, replayRegressions } from './shared/parser-tests';
 
 // JSON-aware edits weigh more than byte edits: they get past JSON.parse to the validators.
 const mutators = [...Object.values(byteMutators), ...Object.values(jsonMutators), ...Object.values(jsonMutators), ...Object.values(jsonMutators)];
 
-function report(name: string, r: FuzzResult): void {
-  if (process.env.GPT_ENGINE_FUZZ_VERBOSE)
-    console.log(`${name}: ${r.count} inputs, ${r.accepted} accepted, ${r.rejected} rejected, ${r.ms.toFixed(0)} ms (mutating ${r.mutateMs.toFixed(0)} ms; slowest ${r.slowestMs.toFixed(1)} ms, ${r.slowest?.length} bytes: ${r.slowest?.subarray(0, 100).toString('latin1')})\n` +
-      [...r.kinds].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, v]) => `  ${v} ${k}`).join('\n'));
-}
-
+/** Refused with a BadFileError matching `message`, within a second. */
 function expectBad(fn: () => unknown, message: RegExp): void {
   const t0 = performance.now();
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(BadFileError);
-  expect((err as Error).message).toMatch(message);
+  expectBadFile(fn, message);
   expect(performance.now() - t0).toBeLessThan(1000);
 }
 
@@ -37,32 +26,15 @@ describe('config.json', () => {
   test('seeds parse; regressions replay', () => {
     expect(seeds.length).toBeGreaterThanOrEqual(4);
     for (const s of seeds) expect(parseConfigFile(s).config.n_layer).toBeGreaterThan(0);
-    for (const r of regressions) {
-      try {
-        parseConfigFile(r.data);
-      } catch (e) {
-        if (!(e instanceof BadFileError)) throw new Error(`regression ${r.name}: ${(e as Error).message}`);
-      }
-    }
+    replayRegressions(regressions, (data) => parseConfigFile(data));
   });
 
   test('3,000 mutated config files', async () => {
-    const r = await runFuzz({
-      seed: fuzzSeed(0xc0f1),
-      count: fuzzCount(3000),
-      corpus: seeds,
-      mutators,
-      allowed: [BadFileError],
-      parse: (input) => {
-        const { config } = parseConfigFile(input, 'config.json');
-        // What it accepted is a valid config.
-        validateConfig(config);
-        return 0;
-      },
+    await fuzzAcceptsAndRefuses('config.json', 0xc0f1, seeds, mutators, (input) => {
+      const { config } = parseConfigFile(input, 'config.json');
+      // What it accepted is a valid config.
+      validateConfig(config);
     });
-    report('config.json', r);
-    expect(r.accepted).toBeGreaterThan(0);
-    expect(r.rejected).toBeGreaterThan(r.count / 3);
   });
 
   test.each<[string, string | Buffer, RegExp]>([
@@ -86,31 +58,14 @@ describe('state.json', () => {
 
   test('seeds parse; regressions replay', () => {
     for (const s of seeds) expect(parseStateFile(s).version).toBe(1);
-    for (const r of regressions) {
-      try {
-        parseStateFile(r.data);
-      } catch (e) {
-        if (!(e instanceof BadFileError)) throw new Error(`regression ${r.name}: ${(e as Error).message}`);
-      }
-    }
+    replayRegressions(regressions, (data) => parseStateFile(data));
   });
 
   test('3,000 mutated state files', async () => {
-    const r = await runFuzz({
-      seed: fuzzSeed(0x57a7),
-      count: fuzzCount(3000),
-      corpus: seeds,
-      mutators,
-      allowed: [BadFileError],
-      parse: (input) => {
-        const s = parseStateFile(input, 'state.json');
-        expect(Number.isSafeInteger(s.step) && s.step >= 0).toBe(true);
-        return 0;
-      },
+    await fuzzAcceptsAndRefuses('state.json', 0x57a7, seeds, mutators, (input) => {
+      const s = parseStateFile(input, 'state.json');
+      expect(Number.isSafeInteger(s.step) && s.step >= 0).toBe(true);
     });
-    report('state.json', r);
-    expect(r.accepted).toBeGreaterThan(0);
-    expect(r.rejected).toBeGreaterThan(r.count / 3);
   });
 
   test.each<[string, string, RegExp]>([

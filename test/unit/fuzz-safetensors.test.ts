@@ -6,12 +6,12 @@
  * producing more bytes than the input justifies.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { readCheckpoint } from '../../lib/checkpoint';
 import { BadFileError } from '../../lib/errors';
 import { SafetensorsReader, decodeSafetensors } from '../../lib/safetensors';
-import { FuzzResult, byteMutators, buildSafetensors, f32Bytes, fuzzCount, fuzzSeed, loadCorpus, runFuzz, safetensorsMutators } from '../helpers/fuzz';
+import { byteMutators, buildSafetensors, f32Bytes, fuzzCount, fuzzSeed, loadCorpus, safetensorsMutators } from '../helpers/fuzz';
+import { fuzzAndReport, replayRegressions, scratchDirForAll } from './shared/parser-tests';
 
 const { seeds, regressions } = loadCorpus('safetensors');
 const mutators = [...Object.values(byteMutators), ...Object.values(safetensorsMutators), ...Object.values(safetensorsMutators)];
@@ -23,17 +23,7 @@ function decodedBytes(input: Buffer): number {
   return n;
 }
 
-function report(name: string, r: FuzzResult): void {
-  if (process.env.GPT_ENGINE_FUZZ_VERBOSE)
-    console.log(`${name}: ${r.count} inputs, ${r.accepted} accepted, ${r.rejected} rejected, ${r.ms.toFixed(0)} ms (slowest ${r.slowestMs.toFixed(1)} ms)\n` +
-      [...r.kinds].sort((a, b) => b[1] - a[1]).map(([k, v]) => `  ${v} ${k}`).join('\n'));
-}
-
-let tmp: string;
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gpte-fuzz-st-'));
-});
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = scratchDirForAll('gpte-fuzz-st-');
 
 test('the corpus seeds are valid files', () => {
   expect(seeds.length).toBeGreaterThanOrEqual(5);
@@ -48,18 +38,11 @@ test('the corpus seeds are valid files', () => {
 });
 
 test('regressions replay', () => {
-  for (const r of regressions) {
-    try {
-      decodedBytes(r.data);
-    } catch (e) {
-      if (!(e instanceof BadFileError)) throw new Error(`regression ${r.name}: ${(e as Error).message}`);
-    }
-  }
+  replayRegressions(regressions, (data) => decodedBytes(data));
 });
 
 test('in memory: 3,000 mutated files', async () => {
-  const r = await runFuzz({ seed: fuzzSeed(0x5afe), count: fuzzCount(3000), corpus: seeds, mutators, parse: decodedBytes });
-  report('safetensors (memory)', r);
+  const r = await fuzzAndReport('safetensors (memory)', { seed: fuzzSeed(0x5afe), count: fuzzCount(3000), corpus: seeds, mutators, parse: decodedBytes });
   expect(r.count).toBe(fuzzCount(3000));
   // The mutations must reach both sides: some inputs still parse, most are refused.
   expect(r.accepted).toBeGreaterThan(0);
@@ -67,8 +50,8 @@ test('in memory: 3,000 mutated files', async () => {
 });
 
 test('through files: 300 mutated files opened and read tensor by tensor', async () => {
-  const file = path.join(tmp, 'f.safetensors');
-  const r = await runFuzz({
+  const file = path.join(tmp(), 'f.safetensors');
+  const r = await fuzzAndReport('safetensors (files)', {
     seed: fuzzSeed(0xf11e),
     count: fuzzCount(300),
     corpus: seeds,
@@ -85,12 +68,11 @@ test('through files: 300 mutated files opened and read tensor by tensor', async 
       return n;
     },
   });
-  report('safetensors (files)', r);
   expect(r.rejected).toBeGreaterThan(0);
 });
 
 test('whole checkpoint folders: 300 mutated model.safetensors files', async () => {
-  const dir = path.join(tmp, 'ckpt');
+  const dir = path.join(tmp(), 'ckpt');
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ n_layer: 1, n_head: 1, n_embd: 4, n_positions: 3, vocab_size: 6 }));
   const seed = seeds.find((s) => s.length > 2000)!; // tiny-gpt2
@@ -100,7 +82,7 @@ test('whole checkpoint folders: 300 mutated model.safetensors files', async () =
       return (await readCheckpoint(dir)).tensors.size;
     })(),
   ).resolves.toBe(16);
-  const r = await runFuzz({
+  const r = await fuzzAndReport('checkpoint folder', {
     seed: fuzzSeed(0xc4e7),
     count: fuzzCount(300),
     corpus: [seed],
@@ -113,7 +95,6 @@ test('whole checkpoint folders: 300 mutated model.safetensors files', async () =
       return n;
     },
   });
-  report('checkpoint folder', r);
   expect(r.rejected).toBeGreaterThan(r.count / 2);
 });
 

@@ -5,11 +5,11 @@
  * back whole with every id inside the vocabulary, or fail with BadFileError.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { TOKEN_HEADER_BYTES, TokenFile, parseHeader } from '../../lib/data';
 import { BadFileError } from '../../lib/errors';
-import { FuzzResult, FuzzRng, Mutator, byteMutators, fuzzCount, fuzzSeed, loadCorpus, runFuzz } from '../helpers/fuzz';
+import { FuzzRng, Mutator, byteMutators, fuzzCount, fuzzSeed, loadCorpus } from '../helpers/fuzz';
+import { fuzzAcceptsAndRefuses, fuzzAndReport, replayRegressions, scratchDirForAll } from './shared/parser-tests';
 
 const { seeds, regressions } = loadCorpus('token');
 
@@ -36,53 +36,26 @@ const tokenMutator: Mutator = (b: Buffer, rng: FuzzRng) => {
 };
 const mutators = [...Object.values(byteMutators), fieldMutator, fieldMutator, fieldMutator, tokenMutator];
 
-function report(name: string, r: FuzzResult): void {
-  if (process.env.GPT_ENGINE_FUZZ_VERBOSE)
-    console.log(`${name}: ${r.count} inputs, ${r.accepted} accepted, ${r.rejected} rejected, ${r.ms.toFixed(0)} ms (slowest ${r.slowestMs.toFixed(1)} ms)\n` +
-      [...r.kinds].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([k, v]) => `  ${v} ${k}`).join('\n'));
-}
-
-let tmp: string;
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gpte-fuzz-tok-'));
-});
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = scratchDirForAll('gpte-fuzz-tok-');
 
 test('seeds parse; regressions replay', () => {
   expect(seeds.length).toBeGreaterThanOrEqual(3);
   for (const s of seeds) expect(parseHeader(s).version).toBe(1);
-  for (const r of regressions) {
-    try {
-      parseHeader(r.data);
-    } catch (e) {
-      if (!(e instanceof BadFileError)) throw new Error(`regression ${r.name}: ${(e as Error).message}`);
-    }
-  }
+  replayRegressions(regressions, (data) => parseHeader(data));
 });
 
 test('3,000 mutated headers', async () => {
-  const r = await runFuzz({
-    seed: fuzzSeed(0x70c1),
-    count: fuzzCount(3000),
-    corpus: seeds,
-    mutators,
-    allowed: [BadFileError],
-    parse: (input) => {
-      const h = parseHeader(input, 'train.bin');
-      expect([2, 4]).toContain(h.bytesPerToken);
-      expect(Number.isSafeInteger(h.count)).toBe(true);
-      return 0;
-    },
+  await fuzzAcceptsAndRefuses('token header', 0x70c1, seeds, mutators, (input) => {
+    const h = parseHeader(input, 'train.bin');
+    expect([2, 4]).toContain(h.bytesPerToken);
+    expect(Number.isSafeInteger(h.count)).toBe(true);
   });
-  report('token header', r);
-  expect(r.accepted).toBeGreaterThan(0);
-  expect(r.rejected).toBeGreaterThan(r.count / 3);
 });
 
 test('300 mutated token files opened and read whole', async () => {
-  const file = path.join(tmp, 'train.bin');
+  const file = path.join(tmp(), 'train.bin');
   let i = 0;
-  const r = await runFuzz({
+  const r = await fuzzAndReport('token files', {
     seed: fuzzSeed(0x70c2),
     count: fuzzCount(300),
     corpus: seeds,
@@ -101,7 +74,6 @@ test('300 mutated token files opened and read whole', async () => {
       }
     },
   });
-  report('token files', r);
   expect(r.rejected).toBeGreaterThan(0);
 });
 
@@ -118,7 +90,7 @@ test.each<[string, (b: Buffer) => Buffer, RegExp]>([
 });
 
 test('a count that claims more tokens than the file holds', () => {
-  const file = path.join(tmp, 'lie.bin');
+  const file = path.join(tmp(), 'lie.bin');
   const b = Buffer.from(seeds[0]);
   b.writeBigUInt64LE(2n ** 40n, 24);
   fs.writeFileSync(file, b);

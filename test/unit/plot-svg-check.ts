@@ -143,20 +143,21 @@ export function svgTexts(svg: string): string[] {
   return out;
 }
 
-/** Number of <path> elements inside vega's line-mark groups. */
-export function linePaths(svg: string): number {
+/** Number of <path> elements inside vega's mark groups of one kind ('line', or 'rect': vega draws bars as paths). */
+function pathsInMarks(svg: string, mark: 'line' | 'rect'): number {
   let n = 0;
-  const re = /<g class="mark-line role-mark[^"]*"[^>]*>([\s\S]*?)<\/g>/g;
+  const re = new RegExp(`<g class="mark-${mark} role-mark[^"]*"[^>]*>([\\s\\S]*?)</g>`, 'g');
   let m: RegExpExecArray | null;
   while ((m = re.exec(svg))) n += (m[1].match(/<path\b/g) ?? []).length;
   return n;
 }
 
-/** Number of bar rectangles (vega draws bars as paths in rect-mark groups). */
+/** Number of line paths. */
+export function linePaths(svg: string): number {
+  return pathsInMarks(svg, 'line');
+}
+
+/** Number of bar rectangles. */
 export function barMarks(svg: string): number {
-  let n = 0;
-  const re = /<g class="mark-rect role-mark[^"]*"[^>]*>([\s\S]*?)<\/g>/g;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(svg))) n += (m[1].match(/<path\b/g) ?? []).length;
-  return n;
+  return pathsInMarks(svg, 'rect');
 }

@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadFileError, ArgumentRangeError, ArgumentTypeError } from '../../lib/errors';
 import {
@@ -12,12 +11,9 @@ import {
 } from '../../lib/safetensors';
 import { jsonDepthExceeds } from '../../lib/json-bytes';
 import { bf16Bytes, buildSafetensors, f16Bytes, f32Bytes } from '../helpers/fuzz';
+import { expectBadFile, scratchDirForAll } from './shared/parser-tests';
 
-let tmp: string;
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gpte-st-'));
-});
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = scratchDirForAll('gpte-st-');
 afterEach(() => setWriteFaultHook(null));
 
 function tensors(): Map<string, { shape: number[]; data: Float32Array }> {
@@ -27,17 +23,6 @@ function tensors(): Map<string, { shape: number[]; data: Float32Array }> {
     ['scalar', { shape: [], data: Float32Array.from([7]) }],
     ['empty', { shape: [0, 4], data: new Float32Array(0) }],
   ]);
-}
-
-function expectBad(fn: () => unknown, ...parts: (string | RegExp)[]): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(BadFileError);
-  for (const p of parts) expect((err as Error).message).toMatch(p);
 }
 
 describe('writer and reader round trip', () => {
@@ -57,9 +42,9 @@ describe('writer and reader round trip', () => {
   });
 
   test('through files, reading only requested tensors', async () => {
-    const f = path.join(tmp, 'rt.safetensors');
+    const f = path.join(tmp(), 'rt.safetensors');
     await writeSafetensors(f, tensors(), { metadata: { a: 'b' } });
-    expect(fs.readdirSync(tmp).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    expect(fs.readdirSync(tmp()).filter((n) => n.includes('.tmp-'))).toEqual([]);
     const all = await readSafetensors(f);
     expect(Array.from(all.tensors.get('a')!)).toEqual([1, 2, 3, 4, 5, -6.5]);
     expect(all.metadata).toEqual({ a: 'b' });
@@ -71,7 +56,7 @@ describe('writer and reader round trip', () => {
 
   test('the reader reads only the header until a tensor is asked for', async () => {
     // A file whose data region is huge but sparse: opening it must not read it.
-    const f = path.join(tmp, 'lazy.safetensors');
+    const f = path.join(tmp(), 'lazy.safetensors');
     const big = 64 << 20;
     const head = buildSafetensors([{ name: 'w', dtype: 'F32', shape: [big / 4], bytes: new Uint8Array(0), offsets: [0, big] }]);
     fs.writeFileSync(f, head);
@@ -112,7 +97,7 @@ describe('writer and reader round trip', () => {
   });
 
   test('a failing write leaves the previous file and no temporary file', async () => {
-    const f = path.join(tmp, 'keep.safetensors');
+    const f = path.join(tmp(), 'keep.safetensors');
     await writeSafetensors(f, tensors());
     const before = fs.readFileSync(f);
     setWriteFaultHook((file, offset) => {
@@ -120,7 +105,7 @@ describe('writer and reader round trip', () => {
     });
     await expect(writeSafetensors(f, new Map([['z', { shape: [4], data: new Float32Array(4) }]]))).rejects.toThrow(/ENOSPC/);
     expect(fs.readFileSync(f).equals(before)).toBe(true);
-    expect(fs.readdirSync(tmp).filter((n) => n.startsWith('.keep'))).toEqual([]);
+    expect(fs.readdirSync(tmp()).filter((n) => n.startsWith('.keep'))).toEqual([]);
   });
 });
 
@@ -128,53 +113,53 @@ describe('reader errors: each names the file, and the tensor where there is one'
   const ok = (over: Partial<Parameters<typeof buildSafetensors>[1]> = {}, t = [{ name: 'w', dtype: 'F32', shape: [2] as unknown, bytes: f32Bytes([1, 2]) }]) =>
     buildSafetensors(t, over);
 
-  test('too short for the length prefix', () => expectBad(() => decodeSafetensors(Buffer.from([1, 2, 3]), 'f.st'), 'f.st', /3 bytes, fewer than the 8-byte/));
-  test('header length over the limit', () => expectBad(() => decodeSafetensors(ok({ headerLength: 2n ** 40n })), /exceeds the 100000000-byte limit/));
-  test('header length past the end', () => expectBad(() => decodeSafetensors(ok({ headerLength: 5000n }), 'f.st'), /header length 5000 runs past the end of the \d+-byte file/));
-  test('header length too small', () => expectBad(() => decodeSafetensors(ok({ headerLength: 0n })), /too small/));
+  test('too short for the length prefix', () => expectBadFile(() => decodeSafetensors(Buffer.from([1, 2, 3]), 'f.st'), 'f.st', /3 bytes, fewer than the 8-byte/));
+  test('header length over the limit', () => expectBadFile(() => decodeSafetensors(ok({ headerLength: 2n ** 40n })), /exceeds the 100000000-byte limit/));
+  test('header length past the end', () => expectBadFile(() => decodeSafetensors(ok({ headerLength: 5000n }), 'f.st'), /header length 5000 runs past the end of the \d+-byte file/));
+  test('header length too small', () => expectBadFile(() => decodeSafetensors(ok({ headerLength: 0n })), /too small/));
   test('not UTF-8', () => {
     const b = ok();
     b[9] = 0xff;
-    expectBad(() => decodeSafetensors(b, 'g.st'), 'g.st', /not valid UTF-8/);
+    expectBadFile(() => decodeSafetensors(b, 'g.st'), 'g.st', /not valid UTF-8/);
   });
   test('not JSON', () => {
     const b = ok();
     b[8] = 0x78;
-    expectBad(() => decodeSafetensors(b), /not valid JSON/);
+    expectBadFile(() => decodeSafetensors(b), /not valid JSON/);
   });
-  test('not an object', () => expectBad(() => decodeSafetensors(ok({ headerObject: () => [1] })), /must be a JSON object but is an array/));
+  test('not an object', () => expectBadFile(() => decodeSafetensors(ok({ headerObject: () => [1] })), /must be a JSON object but is an array/));
   test('deeply nested JSON', () => {
-    expectBad(() => decodeSafetensors(ok({ headerObject: (h) => ({ ...h, x: [[[[[1]]]]] }) })), /nests JSON deeper than 4 levels/);
+    expectBadFile(() => decodeSafetensors(ok({ headerObject: (h) => ({ ...h, x: [[[[[1]]]]] }) })), /nests JSON deeper than 4 levels/);
     expect(jsonDepthExceeds('{"a":"[[[[[[[[["}', 2)).toBe(false);
     expect(jsonDepthExceeds('{"a":"\\"[[[[["}', 2)).toBe(false);
     expect(jsonDepthExceeds('[[[]]]', 2)).toBe(true);
   });
-  test('entry not an object', () => expectBad(() => decodeSafetensors(ok({ headerObject: (h) => ({ ...h, x: 3 }) })), /tensor "x"/, /must be an object/));
+  test('entry not an object', () => expectBadFile(() => decodeSafetensors(ok({ headerObject: (h) => ({ ...h, x: 3 }) })), /tensor "x"/, /must be an object/));
   test('bad metadata', () => {
-    expectBad(() => decodeSafetensors(ok({ metadata: { a: 1 } })), /__metadata__ value of "a" must be a string but is 1 \(number\)/);
-    expectBad(() => decodeSafetensors(ok({ metadata: [] })), /__metadata__ must be an object/);
+    expectBadFile(() => decodeSafetensors(ok({ metadata: { a: 1 } })), /__metadata__ value of "a" must be a string but is 1 \(number\)/);
+    expectBadFile(() => decodeSafetensors(ok({ metadata: [] })), /__metadata__ must be an object/);
   });
   test('unknown and unconvertible dtypes', () => {
-    expectBad(() => decodeSafetensors(ok({}, [{ name: 'w', dtype: 'F128', shape: [1], bytes: new Uint8Array(16) }])), /tensor "w"/, /unknown dtype "F128"/);
-    expectBad(() => decodeSafetensors(ok({}, [{ name: 'w', dtype: 7 as unknown as string, shape: [1], bytes: new Uint8Array(4) }])), /dtype must be a string but is 7/);
-    expectBad(() => decodeSafetensors(ok({}, [{ name: 'ids', dtype: 'I64', shape: [2], bytes: new Uint8Array(16) }]), 'i.st'), 'i.st', /"ids" has dtype I64, which gpt-engine cannot read as float32 \(supported: F32, F16, BF16\)/);
+    expectBadFile(() => decodeSafetensors(ok({}, [{ name: 'w', dtype: 'F128', shape: [1], bytes: new Uint8Array(16) }])), /tensor "w"/, /unknown dtype "F128"/);
+    expectBadFile(() => decodeSafetensors(ok({}, [{ name: 'w', dtype: 7 as unknown as string, shape: [1], bytes: new Uint8Array(4) }])), /dtype must be a string but is 7/);
+    expectBadFile(() => decodeSafetensors(ok({}, [{ name: 'ids', dtype: 'I64', shape: [2], bytes: new Uint8Array(16) }]), 'i.st'), 'i.st', /"ids" has dtype I64, which gpt-engine cannot read as float32 \(supported: F32, F16, BF16\)/);
   });
   test('bad shapes', () => {
     const t = (shape: unknown) => [{ name: 'w', dtype: 'F32', shape, bytes: f32Bytes([1, 2]) }];
-    expectBad(() => decodeSafetensors(ok({}, t([-2]))), /tensor "w"/, /shape\[0\] must be a non-negative integer but is -2/);
-    expectBad(() => decodeSafetensors(ok({}, t([1.5]))), /shape\[0\] must be a non-negative integer but is 1.5/);
-    expectBad(() => decodeSafetensors(ok({}, t('2'))), /shape must be an array/);
-    expectBad(() => decodeSafetensors(ok({}, t([2 ** 60]))), /shape\[0\] must be a non-negative integer/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([-2]))), /tensor "w"/, /shape\[0\] must be a non-negative integer but is -2/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([1.5]))), /shape\[0\] must be a non-negative integer but is 1.5/);
+    expectBadFile(() => decodeSafetensors(ok({}, t('2'))), /shape must be an array/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([2 ** 60]))), /shape\[0\] must be a non-negative integer/);
     // Each factor is fine; the product overflows: refused before it gets there.
-    expectBad(() => decodeSafetensors(ok({}, t([2 ** 30, 2 ** 30, 2 ** 30, 2 ** 30]))), /needs more bytes than the whole 8-byte data buffer holds/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([2 ** 30, 2 ** 30, 2 ** 30, 2 ** 30]))), /needs more bytes than the whole 8-byte data buffer holds/);
   });
   test('bad offsets', () => {
     const t = (offsets: unknown) => [{ name: 'w', dtype: 'F32', shape: [2], bytes: f32Bytes([1, 2]), offsets }];
-    expectBad(() => decodeSafetensors(ok({}, t([0, 12]))), /tensor "w"/, /\[0, 12\] run past the end of the 8-byte data buffer/);
-    expectBad(() => decodeSafetensors(ok({}, t([8, 0]))), /reversed/);
-    expectBad(() => decodeSafetensors(ok({}, t([0, 4]))), /hold 4 bytes but shape \[2\] of F32 needs 8/);
-    expectBad(() => decodeSafetensors(ok({}, t([0]))), /data_offsets must be \[begin, end\]/);
-    expectBad(() => decodeSafetensors(ok({}, t([-1, 7]))), /data_offsets must be/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([0, 12]))), /tensor "w"/, /\[0, 12\] run past the end of the 8-byte data buffer/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([8, 0]))), /reversed/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([0, 4]))), /hold 4 bytes but shape \[2\] of F32 needs 8/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([0]))), /data_offsets must be \[begin, end\]/);
+    expectBadFile(() => decodeSafetensors(ok({}, t([-1, 7]))), /data_offsets must be/);
   });
   test('overlaps, holes and trailing bytes', () => {
     const two = (o1: number[], o2: number[], extra = 0) =>
@@ -185,16 +170,16 @@ describe('reader errors: each names the file, and the tensor where there is one'
         ],
         { trailing: new Uint8Array(extra) },
       );
-    expectBad(() => decodeSafetensors(two([0, 4], [2, 6])), /tensor "b"/, /overlap those of "a"/);
-    expectBad(() => decodeSafetensors(two([0, 4], [0, 4])), /overlap/);
-    expectBad(() => decodeSafetensors(two([4, 8], [4, 8])), /hole: bytes 0 to 4/);
-    expectBad(() => decodeSafetensors(two([0, 4], [4, 8], 4)), /has 12 bytes but its tensors cover only 8/);
+    expectBadFile(() => decodeSafetensors(two([0, 4], [2, 6])), /tensor "b"/, /overlap those of "a"/);
+    expectBadFile(() => decodeSafetensors(two([0, 4], [0, 4])), /overlap/);
+    expectBadFile(() => decodeSafetensors(two([4, 8], [4, 8])), /hole: bytes 0 to 4/);
+    expectBadFile(() => decodeSafetensors(two([0, 4], [4, 8], 4)), /has 12 bytes but its tensors cover only 8/);
     expect(decodeSafetensors(two([4, 8], [0, 4])).tensors.get('a')![0]).toBe(2);
   });
   test('file errors', async () => {
-    await expect(SafetensorsReader.open(path.join(tmp, 'missing.st'))).rejects.toThrow(`Could not open ${path.join(tmp, 'missing.st')}: no such file`);
-    await expect(SafetensorsReader.open(tmp)).rejects.toThrow(BadFileError);
-    const f = path.join(tmp, 'trunc.safetensors');
+    await expect(SafetensorsReader.open(path.join(tmp(), 'missing.st'))).rejects.toThrow(`Could not open ${path.join(tmp(), 'missing.st')}: no such file`);
+    await expect(SafetensorsReader.open(tmp())).rejects.toThrow(BadFileError);
+    const f = path.join(tmp(), 'trunc.safetensors');
     fs.writeFileSync(f, encodeSafetensors(tensors()).subarray(0, 60));
     await expect(SafetensorsReader.open(f)).rejects.toThrow(new RegExp(`${f.replace(/[.]/g, '\\.')} is not a valid safetensors file`));
   });
