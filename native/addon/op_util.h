@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../core/backend.h"
+#include "../core/model.h"
 #include "napi_util.h"
 
 namespace gpt {
@@ -134,6 +135,22 @@ inline const IVec& need_i(const OpInputs& a, const char* key, size_t n) {
     throw_invalid(std::string("Expected an Int32Array of length ") + std::to_string(n) + " for " + key +
                   " but received length " + std::to_string(it->second.size()));
   return it->second;
+}
+
+// The AdamW arguments of an op call (lr, beta1, beta2, eps, weightDecay,
+// gradScale, step); a hyperparameter left out takes StepOptions' default
+// (native/core/model.h), gradScale 1 and step 1.
+inline AdamWParams read_adamw(const OpInputs& a) {
+  const StepOptions d;
+  AdamWParams p;
+  p.lr = static_cast<float>(opt_num(a, "lr", d.lr));
+  p.beta1 = static_cast<float>(opt_num(a, "beta1", d.beta1));
+  p.beta2 = static_cast<float>(opt_num(a, "beta2", d.beta2));
+  p.eps = static_cast<float>(opt_num(a, "eps", d.eps));
+  p.weight_decay = static_cast<float>(opt_num(a, "weightDecay", d.weight_decay));
+  p.grad_scale = static_cast<float>(opt_num(a, "gradScale", 1.0));
+  p.step = opt_int(a, "step", 1, int64_t(1) << 53, 1);
+  return p;
 }
 
 // ---- the JS side ------------------------------------------------------------------
