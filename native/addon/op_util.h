@@ -1,10 +1,11 @@
 // What the single-op bindings have in common: backendOp
 // (backend_ops_binding.cc) and decodeOp (decode_ops_binding.cc) each run ONE
 // Backend op on host arrays (upload, run, download) for the tests and the
-// GPU check. Both take one options object whose numbers and typed arrays are
-// copied in on the JS thread (the op runs off it), read them with the
-// checked readers below, and resolve with an object of Float32Arrays and
-// numbers.
+// GPU check, and referenceOp (reference_binding.cc) runs the plain CPU
+// reference of one. They take one options object whose numbers and typed
+// arrays are copied in on the JS thread (the op runs off it), read them with
+// the checked readers below, and resolve with an object of Float32Arrays and
+// numbers. The attention binding runs on the same per-device backends.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -39,7 +40,8 @@ struct OpOutputs {
   std::map<std::string, double> num;
 };
 
-// One backend per device for the process, shared by the op bindings and
+// One backend per device for the process, shared by the op bindings and the
+// attention binding (the only backend singletons; a model owns its own) and
 // never destroyed (CUDA teardown at exit can fail after the driver
 // unloads). Calls hold op_mutex() while they use it.
 inline std::mutex& op_mutex() {
