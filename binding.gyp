@@ -1,7 +1,9 @@
 # CPU-only build of the same native sources with node-gyp, for machines
 # without CMake (`npm run build:gyp`). CMakeLists.txt is the main build.
-# gyp has no per-file flags, so each instruction-set path is its own static
-# library with its own flags; scripts/gyp-sources.js lists the files.
+# scripts/gyp-sources.js reads the source lists and the per-path flags from
+# native/sources.cmake (shared with the CMake builds) and generates the
+# per-path kernel files into build/isa-src. gyp has no per-file flags, so each
+# instruction-set path is its own static library with its own flags.
 {
   "target_defaults": {
     "cflags!": ["-fno-exceptions"],
@@ -16,25 +18,23 @@
     {
       "target_name": "gpt_cpu_avx512",
       "type": "static_library",
-      "sources": ["<!@(node scripts/gyp-sources.js avx512)"],
+      "sources": ["<!@(node scripts/gyp-sources.js isa avx512)"],
       "defines": ["GPT_ISA_NS=avx512"],
-      "conditions": [["target_arch=='x64'", {
-        "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mfma", "-mf16c", "-ffp-contract=fast"]
-      }]]
+      "conditions": [["target_arch=='x64'", { "cflags_cc": ["<!@(node scripts/gyp-sources.js flags avx512)"] }]]
     },
     {
       "target_name": "gpt_cpu_avx2",
       "type": "static_library",
-      "sources": ["<!@(node scripts/gyp-sources.js avx2)"],
+      "sources": ["<!@(node scripts/gyp-sources.js isa avx2)"],
       "defines": ["GPT_ISA_NS=avx2"],
-      "conditions": [["target_arch=='x64'", { "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-ffp-contract=fast"] }]]
+      "conditions": [["target_arch=='x64'", { "cflags_cc": ["<!@(node scripts/gyp-sources.js flags avx2)"] }]]
     },
     {
       "target_name": "gpt_cpu_portable",
       "type": "static_library",
-      "sources": ["<!@(node scripts/gyp-sources.js portable)"],
+      "sources": ["<!@(node scripts/gyp-sources.js isa portable)"],
       "defines": ["GPT_ISA_NS=portable"],
-      "cflags_cc": ["-ffp-contract=fast"]
+      "cflags_cc": ["<!@(node scripts/gyp-sources.js flags portable)"]
     },
     {
       "target_name": "gpt_engine",

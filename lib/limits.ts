@@ -9,20 +9,20 @@
  * and the process is killed later, when the pages are touched; a number
  * computed up front turns that into an error the caller can handle.
  *
- * The estimate mirrors the CPU core's allocations (native/core/model.cc):
- * four parameter-sized buffers (weights, gradients, two AdamW moments) with
- * every tensor rounded up to 16 floats and the vocabulary padded to a
- * multiple of 64, and one activation block for batch x seq rows (plus the
- * token and target ids). `coreActivationBytes` equals GPT.memory().activations
- * exactly (test/native/limits.test.ts holds them together). On CUDA a bf16
- * model also keeps a bf16 copy of the weights (lib/params.ts trainingMemory).
+ * The figures come from the core, not from a copy of its arithmetic: the
+ * addon's memoryLayout asks Model::plan_memory (native/core/model.cc), which
+ * runs the same layout code a model allocates with: four parameter-sized
+ * buffers (weights, gradients, two AdamW moments) and one activation block
+ * for batch x seq rows (plus the token and target ids). So the estimate
+ * equals GPT.memory() of a model that ran such a call, byte for byte
+ * (test/native/limits.test.ts). On CUDA a bf16 model is also allowed a bf16
+ * copy of the weights (2 bytes per stored parameter).
  */
 import * as os from 'node:os';
 
 import { cloneConfig, getPreset, GPTConfig, layerPatterns, PRESETS, validateConfig } from './config';
 import { OutOfMemoryError } from './errors';
 import { loadAddon } from './native';
-import { paddedVocab, trainingMemory } from './params';
 import { checkKnownKeys, expectInteger, expectObject, expectOneOf, rangeError } from './validate';
 
 export type LimitsDevice = 'cpu' | 'cuda';
@@ -87,33 +87,19 @@ export interface DeviceMemory {
 const REQUEST_KEYS = ['config', 'device', 'precision', 'batch', 'seq', 'logits', 'held', 'available'] as const;
 const MiB = 1 << 20;
 
-/** Round up to a multiple of 16 floats, as the core does for every tensor and activation. */
-function r16(n: number): number {
-  return Math.ceil(n / 16) * 16;
+/** What the core holds for `c` (Model::plan_memory), with the activations for batch x seq when given. */
+function coreLayout(c: GPTConfig, batch?: number, seq?: number): { params: number; grads: number; optimizer: number; activations: number } {
+  return loadAddon().memoryLayout(batch === undefined ? { config: c } : { config: c, batch, seq });
 }
 
 /** Floats in one parameter-sized buffer of the core (tensors rounded to 16 floats, vocabulary padded). */
 export function stateFloats(c: GPTConfig): number {
-  const C = c.n_embd;
-  const perLayer = r16(C) * 2 + r16(C * 3 * C) + r16(3 * C) + r16(C * C) + r16(C) + r16(C) * 2 + r16(C * 4 * C) + r16(4 * C) + r16(4 * C * C) + r16(C);
-  return r16(paddedVocab(c.vocab_size) * C) + r16(c.n_positions * C) + c.n_layer * perLayer + 2 * r16(C);
+  return coreLayout(c).params / 4;
 }
 
-/**
- * Bytes of the core's activation block for batch x seq (native/core/model.cc
- * ensure_acts): per layer ln_1, residual, ln_2 outputs, qkv, attention output
- * and log-sum-exp, four LayerNorm statistics, the MLP's two 4C buffers and
- * the second residual; then the embeddings, ln_f and its statistics, the
- * padded logits, and the backward scratch; plus the token and target ids.
- */
+/** Bytes of the core's activation block for batch x seq, with the token and target ids (GPT.memory().activations). */
 export function coreActivationBytes(c: GPTConfig, batch: number, seq: number): number {
-  const M = batch * seq;
-  const C = c.n_embd;
-  const H = c.n_head;
-  const Vp = paddedVocab(c.vocab_size);
-  const perLayer = 3 * r16(M * C) + r16(M * 3 * C) + r16(M * H) + 4 * r16(M) + 2 * r16(M * 4 * C) + 2 * r16(M * C);
-  const rest = 2 * r16(M * C) + 2 * r16(M) + r16(M * Vp) + 3 * r16(M * C) + r16(M * 3 * C) + r16(M * 4 * C);
-  return 4 * (c.n_layer * perLayer + rest) + 8 * M;
+  return coreLayout(c, batch, seq).activations;
 }
 
 /**
@@ -134,6 +120,7 @@ export function kvCacheBytes(c: GPTConfig, capacities: readonly number[]): numbe
 
 /** "123 MiB"; with `long`, sizes from 1 GiB also in GiB or TiB: "2,662,219 MiB = 2.54 TiB". */
 export function formatBytes(bytes: number, long = false): string {
+  if (bytes === Infinity) return 'more than 2^63 bytes';
   const mib = bytes / MiB;
   const main = mib >= 10 ? `${Math.round(mib).toLocaleString('en-US')} MiB` : `${mib.toFixed(mib >= 1 ? 1 : 2)} MiB`;
   if (!long) return main;
@@ -227,11 +214,10 @@ function normalize(req: FitRequest): Normalized {
 
 function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
   const c = n.config;
-  const buf = 4 * stateFloats(c);
-  const lowPrecisionCopy = n.device === 'cuda' && n.precision === 'bf16' ? trainingMemory(c).bf16 - trainingMemory(c).fp32 : 0;
-  const activations = n.batch !== null && n.seq !== null ? coreActivationBytes(c, n.batch, n.seq) : 0;
+  const core = n.batch !== null && n.seq !== null ? coreLayout(c, n.batch, n.seq) : coreLayout(c);
+  const lowPrecisionCopy = n.device === 'cuda' && n.precision === 'bf16' ? core.params / 2 : 0;
   const logits = n.logits && n.batch !== null && n.seq !== null ? 4 * n.batch * n.seq * c.vocab_size : 0;
-  const total = 4 * buf + lowPrecisionCopy + activations + logits;
+  const total = core.params + core.grads + core.optimizer + lowPrecisionCopy + core.activations + logits;
   const needed = Math.max(0, total - n.held);
   return {
     device: n.device,
@@ -239,11 +225,11 @@ function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
     preset: n.preset,
     batch: n.batch,
     seq: n.seq,
-    params: buf,
-    grads: buf,
-    optimizer: 2 * buf,
+    params: core.params,
+    grads: core.grads,
+    optimizer: core.optimizer,
     lowPrecisionCopy,
-    activations,
+    activations: core.activations,
     logits,
     total,
     needed,
@@ -301,8 +287,9 @@ export function largestSeq(n: Pick<Normalized, 'config' | 'device' | 'precision'
 function presetsBySize(): { name: string; config: GPTConfig }[] {
   return Object.values(PRESETS)
     .filter((p) => p.buildable)
-    .map((p) => ({ name: p.name, config: p.config }))
-    .sort((a, b) => stateFloats(a.config) - stateFloats(b.config));
+    .map((p) => ({ name: p.name, config: p.config, floats: stateFloats(p.config) }))
+    .sort((a, b) => a.floats - b.floats)
+    .map(({ name, config }) => ({ name, config }));
 }
 
 /** What would fit instead, as one sentence (empty when nothing sensible does). */

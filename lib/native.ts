@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-/** Functions every build exports (native/addon/core_binding.cc). */
+/** Functions every build exports (native/addon/addon.cc lists them all). */
 export interface CoreNative {
   getThreads(): number;
   setThreads(n: number): void;
@@ -37,6 +37,16 @@ export interface CoreNative {
     supported: boolean;
   }>;
   probeBandwidth(opts: { bytes?: number; repeats?: number }): Promise<{ gbps: number; bytes: number; threads: number }>;
+  /**
+   * Bytes a model of `config` holds (Model::plan_memory, native/core/model.cc:
+   * the layout code the model allocates with), with the activations for
+   * batch x seq rows (0 without them); Infinity for a figure too large to count.
+   */
+  memoryLayout(o: {
+    config: { n_layer: number; n_head: number; n_embd: number; n_positions: number; vocab_size: number };
+    batch?: number;
+    seq?: number;
+  }): { params: number; grads: number; optimizer: number; activations: number };
   nativeVersion: string;
 }
 

@@ -1,32 +1,44 @@
-// Module entry: runs every registered binding's init (see registry.h).
+// Module entry: the one list of what the addon exports. Each binding file
+// defines an add_<name>_exports() that sets its functions on `exports`;
+// lib/native.ts and the lib/ modules that load the addon type them.
 #include <napi.h>
-
-#include <utility>
-#include <vector>
-
-#include "registry.h"
 
 namespace gpt {
 namespace addon {
 
-namespace {
-std::vector<std::pair<const char*, InitFn>>& registry() {
-  static std::vector<std::pair<const char*, InitFn>> r;
-  return r;
-}
-}  // namespace
-
-BindingRegistrar::BindingRegistrar(const char* name, InitFn fn) { registry().emplace_back(name, fn); }
-
-void init_all_bindings(Napi::Env env, Napi::Object exports) {
-  for (auto& [name, fn] : registry()) fn(env, exports);
-}
+// threads, instruction-set path, GPU discovery, CPU ceiling probes (core_binding.cc)
+void add_core_exports(Napi::Env env, Napi::Object exports);
+// NativeModel, createModel (the training step) and memoryLayout (model_binding.cc)
+void add_model_exports(Napi::Env env, Napi::Object exports);
+// KV-cache decoding on a model, and the CPU decode kernels (decode_binding.cc)
+void add_decode_exports(Napi::Env env, Napi::Object exports);
+// fused attention forward / backward on host arrays (attention_binding.cc)
+void add_attention_exports(Napi::Env env, Napi::Object exports);
+// the CPU GEMM and column sums (gemm_binding.cc)
+void add_gemm_exports(Napi::Env env, Napi::Object exports);
+// one Backend op on host arrays, cpu or cuda (backend_ops_binding.cc)
+void add_backend_ops_exports(Napi::Env env, Napi::Object exports);
+// one decoding op of the Backend on host arrays (decode_ops_binding.cc)
+void add_decode_ops_exports(Napi::Env env, Napi::Object exports);
+// the plain reference of each CPU op, for the tests (reference_binding.cc)
+void add_reference_exports(Napi::Env env, Napi::Object exports);
+// CUDA copy and GEMM ceiling probes (probe_binding.cc)
+void add_probe_exports(Napi::Env env, Napi::Object exports);
 
 }  // namespace addon
 }  // namespace gpt
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  gpt::addon::init_all_bindings(env, exports);
+  using namespace gpt::addon;
+  add_core_exports(env, exports);
+  add_model_exports(env, exports);
+  add_decode_exports(env, exports);
+  add_attention_exports(env, exports);
+  add_gemm_exports(env, exports);
+  add_backend_ops_exports(env, exports);
+  add_decode_ops_exports(env, exports);
+  add_reference_exports(env, exports);
+  add_probe_exports(env, exports);
   return exports;
 }
 

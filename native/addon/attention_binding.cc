@@ -1,6 +1,9 @@
 // N-API glue for the fused attention kernels (lib/attention.ts is the typed,
 // validating wrapper). One options object per call; the caller allocates the
 // outputs, the work runs on a libuv thread and resolves with the device used.
+// The fused kernels run through the Backend interface (attention_forward /
+// attention_backward); `naive` runs the plain CPU reference
+// (native/cpu/attention_naive.cc) instead.
 //
 // A tensor field is either a Float32Array holding a contiguous
 // [batch, heads, seq, headDim] tensor, or a strided view
@@ -16,7 +19,7 @@
 #include "../core/backend.h"
 #include "../cpu/attention.h"
 #include "napi_util.h"
-#include "registry.h"
+#include "op_util.h"
 
 namespace gpt {
 namespace addon {
@@ -100,38 +103,43 @@ Field read_field(const Napi::Object& o, const char* key, const AttnShape& s, std
   return f;
 }
 
-// The CUDA path goes through the backend interface: copy the arrays in, run,
-// copy the outputs back. One backend per process, created on first use and
-// never destroyed (freeing device memory from a static destructor at exit
-// can run after the CUDA runtime has shut down).
-Backend& cuda_backend() {
-  static std::mutex mu;
-  static Backend* be = nullptr;
-  std::lock_guard<std::mutex> lk(mu);
-  if (!be) be = make_cuda_backend().release();
-  return *be;
-}
-
-struct DeviceCopy {
-  Backend& be;
-  std::vector<void*> bufs;
-  explicit DeviceCopy(Backend& b) : be(b) {}
-  ~DeviceCopy() {
-    for (void* p : bufs) be.free(p);
+// Both devices run on the process's backend of that device (op_util.h
+// op_backend, under op_mutex). The CPU backend works in host memory, so it
+// reads and writes the caller's arrays where they are; on CUDA each field is
+// copied to the device whole (so its strides stay valid) and the outputs back.
+class Staging {
+ public:
+  Staging(Backend* be, bool on_host) : be_(be), on_host_(on_host) {}
+  ~Staging() {
+    for (void* p : bufs_) {
+      try {
+        be_->free(p);
+      } catch (...) {
+      }
+    }
   }
-  // Device copy of a whole field (so strides stay valid); `upload` for inputs.
+  Staging(const Staging&) = delete;
+  Staging& operator=(const Staging&) = delete;
+  // The backend's view of a field; `upload` for inputs.
   AttnTensor put(const Field& f, bool upload, const char* what) {
-    float* d = static_cast<float*>(be.alloc(f.length * sizeof(float), what));
-    bufs.push_back(d);
-    if (upload) be.to_device(d, f.data, f.length * sizeof(float));
+    if (on_host_) return f.view;
+    float* d = static_cast<float*>(be_->alloc(f.length * sizeof(float), what));
+    bufs_.push_back(d);
+    if (upload) be_->to_device(d, f.data, f.length * sizeof(float));
     AttnTensor t = f.view;
     t.ptr = d + f.offset;
     return t;
   }
+  // Copies an output back into the caller's array.
   void get(const Field& f, const AttnTensor& t) {
-    be.synchronize();
-    be.to_host(f.data, t.ptr - f.offset, f.length * sizeof(float));
+    be_->synchronize();
+    if (!on_host_) be_->to_host(f.data, t.ptr - f.offset, f.length * sizeof(float));
   }
+
+ private:
+  Backend* be_;
+  bool on_host_;
+  std::vector<void*> bufs_;
 };
 
 std::string read_device(const Napi::Object& o) {
@@ -159,20 +167,19 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     return run_async<std::string>(
         env,
         [=]() -> std::string {
-          if (dev == "cuda") {
-            DeviceCopy dc(cuda_backend());
-            AttnTensor dq_ = dc.put(q, true, "attention q"), dk_ = dc.put(k, true, "attention k");
-            AttnTensor dv_ = dc.put(v, true, "attention v"), dout = dc.put(out, false, "attention out");
-            AttnTensor dlse = dc.put(lse, false, "attention lse");
-            dc.be.attention_forward(s, dout, dlse.ptr, dq_, dk_, dv_);
-            dc.get(out, dout);
-            dc.get(lse, dlse);
+          if (naive) {
+            cpu::attention_naive_forward(s, out.view, lse.view.ptr, q.view, k.view, v.view);
             return dev;
           }
-          if (naive)
-            cpu::attention_naive_forward(s, out.view, lse.view.ptr, q.view, k.view, v.view);
-          else
-            cpu::attention_forward(s, out.view, lse.view.ptr, q.view, k.view, v.view);
+          std::lock_guard<std::mutex> lock(op_mutex());
+          Backend* be = op_backend(dev);
+          Staging st(be, dev == "cpu");
+          AttnTensor q_ = st.put(q, true, "attention q"), k_ = st.put(k, true, "attention k");
+          AttnTensor v_ = st.put(v, true, "attention v"), o_ = st.put(out, false, "attention out");
+          AttnTensor l_ = st.put(lse, false, "attention lse");
+          be->attention_forward(s, o_, l_.ptr, q_, k_, v_);
+          st.get(out, o_);
+          st.get(lse, l_);
           return dev;
         },
         ResolveDevice, keep);
@@ -198,25 +205,23 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     return run_async<std::string>(
         env,
         [=]() -> std::string {
-          if (dev == "cuda") {
-            DeviceCopy dc(cuda_backend());
-            AttnTensor q_ = dc.put(q, true, "attention q"), k_ = dc.put(k, true, "attention k");
-            AttnTensor v_ = dc.put(v, true, "attention v"), o_ = dc.put(out, true, "attention out");
-            AttnTensor l_ = dc.put(lse, true, "attention lse"), g_ = dc.put(dout, true, "attention dOut");
-            AttnTensor dq_ = dc.put(dq, false, "attention dq"), dk_ = dc.put(dk, false, "attention dk");
-            AttnTensor dv_ = dc.put(dv, false, "attention dv");
-            dc.be.attention_backward(s, dq_, dk_, dv_, q_, k_, v_, o_, l_.ptr, g_);
-            dc.get(dq, dq_);
-            dc.get(dk, dk_);
-            dc.get(dv, dv_);
-            return dev;
-          }
-          if (naive)
+          if (naive) {
             cpu::attention_naive_backward(s, dq.view, dk.view, dv.view, q.view, k.view, v.view, out.view,
                                           lse.view.ptr, dout.view);
-          else
-            cpu::attention_backward(s, dq.view, dk.view, dv.view, q.view, k.view, v.view, out.view, lse.view.ptr,
-                                    dout.view);
+            return dev;
+          }
+          std::lock_guard<std::mutex> lock(op_mutex());
+          Backend* be = op_backend(dev);
+          Staging st(be, dev == "cpu");
+          AttnTensor q_ = st.put(q, true, "attention q"), k_ = st.put(k, true, "attention k");
+          AttnTensor v_ = st.put(v, true, "attention v"), o_ = st.put(out, true, "attention out");
+          AttnTensor l_ = st.put(lse, true, "attention lse"), g_ = st.put(dout, true, "attention dOut");
+          AttnTensor dq_ = st.put(dq, false, "attention dq"), dk_ = st.put(dk, false, "attention dk");
+          AttnTensor dv_ = st.put(dv, false, "attention dv");
+          be->attention_backward(s, dq_, dk_, dv_, q_, k_, v_, o_, l_.ptr, g_);
+          st.get(dq, dq_);
+          st.get(dk, dk_);
+          st.get(dv, dv_);
           return dev;
         },
         ResolveDevice, keep);
@@ -232,14 +237,14 @@ Napi::Value ResetWorkspace(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
+}  // namespace
+
+void add_attention_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   exports.Set("attentionWorkspaceHighWater", Napi::Function::New(env, WorkspaceHighWater));
   exports.Set("attentionResetWorkspace", Napi::Function::New(env, ResetWorkspace));
 }
 
-}  // namespace
-GPT_REGISTER_BINDING(attention, Init);
 }  // namespace addon
 }  // namespace gpt

@@ -22,7 +22,6 @@
 #include "../core/backend.h"
 #include "napi_util.h"
 #include "op_util.h"
-#include "registry.h"
 
 namespace gpt {
 namespace addon {
@@ -315,14 +314,7 @@ OpResult run_op(const OpArgs& a) {
     float* grad = buf.up(need_f(a, "grad", n), "grad");
     float* m = buf.up(need_f(a, "m", n), "m");
     float* v = buf.up(need_f(a, "v", n), "v");
-    AdamWParams ap;
-    ap.lr = (float)opt_num(a, "lr", 1e-3);
-    ap.beta1 = (float)opt_num(a, "beta1", 0.9);
-    ap.beta2 = (float)opt_num(a, "beta2", 0.95);
-    ap.eps = (float)opt_num(a, "eps", 1e-8);
-    ap.weight_decay = (float)opt_num(a, "weightDecay", 0.0);
-    ap.grad_scale = (float)opt_num(a, "gradScale", 1.0);
-    ap.step = (int64_t)opt_num(a, "step", 1);
+    const AdamWParams ap = read_adamw(a);
     be->adamw(param, grad, m, v, (int64_t)n, ap);
     r.f["param"] = buf.down(param, n);
     r.f["m"] = buf.down(m, n);
@@ -356,9 +348,11 @@ Napi::Value BackendOp(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) { exports.Set("backendOp", Napi::Function::New(env, BackendOp)); }
-
 }  // namespace
-GPT_REGISTER_BINDING(backend_ops, Init);
+
+void add_backend_ops_exports(Napi::Env env, Napi::Object exports) {
+  exports.Set("backendOp", Napi::Function::New(env, BackendOp));
+}
+
 }  // namespace addon
 }  // namespace gpt

@@ -9,7 +9,6 @@
 #include "../core/threadpool.h"
 #include "../cpu/probe.h"
 #include "napi_util.h"
-#include "registry.h"
 
 namespace gpt {
 namespace addon {
@@ -114,7 +113,9 @@ Napi::Value ProbeBandwidth(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
+}  // namespace
+
+void add_core_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("getIsa", Napi::Function::New(env, GetIsa));
@@ -128,7 +129,5 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("nativeVersion", Napi::String::New(env, "0.1.0"));
 }
 
-}  // namespace
-GPT_REGISTER_BINDING(core, Init);
 }  // namespace addon
 }  // namespace gpt

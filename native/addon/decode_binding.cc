@@ -30,7 +30,6 @@
 #include "../cpu/decode_kernels.h"
 #include "model_binding.h"
 #include "napi_util.h"
-#include "registry.h"
 
 namespace gpt {
 namespace addon {
@@ -239,12 +238,12 @@ Napi::Value DecodeKernel(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
+}  // namespace
+
+void add_decode_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeOpen", Napi::Function::New(env, DecodeOpen));
   exports.Set("decodeKernel", Napi::Function::New(env, DecodeKernel));
 }
 
-}  // namespace
-GPT_REGISTER_BINDING(decode, Init);
 }  // namespace addon
 }  // namespace gpt

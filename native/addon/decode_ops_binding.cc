@@ -34,7 +34,6 @@
 #include "../core/backend.h"
 #include "napi_util.h"
 #include "op_util.h"
-#include "registry.h"
 
 namespace gpt {
 namespace addon {
@@ -180,9 +179,11 @@ Napi::Value DecodeOp(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) { exports.Set("decodeOp", Napi::Function::New(env, DecodeOp)); }
-
 }  // namespace
-GPT_REGISTER_BINDING(decode_ops, Init);
+
+void add_decode_ops_exports(Napi::Env env, Napi::Object exports) {
+  exports.Set("decodeOp", Napi::Function::New(env, DecodeOp));
+}
+
 }  // namespace addon
 }  // namespace gpt

@@ -8,7 +8,6 @@
 #include "../core/backend.h"
 #include "../cpu/gemm.h"
 #include "napi_util.h"
-#include "registry.h"
 
 namespace gpt {
 namespace addon {
@@ -93,12 +92,12 @@ Napi::Value ColsumAccumulate(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
+}  // namespace
+
+void add_gemm_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm));
   exports.Set("colsumAccumulate", Napi::Function::New(env, ColsumAccumulate));
 }
 
-}  // namespace
-GPT_REGISTER_BINDING(gemm, Init);
 }  // namespace addon
 }  // namespace gpt

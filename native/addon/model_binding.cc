@@ -4,13 +4,14 @@
 // one model never overlap; lib/model.ts keeps them in FIFO order.
 #include "model_binding.h"
 
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "../core/backend.h"
 #include "../core/model.h"
 #include "napi_util.h"
-#include "registry.h"
 
 namespace gpt {
 namespace addon {
@@ -164,13 +165,14 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     return guard(env, [&]() -> Napi::Value {
       auto m = model(env);
       Napi::Object o = arg_object(info);
+      // lr is required; a key left out keeps StepOptions' default (model.h).
       StepOptions s;
       s.lr = static_cast<float>(get_number(o, "lr"));
-      s.beta1 = static_cast<float>(get_number_or(o, "beta1", 0.9));
-      s.beta2 = static_cast<float>(get_number_or(o, "beta2", 0.95));
-      s.eps = static_cast<float>(get_number_or(o, "eps", 1e-8));
-      s.weight_decay = static_cast<float>(get_number_or(o, "weightDecay", 0.0));
-      s.grad_clip = static_cast<float>(get_number_or(o, "gradClip", 0.0));
+      s.beta1 = static_cast<float>(get_number_or(o, "beta1", s.beta1));
+      s.beta2 = static_cast<float>(get_number_or(o, "beta2", s.beta2));
+      s.eps = static_cast<float>(get_number_or(o, "eps", s.eps));
+      s.weight_decay = static_cast<float>(get_number_or(o, "weightDecay", s.weight_decay));
+      s.grad_clip = static_cast<float>(get_number_or(o, "gradClip", s.grad_clip));
       return run_async<StepOut>(
           env,
           [m, s] {
@@ -360,13 +362,19 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
 thread_local Napi::FunctionReference* ModelHandle::ctor = nullptr;
 
-ModelConfig read_config(const Napi::Object& c) {
+// The dimensions of a config (all the memory layout depends on).
+ModelConfig read_dims(const Napi::Object& c) {
   ModelConfig cfg;
   cfg.n_layer = static_cast<int>(get_int(c, "n_layer", 1, 4096));
   cfg.n_head = static_cast<int>(get_int(c, "n_head", 1, 4096));
   cfg.n_embd = static_cast<int>(get_int(c, "n_embd", 1, 1 << 24));
   cfg.n_positions = static_cast<int>(get_int(c, "n_positions", 1, 1 << 24));
   cfg.vocab_size = static_cast<int>(get_int(c, "vocab_size", 1, 1 << 24));
+  return cfg;
+}
+
+ModelConfig read_config(const Napi::Object& c) {
+  ModelConfig cfg = read_dims(c);
   cfg.layer_norm_epsilon = static_cast<float>(get_number_or(c, "layer_norm_epsilon", 1e-5));
   cfg.attention_window = has(c, "attention_window") ? static_cast<int>(get_int(c, "attention_window", 1, 1 << 24)) : 0;
   Napi::Value p = c.Get("patterns");
@@ -419,7 +427,40 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
+// memoryLayout({ config: { n_layer, n_head, n_embd, n_positions, vocab_size },
+//                batch?, seq? }) -> { params, grads, optimizer, activations }:
+// the bytes a model of this config holds (Model::plan_memory), with the
+// activations for batch x seq rows (0 without them). The layout is the same
+// on every backend and in both precisions. A figure too large to count is
+// Infinity. Synchronous: no allocation, just arithmetic over the layout.
+Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    if (!o.Get("config").IsObject()) throw_invalid("Expected an object for config");
+    const ModelConfig cfg = read_dims(o.Get("config").As<Napi::Object>());
+    if (has(o, "batch") != has(o, "seq")) throw_invalid("Expected batch and seq together (or neither)");
+    int64_t rows = 0;
+    if (has(o, "batch")) {
+      const int64_t big = int64_t(1) << 53;
+      const int64_t b = get_int(o, "batch", 1, big), t = get_int(o, "seq", 1, big);
+      rows = b > std::numeric_limits<int64_t>::max() / t ? std::numeric_limits<int64_t>::max() : b * t;
+    }
+    const Model::Memory m = Model::plan_memory(cfg, rows);
+    auto num = [](size_t v) { return v == SIZE_MAX ? std::numeric_limits<double>::infinity() : static_cast<double>(v); };
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("params", num(m.params));
+    r.Set("grads", num(m.grads));
+    r.Set("optimizer", num(m.optimizer));
+    r.Set("activations", num(m.activations));
+    return r;
+  });
+}
+
+}  // namespace
+
+void add_model_exports(Napi::Env env, Napi::Object exports) {
   Napi::Function f = ModelHandle::Define(env);
   // One constructor per environment (the addon is context-aware): keep it in
   // the instance data of this env.
@@ -431,9 +472,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   ModelHandle::ctor = ref;
   exports.Set("NativeModel", f);
   exports.Set("createModel", Napi::Function::New(env, CreateModel));
+  exports.Set("memoryLayout", Napi::Function::New(env, MemoryLayout));
 }
-
-}  // namespace
 
 std::shared_ptr<Model> unwrap_model(const Napi::Value& handle) {
   Napi::Env env = handle.Env();
@@ -441,8 +481,6 @@ std::shared_ptr<Model> unwrap_model(const Napi::Value& handle) {
     throw GptError(ErrorCode::InvalidArgument, "Expected a model handle");
   return ModelHandle::Unwrap(handle.As<Napi::Object>())->model(env);
 }
-
-GPT_REGISTER_BINDING(model, Init);
 
 }  // namespace addon
 }  // namespace gpt

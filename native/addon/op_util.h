@@ -1,10 +1,11 @@
 // What the single-op bindings have in common: backendOp
 // (backend_ops_binding.cc) and decodeOp (decode_ops_binding.cc) each run ONE
 // Backend op on host arrays (upload, run, download) for the tests and the
-// GPU check. Both take one options object whose numbers and typed arrays are
-// copied in on the JS thread (the op runs off it), read them with the
-// checked readers below, and resolve with an object of Float32Arrays and
-// numbers.
+// GPU check, and referenceOp (reference_binding.cc) runs the plain CPU
+// reference of one. They take one options object whose numbers and typed
+// arrays are copied in on the JS thread (the op runs off it), read them with
+// the checked readers below, and resolve with an object of Float32Arrays and
+// numbers. The attention binding runs on the same per-device backends.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "../core/backend.h"
+#include "../core/model.h"
 #include "napi_util.h"
 
 namespace gpt {
@@ -38,7 +40,8 @@ struct OpOutputs {
   std::map<std::string, double> num;
 };
 
-// One backend per device for the process, shared by the op bindings and
+// One backend per device for the process, shared by the op bindings and the
+// attention binding (the only backend singletons; a model owns its own) and
 // never destroyed (CUDA teardown at exit can fail after the driver
 // unloads). Calls hold op_mutex() while they use it.
 inline std::mutex& op_mutex() {
@@ -134,6 +137,22 @@ inline const IVec& need_i(const OpInputs& a, const char* key, size_t n) {
     throw_invalid(std::string("Expected an Int32Array of length ") + std::to_string(n) + " for " + key +
                   " but received length " + std::to_string(it->second.size()));
   return it->second;
+}
+
+// The AdamW arguments of an op call (lr, beta1, beta2, eps, weightDecay,
+// gradScale, step); a hyperparameter left out takes StepOptions' default
+// (native/core/model.h), gradScale 1 and step 1.
+inline AdamWParams read_adamw(const OpInputs& a) {
+  const StepOptions d;
+  AdamWParams p;
+  p.lr = static_cast<float>(opt_num(a, "lr", d.lr));
+  p.beta1 = static_cast<float>(opt_num(a, "beta1", d.beta1));
+  p.beta2 = static_cast<float>(opt_num(a, "beta2", d.beta2));
+  p.eps = static_cast<float>(opt_num(a, "eps", d.eps));
+  p.weight_decay = static_cast<float>(opt_num(a, "weightDecay", d.weight_decay));
+  p.grad_scale = static_cast<float>(opt_num(a, "gradScale", 1.0));
+  p.step = opt_int(a, "step", 1, int64_t(1) << 53, 1);
+  return p;
 }
 
 // ---- the JS side ------------------------------------------------------------------

@@ -10,7 +10,6 @@
 
 #include "../core/backend.h"
 #include "napi_util.h"
-#include "registry.h"
 // The probes exist in the CUDA build and in the CPU emulation of it
 // (GPT_CUDA_EMU, docs/dev/CUDA-EMU.md), where they time the emulator.
 #if defined(GPT_HAVE_CUDA) || defined(GPT_CUDA_EMU)
@@ -120,12 +119,12 @@ Napi::Value ProbeCudaGemm(const Napi::CallbackInfo& info) {
   });
 }
 
-void Init(Napi::Env env, Napi::Object exports) {
+}  // namespace
+
+void add_probe_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("probeCudaCopy", Napi::Function::New(env, ProbeCudaCopy));
   exports.Set("probeCudaGemm", Napi::Function::New(env, ProbeCudaGemm));
 }
 
-}  // namespace
-GPT_REGISTER_BINDING(probe, Init);
 }  // namespace addon
 }  // namespace gpt

@@ -43,8 +43,10 @@ struct AttnShape {
   Precision precision = Precision::FP32;
 };
 
+// One AdamW update. The hyperparameters have no defaults here: callers copy
+// them from StepOptions (native/core/model.h), their only home.
 struct AdamWParams {
-  float lr = 0, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
+  float lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0;
   float grad_scale = 1.0f;  // multiplies the gradient first (clipping)
   int64_t step = 1;         // 1-based, for bias correction
 };

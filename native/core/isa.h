@@ -1,8 +1,7 @@
 // Instruction-set paths for CPU kernels (docs/ARCHITECTURE.md "Instruction sets").
 //
-// Every CPU kernel family is compiled three times, in files named
-// `*_avx512.cc`, `*_avx2.cc` and `*_portable.cc`, each with its own compiler
-// flags (CMakeLists.txt). The path is chosen once, at first use, from what the
+// Every CPU kernel family is compiled three times, once per path, each with
+// its own compiler flags (native/sources.cmake). The path is chosen once, at first use, from what the
 // CPU supports; GPT_ENGINE_ISA=avx512|avx2|portable forces one, and set_isa()
 // switches at run time so tests can cover every path in one process.
 #pragma once

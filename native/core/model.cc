@@ -25,6 +25,59 @@ double now_ms() {
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Sizes that saturate at kSizeMax instead of wrapping: plan_memory() answers
+// for any request, and a saturated size is refused, never allocated.
+constexpr int64_t kSizeMax = std::numeric_limits<int64_t>::max();
+int64_t sat_add(int64_t a, int64_t b) { return a > kSizeMax - b ? kSizeMax : a + b; }
+int64_t sat_mul(int64_t a, int64_t b) { return b != 0 && a > kSizeMax / b ? kSizeMax : a * b; }
+// Every tensor and activation starts on a 16-float (64-byte) boundary.
+int64_t sat_round16(int64_t n) { return n > kSizeMax - 15 ? kSizeMax : round_up(n, 16); }
+size_t to_size(int64_t n) { return n == kSizeMax ? SIZE_MAX : static_cast<size_t>(n); }
+
+int padded_vocab(int V) { return static_cast<int>(round_up(V, 64)); }
+
+// The parameter layout of `cfg` (model.h): every tensor in order, and the
+// floats of one parameter-sized buffer in *n_floats.
+std::vector<TensorInfo> param_layout(const ModelConfig& cfg, int64_t* n_floats) {
+  const int64_t C = cfg.n_embd, V = cfg.vocab_size, Vp = cfg.padded_vocab;
+  std::vector<TensorInfo> tensors;
+  int64_t off = 0;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, bool decay, int64_t stored = -1) {
+    TensorInfo t;
+    t.name = name;
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    t.shape = std::move(shape);
+    t.numel = n;
+    t.stored = stored < 0 ? n : stored;
+    t.offset = off;
+    t.decay = decay;
+    off = sat_round16(sat_add(off, t.stored));
+    tensors.push_back(std::move(t));
+  };
+  add("wte.weight", {V, C}, true, Vp * C);
+  add("wpe.weight", {cfg.n_positions, C}, true);
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const std::string p = "h." + std::to_string(l) + ".";
+    add(p + "ln_1.weight", {C}, false);
+    add(p + "ln_1.bias", {C}, false);
+    add(p + "attn.c_attn.weight", {C, 3 * C}, true);
+    add(p + "attn.c_attn.bias", {3 * C}, false);
+    add(p + "attn.c_proj.weight", {C, C}, true);
+    add(p + "attn.c_proj.bias", {C}, false);
+    add(p + "ln_2.weight", {C}, false);
+    add(p + "ln_2.bias", {C}, false);
+    add(p + "mlp.c_fc.weight", {C, 4 * C}, true);
+    add(p + "mlp.c_fc.bias", {4 * C}, false);
+    add(p + "mlp.c_proj.weight", {4 * C, C}, true);
+    add(p + "mlp.c_proj.bias", {C}, false);
+  }
+  add("ln_f.weight", {C}, false);
+  add("ln_f.bias", {C}, false);
+  *n_floats = off;
+  return tensors;
+}
+
 uint64_t mix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -155,7 +208,66 @@ struct Model::Acts {
     }
     return b;
   }
+
+  // Visits every buffer of the block in layout order: f(slot, width) for a
+  // buffer of M * width floats. ensure_acts() carves the allocation with it
+  // and block_floats() sums it, so what is reported is what is allocated.
+  template <typename F>
+  void walk(const ModelConfig& c, F&& f) {
+    const int64_t C = c.n_embd, H = c.n_head, Vp = c.padded_vocab;
+    layers.resize(static_cast<size_t>(c.n_layer));
+    for (auto& l : layers) {
+      f(l.ln1, C);
+      f(l.ln1_mean, 1);
+      f(l.ln1_rstd, 1);
+      f(l.qkv, 3 * C);
+      f(l.atty, C);
+      f(l.lse, H);
+      f(l.res1, C);
+      f(l.ln2, C);
+      f(l.ln2_mean, 1);
+      f(l.ln2_rstd, 1);
+      f(l.fch, 4 * C);
+      f(l.fchg, 4 * C);
+      f(l.res2, C);
+    }
+    f(enc, C);
+    f(lnf, C);
+    f(lnf_mean, 1);
+    f(lnf_rstd, 1);
+    f(logits, Vp);
+    f(dres, C);
+    f(dln, C);
+    f(datty, C);
+    f(dqkv, 3 * C);
+    f(dfch, 4 * C);
+  }
+  // Floats of the block for M rows, each buffer rounded up to 16 floats
+  // (kSizeMax when that overflows).
+  static int64_t block_floats(const ModelConfig& c, int64_t M) {
+    Acts probe;
+    int64_t total = 0;
+    probe.walk(c, [&](float*&, int64_t width) { total = sat_add(total, sat_round16(sat_mul(M, width))); });
+    return total;
+  }
 };
+
+namespace {
+
+// The byte figures of memory() for a parameter buffer of `param_floats`
+// floats and an activation block of `act_floats` floats for `rows` rows (plus
+// their token and target ids).
+Model::Memory memory_figures(int64_t param_floats, int64_t act_floats, int64_t rows) {
+  Model::Memory m;
+  const int64_t buf = sat_mul(param_floats, sizeof(float));
+  m.params = to_size(buf);
+  m.grads = m.params;
+  m.optimizer = to_size(sat_mul(buf, 2));
+  m.activations = rows > 0 ? to_size(sat_add(sat_mul(act_floats, sizeof(float)), sat_mul(rows, 2 * sizeof(int32_t)))) : 0;
+  return m;
+}
+
+}  // namespace
 
 Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision precision, uint64_t seed)
     : cfg_(cfg), backend_(std::move(backend)), precision_(precision), acts_(std::make_unique<Acts>()) {
@@ -168,8 +280,10 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision
   for (AttnPattern p : cfg_.patterns)
     GPT_CHECK_ARG(p != AttnPattern::Banded || cfg_.attention_window >= 1,
                   "Expected a positive attention_window for banded layers");
-  cfg_.padded_vocab = static_cast<int>(round_up(cfg_.vocab_size, 64));
+  cfg_.padded_vocab = padded_vocab(cfg_.vocab_size);
   layout();
+  if (n_floats_ > kSizeMax / static_cast<int64_t>(4 * sizeof(float)))
+    throw GptError(ErrorCode::OutOfMemory, "size overflow allocating the parameters");
   const size_t bytes = static_cast<size_t>(n_floats_) * sizeof(float);
   try {
     params_ = static_cast<float*>(backend_->alloc(bytes, "the parameters"));
@@ -198,43 +312,7 @@ Model::~Model() {
     if (p) backend_->free(p);
 }
 
-void Model::layout() {
-  const int64_t C = cfg_.n_embd, V = cfg_.vocab_size, Vp = cfg_.padded_vocab;
-  int64_t off = 0;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, bool decay, int64_t stored = -1) {
-    TensorInfo t;
-    t.name = name;
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    t.shape = std::move(shape);
-    t.numel = n;
-    t.stored = stored < 0 ? n : stored;
-    t.offset = off;
-    t.decay = decay;
-    off = round_up(off + t.stored, 16);
-    tensors_.push_back(std::move(t));
-  };
-  add("wte.weight", {V, C}, true, Vp * C);
-  add("wpe.weight", {cfg_.n_positions, C}, true);
-  for (int l = 0; l < cfg_.n_layer; ++l) {
-    const std::string p = "h." + std::to_string(l) + ".";
-    add(p + "ln_1.weight", {C}, false);
-    add(p + "ln_1.bias", {C}, false);
-    add(p + "attn.c_attn.weight", {C, 3 * C}, true);
-    add(p + "attn.c_attn.bias", {3 * C}, false);
-    add(p + "attn.c_proj.weight", {C, C}, true);
-    add(p + "attn.c_proj.bias", {C}, false);
-    add(p + "ln_2.weight", {C}, false);
-    add(p + "ln_2.bias", {C}, false);
-    add(p + "mlp.c_fc.weight", {C, 4 * C}, true);
-    add(p + "mlp.c_fc.bias", {4 * C}, false);
-    add(p + "mlp.c_proj.weight", {4 * C, C}, true);
-    add(p + "mlp.c_proj.bias", {C}, false);
-  }
-  add("ln_f.weight", {C}, false);
-  add("ln_f.bias", {C}, false);
-  n_floats_ = off;
-}
+void Model::layout() { tensors_ = param_layout(cfg_, &n_floats_); }
 
 int Model::find_tensor(const std::string& name) const {
   for (size_t i = 0; i < tensors_.size(); ++i)
@@ -303,12 +381,9 @@ void Model::ensure_acts(int B, int T) {
     a.tokens = a.targets = nullptr;
     a.cap = 0;
     a.bytes = 0;
-    const int64_t C = cfg_.n_embd, H = cfg_.n_head, Vp = cfg_.padded_vocab, L = cfg_.n_layer;
-    // Each piece rounded to 16 floats so every tensor starts 64-byte aligned.
-    auto r = [](int64_t n) { return round_up(n, 16); };
-    const int64_t per_layer = 3 * r(M * C) + r(M * 3 * C) + r(M * H) + 4 * r(M) + 2 * r(M * 4 * C) + r(M * C) + r(M * C);
-    const int64_t rest = r(M * C) + r(M * C) + 2 * r(M) + r(M * Vp) + 3 * r(M * C) + r(M * 3 * C) + r(M * 4 * C);
-    const int64_t total = L * per_layer + rest;
+    const int64_t total = Acts::block_floats(cfg_, M);
+    if (total > kSizeMax / static_cast<int64_t>(sizeof(float)))
+      throw GptError(ErrorCode::OutOfMemory, "size overflow allocating the activations");
     a.bytes = static_cast<size_t>(total) * sizeof(float);
     std::ostringstream what;
     what << "the activations for batch " << B << " x seq " << T;
@@ -317,37 +392,10 @@ void Model::ensure_acts(int B, int T) {
     a.tokens = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the token ids"));
     a.targets = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the targets"));
     float* p = a.base;
-    auto take = [&](int64_t n) {
-      float* q = p;
-      p += r(n);
-      return q;
-    };
-    a.layers.resize(static_cast<size_t>(L));
-    for (auto& l : a.layers) {
-      l.ln1 = take(M * C);
-      l.ln1_mean = take(M);
-      l.ln1_rstd = take(M);
-      l.qkv = take(M * 3 * C);
-      l.atty = take(M * C);
-      l.lse = take(M * H);
-      l.res1 = take(M * C);
-      l.ln2 = take(M * C);
-      l.ln2_mean = take(M);
-      l.ln2_rstd = take(M);
-      l.fch = take(M * 4 * C);
-      l.fchg = take(M * 4 * C);
-      l.res2 = take(M * C);
-    }
-    a.enc = take(M * C);
-    a.lnf = take(M * C);
-    a.lnf_mean = take(M);
-    a.lnf_rstd = take(M);
-    a.logits = take(M * Vp);
-    a.dres = take(M * C);
-    a.dln = take(M * C);
-    a.datty = take(M * C);
-    a.dqkv = take(M * 3 * C);
-    a.dfch = take(M * 4 * C);
+    a.walk(cfg_, [&](float*& slot, int64_t width) {
+      slot = p;
+      p += round_up(M * width, 16);
+    });
     a.cap = M;
   }
 }
@@ -642,12 +690,15 @@ void Model::write_tensor(Buffer which, int index, const float* src) {
 }
 
 Model::Memory Model::memory() const {
-  Memory m;
-  m.params = static_cast<size_t>(n_floats_) * sizeof(float);
-  m.grads = m.params;
-  m.optimizer = 2 * m.params;
-  m.activations = acts_->bytes + (acts_->cap > 0 ? 2 * static_cast<size_t>(acts_->cap) * sizeof(int32_t) : 0);
-  return m;
+  return memory_figures(n_floats_, static_cast<int64_t>(acts_->bytes / sizeof(float)), acts_->cap);
+}
+
+Model::Memory Model::plan_memory(const ModelConfig& cfg, int64_t rows) {
+  ModelConfig c = cfg;
+  c.padded_vocab = padded_vocab(c.vocab_size);
+  int64_t n_floats = 0;
+  param_layout(c, &n_floats);
+  return memory_figures(n_floats, rows > 0 ? Acts::block_floats(c, rows) : 0, rows);
 }
 
 }  // namespace gpt

@@ -121,6 +121,8 @@ struct TensorInfo {
   bool decay = false;          // weight decay applies (2-D tensors)
 };
 
+// The AdamW defaults of the engine, here only: the addon reads a key the
+// caller left out as the value below (lib/model.ts passes what users give).
 struct StepOptions {
   float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.0f;
   float grad_clip = 0.0f;  // <= 0: no clipping
@@ -211,6 +213,11 @@ class Model {
     size_t params = 0, grads = 0, optimizer = 0, activations = 0;
   };
   Memory memory() const;
+  // What a model of `cfg` holds once its largest call had `rows` = B*T rows
+  // (0: no call yet), without creating one: the same layout code as a live
+  // model, so memory() then reports exactly these figures. Only the
+  // dimensions of `cfg` matter. A figure too large to count is SIZE_MAX.
+  static Memory plan_memory(const ModelConfig& cfg, int64_t rows);
   const Timings& timings() const { return timings_; }
 
  private:

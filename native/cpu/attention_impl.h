@@ -1,5 +1,5 @@
-// Per-ISA bodies of the fused attention kernels (included by
-// attention_<isa>.cc), plus the small interface attention.cc drives them
+// Per-ISA bodies of the fused attention kernels (compiled once per path,
+// native/sources.cmake), plus the small interface attention.cc drives them
 // through. attention.cc owns the task split, the scratch and the thread
 // pool; the code here computes one tile task on one thread.
 //

@@ -1,5 +1,5 @@
-// Per-ISA bodies of the decode kernels (decode_kernels.h), included by
-// decode_kernels_<isa>.cc. Only local helpers here (no std:: templates): see
+// Per-ISA bodies of the decode kernels (decode_kernels.h), compiled once per
+// path (native/sources.cmake). Only local helpers here (no std:: templates): see
 // simd.h for why.
 //
 // Register blocking: MB rows of x (at most 8) by NV vectors of output columns

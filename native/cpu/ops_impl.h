@@ -1,11 +1,12 @@
-// Per-ISA bodies of the CPU ops (declared in ops.h; included by
-// ops_avx512.cc, ops_avx2.cc and ops_portable.cc). Plain loops over
+// Per-ISA bodies of the CPU ops (declared in ops.h), compiled once per
+// instruction-set path (native/sources.cmake). Plain loops over
 // independent elements are left to the compiler's vectorizer (they are built
 // with -O3 and the path's flags); reductions use explicit vectors so their
 // summation order is fixed by the code, not by the optimizer.
 #include <cmath>
 #include <cstdint>
 
+#include "ops.h"
 #include "simd.h"
 
 namespace gpt {

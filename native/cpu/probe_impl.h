@@ -1,4 +1,4 @@
-// Per-ISA bodies of the ceiling probes (included by probe_<isa>.cc).
+// Per-ISA bodies of the ceiling probes (compiled once per path, native/sources.cmake).
 #include "simd.h"
 #if defined(__AVX512BF16__)
 #include <immintrin.h>

@@ -1,9 +1,9 @@
 // Portable SIMD for CPU kernels, written once with GCC/Clang vector
 // extensions and compiled once per instruction-set path.
 //
-// Kernel families live in `<name>_impl.h`; `<name>_avx512.cc`,
-// `<name>_avx2.cc` and `<name>_portable.cc` each include it, and CMake gives
-// each file its ISA flags plus GPT_ISA_NS (avx512 | avx2 | portable). All code
+// Kernel families live in `<name>_impl.h`; the build generates one file per
+// path that includes it (native/sources.cmake) and gives each its ISA flags
+// plus GPT_ISA_NS (avx512 | avx2 | portable). All code
 // here sits inside namespace gpt::cpu::GPT_ISA_NS, so the three compilations
 // never share an inline function (which would let the linker hand AVX-512 code
 // to the portable path).
@@ -16,7 +16,7 @@
 #include <cstring>
 
 #ifndef GPT_ISA_NS
-#error "GPT_ISA_NS must name the ISA namespace (set by CMakeLists.txt / binding.gyp)"
+#error "GPT_ISA_NS must name the ISA namespace (set by native/sources.cmake / binding.gyp)"
 #endif
 
 namespace gpt {

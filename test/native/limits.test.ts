@@ -23,6 +23,7 @@ import {
   stateFloats,
 } from '../../lib/limits';
 import { GPT } from '../../lib/model';
+import { loadAddon } from '../../lib/native';
 import { describeExit, distFile, runNode } from '../helpers/child-util';
 import { tinyConfig } from './shared/setup';
 
@@ -88,6 +89,64 @@ describe('the estimate is what the core allocates', () => {
     // layer 0 dense: 10 slots; layer 1 banded: 4 slots; K and V of n_embd each; fp32
     expect(kvCacheBytes(c, [10])).toBe(4 * 2 * 32 * (10 + 4));
     expect(kvCacheBytes(c, [10, 2])).toBe(4 * 2 * 32 * (10 + 4 + 2 + 2));
+  });
+});
+
+describe('the core reports its own layout (memoryLayout)', () => {
+  const layout = (o: Parameters<ReturnType<typeof loadAddon>['memoryLayout']>[0]) => loadAddon().memoryLayout(o);
+
+  test('the figures equal what a created model reports, before and after calls of several sizes', async () => {
+    const cfg: GPTConfig = { ...TINY, n_layer: 3, n_head: 2, n_embd: 22, vocab_size: 101, attention_pattern: 'alternating', attention_window: 3 };
+    const model = await GPT.create(cfg, { device: 'cpu', seed: 1 });
+    try {
+      const { total: _t0, ...fresh } = model.memory();
+      expect(layout({ config: cfg })).toEqual({ ...fresh, activations: 0 });
+      expect(fresh.activations).toBe(0);
+      let rows = 0;
+      for (const [b, t] of [
+        [2, 5],
+        [1, 3],
+        [4, cfg.n_positions],
+      ]) {
+        const tok = new Int32Array(b * t).fill(1);
+        await model.forwardBackward(tok, tok, { batch: b, seq: t });
+        model.zeroGrad();
+        // The activations grow to the largest batch x seq seen.
+        if (b * t > rows) rows = b * t;
+        const { total: _t, ...mem } = model.memory();
+        expect(mem).toEqual(layout({ config: cfg, batch: rows, seq: 1 }));
+        expect(mem.activations).toBeGreaterThan(0);
+      }
+      // batch 1 x seq 2 after 4 x 17: still the larger block.
+      expect(model.memory().activations).toBe(layout({ config: cfg, batch: 4, seq: cfg.n_positions }).activations);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  test('hand-checked figures for a tiny config', () => {
+    // n_layer 1, C 2, H 1, n_positions 3, V 5 (Vp 64): every tensor starts on
+    // 16 floats: wte 64*2 = 128, wpe 6 -> 16, per layer ln_1 2 x 16, c_attn
+    // 12 -> 16 and 6 -> 16, c_proj 4 -> 16 and 2 -> 16, ln_2 2 x 16, c_fc 16
+    // and 8 -> 16, mlp proj 16 and 2 -> 16 (12 x 16 = 192), ln_f 2 x 16.
+    const c: GPTConfig = { ...TINY, n_layer: 1, n_head: 1, n_embd: 2, n_positions: 3, vocab_size: 5 };
+    const floats = 128 + 16 + 192 + 32;
+    expect(layout({ config: c })).toEqual({ params: 4 * floats, grads: 4 * floats, optimizer: 8 * floats, activations: 0 });
+    // One row: 13 buffers per layer and 10 after, each at most 64 floats
+    // (the logits: Vp = 64), rounded to 16: layer 13 x 16, then 9 x 16 + 64;
+    // plus a token and a target id.
+    expect(layout({ config: c, batch: 1, seq: 1 }).activations).toBe(4 * (13 * 16 + 9 * 16 + 64) + 8);
+  });
+
+  test('absurd sizes saturate to Infinity instead of wrapping; bad arguments are named', () => {
+    const big = presetConfig('gpt3-175b');
+    const r = layout({ config: big, batch: 2 ** 53, seq: 2048 });
+    expect(r.activations).toBe(Infinity);
+    expect(Number.isFinite(r.params)).toBe(true);
+    expect(formatBytes(Infinity)).toBe('more than 2^63 bytes');
+    expect(estimateMemory({ config: 'gpt3-175b', batch: 2 ** 52, seq: 2048 }).fits).toBe(false);
+    expect(() => layout({ config: big, batch: 1 } as never)).toThrow('Expected batch and seq together (or neither)');
+    expect(() => layout({ config: { ...big, n_embd: 0 } })).toThrow('for n_embd but received 0');
   });
 });
 

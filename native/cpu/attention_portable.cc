@@ -1,2 +1,0 @@
-// The portable compilation of the fused attention kernels (flags: CMakeLists.txt).
-#include "attention_impl.h"

@@ -1,2 +1,0 @@
-// The avx512 compilation of the decode kernels (flags: CMakeLists.txt).
-#include "decode_kernels_impl.h"

@@ -1,2 +1,0 @@
-// The avx2 compilation of the GEMM packers and microkernels (flags: CMakeLists.txt).
-#include "gemm_impl.h"

@@ -1,3 +1,0 @@
-// The avx2 compilation of the CPU ops (flags: CMakeLists.txt).
-#include "ops_impl.h"
-#include "ops.h"

@@ -1,3 +1,0 @@
-// The avx512 compilation of the CPU ops (flags: CMakeLists.txt).
-#include "ops_impl.h"
-#include "ops.h"

@@ -1,2 +1,0 @@
-// The avx512 compilation of the ceiling probes (flags: CMakeLists.txt).
-#include "probe_impl.h"
