@@ -183,10 +183,11 @@ export async function completeStream(p: PreparedCompletion, c: CompletionContext
   } catch (e) {
     c.metrics.completionTokens.add(counted);
     if (!started) throw e;
-    // Headers are sent: the error travels as an event, as OpenAI's API does.
+    // Headers are sent: the error travels as an event, as OpenAI's API does,
+    // and the caller still learns why the request ended.
     await writeEvent(res, toApiError(e).body());
     res.end();
-    return;
+    throw e;
   }
   c.metrics.promptTokens.add(p.ids.length);
   c.metrics.completionTokens.add(counted);

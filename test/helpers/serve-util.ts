@@ -4,6 +4,7 @@
  * gauges of /metrics.
  */
 import * as http from 'node:http';
+import { describeExit, distFile, spawnNode, Spawned } from './child-util';
 
 export interface RawAnswer {
   status: number;
@@ -78,4 +79,33 @@ export async function waitFor<T>(probe: () => Promise<T>, check: (v: T) => boole
     if (check(v) || Date.now() > end) return v;
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+export interface CliServer extends Spawned {
+  url: string;
+}
+
+/**
+ * Starts `gpt-engine serve <args> --port 0` from dist/ and resolves with the
+ * URL it prints once it listens (rejects with its stderr if it exits first).
+ */
+export async function startServeCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 60000): Promise<CliServer> {
+  const s = spawnNode([distFile('bin/gpt-engine.js'), 'serve', ...args, '--port', '0'], { env, timeoutMs: 600000 });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`serve did not print its URL within ${timeoutMs} ms: ${s.stderr()}`)), timeoutMs);
+    s.child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n')) {
+        clearTimeout(timer);
+        resolve(line.trim());
+      }
+    });
+    void s.done.then((r) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited before listening: ${describeExit(r)}`));
+    });
+  });
+  return { ...s, url };
 }
