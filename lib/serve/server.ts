@@ -142,6 +142,8 @@ export async function serve(model: ServableModel, options: ServeOptions = {}): P
     res.once('close', () => {
       if (!res.writableFinished) ac.abort(new ClientGone());
     });
+    // It may have gone while the body was read.
+    if (res.destroyed || req.socket.destroyed) ac.abort(new ClientGone());
     let release: (() => void) | undefined;
     try {
       const tq = performance.now();
