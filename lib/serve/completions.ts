@@ -97,9 +97,13 @@ export function prepareCompletion(req: CompletionRequest, model: ServableModel, 
 
 export type OpenAIFinish = 'stop' | 'length';
 
-/** The library's reasons as OpenAI's: end-of-text and stop strings are both 'stop'. */
+/**
+ * The library's reasons as OpenAI's: end-of-text and stop strings are both
+ * 'stop'; a limit (max_tokens, or the context where the library stops there)
+ * is 'length'.
+ */
 export function openaiFinish(r: FinishReason): OpenAIFinish {
-  return r === 'length' ? 'length' : 'stop';
+  return r === 'stop' || r === 'eos' ? 'stop' : 'length';
 }
 
 /**

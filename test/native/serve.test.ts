@@ -30,7 +30,7 @@ afterAll(async () => {
 });
 
 const ids = (text: string) => Int32Array.from(codec.encode(text) as ArrayLike<number>);
-const finish = (r: string) => (r === 'length' ? 'length' : 'stop');
+const finish = (r: string) => (r === 'stop' || r === 'eos' ? 'stop' : 'length');
 
 async function streamText(params: Record<string, unknown>): Promise<{ texts: string[]; finishes: (string | null)[]; usage: unknown }> {
   const s = await client.completions.create({ model: 'tiny', prompt: PROMPT, ...params, stream: true } as never);
