@@ -8,7 +8,7 @@
  */
 import { APIError, OpenAI } from 'openai';
 import { GPT } from '../../lib/model';
-import { TokenCodec } from '../../lib/generate';
+import { GENERATE_OPTION_KEYS, TokenCodec } from '../../lib/generate';
 import { serve, ServeHandle } from '../../lib/serve';
 import { events, postJson, rawHttp, request } from '../helpers/serve-util';
 
@@ -253,6 +253,19 @@ describe('errors: OpenAI error objects', () => {
     const fit = await postJson(url(), { prompt: long.slice(0, 253), context_overflow: 'stop' });
     expect(fit.status).toBe(200);
     expect((fit.json as OpenAI.Completion).usage!.completion_tokens).toBeLessThanOrEqual(3);
+  });
+
+  test('a prompt longer than the context without "stop": cropped where the library slides (the default), else 400', async () => {
+    const long = Array.from({ length: 300 }, (_, i) => (i * 37) % 1000);
+    const slides = (GENERATE_OPTION_KEYS as readonly string[]).includes('contextOverflow');
+    for (const extra of [{}, { context_overflow: 'slide' }]) {
+      const r = await postJson(url(), { prompt: long, max_tokens: 3, seed: 1, ...extra });
+      if (slides) {
+        expect(r.status).toBe(200);
+        const want = await model.generate([Int32Array.from(long)], { maxTokens: 3, seed: 1 });
+        expect((r.json as OpenAI.Completion).choices[0].text).toBe(want[0].text);
+      } else expectError(r, 400, 'prompt', 'context_length_exceeded', /context of 256 tokens/);
+    }
   });
 
   test('a wrong Content-Type is 415; an unknown path 404; a wrong method 405 with Allow', async () => {
