@@ -14,6 +14,7 @@ import * as info from './commands/info';
 import * as params from './commands/params';
 import * as plot from './commands/plot';
 import * as prepare from './commands/prepare';
+import * as serveCommand from './commands/serve';
 import * as train from './commands/train';
 
 /** Every subcommand: the workflow first (data, training, evaluation, generation, charts), then the tools. */
@@ -22,6 +23,7 @@ const COMMANDS: readonly { register(program: Command): void }[] = [
   train,
   evalCommand,
   generate,
+  serveCommand,
   plot,
   params,
   bench,

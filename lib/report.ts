@@ -11,7 +11,8 @@
  *   (T^2 for dense, T*w for banded) drawn through the largest measured T;
  * - gemm: GFLOP/s per shape and form against the fp32 and bf16 peak lines;
  * - train: tokens/s and MFU per preset and precision;
- * - generate: decode tokens/s per batch size against the read-bandwidth bound.
+ * - generate: decode tokens/s per batch size against the read-bandwidth bound;
+ * - serve: tokens/s and time to first token per way of serving concurrent clients.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -21,7 +22,7 @@ import { writeFileAtomicSync } from './fsutil';
 import { escapeHtml, htmlPage, renderSvg, VegaLiteSpec } from './plot';
 
 export interface ChartDef {
-  /** file stem and section: attention | gemm | train | generate */
+  /** file stem and section: attention | gemm | train | generate | serve */
   name: string;
   title: string;
   spec: VegaLiteSpec;
@@ -265,9 +266,40 @@ export function generateChart(r: BenchReport): ChartDef | null {
   };
 }
 
+export function serveChart(r: BenchReport): ChartDef | null {
+  const s = r.sections.serve;
+  if (!s || !s.rows.some((x) => x.tokensPerSecond !== null)) return null;
+  const data = s.rows
+    .filter((x) => x.tokensPerSecond !== null)
+    .map((x) => ({ series: `${x.mode} (${x.clients})`, tokens: x.tokensPerSecond, ttft: x.ttftP50 }));
+  const series = data.map((d) => d.series);
+  const panel = (field: 'tokens' | 'ttft', title: string) => ({
+    title,
+    width: 300,
+    height: 26 * series.length,
+    mark: { type: 'bar' },
+    encoding: {
+      y: { field: 'series', type: 'nominal', title: null, sort: series },
+      x: { field, type: 'quantitative', title },
+      color: { field: 'series', type: 'nominal', title: 'how (clients)', scale: colorScale(series, () => false), sort: series, legend: null },
+      tooltip: [{ field: 'series' }, { field, format: '.1f' }],
+    },
+  });
+  return {
+    name: 'serve',
+    title: 'Serving: tokens/s and time to first token',
+    series,
+    spec: {
+      ...base(`Serving ${s.rows[0].preset}: tokens/s of a round and time to first token (p50), API and HTTP server`),
+      data: { values: data },
+      hconcat: [panel('tokens', 'tokens/s (all clients)'), panel('ttft', 'time to first token p50 (ms)')],
+    },
+  };
+}
+
 /** The chart definitions of a report (sections without figures have none). */
 export function reportCharts(r: BenchReport): ChartDef[] {
-  return [attentionChart(r), gemmChart(r), trainChart(r), generateChart(r)].filter((c): c is ChartDef => c !== null);
+  return [attentionChart(r), gemmChart(r), trainChart(r), generateChart(r), serveChart(r)].filter((c): c is ChartDef => c !== null);
 }
 
 /** Numbers right-aligned, words left-aligned, regressions in red. */

@@ -9,11 +9,11 @@ import * as path from 'node:path';
 import { getPreset } from '../../lib/config';
 import { DEVICE_CHOICES, PRECISIONS } from '../../lib/device';
 import { ArgumentRangeError } from '../../lib/errors';
-import { BenchReport, compareReports, formatReport, readBaseline, runBench, SECTION_NAMES, SectionName } from '../../lib/bench';
+import { BENCH_SECTIONS, BenchReport, compareReports, formatReport, readBaseline, runBench, SECTION_NAMES, SectionName } from '../../lib/bench';
 import { writeReport } from '../../lib/report';
 import { choiceFlag, intFlag, log, printJson } from '../cli-util';
 
-const WHATS = ['all', ...SECTION_NAMES] as const;
+const WHATS = ['all', ...BENCH_SECTIONS] as const;
 
 interface BenchFlags {
   device: string;
@@ -35,7 +35,7 @@ interface BenchFlags {
 export function register(program: Command): void {
   program
     .command('bench')
-    .description('Benchmark attention, GEMM, training and generation against the ceilings measured on this machine (and PyTorch)')
+    .description('Benchmark attention, GEMM, training and generation against the ceilings measured on this machine (and PyTorch); serve: concurrent clients against the API and the HTTP server')
     .argument('[what]', `${WHATS.join(' | ')}`, 'all')
     .option('--device <device>', 'auto | cpu | cuda', 'auto')
     .option('--precision <p>', 'fp32 | bf16 (default: both where a section has both)')
@@ -46,7 +46,7 @@ export function register(program: Command): void {
     .option('--compare <baseline.json>', 'print each figure beside a saved report.json and flag regressions beyond the repeat spread')
     .option('--fail-on-regression', 'with --compare: exit 3 when a figure regressed')
     .option('--preset <name>', 'train/generate: the model preset')
-    .option('--batch <n>', 'batch size (attention, train, generate)')
+    .option('--batch <n>', 'batch size (attention, train, generate) or concurrent clients (serve, default 8)')
     .option('--seq <n>', 'sequence length (attention, train) or prompt length (generate)')
     .option('--repeats <n>', 'timed repeats per case (default 3 quick, 5 full)')
     .option('--warmup <n>', 'untimed warm-up runs per case (default 1)')

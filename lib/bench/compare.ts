@@ -65,6 +65,16 @@ export function figures(r: BenchReport): Figure[] {
       row.decodeTokensPerSecond,
       row.decode,
     );
+  for (const row of r.sections.serve?.rows ?? [])
+    add(
+      out,
+      `serve/${row.mode}/${row.preset}/${row.precision}/C${row.clients}/N${row.newTokens}`,
+      `serve ${row.mode} ${row.preset} ${row.clients} clients ${row.precision}`,
+      'tokens/s',
+      true,
+      row.tokensPerSecond,
+      row.wall,
+    );
   return out;
 }
 

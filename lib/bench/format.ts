@@ -14,6 +14,8 @@ import {
   GenerateRow,
   GenerateSection,
   SectionBase,
+  ServeRow,
+  ServeSection,
   Stat,
   TrainRow,
   TrainSection,
@@ -292,6 +294,32 @@ export function generateBlock(s: GenerateSection, r: BenchReport): SectionBlock 
   return b;
 }
 
+const SERVE_MODE_TEXT: Record<ServeRow['mode'], string> = {
+  'api-alone': 'API, one request alone',
+  'api-batch': 'API, the prompts as one batch',
+  'api-concurrent': 'API, concurrent calls',
+  'server-alone': 'server, one client alone',
+  'server-fifo': 'server, one admitted at a time (FIFO)',
+  'server-concurrent': 'server, concurrent clients',
+};
+
+export function serveBlock(s: ServeSection): SectionBlock {
+  const b = block('serve', s);
+  b.headers = ['how', 'clients', 'round ms', 'tokens/s', 'TTFT p50 ms', 'TTFT p99 ms', 'latency p50 ms', 'latency p99 ms'];
+  b.rows = s.rows.map((x) => [
+    SERVE_MODE_TEXT[x.mode],
+    String(x.clients),
+    statText(x.wall),
+    num(x.tokensPerSecond),
+    num(x.ttftP50),
+    num(x.ttftP99),
+    num(x.latencyP50),
+    num(x.latencyP99),
+  ]);
+  b.lines.push(...rowNotes(s.rows, (x: ServeRow) => SERVE_MODE_TEXT[x.mode]), ...notes(s));
+  return b;
+}
+
 export function comparisonBlock(c: Comparison): SectionBlock {
   return {
     name: `compared with ${c.baselineFile} (${c.baselineDate})`,
@@ -320,6 +348,7 @@ export function reportBlocks(r: BenchReport): SectionBlock[] {
   if (r.sections.gemm) out.push(gemmBlock(r.sections.gemm, r));
   if (r.sections.train) out.push(trainBlock(r.sections.train, r));
   if (r.sections.generate) out.push(generateBlock(r.sections.generate, r));
+  if (r.sections.serve) out.push(serveBlock(r.sections.serve));
   if (r.comparison) out.push(comparisonBlock(r.comparison));
   return out;
 }

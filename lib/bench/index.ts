@@ -1,7 +1,7 @@
 /**
  * The benchmark harness behind `gpt-engine bench`: the machine, the
  * ceilings measured on the spot, then the asked-for sections (attention,
- * gemm, train, generate), each with our figures and, with PyTorch, the
+ * gemm, train, generate, serve), each with our figures and, with PyTorch, the
  * twins' figures beside them. A section that fails is reported as failed,
  * with its error, and the others still run. Returns one BenchReport
  * (report.json's content).
@@ -14,6 +14,7 @@ import { compareReports, readBaseline } from './compare';
 import { errorLine, SectionContext, SectionOptions } from './context';
 import { runGemm } from './gemm';
 import { runGenerate } from './generate';
+import { runServe } from './serve';
 import { deviceCeilings, machineInfo, measureCeilings } from './machine';
 import { findPytorch, pytorchInfo, PytorchRunner } from './pytorch';
 import { runTrain } from './train';
@@ -102,6 +103,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     if (name === 'gemm') report.sections.gemm = await guardSection(name, () => runGemm(ctx));
     if (name === 'train') report.sections.train = await guardSection(name, () => runTrain(ctx));
     if (name === 'generate') report.sections.generate = await guardSection(name, () => runGenerate(ctx));
+    if (name === 'serve') report.sections.serve = await guardSection(name, () => runServe(ctx));
   }
   if (baseline && o.compare) report.comparison = compareReports(report, baseline, o.compare);
   report.elapsedSeconds = (performance.now() - t0) / 1000;

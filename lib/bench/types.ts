@@ -18,8 +18,11 @@ export interface Stat {
   samples: number[];
 }
 
-export type SectionName = 'attention' | 'gemm' | 'train' | 'generate';
+export type SectionName = 'attention' | 'gemm' | 'train' | 'generate' | 'serve';
+/** The sections `bench all` runs. */
 export const SECTION_NAMES: readonly SectionName[] = ['attention', 'gemm', 'train', 'generate'];
+/** Every section `bench` can run: `all`'s, and serve (an HTTP server under load) on its own. */
+export const BENCH_SECTIONS: readonly SectionName[] = [...SECTION_NAMES, 'serve'];
 
 export type BenchDevice = DeviceName;
 export type BenchPrecision = PrecisionName;
@@ -192,6 +195,32 @@ export interface GenerateSection extends SectionBase {
   rows: GenerateRow[];
 }
 
+export type ServeMode = 'api-alone' | 'api-batch' | 'api-concurrent' | 'server-alone' | 'server-fifo' | 'server-concurrent';
+
+export interface ServeRow {
+  mode: ServeMode;
+  preset: string;
+  precision: BenchPrecision;
+  /** requests at once */
+  clients: number;
+  promptTokens: number;
+  newTokens: number;
+  /** ms per round (every client's request answered) */
+  wall: Stat | null;
+  /** generated tokens of a round / the median round time */
+  tokensPerSecond: number | null;
+  /** ms, per request as the client sees it, pooled over the timed rounds */
+  ttftP50: number | null;
+  ttftP99: number | null;
+  latencyP50: number | null;
+  latencyP99: number | null;
+  note?: string;
+}
+
+export interface ServeSection extends SectionBase {
+  rows: ServeRow[];
+}
+
 export interface PytorchInfo {
   requested: boolean;
   measured: boolean;
@@ -244,6 +273,7 @@ export interface BenchReport {
     gemm?: GemmSection;
     train?: TrainSection;
     generate?: GenerateSection;
+    serve?: ServeSection;
   };
   comparison?: Comparison;
   /** seconds the whole run took */

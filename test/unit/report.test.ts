@@ -385,7 +385,7 @@ describe('report.html and the SVG charts (built CLI: bench --from)', () => {
     expect(r.stderr).toMatch(/Expected a gpt-engine bench report \(schema "gpt-engine-bench\/1"\) for --from but received/);
     r = cli(['bench', 'attn']);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/Expected one of all, attention, gemm, train, generate for the benchmark but received "attn"/);
+    expect(r.stderr).toMatch(/Expected one of all, attention, gemm, train, generate, serve for the benchmark but received "attn"/);
     r = cli(['bench', '--precision', 'fp16', '--from', bad]);
     expect(r.stderr).toMatch(/Expected one of fp32, bf16 for --precision but received "fp16"/);
     r = cli(['bench', '--device', 'tpu', '--from', bad]);
