@@ -112,3 +112,5 @@ export { runBench, compareReports } from './bench';
 export type { BenchOptions, BenchReport } from './bench';
 export { checkFits, estimateMemory, availableMemory } from './limits';
 export type { FitRequest, MemoryEstimate } from './limits';
+export { serve, SERVE_DEFAULTS } from './serve';
+export type { ServeOptions, ServeHandle, ServableModel } from './serve';
