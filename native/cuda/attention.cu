@@ -58,7 +58,7 @@ constexpr int fwd_smem_bytes() {
 template <int D>
 constexpr int dkdv_smem_bytes() {
   return 2 * (2 * 64 * (D + 8) /*K, V*/ + 2 * 32 * (D + 8) /*Q, dO*/ + 2 * D * (32 + 8) /*Q^T, dO^T*/) +
-         2 * 32 * 4 /*lse, D*/;
+         3 * 32 * 4 /*lse, D, doc starts*/;
 }
 template <int D>
 constexpr int dq_smem_bytes() {
@@ -108,9 +108,11 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
   for (int i = 0; i < DN; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float mrow[2] = {-CUDART_INF_F, -CUDART_INF_F}, lrow[2] = {0.0f, 0.0f};
   const int row0 = q0 + warp * 16 + g;  // rows row0 and row0 + 8
+  const int32_t* ds = mask.docs(b);
+  const int first[2] = {mask.first(ds, row0), mask.first(ds, row0 + 8)};  // the rows' document starts
 
   const int hi = min(T, q0 + BR);
-  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  const int lo = mask.key_lo(ds, q0);
   for (int kt = lo / BC; kt * BC < hi; ++kt) {
     const int k0 = kt * BC;
     __syncthreads();  // everyone is done with the previous K/V tile
@@ -130,13 +132,13 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
         mma_bf16_16816(s[j], qf[ks], bf);
       }
     }
-    const bool cut = mask.cuts(q0, BR, k0, BC);
+    const bool cut = mask.cuts(ds, q0, BR, k0, BC);
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         float x = s[j][c] * scale_log2;
-        if (cut && !mask.ok(row0 + (c / 2) * 8, k0 + j * 8 + 2 * t + (c % 2))) x = -CUDART_INF_F;
+        if (cut && !mask.ok(row0 + (c / 2) * 8, k0 + j * 8 + 2 * t + (c % 2), first[c / 2])) x = -CUDART_INF_F;
         s[j][c] = x;
       }
     // Online softmax per row (c/2 selects row0 or row0+8); the 4 threads of a
@@ -249,6 +251,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
   __nv_bfloat16* dOt = Qt + D * TP;                                   // [D][TP]
   float* lse2_s = reinterpret_cast<float*>(dOt + D * TP);             // [BR], log2 units
   float* dvec_s = lse2_s + BR;                                        // [BR]
+  int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + BR);         // [BR] the queries' document starts
 
   const int kt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -270,9 +273,11 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
     for (int c = 0; c < 4; ++c) dka[i][c] = dva[i][c] = 0.0f;
   const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
 
-  // Queries that see a key in [k0, k0+BC): i >= k0, and i < j + window when banded.
+  // Queries that see a key in [k0, k0+BC): i >= k0, i < j + window when
+  // banded, and (documents) up to the end of the last key's document.
+  const int32_t* ds = mask.docs(b);
   const int qlo = k0;
-  const int qhi = mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
+  const int qhi = mask.query_hi(ds, k0, BC);
   for (int qt = qlo / BR; qt * BR < qhi; ++qt) {
     const int q0 = qt * BR;
     __syncthreads();  // previous query tile fully consumed (and K/V staged on the first pass)
@@ -282,6 +287,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
       const int i = q0 + threadIdx.x;
       lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
       dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+      first_s[threadIdx.x] = mask.first(ds, i);
     }
     __syncthreads();
 
@@ -309,14 +315,14 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
       }
     }
     // P^T and dS^T in place. Element c: key key0 + (c/2)*8, query q0 + j*8 + 2t + c%2.
-    const bool cut = mask.cuts(q0, BR, k0, BC);
+    const bool cut = mask.cuts(ds, q0, BR, k0, BC);
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int qi = j * 8 + 2 * t + (c % 2);
         float p = exp2f(st_[j][c] * scale_log2 - lse2_s[qi]);
-        if (cut && !mask.ok(q0 + qi, key0 + (c / 2) * 8)) p = 0.0f;
+        if (cut && !mask.ok(q0 + qi, key0 + (c / 2) * 8, first_s[qi])) p = 0.0f;
         st_[j][c] = p;
         dpt[j][c] = p * (dpt[j][c] - dvec_s[qi]);
       }
@@ -397,13 +403,15 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
   }
   const int lr0 = warp * 16 + g;  // local rows lr0, lr0 + 8
   const int row0 = q0 + lr0;
+  const int32_t* ds = mask.docs(b);
+  const int first[2] = {mask.first(ds, row0), mask.first(ds, row0 + 8)};  // the rows' document starts
 
   float dqa[DN][4];
 #pragma unroll
   for (int i = 0; i < DN; ++i) dqa[i][0] = dqa[i][1] = dqa[i][2] = dqa[i][3] = 0.0f;
 
   const int hi = min(T, q0 + BR);
-  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  const int lo = mask.key_lo(ds, q0);
   for (int kt = lo / BC; kt * BC < hi; ++kt) {
     const int k0 = kt * BC;
     __syncthreads();
@@ -433,14 +441,14 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
         mma_bf16_16816(dp[j], da, vbf);
       }
     }
-    const bool cut = mask.cuts(q0, BR, k0, BC);
+    const bool cut = mask.cuts(ds, q0, BR, k0, BC);
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int lr = lr0 + (c / 2) * 8;
         float p = exp2f(s[j][c] * scale_log2 - lse2_s[lr]);
-        if (cut && !mask.ok(q0 + lr, k0 + j * 8 + 2 * t + (c % 2))) p = 0.0f;
+        if (cut && !mask.ok(q0 + lr, k0 + j * 8 + 2 * t + (c % 2), first[c / 2])) p = 0.0f;
         dp[j][c] = p * (dp[j][c] - dvec_s[lr]);
       }
     // dQ += dS K (k index = key)
