@@ -68,10 +68,19 @@ static_assert(dkdv_smem_bytes<128>() <= 99 * 1024 && dq_smem_bytes<128>() <= 99 
                   fwd_smem_bytes<128>() <= 99 * 1024,
               "shared memory must fit sm_80's per-block opt-in limit (163 KB) with room for two blocks");
 
+// Whether a pair counts on a cut tile. The kernels are compiled twice, with
+// (DOC) and without a document mask, so the plain causal / banded kernels
+// carry no document code at all (registers, and with them occupancy, stay
+// as they were).
+template <bool DOC>
+__device__ __forceinline__ bool pair_ok(const Mask& m, int i, int j, int first) {
+  return DOC ? m.ok(i, j, first) : m.ok(i, j);
+}
+
 // ---------------------------------------------------------------------------
 // Forward. Grid (ceil(T/64), H, B); heavy (late) query tiles first.
 // out: [B,H,T,D] view; lse: [B,H,T]
-template <int D>
+template <int D, bool DOC>
 __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q,
                                                                  AttnTensor k, AttnTensor v, int H, int T,
                                                                  float scale_log2, Mask mask) {
@@ -108,7 +117,7 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
   for (int i = 0; i < DN; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float mrow[2] = {-CUDART_INF_F, -CUDART_INF_F}, lrow[2] = {0.0f, 0.0f};
   const int row0 = q0 + warp * 16 + g;  // rows row0 and row0 + 8
-  const int32_t* ds = mask.docs(b);
+  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
   const int first[2] = {mask.first(ds, row0), mask.first(ds, row0 + 8)};  // the rows' document starts
 
   const int hi = min(T, q0 + BR);
@@ -138,7 +147,8 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         float x = s[j][c] * scale_log2;
-        if (cut && !mask.ok(row0 + (c / 2) * 8, k0 + j * 8 + 2 * t + (c % 2), first[c / 2])) x = -CUDART_INF_F;
+        if (cut && !pair_ok<DOC>(mask, row0 + (c / 2) * 8, k0 + j * 8 + 2 * t + (c % 2), first[c / 2]))
+          x = -CUDART_INF_F;
         s[j][c] = x;
       }
     // Online softmax per row (c/2 selects row0 or row0+8); the 4 threads of a
@@ -233,7 +243,7 @@ __global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, 
 
 // ---------------------------------------------------------------------------
 // dK, dV for one key tile of 64 (each warp 16 keys). Grid (ceil(T/64), H, B).
-template <int D>
+template <int D, bool DOC>
 __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q,
                                                                       AttnTensor k, AttnTensor v,
                                                                       const float* __restrict__ lse,
@@ -275,9 +285,9 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
 
   // Queries that see a key in [k0, k0+BC): i >= k0, i < j + window when
   // banded, and (documents) up to the end of the last key's document.
-  const int32_t* ds = mask.docs(b);
+  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
   const int qlo = k0;
-  const int qhi = mask.query_hi(ds, k0, BC);
+  const int qhi = DOC ? mask.query_hi(ds, k0, BC) : mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
   for (int qt = qlo / BR; qt * BR < qhi; ++qt) {
     const int q0 = qt * BR;
     __syncthreads();  // previous query tile fully consumed (and K/V staged on the first pass)
@@ -287,7 +297,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
       const int i = q0 + threadIdx.x;
       lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
       dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
-      first_s[threadIdx.x] = mask.first(ds, i);
+      if (DOC) first_s[threadIdx.x] = mask.first(ds, i);
     }
     __syncthreads();
 
@@ -322,7 +332,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
       for (int c = 0; c < 4; ++c) {
         const int qi = j * 8 + 2 * t + (c % 2);
         float p = exp2f(st_[j][c] * scale_log2 - lse2_s[qi]);
-        if (cut && !mask.ok(q0 + qi, key0 + (c / 2) * 8, first_s[qi])) p = 0.0f;
+        if (cut && !pair_ok<DOC>(mask, q0 + qi, key0 + (c / 2) * 8, DOC ? first_s[qi] : 0)) p = 0.0f;
         st_[j][c] = p;
         dpt[j][c] = p * (dpt[j][c] - dvec_s[qi]);
       }
@@ -367,7 +377,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
 
 // ---------------------------------------------------------------------------
 // dQ for one query tile of 64 (each warp 16 queries). Grid (ceil(T/64), H, B).
-template <int D>
+template <int D, bool DOC>
 __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k,
                                                                     AttnTensor v, const float* __restrict__ lse,
                                                                     const float* __restrict__ dvec, AttnTensor dout,
@@ -403,7 +413,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
   }
   const int lr0 = warp * 16 + g;  // local rows lr0, lr0 + 8
   const int row0 = q0 + lr0;
-  const int32_t* ds = mask.docs(b);
+  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
   const int first[2] = {mask.first(ds, row0), mask.first(ds, row0 + 8)};  // the rows' document starts
 
   float dqa[DN][4];
@@ -448,7 +458,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
       for (int c = 0; c < 4; ++c) {
         const int lr = lr0 + (c / 2) * 8;
         float p = exp2f(s[j][c] * scale_log2 - lse2_s[lr]);
-        if (cut && !mask.ok(q0 + lr, k0 + j * 8 + 2 * t + (c % 2), first[c / 2])) p = 0.0f;
+        if (cut && !pair_ok<DOC>(mask, q0 + lr, k0 + j * 8 + 2 * t + (c % 2), first[c / 2])) p = 0.0f;
         dp[j][c] = p * (dp[j][c] - dvec_s[lr]);
       }
     // dQ += dS K (k index = key)
@@ -491,32 +501,50 @@ void check_shape(const AttnShape& s, const char* op) {
                 std::string(op) + ": banded attention needs window >= 1");
 }
 
-template <int D>
-void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
+template <int D, bool DOC>
+void fwd_launch(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v,
+                cudaStream_t st) {
   static std::atomic<bool> smem_ok{false};
   constexpr int bytes = fwd_smem_bytes<D>();
-  allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
+  allow_smem(attention_fwd_kernel<D, DOC>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
   dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
-  attention_fwd_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
-                                                         make_mask(s));
+  attention_fwd_kernel<D, DOC><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
+                                                              make_mask(s));
   CUDA_CHECK_LAUNCH("attention_forward");
+}
+
+template <int D>
+void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
+  if (s.doc_start)
+    fwd_launch<D, true>(s, out, lse, q, k, v, st);
+  else
+    fwd_launch<D, false>(s, out, lse, q, k, v, st);
+}
+
+template <int D, bool DOC>
+void bwd_launch(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
+                AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
+  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
+  constexpr int b1 = dkdv_smem_bytes<D>(), b2 = dq_smem_bytes<D>();
+  allow_smem(attention_bwd_dkdv_kernel<D, DOC>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
+  allow_smem(attention_bwd_dq_kernel<D, DOC>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
+  const Mask m = make_mask(s);
+  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
+  attention_bwd_dkdv_kernel<D, DOC><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq,
+                                                                s.scale, s.scale * kLog2e, m);
+  CUDA_CHECK_LAUNCH("attention_backward (dK, dV)");
+  attention_bwd_dq_kernel<D, DOC><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                              s.scale * kLog2e, m);
+  CUDA_CHECK_LAUNCH("attention_backward (dQ)");
 }
 
 template <int D>
 void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
          const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
-  constexpr int b1 = dkdv_smem_bytes<D>(), b2 = dq_smem_bytes<D>();
-  allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
-  allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
-  const Mask m = make_mask(s);
-  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
-  attention_bwd_dkdv_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                           s.scale * kLog2e, m);
-  CUDA_CHECK_LAUNCH("attention_backward (dK, dV)");
-  attention_bwd_dq_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                         s.scale * kLog2e, m);
-  CUDA_CHECK_LAUNCH("attention_backward (dQ)");
+  if (s.doc_start)
+    bwd_launch<D, true>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+  else
+    bwd_launch<D, false>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
 }
 
 // fp32 SIMT kernels (attention_fp32.cu) when fp32 was asked for or the head
