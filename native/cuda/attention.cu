@@ -68,10 +68,10 @@ static_assert(dkdv_smem_bytes<128>() <= 99 * 1024 && dq_smem_bytes<128>() <= 99 
                   fwd_smem_bytes<128>() <= 99 * 1024,
               "shared memory must fit sm_80's per-block opt-in limit (163 KB) with room for two blocks");
 
-// Whether a pair counts on a cut tile. The kernels are compiled twice, with
-// (DOC) and without a document mask, so the plain causal / banded kernels
-// carry no document code at all (registers, and with them occupancy, stay
-// as they were).
+// Whether a pair counts on a cut tile. Each kernel body is compiled twice:
+// without a document mask (attention_*_kernel, the plain causal / banded
+// kernels, which so carry no document code: their registers, and with them
+// the occupancy, stay as they were) and with one (attention_*_doc_kernel).
 template <bool DOC>
 __device__ __forceinline__ bool pair_ok(const Mask& m, int i, int j, int first) {
   return DOC ? m.ok(i, j, first) : m.ok(i, j);
@@ -81,9 +81,8 @@ __device__ __forceinline__ bool pair_ok(const Mask& m, int i, int j, int first) 
 // Forward. Grid (ceil(T/64), H, B); heavy (late) query tiles first.
 // out: [B,H,T,D] view; lse: [B,H,T]
 template <int D, bool DOC>
-__global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q,
-                                                                 AttnTensor k, AttnTensor v, int H, int T,
-                                                                 float scale_log2, Mask mask) {
+__device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k,
+                                         AttnTensor v, int H, int T, float scale_log2, Mask mask) {
   static_assert(D % 16 == 0, "head dim must be a multiple of 16");
   constexpr int BR = 64, BC = 64, QP = D + 8, VP = BC + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
@@ -213,6 +212,20 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
   }
 }
 
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v, int H,
+                         int T, float scale_log2, Mask mask) {
+  fwd_body<D, false>(out, lse, q, k, v, H, T, scale_log2, mask);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_fwd_doc_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v, int H,
+                             int T, float scale_log2, Mask mask) {
+  fwd_body<D, true>(out, lse, q, k, v, H, T, scale_log2, mask);
+}
+
 // ---------------------------------------------------------------------------
 // D[bh, i] = sum_d bf16(dO[i, d]) * O[i, d] (bf16_dout; fp32 dO otherwise).
 // One warp per row. Grid (ceil(T/4), H, B).
@@ -244,12 +257,9 @@ __global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, 
 // ---------------------------------------------------------------------------
 // dK, dV for one key tile of 64 (each warp 16 keys). Grid (ceil(T/64), H, B).
 template <int D, bool DOC>
-__global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q,
-                                                                      AttnTensor k, AttnTensor v,
-                                                                      const float* __restrict__ lse,
-                                                                      const float* __restrict__ dvec, AttnTensor dout,
-                                                                      int H, int T, float scale, float scale_log2,
-                                                                      Mask mask) {
+__device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+                                          const float* __restrict__ lse, const float* __restrict__ dvec,
+                                          AttnTensor dout, int H, int T, float scale, float scale_log2, Mask mask) {
   constexpr int BC = 64, BR = 32, RP = D + 8, TP = BR + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BR / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -375,14 +385,28 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
   }
 }
 
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+                              const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
+                              int T, float scale, float scale_log2, Mask mask) {
+  dkdv_body<D, false>(dk, dv, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dkdv_doc_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+                                  const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
+                                  int T, float scale, float scale_log2, Mask mask) {
+  dkdv_body<D, true>(dk, dv, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+}
+
 // ---------------------------------------------------------------------------
 // dQ for one query tile of 64 (each warp 16 queries). Grid (ceil(T/64), H, B).
 template <int D, bool DOC>
-__global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k,
-                                                                    AttnTensor v, const float* __restrict__ lse,
-                                                                    const float* __restrict__ dvec, AttnTensor dout,
-                                                                    int H, int T, float scale, float scale_log2,
-                                                                    Mask mask) {
+__device__ __forceinline__ void dq_body(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v,
+                                        const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
+                                        int H, int T, float scale, float scale_log2, Mask mask) {
   constexpr int BR = 64, BC = 32, RP = D + 8, TP = BC + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -490,6 +514,22 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
   }
 }
 
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
+                            const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
+                            float scale_log2, Mask mask) {
+  dq_body<D, false>(dq, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dq_doc_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
+                                const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
+                                float scale_log2, Mask mask) {
+  dq_body<D, true>(dq, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+}
+
 void check_shape(const AttnShape& s, const char* op) {
   GPT_CHECK_ARG(s.batch >= 1 && s.heads >= 1 && s.seq >= 1, std::string(op) + ": batch, heads and seq must be >= 1");
   GPT_CHECK_ARG(s.batch <= 65535 && s.heads <= 65535, std::string(op) + ": batch and heads must be <= 65535 on CUDA");
@@ -506,10 +546,16 @@ void fwd_launch(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, At
                 cudaStream_t st) {
   static std::atomic<bool> smem_ok{false};
   constexpr int bytes = fwd_smem_bytes<D>();
-  allow_smem(attention_fwd_kernel<D, DOC>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
   dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
-  attention_fwd_kernel<D, DOC><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
-                                                              make_mask(s));
+  if constexpr (DOC) {
+    allow_smem(attention_fwd_doc_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
+    attention_fwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
+                                                               make_mask(s));
+  } else {
+    allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
+    attention_fwd_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
+                                                           make_mask(s));
+  }
   CUDA_CHECK_LAUNCH("attention_forward");
 }
 
@@ -526,15 +572,26 @@ void bwd_launch(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv,
                 AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
   constexpr int b1 = dkdv_smem_bytes<D>(), b2 = dq_smem_bytes<D>();
-  allow_smem(attention_bwd_dkdv_kernel<D, DOC>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
-  allow_smem(attention_bwd_dq_kernel<D, DOC>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
   const Mask m = make_mask(s);
   dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
-  attention_bwd_dkdv_kernel<D, DOC><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq,
-                                                                s.scale, s.scale * kLog2e, m);
+  if constexpr (DOC) {
+    allow_smem(attention_bwd_dkdv_doc_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
+    allow_smem(attention_bwd_dq_doc_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
+    attention_bwd_dkdv_doc_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq,
+                                                                 s.scale, s.scale * kLog2e, m);
+  } else {
+    allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
+    allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
+    attention_bwd_dkdv_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                             s.scale * kLog2e, m);
+  }
   CUDA_CHECK_LAUNCH("attention_backward (dK, dV)");
-  attention_bwd_dq_kernel<D, DOC><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                              s.scale * kLog2e, m);
+  if constexpr (DOC)
+    attention_bwd_dq_doc_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                               s.scale * kLog2e, m);
+  else
+    attention_bwd_dq_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                           s.scale * kLog2e, m);
   CUDA_CHECK_LAUNCH("attention_backward (dQ)");
 }
 
