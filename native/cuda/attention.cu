@@ -58,13 +58,14 @@ constexpr int fwd_smem_bytes() {
 template <int D>
 constexpr int dkdv_smem_bytes() {
   return 2 * (2 * 64 * (D + 8) /*K, V*/ + 2 * 32 * (D + 8) /*Q, dO*/ + 2 * D * (32 + 8) /*Q^T, dO^T*/) +
-         3 * 32 * 4 /*lse, D, doc starts*/;
+         2 * 32 * 4 /*lse, D*/;
 }
+constexpr int kDkdvDocSmemBytes = 32 * 4;  // the document kernel's extra: the query tile's document starts
 template <int D>
 constexpr int dq_smem_bytes() {
   return 2 * (2 * 64 * (D + 8) /*Q, dO*/ + 2 * 32 * (D + 8) /*K, V*/ + D * (32 + 8) /*K^T*/) + 2 * 64 * 4;
 }
-static_assert(dkdv_smem_bytes<128>() <= 99 * 1024 && dq_smem_bytes<128>() <= 99 * 1024 &&
+static_assert(dkdv_smem_bytes<128>() + kDkdvDocSmemBytes <= 99 * 1024 && dq_smem_bytes<128>() <= 99 * 1024 &&
                   fwd_smem_bytes<128>() <= 99 * 1024,
               "shared memory must fit sm_80's per-block opt-in limit (163 KB) with room for two blocks");
 
@@ -271,7 +272,7 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
   __nv_bfloat16* dOt = Qt + D * TP;                                   // [D][TP]
   float* lse2_s = reinterpret_cast<float*>(dOt + D * TP);             // [BR], log2 units
   float* dvec_s = lse2_s + BR;                                        // [BR]
-  int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + BR);         // [BR] the queries' document starts
+  int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + BR);         // [BR] document starts (DOC only)
 
   const int kt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -571,7 +572,7 @@ template <int D, bool DOC>
 void bwd_launch(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
                 AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
-  constexpr int b1 = dkdv_smem_bytes<D>(), b2 = dq_smem_bytes<D>();
+  constexpr int b1 = dkdv_smem_bytes<D>() + (DOC ? kDkdvDocSmemBytes : 0), b2 = dq_smem_bytes<D>();
   const Mask m = make_mask(s);
   dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
   if constexpr (DOC) {

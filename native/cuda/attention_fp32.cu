@@ -72,13 +72,17 @@ constexpr int fwd_smem_bytes() {
 }
 template <int DM>
 constexpr int bwd_smem_bytes() {
-  return 4 * (4 * kTile * (DM + 1) /*K, V, Q, dO*/ + 2 * kTile * kSp /*P, dS*/ + 3 * kTile /*lse, D, doc starts*/);
+  return 4 * (4 * kTile * (DM + 1) /*K, V, Q, dO*/ + 2 * kTile * kSp /*P, dS*/ + 2 * kTile /*lse, D*/);
 }
+// With a document mask the dK/dV kernel also stages the query tile's
+// document starts (so a launch without one asks for what it always did).
+constexpr int kDkdvDocSmemBytes = 4 * kTile;
 template <int DM>
 constexpr int dq_smem_bytes() {
   return 4 * (4 * kTile * (DM + 1) /*Q, dO, K, V*/ + kTile * kSp /*dS*/ + 2 * kTile /*lse, D*/);
 }
-static_assert(bwd_smem_bytes<256>() <= 163 * 1024, "must fit sm_80's per-block opt-in shared memory");
+static_assert(bwd_smem_bytes<256>() + kDkdvDocSmemBytes <= 163 * 1024,
+              "must fit sm_80's per-block opt-in shared memory");
 
 // ---------------------------------------------------------------------------
 // Forward. Grid (ceil(T/32), H, B); heavy (late) query tiles first.
@@ -199,7 +203,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   float* dSs = Ps + kTile * kSp;       // [32 keys][kSp queries]
   float* lse2_s = dSs + kTile * kSp;   // [32] log2 units
   float* dvec_s = lse2_s + kTile;      // [32]
-  int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + kTile);  // [32] the queries' document starts
+  int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + kTile);  // [32] document starts (with documents only)
 
   const int kt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -232,7 +236,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int i = q0 + threadIdx.x;
       lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
       dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
-      first_s[threadIdx.x] = mask.first(ds, i);
+      if (ds) first_s[threadIdx.x] = mask.first(ds, i);
     }
     __syncthreads();
 
@@ -256,7 +260,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int j = 0; j < kCols; ++j) {
       const int qi = l8 + kTpr * j;
       float p = exp2f(s[j] * scale_log2 - lse2_s[qi]);
-      if (cut && !mask.ok(q0 + qi, key, first_s[qi])) p = 0.0f;
+      if (cut && !mask.ok(q0 + qi, key, ds ? first_s[qi] : 0)) p = 0.0f;
       Ps[c * kSp + qi] = p;
       dSs[c * kSp + qi] = p * (dp[j] - dvec_s[qi]);
     }
@@ -400,8 +404,10 @@ template <int DM>
 void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
          const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
-  constexpr int bytes = bwd_smem_bytes<DM>(), bytes_dq = dq_smem_bytes<DM>();
-  allow_smem(attention_fp32_bwd_dkdv_kernel<DM>, bytes, dkdv_ok, s.head_dim,
+  constexpr int bytes_dq = dq_smem_bytes<DM>();
+  const int bytes = bwd_smem_bytes<DM>() + (s.doc_start ? kDkdvDocSmemBytes : 0);
+  // The limit is raised once, to what a launch with documents needs.
+  allow_smem(attention_fp32_bwd_dkdv_kernel<DM>, bwd_smem_bytes<DM>() + kDkdvDocSmemBytes, dkdv_ok, s.head_dim,
              "attention_backward (fp32, shared memory)");
   allow_smem(attention_fp32_bwd_dq_kernel<DM>, bytes_dq, dq_ok, s.head_dim,
              "attention_backward (fp32, shared memory)");
