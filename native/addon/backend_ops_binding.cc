@@ -10,6 +10,11 @@
 // Tensors: attention takes q, k, v, (out, lse, dout) either as separate
 // contiguous [B, H, T, D] arrays (layout 'bhtd') or as one packed qkv
 // [B, T, 3C] array with out/dout as [B, T, C] (layout 'btc', the model's).
+// An optional docStart Int32Array [B*T] is the document mask
+// (AttnShape::doc_start, checked here for both devices), or tokens
+// (Int32Array [B*T]) and eot build it (native/core/doc_mask.h; the result
+// then holds it as docStart); naive: true runs the CPU's plain materialized
+// kernel instead of the backend's (device cpu).
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -20,6 +25,8 @@
 #include <vector>
 
 #include "../core/backend.h"
+#include "../core/doc_mask.h"
+#include "../cpu/attention.h"
 #include "napi_util.h"
 #include "op_util.h"
 
@@ -72,6 +79,20 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   const size_t n = (size_t)(B * H * T * D), nl = (size_t)(B * H * T);
   Buffers buf(be);
   OpResult r;
+  if (a.i.count("docStart")) {
+    const IVec& ds = need_i(a, "docStart", (size_t)(B * T));
+    check_doc_starts(ds.data(), s.batch, s.seq);
+    s.doc_start = buf.up(ds, "docStart");
+  } else if (a.i.count("tokens")) {
+    // The document starts of these tokens (doc_starts_from_tokens), also returned as r.docStart.
+    IVec ds((size_t)(B * T));
+    doc_starts_from_tokens(need_i(a, "tokens", (size_t)(B * T)).data(), s.batch, s.seq,
+                           (int32_t)need_int(a, "eot", 0), ds.data());
+    s.doc_start = buf.up(ds, "docStart");
+    r.f["docStart"] = FVec(ds.begin(), ds.end());
+  }
+  const bool naive = opt_num(a, "naive", 0) != 0;
+  if (naive && a.device != "cpu") throw_invalid("Expected device 'cpu' for naive but received '" + a.device + "'");
   const bool packed = a.layout == "btc";
   if (!packed && a.layout != "bhtd") throw_invalid("Expected 'bhtd' or 'btc' for layout but received '" + a.layout + "'");
   // Views: contiguous [B,H,T,D] or packed qkv [B,T,3C] / [B,T,C].
@@ -93,7 +114,12 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   if (!backward) {
     float* out = buf.poisoned(n, "out");
     float* lse = buf.poisoned(nl, "lse");
-    run_timed(be, a, r, [&] { be->attention_forward(s, view(out), lse, q, k, v); });
+    run_timed(be, a, r, [&] {
+      if (naive)
+        cpu::attention_naive_forward(s, view(out), lse, q, k, v);
+      else
+        be->attention_forward(s, view(out), lse, q, k, v);
+    });
     r.f["out"] = buf.down(out, n);
     r.f["lse"] = buf.down(lse, nl);
     return r;
@@ -104,16 +130,23 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   if (packed) {
     float* dqkv = buf.poisoned(n * 3, "dqkv");
     run_timed(be, a, r, [&] {
-      be->attention_backward(s, view_btc(dqkv, 3 * C), view_btc(dqkv + C, 3 * C), view_btc(dqkv + 2 * C, 3 * C), q, k,
-                             v, view(out), lse, view(dout));
+      const AttnTensor dq = view_btc(dqkv, 3 * C), dk = view_btc(dqkv + C, 3 * C), dv = view_btc(dqkv + 2 * C, 3 * C);
+      if (naive)
+        cpu::attention_naive_backward(s, dq, dk, dv, q, k, v, view(out), lse, view(dout));
+      else
+        be->attention_backward(s, dq, dk, dv, q, k, v, view(out), lse, view(dout));
     });
     r.f["dqkv"] = buf.down(dqkv, n * 3);
   } else {
     float* dq = buf.poisoned(n, "dq");
     float* dk = buf.poisoned(n, "dk");
     float* dv = buf.poisoned(n, "dv");
-    run_timed(be, a, r,
-              [&] { be->attention_backward(s, view(dq), view(dk), view(dv), q, k, v, view(out), lse, view(dout)); });
+    run_timed(be, a, r, [&] {
+      if (naive)
+        cpu::attention_naive_backward(s, view(dq), view(dk), view(dv), q, k, v, view(out), lse, view(dout));
+      else
+        be->attention_backward(s, view(dq), view(dk), view(dv), q, k, v, view(out), lse, view(dout));
+    });
     r.f["dq"] = buf.down(dq, n);
     r.f["dk"] = buf.down(dk, n);
     r.f["dv"] = buf.down(dv, n);

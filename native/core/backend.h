@@ -41,6 +41,14 @@ struct AttnShape {
   // tensor-core ones (head dims 64/80/96/128; others fall back to fp32).
   // The CPU ignores it (its attention is always fp32).
   Precision precision = Precision::FP32;
+  // Document mask (optional): int32 [B * T] in backend memory (host on the
+  // CPU, device on CUDA), doc_start[b*T + i] = the first position of the
+  // document holding position i of row b (native/core/doc_mask.h builds it
+  // from tokens). Query i then sees keys max(doc_start[b*T + i], band start)
+  // <= j <= i, in every head. Each row must have 0 <= doc_start[i] <= i and
+  // never decrease (check_doc_starts; the CPU checks, CUDA trusts it).
+  // nullptr: no document mask.
+  const int32_t* doc_start = nullptr;
 };
 
 // One AdamW update. The hyperparameters have no defaults here: callers copy

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/doc_mask.h"
 #include "../core/error.h"
 #include "../core/memory.h"
 #include "../core/threadpool.h"
@@ -81,6 +82,10 @@ AttnArgs make_args(const AttnShape& s) {
   a.w = s.pattern == AttnPattern::Banded ? std::min(s.window, s.seq) : s.seq;
   a.n_tiles = (s.seq + kAttnTile - 1) / kAttnTile;
   a.scale = s.scale;
+  if (s.doc_start) {
+    check_doc_starts(s.doc_start, s.batch, s.seq);
+    a.doc = s.doc_start;
+  }
   return a;
 }
 

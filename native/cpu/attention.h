@@ -5,6 +5,17 @@
 // Legend: B batch, H heads, T sequence, D head size.
 // q, k, v, out, dq, dk, dv: strided [B, H, T, D] views (core/backend.h).
 // lse: [B, H, T] contiguous, natural log of sum_j exp(scale * q.k_j).
+//
+// Which keys a query sees: query i of row b sees keys j with lo <= j <= i,
+// lo = max(0, i - window + 1) (banded; dense: 0), raised to
+// s.doc_start[b*T + i] when the shape carries a document mask. Documents
+// (native/core/doc_mask.h): in GPT-2 packing each document ends with the
+// end-of-text token, which belongs to the document it ends; the next
+// position starts a new document, so no query attends across that boundary.
+// The kernels skip the tiles no row of a task can see (the cost follows the
+// documents) and mask only the tiles the diagonal, the band edge or a
+// document start cuts; without a mask the arithmetic is exactly that of the
+// plain causal / banded kernels.
 #pragma once
 #include <cstddef>
 
@@ -14,7 +25,8 @@ namespace gpt {
 namespace cpu {
 
 // Runs on the global pool with the current ISA path. Shapes must be valid
-// (lib/ validates; this re-checks and throws INVALID_ARGUMENT).
+// (lib/ validates; this re-checks, document starts included, and throws
+// INVALID_ARGUMENT).
 void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v);
 
 // dq, dk, dv are overwritten. Deterministic and bitwise identical for any

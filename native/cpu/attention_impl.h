@@ -42,6 +42,10 @@ struct AttnArgs {
   AttnTensor q, k, v, out, dout, dq, dk, dv;
   float* lse = nullptr;          // [B, H, T]
   const float* delta = nullptr;  // [B, H, T] rowsum(dO * O), backward only
+  // Document starts [B, T] (AttnShape::doc_start), or null: query i of row b
+  // also needs key j >= doc[b*T + i]. Non-decreasing along a row, so a query
+  // tile's smallest start is its first row's and its largest its last row's.
+  const int32_t* doc = nullptr;
 };
 
 // Floats of scratch one thread needs, on any path (padding to 16 lanes covers
@@ -56,31 +60,54 @@ inline size_t attn_scratch_floats(int D) {
 }
 
 // Key tiles [lo, hi] a query tile meets: the band of its first row starts at
-// q0 - w + 1, its last row ends on the diagonal.
-inline void attn_key_tiles(const AttnArgs& a, int qt, int* lo, int* hi) {
+// q0 - w + 1, its last row ends on the diagonal. With documents (b >= 0 and
+// a.doc), no row sees a key before the first row's document start either.
+// b < 0: the band alone (the cost estimates, which hold for every row).
+inline void attn_key_tiles(const AttnArgs& a, int qt, int* lo, int* hi, int b = -1) {
   int q0 = qt * kAttnTile;
   int qlast = q0 + kAttnTile - 1 < a.T - 1 ? q0 + kAttnTile - 1 : a.T - 1;
   int first = q0 - a.w + 1;
+  if (b >= 0 && a.doc) {
+    const int ds = a.doc[static_cast<int64_t>(b) * a.T + q0];
+    if (ds > first) first = ds;
+  }
   *lo = (first > 0 ? first : 0) / kAttnTile;
   *hi = qlast / kAttnTile;
 }
 
-// Query tiles [lo, hi] that meet a key tile (the transpose of the above).
-inline void attn_query_tiles(const AttnArgs& a, int kt, int* lo, int* hi) {
+// Query tiles [lo, hi] that meet a key tile (the transpose of the above):
+// up to the band's last query of the tile's last key and, with documents, to
+// the last query whose document starts at or before that key (a binary
+// search: the starts never decrease).
+inline void attn_query_tiles(const AttnArgs& a, int kt, int* lo, int* hi, int b = -1) {
   int k0 = kt * kAttnTile;
   int klast = k0 + kAttnTile - 1 < a.T - 1 ? k0 + kAttnTile - 1 : a.T - 1;
   int64_t last = static_cast<int64_t>(klast) + a.w - 1;
   if (last > a.T - 1) last = a.T - 1;
+  if (b >= 0 && a.doc) {
+    const int32_t* ds = a.doc + static_cast<int64_t>(b) * a.T;
+    int64_t l = klast, h = last;  // ds[klast] <= klast always
+    while (l < h) {
+      const int64_t mid = (l + h + 1) / 2;
+      if (ds[mid] <= klast)
+        l = mid;
+      else
+        h = mid - 1;
+    }
+    last = l;
+  }
   *lo = kt;
   *hi = static_cast<int>(last / kAttnTile);
 }
 
-// A tile pair needs a mask when the diagonal or the band's left edge cuts it.
-inline bool attn_tile_masked(const AttnArgs& a, int qt, int kt) {
+// A tile pair needs a mask when the diagonal or the band's left edge cuts it,
+// or (documents) when its last query's document starts after its first key.
+inline bool attn_tile_masked(const AttnArgs& a, int qt, int kt, int b = -1) {
   int q0 = qt * kAttnTile, k0 = kt * kAttnTile;
   int qlast = q0 + kAttnTile - 1 < a.T - 1 ? q0 + kAttnTile - 1 : a.T - 1;
   int klast = k0 + kAttnTile - 1;  // past T counts as cut: those keys must be masked
-  return klast > q0 || static_cast<int64_t>(k0) <= static_cast<int64_t>(qlast) - a.w;
+  return klast > q0 || static_cast<int64_t>(k0) <= static_cast<int64_t>(qlast) - a.w ||
+         (b >= 0 && a.doc && a.doc[static_cast<int64_t>(b) * a.T + qlast] > k0);
 }
 
 }  // namespace cpu
@@ -397,6 +424,37 @@ inline void mask_keys(float* St, int kn, int q0, int k0, int w) {
   for (int j = 0; j < kn; ++j) mask_row(St + j * TL, int64_t(k0) + j - q0, int64_t(k0) + j + w - 1 - q0);
 }
 
+// mask_keys with documents: query column c also needs its document start
+// ds[c] (the query tile's starts, TL entries) at or before the key.
+inline void mask_keys_doc(float* St, int kn, int q0, int k0, int w, const int32_t* ds) {
+  const vi base = lane_index();
+  const vf ninf = vsplat(kNegInf);
+  for (int j = 0; j < kn; ++j) {
+    const int key = k0 + j;
+    const int lo = static_cast<int>(std::max<int64_t>(int64_t(key) - q0, -1));
+    const int hi = static_cast<int>(std::min<int64_t>(int64_t(key) + w - 1 - q0, TL));
+    const vi vlo = vi{} + lo, vhi = vi{} + hi, vkey = vi{} + key;
+    float* s = St + j * TL;
+    for (int c = 0; c < TL; c += W) {
+      vi idx = base + c, start;
+      std::memcpy(&start, ds + c, sizeof(start));
+      vf x = vload(s + c);
+      x = ((idx < vlo) | (idx > vhi) | (start > vkey)) ? ninf : x;
+      vstore(s + c, x);
+    }
+  }
+}
+
+// The document starts of the query rows [q0, q0 + mq) of row b into
+// ds[TL]; columns past the sequence get 0 (no extra mask: their results are
+// thrown away). Returns null without documents.
+inline const int32_t* load_doc_starts(const AttnArgs& a, int b, int q0, int mq, int32_t* ds) {
+  if (!a.doc) return nullptr;
+  const int32_t* src = a.doc + static_cast<int64_t>(b) * a.T + q0;
+  for (int c = 0; c < TL; ++c) ds[c] = c < mq ? src[c] : 0;
+  return ds;
+}
+
 inline int64_t off(const AttnTensor& t, int b, int h) { return b * t.sb + h * t.sh; }
 
 }  // namespace
@@ -422,18 +480,27 @@ void attn_forward_task(const AttnArgs& a, int b, int h, int qt, float* scratch) 
   }
   const float* kbase = a.k.ptr + off(a.k, b, h);
   const float* vbase = a.v.ptr + off(a.v, b, h);
+  alignas(64) int32_t ds_buf[TL];
+  const int32_t* ds = load_doc_starts(a, b, q0, mq, ds_buf);
 
   int kt_lo, kt_hi;
-  attn_key_tiles(a, qt, &kt_lo, &kt_hi);
+  attn_key_tiles(a, qt, &kt_lo, &kt_hi, b);
   for (int kt = kt_lo; kt <= kt_hi; ++kt) {
     const int k0 = kt * TL, kn = std::min(TL, T - k0);
     // Key row j is seen by query columns [j + k0 - q0, j + k0 - q0 + w - 1];
-    // query row i sees key rows [i + q0 - k0 - w + 1, i + q0 - k0].
-    const bool masked = attn_tile_masked(a, qt, kt);
+    // query row i sees key rows [i + q0 - k0 - w + 1, i + q0 - k0]. The
+    // bands ignore documents: they only bound what is computed, and the mask
+    // clears the rest.
+    const bool masked = attn_tile_masked(a, qt, kt, b);
     const Band by_key = masked ? Band{k0 - q0, int64_t(k0) - q0 + a.w - 1} : kFull;
     const Band by_query = masked ? Band{int64_t(q0) - k0 - a.w + 1, q0 - k0} : kFull;
     nt_tile(kbase + k0 * a.k.st, a.k.st, Qt, D, St, kn, by_key);
-    if (masked) mask_keys(St, kn, q0, k0, a.w);
+    if (masked) {
+      if (ds)
+        mask_keys_doc(St, kn, q0, k0, a.w, ds);
+      else
+        mask_keys(St, kn, q0, k0, a.w);
+    }
     // Online softmax down the key rows, W queries at a time.
     for (int c = 0; c < TL; c += W) {
       vf mx = vsplat(kNegInf);
@@ -494,14 +561,15 @@ static inline void kv_tile(const AttnArgs& a, int b, int h, int kt, float* scrat
   std::memset(dV, 0, sizeof(float) * TL * Dp);
   const float* qbase = a.q.ptr + off(a.q, b, h);
   const float* dobase = a.dout.ptr + off(a.dout, b, h);
+  const int32_t* ds = a.doc ? a.doc + static_cast<int64_t>(b) * T : nullptr;
 
   int qt_lo, qt_hi;
-  attn_query_tiles(a, kt, &qt_lo, &qt_hi);
+  attn_query_tiles(a, kt, &qt_lo, &qt_hi, b);
   for (int qt = qt_lo; qt <= qt_hi; ++qt) {
     const int q0 = qt * TL, mq = std::min(TL, T - q0);
     const float* qb = qbase + q0 * a.q.st;
     const float* dob = dobase + q0 * a.dout.st;
-    const bool masked = attn_tile_masked(a, qt, kt);
+    const bool masked = attn_tile_masked(a, qt, kt, b);
     const Band by_key = masked ? Band{k0 - q0, int64_t(k0) - q0 + a.w - 1} : kFull;
     const Band by_query = masked ? Band{int64_t(q0) - k0 - a.w + 1, q0 - k0} : kFull;
     nt_tile(qb, a.q.st, Kt, D, S, mq, by_query);
@@ -509,7 +577,11 @@ static inline void kv_tile(const AttnArgs& a, int b, int h, int kt, float* scrat
     for (int i = 0; i < mq; ++i) {
       float* s = S + i * TL;
       float* dp = dP + i * TL;
-      if (masked) mask_row(s, int64_t(q0) + i - a.w + 1 - k0, int64_t(q0) + i - k0);
+      if (masked) {
+        // Row i's first key: the band's, or its document's start if later.
+        const int64_t first = ds ? std::max<int64_t>(int64_t(q0) + i - a.w + 1, ds[q0 + i]) : int64_t(q0) + i - a.w + 1;
+        mask_row(s, first - k0, int64_t(q0) + i - k0);
+      }
       const vf lv = bcast(a.lse[bh + q0 + i]), dl = bcast(a.delta[bh + q0 + i]);
       for (int c = 0; c < TL; c += W) {
         vf p = pexp(vload(s + c) - lv);
@@ -588,18 +660,25 @@ void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratc
   }
   const float* kbase = a.k.ptr + off(a.k, b, h);
   const float* vbase = a.v.ptr + off(a.v, b, h);
+  alignas(64) int32_t ds_buf[TL];
+  const int32_t* ds = load_doc_starts(a, b, q0, mq, ds_buf);
 
   int kt_lo, kt_hi;
-  attn_key_tiles(a, qt, &kt_lo, &kt_hi);
+  attn_key_tiles(a, qt, &kt_lo, &kt_hi, b);
   for (int kt = kt_lo; kt <= kt_hi; ++kt) {
     const int k0 = kt * TL, kn = std::min(TL, T - k0);
     const float* kb = kbase + k0 * a.k.st;
-    const bool masked = attn_tile_masked(a, qt, kt);
+    const bool masked = attn_tile_masked(a, qt, kt, b);
     const Band by_key = masked ? Band{k0 - q0, int64_t(k0) - q0 + a.w - 1} : kFull;
     const Band by_query = masked ? Band{int64_t(q0) - k0 - a.w + 1, q0 - k0} : kFull;
     nt_tile(kb, a.k.st, Qt, D, St, kn, by_key);
     nt_tile(vbase + k0 * a.v.st, a.v.st, dOt, D, dPt, kn, by_key);
-    if (masked) mask_keys(St, kn, q0, k0, a.w);
+    if (masked) {
+      if (ds)
+        mask_keys_doc(St, kn, q0, k0, a.w, ds);
+      else
+        mask_keys(St, kn, q0, k0, a.w);
+    }
     for (int j = 0; j < kn; ++j) {
       float* s = St + j * TL;
       float* dp = dPt + j * TL;

@@ -2,7 +2,8 @@
 // score / probability matrix is stored, softmax runs over its rows, and the
 // products are row loops the compiler vectorizes for the baseline ISA. It is
 // the benchmarks' "naive" line (what a framework does without a fused kernel)
-// and the fp32 yardstick of the stability test. Same pool, same masks.
+// and the fp32 yardstick of the stability test. Same pool, same masks
+// (document masks included: attention.h).
 //
 // Legend: B batch, H heads, T sequence, D head size.
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "../core/doc_mask.h"
 #include "../core/error.h"
 #include "../core/memory.h"
 #include "../core/threadpool.h"
@@ -42,7 +44,14 @@ void check(const AttnShape& s, size_t* TT) {
   GPT_CHECK_ARG(s.pattern == AttnPattern::Dense || (s.pattern == AttnPattern::Banded && s.window >= 1),
                 "attention (naive): banded needs window >= 1");
   GPT_CHECK_ARG(std::isfinite(s.scale), "attention (naive): scale must be finite");
+  if (s.doc_start) check_doc_starts(s.doc_start, s.batch, s.seq);
   *TT = static_cast<size_t>(s.seq) * static_cast<size_t>(s.seq);
+}
+
+// Query i's first key: the band's, or its document's start when later.
+inline int first_key(const AttnShape& s, int b, int i, int w) {
+  const int lo = std::max(0, i - w + 1);
+  return s.doc_start ? std::max(lo, static_cast<int>(s.doc_start[static_cast<int64_t>(b) * s.seq + i])) : lo;
 }
 
 int window_of(const AttnShape& s) { return s.pattern == AttnPattern::Banded ? std::min(s.window, s.seq) : s.seq; }
@@ -67,7 +76,7 @@ void attention_naive_forward(const AttnShape& s, AttnTensor out, float* lse, Att
         const int i0 = static_cast<int>(blk) * kRowsPerTask, i1 = std::min(T, i0 + kRowsPerTask);
         for (int i = i0; i < i1; ++i) {
           float* p = S.data() + static_cast<size_t>(i) * T;
-          const int lo = std::max(0, i - w + 1);
+          const int lo = first_key(s, b, i, w);
           const float* qi = row(q, b, h, i);
           float m = -INFINITY;
           for (int j = lo; j <= i; ++j) {
@@ -105,7 +114,7 @@ void attention_naive_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, 
       pool.parallel_for(blocks, [&](int64_t blk, int) {
         const int i0 = static_cast<int>(blk) * kRowsPerTask, i1 = std::min(T, i0 + kRowsPerTask);
         for (int i = i0; i < i1; ++i) {
-          const int lo = std::max(0, i - w + 1);
+          const int lo = first_key(s, b, i, w);
           const float* qi = row(q, b, h, i);
           const float* gi = row(dout, b, h, i);
           const float di = dot(gi, row(out, b, h, i), D);
@@ -130,6 +139,9 @@ void attention_naive_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, 
           std::fill(gk, gk + D, 0.0f);
           std::fill(gv, gv + D, 0.0f);
           for (int i = j; i <= hi; ++i) {
+            // Document starts never decrease: past the first query that
+            // cannot see key j, none can.
+            if (s.doc_start && first_key(s, b, i, w) > j) break;
             const size_t ij = static_cast<size_t>(i) * T + j;
             axpy(gv, P[ij], row(dout, b, h, i), D);
             axpy(gk, dS[ij] * s.scale, row(q, b, h, i), D);

@@ -60,21 +60,30 @@ constexpr int dkdv_smem_bytes() {
   return 2 * (2 * 64 * (D + 8) /*K, V*/ + 2 * 32 * (D + 8) /*Q, dO*/ + 2 * D * (32 + 8) /*Q^T, dO^T*/) +
          2 * 32 * 4 /*lse, D*/;
 }
+constexpr int kDkdvDocSmemBytes = 32 * 4;  // the document kernel's extra: the query tile's document starts
 template <int D>
 constexpr int dq_smem_bytes() {
   return 2 * (2 * 64 * (D + 8) /*Q, dO*/ + 2 * 32 * (D + 8) /*K, V*/ + D * (32 + 8) /*K^T*/) + 2 * 64 * 4;
 }
-static_assert(dkdv_smem_bytes<128>() <= 99 * 1024 && dq_smem_bytes<128>() <= 99 * 1024 &&
+static_assert(dkdv_smem_bytes<128>() + kDkdvDocSmemBytes <= 99 * 1024 && dq_smem_bytes<128>() <= 99 * 1024 &&
                   fwd_smem_bytes<128>() <= 99 * 1024,
               "shared memory must fit sm_80's per-block opt-in limit (163 KB) with room for two blocks");
+
+// Whether a pair counts on a cut tile. Each kernel body is compiled twice:
+// without a document mask (attention_*_kernel, the plain causal / banded
+// kernels, which so carry no document code: their registers, and with them
+// the occupancy, stay as they were) and with one (attention_*_doc_kernel).
+template <bool DOC>
+__device__ __forceinline__ bool pair_ok(const Mask& m, int i, int j, int first) {
+  return DOC ? m.ok(i, j, first) : m.ok(i, j);
+}
 
 // ---------------------------------------------------------------------------
 // Forward. Grid (ceil(T/64), H, B); heavy (late) query tiles first.
 // out: [B,H,T,D] view; lse: [B,H,T]
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q,
-                                                                 AttnTensor k, AttnTensor v, int H, int T,
-                                                                 float scale_log2, Mask mask) {
+template <int D, bool DOC>
+__device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k,
+                                         AttnTensor v, int H, int T, float scale_log2, Mask mask) {
   static_assert(D % 16 == 0, "head dim must be a multiple of 16");
   constexpr int BR = 64, BC = 64, QP = D + 8, VP = BC + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
@@ -108,9 +117,11 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
   for (int i = 0; i < DN; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
   float mrow[2] = {-CUDART_INF_F, -CUDART_INF_F}, lrow[2] = {0.0f, 0.0f};
   const int row0 = q0 + warp * 16 + g;  // rows row0 and row0 + 8
+  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
+  const int first[2] = {mask.first(ds, row0), mask.first(ds, row0 + 8)};  // the rows' document starts
 
   const int hi = min(T, q0 + BR);
-  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  const int lo = mask.key_lo(ds, q0);
   for (int kt = lo / BC; kt * BC < hi; ++kt) {
     const int k0 = kt * BC;
     __syncthreads();  // everyone is done with the previous K/V tile
@@ -130,13 +141,14 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
         mma_bf16_16816(s[j], qf[ks], bf);
       }
     }
-    const bool cut = mask.cuts(q0, BR, k0, BC);
+    const bool cut = mask.cuts(ds, q0, BR, k0, BC);
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         float x = s[j][c] * scale_log2;
-        if (cut && !mask.ok(row0 + (c / 2) * 8, k0 + j * 8 + 2 * t + (c % 2))) x = -CUDART_INF_F;
+        if (cut && !pair_ok<DOC>(mask, row0 + (c / 2) * 8, k0 + j * 8 + 2 * t + (c % 2), first[c / 2]))
+          x = -CUDART_INF_F;
         s[j][c] = x;
       }
     // Online softmax per row (c/2 selects row0 or row0+8); the 4 threads of a
@@ -201,6 +213,20 @@ __global__ void __launch_bounds__(kThreads) attention_fwd_kernel(AttnTensor out,
   }
 }
 
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v, int H,
+                         int T, float scale_log2, Mask mask) {
+  fwd_body<D, false>(out, lse, q, k, v, H, T, scale_log2, mask);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_fwd_doc_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v, int H,
+                             int T, float scale_log2, Mask mask) {
+  fwd_body<D, true>(out, lse, q, k, v, H, T, scale_log2, mask);
+}
+
 // ---------------------------------------------------------------------------
 // D[bh, i] = sum_d bf16(dO[i, d]) * O[i, d] (bf16_dout; fp32 dO otherwise).
 // One warp per row. Grid (ceil(T/4), H, B).
@@ -231,13 +257,10 @@ __global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, 
 
 // ---------------------------------------------------------------------------
 // dK, dV for one key tile of 64 (each warp 16 keys). Grid (ceil(T/64), H, B).
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q,
-                                                                      AttnTensor k, AttnTensor v,
-                                                                      const float* __restrict__ lse,
-                                                                      const float* __restrict__ dvec, AttnTensor dout,
-                                                                      int H, int T, float scale, float scale_log2,
-                                                                      Mask mask) {
+template <int D, bool DOC>
+__device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+                                          const float* __restrict__ lse, const float* __restrict__ dvec,
+                                          AttnTensor dout, int H, int T, float scale, float scale_log2, Mask mask) {
   constexpr int BC = 64, BR = 32, RP = D + 8, TP = BR + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BR / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -249,6 +272,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
   __nv_bfloat16* dOt = Qt + D * TP;                                   // [D][TP]
   float* lse2_s = reinterpret_cast<float*>(dOt + D * TP);             // [BR], log2 units
   float* dvec_s = lse2_s + BR;                                        // [BR]
+  int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + BR);         // [BR] document starts (DOC only)
 
   const int kt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -270,9 +294,11 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
     for (int c = 0; c < 4; ++c) dka[i][c] = dva[i][c] = 0.0f;
   const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
 
-  // Queries that see a key in [k0, k0+BC): i >= k0, and i < j + window when banded.
+  // Queries that see a key in [k0, k0+BC): i >= k0, i < j + window when
+  // banded, and (documents) up to the end of the last key's document.
+  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
   const int qlo = k0;
-  const int qhi = mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
+  const int qhi = DOC ? mask.query_hi(ds, k0, BC) : mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
   for (int qt = qlo / BR; qt * BR < qhi; ++qt) {
     const int q0 = qt * BR;
     __syncthreads();  // previous query tile fully consumed (and K/V staged on the first pass)
@@ -282,6 +308,7 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
       const int i = q0 + threadIdx.x;
       lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
       dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+      if (DOC) first_s[threadIdx.x] = mask.first(ds, i);
     }
     __syncthreads();
 
@@ -309,14 +336,14 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
       }
     }
     // P^T and dS^T in place. Element c: key key0 + (c/2)*8, query q0 + j*8 + 2t + c%2.
-    const bool cut = mask.cuts(q0, BR, k0, BC);
+    const bool cut = mask.cuts(ds, q0, BR, k0, BC);
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int qi = j * 8 + 2 * t + (c % 2);
         float p = exp2f(st_[j][c] * scale_log2 - lse2_s[qi]);
-        if (cut && !mask.ok(q0 + qi, key0 + (c / 2) * 8)) p = 0.0f;
+        if (cut && !pair_ok<DOC>(mask, q0 + qi, key0 + (c / 2) * 8, DOC ? first_s[qi] : 0)) p = 0.0f;
         st_[j][c] = p;
         dpt[j][c] = p * (dpt[j][c] - dvec_s[qi]);
       }
@@ -359,14 +386,28 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dkdv_kernel(AttnTensor
   }
 }
 
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+                              const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
+                              int T, float scale, float scale_log2, Mask mask) {
+  dkdv_body<D, false>(dk, dv, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dkdv_doc_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+                                  const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
+                                  int T, float scale, float scale_log2, Mask mask) {
+  dkdv_body<D, true>(dk, dv, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+}
+
 // ---------------------------------------------------------------------------
 // dQ for one query tile of 64 (each warp 16 queries). Grid (ceil(T/64), H, B).
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k,
-                                                                    AttnTensor v, const float* __restrict__ lse,
-                                                                    const float* __restrict__ dvec, AttnTensor dout,
-                                                                    int H, int T, float scale, float scale_log2,
-                                                                    Mask mask) {
+template <int D, bool DOC>
+__device__ __forceinline__ void dq_body(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v,
+                                        const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
+                                        int H, int T, float scale, float scale_log2, Mask mask) {
   constexpr int BR = 64, BC = 32, RP = D + 8, TP = BC + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -397,13 +438,15 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
   }
   const int lr0 = warp * 16 + g;  // local rows lr0, lr0 + 8
   const int row0 = q0 + lr0;
+  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
+  const int first[2] = {mask.first(ds, row0), mask.first(ds, row0 + 8)};  // the rows' document starts
 
   float dqa[DN][4];
 #pragma unroll
   for (int i = 0; i < DN; ++i) dqa[i][0] = dqa[i][1] = dqa[i][2] = dqa[i][3] = 0.0f;
 
   const int hi = min(T, q0 + BR);
-  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  const int lo = mask.key_lo(ds, q0);
   for (int kt = lo / BC; kt * BC < hi; ++kt) {
     const int k0 = kt * BC;
     __syncthreads();
@@ -433,14 +476,14 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
         mma_bf16_16816(dp[j], da, vbf);
       }
     }
-    const bool cut = mask.cuts(q0, BR, k0, BC);
+    const bool cut = mask.cuts(ds, q0, BR, k0, BC);
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int lr = lr0 + (c / 2) * 8;
         float p = exp2f(s[j][c] * scale_log2 - lse2_s[lr]);
-        if (cut && !mask.ok(q0 + lr, k0 + j * 8 + 2 * t + (c % 2))) p = 0.0f;
+        if (cut && !pair_ok<DOC>(mask, q0 + lr, k0 + j * 8 + 2 * t + (c % 2), first[c / 2])) p = 0.0f;
         dp[j][c] = p * (dp[j][c] - dvec_s[lr]);
       }
     // dQ += dS K (k index = key)
@@ -472,6 +515,22 @@ __global__ void __launch_bounds__(kThreads) attention_bwd_dq_kernel(AttnTensor d
   }
 }
 
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
+                            const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
+                            float scale_log2, Mask mask) {
+  dq_body<D, false>(dq, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_bwd_dq_doc_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
+                                const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
+                                float scale_log2, Mask mask) {
+  dq_body<D, true>(dq, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+}
+
 void check_shape(const AttnShape& s, const char* op) {
   GPT_CHECK_ARG(s.batch >= 1 && s.heads >= 1 && s.seq >= 1, std::string(op) + ": batch, heads and seq must be >= 1");
   GPT_CHECK_ARG(s.batch <= 65535 && s.heads <= 65535, std::string(op) + ": batch and heads must be <= 65535 on CUDA");
@@ -483,32 +542,67 @@ void check_shape(const AttnShape& s, const char* op) {
                 std::string(op) + ": banded attention needs window >= 1");
 }
 
-template <int D>
-void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
+template <int D, bool DOC>
+void fwd_launch(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v,
+                cudaStream_t st) {
   static std::atomic<bool> smem_ok{false};
   constexpr int bytes = fwd_smem_bytes<D>();
-  allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
   dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
-  attention_fwd_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
-                                                         make_mask(s));
+  if constexpr (DOC) {
+    allow_smem(attention_fwd_doc_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
+    attention_fwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
+                                                               make_mask(s));
+  } else {
+    allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
+    attention_fwd_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
+                                                           make_mask(s));
+  }
   CUDA_CHECK_LAUNCH("attention_forward");
+}
+
+template <int D>
+void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
+  if (s.doc_start)
+    fwd_launch<D, true>(s, out, lse, q, k, v, st);
+  else
+    fwd_launch<D, false>(s, out, lse, q, k, v, st);
+}
+
+template <int D, bool DOC>
+void bwd_launch(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
+                AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
+  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
+  constexpr int b1 = dkdv_smem_bytes<D>() + (DOC ? kDkdvDocSmemBytes : 0), b2 = dq_smem_bytes<D>();
+  const Mask m = make_mask(s);
+  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
+  if constexpr (DOC) {
+    allow_smem(attention_bwd_dkdv_doc_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
+    allow_smem(attention_bwd_dq_doc_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
+    attention_bwd_dkdv_doc_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq,
+                                                                 s.scale, s.scale * kLog2e, m);
+  } else {
+    allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
+    allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
+    attention_bwd_dkdv_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                             s.scale * kLog2e, m);
+  }
+  CUDA_CHECK_LAUNCH("attention_backward (dK, dV)");
+  if constexpr (DOC)
+    attention_bwd_dq_doc_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                               s.scale * kLog2e, m);
+  else
+    attention_bwd_dq_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
+                                                           s.scale * kLog2e, m);
+  CUDA_CHECK_LAUNCH("attention_backward (dQ)");
 }
 
 template <int D>
 void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
          const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
-  constexpr int b1 = dkdv_smem_bytes<D>(), b2 = dq_smem_bytes<D>();
-  allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
-  allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
-  const Mask m = make_mask(s);
-  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
-  attention_bwd_dkdv_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                           s.scale * kLog2e, m);
-  CUDA_CHECK_LAUNCH("attention_backward (dK, dV)");
-  attention_bwd_dq_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                         s.scale * kLog2e, m);
-  CUDA_CHECK_LAUNCH("attention_backward (dQ)");
+  if (s.doc_start)
+    bwd_launch<D, true>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+  else
+    bwd_launch<D, false>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
 }
 
 // fp32 SIMT kernels (attention_fp32.cu) when fp32 was asked for or the head

@@ -2,8 +2,10 @@
 // with the CPU kernels' contract (native/cpu/attention.h, docs/ARCHITECTURE.md "Fused
 // attention"): per-row log-sum-exp saved by the forward pass, backward
 // recomputes the scores from it with D = rowsum(dO * O) precomputed, only key
-// tiles that intersect the causal triangle / band are visited, and masks are
-// applied only on tiles the diagonal or band edge cuts.
+// tiles that intersect the causal triangle / band (and, with a document mask,
+// the rows' documents) are visited, and masks are applied only on tiles the
+// diagonal, the band edge or a document start cuts. AttnShape::doc_start is
+// a device pointer here, and trusted (the callers check it on the host).
 //
 // Inputs are fp32 in memory; tiles are rounded to bf16 when staged in shared
 // memory and multiplied on tensor cores (mma.sync m16n8k16) with fp32

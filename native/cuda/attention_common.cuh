@@ -16,17 +16,54 @@ namespace cuda {
 
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Which (query i, key j) pairs count: j <= i, j > i - window when banded, both < T.
+// Which (query i, key j) pairs count: j <= i, j > i - window when banded, both
+// < T, and with documents j >= the first position of query i's document
+// (AttnShape::doc_start). A kernel takes its batch row's document starts
+// once (docs(b): null without documents) and each query row's start
+// (first(ds, i): 0 without documents and past T).
 struct Mask {
   int T, window;
   bool banded;
+  const int32_t* doc;  // [B, T] document starts in device memory, or null
   __device__ __forceinline__ bool ok(int i, int j) const {
     return j <= i && i < T && j < T && (!banded || j > i - window);
   }
+  __device__ __forceinline__ bool ok(int i, int j, int first) const { return j >= first && ok(i, j); }
   // True when some pair in queries [q0, q0+nq) x keys [k0, k0+nk) fails ok()
   // (the tile is cut by the diagonal, the band edge or the end of the sequence).
   __device__ __forceinline__ bool cuts(int q0, int nq, int k0, int nk) const {
     return (k0 + nk - 1 > q0) || (q0 + nq > T) || (k0 + nk > T) || (banded && k0 <= q0 + nq - 1 - window);
+  }
+  __device__ __forceinline__ const int32_t* docs(int b) const { return doc ? doc + (long long)b * T : nullptr; }
+  __device__ __forceinline__ int first(const int32_t* ds, int i) const { return ds && i < T ? ds[i] : 0; }
+  // cuts(), or a document start after k0 in the tile's rows (the starts
+  // never decrease along a row, so the last row's is the largest).
+  __device__ __forceinline__ bool cuts(const int32_t* ds, int q0, int nq, int k0, int nk) const {
+    return cuts(q0, nq, k0, nk) || (ds && ds[min(q0 + nq, T) - 1] > k0);
+  }
+  // The first key a query tile starting at q0 can see: its first row's band
+  // start or document start (the smallest of the tile's rows).
+  __device__ __forceinline__ int key_lo(const int32_t* ds, int q0) const {
+    const int lo = banded ? max(0, q0 - window + 1) : 0;
+    return ds ? max(lo, ds[q0]) : lo;
+  }
+  // One past the last query that sees a key of [k0, k0+nk): the band's end,
+  // then (documents) the first query after the tile whose document starts
+  // past its last key (a binary search; every thread gets the same answer).
+  __device__ __forceinline__ int query_hi(const int32_t* ds, int k0, int nk) const {
+    int hi = banded ? min(T, k0 + nk - 1 + window) : T;
+    if (ds) {
+      const int klast = min(k0 + nk, T) - 1;
+      int l = klast + 1;
+      while (l < hi) {
+        const int mid = (l + hi) / 2;
+        if (ds[mid] > klast)
+          hi = mid;
+        else
+          l = mid + 1;
+      }
+    }
+    return hi;
   }
 };
 
@@ -36,6 +73,7 @@ inline Mask make_mask(const AttnShape& s) {
   m.T = s.seq;
   m.banded = s.pattern == AttnPattern::Banded && s.window < s.seq;
   m.window = m.banded ? s.window : s.seq;
+  m.doc = s.doc_start;
   return m;
 }
 

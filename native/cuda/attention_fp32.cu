@@ -13,7 +13,10 @@
 // Kernels: forward (one block per query tile; online softmax in log2 units,
 // lse saved), backward dK/dV (one block per key tile; loops over the query
 // tiles that see it, S^T and dP^T per thread row = key), backward dQ (one
-// block per query tile; loops over its key tiles). D = rowsum(dO*O) comes
+// block per query tile; loops over its key tiles). With a document mask
+// (Mask::doc) the key-tile and query-tile loops start and stop where the
+// documents allow, and cut tiles mask by the rows' document starts too.
+// D = rowsum(dO*O) comes
 // from attention.cu's attention_dvec_kernel, in fp32 (dO not rounded) here. Every output element has one
 // writer: deterministic without atomics.
 //
@@ -71,11 +74,15 @@ template <int DM>
 constexpr int bwd_smem_bytes() {
   return 4 * (4 * kTile * (DM + 1) /*K, V, Q, dO*/ + 2 * kTile * kSp /*P, dS*/ + 2 * kTile /*lse, D*/);
 }
+// With a document mask the dK/dV kernel also stages the query tile's
+// document starts (so a launch without one asks for what it always did).
+constexpr int kDkdvDocSmemBytes = 4 * kTile;
 template <int DM>
 constexpr int dq_smem_bytes() {
   return 4 * (4 * kTile * (DM + 1) /*Q, dO, K, V*/ + kTile * kSp /*dS*/ + 2 * kTile /*lse, D*/);
 }
-static_assert(bwd_smem_bytes<256>() <= 163 * 1024, "must fit sm_80's per-block opt-in shared memory");
+static_assert(bwd_smem_bytes<256>() + kDkdvDocSmemBytes <= 163 * 1024,
+              "must fit sm_80's per-block opt-in shared memory");
 
 // ---------------------------------------------------------------------------
 // Forward. Grid (ceil(T/32), H, B); heavy (late) query tiles first.
@@ -100,6 +107,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   const float* kb = k.ptr + b * k.sb + h * k.sh;
   const float* vb = v.ptr + b * v.sb + h * v.sh;
 
+  const int32_t* ds = mask.docs(b);
+  const int first = mask.first(ds, row);  // this row's document start
+
   stage_rows<DM>(Qs, qb, q.st, q0, T, D);
 
   float o[ND];
@@ -108,7 +118,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   float m = -CUDART_INF_F, l = 0.0f;  // running max (log2 units) and this thread's partial sum
 
   const int hi = min(T, q0 + kTile);
-  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  const int lo = mask.key_lo(ds, q0);
   for (int kt = lo / kTile; kt * kTile < hi; ++kt) {
     const int k0 = kt * kTile;
     __syncthreads();  // the previous K, V and P are consumed (and Q is staged)
@@ -126,12 +136,12 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int j = 0; j < kCols; ++j) s[j] = fmaf(x, Ks[(l8 + kTpr * j) * P + d], s[j]);
     }
-    const bool cut = mask.cuts(q0, kTile, k0, kTile);
+    const bool cut = mask.cuts(ds, q0, kTile, k0, kTile);
     float mx = -CUDART_INF_F;
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
       float x = s[j] * scale_log2;
-      if (cut && !mask.ok(row, k0 + l8 + kTpr * j)) x = -CUDART_INF_F;
+      if (cut && !mask.ok(row, k0 + l8 + kTpr * j, first)) x = -CUDART_INF_F;
       s[j] = x;
       mx = fmaxf(mx, x);
     }
@@ -193,6 +203,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   float* dSs = Ps + kTile * kSp;       // [32 keys][kSp queries]
   float* lse2_s = dSs + kTile * kSp;   // [32] log2 units
   float* dvec_s = lse2_s + kTile;      // [32]
+  int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + kTile);  // [32] document starts (with documents only)
 
   const int kt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -212,8 +223,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int i = 0; i < ND; ++i) dka[i] = dva[i] = 0.0f;
 
-  // Queries that see a key in [k0, k0+32): i >= k0, and i < j + window when banded.
-  const int qhi = mask.banded ? min(T, k0 + kTile - 1 + mask.window) : T;
+  // Queries that see a key in [k0, k0+32): i >= k0, i < j + window when
+  // banded, and (documents) up to the end of the last key's document.
+  const int32_t* ds = mask.docs(b);
+  const int qhi = mask.query_hi(ds, k0, kTile);
   for (int qt = k0 / kTile; qt * kTile < qhi; ++qt) {
     const int q0 = qt * kTile;
     __syncthreads();  // the previous query tile is consumed (and K, V are staged)
@@ -223,6 +236,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int i = q0 + threadIdx.x;
       lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
       dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+      if (ds) first_s[threadIdx.x] = mask.first(ds, i);
     }
     __syncthreads();
 
@@ -241,12 +255,12 @@ __global__ void __launch_bounds__(kThreads, 2)
         dp[j] = fmaf(vx, dOs[(l8 + kTpr * j) * P + d], dp[j]);
       }
     }
-    const bool cut = mask.cuts(q0, kTile, k0, kTile);
+    const bool cut = mask.cuts(ds, q0, kTile, k0, kTile);
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
       const int qi = l8 + kTpr * j;
       float p = exp2f(s[j] * scale_log2 - lse2_s[qi]);
-      if (cut && !mask.ok(q0 + qi, key)) p = 0.0f;
+      if (cut && !mask.ok(q0 + qi, key, ds ? first_s[qi] : 0)) p = 0.0f;
       Ps[c * kSp + qi] = p;
       dSs[c * kSp + qi] = p * (dp[j] - dvec_s[qi]);
     }
@@ -320,8 +334,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int i = 0; i < ND; ++i) dqa[i] = 0.0f;
 
+  const int32_t* ds = mask.docs(b);
+  const int first = mask.first(ds, row);  // this row's document start
   const int hi = min(T, q0 + kTile);
-  const int lo = mask.banded ? max(0, q0 - mask.window + 1) : 0;
+  const int lo = mask.key_lo(ds, q0);
   for (int kt = lo / kTile; kt * kTile < hi; ++kt) {
     const int k0 = kt * kTile;
     __syncthreads();  // the previous K, V, dS are consumed (and Q, dO, lse, D are staged)
@@ -343,13 +359,13 @@ __global__ void __launch_bounds__(kThreads, 2)
         dp[j] = fmaf(gx, Vs[(l8 + kTpr * j) * P + d], dp[j]);
       }
     }
-    const bool cut = mask.cuts(q0, kTile, k0, kTile);
+    const bool cut = mask.cuts(ds, q0, kTile, k0, kTile);
     const float lse2 = lse2_s[r], dvr = dvec_s[r];
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
       const int kc = l8 + kTpr * j;
       float p = exp2f(s[j] * scale_log2 - lse2);
-      if (cut && !mask.ok(row, k0 + kc)) p = 0.0f;
+      if (cut && !mask.ok(row, k0 + kc, first)) p = 0.0f;
       dSs[r * kSp + kc] = p * (dp[j] - dvr);
     }
     __syncthreads();  // the row's whole dS is in shared memory
@@ -388,8 +404,10 @@ template <int DM>
 void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
          const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
-  constexpr int bytes = bwd_smem_bytes<DM>(), bytes_dq = dq_smem_bytes<DM>();
-  allow_smem(attention_fp32_bwd_dkdv_kernel<DM>, bytes, dkdv_ok, s.head_dim,
+  constexpr int bytes_dq = dq_smem_bytes<DM>();
+  const int bytes = bwd_smem_bytes<DM>() + (s.doc_start ? kDkdvDocSmemBytes : 0);
+  // The limit is raised once, to what a launch with documents needs.
+  allow_smem(attention_fp32_bwd_dkdv_kernel<DM>, bwd_smem_bytes<DM>() + kDkdvDocSmemBytes, dkdv_ok, s.head_dim,
              "attention_backward (fp32, shared memory)");
   allow_smem(attention_fp32_bwd_dq_kernel<DM>, bytes_dq, dq_ok, s.head_dim,
              "attention_backward (fp32, shared memory)");

@@ -3,7 +3,8 @@
 // bf16 tensor-core kernels (attention.cuh) do not take. Same contract as
 // those: lse saved by the forward pass, backward recomputes the scores from
 // it with D = rowsum(dO * O) precomputed, only tiles that intersect the
-// causal triangle / band are visited, masks only on cut tiles, dK/dV and dQ
+// causal triangle / band / documents are visited, masks only on cut tiles
+// (document masks as in attention.cuh), dK/dV and dQ
 // each written by one block (no atomics: deterministic). Head dims 1..256.
 //
 // Legend: B batch, H heads, T sequence, D head size.

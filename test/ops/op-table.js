@@ -233,6 +233,43 @@ function buildCases(seed) {
       cases.push({ name: `decode_head ${M}x${K}x${N}`, precision: p, tol: tolFor(p), outputs: ['out'],
         opts: { op: 'decode_head', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, N * K, 0.1) } });
     }
+  // Attention with a document mask (docStart: each row split into documents
+  // of random lengths 1 to maxLen, a start forced onto a 32- and a 64-row
+  // tile edge): bf16 tensor cores and fp32 SIMT, dense and banded, both
+  // layouts (appended, so the inputs of the cases above stay as they were).
+  const docStarts = (B, T, maxLen) => {
+    const ds = new Int32Array(B * T);
+    for (let b = 0; b < B; ++b) {
+      let start = 0, next = 1 + Math.floor(r() * maxLen);
+      for (let i = 0; i < T; ++i) {
+        if (i === next || i === 32 || i === 64) {
+          start = i;
+          next = i + 1 + Math.floor(r() * maxLen);
+        }
+        ds[b * T + i] = start;
+      }
+    }
+    return ds;
+  };
+  const attnDoc = [
+    { B: 2, H: 2, T: 200, D: 64, banded: false, window: 0, layout: 'bhtd', precision: 'bf16', maxLen: 70 },
+    { B: 1, H: 2, T: 130, D: 128, banded: true, window: 37, layout: 'btc', precision: 'bf16', maxLen: 20 },
+    { B: 2, H: 2, T: 100, D: 32, banded: false, window: 0, layout: 'bhtd', precision: 'fp32', maxLen: 40 },
+    { B: 1, H: 3, T: 90, D: 40, banded: true, window: 20, layout: 'btc', precision: 'fp32', maxLen: 5 },
+  ];
+  for (const a of attnDoc) {
+    const n = a.B * a.H * a.T * a.D;
+    const shape = { batch: a.B, heads: a.H, seq: a.T, headDim: a.D, banded: a.banded, window: a.window,
+      scale: 1 / Math.sqrt(a.D), layout: a.layout, precision: a.precision, docStart: docStarts(a.B, a.T, a.maxLen) };
+    const label = `attention ${a.precision} documents (up to ${a.maxLen}) ${a.banded ? `banded w=${a.window}` : 'dense'} ` +
+      `B${a.B} H${a.H} T${a.T} D${a.D} ${a.layout}`;
+    const inputs = a.layout === 'btc' ? { qkv: randn(r, 3 * n) } : { q: randn(r, n), k: randn(r, n), v: randn(r, n) };
+    const tol = tolFor(a.precision);
+    cases.push({ name: `${label} forward`, precision: a.precision, tol, outputs: ['out'], absOutputs: ['lse'],
+      attention: true, opts: { op: 'attention_forward', ...shape, ...inputs } });
+    cases.push({ name: `${label} backward`, precision: a.precision, tol, attention: true,
+      outputs: a.layout === 'btc' ? ['dqkv'] : ['dq', 'dk', 'dv'], needsForward: true, checkDeterminism: true,
+      opts: { op: 'attention_backward', ...shape, ...inputs, dout: randn(r, n) } });
   }
   return cases;
 }
