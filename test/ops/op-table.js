@@ -233,6 +233,7 @@ function buildCases(seed) {
       cases.push({ name: `decode_head ${M}x${K}x${N}`, precision: p, tol: tolFor(p), outputs: ['out'],
         opts: { op: 'decode_head', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, N * K, 0.1) } });
     }
+  }
   // Attention with a document mask (docStart: each row split into documents
   // of random lengths 1 to maxLen, a start forced onto a 32- and a 64-row
   // tile edge): bf16 tensor cores and fp32 SIMT, dense and banded, both
