@@ -579,7 +579,8 @@ static inline void kv_tile(const AttnArgs& a, int b, int h, int kt, float* scrat
       float* dp = dP + i * TL;
       if (masked) {
         // Row i's first key: the band's, or its document's start if later.
-        const int64_t first = ds ? std::max<int64_t>(int64_t(q0) + i - a.w + 1, ds[q0 + i]) : int64_t(q0) + i - a.w + 1;
+        const int64_t band_first = int64_t(q0) + i - a.w + 1;
+        const int64_t first = ds ? std::max<int64_t>(band_first, ds[q0 + i]) : band_first;
         mask_row(s, first - k0, int64_t(q0) + i - k0);
       }
       const vf lv = bcast(a.lse[bh + q0 + i]), dl = bcast(a.delta[bh + q0 + i]);

@@ -139,7 +139,8 @@ describe('document-masked CUDA attention', () => {
   }
 
   test('one document is bitwise the unmasked result (fp32 and bf16, packed layout)', async () => {
-    for (const [precision, H, T, D, window] of [['fp32', 2, 70, 40, null], ['bf16', 2, 130, 64, 17], ['bf16', 1, 65, 64, null]] as const) {
+    const shapes = [['fp32', 2, 70, 40, null], ['bf16', 2, 130, 64, 17], ['bf16', 1, 65, 64, null]] as const;
+    for (const [precision, H, T, D, window] of shapes) {
       const B = 2, n = B * H * T * D;
       const shape = { batch: B, heads: H, seq: T, headDim: D, banded: window !== null, window: window ?? 0, precision,
         layout: 'btc' };

@@ -207,7 +207,8 @@ function rowSoftmaxMasked(s: MaskShape, allowed: Uint8Array, b: number, q: Arr, 
   return { keys, lse: m + Math.log(l) };
 }
 
-export function refForwardMasked(s: MaskShape, allowed: Uint8Array, q: Arr, k: Arr, v: Arr): { out: Float64Array; lse: Float64Array } {
+export function refForwardMasked(s: MaskShape, allowed: Uint8Array, q: Arr, k: Arr, v: Arr):
+  { out: Float64Array; lse: Float64Array } {
   const { batch: B, heads: H, seq: T, headDim: D } = s;
   const out = new Float64Array(B * H * T * D);
   const lse = new Float64Array(B * H * T);

@@ -72,15 +72,20 @@ interface Case {
 
 const CASES: Case[] = [
   { name: 'seq 1', heads: 2, seq: 1, headDim: 16, eots: [[0], []], windows: [1, 5] },
-  { name: 'seq 70: starts at 5, 30 and the tile edge 64', heads: 2, seq: 70, headDim: 64, eots: [[4, 29, 63]], windows: [1, 17, 200] },
+  { name: 'seq 70: starts at 5, 30 and the tile edge 64', heads: 2, seq: 70, headDim: 64, eots: [[4, 29, 63]],
+    windows: [1, 17, 200] },
   { name: 'documents of length 1', heads: 1, seq: 40, headDim: 32, eots: [[9, 10, 11, 38, 39]], windows: [1, 3, 40] },
-  { name: 'starts on, before and after tile edges', heads: 2, seq: 130, headDim: 64, eots: [[63, 127], [62, 64]], windows: [17, 64, 65] },
-  { name: 'many tiny documents', heads: 1, seq: 200, headDim: 16, eots: [everyNth(200, 3), everyNth(200, 2)], windows: [2, 9] },
+  { name: 'starts on, before and after tile edges', heads: 2, seq: 130, headDim: 64, eots: [[63, 127], [62, 64]],
+    windows: [17, 64, 65] },
+  { name: 'many tiny documents', heads: 1, seq: 200, headDim: 16, eots: [everyNth(200, 3), everyNth(200, 2)],
+    windows: [2, 9] },
   { name: 'whole key tiles skipped', heads: 1, seq: 300, headDim: 64, eots: [[9, 249], [150]], windows: [100] },
-  { name: 'batch x heads = 8 (whole-head backward schedule)', heads: 4, seq: 100, headDim: 64, eots: [[20, 63], [50]], windows: [1, 30] },
+  { name: 'batch x heads = 8 (whole-head backward schedule)', heads: 4, seq: 100, headDim: 64, eots: [[20, 63], [50]],
+    windows: [1, 30] },
   { name: 'batch x heads = 8, headDim 16', heads: 4, seq: 75, headDim: 16, eots: [[0, 64], [70]], windows: [33] },
   { name: 'odd head size 33', heads: 1, seq: 70, headDim: 33, eots: [[12, 64]], windows: [7] },
-  { name: 'packed qkv layout (the model)', heads: 3, seq: 90, headDim: 32, eots: [[31, 32, 70]], windows: [20], layout: 'btc' },
+  { name: 'packed qkv layout (the model)', heads: 3, seq: 90, headDim: 32, eots: [[31, 32, 70]], windows: [20],
+    layout: 'btc' },
 ];
 
 interface Prepared {
@@ -93,7 +98,8 @@ interface Prepared {
 }
 
 /** [B, H, T, D] from the packed [B, T, 3C] layout's part `which` (0 q, 1 k, 2 v); C = H * D. */
-function unpack(qkv: Float32Array, B: number, H: number, T: number, D: number, which: number, stride: number): Float32Array {
+function unpack(qkv: Float32Array, B: number, H: number, T: number, D: number, which: number,
+  stride: number): Float32Array {
   const out = new Float32Array(B * H * T * D);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++)
@@ -102,7 +108,8 @@ function unpack(qkv: Float32Array, B: number, H: number, T: number, D: number, w
           out[((b * H + h) * T + t) * D + d] = qkv[(b * T + t) * stride + which * H * D + h * D + d];
   return out;
 }
-function pack(x: Float64Array, B: number, H: number, T: number, D: number, into: Float64Array, which: number, stride: number): void {
+function pack(x: Float64Array, B: number, H: number, T: number, D: number, into: Float64Array, which: number,
+  stride: number): void {
   for (let b = 0; b < B; b++)
     for (let h = 0; h < H; h++)
       for (let t = 0; t < T; t++)
@@ -184,7 +191,8 @@ function check(p: Prepared, r: Out, what: string): void {
 }
 
 const bitEqual = (a: Float32Array, b: Float32Array): boolean =>
-  a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  a.length === b.length &&
+  Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 describe.each(isas.map((isa) => [isa]))('document-masked fused attention on %s', (isa: IsaName) => {
   beforeAll(() => setIsa(isa));
@@ -196,7 +204,8 @@ describe.each(isas.map((isa) => [isa]))('document-masked fused attention on %s',
   });
 
   it('one document (no boundary inside a row) is bitwise the unmasked result', async () => {
-    for (const [B, H, T, D, window] of [[2, 4, 130, 64, null], [1, 2, 130, 64, 17], [1, 3, 70, 33, null], [2, 1, 1, 16, 1]] as const) {
+    const shapes = [[2, 4, 130, 64, null], [1, 2, 130, 64, 17], [1, 3, 70, 33, null], [2, 1, 1, 16, 1]] as const;
+    for (const [B, H, T, D, window] of shapes) {
       const n = B * H * T * D;
       const shape = { batch: B, heads: H, seq: T, headDim: D, banded: window !== null, window: window ?? 0 };
       const inputs = { q: randomArray(n, 7001), k: randomArray(n, 7002), v: randomArray(n, 7003) };
@@ -263,8 +272,10 @@ describe('document-masked attention, other checks', () => {
     ];
     for (const [ds, msg] of bad) {
       const docStart = Int32Array.from(ds);
-      await expect(op({ ...shape, q: x, k: x, v: x, docStart })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(msg) });
-      await expect(op({ ...shape, q: x, k: x, v: x, docStart, naive: true })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(op({ ...shape, q: x, k: x, v: x, docStart })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT',
+        message: expect.stringMatching(msg) });
+      await expect(op({ ...shape, q: x, k: x, v: x, docStart, naive: true }))
+        .rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     }
     await expect(op({ ...shape, q: x, k: x, v: x, docStart: new Int32Array(7) })).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT', message: expect.stringContaining('length 8 for docStart') });
