@@ -68,6 +68,13 @@ export interface SaveOptions {
 export interface BatchShape {
   batch: number;
   seq: number;
+  /**
+   * The document mask: an end-of-text token id. With it, attention keeps
+   * every query inside its document (documents end at this token; the EOT
+   * belongs to the document it ends; see lib/doc-mask.ts). Absent: queries
+   * attend across documents, as GPT-2 and GPT-3 train.
+   */
+  docEot?: number;
 }
 
 export interface StepOptions {
@@ -225,7 +232,7 @@ export class GPT {
     const s = this.checkShape(shape, true);
     const t = checkIds('tokens', tokens, s, this.config.vocab_size, false);
     return this.calls.enqueue(async () => ({
-      logits: local(await this.native().forward({ tokens: t, batch: s.batch, seq: s.seq })),
+      logits: local(await this.native().forward({ tokens: t, ...s })),
     }));
   }
 
@@ -234,7 +241,7 @@ export class GPT {
     const s = this.checkShape(shape);
     const t = checkIds('tokens', tokens, s, this.config.vocab_size, false);
     const g = checkIds('targets', targets, s, this.config.vocab_size, true);
-    return this.calls.enqueue(async () => (await this.native().loss({ tokens: t, targets: g, batch: s.batch, seq: s.seq })).loss);
+    return this.calls.enqueue(async () => (await this.native().loss({ tokens: t, targets: g, ...s })).loss);
   }
 
   /**
@@ -246,7 +253,7 @@ export class GPT {
     const t = checkIds('tokens', tokens, s, this.config.vocab_size, false);
     const g = checkIds('targets', targets, s, this.config.vocab_size, true);
     return this.calls.enqueue(
-      async () => (await this.native().forwardBackward({ tokens: t, targets: g, batch: s.batch, seq: s.seq })).loss,
+      async () => (await this.native().forwardBackward({ tokens: t, targets: g, ...s })).loss,
     );
   }
 
@@ -397,7 +404,7 @@ export class GPT {
 
   /** Validates a shape and checks that its activations (and logits) fit. */
   private checkShape(shape: BatchShape, logits = false): BatchShape {
-    const s = checkBatchShape(shape, this.config.n_positions);
+    const s = checkBatchShape(shape, this.config.n_positions, this.config.vocab_size);
     this.fit.check(s.batch, s.seq, logits);
     return s;
   }

@@ -170,13 +170,19 @@ export class Trainer {
         if (prevState) sampler.setState(prevState.sampler);
         const evalSet = evalBatches(ds.val, { batch: settings.batch, seq: settings.seq, maxWindows: settings.eval_windows });
         const entropy = unigramEntropy(ds);
-        return { settings, accum, schedule, startStep, endStep, sampler, evalSet, entropy };
+        if (settings.doc_mask && tok.eot === null)
+          throw new ArgumentRangeError(
+            `Expected data with an end-of-text token for doc_mask but the data in ${ds.dir} uses the ${tokenizer} tokenizer, which has none (documents are simply concatenated); prepare it with --tokenizer gpt2`,
+          );
+        // The document mask: attention stops at the tokenizer's end-of-text token.
+        const docMask: { docEot?: number } = settings.doc_mask ? { docEot: tok.eot as number } : {};
+        return { settings, accum, schedule, startStep, endStep, sampler, evalSet, entropy, docMask };
       } catch (e) {
         if (owned) await model.dispose();
         throw e;
       }
     })();
-    const { settings, accum, schedule, startStep, endStep, sampler, evalSet, entropy } = prep;
+    const { settings, accum, schedule, startStep, endStep, sampler, evalSet, entropy, docMask } = prep;
 
     if (!model) {
       model = await backend.create(modelConfig, { seed: settings.seed, device: settings.device, precision: settings.precision ?? undefined });
@@ -271,7 +277,7 @@ export class Trainer {
           let lossSum = 0;
           for (let i = 0; i < accum; i++) {
             const b = sampler.next();
-            lossSum += await model.forwardBackward(b.tokens, b.targets, { batch: settings.batch, seq: settings.seq });
+            lossSum += await model.forwardBackward(b.tokens, b.targets, { batch: settings.batch, seq: settings.seq, ...docMask });
           }
           const loss = lossSum / accum;
           if (!Number.isFinite(loss)) throw nonFinite(s, `the loss is ${loss}`, lastCheckpoint);
@@ -314,7 +320,7 @@ export class Trainer {
           hooks.onStep?.(info);
           const last = step === endStep;
           if (step % settings.eval_every === 0 || step === settings.steps || (last && o.stopAfter === undefined)) {
-            valLoss = (await meanLoss(model, evalSet, settings.seq)).loss;
+            valLoss = (await meanLoss(model, evalSet, settings.seq, docMask.docEot)).loss;
             line.val_loss = valLoss;
             line.val_perplexity = Math.exp(valLoss);
             sample = await makeSample(step);

@@ -64,6 +64,7 @@ export function trainerOptionsFromFlags(opts: Opts): TrainerOptions {
       throw new ArgumentRangeError(`Expected one of fp32, bf16 for --precision but received "${opts.precision}"`);
     settings.precision = opts.precision as string;
   }
+  if (opts.docMask === true) settings.doc_mask = true;
   let tokenizer: TokenizerName | undefined = file?.tokenizer;
   if (opts.tokenizer !== undefined) {
     if (!['gpt2', 'byte'].includes(opts.tokenizer as string))
@@ -126,6 +127,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the weights and the batch sampler (default 1337)')
     .option('--device <d>', 'auto, cpu or cuda (default auto)')
     .option('--precision <p>', 'fp32 or bf16 (default: fp32 on the CPU, bf16 on CUDA)')
+    .option('--doc-mask', 'keep attention within documents (never across an end-of-text token; needs the gpt2 tokenizer)')
     .option('--threads <n>', 'CPU threads (default: all cores)')
     .option('--eval-every <n>', 'validation loss and a sample every n steps (default 100)')
     .option('--checkpoint-every <n>', 'checkpoint every n steps (default 200)')

@@ -31,14 +31,16 @@ export function local(a: Float32Array): Float32Array {
   return new Float32Array(v.buffer, v.byteOffset, v.length);
 }
 
-/** A batch shape { batch, seq } with seq within the model's context. */
-export function checkBatchShape(shape: BatchShape, nPositions: number): BatchShape {
+/** A batch shape { batch, seq, docEot? } with seq within the model's context and docEot a token id. */
+export function checkBatchShape(shape: BatchShape, nPositions: number, vocabSize: number): BatchShape {
   const o = expectObject('shape', shape);
-  checkKnownKeys('shape', o, ['batch', 'seq']);
+  checkKnownKeys('shape', o, ['batch', 'seq', 'docEot']);
   const batch = expectInteger('batch', shape.batch, { min: 1, max: 1 << 24 });
   const seq = expectInteger('seq', shape.seq, { min: 1 });
   if (seq > nPositions) throw rangeError(`an integer between 1 and ${nPositions} (n_positions)`, 'seq', seq);
-  return { batch, seq };
+  if (shape.docEot === undefined) return { batch, seq };
+  const docEot = expectInteger('docEot', shape.docEot, { min: 0, max: vocabSize - 1 });
+  return { batch, seq, docEot };
 }
 
 /**

@@ -20,9 +20,9 @@ interface LossOut {
 
 /** The native handle. Internal. */
 export interface NativeModelHandle {
-  forward(o: { tokens: Int32Array; batch: number; seq: number }): Promise<Float32Array>;
-  loss(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number }): Promise<LossOut>;
-  forwardBackward(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number }): Promise<LossOut>;
+  forward(o: { tokens: Int32Array; batch: number; seq: number; docEot?: number }): Promise<Float32Array>;
+  loss(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number; docEot?: number }): Promise<LossOut>;
+  forwardBackward(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number; docEot?: number }): Promise<LossOut>;
   /** AdamW settings left out take the core's defaults (native/core/model.h). */
   step(o: StepOptions): Promise<StepResult & { optimizerMs: number }>;
   zeroGrad(): void;

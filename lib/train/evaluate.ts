@@ -19,11 +19,12 @@ export async function meanLoss(
   model: TrainModel,
   batches: readonly { tokens: Int32Array; targets: Int32Array; batch: number }[],
   seq: number,
+  docEot?: number,
 ): Promise<{ loss: number; windows: number }> {
   let sum = 0;
   let windows = 0;
   for (const b of batches) {
-    const l = await model.loss(b.tokens, b.targets, { batch: b.batch, seq });
+    const l = await model.loss(b.tokens, b.targets, { batch: b.batch, seq, ...(docEot === undefined ? {} : { docEot }) });
     sum += l * b.batch;
     windows += b.batch;
   }

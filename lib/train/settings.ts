@@ -9,7 +9,7 @@ import { CONFIG_KEYS, GPTConfig, getPreset, TokenizerName } from '../config';
 import { ArgumentRangeError } from '../errors';
 import { defaultWarmup } from '../schedule';
 import { TOKENIZER_NAMES } from '../tokenizer';
-import { checkKnownKeys, describe, didYouMean, expectInteger, expectNumber, expectObject, expectOneOf, expectString } from '../validate';
+import { checkKnownKeys, describe, didYouMean, expectBoolean, expectInteger, expectNumber, expectObject, expectOneOf, expectString } from '../validate';
 
 /** Training settings (the model's shape is elsewhere). Snake case: these are also config-file keys. */
 export interface TrainSettings {
@@ -34,6 +34,12 @@ export interface TrainSettings {
   sample_tokens: number;
   device: string;
   precision: string | null;
+  /**
+   * Keep attention within documents: a query never sees a key across an
+   * end-of-text token (the tokenizer's; lib/doc-mask.ts). Off by default,
+   * as GPT-2 and GPT-3 train; for data packed from short documents.
+   */
+  doc_mask: boolean;
 }
 
 export const TRAIN_KEYS: readonly (keyof TrainSettings)[] = [
@@ -57,13 +63,14 @@ export const TRAIN_KEYS: readonly (keyof TrainSettings)[] = [
   'sample_tokens',
   'device',
   'precision',
+  'doc_mask',
 ];
 
 /** Keys a --config file may hold: the model's, the training settings, and these. */
 export const CONFIG_FILE_EXTRA_KEYS = ['preset', 'data', 'tokenizer'] as const;
 
 /** Settings that change the math: a resumed run keeps them (changing one is an error). */
-const RECIPE_KEYS: readonly (keyof TrainSettings)[] = ['batch', 'seq', 'batch_tokens', 'lr', 'warmup', 'min_lr_ratio', 'beta1', 'beta2', 'eps', 'weight_decay', 'grad_clip', 'seed'];
+const RECIPE_KEYS: readonly (keyof TrainSettings)[] = ['batch', 'seq', 'batch_tokens', 'lr', 'warmup', 'min_lr_ratio', 'beta1', 'beta2', 'eps', 'weight_decay', 'grad_clip', 'seed', 'doc_mask'];
 
 /** Peak learning rates of GPT-3's table (Brown et al. 2020, table 2.1), by preset. */
 const GPT3_LR: Record<string, number> = {
@@ -118,6 +125,7 @@ export function defaultSettings(preset: string | null, model: GPTConfig): TrainS
     sample_tokens: 200,
     device: 'auto',
     precision: null,
+    doc_mask: false,
   };
 }
 
@@ -154,6 +162,8 @@ export function validateSetting(key: string, value: unknown, where = 'config'): 
     case 'precision':
       if (value === null) return null;
       return expectOneOf(k, value, ['fp32', 'bf16'] as const);
+    case 'doc_mask':
+      return expectBoolean(k, value);
     default:
       throw new ArgumentRangeError(`Unknown key ${JSON.stringify(key)} in ${where}${didYouMean(key, TRAIN_KEYS as readonly string[])}`);
   }
@@ -196,6 +206,8 @@ export function resolveSettings(options: Partial<TrainSettings> | undefined, pre
   for (const [k, v] of Object.entries(options ?? {})) if (v !== undefined) (given as Record<string, unknown>)[k] = v;
   let s: TrainSettings;
   if (prev) {
+    // Runs saved before doc_mask existed trained without it.
+    prev = { ...prev, doc_mask: prev.doc_mask ?? false };
     s = { ...prev };
     for (const k of RECIPE_KEYS) {
       if (given[k] !== undefined && given[k] !== prev[k])

@@ -60,6 +60,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   struct Batch {
     std::vector<int32_t> tokens, targets;
     int B = 0, T = 0;
+    int32_t doc_eot = -1;  // docEot: the document mask's end-of-text id, -1 = no mask
   };
   // Copies the ids so later changes to the JS arrays cannot race the worker.
   static Batch read_batch(const Napi::Object& o, bool with_targets) {
@@ -73,6 +74,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       auto g = get_i32(o, "targets", n);
       b.targets.assign(g.data, g.data + n);
     }
+    if (has(o, "docEot")) b.doc_eot = static_cast<int32_t>(get_int(o, "docEot", 0, (int64_t(1) << 31) - 1));
     return b;
   }
 
@@ -93,7 +95,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
           env,
           [m, b, dst] {
             std::lock_guard<std::mutex> lk(m->mutex());
-            m->forward(b->tokens.data(), b->B, b->T, dst);
+            m->forward(b->tokens.data(), b->B, b->T, dst, b->doc_eot);
             return 0;
           },
           [ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(out))](Napi::Env,
@@ -120,7 +122,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
           [m, b] {
             std::lock_guard<std::mutex> lk(m->mutex());
             LossResult r;
-            r.loss = m->loss(b->tokens.data(), b->targets.data(), b->B, b->T, &r.count);
+            r.loss = m->loss(b->tokens.data(), b->targets.data(), b->B, b->T, &r.count, b->doc_eot);
             r.t = m->timings();
             return r;
           },
@@ -138,7 +140,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
           [m, b] {
             std::lock_guard<std::mutex> lk(m->mutex());
             LossResult r;
-            r.loss = m->forward_backward(b->tokens.data(), b->targets.data(), b->B, b->T, &r.count);
+            r.loss = m->forward_backward(b->tokens.data(), b->targets.data(), b->B, b->T, &r.count, b->doc_eot);
             r.t = m->timings();
             return r;
           },

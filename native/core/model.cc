@@ -11,6 +11,7 @@
 #include <limits>
 #include <sstream>
 
+#include "doc_mask.h"
 #include "error.h"
 #include "memory.h"
 #include "threadpool.h"
@@ -159,6 +160,7 @@ struct Model::Acts {
   size_t bytes = 0;
   int32_t* tokens = nullptr;   // [M]
   int32_t* targets = nullptr;  // [M]
+  int32_t* doc_start = nullptr;  // [M], the document mask's starts (calls with doc_eot >= 0)
   struct Layer {
     float *ln1, *ln1_mean, *ln1_rstd;  // [M, C], [M], [M]
     float* qkv;                        // [M, 3C]  (B, T, 3C)
@@ -377,8 +379,9 @@ void Model::ensure_acts(int B, int T) {
     if (a.base) backend_->free(a.base);
     if (a.tokens) backend_->free(a.tokens);
     if (a.targets) backend_->free(a.targets);
+    if (a.doc_start) backend_->free(a.doc_start);
     a.base = nullptr;
-    a.tokens = a.targets = nullptr;
+    a.tokens = a.targets = a.doc_start = nullptr;
     a.cap = 0;
     a.bytes = 0;
     const int64_t total = Acts::block_floats(cfg_, M);
@@ -391,6 +394,7 @@ void Model::ensure_acts(int B, int T) {
     a.base = static_cast<float*>(backend_->alloc(a.bytes, w.c_str()));
     a.tokens = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the token ids"));
     a.targets = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the targets"));
+    a.doc_start = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the document starts"));
     float* p = a.base;
     a.walk(cfg_, [&](float*& slot, int64_t width) {
       slot = p;
@@ -422,13 +426,20 @@ void Model::check_tokens(const int32_t* tokens, const int32_t* targets, int B, i
                                                        std::to_string(targets[i]) + " at index " + std::to_string(i));
 }
 
-void Model::upload_tokens(const int32_t* tokens, const int32_t* targets, int B, int T) {
+void Model::upload_tokens(const int32_t* tokens, const int32_t* targets, int B, int T, int32_t doc_eot) {
   const size_t bytes = static_cast<size_t>(B) * T * sizeof(int32_t);
   backend_->to_device(acts_->tokens, tokens, bytes);
   if (targets) backend_->to_device(acts_->targets, targets, bytes);
+  doc_start_ = nullptr;
+  if (doc_eot >= 0) {
+    HostBuffer<int32_t> starts(static_cast<size_t>(B) * T, "the document starts");
+    doc_starts_from_tokens(tokens, B, T, doc_eot, starts.data());
+    backend_->to_device(acts_->doc_start, starts.data(), bytes);
+    doc_start_ = acts_->doc_start;
+  }
 }
 
-AttnShape Model::attn_shape(int l, int B, int T) const {
+AttnShape Model::attn_shape(int l, int B, int T, const int32_t* doc_start) const {
   AttnShape s;
   s.batch = B;
   s.heads = cfg_.n_head;
@@ -438,6 +449,7 @@ AttnShape Model::attn_shape(int l, int B, int T) const {
   s.window = cfg_.attention_window;
   s.scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   s.precision = precision_;
+  s.doc_start = doc_start;
   return s;
 }
 
@@ -500,7 +512,7 @@ void Model::forward_body(int B, int T) {
       AttnTensor q{qkv, sq, D, 3 * C}, k{qkv + C, sq, D, 3 * C}, v{qkv + 2 * C, sq, D, 3 * C};
       AttnTensor o{att, int64_t(T) * C, D, C};
       GPT_OP("attention_forward",
-             be.attention_forward(attn_shape(l, B, T), o, a.layers[static_cast<size_t>(l)].lse, q, k, v));
+             be.attention_forward(attn_shape(l, B, T, doc_start_), o, a.layers[static_cast<size_t>(l)].lse, q, k, v));
     });
   }
   // Tied head: logits [M, Vp] = lnf [M, C] @ wte [Vp, C]^T
@@ -538,7 +550,7 @@ void Model::backward_body(int B, int T) {
     AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
     AttnTensor dq{a.dqkv, sq, D, 3 * C}, dk{a.dqkv + C, sq, D, 3 * C}, dv{a.dqkv + 2 * C, sq, D, 3 * C};
     AttnTensor o{A.atty, so, D, C}, dout{a.datty, so, D, C};
-    GPT_OP("attention_backward", be.attention_backward(attn_shape(l, B, T), dq, dk, dv, q, k, v, o, A.lse, dout));
+    GPT_OP("attention_backward", be.attention_backward(attn_shape(l, B, T, doc_start_), dq, dk, dv, q, k, v, o, A.lse, dout));
     GPT_OP("matmul_backward", be.matmul_backward(a.dln, G.c_attn_w, G.c_attn_b, a.dqkv, A.ln1, W.c_attn_w, M, C, 3 * C, p));
     GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, G.ln_1_w, G.ln_1_b, a.dln, x_in, W.ln_1_w, A.ln1_mean, A.ln1_rstd, M, C));
     // a.dres = d(x_in)
@@ -546,10 +558,10 @@ void Model::backward_body(int B, int T) {
   GPT_OP("embedding_backward", be.embedding_backward(g_.wte, g_.wpe, a.dres, a.tokens, B, T, C));
 }
 
-void Model::forward(const int32_t* tokens, int B, int T, float* logits_out) {
+void Model::forward(const int32_t* tokens, int B, int T, float* logits_out, int32_t doc_eot) {
   check_tokens(tokens, nullptr, B, T);
   ensure_acts(B, T);
-  upload_tokens(tokens, nullptr, B, T);
+  upload_tokens(tokens, nullptr, B, T, doc_eot);
   double t0 = now_ms();
   forward_body(B, T);
   const int64_t M = int64_t(B) * T;
@@ -570,10 +582,10 @@ void Model::forward(const int32_t* tokens, int B, int T, float* logits_out) {
   timings_.forward_ms = now_ms() - t0;
 }
 
-double Model::loss(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count) {
+double Model::loss(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count, int32_t doc_eot) {
   check_tokens(tokens, targets, B, T);
   ensure_acts(B, T);
-  upload_tokens(tokens, targets, B, T);
+  upload_tokens(tokens, targets, B, T, doc_eot);
   double t0 = now_ms();
   forward_body(B, T);
   int64_t n = 0;
@@ -583,10 +595,11 @@ double Model::loss(const int32_t* tokens, const int32_t* targets, int B, int T, 
   return n > 0 ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
 }
 
-double Model::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count) {
+double Model::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count,
+                               int32_t doc_eot) {
   check_tokens(tokens, targets, B, T);
   ensure_acts(B, T);
-  upload_tokens(tokens, targets, B, T);
+  upload_tokens(tokens, targets, B, T, doc_eot);
   profile().acc.clear();  // only this call's ops (not those of forward(), loss() or decoding before it)
   double t0 = now_ms();
   forward_body(B, T);

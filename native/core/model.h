@@ -177,17 +177,23 @@ class Model {
   void layer_forward(int l, const BlockActs& a, int M, const std::function<void(float* qkv, float* att)>& attend,
                      const PackedLayer* decode = nullptr);
   // The attention of layer l over B sequences of T tokens each, at the
-  // model's precision.
-  AttnShape attn_shape(int l, int B, int T) const;
+  // model's precision; doc_start (backend memory, [B*T]) is the document
+  // mask of AttnShape, null for none.
+  AttnShape attn_shape(int l, int B, int T, const int32_t* doc_start = nullptr) const;
 
   // ---- the training step -----------------------------------------------------
   // tokens, targets: host arrays of B*T ids (targets may hold -1 = ignored).
+  // doc_eot >= 0 turns the document mask on: the attention of every layer
+  // keeps each query inside its document, documents ending at the token
+  // doc_eot (native/core/doc_mask.h); -1 (the default) attends across them.
   // forward(): logits_out (host, [B, T, V], unpadded) receives the logits.
-  void forward(const int32_t* tokens, int B, int T, float* logits_out);
+  void forward(const int32_t* tokens, int B, int T, float* logits_out, int32_t doc_eot = -1);
   // Mean loss over non-ignored targets (NaN when all are ignored); no gradients.
-  double loss(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count = nullptr);
+  double loss(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count = nullptr,
+              int32_t doc_eot = -1);
   // Forward + backward; accumulates gradients. Returns this batch's mean loss.
-  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count = nullptr);
+  double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count = nullptr,
+                          int32_t doc_eot = -1);
   // Clip + AdamW + zero the gradients. NONFINITE: weights and moments
   // unchanged, gradients zeroed, step counter unchanged.
   StepResult step(const StepOptions& o);
@@ -225,7 +231,9 @@ class Model {
   void layout();
   void init_weights(uint64_t seed);
   void ensure_acts(int B, int T);
-  void upload_tokens(const int32_t* tokens, const int32_t* targets, int B, int T);
+  // Uploads the ids and, for doc_eot >= 0, the document starts they imply
+  // (doc_start_ points at them; null without a mask).
+  void upload_tokens(const int32_t* tokens, const int32_t* targets, int B, int T, int32_t doc_eot);
   void check_tokens(const int32_t* tokens, const int32_t* targets, int B, int T) const;
   // Runs the blocks and ln_f, then the head into acts logits. Returns nothing;
   // the caller runs the classifier.
@@ -235,6 +243,9 @@ class Model {
   ModelConfig cfg_;
   std::unique_ptr<Backend> backend_;
   Precision precision_;
+  // The document starts of the current training call (Acts::doc_start), or
+  // null when it runs without a document mask.
+  const int32_t* doc_start_ = nullptr;
   std::vector<TensorInfo> tensors_;
   int64_t n_floats_ = 0;
   float* params_ = nullptr;
