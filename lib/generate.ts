@@ -45,7 +45,7 @@ import { Rng } from './rng';
 import { rangeError, typeError } from './validate';
 
 export * from './generate/types';
-export { DEFAULT_MAX_TOKENS, resolveOptions, slideKeep } from './generate/options';
+export { DEFAULT_MAX_TOKENS, MAX_GENERATE_TOKENS, resolveOptions, slideKeep } from './generate/options';
 export type { ResolvedOptions } from './generate/options';
 export { argmax, sampleToken, samplingDistribution, topKIndices } from './generate/sampling';
 export { StopMatcher, tokenCodec, TokenTextAssembler } from './generate/text';

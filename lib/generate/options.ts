@@ -18,6 +18,12 @@ export interface ResolvedOptions extends SamplingOptions {
 }
 
 export const DEFAULT_MAX_TOKENS = 100;
+/**
+ * The most tokens one call may ask for. With contextOverflow 'slide' the
+ * context no longer bounds a generation, so this does: a million tokens is
+ * hours of decoding on any device, and a larger request is a mistake.
+ */
+export const MAX_GENERATE_TOKENS = 1_000_000;
 
 function isAbortSignal(v: unknown): v is AbortSignal {
   return (
@@ -84,7 +90,7 @@ export function resolveOptions(input: unknown, longestPrompt: number, nPositions
     throw new ArgumentRangeError(
       `Expected a prompt of at most n_positions = ${nPositions} tokens but received one of ${longestPrompt} tokens: it is longer than the model's context (with contextOverflow 'slide' the prompt's last ${nPositions} tokens are used)`,
     );
-  const maxTokens = def('maxTokens', (v) => expectInteger('maxTokens', v, { min: 1 }), DEFAULT_MAX_TOKENS);
+  const maxTokens = def('maxTokens', (v) => expectInteger('maxTokens', v, { min: 1, max: MAX_GENERATE_TOKENS }), DEFAULT_MAX_TOKENS);
   return { maxTokens, temperature, topK, topP, seed, stop, signal, returnPartial, ignoreEos, contextOverflow };
 }
 
