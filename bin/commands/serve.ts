@@ -35,20 +35,6 @@ interface ServeFlags {
   logRequests?: boolean;
 }
 
-/**
- * Opens the model with `maxBatch` for its decoder where GPT.create/load take
- * that option (the batching decoder does); a build whose options do not
- * know it opens the model without.
- */
-async function openModel(open: (o: CreateOptions) => Promise<GPT>, base: CreateOptions, maxBatch: number): Promise<GPT> {
-  try {
-    return await open({ ...base, maxBatch } as CreateOptions);
-  } catch (e) {
-    if (e instanceof ArgumentRangeError && e.message.startsWith('Unknown key "maxBatch"')) return open(base);
-    throw e;
-  }
-}
-
 export function register(program: Command): void {
   program
     .command('serve')
@@ -95,8 +81,8 @@ export function register(program: Command): void {
       const base: CreateOptions = { device, precision };
       const model =
         f.model !== undefined
-          ? await openModel((o) => GPT.create(f.model!, { ...o, seed: seed ?? 0 }), base, maxBatch)
-          : await openModel((o) => GPT.load(f.checkpoint!, { ...o, optimizer: false }), base, maxBatch);
+          ? await GPT.create(f.model!, { ...base, seed: seed ?? 0 })
+          : await GPT.load(f.checkpoint!, { ...base, optimizer: false });
       const handle = await serve(model, opts).catch(async (e: unknown) => {
         await model.dispose();
         throw e;
