@@ -41,41 +41,22 @@ export class ArgumentRangeError extends RangeError {
   }
 }
 
-export class BadFileError extends GptEngineError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('BAD_FILE', message, options);
-  }
+/** The base of a GptEngineError subclass whose every instance has `code`. */
+function withCode(code: ErrorCode) {
+  return class extends GptEngineError {
+    constructor(message: string, options?: { cause?: unknown }) {
+      super(code, message, options);
+    }
+  };
 }
-export class OutOfMemoryError extends GptEngineError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('OUT_OF_MEMORY', message, options);
-  }
-}
-export class NoGpuError extends GptEngineError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('NO_GPU', message, options);
-  }
-}
-export class NonFiniteError extends GptEngineError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('NONFINITE', message, options);
-  }
-}
-export class DisposedError extends GptEngineError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('DISPOSED', message, options);
-  }
-}
-export class AbortedError extends GptEngineError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('ABORTED', message, options);
-  }
-}
-export class InternalError extends GptEngineError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('INTERNAL', message, options);
-  }
-}
+
+export class BadFileError extends withCode('BAD_FILE') {}
+export class OutOfMemoryError extends withCode('OUT_OF_MEMORY') {}
+export class NoGpuError extends withCode('NO_GPU') {}
+export class NonFiniteError extends withCode('NONFINITE') {}
+export class DisposedError extends withCode('DISPOSED') {}
+export class AbortedError extends withCode('ABORTED') {}
+export class InternalError extends withCode('INTERNAL') {}
 
 const byCode: Record<string, new (message: string, options?: { cause?: unknown }) => Error> = {
   BAD_FILE: BadFileError,

@@ -155,8 +155,7 @@ Napi::Value ResolveDevice(Napi::Env env, std::string& dev) { return Napi::String
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object");
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o = options_arg(info, "Expected an options object");
     AttnShape s = read_shape(o);
     std::vector<Napi::Value> keep;
     Field q = read_field(o, "q", s, keep), k = read_field(o, "k", s, keep), v = read_field(o, "v", s, keep);
@@ -191,8 +190,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object");
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o = options_arg(info, "Expected an options object");
     AttnShape s = read_shape(o);
     std::vector<Napi::Value> keep;
     Field q = read_field(o, "q", s, keep), k = read_field(o, "k", s, keep), v = read_field(o, "v", s, keep);

@@ -360,25 +360,16 @@ OpResult run_op(const OpArgs& a) {
 }
 
 Napi::Value BackendOp(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object for backendOp");
-    Napi::Object o = info[0].As<Napi::Object>();
-    auto args = std::make_shared<OpArgs>();
-    args->device = get_string(o, "device");
-    args->op = get_string(o, "op");
-    if (has(o, "layout")) args->layout = get_string(o, "layout");
+  return op_call(info, "backendOp", [](const Napi::Object& o, OpArgs& a) {
+    a.device = get_string(o, "device");
+    a.op = get_string(o, "op");
+    if (has(o, "layout")) a.layout = get_string(o, "layout");
     if (has(o, "precision")) {
       std::string pr = get_string(o, "precision");
       if (pr != "fp32" && pr != "bf16") throw_invalid("Expected 'fp32' or 'bf16' for precision but received '" + pr + "'");
-      args->precision = pr == "bf16" ? Precision::BF16 : Precision::FP32;
+      a.precision = pr == "bf16" ? Precision::BF16 : Precision::FP32;
     }
-    // Copy every typed array and number in now (the work runs off the JS thread).
-    read_op_inputs(o, *args);
-    return run_async<OpResult>(
-        env, [args] { return run_op(*args); },
-        [](Napi::Env e, OpResult& r) { return op_outputs_to_js(e, r); });
-  });
+  }, &run_op);
 }
 
 }  // namespace

@@ -74,7 +74,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
 Napi::Value ProbeFmaPeak(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+    Napi::Object o = options_or_empty(info);
     bool bf16 = get_bool_or(o, "bf16", false);
     double seconds = get_number_or(o, "seconds", 0.3);
     int repeats = static_cast<int>(get_number_or(o, "repeats", 3));
@@ -96,7 +96,7 @@ Napi::Value ProbeFmaPeak(const Napi::CallbackInfo& info) {
 Napi::Value ProbeBandwidth(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+    Napi::Object o = options_or_empty(info);
     int64_t bytes = static_cast<int64_t>(get_number_or(o, "bytes", 256.0 * 1024 * 1024));
     int repeats = static_cast<int>(get_number_or(o, "repeats", 5));
     if (bytes < 4096 || bytes > (int64_t(1) << 34)) throw_invalid("Expected bytes in [4096, 2^34]");

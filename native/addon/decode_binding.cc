@@ -51,22 +51,6 @@ struct JsRefs {
   Napi::Reference<Napi::Float32Array> out;
 };
 
-ArrayView<uint8_t> get_u8(const Napi::Object& o, const char* key, size_t expect_len) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    throw_invalid(std::string("Expected a Uint8Array for ") + key);
-  auto a = v.As<Napi::Uint8Array>();
-  if (a.ElementLength() != expect_len)
-    throw_invalid(std::string("Expected a Uint8Array of length ") + std::to_string(expect_len) + " for " + key +
-                  " but received length " + std::to_string(a.ElementLength()));
-  return {a.Data(), a.ElementLength()};
-}
-
-Napi::Object arg_object(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object");
-  return info[0].As<Napi::Object>();
-}
-
 // Marks the session busy for the life of one call: held by the worker's
 // completion callback, so it is released on the JS thread when the worker is
 // deleted, after its promise settled (either way).
@@ -120,7 +104,7 @@ Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
     session.Set("prefill", Napi::Function::New(env, [s, refs](const Napi::CallbackInfo& ci) -> Napi::Value {
       Napi::Env e = ci.Env();
       return guard(e, [&]() -> Napi::Value {
-        Napi::Object a = arg_object(ci);
+        Napi::Object a = options_arg(ci);
         auto lengths = get_i32(a, "lengths", static_cast<size_t>(s->batch));
         int64_t total = 0;
         for (size_t i = 0; i < lengths.length; ++i) {
@@ -148,7 +132,7 @@ Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
     session.Set("step", Napi::Function::New(env, [s, refs](const Napi::CallbackInfo& ci) -> Napi::Value {
       Napi::Env e = ci.Env();
       return guard(e, [&]() -> Napi::Value {
-        Napi::Object a = arg_object(ci);
+        Napi::Object a = options_arg(ci);
         auto tokens = get_i32(a, "tokens", static_cast<size_t>(s->batch));
         auto active = get_u8(a, "active", static_cast<size_t>(s->batch));
         auto tok = std::make_shared<std::vector<int32_t>>(tokens.data, tokens.data + tokens.length);
@@ -191,7 +175,7 @@ Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
 Napi::Value DecodeKernel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    Napi::Object o = arg_object(info);
+    Napi::Object o = options_arg(info);
     const std::string op = get_string(o, "op"), prec = get_string(o, "precision");
     if (op != "linear" && op != "head") throw_invalid("Expected 'linear' or 'head' for op but received '" + op + "'");
     if (prec != "fp32" && prec != "bf16")

@@ -164,19 +164,10 @@ DecodeOpResult run_decode_op(const DecodeOpArgs& a) {
 }
 
 Napi::Value DecodeOp(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object for decodeOp");
-    Napi::Object o = info[0].As<Napi::Object>();
-    auto args = std::make_shared<DecodeOpArgs>();
-    args->device = get_string(o, "device");
-    args->op = get_string(o, "op");
-    // Copy every number and typed array now: the op runs off the JS thread.
-    read_op_inputs(o, *args);
-    return run_async<DecodeOpResult>(
-        env, [args] { return run_decode_op(*args); },
-        [](Napi::Env e, DecodeOpResult& r) { return op_outputs_to_js(e, r); });
-  });
+  return op_call(info, "decodeOp", [](const Napi::Object& o, DecodeOpArgs& a) {
+    a.device = get_string(o, "device");
+    a.op = get_string(o, "op");
+  }, &run_decode_op);
 }
 
 }  // namespace

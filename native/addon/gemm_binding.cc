@@ -31,8 +31,7 @@ int64_t span(int64_t rows, int64_t cols, int64_t ld) { return rows == 0 || cols 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object for gemm");
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o = options_arg(info, "Expected an options object for gemm");
     const bool ta = get_bool_or(o, "transA", false);
     const bool tb = get_bool_or(o, "transB", false);
     const int M = static_cast<int>(get_int(o, "M", 0, INT_MAX));
@@ -81,8 +80,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 Napi::Value ColsumAccumulate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object for colsumAccumulate");
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o = options_arg(info, "Expected an options object for colsumAccumulate");
     const int M = static_cast<int>(get_int(o, "M", 0, INT_MAX));
     const int N = static_cast<int>(get_int(o, "N", 0, INT_MAX));
     auto x = get_f32(o, "x", static_cast<size_t>(M) * static_cast<size_t>(N));

@@ -78,16 +78,11 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     return b;
   }
 
-  static Napi::Object arg_object(const Napi::CallbackInfo& info) {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object");
-    return info[0].As<Napi::Object>();
-  }
-
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
       auto m = model(env);
-      auto b = std::make_shared<Batch>(read_batch(arg_object(info), false));
+      auto b = std::make_shared<Batch>(read_batch(options_arg(info), false));
       const size_t n = static_cast<size_t>(b->B) * b->T * m->config().vocab_size;
       Napi::Float32Array out = Napi::Float32Array::New(env, n);
       float* dst = out.Data();
@@ -112,17 +107,19 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     Timings t;
   };
 
-  Napi::Value Loss(const Napi::CallbackInfo& info) {
+  // One loss call (loss or forward_backward) on the pool, resolving with loss_value.
+  using LossFn = double (Model::*)(const int32_t*, const int32_t*, int, int, int64_t*, int32_t);
+  Napi::Value RunLoss(const Napi::CallbackInfo& info, LossFn fn) {
     Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
       auto m = model(env);
-      auto b = std::make_shared<Batch>(read_batch(arg_object(info), true));
+      auto b = std::make_shared<Batch>(read_batch(options_arg(info), true));
       return run_async<LossResult>(
           env,
-          [m, b] {
+          [m, b, fn] {
             std::lock_guard<std::mutex> lk(m->mutex());
             LossResult r;
-            r.loss = m->loss(b->tokens.data(), b->targets.data(), b->B, b->T, &r.count, b->doc_eot);
+            r.loss = ((*m).*fn)(b->tokens.data(), b->targets.data(), b->B, b->T, &r.count, b->doc_eot);
             r.t = m->timings();
             return r;
           },
@@ -130,23 +127,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     });
   }
 
-  Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    return guard(env, [&]() -> Napi::Value {
-      auto m = model(env);
-      auto b = std::make_shared<Batch>(read_batch(arg_object(info), true));
-      return run_async<LossResult>(
-          env,
-          [m, b] {
-            std::lock_guard<std::mutex> lk(m->mutex());
-            LossResult r;
-            r.loss = m->forward_backward(b->tokens.data(), b->targets.data(), b->B, b->T, &r.count, b->doc_eot);
-            r.t = m->timings();
-            return r;
-          },
-          &loss_value);
-    });
-  }
+  Napi::Value Loss(const Napi::CallbackInfo& info) { return RunLoss(info, &Model::loss); }
+  Napi::Value ForwardBackward(const Napi::CallbackInfo& info) { return RunLoss(info, &Model::forward_backward); }
 
   static Napi::Value loss_value(Napi::Env env, LossResult& r) {
     Napi::Object o = Napi::Object::New(env);
@@ -166,7 +148,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
       auto m = model(env);
-      Napi::Object o = arg_object(info);
+      Napi::Object o = options_arg(info);
       // lr is required; a key left out keeps StepOptions' default (model.h).
       StepOptions s;
       s.lr = static_cast<float>(get_number(o, "lr"));
@@ -401,8 +383,7 @@ ModelConfig read_config(const Napi::Object& c) {
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object");
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o = options_arg(info, "Expected an options object");
     if (!o.Get("config").IsObject()) throw_invalid("Expected an object for config");
     ModelConfig cfg = read_config(o.Get("config").As<Napi::Object>());
     std::string device = has(o, "device") ? get_string(o, "device") : "cpu";
@@ -438,8 +419,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
 Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object");
-    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Object o = options_arg(info, "Expected an options object");
     if (!o.Get("config").IsObject()) throw_invalid("Expected an object for config");
     const ModelConfig cfg = read_dims(o.Get("config").As<Napi::Object>());
     if (has(o, "batch") != has(o, "seq")) throw_invalid("Expected batch and seq together (or neither)");

@@ -83,26 +83,43 @@ struct ArrayView {
   size_t length = 0;
 };
 
-inline ArrayView<float> get_f32(const Napi::Object& o, const char* key, size_t expect_len) {
+// A typed array of exactly expect_len elements; `what` names its class ("a
+// Float32Array") in the messages.
+template <typename A, typename T>
+ArrayView<T> get_typed(const Napi::Object& o, const char* key, size_t expect_len, napi_typedarray_type type,
+                       const char* what) {
   Napi::Value v = o.Get(key);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw_invalid(std::string("Expected a Float32Array for ") + key);
-  auto a = v.As<Napi::Float32Array>();
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw_invalid(std::string("Expected ") + what + " for " + key);
+  auto a = v.As<A>();
   if (a.ElementLength() != expect_len)
-    throw_invalid(std::string("Expected a Float32Array of length ") + std::to_string(expect_len) + " for " + key +
+    throw_invalid(std::string("Expected ") + what + " of length " + std::to_string(expect_len) + " for " + key +
                   " but received length " + std::to_string(a.ElementLength()));
   return {a.Data(), a.ElementLength()};
 }
 
+inline ArrayView<float> get_f32(const Napi::Object& o, const char* key, size_t expect_len) {
+  return get_typed<Napi::Float32Array, float>(o, key, expect_len, napi_float32_array, "a Float32Array");
+}
+
 inline ArrayView<int32_t> get_i32(const Napi::Object& o, const char* key, size_t expect_len) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw_invalid(std::string("Expected an Int32Array for ") + key);
-  auto a = v.As<Napi::Int32Array>();
-  if (a.ElementLength() != expect_len)
-    throw_invalid(std::string("Expected an Int32Array of length ") + std::to_string(expect_len) + " for " + key +
-                  " but received length " + std::to_string(a.ElementLength()));
-  return {a.Data(), a.ElementLength()};
+  return get_typed<Napi::Int32Array, int32_t>(o, key, expect_len, napi_int32_array, "an Int32Array");
+}
+
+inline ArrayView<uint8_t> get_u8(const Napi::Object& o, const char* key, size_t expect_len) {
+  return get_typed<Napi::Uint8Array, uint8_t>(o, key, expect_len, napi_uint8_array, "a Uint8Array");
+}
+
+// The one options object of a call; `msg` is the whole error when it is missing.
+inline Napi::Object options_arg(const Napi::CallbackInfo& info,
+                                const std::string& msg = "Expected an options object") {
+  if (info.Length() < 1 || !info[0].IsObject()) throw_invalid(msg);
+  return info[0].As<Napi::Object>();
+}
+
+// The options object where the call has one, else an empty one (every field optional).
+inline Napi::Object options_or_empty(const Napi::CallbackInfo& info) {
+  return info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(info.Env());
 }
 
 // Runs fn on the calling (JS) thread, converting C++ exceptions to JS errors.

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -192,6 +193,23 @@ inline Napi::Value op_outputs_to_js(Napi::Env env, OpOutputs& r) {
   }
   for (auto& kv : r.num) res.Set(kv.first, Napi::Number::New(env, kv.second));
   return res;
+}
+
+// The entry point of an op call: `read` takes the fields of its own from the
+// options object, every number and typed array is then copied in (the op runs
+// off the JS thread), `run` does the op on the pool and the Promise resolves
+// with its outputs. `name` is the JS function's, for the error messages.
+template <typename Args, typename Read>
+Napi::Value op_call(const Napi::CallbackInfo& info, const char* name, Read read, OpOutputs (*run)(const Args&)) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object o = options_arg(info, std::string("Expected an options object for ") + name);
+    auto args = std::make_shared<Args>();
+    read(o, *args);
+    read_op_inputs(o, *args);
+    return run_async<OpOutputs>(
+        env, [args, run] { return run(*args); }, [](Napi::Env e, OpOutputs& r) { return op_outputs_to_js(e, r); });
+  });
 }
 
 }  // namespace addon

@@ -100,17 +100,7 @@ OpOutputs run_reference(const OpInputs& a) {
 }
 
 Napi::Value ReferenceOp(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  return guard(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_invalid("Expected an options object for referenceOp");
-    Napi::Object o = info[0].As<Napi::Object>();
-    auto args = std::make_shared<OpInputs>();
-    args->op = get_string(o, "op");
-    read_op_inputs(o, *args);  // copies: the work runs off the JS thread
-    return run_async<OpOutputs>(
-        env, [args] { return run_reference(*args); },
-        [](Napi::Env e, OpOutputs& r) { return op_outputs_to_js(e, r); });
-  });
+  return op_call(info, "referenceOp", [](const Napi::Object& o, OpInputs& a) { a.op = get_string(o, "op"); }, &run_reference);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 import { GPTConfig } from '../../lib/config';
 import { GPT } from '../../lib/model';
 import { Rng } from '../../lib/rng';
+import { relL2 } from '../native/shared/setup';
 
 // Head size 64 (bf16 runs the tensor-core attention kernels), one dense and
 // one banded layer, a vocabulary that needs padding.
@@ -27,17 +28,6 @@ const CFG: GPTConfig = {
   attention_window: 6,
 };
 const STEPS = 3;
-
-function relL2(got: Float32Array, ref: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    num += (got[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 /** The forward's logits at the last position of `tokens` (one sequence). */
 async function lastLogits(model: GPT, tokens: number[]): Promise<Float32Array> {

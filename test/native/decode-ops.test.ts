@@ -10,6 +10,7 @@
  */
 import { loadAddon } from '../../lib/native';
 import { decodeReference } from '../helpers/decode-ref';
+import { relL2 } from './shared/setup';
 
 interface Case {
   name: string;
@@ -25,18 +26,6 @@ const dops = require('../ops/decode-op-table.js') as {
 };
 type DecodeOp = (o: Record<string, unknown>) => Promise<Record<string, Float32Array | number>>;
 const addon = loadAddon<{ decodeOp: DecodeOp; setThreads(n: number): void; getThreads(): number }>();
-
-function relL2(got: Float32Array, ref: Float64Array): number {
-  if (got.length !== ref.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    num += (got[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 const SEED = 20261128;
 const CASES = dops.buildDecodeCases(SEED);

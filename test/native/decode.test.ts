@@ -7,6 +7,7 @@
 import { DecodeNative, nativeDecoder } from '../../lib/generate';
 import { loadAddon } from '../../lib/native';
 import { Rng } from '../../lib/rng';
+import { relL2 } from './shared/setup';
 
 interface Handle {
   forward(o: { tokens: Int32Array; batch: number; seq: number }): Promise<Float32Array>;
@@ -36,19 +37,27 @@ function randomTokens(n: number, V: number, seed: number): Int32Array {
   return Int32Array.from({ length: n }, () => r.nextInt(V));
 }
 
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
-
 /** Logits of every position of one sequence by a full forward: [T, V]. */
 async function fullLogits(h: Handle, tokens: Int32Array): Promise<Float32Array> {
   return Float32Array.from(await h.forward({ tokens, batch: 1, seq: tokens.length }));
+}
+
+/**
+ * Decodes one sequence (prefill of its first `prompt` tokens, then a step a
+ * token) and returns the worst relative error of the logits against `want`,
+ * the full forward's; closes the session.
+ */
+async function worstDecodeError(h: Handle, toks: Int32Array, want: Float32Array, prompt: number): Promise<number> {
+  const T = toks.length;
+  const s = native().decodeOpen(h, { capacities: Int32Array.of(T), abort: new Int32Array(32) });
+  let got = await s.prefill({ tokens: toks.slice(0, prompt), lengths: Int32Array.of(prompt) });
+  let worst = relL2(got, want.subarray((prompt - 1) * V, prompt * V));
+  for (let t = prompt; t < T; t++) {
+    got = await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) });
+    worst = Math.max(worst, relL2(got, want.subarray(t * V, (t + 1) * V)));
+  }
+  s.close();
+  return worst;
 }
 
 // Random init has tiny weights (std 0.02) and near-uniform logits, so the
@@ -102,15 +111,8 @@ describe('KV-cache decoding equals a full forward', () => {
       const T = 20;
       const toks = randomTokens(T, V, 99);
       const want = await fullLogits(m, toks);
-      const s = native().decodeOpen(m, { capacities: Int32Array.of(T), abort: new Int32Array(32) });
-      let got = await s.prefill({ tokens: toks.slice(0, 4), lengths: Int32Array.of(4) });
-      let worst = relL2(got, want.subarray(3 * V, 4 * V));
-      for (let t = 4; t < T; t++) {
-        got = await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) });
-        worst = Math.max(worst, relL2(got, want.subarray(t * V, (t + 1) * V)));
-      }
+      const worst = await worstDecodeError(m, toks, want, 4);
       expect(worst).toBeLessThan(1e-5);
-      s.close();
       m.dispose();
     }
   });
@@ -208,16 +210,9 @@ describe('KV-cache decoding equals a full forward', () => {
     const T = 16;
     const toks = randomTokens(T, V, 77);
     const want = await fullLogits(m, toks);
-    const s = native().decodeOpen(m, { capacities: Int32Array.of(T), abort: new Int32Array(32) });
-    let got = await s.prefill({ tokens: toks.slice(0, 5), lengths: Int32Array.of(5) });
-    let worst = relL2(got, want.subarray(4 * V, 5 * V));
-    for (let t = 5; t < T; t++) {
-      got = await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) });
-      worst = Math.max(worst, relL2(got, want.subarray(t * V, (t + 1) * V)));
-    }
+    const worst = await worstDecodeError(m, toks, want, 5);
     // the same bf16 roundings on both sides; only summation order differs
     expect(worst).toBeLessThan(1e-3);
-    s.close();
     m.dispose();
   });
 
@@ -230,15 +225,7 @@ describe('KV-cache decoding equals a full forward', () => {
     const toks = randomTokens(T, V, 78);
     const decodeAll = async (): Promise<number> => {
       const want = await fullLogits(m, toks);
-      const s = native().decodeOpen(m, { capacities: Int32Array.of(T), abort: new Int32Array(32) });
-      let got = await s.prefill({ tokens: toks.slice(0, 3), lengths: Int32Array.of(3) });
-      let worst = relL2(got, want.subarray(2 * V, 3 * V));
-      for (let t = 3; t < T; t++) {
-        got = await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) });
-        worst = Math.max(worst, relL2(got, want.subarray(t * V, (t + 1) * V)));
-      }
-      s.close();
-      return worst;
+      return worstDecodeError(m, toks, want, 3);
     };
     expect(await decodeAll()).toBeLessThan(1e-3);
     const before = await fullLogits(m, toks);

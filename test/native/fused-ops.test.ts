@@ -18,6 +18,7 @@
 import { loadAddon } from '../../lib/native';
 import { setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
 import { restoreRuntimeAfterAll } from './shared/setup';
+import { relL2 } from './shared/setup';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const helpers = require('../ops/run-checks.js') as {
@@ -55,17 +56,6 @@ const LN_SHAPES: Array<[number, number]> = [
 
 function gelu64(x: number): number {
   return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
-}
-
-function relL2(got: Float32Array, ref: Float64Array): number {
-  let num = 0,
-    den = 0;
-  for (let i = 0; i < ref.length; ++i) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    num += (got[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
 }
 
 function gemmCase(seed: number, M: number, K: number, N: number, bias = true) {

@@ -7,6 +7,7 @@
 import { Decoder, DecodeSession, generate, GenerationResult, slideKeep } from '../../lib/generate';
 import { GPT } from '../../lib/model';
 import { GPTConfig } from '../../lib/config';
+import { byteModelForSuite, relL2 } from './shared/setup';
 
 const N = 16;
 const config: GPTConfig = {
@@ -20,16 +21,6 @@ const config: GPTConfig = {
   attention_window: 5,
 };
 const V = config.vocab_size;
-
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 /**
  * Wraps a decoder and records, per sequence, the logits each sampled token
@@ -139,39 +130,34 @@ describe.each(['fp32', 'bf16'] as const)('past the context (%s)', (precision) =>
 });
 
 describe('contextOverflow', () => {
-  let m: GPT;
-  beforeAll(async () => {
-    m = await GPT.create(config, { device: 'cpu', seed: 6 });
-    m.tokenizer = 'byte';
-  });
-  afterAll(() => m.dispose());
+  const m = byteModelForSuite(config, 6);
 
   test("'stop' ends at the context with finishReason 'context' and says why", async () => {
-    const r = await m.generate('hello', { maxTokens: 40, seed: 1, ignoreEos: true, contextOverflow: 'stop' });
+    const r = await m().generate('hello', { maxTokens: 40, seed: 1, ignoreEos: true, contextOverflow: 'stop' });
     // the last token is predicted from the full context of 16 tokens
     expect(r.tokens).toHaveLength(N - 5 + 1);
     expect(r.finishReason).toBe('context');
     expect(r.stopReason).toMatch(/context of n_positions = 16 tokens \(contextOverflow 'stop'\)/);
     expect(r.stats.contextSlides).toBe(0);
     // the same tokens as 'slide' up to there
-    const s = await m.generate('hello', { maxTokens: 40, seed: 1, ignoreEos: true });
+    const s = await m().generate('hello', { maxTokens: 40, seed: 1, ignoreEos: true });
     expect(s.tokens.slice(0, r.tokens.length)).toEqual(r.tokens);
     expect(s.tokens).toHaveLength(40);
     expect(s.finishReason).toBe('length');
     expect(s.stopReason).toBe('reached maxTokens = 40');
     // within the context 'stop' changes nothing
-    const short = await m.generate('hello', { maxTokens: 5, seed: 1, ignoreEos: true, contextOverflow: 'stop' });
+    const short = await m().generate('hello', { maxTokens: 5, seed: 1, ignoreEos: true, contextOverflow: 'stop' });
     expect(short.finishReason).toBe('length');
     expect(short.tokens).toEqual(r.tokens.slice(0, 5));
   });
 
   test("a prompt longer than the context: cropped with 'slide', an error naming the lengths with 'stop'", async () => {
     const long = 'x'.repeat(10) + 'abcdefghijklmnop';
-    await expect(m.generate(long, { contextOverflow: 'stop' })).rejects.toThrow(
+    await expect(m().generate(long, { contextOverflow: 'stop' })).rejects.toThrow(
       /Expected a prompt of at most n_positions = 16 tokens but received one of 26 tokens/,
     );
-    const a = await m.generate(long, { maxTokens: 10, seed: 2, ignoreEos: true });
-    const b = await m.generate('abcdefghijklmnop', { maxTokens: 10, seed: 2, ignoreEos: true });
+    const a = await m().generate(long, { maxTokens: 10, seed: 2, ignoreEos: true });
+    const b = await m().generate('abcdefghijklmnop', { maxTokens: 10, seed: 2, ignoreEos: true });
     expect(a.tokens).toEqual(b.tokens);
     expect(a.stats.promptTokens).toBe(26);
     expect(a.stats.promptTokensDropped).toBe(10);
@@ -180,11 +166,11 @@ describe('contextOverflow', () => {
   test('stream goes past the context; its chunks concatenate to the text', async () => {
     let text = '';
     let n = 0;
-    for await (const c of m.stream('abc', { maxTokens: 50, seed: 4, ignoreEos: true })) {
+    for await (const c of m().stream('abc', { maxTokens: 50, seed: 4, ignoreEos: true })) {
       text += c.text;
       n += c.tokens.length;
     }
-    const r = await m.generate('abc', { maxTokens: 50, seed: 4, ignoreEos: true });
+    const r = await m().generate('abc', { maxTokens: 50, seed: 4, ignoreEos: true });
     expect(n).toBe(50);
     expect(text).toBe(r.text);
   });

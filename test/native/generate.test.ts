@@ -8,18 +8,9 @@ import { GPTConfig } from '../../lib/config';
 import { DisposedError } from '../../lib/errors';
 import { GenerationResult } from '../../lib/generate';
 import { GPT } from '../../lib/model';
+import { byteModelForSuite, relL2 } from './shared/setup';
 
 const fixture = path.join(__dirname, '..', 'fixtures', 'hf-gpt2-tiny');
-
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 const byteConfig: GPTConfig = {
   n_layer: 2,
@@ -33,18 +24,13 @@ const byteConfig: GPTConfig = {
 };
 
 describe('generate and stream (byte tokenizer, random weights)', () => {
-  let model: GPT;
-  beforeAll(async () => {
-    model = await GPT.create(byteConfig, { device: 'cpu', seed: 3 });
-    model.tokenizer = 'byte';
-  });
-  afterAll(() => model.dispose());
+  const model = byteModelForSuite(byteConfig, 3);
 
   test('a seed reproduces the output; stats are filled in', async () => {
     const opts = { maxTokens: 30, temperature: 1.2, seed: 11 };
-    const a = await model.generate('Call me Ishmael.', opts);
-    const b = await model.generate('Call me Ishmael.', opts);
-    const c = await model.generate('Call me Ishmael.', { ...opts, seed: 12 });
+    const a = await model().generate('Call me Ishmael.', opts);
+    const b = await model().generate('Call me Ishmael.', opts);
+    const c = await model().generate('Call me Ishmael.', { ...opts, seed: 12 });
     expect(a.tokens).toHaveLength(30);
     expect(b.tokens).toEqual(a.tokens);
     expect(c.tokens).not.toEqual(a.tokens);
@@ -62,25 +48,25 @@ describe('generate and stream (byte tokenizer, random weights)', () => {
   test('a batch of prompts of different lengths equals generating each alone', async () => {
     const prompts = ['a', 'The whale, the whale!', 'Queequeg'];
     const opts = { maxTokens: 25, temperature: 0.9, topK: 40, topP: 0.95, seed: 5, stop: ['\n\n'] };
-    const batch = await model.generate(prompts, opts);
+    const batch = await model().generate(prompts, opts);
     // Prompt i samples from the stream (seed, i): prompt 0 alone, and prompt
     // i as the last of a batch of i + 1, must give what the full batch gave.
-    const first = await model.generate(prompts[0], opts);
+    const first = await model().generate(prompts[0], opts);
     expect(first.tokens).toEqual(batch[0].tokens);
     for (let i = 1; i < prompts.length; i++) {
-      const sub = await model.generate(prompts.slice(0, i + 1), opts);
+      const sub = await model().generate(prompts.slice(0, i + 1), opts);
       expect(sub[i].tokens).toEqual(batch[i].tokens);
       expect(sub[i].text).toBe(batch[i].text);
     }
     // a different neighbour (another length) does not change prompt 0 either
-    const other = await model.generate([prompts[0], prompts[2]], opts);
+    const other = await model().generate([prompts[0], prompts[2]], opts);
     expect(other[0].tokens).toEqual(batch[0].tokens);
   });
 
   test('greedy decoding picks the argmax of the full forward at every step', async () => {
-    const r = await model.generate(Int32Array.of(10, 20, 30), { maxTokens: 12, temperature: 0 });
+    const r = await model().generate(Int32Array.of(10, 20, 30), { maxTokens: 12, temperature: 0 });
     const seq = Int32Array.from([10, 20, 30, ...r.tokens]);
-    const { logits } = await model.forward(seq, { batch: 1, seq: seq.length });
+    const { logits } = await model().forward(seq, { batch: 1, seq: seq.length });
     const V = byteConfig.vocab_size;
     for (let i = 0; i < r.tokens.length; i++) {
       const row = logits.subarray((2 + i) * V, (3 + i) * V);
@@ -94,23 +80,23 @@ describe('generate and stream (byte tokenizer, random weights)', () => {
     const opts = { maxTokens: 40, temperature: 1.5, seed: 8 };
     const chunks: string[] = [];
     const toks: number[] = [];
-    for await (const c of model.stream('xyz', opts)) {
+    for await (const c of model().stream('xyz', opts)) {
       chunks.push(c.text);
       toks.push(...c.tokens);
     }
-    const r = await model.generate('xyz', opts);
+    const r = await model().generate('xyz', opts);
     expect(chunks.join('')).toBe(r.text);
     expect(toks).toEqual(r.tokens);
   });
 
   test('breaking out of for-await stops generation; the model stays usable', async () => {
     let n = 0;
-    for await (const c of model.stream('abc', { maxTokens: 50, seed: 1 })) {
+    for await (const c of model().stream('abc', { maxTokens: 50, seed: 1 })) {
       n += c.tokens.length;
       if (n >= 3) break;
     }
     expect(n).toBe(3);
-    const r = await model.generate('abc', { maxTokens: 2, seed: 1 });
+    const r = await model().generate('abc', { maxTokens: 2, seed: 1 });
     expect(r.tokens).toHaveLength(2);
   });
 
@@ -120,7 +106,7 @@ describe('generate and stream (byte tokenizer, random weights)', () => {
     const seen: number[] = [];
     await expect(
       (async () => {
-        for await (const c of model.stream('abc', { maxTokens: 50, seed: 1, signal: ac.signal })) {
+        for await (const c of model().stream('abc', { maxTokens: 50, seed: 1, signal: ac.signal })) {
           seen.push(...c.tokens);
           if (seen.length === 4) ac.abort(reason);
         }
@@ -129,7 +115,7 @@ describe('generate and stream (byte tokenizer, random weights)', () => {
     expect(seen).toHaveLength(4);
 
     const ac2 = new AbortController();
-    const p = model.generate('abc', { maxTokens: 60, seed: 1, signal: ac2.signal, returnPartial: true });
+    const p = model().generate('abc', { maxTokens: 60, seed: 1, signal: ac2.signal, returnPartial: true });
     setImmediate(() => ac2.abort());
     const r = await p;
     expect(['aborted', 'length']).toContain(r.finishReason);
@@ -137,10 +123,10 @@ describe('generate and stream (byte tokenizer, random weights)', () => {
   });
 
   test('errors come before any native work', async () => {
-    await expect(model.generate('x'.repeat(65), { contextOverflow: 'stop' })).rejects.toThrow(/at most n_positions = 64 tokens but received one of 65/);
-    await expect(model.generate('hello', { contextOverflow: 'wrap' as never })).rejects.toThrow(/Expected one of "slide", "stop" for contextOverflow but received "wrap"/);
-    await expect(model.generate('hello', { topk: 3 } as never)).rejects.toThrow(/Unknown key "topk" in generate options \(did you mean "topK"\?\)/);
-    await expect(model.generate('hello', { temperature: NaN })).rejects.toThrow(/temperature/);
+    await expect(model().generate('x'.repeat(65), { contextOverflow: 'stop' })).rejects.toThrow(/at most n_positions = 64 tokens but received one of 65/);
+    await expect(model().generate('hello', { contextOverflow: 'wrap' as never })).rejects.toThrow(/Expected one of "slide", "stop" for contextOverflow but received "wrap"/);
+    await expect(model().generate('hello', { topk: 3 } as never)).rejects.toThrow(/Unknown key "topk" in generate options \(did you mean "topK"\?\)/);
+    await expect(model().generate('hello', { temperature: NaN })).rejects.toThrow(/temperature/);
   });
 
   test('a disposed model rejects with DisposedError', async () => {

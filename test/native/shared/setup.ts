@@ -45,3 +45,36 @@ export async function withModel<R>(config: GPTConfig, options: CreateOptions, fn
     await model.dispose();
   }
 }
+
+/**
+ * Relative L2 error of `got` against `ref`: Infinity where the lengths differ
+ * or `got` holds a value that is not finite.
+ */
+export function relL2(got: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (got.length !== ref.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    if (!Number.isFinite(got[i])) return Infinity;
+    num += (got[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+/**
+ * A CPU model with the byte tokenizer, created before the enclosing describe
+ * block's tests and disposed of after them; the returned function gives it.
+ */
+export function byteModelForSuite(config: GPTConfig, seed: number): () => GPT {
+  let model: GPT | undefined;
+  beforeAll(async () => {
+    model = await GPT.create(config, { device: 'cpu', seed });
+    model.tokenizer = 'byte';
+  });
+  afterAll(() => model?.dispose());
+  return () => {
+    if (!model) throw new Error('the suite model is not created yet');
+    return model;
+  };
+}
