@@ -19,7 +19,7 @@
  * variance over C - 1, eps in the wrong place, a missing bias correction. The
  * tests also check that their own tolerances are tight (far below the values
  * compared) and that an error of a few tolerances on one tail element fails.
- * About 70 s on 2 busy cores (most of it computing the bounds in JavaScript).
+ * About 70 s on 2 busy cores.
  */
 import { loadAddon } from '../../lib/native';
 import { getIsa, getThreads, setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
