@@ -90,6 +90,18 @@ set(GPT_CUDA_SOURCES
 )
 set(GPT_CUDA_SM90A_SOURCES
 )
+# Their headers (the emulator rewrites these too).
+set(GPT_CUDA_HEADERS
+  native/cuda/attention.cuh
+  native/cuda/attention_common.cuh
+  native/cuda/attention_fp32.cuh
+  native/cuda/check.cuh
+  native/cuda/common.cuh
+  native/cuda/cuda_backend.cuh
+  native/cuda/decode_attention.cuh
+  native/cuda/gemm.cuh
+  native/cuda/ops.cuh
+)
 
 # gpt_isa_sources(<out-var> <root> <generated-dir>): writes the per-path
 # files of every family into <generated-dir>, sets their GPT_ISA_NS and

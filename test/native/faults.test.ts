@@ -1,5 +1,5 @@
 /**
- * Faults during training (issue 10), on the built CLI in child processes
+ * Faults during training, on the built CLI in child processes
  * (dist/, made by `npm run build`, which CI runs before the tests):
  *
  * - kill -9 at seeded random moments of `gpt-engine train` with a checkpoint

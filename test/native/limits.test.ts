@@ -1,5 +1,5 @@
 /**
- * Resource limits (issue 10): lib/limits.ts's estimate against what the core
+ * Resource limits: lib/limits.ts's estimate against what the core
  * really allocates, refusals before allocating (gpt3-175b on the CPU, absurd
  * batches) with the estimate and what would fit, and clear errors for absurd
  * arguments. The absurd batch on a live model runs in a child process, so a

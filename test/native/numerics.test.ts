@@ -1,9 +1,9 @@
 /**
- * Numerics (issue 10): very large scores and long sequences stay finite in the
+ * Numerics: very large scores and long sequences stay finite in the
  * fused attention (lib/attention.ts), and very large logits stay finite in the
  * model's cross-entropy, in fp32 and bf16, against float64 references; a NaN
  * born of a bad learning rate is caught at the step where it appears
- * (DESIGN "Gradients": NONFINITE, weights and moments unchanged) and the model
+ * (docs/ARCHITECTURE.md "Gradients": NONFINITE, weights and moments unchanged) and the model
  * remains usable.
  */
 import * as attention from '../../lib/attention';

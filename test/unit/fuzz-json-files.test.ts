@@ -1,6 +1,6 @@
 /**
  * Fuzzing config.json (ours, strict; Hugging Face's, allow-list) and
- * state.json (issue 10): seeded byte-level and JSON-aware mutations of the
+ * state.json: seeded byte-level and JSON-aware mutations of the
  * corpus in test/fuzz-corpus/{config,state}. Every input must give a valid
  * result or a clear BadFileError naming the file, quickly.
  */

@@ -1,5 +1,5 @@
 /**
- * Fuzzing the safetensors reader (issue 10): seeded mutations of the corpus
+ * Fuzzing the safetensors reader: seeded mutations of the corpus
  * in test/fuzz-corpus/safetensors, in memory (decodeSafetensors) and through
  * files (SafetensorsReader, and readCheckpoint over a whole folder). Every
  * input must give a valid result or a clear BadFileError, quickly, without

@@ -1,6 +1,6 @@
 /**
  * Fuzzing the token-file header (lib/data.ts parseHeader) and TokenFile.open
- * (issue 10): seeded mutations of test/fuzz-corpus/token. Every input must
+ *: seeded mutations of test/fuzz-corpus/token. Every input must
  * give a valid header or a clear BadFileError; a file that opens must read
  * back whole with every id inside the vocabulary, or fail with BadFileError.
  */
