@@ -4,6 +4,7 @@
  * and progress go to stderr) and the one place errors become exit codes.
  */
 import { ArgumentRangeError, ArgumentTypeError, GptEngineError } from '../lib/errors';
+import type { Command } from 'commander';
 
 /** Writes one JSON document to stdout. */
 export function printJson(value: unknown): void {
@@ -87,4 +88,12 @@ export function fail(e: unknown): never {
   }
   process.stderr.write(`gpt-engine: unexpected error: ${err?.stack ?? String(e)}\n`);
   process.exit(1);
+}
+
+/** The --device, --precision and --threads options every command that runs a model takes. */
+export function deviceOptions(cmd: Command): Command {
+  return cmd
+    .option('--device <d>', 'auto, cpu or cuda (default auto)')
+    .option('--precision <p>', 'fp32 or bf16 (default: fp32 on the CPU, bf16 on CUDA)')
+    .option('--threads <n>', 'CPU threads (default: all cores)');
 }

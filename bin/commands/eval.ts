@@ -6,22 +6,21 @@
 import { Command } from 'commander';
 import { ArgumentRangeError } from '../../lib/errors';
 import { evaluateCheckpoint } from '../../lib/trainer';
-import { intFlag, log, printJson } from '../cli-util';
+import { deviceOptions, intFlag, log, printJson } from '../cli-util';
 
 export function register(program: Command): void {
-  program
-    .command('eval')
-    .description('Loss and perplexity of a checkpoint on prepared data')
-    .requiredOption('--checkpoint <dir>', 'a checkpoint, run or Hugging Face GPT-2 folder')
-    .option('--data <dir>', 'prepared data folder (default: the data the checkpoint was trained on, else the built-in corpus)')
-    .option('--split <name>', 'val (default) or train')
-    .option('--batch <n>', 'sequences per batch (default 8)')
-    .option('--seq <n>', 'tokens per window (default: the training seq, at most the context)')
-    .option('--max-windows <n>', 'windows evaluated, spread over the split (default 512)')
-    .option('--device <d>', 'auto, cpu or cuda (default auto)')
-    .option('--precision <p>', 'fp32 or bf16')
-    .option('--threads <n>', 'CPU threads (default: all cores)')
-    .option('--json', 'one JSON document on stdout')
+  deviceOptions(
+    program
+      .command('eval')
+      .description('Loss and perplexity of a checkpoint on prepared data')
+      .requiredOption('--checkpoint <dir>', 'a checkpoint, run or Hugging Face GPT-2 folder')
+      .option('--data <dir>', 'prepared data folder (default: the data the checkpoint was trained on, else the built-in corpus)')
+      .option('--split <name>', 'val (default) or train')
+      .option('--batch <n>', 'sequences per batch (default 8)')
+      .option('--seq <n>', 'tokens per window (default: the training seq, at most the context)')
+      .option('--max-windows <n>', 'windows evaluated, spread over the split (default 512)')
+      .option('--json', 'one JSON document on stdout'),
+  )
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const split = opts.split as string | undefined;
       if (split !== undefined && split !== 'val' && split !== 'train')

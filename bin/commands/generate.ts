@@ -13,7 +13,7 @@ import { CONTEXT_OVERFLOW_CHOICES, DEFAULT_MAX_TOKENS, GenerateOptions, Generati
 import { DEVICE_CHOICES, PRECISIONS } from '../../lib/device';
 import { GPT } from '../../lib/model';
 import { setThreads } from '../../lib/runtime';
-import { bytesText, choiceFlag, intFlag, log, numberFlag, printJson } from '../cli-util';
+import { bytesText, choiceFlag, deviceOptions, intFlag, log, numberFlag, printJson } from '../cli-util';
 
 interface GenerateFlags {
   checkpoint?: string;
@@ -45,27 +45,26 @@ export function statsLine(s: GenerationStats): string {
 }
 
 export function register(program: Command): void {
-  program
-    .command('generate')
-    .description('Continue a prompt with a trained model (checkpoint, run or Hugging Face GPT-2 folder)')
-    .requiredOption('--checkpoint <dir>', 'checkpoint folder, run folder (its latest checkpoint) or Hugging Face GPT-2 folder')
-    .option('--prompt <text>', 'the prompt')
-    .option('--prompt-file <file>', 'read the prompt from a file (UTF-8)')
-    .option('--max-tokens <n>', 'tokens to generate (default 100; may go past the context)')
-    .option(
-      '--context-overflow <mode>',
-      'past the context: slide (go on from the most recent half of the context; default) or stop',
-    )
-    .option('--temperature <t>', 'softmax temperature; 0 = greedy (default 1)')
-    .option('--top-k <k>', 'keep the k most likely tokens; 0 = off (default)')
-    .option('--top-p <p>', 'keep the most likely tokens up to probability p; 1 = off (default)')
-    .option('--seed <n>', 'sampling seed (default: random, printed with the stats)')
-    .option('--stop <text>', 'stop before this text (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--ignore-eos', 'keep going after the end-of-text token')
-    .option('--device <d>', 'auto, cpu or cuda (default auto)')
-    .option('--precision <p>', 'fp32 or bf16')
-    .option('--threads <n>', 'CPU threads (default: all cores)')
-    .option('--json', 'one JSON document on stdout at the end')
+  deviceOptions(
+    program
+      .command('generate')
+      .description('Continue a prompt with a trained model (checkpoint, run or Hugging Face GPT-2 folder)')
+      .requiredOption('--checkpoint <dir>', 'checkpoint folder, run folder (its latest checkpoint) or Hugging Face GPT-2 folder')
+      .option('--prompt <text>', 'the prompt')
+      .option('--prompt-file <file>', 'read the prompt from a file (UTF-8)')
+      .option('--max-tokens <n>', 'tokens to generate (default 100; may go past the context)')
+      .option(
+        '--context-overflow <mode>',
+        'past the context: slide (go on from the most recent half of the context; default) or stop',
+      )
+      .option('--temperature <t>', 'softmax temperature; 0 = greedy (default 1)')
+      .option('--top-k <k>', 'keep the k most likely tokens; 0 = off (default)')
+      .option('--top-p <p>', 'keep the most likely tokens up to probability p; 1 = off (default)')
+      .option('--seed <n>', 'sampling seed (default: random, printed with the stats)')
+      .option('--stop <text>', 'stop before this text (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+      .option('--ignore-eos', 'keep going after the end-of-text token')
+      .option('--json', 'one JSON document on stdout at the end'),
+  )
     .action(async (opts: GenerateFlags) => {
       if ((opts.prompt === undefined) === (opts.promptFile === undefined))
         throw new ArgumentRangeError(

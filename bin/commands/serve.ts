@@ -14,7 +14,7 @@ import { ArgumentRangeError } from '../../lib/errors';
 import { CreateOptions, GPT } from '../../lib/model';
 import { setThreads } from '../../lib/runtime';
 import { serve, SERVE_DEFAULTS } from '../../lib/serve';
-import { choiceFlag, intFlag, log, numberFlag } from '../cli-util';
+import { choiceFlag, deviceOptions, intFlag, log, numberFlag } from '../cli-util';
 
 interface ServeFlags {
   checkpoint?: string;
@@ -36,25 +36,24 @@ interface ServeFlags {
 }
 
 export function register(program: Command): void {
-  program
-    .command('serve')
-    .description('Serve a model over HTTP with the OpenAI completions API (POST /v1/completions, GET /v1/models, /health, /metrics)')
-    .option('--checkpoint <dir>', 'checkpoint folder, run folder (its latest checkpoint) or Hugging Face GPT-2 folder')
-    .option('--model <preset>', 'a preset (e.g. gpt2, tiny) with random weights, for benchmarks')
-    .option('--name <id>', 'the model id clients send (default: the folder name or the preset)')
-    .option('--host <host>', 'address to listen on; anything but loopback is reachable from the network', SERVE_DEFAULTS.host)
-    .option('--port <n>', '0 picks a free port (printed)', String(SERVE_DEFAULTS.port))
-    .option('--api-key <key>', 'require "Authorization: Bearer <key>" (default: $GPT_ENGINE_API_KEY; none when unset)')
-    .option('--max-batch <n>', "most sequences decoded together (the decoder's batch); more wait in the queue", String(SERVE_DEFAULTS.maxBatch))
-    .option('--max-queue <n>', 'most requests waiting; one more is answered 429 with Retry-After', String(SERVE_DEFAULTS.maxQueue))
-    .option('--max-n <n>', `most completions (n) per request (default ${SERVE_DEFAULTS.maxN}, at most --max-batch)`)
-    .option('--max-body <bytes>', 'largest request body; larger is answered 413', String(SERVE_DEFAULTS.maxBodyBytes))
-    .option('--drain-seconds <s>', 'on Ctrl-C/SIGTERM: how long running requests may finish before they are aborted', String(SERVE_DEFAULTS.drainSeconds))
-    .option('--seed <n>', 'with --model: seed of the random weights (default 0)')
-    .option('--device <d>', 'auto, cpu or cuda (default auto)')
-    .option('--precision <p>', 'fp32 or bf16')
-    .option('--threads <n>', 'CPU threads (default: all cores)')
-    .option('--log-requests', 'one line per request on stderr')
+  deviceOptions(
+    program
+      .command('serve')
+      .description('Serve a model over HTTP with the OpenAI completions API (POST /v1/completions, GET /v1/models, /health, /metrics)')
+      .option('--checkpoint <dir>', 'checkpoint folder, run folder (its latest checkpoint) or Hugging Face GPT-2 folder')
+      .option('--model <preset>', 'a preset (e.g. gpt2, tiny) with random weights, for benchmarks')
+      .option('--name <id>', 'the model id clients send (default: the folder name or the preset)')
+      .option('--host <host>', 'address to listen on; anything but loopback is reachable from the network', SERVE_DEFAULTS.host)
+      .option('--port <n>', '0 picks a free port (printed)', String(SERVE_DEFAULTS.port))
+      .option('--api-key <key>', 'require "Authorization: Bearer <key>" (default: $GPT_ENGINE_API_KEY; none when unset)')
+      .option('--max-batch <n>', "most sequences decoded together (the decoder's batch); more wait in the queue", String(SERVE_DEFAULTS.maxBatch))
+      .option('--max-queue <n>', 'most requests waiting; one more is answered 429 with Retry-After', String(SERVE_DEFAULTS.maxQueue))
+      .option('--max-n <n>', `most completions (n) per request (default ${SERVE_DEFAULTS.maxN}, at most --max-batch)`)
+      .option('--max-body <bytes>', 'largest request body; larger is answered 413', String(SERVE_DEFAULTS.maxBodyBytes))
+      .option('--drain-seconds <s>', 'on Ctrl-C/SIGTERM: how long running requests may finish before they are aborted', String(SERVE_DEFAULTS.drainSeconds))
+      .option('--seed <n>', 'with --model: seed of the random weights (default 0)')
+      .option('--log-requests', 'one line per request on stderr'),
+  )
     .action(async (f: ServeFlags) => {
       if ((f.checkpoint === undefined) === (f.model === undefined))
         throw new ArgumentRangeError(`Expected exactly one of --checkpoint or --model but received ${f.checkpoint === undefined ? 'neither' : 'both'}`);

@@ -19,7 +19,8 @@
  */
 import { docStarts } from '../../lib/doc-mask';
 import { loadAddon } from '../../lib/native';
-import { getIsa, getThreads, setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
+import { setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
+import { restoreRuntimeAfterAll } from './shared/setup';
 import {
   documentMask,
   l2,
@@ -38,12 +39,7 @@ const op = (o: Record<string, unknown>): Promise<Out> => addon.backendOp({ devic
 const TOL = 1e-5;
 const EOT = 50256;
 const isas = supportedIsas();
-const originalIsa = getIsa();
-const originalThreads = getThreads();
-afterAll(() => {
-  setIsa(originalIsa);
-  setThreads(originalThreads);
-});
+const { isa: originalIsa, threads: originalThreads } = restoreRuntimeAfterAll();
 
 /** Token rows with end-of-text tokens at the given positions (one list per batch row), other ids below 1000. */
 function tokensWith(seq: number, eots: number[][], seed: number): Int32Array {

@@ -81,15 +81,20 @@ describe('FIFO on one model', () => {
     ref = await sequential(1, OPS);
   });
 
+  /** The calls ran in OPS's order (`order`), returned what one model running them in turn returns, and left the same weights; disposes `m`. */
+  async function expectIssueOrder(m: GPT, order: number[], out: number[]): Promise<void> {
+    expect(order).toEqual(OPS.map((_, i) => i));
+    expect(out).toEqual(ref.out);
+    expect(sameBits(m.parameters(), ref.params)).toBe(true);
+    await m.dispose();
+  }
+
   test('calls issued without awaiting settle in issue order with the numbers of a one-at-a-time run', async () => {
     const m = await GPT.create(CFG, { device: 'cpu', seed: 1 });
     const settled: number[] = [];
     const promises = OPS.map((op, i) => issue(m, op).then((v) => (settled.push(i), v)));
     const out = await Promise.all(promises);
-    expect(settled).toEqual(OPS.map((_, i) => i));
-    expect(out).toEqual(ref.out);
-    expect(sameBits(m.parameters(), ref.params)).toBe(true);
-    await m.dispose();
+    await expectIssueOrder(m, settled, out);
   });
 
   test('calls from interleaved async tasks run in the order they were issued', async () => {
@@ -114,10 +119,7 @@ describe('FIFO on one model', () => {
       await Promise.all(mine);
     };
     await Promise.all([task(0), task(1)]);
-    expect(issued).toEqual(OPS.map((_, i) => i));
-    expect(results).toEqual(ref.out);
-    expect(sameBits(m.parameters(), ref.params)).toBe(true);
-    await m.dispose();
+    await expectIssueOrder(m, issued, results);
   });
 
   test('a failing call in the middle of the queue does not disturb the calls around it', async () => {

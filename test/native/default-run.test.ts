@@ -14,7 +14,7 @@ import { readTrainedSeq } from '../../lib/checkpoint';
 import { presetConfig } from '../../lib/config';
 import { defaultCorpus, TokenFile } from '../../lib/data';
 import { GPT } from '../../lib/model';
-import { defaultSettings, Trainer } from '../../lib/trainer';
+import { defaultSettings, Trainer, type TrainerOptions, type TrainResult } from '../../lib/trainer';
 
 let tmp: string;
 let corpus: string;
@@ -60,6 +60,13 @@ async function lossByPosition(model: GPT, valFile: string, split: number, window
   return { before: sums[0] / counts[0], after: sums[1] / counts[1] };
 }
 
+/** Trains on the built-in corpus into tmp/<out>, collecting the log lines. */
+async function train(out: string, options: Omit<TrainerOptions, 'data' | 'out' | 'plot' | 'log'>): Promise<{ r: TrainResult; logs: string[] }> {
+  const logs: string[] = [];
+  const r = await new Trainer({ ...options, data: corpus, out: path.join(tmp, out), plot: false, log: (s: string) => logs.push(s) }).run();
+  return { r, logs };
+}
+
 test('the default sequence length is the context, for every buildable preset', () => {
   for (const name of ['tiny', 'small', 'gpt2', 'gpt3-small']) {
     const cfg = presetConfig(name);
@@ -70,14 +77,7 @@ test('the default sequence length is the context, for every buildable preset', (
 });
 
 test('a short default-shaped run trains positions past 128 as well as those before', async () => {
-  const logs: string[] = [];
-  const r = await new Trainer({
-    data: corpus,
-    out: path.join(tmp, 'run'),
-    plot: false,
-    settings: { steps: 300, eval_every: 300, checkpoint_every: 300, sample_tokens: 0, device: 'cpu' },
-    log: (s: string) => logs.push(s),
-  }).run();
+  const { r, logs } = await train('run', { settings: { steps: 300, eval_every: 300, checkpoint_every: 300, sample_tokens: 0, device: 'cpu' } });
   expect(r.config.train.seq).toBe(256);
   expect(r.config.model.n_positions).toBe(256);
   expect(logs.some((l) => /not trained/.test(l))).toBe(false);
@@ -93,15 +93,10 @@ test('a short default-shaped run trains positions past 128 as well as those befo
 }, 240000);
 
 test('a --seq shorter than the context is announced at the start and recorded in the checkpoint', async () => {
-  const logs: string[] = [];
-  const r = await new Trainer({
-    data: corpus,
-    out: path.join(tmp, 'short'),
-    plot: false,
+  const { r, logs } = await train('short', {
     model: { n_layer: 1, n_head: 2, n_embd: 32, n_positions: 64 },
     settings: { steps: 2, batch: 2, seq: 16, eval_every: 2, checkpoint_every: 2, sample_tokens: 0, device: 'cpu' },
-    log: (s: string) => logs.push(s),
-  }).run();
+  });
   expect(logs.join('\n')).toMatch(/seq 16 is shorter than the context \(64\): positions 16\.\.63 are not trained/);
   expect(await readTrainedSeq(r.runDir)).toBe(16);
 });

@@ -22,7 +22,8 @@
  * About 70 s on 2 busy cores.
  */
 import { loadAddon } from '../../lib/native';
-import { getIsa, getThreads, setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
+import { setIsa, setThreads, supportedIsas, type IsaName } from '../../lib/runtime';
+import { restoreRuntimeAfterAll } from './shared/setup';
 
 type Out = Record<string, Float32Array | number>;
 type Opts = Record<string, unknown>;
@@ -33,24 +34,11 @@ const reference = (o: Opts): Promise<Out> => addon.referenceOp(o);
 const U = 2 ** -24; // float32 unit roundoff
 
 const isas = supportedIsas();
-const originalIsa = getIsa();
-const originalThreads = getThreads();
-afterAll(() => {
-  setIsa(originalIsa);
-  setThreads(originalThreads);
-});
+const { isa: originalIsa, threads: originalThreads } = restoreRuntimeAfterAll();
 
 // ---- inputs ----------------------------------------------------------------------
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The op tables' generator (every seed here is non-zero).
+const { rng } = require('../ops/run-checks.js') as { rng: (seed: number) => () => number };
 function randn(r: () => number, n: number, std = 1, mean = 0): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; ++i) a[i] = mean + std * Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

@@ -169,14 +169,20 @@ test('a client that leaves while queued never reaches the model', async () => {
   }
 });
 
-test('close() lets a running stream finish within the drain time, refuses new connections, and resolves', async () => {
+/** A server with one streamed completion of `maxTokens` tokens running in it (its body text, once it ends). */
+async function serveWithOneStream(maxTokens: number): Promise<{ s: Awaited<ReturnType<typeof serve>>; res: Promise<string> }> {
   const s = await serve(model, { port: 0 });
   const res = fetch(`${s.url}/v1/completions`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt: 'z', max_tokens: 30, ignore_eos: true, stream: true }),
+    body: JSON.stringify({ prompt: 'z', max_tokens: maxTokens, ignore_eos: true, stream: true }),
   }).then((r) => r.text());
   await waitFor(() => metricsOf(s.url), (t) => metric(t, 'gpt_engine_batch_size') === 1);
+  return { s, res };
+}
+
+test('close() lets a running stream finish within the drain time, refuses new connections, and resolves', async () => {
+  const { s, res } = await serveWithOneStream(30);
   const closed = s.close({ drainSeconds: 60 });
   await expect(fetch(`${s.url}/health`)).rejects.toThrow();
   const text = await res;
@@ -188,13 +194,7 @@ test('close() lets a running stream finish within the drain time, refuses new co
 });
 
 test('close() aborts what still runs after the drain time: the stream ends with a shutting_down error event', async () => {
-  const s = await serve(model, { port: 0 });
-  const res = fetch(`${s.url}/v1/completions`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt: 'z', max_tokens: 250, ignore_eos: true, stream: true }),
-  }).then((r) => r.text());
-  await waitFor(() => metricsOf(s.url), (t) => metric(t, 'gpt_engine_batch_size') === 1);
+  const { s, res } = await serveWithOneStream(250);
   const t0 = Date.now();
   await s.close({ drainSeconds: 0.2 });
   expect(Date.now() - t0).toBeLessThan(5000);
