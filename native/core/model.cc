@@ -309,6 +309,7 @@ Model::~Model() {
     if (acts_->base) backend_->free(acts_->base);
     if (acts_->tokens) backend_->free(acts_->tokens);
     if (acts_->targets) backend_->free(acts_->targets);
+    if (acts_->doc_start) backend_->free(acts_->doc_start);
   }
   for (float* p : {params_, grads_, m_, v_})
     if (p) backend_->free(p);

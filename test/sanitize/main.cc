@@ -230,8 +230,14 @@ static void decode_case(Precision p) {
   std::vector<uint8_t> all(B, 1);
   EXPECT(throws([&] { st.step(one.data(), all.data(), logits.data(), nullptr); }, ErrorCode::InvalidArgument),
          "a step past the capacity was accepted");
-  EXPECT(throws([&] { st.prefill(prompt.data(), lens.data(), logits.data(), nullptr); }, ErrorCode::InvalidArgument),
-         "a second prefill was accepted");
+  std::vector<int> none(B, 0);
+  EXPECT(throws([&] { st.prefill(prompt.data(), none.data(), logits.data(), nullptr); }, ErrorCode::InvalidArgument),
+         "a prefill of no rows was accepted");
+  // A later prefill restarts the rows it is given (generation past the
+  // context rebuilds a sequence this way).
+  st.prefill(prompt.data(), lens.data(), logits.data(), nullptr);
+  for (int b = 0; b < B; ++b)
+    EXPECT(st.position(b) == lens[b], "position %d of seq %d after a second prefill", st.position(b), b);
   EXPECT(throws([&] { DecodeState bad(model, {33}); }, ErrorCode::InvalidArgument), "capacity 33 > n_positions 32 accepted");
   EXPECT(throws([&] { DecodeState bad(model, {}); }, ErrorCode::InvalidArgument), "no sequences accepted");
   {
