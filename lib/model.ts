@@ -23,16 +23,16 @@ import { chooseDevice, choosePrecision, DeviceChoice, DeviceChoiceResult, Device
 import { callNativeSync, DisposedError } from './errors';
 import {
   Decoder,
-  generate as generateWith,
   GenerateOptions,
   GenerationChunk,
   GenerationResult,
   nativeDecoder,
   Prompt,
-  stream as streamWith,
   TokenCodec,
   tokenCodec,
 } from './generate';
+import { BatchScheduler, BatchStats, checkMaxBatch, DEFAULT_MAX_BATCH } from './generate/scheduler';
+import { batchedGenerate, batchedStream, modelScheduler } from './model/batching';
 import { MemoryFit } from './model/fit';
 import { checkBatchShape, checkIds, checkStepOptions, local, orderTensors } from './model/inputs';
 import { BufferName, createNativeModel, NativeModelHandle } from './model/native';
@@ -42,6 +42,7 @@ import { checkKnownKeys, expectInteger, expectObject, expectOneOf, typeError } f
 
 export { chooseDevice } from './device';
 export type { DeviceChoice, DeviceChoiceResult, DeviceName, PrecisionName } from './device';
+export type { BatchStats } from './generate/scheduler';
 
 export interface CreateOptions {
   /** seed of the weight initialization (non-negative safe integer; default 0) */
@@ -50,6 +51,11 @@ export interface CreateOptions {
   device?: DeviceChoice;
   /** default: fp32 on the CPU, bf16 on CUDA (docs/ARCHITECTURE.md "Precision") */
   precision?: PrecisionName;
+  /**
+   * The most sequences generate()/stream() calls decode together, 1 to 4096
+   * (default 16); more wait in order (docs/SERVING.md "Batching").
+   */
+  maxBatch?: number;
 }
 
 export interface LoadOptions extends CreateOptions {
@@ -120,7 +126,7 @@ export interface OptimizerState {
   exp_avg_sq: Map<string, Float32Array>;
 }
 
-const CREATE_KEYS = ['seed', 'device', 'precision'] as const;
+const CREATE_KEYS = ['seed', 'device', 'precision', 'maxBatch'] as const;
 const LOAD_KEYS = [...CREATE_KEYS, 'optimizer'] as const;
 const SAVE_KEYS = ['optimizer', 'tokenizer', 'state'] as const;
 
@@ -143,6 +149,7 @@ export class GPT {
   private readonly calls = new CallQueue();
   private disposed = false;
   private readonly fit: MemoryFit;
+  private readonly batcher: BatchScheduler;
 
   private constructor(
     handle: NativeModelHandle,
@@ -151,6 +158,7 @@ export class GPT {
     precision: PrecisionName,
     seed: number,
     fit: MemoryFit,
+    maxBatch: number,
   ) {
     this.handle = handle;
     this.fit = fit;
@@ -162,6 +170,7 @@ export class GPT {
     const info = handle.tensorInfo();
     this.names = info.map((t) => t.name);
     this.shapeList = info.map((t) => t.shape);
+    this.batcher = modelScheduler(this.calls, () => this.handle, config, maxBatch);
   }
 
   /** Builds a model from a preset name or a config object, with seeded weights (docs/ARCHITECTURE.md "The model"). */
@@ -177,13 +186,14 @@ export class GPT {
     const o = expectObject('options', opts);
     checkKnownKeys('options', o, CREATE_KEYS);
     const seed = opts.seed === undefined ? 0 : expectInteger('seed', opts.seed, { min: 0, max: Number.MAX_SAFE_INTEGER });
+    const maxBatch = opts.maxBatch === undefined ? DEFAULT_MAX_BATCH : checkMaxBatch(opts.maxBatch);
     const dev = chooseDevice(opts.device === undefined ? 'auto' : opts.device);
     const precision = choosePrecision(dev.device, opts.precision);
     // Refuse a model that cannot fit before allocating anything (with the
     // estimate and what would fit), instead of failing deep in the core.
     const fit = new MemoryFit(config, dev.device, precision, typeof configOrPreset === 'string' ? configOrPreset : undefined);
     const handle = await createNativeModel(config, dev.device, precision, seed);
-    return new GPT(handle, config, dev, precision, seed, fit);
+    return new GPT(handle, config, dev, precision, seed, fit, maxBatch);
   }
 
   /**
@@ -384,6 +394,7 @@ export class GPT {
     const running = this.calls.close();
     if (running) await running;
     if (!first) return;
+    this.batcher.dispose();
     const h = this.handle;
     this.handle = null;
     if (h) h.dispose();
@@ -420,32 +431,33 @@ export class GPT {
    * Generates a continuation of a prompt (text, or token ids) with a KV
    * cache. An array of prompts decodes in one batch; each result equals
    * generating that prompt alone. Options, sampling order and statistics:
-   * lib/generate.ts. A generation is one call in the model's FIFO queue
-   * (docs/ARCHITECTURE.md "Concurrency"): it sees the weights as they were when its turn
-   * came, and dispose() waits for it.
+   * lib/generate.ts. Concurrent generate()/stream() calls decode together,
+   * one batched step for all (lib/generate/scheduler.ts), each result
+   * bitwise what the call alone gives; toward the other calls of the model
+   * a generation keeps its place in the FIFO queue (docs/ARCHITECTURE.md
+   * "Concurrency"): it sees the weights the calls before it left, and
+   * dispose() waits for it.
    */
   generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerationResult>;
   generate(prompts: Prompt[], options?: GenerateOptions): Promise<GenerationResult[]>;
   generate(prompt: Prompt | Prompt[], options?: GenerateOptions): Promise<GenerationResult | GenerationResult[]> {
-    return this.calls.enqueue(() => generateWith(this.decoder(), this.textCodec(), prompt, options));
+    return batchedGenerate(this.batcher, this.textCodec(), prompt, options);
   }
 
   /**
    * Streams chunks `{ text, tokens, index }` as tokens are sampled; the texts
    * concatenate to generate()'s text. Breaking out of `for await` stops
    * generation; an aborted `signal` makes the loop throw its reason. The
-   * stream takes its place in the model's FIFO queue when iteration starts
-   * and holds it until the loop ends (dispose() waits for it).
+   * stream joins the model's batch when iteration starts and leaves it when
+   * the loop ends (dispose() waits for it).
    */
-  async *stream(prompt: Prompt | Prompt[], options?: GenerateOptions): AsyncGenerator<GenerationChunk, void, undefined> {
-    // The stream takes a turn in the queue for as long as it is iterated;
-    // hold() rejects with DisposedError if the model is disposed first.
-    const release = await this.calls.hold();
-    try {
-      yield* streamWith(this.decoder(), this.textCodec(), prompt, options);
-    } finally {
-      await release();
-    }
+  stream(prompt: Prompt | Prompt[], options?: GenerateOptions): AsyncGenerator<GenerationChunk, void, undefined> {
+    return batchedStream(this.batcher, this.textCodec(), prompt, options);
+  }
+
+  /** What the batch of concurrent generations holds now (for metrics). */
+  batchStats(): BatchStats {
+    return this.batcher.stats();
   }
 
   /** The model's incremental decoder (KV-cache sessions): what generate() runs on; for benchmarks and tests. */

@@ -9,10 +9,13 @@ import { Decoder } from './types';
 
 /** The decode session of native/addon/decode_binding.cc. Internal. */
 export interface NativeDecodeSession {
+  /** Sequences (follows resize()). */
   readonly batch: number;
   readonly vocabSize: number;
   prefill(o: { tokens: Int32Array; lengths: Int32Array }): Promise<Float32Array>;
   step(o: { tokens: Int32Array; active: Uint8Array }): Promise<Float32Array>;
+  /** Sets the sequences' capacities: unchanged ones keep their caches, changed and new ones start empty. */
+  resize(o: { capacities: Int32Array }): void;
   cacheBytes(): number;
   scratchBytes(): number;
   positions(): Int32Array;

@@ -16,6 +16,17 @@ export class CallQueue {
   private readonly jobs: Job[] = [];
   private running: Promise<void> | null = null;
   private closed = false;
+  private count = 0;
+
+  /** Calls enqueued so far (a batch of generations takes joiners while it is the last: lib/generate/scheduler.ts). */
+  get issued(): number {
+    return this.count;
+  }
+
+  /** True once close() was called. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
 
   /**
    * Runs `fn` after every call queued before it. Its errors carry the stack
@@ -24,6 +35,7 @@ export class CallQueue {
    */
   enqueue<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new DisposedError('This model was disposed'));
+    this.count++;
     const caller = new Error().stack;
     return new Promise<T>((resolve, reject) => {
       this.jobs.push({

@@ -5,6 +5,9 @@
 //     (at any time: a sequence given tokens starts over at position 0, one
 //     with length 0 keeps its cache; DecodeState::prefill)
 //   session.step({ tokens: Int32Array [B], active: Uint8Array [B] }) -> Promise<Float32Array [B*V]>
+//   session.resize({ capacities: Int32Array }) -> undefined   (synchronous:
+//     DecodeState::resize; the sequences whose capacity is unchanged keep
+//     their caches; `batch` and the logits array follow the new size)
 //   session.cacheBytes() / scratchBytes() / positions() / close()
 //   decodeKernel({ op: 'linear' | 'head', precision: 'fp32' | 'bf16', M, K, N,
 //                  x: Float32Array [M*K], w: Float32Array ([K*N] linear, [N*K] head),
@@ -151,6 +154,34 @@ Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
       });
     }));
 
+    session.Set("resize", Napi::Function::New(env, [s, refs](const Napi::CallbackInfo& ci) -> Napi::Value {
+      Napi::Env e = ci.Env();
+      return guard(e, [&]() -> Napi::Value {
+        Napi::Object a = options_arg(ci);
+        Napi::Value cv = a.Get("capacities");
+        if (!cv.IsTypedArray() || cv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+          throw_invalid("Expected an Int32Array for capacities");
+        auto arr = cv.As<Napi::Int32Array>();
+        std::vector<int> caps(arr.Data(), arr.Data() + arr.ElementLength());
+        std::shared_ptr<DecodeState> st = begin_call(*s);
+        BusyGuard busy(s);
+        {
+          // Training calls and other sessions' calls on the model run on
+          // workers under this mutex: wait for the running one.
+          std::lock_guard<std::mutex> lk(s->model->mutex());
+          st->resize(caps);
+        }
+        const int B = st->batch();
+        if (B != s->batch) {
+          Napi::Float32Array out = Napi::Float32Array::New(e, static_cast<size_t>(B) * s->vocab);
+          refs->out.Reset(out, 1);
+          s->out = out.Data();
+          s->batch = B;
+          ci.This().As<Napi::Object>().Set("batch", B);
+        }
+        return e.Undefined();
+      });
+    }));
     session.Set("cacheBytes", Napi::Function::New(env, [s](const Napi::CallbackInfo& ci) -> Napi::Value {
       return Napi::Number::New(ci.Env(), s->state ? static_cast<double>(s->state->cache_bytes()) : 0.0);
     }));

@@ -117,15 +117,27 @@ DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& c
   Vp_ = c.padded_vocab;
   window_ = c.attention_window;
   patterns_ = c.patterns;
-  GPT_CHECK_ARG(!caps_.empty() && caps_.size() <= (1u << 16), "Expected between 1 and 65536 sequences to decode");
-  for (size_t b = 0; b < caps_.size(); ++b)
-    GPT_CHECK_ARG(caps_[b] >= 1 && caps_[b] <= c.n_positions,
-                  "Expected a capacity between 1 and n_positions = " + std::to_string(c.n_positions) +
-                      " for sequence " + std::to_string(b) + " but received " + std::to_string(caps_[b]));
+  check_capacities(caps_);
   for (int l = 0; l < L_; ++l)
     GPT_CHECK_ARG(patterns_[static_cast<size_t>(l)] == AttnPattern::Dense || window_ >= 1,
                   "banded layer without an attention window");
   pos_.assign(caps_.size(), 0);
+  const int64_t total = layout();
+  cache_bytes_ = static_cast<size_t>(total) * sizeof(float);
+  cache_ = static_cast<float*>(be_.alloc(cache_bytes_, "the key/value cache"));
+  max_keys_.assign(static_cast<size_t>(L_), 1);
+}
+
+void DecodeState::check_capacities(const std::vector<int>& caps) const {
+  const int N = model_->config().n_positions;
+  GPT_CHECK_ARG(!caps.empty() && caps.size() <= (1u << 16), "Expected between 1 and 65536 sequences to decode");
+  for (size_t b = 0; b < caps.size(); ++b)
+    GPT_CHECK_ARG(caps[b] >= 1 && caps[b] <= N, "Expected a capacity between 1 and n_positions = " +
+                                                     std::to_string(N) + " for sequence " + std::to_string(b) +
+                                                     " but received " + std::to_string(caps[b]));
+}
+
+int64_t DecodeState::layout() {
   off_.resize(caps_.size() * static_cast<size_t>(L_));
   int64_t total = 0;
   for (int b = 0; b < batch(); ++b)
@@ -133,9 +145,43 @@ DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& c
       off_[static_cast<size_t>(b) * L_ + l] = total;
       total += 2 * int64_t(H_) * slots(b, l) * D_;
     }
-  cache_bytes_ = static_cast<size_t>(total) * sizeof(float);
-  cache_ = static_cast<float*>(be_.alloc(cache_bytes_, "the key/value cache"));
-  max_keys_.assign(static_cast<size_t>(L_), 1);
+  return total;
+}
+
+void DecodeState::resize(const std::vector<int>& capacities) {
+  check_capacities(capacities);
+  const std::vector<int> old_caps = caps_, old_pos = pos_;
+  const std::vector<int64_t> old_off = off_;
+  caps_ = capacities;
+  const int64_t total = layout();
+  const size_t bytes = static_cast<size_t>(total) * sizeof(float);
+  float* fresh = nullptr;
+  try {
+    fresh = static_cast<float*>(be_.alloc(bytes, "the key/value cache"));
+  } catch (...) {
+    // Nothing changed: the old cache and layout stay.
+    caps_ = old_caps;
+    layout();
+    throw;
+  }
+  const int kept = std::min(batch(), static_cast<int>(old_caps.size()));
+  pos_.assign(caps_.size(), 0);
+  for (int b = 0; b < kept; ++b) {
+    if (caps_[static_cast<size_t>(b)] != old_caps[static_cast<size_t>(b)] || old_pos[static_cast<size_t>(b)] == 0)
+      continue;
+    // Same capacity, so the same entries per layer: K and V of (b, l) are
+    // one block of 2 H P D floats, copied whole.
+    for (int l = 0; l < L_; ++l)
+      be_.copy(fresh + k_off(b, l), cache_ + old_off[static_cast<size_t>(b) * L_ + l],
+               sizeof(float) * 2 * static_cast<size_t>(H_) * slots(b, l) * D_);
+    pos_[static_cast<size_t>(b)] = old_pos[static_cast<size_t>(b)];
+  }
+  if (cache_) be_.free(cache_);
+  cache_ = fresh;
+  cache_bytes_ = bytes;
+  // The logits buffer holds one row per sequence: make the scratch again at
+  // the next call.
+  s_.reset(new Scratch);
 }
 
 DecodeState::~DecodeState() {
@@ -237,14 +283,12 @@ void DecodeState::run_blocks(int M, bool step, const volatile int32_t* abort,
 
 int DecodeState::check_prompts(const int32_t* tokens, const int* lengths) const {
   int64_t M = 0;
-  // The first prefill gives every sequence a prompt; a later one may leave
-  // sequences out (length 0).
-  const int least = prefilled_ ? 0 : 1;
+  // A sequence left out (length 0) keeps what it holds; one that holds
+  // nothing cannot step until a prefill gives it a prompt (check_step).
   for (int b = 0; b < batch(); ++b) {
-    GPT_CHECK_ARG(lengths[b] >= least && lengths[b] <= caps_[static_cast<size_t>(b)],
-                  "Expected a prompt of " + std::to_string(least) + " to " +
-                      std::to_string(caps_[static_cast<size_t>(b)]) + " tokens for sequence " + std::to_string(b) +
-                      " but received " + std::to_string(lengths[b]));
+    GPT_CHECK_ARG(lengths[b] >= 0 && lengths[b] <= caps_[static_cast<size_t>(b)],
+                  "Expected a prompt of 0 to " + std::to_string(caps_[static_cast<size_t>(b)]) +
+                      " tokens for sequence " + std::to_string(b) + " but received " + std::to_string(lengths[b]));
     M += lengths[b];
   }
   GPT_CHECK_ARG(M >= 1, "Expected a prompt for at least one sequence but every length is 0");
@@ -332,6 +376,8 @@ std::vector<int> DecodeState::check_step(const int32_t* tokens, const uint8_t* a
     if (!active[b]) continue;
     GPT_CHECK_ARG(tokens[b] >= 0 && tokens[b] < V_, "Expected token ids in [0, " + std::to_string(V_) +
                                                         ") but received " + std::to_string(tokens[b]));
+    GPT_CHECK_ARG(pos_[static_cast<size_t>(b)] >= 1, "Sequence " + std::to_string(b) +
+                                                          " holds no tokens: prefill it before it steps");
     GPT_CHECK_ARG(pos_[static_cast<size_t>(b)] < caps_[static_cast<size_t>(b)],
                   "Sequence " + std::to_string(b) + " is full: it holds its capacity of " +
                       std::to_string(caps_[static_cast<size_t>(b)]) + " tokens");

@@ -48,6 +48,18 @@ class DecodeState {
   size_t cache_bytes() const { return cache_bytes_; }
   // Bytes of backend and host scratch besides the cache.
   size_t scratch_bytes() const;
+  // The most tokens sequence b may hold.
+  int capacity(int b) const { return caps_[static_cast<size_t>(b)]; }
+
+  // Changes the set of sequences to capacities.size() (1 to 65536), without
+  // losing the caches of the sequences that stay: sequence b < min(old, new
+  // batch) whose capacity is unchanged keeps its cache and position; one
+  // whose capacity changes, and every new one, holds nothing (position 0)
+  // and must be prefilled before it steps; sequences past the new batch are
+  // dropped. The cache is allocated anew and the kept entries copied, so for
+  // a moment both are held. A continuous batch grows its session this way
+  // (lib/generate/scheduler.ts). The caller holds the model's mutex.
+  void resize(const std::vector<int>& capacities);
 
   // Runs the prompts of some sequences (tokens concatenated, lengths[b]
   // each) through the model and fills their cache. A sequence given tokens
@@ -56,8 +68,9 @@ class DecodeState {
   // layer (a banded layer's ring included). A sequence with lengths[b] = 0
   // is left untouched, cache and position, so one row can be rebuilt while
   // the others keep theirs (generation past the context re-prefills a full
-  // sequence from its last tokens). At least one length must be >= 1; the
-  // first prefill of a state must give every sequence a prompt. May be called
+  // sequence from its last tokens). At least one length must be >= 1; a
+  // sequence that holds nothing (never prefilled, aborted, or new after
+  // resize()) cannot step until a prefill gives it a prompt. May be called
   // at any time. logits_out: host [B, V], the logits after each prompt's last
   // token; rows of untouched sequences are left as they were. A prompt's
   // logits do not depend on the other rows of the call.
@@ -85,6 +98,10 @@ class DecodeState {
   // Entries the cache of (b, l) holds: all positions, or the band.
   int slots(int b, int l) const;
   void ensure_rows(int rows);
+  // Checks capacities against the model and the limit on sequences.
+  void check_capacities(const std::vector<int>& caps) const;
+  // Offsets of every (sequence, layer) for caps_ into off_; returns the cache's floats.
+  int64_t layout();
   // Checks a prefill's arguments; returns the number of prompt tokens.
   int check_prompts(const int32_t* tokens, const int* lengths) const;
   // The rows of a prefill (prompt b from row row0[b]) into ints_host_ and rows_host_.

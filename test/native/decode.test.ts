@@ -205,6 +205,66 @@ describe('KV-cache decoding equals a full forward', () => {
     s.close();
   });
 
+  test('resize: sequences that keep their capacity keep their caches bitwise; changed and new ones start empty', async () => {
+    const a = randomTokens(30, V, 31);
+    const b = randomTokens(30, V, 32);
+    const c = randomTokens(30, V, 33);
+    // Each sequence alone: its prefill of 4 tokens, then a step a token.
+    const alone = async (toks: Int32Array, to: number): Promise<Float32Array[]> => {
+      const s = native().decodeOpen(h, { capacities: Int32Array.of(30), abort: new Int32Array(32) });
+      const out = [Float32Array.from(await s.prefill({ tokens: toks.slice(0, 4), lengths: Int32Array.of(4) }))];
+      for (let t = 4; t < to; t++) out.push(Float32Array.from(await s.step({ tokens: Int32Array.of(toks[t]), active: Uint8Array.of(1) })));
+      s.close();
+      return out;
+    };
+    const s = native().decodeOpen(h, { capacities: Int32Array.of(30, 12), abort: new Int32Array(32) });
+    const rowsA: Float32Array[] = [];
+    let y = await s.prefill({ tokens: Int32Array.from([...a.slice(0, 4), ...b.slice(0, 4)]), lengths: Int32Array.of(4, 4) });
+    rowsA.push(Float32Array.from(y.subarray(0, V)));
+    // 12 tokens into a (past the band of 5, so the rings wrapped), 3 steps of b
+    for (let t = 4; t < 12; t++) {
+      y = await s.step({ tokens: Int32Array.of(a[t], b[t]), active: Uint8Array.of(1, t < 7 ? 1 : 0) });
+      rowsA.push(Float32Array.from(y.subarray(0, V)));
+    }
+    const before = s.cacheBytes();
+    // a keeps 30; b goes from 12 to 30 (emptied); c is new
+    s.resize({ capacities: Int32Array.of(30, 30, 30) });
+    expect(s.batch).toBe(3);
+    expect(Array.from(s.positions())).toEqual([12, 0, 0]);
+    expect(s.cacheBytes()).toBeGreaterThan(before);
+    await expect(s.step({ tokens: Int32Array.of(a[12], 1, 1), active: Uint8Array.of(1, 1, 0) })).rejects.toThrow(
+      /Sequence 1 holds no tokens: prefill it before it steps/,
+    );
+    y = await s.prefill({ tokens: Int32Array.from([...b.slice(0, 4), ...c.slice(0, 4)]), lengths: Int32Array.of(0, 4, 4) });
+    expect(y.length).toBe(3 * V);
+    const rowsB = [Float32Array.from(y.subarray(V, 2 * V))];
+    const rowsC = [Float32Array.from(y.subarray(2 * V, 3 * V))];
+    for (let t = 12; t < 26; t++) {
+      const u = t - 8; // b and c are 8 tokens behind a
+      y = await s.step({ tokens: Int32Array.of(a[t], b[u], c[u]), active: Uint8Array.of(1, 1, 1) });
+      rowsA.push(Float32Array.from(y.subarray(0, V)));
+      rowsB.push(Float32Array.from(y.subarray(V, 2 * V)));
+      rowsC.push(Float32Array.from(y.subarray(2 * V, 3 * V)));
+    }
+    expect(rowsA).toEqual(await alone(a, 26));
+    expect(rowsB).toEqual(await alone(b, 18));
+    expect(rowsC).toEqual(await alone(c, 18));
+    // shrinking drops the last sequences; the first keeps its cache
+    s.resize({ capacities: Int32Array.of(30) });
+    expect(s.batch).toBe(1);
+    expect(Array.from(s.positions())).toEqual([26]);
+    y = await s.step({ tokens: Int32Array.of(a[26]), active: Uint8Array.of(1) });
+    expect(Array.from(y)).toEqual(Array.from((await alone(a, 27))[23]));
+    expect(() => s.resize({ capacities: Int32Array.of(49) })).toThrow(/capacity between 1 and n_positions = 48 for sequence 0 but received 49/);
+    expect(() => s.resize({ capacities: Int32Array.of() })).toThrow(/between 1 and 65536 sequences/);
+    expect(Array.from(s.positions())).toEqual([27]);
+    const p = s.step({ tokens: Int32Array.of(a[27]), active: Uint8Array.of(1) });
+    expect(() => s.resize({ capacities: Int32Array.of(30, 30) })).toThrow(/still running/);
+    await p;
+    s.close();
+    expect(() => s.resize({ capacities: Int32Array.of(30) })).toThrow(/closed/);
+  });
+
   test('bf16 weights: decoding follows the bf16 full forward closely', async () => {
     const m = await makeModel(shape, 7, 'bf16');
     const T = 16;
@@ -282,7 +342,7 @@ describe('errors and abort', () => {
     expect(() => mk([49])).toThrow(/capacity between 1 and n_positions = 48/);
     const s = mk([3]);
     await expect(s.step({ tokens: Int32Array.of(1), active: Uint8Array.of(1) })).rejects.toThrow(/prefill before the first decode step/);
-    await expect(s.prefill({ tokens: Int32Array.of(1, 2, 3, 4), lengths: Int32Array.of(4) })).rejects.toThrow(/prompt of 1 to 3 tokens/);
+    await expect(s.prefill({ tokens: Int32Array.of(1, 2, 3, 4), lengths: Int32Array.of(4) })).rejects.toThrow(/prompt of 0 to 3 tokens for sequence 0 but received 4/);
     await expect(s.prefill({ tokens: Int32Array.of(1, 200), lengths: Int32Array.of(2) })).rejects.toThrow(/token ids in \[0, 100\)/);
     await s.prefill({ tokens: Int32Array.of(1, 2), lengths: Int32Array.of(2) });
     await expect(s.prefill({ tokens: Int32Array.of(), lengths: Int32Array.of(0) })).rejects.toThrow(/at least one sequence but every length is 0/);

@@ -7,6 +7,7 @@
 #include <malloc.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -253,6 +254,37 @@ static void decode_case(Precision p) {
     volatile int32_t abort_flag = 1;
     DecodeState s4(model, {4});
     EXPECT(throws([&] { s4.prefill(&tok, &len, logits.data(), &abort_flag); }, ErrorCode::Aborted), "abort ignored");
+  }
+  // resize: a sequence that keeps its capacity keeps its cache (its next
+  // step equals a step of a state that never resized, bitwise); a grown one
+  // and a new one are empty until prefilled; shrinking drops sequences.
+  {
+    DecodeState a(model, {8, 4}), ref(model, {8});
+    std::vector<int32_t> pr = {3, 4, 5, 6, 7};
+    std::vector<int> la = {3, 2}, lr = {3};
+    std::vector<float> la_out(size_t(3) * V), lr_out(static_cast<size_t>(V));
+    a.prefill(pr.data(), la.data(), la_out.data(), nullptr);
+    ref.prefill(pr.data(), lr.data(), lr_out.data(), nullptr);
+    a.resize({8, 6, 5});
+    EXPECT(a.batch() == 3 && a.position(0) == 3 && a.position(1) == 0 && a.position(2) == 0, "positions after resize");
+    std::vector<int32_t> nx = {9, 9, 9};
+    std::vector<uint8_t> first = {1, 0, 0}, second = {0, 1, 0};
+    a.step(nx.data(), first.data(), la_out.data(), nullptr);
+    ref.step(nx.data(), first.data(), lr_out.data(), nullptr);
+    EXPECT(std::memcmp(la_out.data(), lr_out.data(), sizeof(float) * V) == 0, "a kept sequence changed in resize");
+    EXPECT(throws([&] { a.step(nx.data(), second.data(), la_out.data(), nullptr); }, ErrorCode::InvalidArgument),
+           "an empty sequence stepped after resize");
+    std::vector<int> lb = {0, 2, 0};
+    a.prefill(pr.data(), lb.data(), la_out.data(), nullptr);
+    a.step(nx.data(), second.data(), la_out.data(), nullptr);
+    EXPECT(a.position(1) == 3, "position %d after prefill + step of a grown sequence", a.position(1));
+    EXPECT(throws([&] { a.resize({}); }, ErrorCode::InvalidArgument), "resize to no sequences accepted");
+    EXPECT(throws([&] { a.resize({33}); }, ErrorCode::InvalidArgument), "resize past n_positions accepted");
+    a.resize({8});
+    EXPECT(a.batch() == 1 && a.position(0) == 4, "shrinking lost sequence 0");
+    a.step(nx.data(), first.data(), la_out.data(), nullptr);
+    ref.step(nx.data(), first.data(), lr_out.data(), nullptr);
+    EXPECT(std::memcmp(la_out.data(), lr_out.data(), sizeof(float) * V) == 0, "a kept sequence changed in a shrink");
   }
   // The model outlives nothing it should not: the state holds it alive.
   std::unique_ptr<DecodeState> held;
