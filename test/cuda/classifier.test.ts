@@ -2,7 +2,7 @@
  * The fused classifier on the CUDA backend against the CPU backend: the
  * model's losses, gradient norms, first-step gradients, forward() logits and
  * loss() agree within fp32 tolerance (relative 1e-5: the GEMMs sum in
- * another order than the CPU's), with the chunk the backend picks (one for
+ * another order than the CPU's; 1e-2 with bf16 matmul inputs), with the chunk the backend picks (one for
  * this batch) and with chunks of 7 rows (44 chunks, a ragged last one of 4),
  * which GPT_ENGINE_CLASSIFIER_ROWS forces in a child process
  * (test/helpers/child-classifier.js). The classifier's ops alone are in the
@@ -20,11 +20,11 @@ const config = {
 };
 const B = 5, T = 61;
 
-function run(device: 'cpu' | 'cuda', rows: number | null): Run {
+function run(device: 'cpu' | 'cuda', rows: number | null, precision: 'fp32' | 'bf16' = 'fp32'): Run {
   const env = { ...process.env };
   delete env.GPT_ENGINE_CLASSIFIER_ROWS;
   if (rows !== null) env.GPT_ENGINE_CLASSIFIER_ROWS = String(rows);
-  const arg = JSON.stringify({ precision: 'fp32', batch: B, seq: T, config, device });
+  const arg = JSON.stringify({ precision, batch: B, seq: T, config, device });
   const text = execFileSync(process.execPath, [path.join(__dirname, '..', 'helpers', 'child-classifier.js'), arg], { env, encoding: 'utf8', timeout: 120000 });
   const o = JSON.parse(text) as Run;
   if (o.error) throw new Error(`${device}, rows ${rows}: ${o.error}`);
@@ -62,6 +62,25 @@ describe('the fused classifier on cuda matches the cpu (fp32)', () => {
     for (const k of Object.keys(cpu.grads)) {
       const e = relL2(floats(gpu.grads[k]), floats(cpu.grads[k]));
       if (!(e < 1e-5)) throw new Error(`${k}: relative L2 error ${e}`);
+    }
+  });
+});
+
+describe('the fused classifier on cuda matches the cpu (bf16)', () => {
+  // bf16 GEMM inputs on both backends; the tolerance of the bf16 matmuls
+  // (relative 1e-2), as test/cuda/train.test.ts holds whole steps to.
+  test.each([['as the backend picks', null], ['of 7 rows (a ragged last one)', 7]] as const)('chunks %s', (_label, rows) => {
+    const cpu = run('cpu', null, 'bf16');
+    const gpu = run('cuda', rows, 'bf16');
+    for (let i = 0; i < 2; ++i) {
+      expect(rel(gpu.losses[i], cpu.losses[i])).toBeLessThan(1e-2);
+      expect(rel(gpu.norms[i], cpu.norms[i])).toBeLessThan(1e-2);
+    }
+    expect(rel(gpu.evalLoss, cpu.evalLoss)).toBeLessThan(1e-2);
+    expect(relL2(floats(gpu.logits), floats(cpu.logits))).toBeLessThan(1e-2);
+    for (const k of Object.keys(cpu.grads)) {
+      const e = relL2(floats(gpu.grads[k]), floats(cpu.grads[k]));
+      if (!(e < 1e-2)) throw new Error(`${k}: relative L2 error ${e}`);
     }
   });
 });
