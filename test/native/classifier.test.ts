@@ -79,6 +79,9 @@ describe('the classifier ops (CPU)', () => {
       for (let i = 0; i < M; ++i) if (targets[i] >= 0) { s += rl[i]; ++n; }
       expect(sum.loss).toBe(s);
       expect(sum.count).toBe(n);
+      const refSum = await reference({ op: 'loss_sum', M, rowLoss: rl, targets });
+      expect(refSum.loss).toBe(s);
+      expect(refSum.count).toBe(n);
       // The per-row losses add up to crossentropy's sum (float-rounded rows here).
       expect(Math.abs((sum.loss as number) - (whole.loss as number))).toBeLessThan(1e-4);
     }
