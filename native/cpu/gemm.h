@@ -26,7 +26,9 @@ namespace cpu {
 // split along K into calls over consecutive pieces, each a multiple of
 // gemm_k_block(K_total, p) long and given that block, with accumulate on
 // after the first, then gives the same bits as one call over all of K (the
-// fused classifier's weight gradient, backend.h).
+// fused classifier's weight gradient, backend.h). With today's block rule
+// (equal blocks of at most 256, or 512) such pieces would get that block by
+// themselves; imposing it keeps the property whatever the rule becomes.
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
           int ldc, bool accumulate, const float* bias, Precision p, int k_block = 0);
 

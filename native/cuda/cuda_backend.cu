@@ -1,11 +1,13 @@
 // gpt::Backend on one NVIDIA GPU. Every op enqueues kernels on the legacy
 // default stream (so host<->device copies order with them without extra
-// synchronization) and checks each launch; the ops that return numbers
-// (crossentropy, sum_squares) copy a small per-row / per-block result back
-// and finish the sum on the host in a fixed order.
+// synchronization) and checks each launch; the ops that return numbers copy
+// back a small result: crossentropy its per-row losses (summed on the host
+// in row order), sum_squares and loss_sum (the training classifier's loss)
+// one value each, summed on the device in a fixed order.
 //
 // Scratch memory (bias/LayerNorm partial sums, attention's D vector, the
-// classifier's per-row losses, the embedding gradient's token grouping) lives
+// crossentropy op's per-row losses, the loss sum, the embedding gradient's
+// token grouping) lives
 // in a few grow-only device buffers owned by the backend.
 #include <cuda_runtime.h>
 
