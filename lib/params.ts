@@ -89,16 +89,30 @@ export function trainingMemory(c: GPTConfig): TrainingMemory {
  * (fp32). Per layer: ln_1 out, qkv, attention out, attention proj out,
  * residual, ln_2 out, fc, gelu, fc proj, residual2 (17 x B*T*C in all), the
  * LayerNorm statistics (4 x B*T) and the attention log-sum-exp (B*H*T).
- * Plus the embedding output, ln_f output and statistics, and one
- * [B*T, Vp] logits buffer that the classifier turns into its gradient in
- * place.
+ * Plus the embedding output, ln_f output and statistics, the fused
+ * classifier's one chunk of logits ([classifierChunkRows, Vp], never all
+ * B*T rows: training does not materialise the logits) and its per-row
+ * losses (a double per row).
  */
 export function activationBytes(c: GPTConfig, B: number, T: number): number {
   const C = c.n_embd;
   const BT = B * T;
+  const Vp = paddedVocab(c.vocab_size);
   const perLayer = 17 * BT * C + 4 * BT + c.n_head * BT;
-  const rest = BT * C + (BT * C + 2 * BT) + BT * paddedVocab(c.vocab_size);
+  const rest = BT * C + (BT * C + 2 * BT) + classifierChunkRows(BT, Vp) * Vp + 2 * BT;
   return 4 * (c.n_layer * perLayer + rest);
+}
+
+/**
+ * Rows of logits the fused classifier holds at once for `rows` = B*T rows
+ * and a padded vocabulary Vp: min(rows, 512), or more when 512 rows would
+ * take under 32 MiB. The rule of native/core/classifier.cc
+ * (classifier_capacity_rows), which sizes the core's buffer.
+ */
+export function classifierChunkRows(rows: number, Vp: number): number {
+  const fit = Math.floor((32 * 1024 * 1024) / (Math.max(Vp, 1) * 4));
+  const cap = fit > 512 ? Math.floor(fit / 512) * 512 : 512;
+  return Math.max(0, Math.min(rows, cap));
 }
 
 /** Fractions of layers by pattern, for display. */

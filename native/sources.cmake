@@ -22,6 +22,7 @@ set(GPT_ADDON_SOURCES
 # The model graph, decoding, threads and instruction-set selection, written
 # against the Backend interface (native/core/backend.h).
 set(GPT_CORE_SOURCES
+  native/core/classifier.cc
   native/core/decode.cc
   native/core/isa.cc
   native/core/model.cc

@@ -15,6 +15,7 @@
 // (Int32Array [B*T]) and eot build it (native/core/doc_mask.h; the result
 // then holds it as docStart); naive: true runs the CPU's plain materialized
 // kernel instead of the backend's (device cpu).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -334,6 +335,48 @@ OpResult run_op(const OpArgs& a) {
     r.num["loss"] = loss;
     r.num["count"] = (double)count;
     r.f["dlogits"] = buf.down(logits, (size_t)M * Vp);
+  } else if (op == "crossentropy_rows") {
+    const int M = (int)need_int(a, "M"), V = (int)need_int(a, "V"), Vp = (int)need_int(a, "Vp");
+    float* logits = buf.up(need_f(a, "logits", (size_t)M * Vp), "logits");
+    int32_t* tg = buf.up(need_i(a, "targets", M), "targets");
+    double* rl = buf.up(std::vector<double>((size_t)M, std::nan("")), "row losses");
+    be->crossentropy_rows(logits, tg, rl, M, V, Vp, (float)opt_num(a, "dlogitsScale", 0.0));
+    std::vector<double> host((size_t)M);
+    be->to_host(host.data(), rl, (size_t)M * sizeof(double));
+    r.f["rowLoss"] = FVec(host.begin(), host.end());
+    r.f["dlogits"] = buf.down(logits, (size_t)M * Vp);
+  } else if (op == "loss_sum") {
+    const int M = (int)need_int(a, "M");
+    const FVec rl = need_f(a, "rowLoss", (size_t)M);
+    double* d = buf.up(std::vector<double>(rl.begin(), rl.end()), "row losses");
+    int32_t* tg = buf.up(need_i(a, "targets", M), "targets");
+    int64_t count = -1;
+    r.num["loss"] = be->loss_sum(d, tg, M, &count);
+    r.num["count"] = (double)count;
+  } else if (op == "classifier_weight_grad") {
+    // dw += dlogits^T @ x over `rows` rows at row0 of an M-row batch; with
+    // `chunks` (rows per call) it runs the rows as consecutive calls.
+    const int M = (int)need_int(a, "M"), Vp = (int)need_int(a, "Vp"), C = (int)need_int(a, "C");
+    const int rows = (int)opt_num(a, "rows", M), row0 = (int)opt_num(a, "row0", 0);
+    if (rows < 1 || row0 < 0 || row0 + rows > M)
+      throw_invalid("Expected 1 <= rows and row0 + rows <= M for classifier_weight_grad but received rows " +
+                    std::to_string(rows) + ", row0 " + std::to_string(row0) + ", M " + std::to_string(M));
+    const int step = (int)opt_num(a, "chunks", rows);
+    if (step < 1) throw_invalid("Expected a positive integer for chunks but received " + std::to_string(step));
+    float* dl = buf.up(need_f(a, "dlogits", (size_t)rows * Vp), "dlogits");
+    float* x = buf.up(need_f(a, "x", (size_t)rows * C), "x");
+    float* dw = buf.up(opt_f(a, "dw", (size_t)Vp * C, 0.0f), "dw");
+    run_timed(be, a, r, [&] {
+      for (int c0 = 0; c0 < rows; c0 += step) {
+        const int n = std::min(step, rows - c0);
+        be->classifier_weight_grad(dw, dl + (int64_t)c0 * Vp, x + (int64_t)c0 * C, n, row0 + c0, M, Vp, C,
+                                   a.precision);
+      }
+    });
+    r.f["dw"] = buf.down(dw, (size_t)Vp * C);
+  } else if (op == "classifier_chunk_rows") {
+    const int M = (int)need_int(a, "M"), Vp = (int)need_int(a, "Vp"), cap = (int)need_int(a, "cap");
+    r.num["rows"] = be->classifier_chunk_rows(M, Vp, a.precision, cap);
   } else if (op == "sum_squares") {
     auto it = a.f.find("g");
     if (it == a.f.end()) throw_invalid("Expected a Float32Array for g");

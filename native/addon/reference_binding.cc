@@ -8,8 +8,9 @@
 //
 // Ops: embedding_forward, embedding_backward, layernorm_forward,
 // layernorm_backward, gelu_forward, gelu_backward, crossentropy,
-// sum_squares, adamw.
+// crossentropy_rows, loss_sum, classifier_weight_grad, sum_squares, adamw.
 #include <memory>
+#include <vector>
 #include <string>
 
 #include "../cpu/reference_ops.h"
@@ -81,6 +82,31 @@ OpOutputs run_reference(const OpInputs& a) {
                                            &count);
     r.num["count"] = (double)count;
     r.f["dlogits"] = std::move(logits);
+  } else if (op == "crossentropy_rows") {
+    const int M = (int)need_int(a, "M"), V = (int)need_int(a, "V"), Vp = (int)need_int(a, "Vp");
+    FVec logits = need_f(a, "logits", (size_t)M * Vp);
+    const IVec& tg = need_i(a, "targets", M);
+    for (int32_t t : tg)
+      if (t < -1 || t >= V) throw_invalid("Expected targets in [0, V) or -1 but received " + std::to_string(t));
+    std::vector<double> rl((size_t)M);
+    cpu::ref::crossentropy_rows(logits.data(), tg.data(), rl.data(), M, V, Vp, (float)opt_num(a, "dlogitsScale", 0.0));
+    r.f["rowLoss"] = FVec(rl.begin(), rl.end());
+    r.f["dlogits"] = std::move(logits);
+  } else if (op == "loss_sum") {
+    const int M = (int)need_int(a, "M");
+    const FVec& rl = need_f(a, "rowLoss", (size_t)M);
+    const std::vector<double> d(rl.begin(), rl.end());
+    int64_t count = 0;
+    r.num["loss"] = cpu::ref::loss_sum(d.data(), need_i(a, "targets", M).data(), M, &count);
+    r.num["count"] = (double)count;
+  } else if (op == "classifier_weight_grad") {
+    const int M = (int)need_int(a, "M"), Vp = (int)need_int(a, "Vp"), C = (int)need_int(a, "C");
+    const int rows = (int)opt_num(a, "rows", M);
+    if (rows < 1 || rows > M) throw_invalid("Expected 1 <= rows <= M but received rows " + std::to_string(rows));
+    FVec dw = opt_f(a, "dw", (size_t)Vp * C);
+    cpu::ref::classifier_weight_grad(dw.data(), need_f(a, "dlogits", (size_t)rows * Vp).data(),
+                                     need_f(a, "x", (size_t)rows * C).data(), rows, Vp, C);
+    r.f["dw"] = std::move(dw);
   } else if (op == "sum_squares") {
     const FVec& g = need_f_any(a, "g");
     r.num["sum"] = cpu::ref::sum_squares(g.data(), (int64_t)g.size());
@@ -94,7 +120,8 @@ OpOutputs run_reference(const OpInputs& a) {
     r.f["v"] = std::move(v);
   } else {
     throw_invalid("Expected one of embedding_forward, embedding_backward, layernorm_forward, layernorm_backward, "
-                  "gelu_forward, gelu_backward, crossentropy, sum_squares, adamw for op but received '" + op + "'");
+                  "gelu_forward, gelu_backward, crossentropy, crossentropy_rows, loss_sum, classifier_weight_grad, "
+                  "sum_squares, adamw for op but received '" + op + "'");
   }
   return r;
 }

@@ -105,7 +105,9 @@ class Backend {
   // dw[K, N] += inp^T @ dout; dbias[N] += colsum(dout) (skipped when nullptr)
   virtual void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
                                const float* w, int M, int K, int N, Precision p) = 0;
-  // Tied LM head: logits[M, Vp] = x[M, C] @ wte[Vp, C]^T
+  // Tied LM head: logits[M, Vp] = x[M, C] @ wte[Vp, C]^T. Each row's result
+  // depends on that row alone (the CPU: the same bits for any M), which lets
+  // the classifier run it on chunks of rows.
   virtual void matmul_nt(float* out, const float* a, const float* b, int M, int K, int N, Precision p) = 0;
 
   // ---- elementwise and normalization --------------------------------------
@@ -216,6 +218,35 @@ class Backend {
   // (double, summed in a fixed order) and the count of non-ignored rows.
   virtual double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dlogits_scale,
                               int64_t* count) = 0;
+
+  // ---- the fused classifier (native/core/classifier.h) -------------------------
+  // Training never holds the [M, Vp] logits: the core runs the head, the
+  // cross-entropy and the head's backward on chunks of rows, through the ops
+  // below and matmul_nt / matmul_forward, in a buffer of at most `cap` rows.
+  //
+  // Rows per chunk for M rows (1 <= result <= max(1, min(M, cap))). The
+  // backend picks them so that the chunked dwte sum (classifier_weight_grad)
+  // adds the same partial sums in the same order as one matmul_backward over
+  // all M rows would: the CPU returns a multiple of its GEMM's K block for M.
+  virtual int classifier_chunk_rows(int M, int Vp, Precision p, int cap) = 0;
+  // crossentropy on the M rows of one chunk, without the sum: row_loss[M]
+  // (double, backend memory) gets each row's loss, 0 for rows with target
+  // -1; the logits become their gradient in place when dlogits_scale != 0,
+  // exactly as crossentropy. Nothing is copied to the host.
+  virtual void crossentropy_rows(float* logits, const int32_t* targets, double* row_loss, int M, int V, int Vp,
+                                 float dlogits_scale) = 0;
+  // The sum of row_loss[r] over the rows r < M with targets[r] >= 0, in
+  // double, in a fixed order (the CPU: row order, as crossentropy), and the
+  // count of those rows in *count. One small copy to the host.
+  virtual double loss_sum(const double* row_loss, const int32_t* targets, int M, int64_t* count) = 0;
+  // dw[Vp, C] += dlogits[rows, Vp]^T @ x[rows, C] (the tied head's weight
+  // gradient) for rows row0 .. row0 + rows - 1 of an M-row batch, in the
+  // model's precision (bf16 rounds both inputs as the matmuls do). Calls
+  // over consecutive chunks of classifier_chunk_rows(M, ...) rows, in order,
+  // give on the CPU the same bits as one matmul_backward(nullptr, dw, ...)
+  // over all M rows; other chunkings agree up to the order of summation.
+  virtual void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int row0, int M,
+                                      int Vp, int C, Precision p) = 0;
 
   // ---- optimizer -------------------------------------------------------------
   // Sum of squares of g[0..n) in double, in a fixed order.

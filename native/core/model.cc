@@ -11,6 +11,7 @@
 #include <limits>
 #include <sstream>
 
+#include "classifier.h"
 #include "doc_mask.h"
 #include "error.h"
 #include "memory.h"
@@ -175,7 +176,13 @@ struct Model::Acts {
   std::vector<Layer> layers;
   float* enc = nullptr;                                       // [M, C] embeddings
   float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr;  // [M, C], [M], [M]
-  float* logits = nullptr;                                    // [M, Vp]; its gradient in place
+  // The fused classifier's scratch (classifier.h): one chunk of logits
+  // [chunk_rows, Vp] (their gradient in place), never all M rows, and the
+  // per-row losses [M] (double).
+  float* chunk = nullptr;
+  int64_t chunk_rows = 0;
+  float* row_loss = nullptr;
+  double* row_loss_d() const { return reinterpret_cast<double*>(row_loss); }
   // backward scratch
   float *dres = nullptr, *dln = nullptr, *datty = nullptr;  // [M, C]
   float* dqkv = nullptr;                                    // [M, 3C]
@@ -211,12 +218,13 @@ struct Model::Acts {
     return b;
   }
 
-  // Visits every buffer of the block in layout order: f(slot, width) for a
-  // buffer of M * width floats. ensure_acts() carves the allocation with it
-  // and block_floats() sums it, so what is reported is what is allocated.
+  // Visits every buffer of the block for M rows in layout order: f(slot,
+  // floats). ensure_acts() carves the allocation with it and block_floats()
+  // sums it, so what is reported is what is allocated.
   template <typename F>
-  void walk(const ModelConfig& c, F&& f) {
+  void walk(const ModelConfig& c, int64_t M, F&& f_) {
     const int64_t C = c.n_embd, H = c.n_head, Vp = c.padded_vocab;
+    auto f = [&](float*& slot, int64_t width) { f_(slot, sat_mul(M, width)); };
     layers.resize(static_cast<size_t>(c.n_layer));
     for (auto& l : layers) {
       f(l.ln1, C);
@@ -237,7 +245,8 @@ struct Model::Acts {
     f(lnf, C);
     f(lnf_mean, 1);
     f(lnf_rstd, 1);
-    f(logits, Vp);
+    f_(chunk, sat_mul(classifier_capacity_rows(M, Vp), Vp));
+    f(row_loss, 2);  // doubles
     f(dres, C);
     f(dln, C);
     f(datty, C);
@@ -249,7 +258,7 @@ struct Model::Acts {
   static int64_t block_floats(const ModelConfig& c, int64_t M) {
     Acts probe;
     int64_t total = 0;
-    probe.walk(c, [&](float*&, int64_t width) { total = sat_add(total, sat_round16(sat_mul(M, width))); });
+    probe.walk(c, M, [&](float*&, int64_t floats) { total = sat_add(total, sat_round16(floats)); });
     return total;
   }
 };
@@ -397,10 +406,11 @@ void Model::ensure_acts(int B, int T) {
     a.targets = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the targets"));
     a.doc_start = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the document starts"));
     float* p = a.base;
-    a.walk(cfg_, [&](float*& slot, int64_t width) {
+    a.walk(cfg_, M, [&](float*& slot, int64_t floats) {
       slot = p;
-      p += round_up(M * width, 16);
+      p += round_up(floats, 16);
     });
+    a.chunk_rows = classifier_capacity_rows(M, cfg_.padded_vocab);
     a.cap = M;
   }
 }
@@ -494,7 +504,7 @@ void Model::layer_forward(int l, const BlockActs& a, int M, const std::function<
 void Model::forward_body(int B, int T) {
   Backend& be = *backend_;
   Acts& a = *acts_;
-  const int C = cfg_.n_embd, D = cfg_.head_dim(), Vp = cfg_.padded_vocab;
+  const int C = cfg_.n_embd, D = cfg_.head_dim();
   const int M = B * T;
   const float eps = cfg_.layer_norm_epsilon;
 
@@ -516,21 +526,31 @@ void Model::forward_body(int B, int T) {
              be.attention_forward(attn_shape(l, B, T, doc_start_), o, a.layers[static_cast<size_t>(l)].lse, q, k, v));
     });
   }
-  // Tied head: logits [M, Vp] = lnf [M, C] @ wte [Vp, C]^T
-  GPT_OP("head_forward", be.matmul_nt(a.logits, a.lnf, w_.wte, M, C, Vp, precision_));
+}
+
+ClassifierArgs Model::classifier_args(int M) const {
+  ClassifierArgs c;
+  c.M = M;
+  c.C = cfg_.n_embd;
+  c.V = cfg_.vocab_size;
+  c.Vp = cfg_.padded_vocab;
+  c.precision = precision_;
+  c.x = acts_->lnf;
+  c.wte = w_.wte;
+  c.chunk = acts_->chunk;
+  c.cap = static_cast<int>(acts_->chunk_rows);
+  return c;
 }
 
 void Model::backward_body(int B, int T) {
   Backend& be = *backend_;
   Acts& a = *acts_;
-  const int C = cfg_.n_embd, D = cfg_.head_dim(), Vp = cfg_.padded_vocab;
+  const int C = cfg_.n_embd, D = cfg_.head_dim();
   const int M = B * T;
   const Precision p = precision_;
   const int L = cfg_.n_layer;
 
-  // a.logits holds dlogits. dlnf = dlogits @ wte; dwte += dlogits^T @ lnf.
-  GPT_OP("head_backward", be.matmul_forward(a.dln, a.logits, w_.wte, nullptr, M, Vp, C, p));
-  GPT_OP("head_backward", be.matmul_backward(nullptr, g_.wte, nullptr, a.lnf, a.logits, nullptr, M, Vp, C, p));
+  // a.dln = dlnf, from the classifier (which also added the head's share of dwte).
   const float* x_last = a.layers[static_cast<size_t>(L - 1)].res2;
   GPT_OP("zero", be.zero(a.dres, static_cast<size_t>(M) * C * sizeof(float)));
   GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, g_.ln_f_w, g_.ln_f_b, a.dln, x_last, w_.ln_f_w, a.lnf_mean, a.lnf_rstd, M, C));
@@ -565,21 +585,26 @@ void Model::forward(const int32_t* tokens, int B, int T, float* logits_out, int3
   upload_tokens(tokens, nullptr, B, T, doc_eot);
   double t0 = now_ms();
   forward_body(B, T);
-  const int64_t M = int64_t(B) * T;
   const int V = cfg_.vocab_size, Vp = cfg_.padded_vocab;
-  if (V == Vp) {
-    backend_->to_host(logits_out, acts_->logits, static_cast<size_t>(M) * V * sizeof(float));
-  } else {
-    // Copy rows in slabs through a host staging buffer, dropping padded columns.
-    const int64_t slab = std::max<int64_t>(1, (int64_t(8) << 20) / (int64_t(Vp) * 4));
-    HostBuffer<float> stage(static_cast<size_t>(std::min(M, slab) * Vp), "copying the logits");
-    for (int64_t r0 = 0; r0 < M; r0 += slab) {
-      const int64_t n = std::min(slab, M - r0);
-      backend_->to_host(stage.data(), acts_->logits + r0 * Vp, static_cast<size_t>(n * Vp) * sizeof(float));
-      for (int64_t r = 0; r < n; ++r)
-        std::memcpy(logits_out + (r0 + r) * V, stage.data() + r * Vp, static_cast<size_t>(V) * sizeof(float));
+  // The head a chunk of rows at a time (classifier.h), each chunk copied out
+  // before the next overwrites it.
+  HostBuffer<float> stage;
+  classifier_logits(*backend_, classifier_args(B * T), [&](int r0, int n, const float* chunk) {
+    float* dst = logits_out + int64_t(r0) * V;
+    if (V == Vp) {
+      backend_->to_host(dst, chunk, static_cast<size_t>(n) * V * sizeof(float));
+      return;
     }
-  }
+    // Through a host staging buffer, dropping the padded columns.
+    const int64_t slab = std::max<int64_t>(1, (int64_t(8) << 20) / (int64_t(Vp) * 4));
+    stage.ensure(static_cast<size_t>(std::min<int64_t>(n, slab) * Vp), "copying the logits");
+    for (int64_t s0 = 0; s0 < n; s0 += slab) {
+      const int64_t k = std::min<int64_t>(slab, n - s0);
+      backend_->to_host(stage.data(), chunk + s0 * Vp, static_cast<size_t>(k * Vp) * sizeof(float));
+      for (int64_t r = 0; r < k; ++r)
+        std::memcpy(dst + (s0 + r) * V, stage.data() + r * Vp, static_cast<size_t>(V) * sizeof(float));
+    }
+  });
   timings_.forward_ms = now_ms() - t0;
 }
 
@@ -590,7 +615,7 @@ double Model::loss(const int32_t* tokens, const int32_t* targets, int B, int T, 
   double t0 = now_ms();
   forward_body(B, T);
   int64_t n = 0;
-  double sum = backend_->crossentropy(acts_->logits, acts_->targets, B * T, cfg_.vocab_size, cfg_.padded_vocab, 0.0f, &n);
+  double sum = classifier_loss(*backend_, classifier_args(B * T), acts_->targets, acts_->row_loss_d(), &n);
   timings_.forward_ms = now_ms() - t0;
   if (count) *count = n;
   return n > 0 ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
@@ -604,10 +629,17 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
   profile().acc.clear();  // only this call's ops (not those of forward(), loss() or decoding before it)
   double t0 = now_ms();
   forward_body(B, T);
-  // Gradient of the loss *sum* (scale 1): step()/gradients() divide by the
-  // target count accumulated since the last step (model.h).
+  // The fused classifier: loss, dlnf into a.dln and the head's dwte, a chunk
+  // of rows at a time. Gradient of the loss *sum* (scale 1): step() and
+  // gradients() divide by the target count accumulated since the last step
+  // (model.h).
   int64_t n = 0;
-  double sum = backend_->crossentropy(acts_->logits, acts_->targets, B * T, cfg_.vocab_size, cfg_.padded_vocab, 1.0f, &n);
+  double sum = 0;
+  {
+    Backend& be = *backend_;
+    GPT_OP("classifier", sum = classifier_forward_backward(be, classifier_args(B * T), acts_->targets,
+                                                          acts_->row_loss_d(), 1.0f, acts_->dln, g_.wte, &n));
+  }
   double t1 = now_ms();
   backward_body(B, T);
   backend_->synchronize();

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "classifier.h"
 
 namespace gpt {
 
@@ -235,9 +236,11 @@ class Model {
   // (doc_start_ points at them; null without a mask).
   void upload_tokens(const int32_t* tokens, const int32_t* targets, int B, int T, int32_t doc_eot);
   void check_tokens(const int32_t* tokens, const int32_t* targets, int B, int T) const;
-  // Runs the blocks and ln_f, then the head into acts logits. Returns nothing;
-  // the caller runs the classifier.
+  // Runs the blocks and ln_f. The caller runs the classifier (classifier.h)
+  // on ln_f's output.
   void forward_body(int B, int T);
+  // The fused classifier's view of the activations for M rows (classifier.h).
+  ClassifierArgs classifier_args(int M) const;
   void backward_body(int B, int T);
 
   ModelConfig cfg_;

@@ -199,6 +199,43 @@ class CpuBackend final : public Backend {
     return sum;
   }
 
+  // ---- the fused classifier ------------------------------------------------
+  // Chunks are whole K blocks of the GEMM that one matmul_backward over all M
+  // rows would run for dwte, and classifier_weight_grad imposes that block,
+  // so the chunked weight gradient has the bits of the unchunked one (the
+  // head GEMMs and the cross-entropy work row by row anyway). As many blocks
+  // as fit in about 32 MiB of logits (at least one block; GPT-2: one block
+  // of at most 256 rows in fp32), so only that much of the buffer is touched.
+  int classifier_chunk_rows(int M, int Vp, Precision p, int cap) override {
+    cap = std::max(1, std::min(M, cap));
+    const int kb = cpu::gemm_k_block(M, p);
+    if (kb >= M) return cap >= M ? M : cap;  // one block: whole, else any split (not bitwise)
+    if (cap < kb) return cap;                // cannot hold a block: not bitwise
+    const int64_t target = std::max<int64_t>(256, (int64_t(32) << 20) / (int64_t(std::max(Vp, 1)) * 4));
+    return kb * static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cap, target) / kb));
+  }
+  void crossentropy_rows(float* logits, const int32_t* targets, double* row_loss, int M, int V, int Vp,
+                         float dscale) override {
+    parallel_ranges(M, std::max<int64_t>(1, row_grain(Vp) / 4 + 1), [&](int64_t a, int64_t b) {
+      GPT_CPU_DISPATCH(op_crossentropy_rows, logits, targets, V, Vp, dscale, row_loss, a, b);
+    });
+  }
+  double loss_sum(const double* row_loss, const int32_t* targets, int M, int64_t* count) override {
+    double sum = 0;
+    int64_t n = 0;
+    for (int r = 0; r < M; ++r)
+      if (targets[r] >= 0) {
+        sum += row_loss[r];
+        ++n;
+      }
+    if (count) *count = n;
+    return sum;
+  }
+  void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int /*row0*/, int M, int Vp,
+                              int C, Precision p) override {
+    cpu::gemm(true, false, Vp, C, rows, dlogits, Vp, x, C, dw, C, true, nullptr, p, cpu::gemm_k_block(M, p));
+  }
+
   double sum_squares(const float* g, int64_t n) override {
     int64_t pieces = (n + kReduceGrain - 1) / kReduceGrain;
     partial_.assign(static_cast<size_t>(std::max<int64_t>(pieces, 1)), 0.0);

@@ -78,8 +78,15 @@ std::string ld_message(const char* name, int64_t ld, int width) {
 
 }  // namespace
 
+int gemm_k_block(int K, Precision p) {
+  const bool dpbf16 = p == Precision::BF16 && current_isa() == Isa::Avx512 && cpu_has_avx512_bf16();
+  return pick_block(std::max(K, 1), 2, dpbf16 ? kKcMaxBf16 : kKcMax);
+}
+
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-          int ldc, bool accumulate, const float* bias, Precision p) {
+          int ldc, bool accumulate, const float* bias, Precision p, int k_block) {
+  GPT_CHECK_ARG(k_block >= 0 && k_block % 2 == 0,
+                "Expected an even, non-negative K block for gemm but received " + std::to_string(k_block));
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "Expected non-negative GEMM sizes but received M=" + std::to_string(M) +
                                                 ", N=" + std::to_string(N) + ", K=" + std::to_string(K));
   if (M == 0 || N == 0) return;
@@ -121,6 +128,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int l
   // kc: equal blocks of at most kKcMax, even (bf16 pairs). Depends on K only,
   // which keeps the summation order independent of threads and tiling.
   g.kc = pick_block(K, 2, g.dpbf16 ? kKcMaxBf16 : kKcMax);
+  // An imposed block longer than K is one block of K (and packs no more).
+  if (k_block > 0) g.kc = std::min(k_block, round_up(K, 2));
 
   const GemmKernelShape s = kernel_shape(isa, g.dpbf16);
   ThreadPool& pool = ThreadPool::global();

@@ -19,8 +19,22 @@ namespace cpu {
 // even) and accumulates in fp32 (AVX512_BF16 dot products where the CPU has
 // them; elsewhere the rounded values are multiplied in fp32, same numbers up
 // to summation order).
+//
+// The sum over K runs in blocks of gemm_k_block(K, p) columns (each block
+// summed from zero, then added to C in block order), the only thing that
+// decides the bits. k_block > 0 imposes another block (even): a product
+// split along K into calls over consecutive pieces, each a multiple of
+// gemm_k_block(K_total, p) long and given that block, with accumulate on
+// after the first, then gives the same bits as one call over all of K (the
+// fused classifier's weight gradient, backend.h). With today's block rule
+// (equal blocks of at most 256, or 512) such pieces would get that block by
+// themselves; imposing it keeps the property whatever the rule becomes.
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-          int ldc, bool accumulate, const float* bias, Precision p);
+          int ldc, bool accumulate, const float* bias, Precision p, int k_block = 0);
+
+// The K block gemm() uses for a product over K under precision p on the
+// current instruction-set path.
+int gemm_k_block(int K, Precision p);
 
 // out[N] += sum over rows of x[M, N] (bias gradients), fixed order.
 void colsum_accumulate(float* out, const float* x, int M, int N);

@@ -129,6 +129,36 @@ double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp,
   return loss;
 }
 
+void crossentropy_rows(float* logits, const int32_t* targets, double* row_loss, int M, int V, int Vp,
+                       float dlogits_scale) {
+  for (int r = 0; r < M; ++r) {
+    int64_t n = 0;
+    // One row at a time through the whole-batch reference.
+    row_loss[r] = crossentropy(logits + int64_t(r) * Vp, targets + r, 1, V, Vp, dlogits_scale, &n);
+  }
+}
+
+double loss_sum(const double* row_loss, const int32_t* targets, int M, int64_t* count) {
+  double s = 0;
+  int64_t n = 0;
+  for (int r = 0; r < M; ++r)
+    if (targets[r] >= 0) {
+      s += row_loss[r];
+      ++n;
+    }
+  if (count) *count = n;
+  return s;
+}
+
+void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int Vp, int C) {
+  for (int v = 0; v < Vp; ++v)
+    for (int c = 0; c < C; ++c) {
+      double s = 0;
+      for (int r = 0; r < rows; ++r) s += double(dlogits[int64_t(r) * Vp + v]) * x[int64_t(r) * C + c];
+      dw[int64_t(v) * C + c] = static_cast<float>(dw[int64_t(v) * C + c] + s);
+    }
+}
+
 double sum_squares(const float* g, int64_t n) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += double(g[i]) * g[i];

@@ -32,6 +32,14 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
 // and the count of rows with a target; with dlogits_scale != 0 the logits
 // become their gradient in place.
 double crossentropy(float* logits, const int32_t* targets, int M, int V, int Vp, float dlogits_scale, int64_t* count);
+// Backend::crossentropy_rows: each row's loss into row_loss[M] (0 for rows
+// with target -1), the gradient in place as crossentropy.
+void crossentropy_rows(float* logits, const int32_t* targets, double* row_loss, int M, int V, int Vp,
+                       float dlogits_scale);
+// Backend::loss_sum: the sum of row_loss over rows with a target, and their count.
+double loss_sum(const double* row_loss, const int32_t* targets, int M, int64_t* count);
+// Backend::classifier_weight_grad in fp32: dw[Vp, C] += dlogits[rows, Vp]^T @ x[rows, C].
+void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int Vp, int C);
 double sum_squares(const float* g, int64_t n);
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a);
 

@@ -66,10 +66,10 @@ __global__ void __launch_bounds__(kThreads) crossentropy_kernel(float* __restric
       // Read the target's logit before anyone overwrites the row.
       const float xt = target < V ? x[target] : CUDART_NAN_F;
       row_loss[row] = (double)M + (double)logf(S) - (double)xt;
-      row_valid[row] = 1;
+      if (row_valid) row_valid[row] = 1;
     } else {
       row_loss[row] = 0.0;
-      row_valid[row] = 0;
+      if (row_valid) row_valid[row] = 0;
     }
   }
   __syncthreads();
@@ -82,7 +82,44 @@ __global__ void __launch_bounds__(kThreads) crossentropy_kernel(float* __restric
   }
 }
 
+constexpr int kSumThreads = 256;
+
+// One block: thread t sums rows t, t + 256, ... with a target, in order,
+// then a fixed tree over the threads; out[0] = the loss sum, out[1] = the
+// count (as a double). Deterministic, no atomics.
+__global__ void __launch_bounds__(kSumThreads) loss_sum_kernel(const double* __restrict__ row_loss,
+                                                              const int32_t* __restrict__ targets, int M,
+                                                              double* __restrict__ out) {
+  __shared__ double ss[kSumThreads], sc[kSumThreads];
+  double s = 0.0, c = 0.0;
+  for (int r = threadIdx.x; r < M; r += kSumThreads)
+    if (targets[r] >= 0) {
+      s += row_loss[r];
+      c += 1.0;
+    }
+  ss[threadIdx.x] = s;
+  sc[threadIdx.x] = c;
+  __syncthreads();
+  for (int o = kSumThreads / 2; o > 0; o >>= 1) {
+    if (threadIdx.x < o) {
+      ss[threadIdx.x] += ss[threadIdx.x + o];
+      sc[threadIdx.x] += sc[threadIdx.x + o];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    out[0] = ss[0];
+    out[1] = sc[0];
+  }
+}
+
 }  // namespace
+
+void loss_sum(double* out, const double* row_loss, const int32_t* targets, int M, cudaStream_t s) {
+  GPT_CHECK_ARG(M >= 0, "loss_sum: expected M >= 0");
+  loss_sum_kernel<<<1, kSumThreads, 0, s>>>(row_loss, targets, M, out);
+  CUDA_CHECK_LAUNCH("loss_sum");
+}
 
 void crossentropy(float* logits, const int32_t* targets, double* row_loss, int32_t* row_valid, int M, int V, int Vp,
                   float dlogits_scale, cudaStream_t s) {

@@ -1,11 +1,13 @@
 // gpt::Backend on one NVIDIA GPU. Every op enqueues kernels on the legacy
 // default stream (so host<->device copies order with them without extra
-// synchronization) and checks each launch; the ops that return numbers
-// (crossentropy, sum_squares) copy a small per-row / per-block result back
-// and finish the sum on the host in a fixed order.
+// synchronization) and checks each launch; the ops that return numbers copy
+// back a small result: crossentropy its per-row losses (summed on the host
+// in row order), sum_squares and loss_sum (the training classifier's loss)
+// one value each, summed on the device in a fixed order.
 //
 // Scratch memory (bias/LayerNorm partial sums, attention's D vector, the
-// classifier's per-row losses, the embedding gradient's token grouping) lives
+// crossentropy op's per-row losses, the loss sum, the embedding gradient's
+// token grouping) lives
 // in a few grow-only device buffers owned by the backend.
 #include <cuda_runtime.h>
 
@@ -282,6 +284,30 @@ class CudaBackend final : public Backend {
     return sum;
   }
 
+  // ---- the fused classifier ----------------------------------------------------
+  // Any chunking is fine here (the GEMMs' bits do not depend on it beyond
+  // the order of the dwte sums over chunks): the largest chunk the buffer holds.
+  int classifier_chunk_rows(int M, int, Precision, int cap) override { return std::max(1, std::min(M, cap)); }
+  void crossentropy_rows(float* logits, const int32_t* targets, double* row_loss, int M, int V, int Vp,
+                         float dlogits_scale) override {
+    set_device();
+    if (M <= 0) return;
+    cuda::crossentropy(logits, targets, row_loss, nullptr, M, V, Vp, dlogits_scale, stream_);
+  }
+  double loss_sum(const double* row_loss, const int32_t* targets, int M, int64_t* count) override {
+    set_device();
+    double* d = static_cast<double*>(scratch(kSlotLoss, 2 * sizeof(double), "the loss sum"));
+    cuda::loss_sum(d, row_loss, targets, M, stream_);
+    double r[2] = {0.0, 0.0};
+    to_host(r, d, sizeof r);  // the one copy back of a training step's classifier
+    if (count) *count = static_cast<int64_t>(r[1]);
+    return r[0];
+  }
+  void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int, int, int Vp, int C,
+                              Precision p) override {
+    matmul_backward(nullptr, dw, nullptr, x, dlogits, nullptr, rows, Vp, C, p);
+  }
+
   // ---- optimizer ----------------------------------------------------------------
   double sum_squares(const float* g, int64_t n) override {
     set_device();
@@ -303,7 +329,7 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  enum Slot { kSlotReduce = 0, kSlotRows = 1, kSlotEmbedding = 2, kSlotNorm = 3, kSlots = 4 };
+  enum Slot { kSlotReduce = 0, kSlotRows = 1, kSlotEmbedding = 2, kSlotNorm = 3, kSlotLoss = 4, kSlots = 5 };
   struct Scratch {
     void* ptr = nullptr;
     size_t bytes = 0;

@@ -56,8 +56,12 @@ void embedding_backward_wte(float* dwte, const float* dout, const int32_t* order
 // (0 for ignored rows), row_valid[M] 1/0. When dlogits_scale != 0 the logits
 // are overwritten in place by (softmax - onehot) * dlogits_scale (0 for
 // ignored rows and padded columns).
+// row_valid may be null (Backend::crossentropy_rows writes none).
 void crossentropy(float* logits, const int32_t* targets, double* row_loss, int32_t* row_valid, int M, int V, int Vp,
                   float dlogits_scale, cudaStream_t s);
+// out[0] = sum of row_loss[r] over rows r < M with targets[r] >= 0, out[1] =
+// their count (a double), in a fixed order (one block; no atomics).
+void loss_sum(double* out, const double* row_loss, const int32_t* targets, int M, cudaStream_t s);
 
 // reduce.cu -----------------------------------------------------------------------
 // Sum of squares in double, deterministic for a given n: partials per block

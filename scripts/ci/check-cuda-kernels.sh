@@ -47,7 +47,7 @@ expected=(
   'layernorm_backward_params_finish_kernel'
   'gelu_forward_kernel' 'gelu_backward_kernel' 'add_kernel' 'scale_kernel'
   'embedding_forward_kernel' 'embedding_backward_wpe_kernel' 'embedding_backward_wte_kernel'
-  'crossentropy_kernel'
+  'crossentropy_kernel' 'loss_sum_kernel'
   'sum_squares_partial_kernel' 'sum_squares_finish_kernel'
   'adamw_kernel'
   'decode_kv_store_kernel' 'decode_attention_chunk_kernel' 'decode_attention_combine_kernel' 'decode_embedding_kernel'

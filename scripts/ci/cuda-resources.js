@@ -70,6 +70,7 @@ const LAUNCH = [
   { name: 'embedding_backward_wpe_kernel', threads: 256 },
   { name: 'embedding_backward_wte_kernel', threads: 256 },
   { name: 'crossentropy_kernel', threads: 512 },
+  { name: 'loss_sum_kernel', threads: 256 },
   { name: 'sum_squares_partial_kernel', threads: 256 },
   { name: 'sum_squares_finish_kernel', threads: 1 },
   { name: 'adamw_kernel', threads: 256 },

@@ -78,10 +78,14 @@ describe('the estimate is what the core allocates', () => {
     }
   });
 
-  test('activations depend on batch x seq only, and grow linearly with it', () => {
+  test('activations depend on batch x seq only, and grow linearly with it but for one chunk of logits', () => {
     const c = presetConfig('gpt2');
+    const chunk = 512 * 50304 * 4; // the fused classifier's buffer: 512 rows of the padded vocabulary, at most
     expect(coreActivationBytes(c, 4, 256)).toBe(coreActivationBytes(c, 2, 512));
-    expect(coreActivationBytes(c, 8, 1024)).toBe(8 * coreActivationBytes(c, 1, 1024));
+    // 1024 and 8192 rows both hold one chunk of 512 rows, never [B*T, Vp].
+    expect(coreActivationBytes(c, 8, 1024)).toBe(8 * (coreActivationBytes(c, 1, 1024) - chunk) + chunk);
+    // Below 512 rows the chunk is the batch itself.
+    expect(coreActivationBytes(c, 2, 128)).toBe(2 * coreActivationBytes(c, 1, 128));
   });
 
   test('key/value cache: dense layers hold every position, banded ones the window', () => {
@@ -132,10 +136,11 @@ describe('the core reports its own layout (memoryLayout)', () => {
     const c: GPTConfig = { ...TINY, n_layer: 1, n_head: 1, n_embd: 2, n_positions: 3, vocab_size: 5 };
     const floats = 128 + 16 + 192 + 32;
     expect(layout({ config: c })).toEqual({ params: 4 * floats, grads: 4 * floats, optimizer: 8 * floats, activations: 0 });
-    // One row: 13 buffers per layer and 10 after, each at most 64 floats
-    // (the logits: Vp = 64), rounded to 16: layer 13 x 16, then 9 x 16 + 64;
-    // plus a token and a target id.
-    expect(layout({ config: c, batch: 1, seq: 1 }).activations).toBe(4 * (13 * 16 + 9 * 16 + 64) + 8);
+    // One row: 13 buffers per layer and 11 after, each at most 64 floats
+    // (the classifier's chunk of logits: one row of Vp = 64), rounded to 16:
+    // layer 13 x 16, then 10 x 16 (the row's loss, a double, among them) +
+    // 64; plus a token and a target id.
+    expect(layout({ config: c, batch: 1, seq: 1 }).activations).toBe(4 * (13 * 16 + 10 * 16 + 64) + 8);
   });
 
   test('absurd sizes saturate to Infinity instead of wrapping; bad arguments are named', () => {
@@ -286,13 +291,13 @@ describe('absurd arguments get clear errors', () => {
   test('a live model asked for an absurd batch fails cleanly and keeps working (child process)', async () => {
     const script = path.join(__dirname, '..', 'helpers', 'child-absurd.js');
     distFile('lib/model.js');
-    const r = await runNode([script, JSON.stringify({ mode: 'batch', batch: 4096, seq: 256 })], { timeoutMs: 60000 });
+    const r = await runNode([script, JSON.stringify({ mode: 'batch', batch: 4096, seq: 4096 })], { timeoutMs: 60000 });
     if (r.code !== 0) throw new Error(`the child did not finish cleanly: ${describeExit(r)}`);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(out.crashed).toBeUndefined();
     expect(out.absurd.ok).toBe(false);
     expect(out.absurd.code).toBe('OUT_OF_MEMORY');
-    expect(out.absurd.message).toMatch(/batch 4096 x seq 256/);
+    expect(out.absurd.message).toMatch(/batch 4096 x seq 4096/);
     expect(Number.isFinite(out.after)).toBe(true);
     // Nothing of the refused request was kept.
     expect(out.rssMiB).toBeLessThan(1024);

@@ -161,6 +161,40 @@ function buildCases(seed) {
     cases.push({ name: 'crossentropy (in-place gradient, ignored rows)', precision: 'fp32', tol: 1e-5, outputs: ['dlogits'],
       scalars: ['loss', 'count'], opts: { op: 'crossentropy', M, V, Vp, logits, targets, dlogitsScale: 1 / 29 } });
   }
+  // The fused classifier's ops (native/core/classifier.cc runs them on chunks
+  // of rows): per-row losses and the in-place gradient, their sum on the
+  // device, the head's weight gradient over consecutive chunks (a ragged
+  // last one, a chunk that starts inside the batch), and the chunk size of a
+  // batch that fits one chunk on every backend.
+  {
+    const M = 45, V = 1000, Vp = 1024;
+    const targets = randi(r, M, 0, V);
+    for (let i = 0; i < M; i += 4) targets[i] = -1;
+    const logits = randn(r, M * Vp, 3);
+    for (const dlogitsScale of [0, 1 / 31])
+      cases.push({ name: `crossentropy_rows (scale ${dlogitsScale ? '1/31' : '0'}, ignored rows)`, precision: 'fp32', tol: 1e-5,
+        outputs: ['dlogits', 'rowLoss'], opts: { op: 'crossentropy_rows', M, V, Vp, logits, targets, dlogitsScale } });
+  }
+  {
+    const M = 5003;
+    const targets = randi(r, M, 0, 50);
+    for (let i = 0; i < M; i += 7) targets[i] = -1;
+    const rowLoss = new Float32Array(M).map(() => 10 * r());
+    cases.push({ name: 'loss_sum 5003 rows (ignored rows)', precision: 'fp32', tol: 1e-12, outputs: [], scalars: ['loss', 'count'],
+      opts: { op: 'loss_sum', M, rowLoss, targets } });
+  }
+  for (const p of ['fp32', 'bf16']) {
+    const M = 601, Vp = 320, C = 40;
+    const dlogits = randn(r, M * Vp, 0.01), x = randn(r, M * C), dw = randn(r, Vp * C, 0.1);
+    for (const chunks of [202, 7])
+      cases.push({ name: `classifier_weight_grad ${M}x${Vp}x${C} in chunks of ${chunks}`, precision: p, tol: tolFor(p), outputs: ['dw'],
+        opts: { op: 'classifier_weight_grad', precision: p, M, Vp, C, dlogits, x, dw, chunks } });
+    cases.push({ name: `classifier_weight_grad rows 37..136 of ${M}`, precision: p, tol: tolFor(p), outputs: ['dw'],
+      opts: { op: 'classifier_weight_grad', precision: p, M, Vp, C, rows: 100, row0: 37, dlogits: dlogits.slice(0, 100 * Vp),
+        x: x.slice(0, 100 * C), dw } });
+  }
+  cases.push({ name: 'classifier_chunk_rows (one chunk holds the batch)', precision: 'fp32', tol: 1e-12, outputs: [], scalars: ['rows'],
+    opts: { op: 'classifier_chunk_rows', M: 100, Vp: 50304, cap: 512 } });
   cases.push({ name: 'sum_squares 1,000,003', precision: 'fp32', tol: 1e-5, outputs: [], scalars: ['sum'],
     opts: { op: 'sum_squares', g: randn(r, 1000003) } });
   {
