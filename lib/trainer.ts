@@ -380,6 +380,8 @@ export class Trainer {
             elapsedSeconds: (Date.now() - runStart) / 1000,
           };
           const line = stepLine(info);
+          // Time this step spent reducing across ranks (rank 0's), for bench train --nproc.
+          if (world) line.comm_ms = Math.round(world.stats(model as GPT).commMs * 10) / 10;
           if (lead) hooks.onStep?.(info);
           const last = step === endStep;
           if (lead && (step % settings.eval_every === 0 || step === settings.steps || (last && o.stopAfter === undefined))) {
