@@ -148,7 +148,26 @@ export function register(program: Command): void {
       const nproc = intFlag('nproc', opts.nproc as string | undefined, 1, 4096);
       if (nproc !== undefined && !launchedByMpi()) {
         trainerOptionsFromFlags(opts); // bad flags fail here, before any rank starts
-        process.exitCode = await runUnderMpirun(nproc, withoutNproc(process.argv.slice(1)), log);
+        // Ctrl-C: the ranks stop after a checkpoint; a second one ends them now.
+        const stop = new AbortController();
+        const kill = new AbortController();
+        const onSignal = (sig: NodeJS.Signals) => {
+          if (!stop.signal.aborted) {
+            log(`\n${sig}: asking the ${nproc} ranks to finish the step and write a checkpoint (press Ctrl-C again to end them now)`);
+            stop.abort();
+          } else {
+            log(`${sig} again: ending the ranks without a checkpoint`);
+            kill.abort();
+          }
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        try {
+          process.exitCode = await runUnderMpirun(nproc, withoutNproc(process.argv.slice(1)), { log, stop: stop.signal, kill: kill.signal });
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
         return;
       }
       // Started by mpirun: this process is one rank (rank 0 alone prints).

@@ -1,9 +1,10 @@
 /**
  * `gpt-engine train --nproc N`: runs the same command again as N ranks under
  * Open MPI's mpirun (docs/DISTRIBUTED.md). mpirun is started in its own
- * process group so a Ctrl-C in the terminal reaches only this process, which
- * turns it into SIGUSR1 for mpirun to forward: the ranks finish the step,
- * write a checkpoint and exit 0. A second Ctrl-C ends the job at once.
+ * process group so a Ctrl-C in the terminal reaches only the CLI, which
+ * aborts `stop` (and, a second time, `kill`): stop becomes SIGUSR1 for mpirun
+ * to forward, so the ranks finish the step, write a checkpoint and exit 0;
+ * kill ends the job at once.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -78,7 +79,12 @@ export function failedRank(stderr: string): { rank: number; cause: string } | nu
  * resolves with the exit code to leave with. Errors before launching (no
  * mpirun, no MPI in this build) throw.
  */
-export async function runUnderMpirun(n: number, argv: readonly string[], log: (s: string) => void): Promise<number> {
+export async function runUnderMpirun(
+  n: number,
+  argv: readonly string[],
+  o: { log: (s: string) => void; stop?: AbortSignal; kill?: AbortSignal },
+): Promise<number> {
+  const log = o.log;
   const mpirun = findMpirun();
   if (!mpirun)
     throw new ArgumentRangeError(
@@ -95,23 +101,18 @@ export async function runUnderMpirun(n: number, argv: readonly string[], log: (s
     stderr += d.toString();
     if (stderr.length > 1 << 20) stderr = stderr.slice(-(1 << 19));
   });
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) {
-      log(`\n${sig}: asking the ${n} ranks to finish the step and write a checkpoint (press Ctrl-C again to end them now)`);
-      child.kill('SIGUSR1');
-    } else {
-      log(`${sig} again: ending the ranks without a checkpoint`);
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
+  let killed = false;
+  const onStop = () => child.kill('SIGUSR1');
+  const onKill = () => {
+    killed = true;
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
     }
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  o.stop?.addEventListener('abort', onStop, { once: true });
+  o.kill?.addEventListener('abort', onKill, { once: true });
   try {
     const code = await new Promise<number>((resolve, reject) => {
       child.on('error', reject);
@@ -124,11 +125,11 @@ export async function runUnderMpirun(n: number, argv: readonly string[], log: (s
           ? `gpt-engine: error: the ${n}-rank run failed: rank ${f.rank}: ${f.cause}`
           : `gpt-engine: error: the ${n}-rank run failed (mpirun exited with ${code})`,
       );
-      return signals > 1 ? 130 : code;
+      return killed ? 130 : code;
     }
     return 0;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    o.stop?.removeEventListener('abort', onStop);
+    o.kill?.removeEventListener('abort', onKill);
   }
 }
