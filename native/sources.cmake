@@ -36,6 +36,14 @@ set(GPT_DIST_SOURCES
   native/dist/mpi_loader.cc
   native/dist/nccl_loader.cc
 )
+# The GPU check's one-rank NCCL check: with the CUDA backend (nvcc builds),
+# or its stand-in that says there is no GPU (every other build).
+set(GPT_DIST_CUDA_SOURCES
+  native/dist/nccl_check.cu
+)
+set(GPT_DIST_NO_CUDA_SOURCES
+  native/dist/nccl_check_none.cc
+)
 # The MPI plugin: its own shared library, linked to libmpi, built only when
 # CMake finds an MPI (CMakeLists.txt).
 set(GPT_MPI_PLUGIN_SOURCES

@@ -43,7 +43,7 @@ function main(argv) {
   const lists = cmakeLists();
   const [group, isa] = argv;
   if (group === 'main')
-    return [...need(lists, 'GPT_ADDON_SOURCES'), ...need(lists, 'GPT_CORE_SOURCES'), ...need(lists, 'GPT_CORE_NO_CUDA_SOURCES'), ...need(lists, 'GPT_CPU_SOURCES'), ...need(lists, 'GPT_DIST_SOURCES')];
+    return [...need(lists, 'GPT_ADDON_SOURCES'), ...need(lists, 'GPT_CORE_SOURCES'), ...need(lists, 'GPT_CORE_NO_CUDA_SOURCES'), ...need(lists, 'GPT_CPU_SOURCES'), ...need(lists, 'GPT_DIST_SOURCES'), ...need(lists, 'GPT_DIST_NO_CUDA_SOURCES')];
   if ((group === 'isa' || group === 'flags') && need(lists, 'GPT_CPU_ISAS').includes(isa)) {
     if (group === 'flags') return need(lists, `GPT_ISA_FLAGS_${isa}`);
     return need(lists, 'GPT_CPU_ISA_FAMILIES').map((family) => {

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "../dist/mpi_loader.h"
+#include "../dist/nccl_check.h"
 #include "../dist/nccl_loader.h"
 #include "model_binding.h"
 #include "napi_util.h"
@@ -201,6 +202,26 @@ Napi::Value NcclInfo(const Napi::CallbackInfo& info) {
   });
 }
 
+// ncclCheck({n}): the GPU check's one-rank NCCL check (nccl_check.h), off the event loop.
+Napi::Value NcclCheck(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object o = options_or_empty(info);
+    const int64_t n = has(o, "n") ? get_int(o, "n", 1, int64_t(1) << 28) : int64_t(1) << 20;
+    return run_async<dist::NcclCheckResult>(
+        env, [n]() { return dist::run_nccl_check(n); },
+        [](Napi::Env e, dist::NcclCheckResult& r) -> Napi::Value {
+          Napi::Object out = Napi::Object::New(e);
+          out.Set("ok", r.ok);
+          out.Set("version", r.version);
+          out.Set("maxAbsErr", r.max_abs_err);
+          out.Set("ms", r.ms);
+          out.Set("detail", r.detail);
+          return out;
+        });
+  });
+}
+
 }  // namespace
 
 void add_dist_exports(Napi::Env env, Napi::Object exports) {
@@ -216,6 +237,7 @@ void add_dist_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("distShardOptimizer", Napi::Function::New(env, DistShardOptimizer));
   exports.Set("distStats", Napi::Function::New(env, DistStats));
   exports.Set("ncclInfo", Napi::Function::New(env, NcclInfo));
+  exports.Set("ncclCheck", Napi::Function::New(env, NcclCheck));
 }
 
 }  // namespace addon
