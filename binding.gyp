@@ -40,7 +40,7 @@
       "target_name": "gpt_engine",
       "sources": ["<!@(node scripts/gyp-sources.js main)"],
       "dependencies": ["gpt_cpu_avx512", "gpt_cpu_avx2", "gpt_cpu_portable"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-ldl"]
     }
   ]
 }

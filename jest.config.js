@@ -6,6 +6,9 @@
 //            build (docs/dev/CUDA-EMU.md; `npm run test:emu`). Without either
 //            the project is left out of the run and the reason is printed
 //            (test/cuda/README.md).
+//   dist   - data-parallel runs under Open MPI (test/dist): only where mpirun
+//            is on the PATH and the MPI plugin was built next to the addon;
+//            otherwise left out with the reason printed.
 const { execFileSync } = require('node:child_process');
 const path = require('node:path');
 
@@ -35,6 +38,23 @@ if (gpu.ok) {
   projects.push({ ...common, displayName: 'cuda', testMatch: ['<rootDir>/test/cuda/**/*.test.ts']});
 } else if (!process.env.JEST_WORKER_ID) {
   process.stderr.write(`gpt-engine: CUDA tests left out of this run: ${gpu.reason}\n`);
+}
+
+function distStatus() {
+  if (process.env.GPT_ENGINE_TEST_DIST === '0') return { ok: false, reason: 'GPT_ENGINE_TEST_DIST=0' };
+  const fs = require('node:fs');
+  const onPath = (process.env.PATH || '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, 'mpirun')));
+  if (!onPath) return { ok: false, reason: 'no mpirun on the PATH (apt-get install openmpi-bin libopenmpi-dev, then rebuild)' };
+  const addon = process.env.GPT_ENGINE_ADDON ? path.resolve(process.env.GPT_ENGINE_ADDON) : path.join(__dirname, 'build', 'Release', 'gpt_engine.node');
+  const plugin = path.join(path.dirname(addon), 'gpt_engine_mpi.so');
+  if (!fs.existsSync(plugin)) return { ok: false, reason: `no MPI plugin at ${plugin} (the addon was built without MPI)` };
+  return { ok: true };
+}
+const dist = distStatus();
+if (dist.ok) {
+  projects.push({ ...common, displayName: 'dist', testMatch: ['<rootDir>/test/dist/**/*.test.ts'] });
+} else if (!process.env.JEST_WORKER_ID) {
+  process.stderr.write(`gpt-engine: distributed tests left out of this run: ${dist.reason}\n`);
 }
 
 module.exports = { projects, testTimeout: 120000 };

@@ -2,6 +2,7 @@
  * What `gpt-engine info` reports, as data (also used by the benchmarks'
  * machine section).
  */
+import { distNative, ncclVersionString } from './dist/native';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -25,6 +26,24 @@ export interface EngineInfo {
   cuda: ReturnType<CoreNative['cudaInfo']> | { compiled: false; available: false; reason: string; name: ''; totalMemory: 0; computeCapability: ''; driverVersion: 0; runtimeVersion: 0; deviceCount: 0; emulated?: false };
   checks: BackendCheck[];
   warnings: string[];
+  /** data parallel (docs/DISTRIBUTED.md): MPI for CPU ranks, NCCL for GPU ranks */
+  distributed?: { mpi: { available: boolean; version: string | null; reason: string | null }; nccl: { available: boolean; version: string | null; reason: string | null } };
+}
+
+/** Whether this build and machine can run distributed: the MPI plugin and libmpi, and libnccl.so.2. */
+export function distributedInfo(): NonNullable<EngineInfo['distributed']> {
+  try {
+    const n = distNative();
+    const m = n.mpiInfo();
+    const c = n.ncclInfo();
+    return {
+      mpi: { available: m.available, version: m.version, reason: m.reason },
+      nccl: { available: c.available, version: c.version !== null ? ncclVersionString(c.version) : null, reason: c.reason },
+    };
+  } catch (e) {
+    const why = (e as Error).message;
+    return { mpi: { available: false, version: null, reason: why }, nccl: { available: false, version: null, reason: why } };
+  }
 }
 
 export function packageVersion(): string {
@@ -136,5 +155,6 @@ export async function collectInfo(): Promise<EngineInfo> {
     cuda,
     checks,
     warnings: environmentWarnings(),
+    distributed: distributedInfo(),
   };
 }

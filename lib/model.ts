@@ -379,6 +379,11 @@ export class GPT {
     return this.sync((h) => h.timings());
   }
 
+  /** The native handle (for lib/dist, which joins the model to the ranks of a data-parallel run). */
+  nativeHandle(): NativeModelHandle {
+    return this.native();
+  }
+
   /** True once dispose() was called. */
   get isDisposed(): boolean {
     return this.disposed;

@@ -123,3 +123,16 @@ export function patternSummary(c: GPTConfig): string {
   if (banded === ps.length) return `banded (w=${c.attention_window})`;
   return `${ps.length - banded} dense + ${banded} banded (w=${c.attention_window})`;
 }
+
+/**
+ * Model-state bytes on each of `ranks` data-parallel ranks (docs/DISTRIBUTED.md):
+ * every rank holds the weights and gradients; with ZeRO-1 (the default on
+ * several ranks) each keeps 1/ranks of the two Adam moments.
+ */
+export function perRankTrainingMemory(c: GPTConfig, ranks: number, zero = true): TrainingMemory {
+  const m = trainingMemory(c);
+  const optimizer = zero && ranks > 1 ? Math.ceil(m.optimizer / ranks) : m.optimizer;
+  const bf16Copy = m.bf16 - m.fp32;
+  const fp32 = m.weights + m.gradients + optimizer;
+  return { fp32, bf16: fp32 + bf16Copy, weights: m.weights, gradients: m.gradients, optimizer };
+}

@@ -29,6 +29,9 @@ import { meanLoss } from './train/evaluate';
 import { MetricsLog, stepLine } from './train/metrics';
 import { readResumeState, resolveResume, ResumeState, trainingState } from './train/resume';
 import { resolveSettings, validateSetting } from './train/settings';
+import { checkDistRun, describeRanks, distBatchTokens, leadFirst } from './train/dist';
+import { checkSameConfig, threadsPerRank, World } from './dist/world';
+import type { GPT } from './model';
 import { EffectiveConfig, RunHooks, StepInfo, TRAINER_OPTION_KEYS, TrainerOptions, TrainResult } from './train/types';
 
 export { CONFIG_FILE_EXTRA_KEYS, DEFAULT_STEPS, TRAIN_KEYS, defaultSettings, parseTrainConfigFile, validateSetting } from './train/settings';
@@ -56,8 +59,15 @@ export class Trainer {
       for (const [k, v] of Object.entries(expectObject('settings', opts.settings))) if (v !== undefined) validateSetting(k, v, 'settings');
     }
     if (opts.tokenizer !== undefined) expectOneOf('tokenizer', opts.tokenizer, TOKENIZER_NAMES);
+    if (opts.zero !== undefined && typeof opts.zero !== 'boolean') throw new ArgumentRangeError(`Expected a boolean for zero but received ${describe(opts.zero)}`);
     this.opts = opts;
-    this.log = opts.log ?? (() => undefined);
+    // Ranks other than 0 stay silent (lib/train/dist.ts).
+    this.log = opts.world && opts.world.rank > 0 ? () => undefined : opts.log ?? (() => undefined);
+  }
+
+  /** The ranks of a data-parallel run, null for one process. */
+  private dist(): World | null {
+    return this.opts.world && this.opts.world.size > 1 ? this.opts.world : null;
   }
 
   async run(hooks: RunHooks = {}): Promise<TrainResult> {
@@ -65,6 +75,7 @@ export class Trainer {
     const backend = o.backend ?? defaultBackend();
     const t0 = Date.now();
     if (o.threads !== undefined) setThreads(o.threads);
+    else if (this.dist()) setThreads(threadsPerRank(this.dist()!.localSize));
 
     // -- where the model and state come from --------------------------------
     let loaded: LoadedModel | null = null;
@@ -83,6 +94,9 @@ export class Trainer {
       runDir = rd;
     } else {
       runDir = o.out !== undefined ? path.resolve(o.out) : defaultRunDir();
+      // Every rank writes (rank 0) or names the same folder: rank 0's clock decides.
+      const w = this.dist();
+      if (w && o.out === undefined) runDir = w.broadcastText(runDir);
       if (fs.existsSync(path.join(runDir, CHECKPOINTS_DIR)) || fs.existsSync(path.join(runDir, METRICS_FILE)))
         throw new ArgumentRangeError(`The run folder ${runDir} already holds a run; resume it with --resume ${runDir} or choose another --out`);
     }
@@ -93,7 +107,9 @@ export class Trainer {
       if (o.initFrom !== undefined && o.preset !== undefined)
         throw new ArgumentRangeError(`Expected either --preset or --init-from but received both (the model's shape comes from ${o.initFrom})`);
       // Data first: its tokenizer fixes the vocabulary.
-      const dataDir = prevState?.data ?? o.data ?? defaultCorpus(o.tokenizer ?? 'byte', { log: this.log });
+      const corpus = () => defaultCorpus(o.tokenizer ?? 'byte', { log: this.log });
+      const w = this.dist();
+      const dataDir = prevState?.data ?? o.data ?? (w ? leadFirst(w, corpus) : corpus());
       if (prevState && o.data !== undefined && path.resolve(o.data) !== path.resolve(prevState.data))
         this.log(`note: resuming on ${o.data} instead of ${prevState.data}`);
       if (prevState && o.data === undefined && !fs.existsSync(prevState.data))
@@ -160,7 +176,15 @@ export class Trainer {
 
         // -- settings -----------------------------------------------------------
         const settings = resolveSettings(o.settings, a.preset, modelConfig, prevState?.settings ?? null);
-        const accum = settings.batch_tokens / (settings.batch * settings.seq);
+        const world = this.dist();
+        if (world) {
+          if (settings.device === 'auto') settings.device = 'cpu'; // CPU ranks (lib/train/dist.ts)
+          checkDistRun(settings, world.size, ds);
+        }
+        // Micro-batches per optimizer step on each rank.
+        const accum = world
+          ? distBatchTokens(settings, world.size, o.settings?.batch_tokens !== undefined || prevState !== null)
+          : settings.batch_tokens / (settings.batch * settings.seq);
         const schedule = makeSchedule({ lr: settings.lr, warmup: settings.warmup, total: settings.steps, minRatio: settings.min_lr_ratio });
         const startStep = prevState?.step ?? 0;
         if (startStep >= settings.steps && prevState)
@@ -183,12 +207,25 @@ export class Trainer {
       }
     })();
     const { settings, accum, schedule, startStep, endStep, sampler, evalSet, entropy, docMask } = prep;
+    const world = this.dist();
+    const ranks = world ? world.size : 1;
+    const lead = !world || world.rank === 0; // logs, evaluates, samples and writes files
+    const zero = world ? o.zero ?? true : false;
+    if (world) {
+      try {
+        checkSameConfig(world, { model: modelConfig, settings, preset: a.preset, data: path.resolve(ds.dir), resumed: a.resumedFrom, initFrom, zero, stopAfter: o.stopAfter ?? null });
+      } catch (e) {
+        if (owned) await model.dispose();
+        throw e;
+      }
+    }
 
     if (!model) {
       model = await backend.create(modelConfig, { seed: settings.seed, device: settings.device, precision: settings.precision ?? undefined });
       owned = true;
     }
     try {
+      if (world) world.attach(model as GPT, { zero });
       const effective: EffectiveConfig = {
         preset: a.preset,
         model: modelConfig,
@@ -199,18 +236,21 @@ export class Trainer {
         init_from: initFrom,
         resumed_from: a.resumedFrom,
       };
-      fs.mkdirSync(runDir, { recursive: true });
-      writeJsonAtomicSync(path.join(runDir, TRAIN_FILE), effective);
+      if (lead) {
+        fs.mkdirSync(runDir, { recursive: true });
+        writeJsonAtomicSync(path.join(runDir, TRAIN_FILE), effective);
+      }
       this.log(`run folder: ${runDir}`);
       this.log(`effective config: ${JSON.stringify(effective)}`);
       if (backend.describeDevice) this.log(`device: ${backend.describeDevice(model)}`);
+      if (world) this.log(describeRanks(world, zero, (model as GPT).memory(), accum));
       if (prevState) this.log(`resuming from ${a.resumedFrom} at step ${startStep} of ${settings.steps}`);
       if (initFrom) this.log(`fine-tuning from ${initFrom} (fresh optimizer)`);
       if (settings.seq < modelConfig.n_positions)
         this.log(
           `note: seq ${settings.seq} is shorter than the context (${modelConfig.n_positions}): positions ${settings.seq}..${modelConfig.n_positions - 1} are not trained, so samples and generations past ${settings.seq} tokens will degrade`,
         );
-      const metrics = new MetricsLog(path.join(runDir, METRICS_FILE), startStep);
+      const metrics = lead ? new MetricsLog(path.join(runDir, METRICS_FILE), startStep) : null;
 
       const flopsPerToken = trainingFlopsPerToken(modelConfig, settings.seq);
       const tokensPerStep = settings.batch_tokens;
@@ -254,20 +294,34 @@ export class Trainer {
           valLoss,
           elapsedSeconds: (Date.now() - a.t0) / 1000,
         });
-        await backend.save(model, dir, { tokenizer, state });
-        await updateLatest(runDir, name);
-        const deleted = await pruneCheckpoints(runDir, settings.keep);
-        for (const d of deleted) this.log(`removed old checkpoint ${d}`);
+        // ZeRO-1: the whole optimizer state on every rank while rank 0 writes it.
+        if (world && zero) world.gatherOptimizer(model as GPT);
+        try {
+          if (lead) {
+            await backend.save(model, dir, { tokenizer, state });
+            await updateLatest(runDir, name);
+            const deleted = await pruneCheckpoints(runDir, settings.keep);
+            for (const d of deleted) this.log(`removed old checkpoint ${d}`);
+          }
+        } finally {
+          if (world) {
+            world.barrier();
+            if (zero) world.shardOptimizer(model as GPT);
+          }
+        }
         lastCheckpoint = dir;
         lastCheckpointStep = step;
-        hooks.onCheckpoint?.({ step, dir });
-        await this.plot(runDir);
+        if (lead) {
+          hooks.onCheckpoint?.({ step, dir });
+          await this.plot(runDir);
+        }
         return dir;
       };
 
       try {
         while (step < endStep) {
-          if (hooks.signal?.aborted) {
+          // Ranks stop together: they agree on the signal below, once per step.
+          if (!world && hooks.signal?.aborted) {
             interrupted = true;
             break;
           }
@@ -275,11 +329,20 @@ export class Trainer {
           const lr = lrAt(schedule, s);
           const ts = Date.now();
           let lossSum = 0;
-          for (let i = 0; i < accum; i++) {
+          // One global draw of ranks x accum micro-batches; this rank trains on its accum of them.
+          for (let i = 0; i < accum * ranks; i++) {
             const b = sampler.next();
+            if (world && Math.floor(i / accum) !== world.rank) continue;
             lossSum += await model.forwardBackward(b.tokens, b.targets, { batch: settings.batch, seq: settings.seq, ...docMask });
           }
-          const loss = lossSum / accum;
+          let stopping = hooks.signal?.aborted === true;
+          if (world) {
+            const v = Float64Array.of(lossSum, stopping ? 1 : 0);
+            world.allreduceSum(v);
+            lossSum = v[0];
+            stopping = v[1] > 0;
+          }
+          const loss = lossSum / (accum * ranks);
           if (!Number.isFinite(loss)) throw nonFinite(s, `the loss is ${loss}`, lastCheckpoint);
           let gradNorm: number;
           try {
@@ -317,27 +380,30 @@ export class Trainer {
             elapsedSeconds: (Date.now() - runStart) / 1000,
           };
           const line = stepLine(info);
-          hooks.onStep?.(info);
+          // Time this step spent reducing across ranks (rank 0's), for bench train --nproc.
+          if (world) line.comm_ms = Math.round(world.stats(model as GPT).commMs * 10) / 10;
+          if (lead) hooks.onStep?.(info);
           const last = step === endStep;
-          if (step % settings.eval_every === 0 || step === settings.steps || (last && o.stopAfter === undefined)) {
+          if (lead && (step % settings.eval_every === 0 || step === settings.steps || (last && o.stopAfter === undefined))) {
             valLoss = (await meanLoss(model, evalSet, settings.seq, docMask.docEot)).loss;
             line.val_loss = valLoss;
             line.val_perplexity = Math.exp(valLoss);
             sample = await makeSample(step);
             hooks.onEval?.({ step, valLoss, valPerplexity: Math.exp(valLoss), ...(sample !== null ? { sample } : {}) });
           }
-          metrics.write(line);
-          if (step % settings.checkpoint_every === 0 || last || hooks.signal?.aborted) await checkpoint();
-          if (hooks.signal?.aborted && step < endStep) {
+          metrics?.write(line);
+          if (!world) stopping = hooks.signal?.aborted === true;
+          if (step % settings.checkpoint_every === 0 || last || stopping) await checkpoint();
+          if (stopping && step < endStep) {
             interrupted = true;
             break;
           }
         }
         if (interrupted && lastCheckpointStep !== step) await checkpoint();
       } finally {
-        metrics.close();
+        metrics?.close();
       }
-      await this.plot(runDir);
+      if (lead) await this.plot(runDir);
       const seconds = (Date.now() - a.t0) / 1000;
       const stepsThisRun = step - startStep;
       return {

@@ -13,6 +13,7 @@ set(GPT_ADDON_SOURCES
   native/addon/core_binding.cc
   native/addon/decode_binding.cc
   native/addon/decode_ops_binding.cc
+  native/addon/dist_binding.cc
   native/addon/gemm_binding.cc
   native/addon/model_binding.cc
   native/addon/probe_binding.cc
@@ -26,7 +27,28 @@ set(GPT_CORE_SOURCES
   native/core/decode.cc
   native/core/isa.cc
   native/core/model.cc
+  native/core/model_dist.cc
   native/core/threadpool.cc
+)
+
+# Data parallel (docs/ARCHITECTURE.md "Data parallel"): loaders of the MPI
+# plugin and of NCCL, both found at run time (dlopen), so they build everywhere.
+set(GPT_DIST_SOURCES
+  native/dist/mpi_loader.cc
+  native/dist/nccl_loader.cc
+)
+# The GPU check's one-rank NCCL check: with the CUDA backend (nvcc builds),
+# or its stand-in that says there is no GPU (every other build).
+set(GPT_DIST_CUDA_SOURCES
+  native/dist/nccl_check.cu
+)
+set(GPT_DIST_NO_CUDA_SOURCES
+  native/dist/nccl_check_none.cc
+)
+# The MPI plugin: its own shared library, linked to libmpi, built only when
+# CMake finds an MPI (CMakeLists.txt).
+set(GPT_MPI_PLUGIN_SOURCES
+  native/dist/mpi_plugin.cc
 )
 # Only in a build without the CUDA backend: cuda_info() says why not.
 set(GPT_CORE_NO_CUDA_SOURCES

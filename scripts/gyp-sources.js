@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Source lists and flags for binding.gyp, read from native/sources.cmake (the
 // one list the CMake builds use too; gyp has no globbing and no per-file flags):
-//   node scripts/gyp-sources.js main            addon, core (CPU build: no CUDA) and the CPU files compiled once
+//   node scripts/gyp-sources.js main            addon, core (CPU build: no CUDA), the CPU files compiled once and
+//                                               the run-time loaders of native/dist (no MPI plugin: gyp builds none)
 //   node scripts/gyp-sources.js isa avx512      the avx512 compilation of every CPU kernel family (likewise avx2,
 //                                               portable): writes build/isa-src/<family>_avx512.cc, one line
 //                                               including native/cpu/<family>_impl.h, and prints their paths
@@ -42,7 +43,7 @@ function main(argv) {
   const lists = cmakeLists();
   const [group, isa] = argv;
   if (group === 'main')
-    return [...need(lists, 'GPT_ADDON_SOURCES'), ...need(lists, 'GPT_CORE_SOURCES'), ...need(lists, 'GPT_CORE_NO_CUDA_SOURCES'), ...need(lists, 'GPT_CPU_SOURCES')];
+    return [...need(lists, 'GPT_ADDON_SOURCES'), ...need(lists, 'GPT_CORE_SOURCES'), ...need(lists, 'GPT_CORE_NO_CUDA_SOURCES'), ...need(lists, 'GPT_CPU_SOURCES'), ...need(lists, 'GPT_DIST_SOURCES'), ...need(lists, 'GPT_DIST_NO_CUDA_SOURCES')];
   if ((group === 'isa' || group === 'flags') && need(lists, 'GPT_CPU_ISAS').includes(isa)) {
     if (group === 'flags') return need(lists, `GPT_ISA_FLAGS_${isa}`);
     return need(lists, 'GPT_CPU_ISA_FAMILIES').map((family) => {

@@ -4,6 +4,7 @@
  * --with-pytorch, a baseline beside us with --compare, and report.json +
  * report.html (SVG charts) with --out.
  */
+import { formatTrainDist, runTrainDist } from '../../lib/bench/train-dist';
 import { Command } from 'commander';
 import * as path from 'node:path';
 import { getPreset } from '../../lib/config';
@@ -17,6 +18,8 @@ const WHATS = ['all', ...BENCH_SECTIONS] as const;
 
 interface BenchFlags {
   device: string;
+  nproc?: string;
+  steps?: string;
   precision?: string;
   quick?: boolean;
   withPytorch?: boolean;
@@ -50,6 +53,8 @@ export function register(program: Command): void {
     .option('--seq <n>', 'sequence length (attention, train) or prompt length (generate)')
     .option('--repeats <n>', 'timed repeats per case (default 3 quick, 5 full)')
     .option('--warmup <n>', 'untimed warm-up runs per case (default 1)')
+    .option('--nproc <n>', 'train: compare 1 process x n threads with n ranks x 1 thread under mpirun (docs/DISTRIBUTED.md)')
+    .option('--steps <n>', 'train --nproc: optimizer steps per run (default 8; the first 2 are not timed)')
     .option('--from <report.json>', 'measure nothing: print (and with --out re-render, with --compare compare) a saved report')
     .action(async (what: string, f: BenchFlags) => {
       if (!(WHATS as readonly string[]).includes(what))
@@ -58,6 +63,21 @@ export function register(program: Command): void {
       const precision = choiceFlag('precision', f.precision, PRECISIONS);
       if (f.preset !== undefined) getPreset(f.preset);
       if (f.failOnRegression && !f.compare) throw new ArgumentRangeError('Expected --compare with --fail-on-regression but received none');
+      if (f.nproc !== undefined) {
+        if (what !== 'train') throw new ArgumentRangeError(`Expected --nproc only with bench train but received it with bench ${what}`);
+        const r = runTrainDist({
+          nproc: intFlag('nproc', f.nproc, 1, 1024)!,
+          preset: f.preset ?? 'small',
+          batch: intFlag('batch', f.batch) ?? 8,
+          seq: intFlag('seq', f.seq) ?? 256,
+          steps: intFlag('steps', f.steps, 3, 100000) ?? 8,
+          skip: 2,
+          log: (s) => log(`bench: ${s}`),
+        });
+        if (f.json) printJson(r);
+        else process.stdout.write(formatTrainDist(r));
+        return;
+      }
       const sections: SectionName[] = what === 'all' ? [...SECTION_NAMES] : [what as SectionName];
       const report = f.from ? loadSaved(f.from, f.compare) : await runBench({
         sections,

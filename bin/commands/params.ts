@@ -12,6 +12,7 @@ import {
   formulaParameterCount,
   parameterShares,
   patternSummary,
+  perRankTrainingMemory,
   trainingMemory,
 } from '../../lib/params';
 import { ArgumentRangeError } from '../../lib/errors';
@@ -33,10 +34,12 @@ export interface ParamsRow {
   batch: number;
   seq: number;
   training_flops_per_token: number;
+  /** with --ranks W: model-state bytes per rank of W data-parallel ranks (ZeRO-1) */
+  per_rank?: { ranks: number; fp32: number; bf16: number };
   note?: string;
 }
 
-export function paramsRow(name: string, c: GPTConfig, batch: number, seq: number, note?: string): ParamsRow {
+export function paramsRow(name: string, c: GPTConfig, batch: number, seq: number, note?: string, ranks?: number): ParamsRow {
   const s = parameterShares(c);
   const m = trainingMemory(c);
   return {
@@ -55,6 +58,7 @@ export function paramsRow(name: string, c: GPTConfig, batch: number, seq: number
     batch,
     seq,
     training_flops_per_token: trainingFlopsPerToken(c, seq),
+    ...(ranks !== undefined ? { per_rank: { ranks, fp32: perRankTrainingMemory(c, ranks).fp32, bf16: perRankTrainingMemory(c, ranks).bf16 } } : {}),
     ...(note ? { note } : {}),
   };
 }
@@ -74,9 +78,11 @@ export function register(program: Command): void {
     .option('--vocab-size <n>', 'vocabulary (overrides the preset)')
     .option('--batch <n>', 'batch for the activation estimate', '1')
     .option('--seq <n>', 'sequence for the activation estimate (default: the context)')
+    .option('--ranks <w>', 'also the memory per rank of W data-parallel ranks with ZeRO-1 (docs/DISTRIBUTED.md)')
     .option('--json', 'one JSON document on stdout')
     .action((preset: string | undefined, opts: Record<string, string | boolean | undefined>) => {
       const batch = intFlag('batch', opts.batch as string)!;
+      const ranks = intFlag('ranks', opts.ranks as string | undefined, 1, 1 << 20);
       const overrides: Record<string, unknown> = {};
       const flagMap: [string, string][] = [
         ['nLayer', 'n_layer'],
@@ -119,7 +125,7 @@ export function register(program: Command): void {
       }
       const rows = entries.map((e) => {
         const seq = intFlag('seq', opts.seq as string | undefined) ?? e.config.n_positions;
-        return paramsRow(e.name, e.config, batch, seq, e.note);
+        return paramsRow(e.name, e.config, batch, seq, e.note, ranks);
       });
       if (opts.json) {
         printJson(rows);
@@ -145,12 +151,13 @@ export function register(program: Command): void {
       );
       process.stdout.write(
         table(
-          ['model', 'attention', 'train fp32', 'train bf16', `activations (B${batch})`, 'seq', 'train GFLOP/token'],
+          ['model', 'attention', 'train fp32', 'train bf16', ...(ranks !== undefined ? [`fp32 per rank (W${ranks})`] : []), `activations (B${batch})`, 'seq', 'train GFLOP/token'],
           rows.map((r) => [
             r.model,
             r.attention,
             bytesText(r.train_memory_bytes.fp32),
             bytesText(r.train_memory_bytes.bf16),
+            ...(r.per_rank ? [bytesText(r.per_rank.fp32)] : []),
             bytesText(r.activation_bytes),
             r.seq,
             (r.training_flops_per_token / 1e9).toFixed(3),
@@ -159,7 +166,8 @@ export function register(program: Command): void {
       );
       process.stdout.write(
         '\nformula: d*V + d*n_ctx + 12*L*d^2 + 9*L*d (weights and biases, no LayerNorm); exact adds 4*L*d + 2*d (LayerNorms; head tied).\n' +
-          'train memory: fp32 weights + gradients + 2 Adam moments (16 B/param); bf16 adds a bf16 weight copy (18 B/param).\n',
+          'train memory: fp32 weights + gradients + 2 Adam moments (16 B/param); bf16 adds a bf16 weight copy (18 B/param).\n' +
+          (ranks !== undefined ? `per rank: weights and gradients on every rank, the Adam moments split ${ranks} ways (ZeRO-1): (8 + 8/${ranks}) B/param; activations come on top.\n` : ''),
       );
       for (const r of rows) if (r.note) log(`note (${r.model}): ${r.note}`);
     });

@@ -11,6 +11,8 @@ import { GPTConfig, PRESET_NAMES } from '../../lib/config';
 import { ArgumentRangeError, BadFileError } from '../../lib/errors';
 import { EvalInfo, parseTrainConfigFile, StepInfo, Trainer, TrainerOptions, TrainResult, TrainSettings } from '../../lib/trainer';
 import { TokenizerName } from '../../lib/tokenizer';
+import { runUnderMpirun, withoutNproc } from '../../lib/dist/launch';
+import { abortWorld, finalizeWorld, launchedByMpi, mpiWorld, World } from '../../lib/dist/world';
 import { intFlag, log, numberFlag, printJson } from '../cli-util';
 
 type Opts = Record<string, string | boolean | undefined>;
@@ -89,6 +91,10 @@ export function trainerOptionsFromFlags(opts: Opts): TrainerOptions {
   if (stopAfter !== undefined) out.stopAfter = stopAfter;
   const threads = intFlag('threads', opts.threads as string | undefined, 1, 1024);
   if (threads !== undefined) out.threads = threads;
+  if (opts.zero !== undefined) {
+    if (opts.zero !== '0' && opts.zero !== '1') throw new ArgumentRangeError(`Expected 0 or 1 for --zero but received "${opts.zero}"`);
+    out.zero = opts.zero === '1';
+  }
   // MFU needs the device's peak; there is no cheap way to know it, so the user may say it.
   const peak = process.env.GPT_ENGINE_PEAK_TFLOPS;
   if (peak !== undefined && peak !== '') {
@@ -135,97 +141,146 @@ export function register(program: Command): void {
     .option('--sample-tokens <n>', 'tokens per text sample, 0 for none (default 200)')
     .option('--resume <dir>', 'continue a run folder (its newest complete checkpoint) or a checkpoint folder')
     .option('--init-from <dir>', 'start from the weights of a checkpoint or Hugging Face GPT-2 folder (fine-tuning; fresh optimizer)')
+    .option('--nproc <n>', 'data parallel: run n ranks on this machine under Open MPI (mpirun), docs/DISTRIBUTED.md')
+    .option('--zero <0|1>', 'ZeRO-1 across ranks: each keeps 1/n of the optimizer state (default 1 with several ranks)')
     .option('--json', 'one JSON summary on stdout at the end')
     .action(async (opts: Opts) => {
-      const json = opts.json === true;
-      const options = trainerOptionsFromFlags(opts);
-      const tty = process.stderr.isTTY === true;
-      const ac = new AbortController();
-      let signals = 0;
-      const onSignal = (sig: NodeJS.Signals) => {
-        signals++;
-        if (signals === 1) {
-          ac.abort();
-          log(`\n${sig}: finishing the current step, then writing a checkpoint (press Ctrl-C again to exit now)`);
-        } else {
-          log(`${sig} again: exiting without a checkpoint`);
-          process.exit(130);
+      const nproc = intFlag('nproc', opts.nproc as string | undefined, 1, 4096);
+      if (nproc !== undefined && !launchedByMpi()) {
+        trainerOptionsFromFlags(opts); // bad flags fail here, before any rank starts
+        // Ctrl-C: the ranks stop after a checkpoint; a second one ends them now.
+        const stop = new AbortController();
+        const kill = new AbortController();
+        const onSignal = (sig: NodeJS.Signals) => {
+          if (!stop.signal.aborted) {
+            log(`\n${sig}: asking the ${nproc} ranks to finish the step and write a checkpoint (press Ctrl-C again to end them now)`);
+            stop.abort();
+          } else {
+            log(`${sig} again: ending the ranks without a checkpoint`);
+            kill.abort();
+          }
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        try {
+          process.exitCode = await runUnderMpirun(nproc, withoutNproc(process.argv.slice(1)), { log, stop: stop.signal, kill: kill.signal });
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
         }
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-      let barShown = false;
-      const clearBar = () => {
-        if (barShown) process.stderr.write('\r\x1b[K');
-        barShown = false;
-      };
-      const logLine = (s: string) => {
-        clearBar();
-        log(s);
-      };
-      let lastPlain = 0;
-      const onStep = (s: StepInfo) => {
-        const eta = ((s.totalSteps - s.step) * s.msPerStep) / 1000;
-        const text = `step ${s.step}/${s.totalSteps}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  |g| ${s.gradNorm.toFixed(3)}  ${Math.round(s.tokensPerSecond)} tok/s  ${s.msPerStep} ms/step${s.mfu !== null ? `  MFU ${(100 * s.mfu).toFixed(1)}%` : ''}  eta ${fmtTime(eta)}`;
-        if (tty) {
-          const width = 24;
-          const done = Math.round((width * s.step) / s.totalSteps);
-          process.stderr.write(`\r\x1b[K[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${text}`);
-          barShown = true;
-        } else if (s.step === 1 || Date.now() - lastPlain > 5000 || s.step === s.totalSteps) {
-          lastPlain = Date.now();
-          log(text);
-        }
-      };
-      const onEval = (e: EvalInfo) => {
-        logLine(`step ${e.step}: val loss ${e.valLoss.toFixed(4)}  perplexity ${e.valPerplexity.toFixed(2)}`);
-        if (e.sample !== undefined) logLine(`--- sample ---\n${e.sample}\n--------------`);
-      };
-      let result: TrainResult;
-      try {
-        result = await new Trainer({ ...options, log: logLine }).run({
-          signal: ac.signal,
-          onStep,
-          onEval,
-          onCheckpoint: (c) => logLine(`checkpoint: ${c.dir}`),
-        });
-      } finally {
-        clearBar();
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
+        return;
       }
-      const r = result;
-      const summary = {
-        run_dir: r.runDir,
-        checkpoint: r.checkpoint,
-        step: r.step,
-        total_steps: r.totalSteps,
-        steps_this_run: r.stepsThisRun,
-        finished: r.finished,
-        interrupted: r.interrupted,
-        final_loss: r.finalLoss,
-        val_loss: r.valLoss,
-        val_perplexity: r.valPerplexity,
-        unigram_entropy: r.unigramEntropy,
-        below_unigram: r.valLoss === null ? null : r.unigramEntropy - r.valLoss,
-        tokenizer: r.tokenizer,
-        seconds: r.seconds,
-        tokens_per_s: r.tokensPerSecond,
-        sample: r.sample,
-        losses: r.losses,
-        config: r.config,
-        files: { metrics: `${r.runDir}/metrics.jsonl`, config: `${r.runDir}/train.json`, plot: `${r.runDir}/loss.svg` },
-      };
-      if (r.interrupted) log(`interrupted at step ${r.step}; checkpoint written to ${r.checkpoint}\nresume with: gpt-engine train --resume ${r.runDir}`);
-      else if (!r.finished) log(`stopped after step ${r.step} of ${r.totalSteps}; checkpoint ${r.checkpoint}\nresume with: gpt-engine train --resume ${r.runDir}`);
-      if (r.valLoss !== null)
-        log(
-          `validation loss ${r.valLoss.toFixed(4)} nats/token (perplexity ${r.valPerplexity!.toFixed(2)}); unigram entropy of the corpus ${r.unigramEntropy.toFixed(4)} nats/token (${Math.abs(r.unigramEntropy - r.valLoss).toFixed(3)} ${r.valLoss <= r.unigramEntropy ? 'below' : 'above'})`,
-        );
-      log(`${r.stepsThisRun} steps in ${fmtTime(r.seconds)} (${Math.round(r.tokensPerSecond)} tokens/s)`);
-      log(`run folder: ${r.runDir}\nmetrics: ${r.runDir}/metrics.jsonl\ncheckpoint: ${r.checkpoint}`);
-      if (fs.existsSync(`${r.runDir}/loss.svg`)) log(`loss plot: ${r.runDir}/loss.svg`);
-      if (r.checkpoint) log(`generate with: gpt-engine generate --checkpoint ${r.checkpoint}`);
-      if (json) printJson(summary);
+      // Started by mpirun: this process is one rank (rank 0 alone prints).
+      const world: World | null = launchedByMpi() ? mpiWorld() : null;
+      try {
+        await trainAction(opts, world);
+      } catch (e) {
+        if (world && world.size > 1) {
+          log(`gpt-engine: rank ${world.rank}: error: ${(e as Error).message ?? String(e)}`);
+          abortWorld(1); // ends every rank; mpirun names this one
+        }
+        throw e;
+      } finally {
+        finalizeWorld();
+      }
     });
+}
+
+async function trainAction(opts: Opts, world: World | null): Promise<void> {
+  const lead = !world || world.rank === 0;
+  const json = opts.json === true;
+  const options = trainerOptionsFromFlags(opts);
+  if (world && world.size > 1) options.world = world;
+  const tty = process.stderr.isTTY === true;
+  const ac = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      ac.abort();
+      log(`\n${sig}: finishing the current step, then writing a checkpoint (press Ctrl-C again to exit now)`);
+    } else {
+      log(`${sig} again: exiting without a checkpoint`);
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // mpirun forwards SIGUSR1 (train --nproc turns Ctrl-C into it).
+  if (world) process.on('SIGUSR1', onSignal);
+  let barShown = false;
+  const clearBar = () => {
+    if (barShown) process.stderr.write('\r\x1b[K');
+    barShown = false;
+  };
+  const logLine = (s: string) => {
+    clearBar();
+    log(s);
+  };
+  let lastPlain = 0;
+  const onStep = (s: StepInfo) => {
+    const eta = ((s.totalSteps - s.step) * s.msPerStep) / 1000;
+    const text = `step ${s.step}/${s.totalSteps}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  |g| ${s.gradNorm.toFixed(3)}  ${Math.round(s.tokensPerSecond)} tok/s  ${s.msPerStep} ms/step${s.mfu !== null ? `  MFU ${(100 * s.mfu).toFixed(1)}%` : ''}  eta ${fmtTime(eta)}`;
+    if (tty) {
+      const width = 24;
+      const done = Math.round((width * s.step) / s.totalSteps);
+      process.stderr.write(`\r\x1b[K[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${text}`);
+      barShown = true;
+    } else if (s.step === 1 || Date.now() - lastPlain > 5000 || s.step === s.totalSteps) {
+      lastPlain = Date.now();
+      log(text);
+    }
+  };
+  const onEval = (e: EvalInfo) => {
+    logLine(`step ${e.step}: val loss ${e.valLoss.toFixed(4)}  perplexity ${e.valPerplexity.toFixed(2)}`);
+    if (e.sample !== undefined) logLine(`--- sample ---\n${e.sample}\n--------------`);
+  };
+  let result: TrainResult;
+  try {
+    result = await new Trainer({ ...options, log: logLine }).run({
+      signal: ac.signal,
+      onStep,
+      onEval,
+      onCheckpoint: (c) => logLine(`checkpoint: ${c.dir}`),
+    });
+  } finally {
+    clearBar();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('SIGUSR1', onSignal);
+  }
+  if (!lead) return;
+  const r = result;
+  const summary = {
+    run_dir: r.runDir,
+    checkpoint: r.checkpoint,
+    step: r.step,
+    total_steps: r.totalSteps,
+    steps_this_run: r.stepsThisRun,
+    finished: r.finished,
+    interrupted: r.interrupted,
+    final_loss: r.finalLoss,
+    val_loss: r.valLoss,
+    val_perplexity: r.valPerplexity,
+    unigram_entropy: r.unigramEntropy,
+    below_unigram: r.valLoss === null ? null : r.unigramEntropy - r.valLoss,
+    tokenizer: r.tokenizer,
+    seconds: r.seconds,
+    tokens_per_s: r.tokensPerSecond,
+    sample: r.sample,
+    losses: r.losses,
+    config: r.config,
+    files: { metrics: `${r.runDir}/metrics.jsonl`, config: `${r.runDir}/train.json`, plot: `${r.runDir}/loss.svg` },
+  };
+  if (r.interrupted) log(`interrupted at step ${r.step}; checkpoint written to ${r.checkpoint}\nresume with: gpt-engine train --resume ${r.runDir}`);
+  else if (!r.finished) log(`stopped after step ${r.step} of ${r.totalSteps}; checkpoint ${r.checkpoint}\nresume with: gpt-engine train --resume ${r.runDir}`);
+  if (r.valLoss !== null)
+    log(
+      `validation loss ${r.valLoss.toFixed(4)} nats/token (perplexity ${r.valPerplexity!.toFixed(2)}); unigram entropy of the corpus ${r.unigramEntropy.toFixed(4)} nats/token (${Math.abs(r.unigramEntropy - r.valLoss).toFixed(3)} ${r.valLoss <= r.unigramEntropy ? 'below' : 'above'})`,
+    );
+  log(`${r.stepsThisRun} steps in ${fmtTime(r.seconds)} (${Math.round(r.tokensPerSecond)} tokens/s)`);
+  log(`run folder: ${r.runDir}\nmetrics: ${r.runDir}/metrics.jsonl\ncheckpoint: ${r.checkpoint}`);
+  if (fs.existsSync(`${r.runDir}/loss.svg`)) log(`loss plot: ${r.runDir}/loss.svg`);
+  if (r.checkpoint) log(`generate with: gpt-engine generate --checkpoint ${r.checkpoint}`);
+  if (json) printJson(summary);
 }

@@ -3,6 +3,7 @@
  * the loop; these are its public shapes).
  */
 import type { GPTConfig, TokenizerName } from '../config';
+import type { World } from '../dist/world';
 import type { ModelBackend } from './backend';
 import type { TrainSettings } from './settings';
 
@@ -34,6 +35,10 @@ export interface TrainerOptions {
   /** draw loss.svg at each checkpoint and at the end (default true) */
   plot?: boolean;
   backend?: ModelBackend;
+  /** the ranks of a data-parallel run (lib/dist/world.ts; docs/DISTRIBUTED.md); absent: one process */
+  world?: World;
+  /** ZeRO-1 on the ranks: each keeps 1/W of the AdamW moments (default: on when there are several) */
+  zero?: boolean;
 }
 
 /** The keys of TrainerOptions (unknown keys are errors). */
@@ -52,6 +57,8 @@ export const TRAINER_OPTION_KEYS: readonly (keyof TrainerOptions)[] = [
   'log',
   'plot',
   'backend',
+  'world',
+  'zero',
 ];
 
 export interface StepInfo {

@@ -24,6 +24,8 @@ void add_decode_ops_exports(Napi::Env env, Napi::Object exports);
 void add_reference_exports(Napi::Env env, Napi::Object exports);
 // CUDA copy and GEMM ceiling probes (probe_binding.cc)
 void add_probe_exports(Napi::Env env, Napi::Object exports);
+// data parallel: MPI through its plugin, NCCL status, a model joining the ranks (dist_binding.cc)
+void add_dist_exports(Napi::Env env, Napi::Object exports);
 
 }  // namespace addon
 }  // namespace gpt
@@ -39,6 +41,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   add_decode_ops_exports(env, exports);
   add_reference_exports(env, exports);
   add_probe_exports(env, exports);
+  add_dist_exports(env, exports);
   return exports;
 }
 

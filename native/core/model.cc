@@ -293,6 +293,7 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision
                   "Expected a positive attention_window for banded layers");
   cfg_.padded_vocab = padded_vocab(cfg_.vocab_size);
   layout();
+  mv_hi_ = n_floats_;
   if (n_floats_ > kSizeMax / static_cast<int64_t>(4 * sizeof(float)))
     throw GptError(ErrorCode::OutOfMemory, "size overflow allocating the parameters");
   const size_t bytes = static_cast<size_t>(n_floats_) * sizeof(float);
@@ -320,7 +321,7 @@ Model::~Model() {
     if (acts_->targets) backend_->free(acts_->targets);
     if (acts_->doc_start) backend_->free(acts_->doc_start);
   }
-  for (float* p : {params_, grads_, m_, v_})
+  for (float* p : {params_, grads_, m_, v_, acc_})
     if (p) backend_->free(p);
 }
 
@@ -641,7 +642,11 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
                                                           acts_->row_loss_d(), 1.0f, acts_->dln, g_.wte, &n));
   }
   double t1 = now_ms();
+  const bool again = grads_dirty_;  // a later micro-batch: computed from zero, then added (model.h)
+  if (again) accumulate_begin();
   backward_body(B, T);
+  if (again) accumulate_end();
+  grads_dirty_ = true;
   backend_->synchronize();
   double t2 = now_ms();
   timings_.forward_ms = t1 - t0;
@@ -660,6 +665,7 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
 void Model::zero_grad() {
   backend_->zero(grads_, static_cast<size_t>(n_floats_) * sizeof(float));
   count_ = 0;
+  grads_dirty_ = false;
 }
 
 double Model::grad_norm() {
@@ -669,10 +675,12 @@ double Model::grad_norm() {
 
 StepResult Model::step(const StepOptions& o) {
   double t0 = now_ms();
+  timings_.comm_ms = 0;
+  if (comm_) dist_reduce_gradients();  // the sums over all ranks from here on
   StepResult r;
   r.tokens = count_;
   const double inv = 1.0 / static_cast<double>(std::max<int64_t>(count_, 1));
-  const double norm = grad_norm();
+  const double norm = comm_ ? dist_grad_norm() : grad_norm();
   r.grad_norm = norm;
   if (!std::isfinite(norm)) {
     zero_grad();
@@ -705,10 +713,13 @@ StepResult Model::step(const StepOptions& o) {
     const int64_t off = tensors_[i].offset;
     const int64_t n = tensors_[j].offset + tensors_[j].stored - off;
     a.weight_decay = tensors_[i].decay ? o.weight_decay : 0.0f;
-    backend_->adamw(params_ + off, grads_ + off, m_ + off, v_ + off, n, a);
+    // Only the floats whose moments this rank holds (all unless sharded).
+    const int64_t lo = std::max(off, mv_lo_), hi = std::min(off + n, mv_hi_);
+    if (hi > lo) backend_->adamw(params_ + lo, grads_ + lo, m_ + (lo - mv_lo_), v_ + (lo - mv_lo_), hi - lo, a);
     i = j + 1;
   }
   zero_grad();
+  if (comm_ && optimizer_sharded()) dist_gather_params();
   backend_->synchronize();
   r.step = step_;
   timings_.optimizer_ms = now_ms() - t0;
@@ -718,6 +729,8 @@ StepResult Model::step(const StepOptions& o) {
 void Model::read_tensor(Buffer which, int index, float* dst) {
   GPT_CHECK_ARG(index >= 0 && index < static_cast<int>(tensors_.size()), "tensor index out of range");
   const TensorInfo& t = tensors_[static_cast<size_t>(index)];
+  GPT_CHECK_ARG(which == Buffer::Params || which == Buffer::Grads || !optimizer_sharded(),
+                "the AdamW moments are sharded across ranks; gather them first");
   float* base = which == Buffer::Params ? params_ : which == Buffer::Grads ? grads_ : which == Buffer::ExpAvg ? m_ : v_;
   backend_->to_host(dst, base + t.offset, static_cast<size_t>(t.numel) * sizeof(float));
   if (which == Buffer::Grads && count_ > 1) {
@@ -729,6 +742,8 @@ void Model::read_tensor(Buffer which, int index, float* dst) {
 void Model::write_tensor(Buffer which, int index, const float* src) {
   GPT_CHECK_ARG(index >= 0 && index < static_cast<int>(tensors_.size()), "tensor index out of range");
   GPT_CHECK_ARG(which != Buffer::Grads, "gradients are not writable");
+  GPT_CHECK_ARG(which == Buffer::Params || !optimizer_sharded(),
+                "the AdamW moments are sharded across ranks; gather them first");
   const TensorInfo& t = tensors_[static_cast<size_t>(index)];
   float* base = which == Buffer::Params ? params_ : which == Buffer::ExpAvg ? m_ : v_;
   backend_->to_device(base + t.offset, src, static_cast<size_t>(t.numel) * sizeof(float));
@@ -736,7 +751,9 @@ void Model::write_tensor(Buffer which, int index, const float* src) {
 }
 
 Model::Memory Model::memory() const {
-  return memory_figures(n_floats_, static_cast<int64_t>(acts_->bytes / sizeof(float)), acts_->cap);
+  Memory m = memory_figures(n_floats_, static_cast<int64_t>(acts_->bytes / sizeof(float)), acts_->cap);
+  m.optimizer = static_cast<size_t>(mv_hi_ - mv_lo_) * 2 * sizeof(float);  // this rank's slice (ZeRO-1)
+  return m;
 }
 
 Model::Memory Model::plan_memory(const ModelConfig& cfg, int64_t rows) {

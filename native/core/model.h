@@ -39,6 +39,7 @@
 
 #include "backend.h"
 #include "classifier.h"
+#include "comm.h"
 
 namespace gpt {
 
@@ -139,6 +140,7 @@ struct StepResult {
 // Milliseconds of the last calls, for `bench train`.
 struct Timings {
   double forward_ms = 0, backward_ms = 0, optimizer_ms = 0;
+  double comm_ms = 0;  // of optimizer_ms: the reductions across ranks (data parallel)
 };
 
 class Model {
@@ -215,6 +217,19 @@ class Model {
   int64_t optimizer_step() const { return step_; }
   void set_optimizer_step(int64_t s) { step_ = s; }
 
+  // ---- data parallel (model_dist.cc, docs/ARCHITECTURE.md "Data parallel") ----
+  // Joins the ranks of `comm` (every rank holds the same model): step() then
+  // sums the gradients and the target count across ranks before the norm,
+  // clipping and AdamW. zero1 (ZeRO-1) keeps only this rank's slice of the
+  // AdamW moments: step() reduce-scatters the gradients, updates that slice
+  // and all-gathers the parameters. Collective where noted.
+  void set_comm(std::shared_ptr<Comm> comm, bool zero1);
+  bool optimizer_sharded() const { return mv_lo_ != 0 || mv_hi_ != n_floats_; }
+  // Collective: the whole m and v on this rank again (to read or save them).
+  void gather_optimizer();
+  // Keeps only this rank's slice of m and v (ZeRO-1; no communication).
+  void shard_optimizer();
+
   // ---- accounting ------------------------------------------------------------
   struct Memory {
     size_t params = 0, grads = 0, optimizer = 0, activations = 0;
@@ -262,6 +277,22 @@ class Model {
   Timings timings_;
   std::mutex mu_;
   uint64_t params_version_ = 0;
+  // Data parallel (model_dist.cc). m_ and v_ hold the floats [mv_lo_, mv_hi_)
+  // of the parameter layout (all of it unless sharded).
+  std::shared_ptr<Comm> comm_;
+  bool zero1_ = false;
+  int64_t mv_lo_ = 0, mv_hi_ = 0;
+  // Gradient accumulation: a micro-batch after the first computes its
+  // gradient from zero and adds the earlier sum (held in acc_) afterwards, so
+  // one process accumulating A micro-batches sums in the order ranks do.
+  bool grads_dirty_ = false;
+  float* acc_ = nullptr;
+  void accumulate_begin();
+  void accumulate_end();
+  std::vector<int64_t> shard_counts() const;
+  void dist_reduce_gradients();
+  double dist_grad_norm();
+  void dist_gather_params();
   std::shared_ptr<const DecodeWeights> decode_weights_;
 };
 

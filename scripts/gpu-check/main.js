@@ -4,7 +4,9 @@
 // then runs this). Steps, in order:
 //   1. correctness: every backend op on the device against the CPU backend
 //      (the op tables in test/ops/), attention determinism; then a few
-//      training steps on both backends and decode equivalence;
+//      training steps on both backends and decode equivalence; NCCL where
+//      libnccl.so.2 is found (one rank on one GPU, no MPI: all-reduce,
+//      reduce-scatter and all-gather against the CPU result);
 //   2. benchmarks (skipped with --only correctness): the engine's attention
 //      and GEMM kernels timed through backendOp, decode attention through
 //      decodeOp, `gpt-engine bench ... --json` when that CLI exists, and
@@ -362,6 +364,34 @@ function benchPytorch(shapes) {
   }
 }
 
+// One rank, a locally made unique id: the NCCL collectives gpt-engine uses
+// work on this GPU and give the CPU's result. Skipped where NCCL is missing.
+async function nccl(addon) {
+  const step = 'NCCL collectives (1 rank)';
+  if (typeof addon.ncclInfo !== 'function') {
+    table.push([step, 'SKIP', 'this addon has no NCCL loader']);
+    return true;
+  }
+  const info = addon.ncclInfo();
+  if (!info.available) {
+    table.push([step, 'SKIP', String(info.reason).slice(0, 90)]);
+    return true;
+  }
+  if (dryRun || device !== 'cuda') {
+    table.push([step, 'SKIP', 'needs --device cuda']);
+    return true;
+  }
+  try {
+    const r = await addon.ncclCheck({ n: 1 << 22 });
+    writeJson('nccl.json', r);
+    table.push([step, r.ok ? 'PASS' : 'FAIL', `${r.detail} (${r.ms.toFixed(2)} ms)`]);
+    return r.ok;
+  } catch (e) {
+    table.push([step, 'FAIL', String(e.message).slice(0, 90)]);
+    return false;
+  }
+}
+
 function printTable(ok) {
   const w0 = Math.max(...table.map((r) => r[0].length), 4), w1 = 7;
   const lines = [`gpu-check (${device}${dryRun ? ', dry run' : ''}) results in ${resultsDir}`];
@@ -382,6 +412,7 @@ function printTable(ok) {
   let ok = await correctness(addon);
   ok = (await training()) && ok;
   ok = (await decode()) && ok;
+  ok = (await nccl(addon)) && ok;
   if (only !== 'correctness') {
     const shapes = await benchEngine(addon);
     benchCli();
