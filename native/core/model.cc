@@ -634,6 +634,10 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
   // of rows at a time. Gradient of the loss *sum* (scale 1): step() and
   // gradients() divide by the target count accumulated since the last step
   // (model.h).
+  // A later micro-batch's gradients are computed from zero, then added (model.h),
+  // the head's dwte included: the order in which ranks sum theirs.
+  const bool again = grads_dirty_;
+  if (again) accumulate_begin();
   int64_t n = 0;
   double sum = 0;
   {
@@ -642,8 +646,6 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
                                                           acts_->row_loss_d(), 1.0f, acts_->dln, g_.wte, &n));
   }
   double t1 = now_ms();
-  const bool again = grads_dirty_;  // a later micro-batch: computed from zero, then added (model.h)
-  if (again) accumulate_begin();
   backward_body(B, T);
   if (again) accumulate_end();
   grads_dirty_ = true;
