@@ -101,6 +101,27 @@ describe('GPT.generate() and GPT.stream() batch', () => {
     await expect(m.generate('a', { maxTokens: 2 })).rejects.toMatchObject({ code: 'DISPOSED' });
   });
 
+  test('a training call queued between generations closes the batch: later ones run after it, on its weights', async () => {
+    const m = await GPT.create(config, { device: 'cpu', seed: 3 });
+    m.tokenizer = 'byte';
+    const tok = Int32Array.from({ length: 2 * 16 }, (_, i) => (i * 7) % V);
+    const g = (i: number) => m.generate(prompts[i], { maxTokens: 20, seed: i, temperature: 0 });
+    const before = await Promise.all([g(0), g(1)]);
+    const order: string[] = [];
+    const a = g(0).then((r) => (order.push('a'), r));
+    const b = g(1).then((r) => (order.push('b'), r));
+    const fb = m.forwardBackward(tok, tok, { batch: 2, seq: 16 }).then(() => order.push('forwardBackward'));
+    const st = m.step({ lr: 1 }).then(() => order.push('step'));
+    const c = g(0).then((r) => (order.push('c'), r));
+    const [ra, rb, , , rc] = await Promise.all([a, b, fb, st, c]);
+    expect(order).toEqual(['a', 'b', 'forwardBackward', 'step', 'c']);
+    expect([ra.tokens, rb.tokens]).toEqual(before.map((r) => r.tokens));
+    // c saw the stepped weights: what a call alone on them gives, not what a and b got
+    expect(rc.tokens).toEqual((await g(0)).tokens);
+    expect(rc.tokens).not.toEqual(ra.tokens);
+    await m.dispose();
+  });
+
   test('maxBatch is validated by name', async () => {
     for (const bad of [0, 4097, 1.5, '4', -1])
       await expect(GPT.create(config, { device: 'cpu', maxBatch: bad as number })).rejects.toThrow(
