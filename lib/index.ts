@@ -31,6 +31,7 @@ export type {
   ModelMemory,
   ModelTimings,
   OptimizerState,
+  BatchStats,
 } from './model';
 export {
   generate as generateWith,

@@ -77,7 +77,7 @@ export function register(program: Command): void {
         log: f.logRequests ? (line: string) => log(`serve: ${line}`) : undefined,
       };
       if (threads !== undefined) setThreads(threads);
-      const base: CreateOptions = { device, precision };
+      const base: CreateOptions = { device, precision, maxBatch };
       const model =
         f.model !== undefined
           ? await GPT.create(f.model!, { ...base, seed: seed ?? 0 })

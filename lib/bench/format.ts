@@ -297,10 +297,12 @@ export function generateBlock(s: GenerateSection, r: BenchReport): SectionBlock 
 const SERVE_MODE_TEXT: Record<ServeRow['mode'], string> = {
   'api-alone': 'API, one request alone',
   'api-batch': 'API, the prompts as one batch',
-  'api-concurrent': 'API, concurrent calls',
+  'api-fifo': 'API, concurrent calls, one at a time (maxBatch 1)',
+  'api-concurrent': 'API, concurrent calls (continuous batch)',
+  'api-busy': 'API, one call arriving while the others decode (its TTFT)',
   'server-alone': 'server, one client alone',
   'server-fifo': 'server, one admitted at a time (FIFO)',
-  'server-concurrent': 'server, concurrent clients',
+  'server-concurrent': 'server, concurrent clients (continuous batch)',
 };
 
 export function serveBlock(s: ServeSection): SectionBlock {

@@ -1,12 +1,16 @@
 /**
  * Serve section: N clients at once, each asking for the same number of new
  * tokens (greedy, end-of-text ignored) from its own random prompt, against
- * the API (GPT.stream) and against the HTTP server (lib/serve, streamed
- * completions over loopback), beside the references: one request alone,
- * the N prompts as one explicit batch, and the server admitting one request
- * at a time (FIFO). Reports tokens/s over the whole round, and time to
- * first token and latency per request (p50 and p99, pooled over the timed
- * rounds; measured by the client, queueing included).
+ * the API (GPT.stream; concurrent calls join the model's continuous batch)
+ * and against the HTTP server (lib/serve, streamed completions over
+ * loopback), beside the references: one request alone, the N prompts as one
+ * explicit batch, the same N calls on a model that runs one at a time
+ * (maxBatch 1, the FIFO of a model without batching) and the server
+ * admitting one request at a time. One more row times a call that arrives
+ * while N - 1 others decode (its time to first token against the idle
+ * model's). Reports tokens/s over the whole round, and time to first token
+ * and latency per request (p50 and p99, pooled over the timed rounds;
+ * measured by the client, queueing included).
  */
 import { performance } from 'node:perf_hooks';
 import { presetConfig } from '../config';
@@ -83,6 +87,34 @@ async function httpRequest(url: string, prompt: Int32Array, newTokens: number): 
   return { ttftMs, latencyMs, tokens: usage.usage.completion_tokens };
 }
 
+/**
+ * N - 1 calls decoding, then one more: the late call's time to first token
+ * and latency; its `tokens` are the whole round's (for tokens/s).
+ */
+async function busyRound(model: GPT, prompts: Int32Array[], newTokens: number): Promise<Timed[]> {
+  const [late, ...early] = prompts;
+  let started = 0;
+  let go: () => void = () => undefined;
+  const decoding = new Promise<void>((r) => (go = r));
+  if (early.length === 0) go();
+  const background = early.map(async (p) => {
+    let n = 0;
+    let first = true;
+    for await (const c of model.stream(p, { maxTokens: newTokens, temperature: 0, ignoreEos: true })) {
+      n += c.tokens.length;
+      if (first && c.tokens.length) {
+        first = false;
+        if (++started === early.length) go();
+      }
+    }
+    return n;
+  });
+  await decoding;
+  const [probe] = await apiRequest(model, [late], newTokens);
+  const others = await Promise.all(background);
+  return [{ ...probe, tokens: probe.tokens + others.reduce((a, b) => a + b, 0) }];
+}
+
 export async function runServe(ctx: SectionContext): Promise<ServeSection> {
   const { opts } = ctx;
   const plan = servePlan(opts.quick, opts.preset, opts.batch, opts.seq);
@@ -95,9 +127,13 @@ export async function runServe(ctx: SectionContext): Promise<ServeSection> {
   const cfg = presetConfig(plan.preset);
   const prompts = Array.from({ length: plan.clients }, (_, i) => randomTokens(plan.promptTokens, cfg.vocab_size, 300 + i));
   const timing = { warmup: opts.warmup, repeats: opts.repeats, budgetMs: opts.caseBudgetMs };
-  const model = await GPT.create(plan.preset, { seed: 1, device: opts.device, precision });
+  const model = await GPT.create(plan.preset, { seed: 1, device: opts.device, precision, maxBatch: Math.max(16, plan.clients) });
   const servers: ServeHandle[] = [];
+  let fifoModel: GPT | undefined;
   try {
+    // The same weights, decoding one call at a time.
+    fifoModel = await GPT.create(plan.preset, { seed: 1, device: opts.device, precision, maxBatch: 1 });
+    const fifoApi = fifoModel;
     const batched = await serve(model, { port: 0, maxBatch: Math.max(16, plan.clients), maxQueue: plan.clients });
     servers.push(batched);
     const fifo = await serve(model, { port: 0, maxBatch: 1, maxQueue: plan.clients });
@@ -105,7 +141,9 @@ export async function runServe(ctx: SectionContext): Promise<ServeSection> {
     const rounds: Record<ServeMode, () => Promise<Timed[]>> = {
       'api-alone': () => apiRequest(model, [prompts[0]], plan.newTokens),
       'api-batch': () => apiRequest(model, prompts, plan.newTokens),
+      'api-fifo': async () => (await Promise.all(prompts.map((p) => apiRequest(fifoApi, [p], plan.newTokens)))).flat(),
       'api-concurrent': async () => (await Promise.all(prompts.map((p) => apiRequest(model, [p], plan.newTokens)))).flat(),
+      'api-busy': () => busyRound(model, prompts, plan.newTokens),
       'server-alone': async () => [await httpRequest(batched.url, prompts[0], plan.newTokens)],
       'server-fifo': () => Promise.all(prompts.map((p) => httpRequest(fifo.url, p, plan.newTokens))),
       'server-concurrent': () => Promise.all(prompts.map((p) => httpRequest(batched.url, p, plan.newTokens))),
@@ -149,11 +187,17 @@ export async function runServe(ctx: SectionContext): Promise<ServeSection> {
   } finally {
     for (const s of servers) await s.close({ drainSeconds: 0 });
     await model.dispose();
+    await fifoModel?.dispose();
   }
   const get = (m: ServeMode) => section.rows.find((r) => r.mode === m);
   const conc = get('api-concurrent')?.wall?.median;
   const batch = get('api-batch')?.wall?.median;
   if (conc && batch) section.notes.push(`${plan.clients} concurrent calls take ${(conc / batch).toFixed(2)}x the time of the same prompts as one batch`);
+  const fifo = get('api-fifo')?.wall?.median;
+  if (conc && fifo && batch) section.notes.push(`one at a time (maxBatch 1) they take ${(fifo / batch).toFixed(2)}x; the continuous batch is ${(fifo / conc).toFixed(2)}x faster`);
+  const late = get('api-busy')?.ttftP50;
+  const calm = get('api-alone')?.ttftP50;
+  if (late && calm) section.notes.push(`time to first token of a call arriving while ${plan.clients - 1} others decode is ${(late / calm).toFixed(2)}x its value on an idle model (p50)`);
   const busy = get('server-concurrent')?.ttftP50;
   const idle = get('server-alone')?.ttftP50;
   if (busy && idle) section.notes.push(`time to first token with ${plan.clients} clients at once is ${(busy / idle).toFixed(2)}x its value for one client alone (p50)`);

@@ -195,7 +195,15 @@ export interface GenerateSection extends SectionBase {
   rows: GenerateRow[];
 }
 
-export type ServeMode = 'api-alone' | 'api-batch' | 'api-concurrent' | 'server-alone' | 'server-fifo' | 'server-concurrent';
+export type ServeMode =
+  | 'api-alone'
+  | 'api-batch'
+  | 'api-fifo'
+  | 'api-concurrent'
+  | 'api-busy'
+  | 'server-alone'
+  | 'server-fifo'
+  | 'server-concurrent';
 
 export interface ServeRow {
   mode: ServeMode;

@@ -29,6 +29,11 @@ export interface ServableModel {
   generate(prompts: Prompt[], options?: GenerateOptions): Promise<GenerationResult[]>;
   stream(prompts: Prompt[], options?: GenerateOptions): AsyncGenerator<GenerationChunk, void, undefined>;
   textCodec(): TokenCodec;
+  /**
+   * What the model's continuous batch holds now (GPT.batchStats()); when
+   * present, /metrics reports the model's real batch and queue.
+   */
+  batchStats?(): { batchSize: number; queued: number; steps: number; stepRows: number; slots: number; cacheBytes: number };
 }
 
 /** max_tokens when a request does not say (OpenAI's default for completions). */

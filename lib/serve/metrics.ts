@@ -93,13 +93,17 @@ export class ServerMetrics {
   readonly completionTokens = new Series('gpt_engine_completion_tokens_total', 'Tokens generated for completion requests', 'counter');
   readonly aborted = new Series('gpt_engine_requests_aborted_total', 'Completion requests stopped early, by reason (client disconnected, shutdown)', 'counter', true);
   readonly rejected = new Series('gpt_engine_requests_rejected_total', 'Completion requests refused because the queue was full (429)', 'counter');
-  readonly queueDepth = new Series('gpt_engine_queue_depth', 'Completion requests waiting for a decode slot', 'gauge');
+  readonly queueDepth = new Series('gpt_engine_queue_depth', "Completion requests waiting: for the server's admission, or inside the model's batch", 'gauge');
   readonly running = new Series('gpt_engine_running_requests', 'Completion requests admitted to the model', 'gauge');
-  readonly batchSize = new Series('gpt_engine_batch_size', 'Sequences admitted to the model (requests x n): the decode batch, up to max_batch', 'gauge');
+  readonly batchSize = new Series('gpt_engine_batch_size', 'Sequences in the model\'s running decode batch (requests x n), up to max_batch', 'gauge');
   readonly maxBatch = new Series('gpt_engine_max_batch', 'Most sequences admitted to the model at once', 'gauge');
   readonly ttft = new Histogram('gpt_engine_time_to_first_token_seconds', 'From the request arriving to its first generated token', SECONDS);
   readonly latency = new Histogram('gpt_engine_request_duration_seconds', 'From a completion request arriving to its last byte', SECONDS);
   readonly queueWait = new Histogram('gpt_engine_queue_wait_seconds', 'Time a completion request waited for a decode slot', SECONDS);
+  readonly decodeSteps = new Series('gpt_engine_decode_steps_total', 'Batched decode steps the model ran (one native call each)', 'counter');
+  readonly decodeStepSequences = new Series('gpt_engine_decode_step_sequences_total', 'Sequences those steps advanced (divided by the steps: the mean batch)', 'counter');
+  readonly decodeSlots = new Series('gpt_engine_decode_slots', "Slots of the model's decode session (kept for reuse)", 'gauge');
+  readonly cacheBytes = new Series('gpt_engine_kv_cache_bytes', "Bytes of the model's key/value cache", 'gauge');
   readonly info = new Series('gpt_engine_model_info', 'The served model (always 1)', 'gauge', true);
 
   text(): string {
@@ -116,6 +120,10 @@ export class ServerMetrics {
       this.running,
       this.batchSize,
       this.maxBatch,
+      this.decodeSteps,
+      this.decodeStepSequences,
+      this.decodeSlots,
+      this.cacheBytes,
       this.ttft,
       this.latency,
       this.queueWait,

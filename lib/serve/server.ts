@@ -116,10 +116,24 @@ export async function serve(model: ServableModel, options: ServeOptions = {}): P
   const metrics = new ServerMetrics();
   metrics.info.set(1, { model: o.name });
   metrics.maxBatch.set(o.maxBatch);
-  const slots = new Slots(o.maxBatch, o.maxQueue, () => {
-    metrics.queueDepth.set(slots.waiting);
-    metrics.batchSize.set(slots.inUse);
-  });
+  // The gauges: the model's own batch and queue when it reports them (a
+  // GPT batches requests continuously), else what this server admitted.
+  const updateGauges = () => {
+    const b = model.batchStats?.();
+    metrics.queueDepth.set(slots.waiting + (b ? b.queued : 0));
+    metrics.batchSize.set(b ? b.batchSize : slots.inUse);
+    if (b) {
+      metrics.decodeSteps.set(b.steps);
+      metrics.decodeStepSequences.set(b.stepRows);
+      metrics.decodeSlots.set(b.slots);
+      metrics.cacheBytes.set(b.cacheBytes);
+    }
+  };
+  const slots: Slots = new Slots(o.maxBatch, o.maxQueue, () => updateGauges());
+  const metricsText = () => {
+    updateGauges();
+    return metrics.text();
+  };
   const loopback = isLoopbackHost(o.host);
   const active = new Set<AbortController>();
   let onIdle: (() => void) | null = null;
@@ -210,7 +224,7 @@ export async function serve(model: ServableModel, options: ServeOptions = {}): P
           { 'WWW-Authenticate': 'Bearer' },
         );
       if (path === '/metrics') {
-        const text = metrics.text();
+        const text = metricsText();
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
         return void res.end(text);
       }
@@ -250,7 +264,7 @@ export async function serve(model: ServableModel, options: ServeOptions = {}): P
     host: addr.address,
     port: addr.port,
     server,
-    metricsText: () => metrics.text(),
+    metricsText,
     close(opts = {}) {
       const drain = opts.drainSeconds === undefined ? o.drainSeconds : expectNumber('drainSeconds', opts.drainSeconds, { min: 0 });
       if (closing) {

@@ -32,7 +32,16 @@ test('bench serve --quick: API and server rows, into report.json and report.html
     expect(Object.keys(report.sections)).toEqual(['serve']);
     const s = report.sections.serve!;
     expect(s.status).toBe('ok');
-    expect(s.rows.map((x) => x.mode)).toEqual(['api-alone', 'api-batch', 'api-concurrent', 'server-alone', 'server-fifo', 'server-concurrent']);
+    expect(s.rows.map((x) => x.mode)).toEqual([
+      'api-alone',
+      'api-batch',
+      'api-fifo',
+      'api-concurrent',
+      'api-busy',
+      'server-alone',
+      'server-fifo',
+      'server-concurrent',
+    ]);
     for (const x of s.rows) {
       expect(x.note).toBeUndefined();
       expect(x.preset).toBe('tiny');
@@ -45,6 +54,8 @@ test('bench serve --quick: API and server rows, into report.json and report.html
       expect(x.ttftP99!).toBeLessThanOrEqual(x.latencyP99!);
     }
     expect(s.notes.join('\n')).toMatch(/4 concurrent calls take .*x the time of the same prompts as one batch/);
+    expect(s.notes.join('\n')).toMatch(/one at a time \(maxBatch 1\) they take .*x; the continuous batch is .*x faster/);
+    expect(s.notes.join('\n')).toMatch(/time to first token of a call arriving while 3 others decode is .*x its value on an idle model/);
     const html = fs.readFileSync(path.join(dir, 'report.html'), 'utf8');
     expect(html).toContain('server, concurrent clients');
     expect((html.match(/<svg\b/g) ?? []).length).toBe(1);

@@ -169,6 +169,47 @@ test('a client that leaves while queued never reaches the model', async () => {
   }
 });
 
+test('concurrent clients decode in one batch: /metrics shows the model batch and queue; killed clients free their slots', async () => {
+  // The model batches at most 3 sequences; the server admits 8, so the rest
+  // wait inside the model, and /metrics counts them there.
+  const m3 = await GPT.create('tiny', { device: 'cpu', seed: 4, maxBatch: 3 });
+  const s = await serve(m3, { port: 0, maxBatch: 8 });
+  try {
+    const body = (i: number) => ({ prompt: `client ${i}`, max_tokens: 120, ignore_eos: true, seed: i, stream: true });
+    const clients = Array.from({ length: 6 }, () => new AbortController());
+    const answers = clients.map((ac, i) =>
+      fetch(`${s.url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body(i)), signal: ac.signal })
+        .then((r) => r.text())
+        .catch((e: unknown) => e),
+    );
+    const busy = await waitFor(() => metricsOf(s.url), (t) => metric(t, 'gpt_engine_batch_size') === 3 && metric(t, 'gpt_engine_queue_depth') === 3);
+    expect(metric(busy, 'gpt_engine_running_requests')).toBe(6);
+    // one running client and one waiting one go away
+    clients[0].abort();
+    clients[5].abort();
+    const texts = await Promise.all(answers);
+    const end = await waitFor(() => metricsOf(s.url), (t) => metric(t, 'gpt_engine_running_requests') === 0);
+    expect(metric(end, 'gpt_engine_queue_depth')).toBe(0);
+    expect(metric(end, 'gpt_engine_batch_size')).toBe(0);
+    expect(metric(end, 'gpt_engine_requests_aborted_total', '{reason="client"}')).toBe(2);
+    // It batched: 1, 2 and 3 ran side by side, then 4 beside 3 and alone
+    // (about 480 rows in 240 steps); one at a time it would be 1.
+    const steps = metric(end, 'gpt_engine_decode_steps_total');
+    expect(steps).toBeGreaterThan(0);
+    expect(metric(end, 'gpt_engine_decode_step_sequences_total') / steps).toBeGreaterThan(1.5);
+    expect(metric(end, 'gpt_engine_decode_slots')).toBeLessThanOrEqual(3);
+    // Each finished stream is what its request gives alone.
+    for (const i of [1, 2, 3, 4]) {
+      const alone = await postJson(`${s.url}/v1/completions`, body(i));
+      const strip = (t: string) => events(t).filter((e) => e !== '[DONE]').map((e) => JSON.stringify((JSON.parse(e) as { choices: unknown[] }).choices));
+      expect(strip(texts[i] as string)).toEqual(strip(alone.text));
+    }
+  } finally {
+    await s.close({ drainSeconds: 0 });
+    await m3.dispose();
+  }
+});
+
 /** A server with one streamed completion of `maxTokens` tokens running in it (its body text, once it ends). */
 async function serveWithOneStream(maxTokens: number): Promise<{ s: Awaited<ReturnType<typeof serve>>; res: Promise<string> }> {
   const s = await serve(model, { port: 0 });
