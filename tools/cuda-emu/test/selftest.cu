@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "smem_copy.cuh"
 
 namespace {
 
@@ -109,6 +110,110 @@ __global__ void mma_kernel(float* D, const float* A, const float* Bnk, const flo
   D[g * 8 + 2 * t + 1] = d[1];
   D[(g + 8) * 8 + 2 * t] = d[2];
   D[(g + 8) * 8 + 2 * t + 1] = d[3];
+}
+
+// ---- cp.async (smem_copy.cuh) ----------------------------------------------------------
+// Each thread copies its 16-byte chunk into shared memory that holds an old
+// value; before[] reads the slot before the wait, after[] after it.
+__global__ void cp_async_basic_kernel(const uint4* src, uint4* before, uint4* after, int use_wait_all) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  uint4* s = reinterpret_cast<uint4*>(smem_raw);
+  const int t = threadIdx.x;
+  s[t] = make_uint4(0x01010101u * t, 7u, 7u, 7u);  // the old value
+  gpt::cuda::cp_async_16(&s[t], &src[t]);
+  before[t] = s[t];
+  if (use_wait_all) {
+    gpt::cuda::cp_async_wait_all();  // also lands the uncommitted (open) group
+  } else {
+    gpt::cuda::cp_async_commit();
+    gpt::cuda::cp_async_wait<0>();
+  }
+  after[t] = s[t];
+}
+
+// One thread, five groups (0-3 committed, 4 left open), each one 16-byte
+// copy into its own slot. seen[k] is a bit mask of the slots holding the new
+// data after step k: wait_group 3, 2, 1, 0, then wait_all.
+__global__ void cp_async_groups_kernel(const uint4* src, unsigned* seen) {
+  __shared__ __align__(16) uint4 s[5];
+  for (int g = 0; g < 5; ++g) s[g] = make_uint4(0, 0, 0, 0);
+  for (int g = 0; g < 5; ++g) {
+    gpt::cuda::cp_async_16(&s[g], &src[g]);
+    if (g < 4) gpt::cuda::cp_async_commit();
+  }
+  auto mask = [&]() {
+    unsigned m = 0;
+    for (int g = 0; g < 5; ++g) m |= (s[g].x == src[g].x && s[g].w == src[g].w ? 1u : 0u) << g;
+    return m;
+  };
+  seen[0] = mask();
+  gpt::cuda::cp_async_wait<5>();  // more than committed: nothing to do
+  seen[1] = mask();
+  gpt::cuda::cp_async_wait<3>();
+  seen[2] = mask();
+  gpt::cuda::cp_async_wait<2>();
+  seen[3] = mask();
+  gpt::cuda::cp_async_wait<1>();
+  seen[4] = mask();
+  gpt::cuda::cp_async_wait<0>();
+  seen[5] = mask();
+  gpt::cuda::cp_async_wait_all();
+  seen[6] = mask();
+}
+
+// The smaller copies and the zero-filling one: a[t] gets bytes 0-11 of src
+// chunk t (cp_async_8 + cp_async_4) and keeps its 0xff bytes 12-15; z[t] the
+// first t % 17 bytes of src chunk t followed by zeros.
+__global__ void cp_async_sizes_kernel(const uint4* src, uint4* out, uint4* zf) {
+  __shared__ __align__(16) uint4 a[32], z[32];
+  const int t = threadIdx.x;
+  a[t] = make_uint4(~0u, ~0u, ~0u, ~0u);
+  z[t] = make_uint4(~0u, ~0u, ~0u, ~0u);
+  unsigned char* at = reinterpret_cast<unsigned char*>(&a[t]);
+  const unsigned char* st = reinterpret_cast<const unsigned char*>(&src[t]);
+  gpt::cuda::cp_async_8(at, st);
+  gpt::cuda::cp_async_4(at + 8, st + 8);
+  gpt::cuda::cp_async_16_zfill(&z[t], &src[t], t % 17);
+  gpt::cuda::cp_async_commit();
+  gpt::cuda::cp_async_wait<0>();
+  out[t] = a[t];
+  zf[t] = z[t];
+}
+
+// A 3-stage pipeline as the GEMM and attention kernels use it: 128 threads
+// sum the 64 columns of a [tiles*32][64] float matrix, tile by tile; each
+// thread copies 4 of the 512 16-byte chunks of a tile, threads 0-63 each sum
+// one column of it (rows written by every warp). mode 0 is right; the
+// others are the mistakes the emulator must expose: 1 no wait, 2 no barrier
+// after the wait, 3 waits for one group too few, 4 no barrier before a stage
+// is refilled.
+constexpr int kStages = 3;
+__global__ void cp_async_pipeline_kernel(const float* x, int tiles, float* colsum, int mode) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* st = reinterpret_cast<float*>(smem_raw);  // [kStages][32][64]
+  const int t = threadIdx.x;
+  auto load = [&](int tile) {
+    if (tile < tiles)
+      for (int j = 0; j < 4; ++j) {
+        const int c = t + 128 * j;  // chunk: row c / 16, floats 4 * (c % 16) ..
+        gpt::cuda::cp_async_16(st + (tile % kStages) * 2048 + c * 4, x + (size_t)tile * 2048 + c * 4);
+      }
+    gpt::cuda::cp_async_commit();  // an empty group past the end keeps the count
+  };
+  for (int s = 0; s < kStages - 1; ++s) load(s);
+  float acc = 0.0f;
+  for (int kt = 0; kt < tiles; ++kt) {
+    load(kt + kStages - 1);
+    if (mode == 3)
+      gpt::cuda::cp_async_wait<kStages>();
+    else if (mode != 1)
+      gpt::cuda::cp_async_wait<kStages - 1>();  // tile kt has landed (this thread's part)
+    if (mode != 2) __syncthreads();               // ... and every thread's part
+    if (t < 64)
+      for (int r = 0; r < 32; ++r) acc += st[(kt % kStages) * 2048 + r * 64 + t];
+    if (mode != 4) __syncthreads();  // everyone is done with stage kt % kStages
+  }
+  if (t < 64) colsum[t] = acc;
 }
 
 // ---- misuse ---------------------------------------------------------------------------------
@@ -320,6 +425,101 @@ int main() {
     check(std::isnan(hf[0]) && std::isnan(hf[3]), "cudaMalloc memory reads as NaN until written");
     cudaFree(fresh);
     cudaFree(d);
+  }
+  // cp.async: deferred until the wait, groups, sizes, a pipeline and its mistakes
+  {
+    const int n = 64;
+    std::vector<uint4> src(n);
+    uint32_t r = 777;
+    auto next = [&]() { return r = r * 1664525u + 1013904223u; };
+    for (auto& v : src) v = make_uint4(next(), next(), next(), next());
+    uint4 *dsrc = dev<uint4>(n), *dbefore = dev<uint4>(n), *dafter = dev<uint4>(n);
+    cudaMemcpy(dsrc, src.data(), n * 16, cudaMemcpyHostToDevice);
+    for (int wait_all = 0; wait_all < 2; ++wait_all) {
+      cp_async_basic_kernel<<<1, n, n * 16>>>(dsrc, dbefore, dafter, wait_all);
+      std::string e = last_error();
+      std::vector<uint4> before(n), after(n);
+      cudaMemcpy(before.data(), dbefore, n * 16, cudaMemcpyDeviceToHost);
+      cudaMemcpy(after.data(), dafter, n * 16, cudaMemcpyDeviceToHost);
+      bool ok_after = e.empty(), ok_before = e.empty();
+      for (int t = 0; t < n; ++t) {
+        ok_after = ok_after && std::memcmp(&after[t], &src[t], 16) == 0;
+        // before the wait: neither the new data nor the old value, but poison
+        const uint4 p = before[t];
+        ok_before = ok_before && p.x == ~0u && p.y == ~0u && p.z == ~0u && p.w == ~0u;
+      }
+      check(ok_after, wait_all ? "cp.async then wait_all: shared memory holds the copied data"
+                               : "cp.async, commit, wait_group 0: shared memory holds the copied data",
+            e);
+      check(ok_before, "cp.async: before the wait its destination reads as poison (the copy has not landed)", e);
+    }
+    unsigned* dseen = dev<unsigned>(7);
+    cp_async_groups_kernel<<<1, 1>>>(dsrc, dseen);
+    std::string e = last_error();
+    unsigned seen[7];
+    cudaMemcpy(seen, dseen, sizeof seen, cudaMemcpyDeviceToHost);
+    // Groups 0-3 committed, copy 4 open: wait_group 5 and 3 leave 0 and 1
+    // landed groups, 2 -> groups 0-1, 1 -> 0-2, 0 -> 0-3, wait_all -> all five.
+    const unsigned want[7] = {0x0u, 0x0u, 0x1u, 0x3u, 0x7u, 0xfu, 0x1fu};
+    std::string got;
+    bool ok = e.empty();
+    for (int k = 0; k < 7; ++k) {
+      ok = ok && seen[k] == want[k];
+      got += " " + std::to_string(seen[k]);
+    }
+    check(ok, "cp.async.wait_group N lands all but the newest N committed groups; wait_all lands the open one too",
+          e + " landed masks:" + got);
+    cudaFree(dseen);
+    uint4 *dout = dev<uint4>(32), *dzf = dev<uint4>(32);
+    cp_async_sizes_kernel<<<1, 32>>>(dsrc, dout, dzf);
+    e = last_error();
+    std::vector<uint4> out(32), zf(32);
+    cudaMemcpy(out.data(), dout, 32 * 16, cudaMemcpyDeviceToHost);
+    cudaMemcpy(zf.data(), dzf, 32 * 16, cudaMemcpyDeviceToHost);
+    bool ok_sizes = e.empty(), ok_zf = e.empty();
+    for (int t = 0; t < 32; ++t) {
+      const unsigned char* o = reinterpret_cast<const unsigned char*>(&out[t]);
+      const unsigned char* z = reinterpret_cast<const unsigned char*>(&zf[t]);
+      const unsigned char* sb = reinterpret_cast<const unsigned char*>(&src[t]);
+      for (int b = 0; b < 16; ++b) {
+        ok_sizes = ok_sizes && o[b] == (b < 12 ? sb[b] : 0xff);
+        ok_zf = ok_zf && z[b] == (b < t % 17 ? sb[b] : 0);
+      }
+    }
+    check(ok_sizes, "cp.async of 8 and 4 bytes copies exactly those bytes", e);
+    check(ok_zf, "cp.async 16 bytes with a source size of 0..16 zero-fills the rest", e);
+    cudaFree(dout);
+    cudaFree(dzf);
+    cudaFree(dsrc);
+    cudaFree(dbefore);
+    cudaFree(dafter);
+
+    const int tiles = 5;
+    std::vector<float> x((size_t)tiles * 32 * 64);
+    for (auto& v : x) v = (float)(next() % 1000) / 8.0f;
+    std::vector<double> ref(64, 0.0);
+    for (size_t i = 0; i < x.size(); ++i) ref[i % 64] += x[i];
+    float *dx = dev<float>(x.size()), *dsum = dev<float>(64);
+    cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+    const size_t smem = (size_t)kStages * 32 * 64 * 4;
+    const char* what[5] = {"a 3-stage cp.async pipeline (wait_group 1, two barriers per tile) gives the column sums",
+                           "mutation: the pipeline without its cp.async.wait_group gives wrong sums",
+                           "mutation: the pipeline without the barrier after the wait gives wrong sums",
+                           "mutation: the pipeline waiting with wait_group 3 instead of 2 gives wrong sums",
+                           "mutation: the pipeline without the barrier before a stage is refilled gives wrong sums"};
+    for (int mode = 0; mode < 5; ++mode) {
+      cudaMemset(dsum, 0, 64 * 4);
+      cp_async_pipeline_kernel<<<1, 128, smem>>>(dx, tiles, dsum, mode);
+      e = last_error();
+      std::vector<float> h(64);
+      cudaMemcpy(h.data(), dsum, 64 * 4, cudaMemcpyDeviceToHost);
+      int right = 0;
+      for (int c = 0; c < 64; ++c) right += h[c] == (float)ref[c];  // exact: eighths, sums < 2^24 / 8
+      check(e.empty() && (mode == 0 ? right == 64 : right < 64), what[mode],
+            e + " " + std::to_string(right) + " of 64 columns right");
+    }
+    cudaFree(dx);
+    cudaFree(dsum);
   }
   // misuse -> launch errors naming the kernel, not hangs or aborts
   {
