@@ -216,6 +216,88 @@ __global__ void cp_async_pipeline_kernel(const float* x, int tiles, float* colsu
   if (t < 64) colsum[t] = acc;
 }
 
+// ---- ldmatrix (smem_copy.cuh) ------------------------------------------------------------
+// s is a [40][24] b16 array in shared memory (rows of 48 bytes); lane L gives
+// the row address s + offs[L]. out[form][L][0..3] receives the registers of
+// x1, x2, x4, x1.trans, x2.trans, x4.trans in turn; registers a form does not
+// write keep 0xdeadbeef.
+__global__ void ldmatrix_kernel(const uint16_t* vals, const int* offs, uint32_t* out) {
+  __shared__ __align__(16) uint16_t s[40 * 24];
+  const int lane = threadIdx.x;
+  for (int i = lane; i < 40 * 24; i += 32) s[i] = vals[i];
+  __syncthreads();
+  const uint16_t* row = s + offs[lane];
+  for (int form = 0; form < 6; ++form) {
+    uint32_t r[4] = {0xdeadbeefu, 0xdeadbeefu, 0xdeadbeefu, 0xdeadbeefu};
+    switch (form) {
+      case 0: gpt::cuda::ldmatrix_x1(r, row); break;
+      case 1: gpt::cuda::ldmatrix_x2(r, row); break;
+      case 2: gpt::cuda::ldmatrix_x4(r, row); break;
+      case 3: gpt::cuda::ldmatrix_x1_trans(r, row); break;
+      case 4: gpt::cuda::ldmatrix_x2_trans(r, row); break;
+      default: gpt::cuda::ldmatrix_x4_trans(r, row); break;
+    }
+    for (int i = 0; i < 4; ++i) out[(form * 32 + lane) * 4 + i] = r[i];
+  }
+}
+
+// ldmatrix feeding mma.sync, as a pipelined GEMM does: A [16][16] row-major
+// via x4, B either as [n][k] (k contiguous) via x2 or as [k][n] (n
+// contiguous) via x2.trans; D = A B + C into D[16][8].
+__global__ void ldmatrix_mma_kernel(float* D, const float* A, const float* B, const float* C, int b_is_kn) {
+  __shared__ __align__(16) uint16_t sa[16 * 16], sb[16 * 8];
+  const int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+  for (int i = lane; i < 256; i += 32) sa[i] = __bfloat16_as_ushort(__float2bfloat16(A[i]));
+  for (int i = lane; i < 128; i += 32) sb[i] = __bfloat16_as_ushort(__float2bfloat16(B[i]));
+  __syncthreads();
+  uint32_t a[4], b[2];
+  // matrices: a0 rows 0-7 cols 0-7, a1 rows 8-15 cols 0-7, a2 rows 0-7 cols 8-15, a3 rows 8-15 cols 8-15
+  gpt::cuda::ldmatrix_x4(a, &sa[(lane % 16) * 16 + (lane / 16) * 8]);
+  if (b_is_kn)
+    gpt::cuda::ldmatrix_x2_trans(b, &sb[(lane % 16) * 8]);  // rows k = 0..15 of [16][8]
+  else
+    gpt::cuda::ldmatrix_x2(b, &sb[(lane % 8) * 16 + ((lane / 8) % 2) * 8]);  // rows n of [8][16], k 0-7 / 8-15
+  float d[4] = {C[g * 8 + 2 * t], C[g * 8 + 2 * t + 1], C[(g + 8) * 8 + 2 * t], C[(g + 8) * 8 + 2 * t + 1]};
+  gpt::cuda::mma_bf16_16816(d, a, b);
+  D[g * 8 + 2 * t] = d[0];
+  D[g * 8 + 2 * t + 1] = d[1];
+  D[(g + 8) * 8 + 2 * t] = d[2];
+  D[(g + 8) * 8 + 2 * t + 1] = d[3];
+}
+
+// Misuse of cp.async / ldmatrix, one per mode (each a launch error).
+__global__ void cp_async_fault_kernel(const uint4* src, int mode, uint4* gdst) {
+  __shared__ __align__(16) uint4 s[64];
+  const int t = threadIdx.x;
+  const unsigned char* sb = reinterpret_cast<const unsigned char*>(&src[t]);
+  unsigned char* db = reinterpret_cast<unsigned char*>(&s[t]);
+  switch (mode) {
+    case 0: gpt::cuda::cp_async_16(db, t == 3 ? sb + 8 : sb); break;  // source 8-byte aligned only
+    case 1: gpt::cuda::cp_async_16(t == 3 ? db + 4 : db, sb); break;  // destination 4-byte aligned only
+    case 2: gpt::cuda::cp_async_4(db + 2, sb); break;                 // 4-byte copy, 2-byte aligned
+    case 3: gpt::cuda::cp_async_16(&gdst[t], sb); break;              // destination in global memory
+    default: gpt::cuda::cp_async_16_zfill(db, sb, 17); break;         // source size above 16
+  }
+  gpt::cuda::cp_async_wait_all();
+}
+__global__ void ldmatrix_fault_kernel(int mode, uint16_t* g) {
+  __shared__ __align__(16) uint16_t s[32 * 8];
+  const int lane = threadIdx.x % 32;
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) s[i] = 0;
+  __syncthreads();
+  uint32_t r[4];
+  if (mode == 0) gpt::cuda::ldmatrix_x4(r, &s[lane * 8 + (lane == 5 ? 4 : 0)]);  // lane 5: 8-byte aligned row
+  if (mode == 1) {
+    if (lane == 0)
+      gpt::cuda::ldmatrix_x4(r, &s[lane * 8]);
+    else
+      gpt::cuda::ldmatrix_x2(r, &s[lane * 8]);
+  }
+  if (mode == 2) gpt::cuda::ldmatrix_x1(r, lane == 2 ? g : &s[lane * 8]);  // a row in global memory
+  if (mode == 3) gpt::cuda::ldmatrix_x1(r, &s[lane * 8]);                  // launched with 16 threads
+  g[8 + threadIdx.x] = (uint16_t)r[0];
+}
+
 // ---- misuse ---------------------------------------------------------------------------------
 // Lanes 0-15 wait at the barrier, lanes 16-31 in a full-warp shuffle: deadlock.
 __global__ void deadlock_kernel(float* out) {
@@ -520,6 +602,136 @@ int main() {
     }
     cudaFree(dx);
     cudaFree(dsum);
+  }
+  // ldmatrix x1/x2/x4 and .trans against the PTX ISA's fragment layout
+  {
+    std::vector<uint16_t> vals(40 * 24);
+    uint32_t r = 4242;
+    auto next = [&]() { return r = r * 1664525u + 1013904223u; };
+    for (auto& v : vals) v = (uint16_t)(next() >> 16);
+    // 32 distinct rows of s in a scrambled order, each at column 0, 8 or 16.
+    std::vector<int> rows(40), offs(32);
+    for (int i = 0; i < 40; ++i) rows[i] = i;
+    for (int i = 39; i > 0; --i) std::swap(rows[i], rows[next() % (uint32_t)(i + 1)]);
+    for (int L = 0; L < 32; ++L) offs[L] = rows[L] * 24 + 8 * (int)(next() % 3);
+    uint16_t* dvals = dev<uint16_t>(vals.size());
+    int* doffs = dev<int>(32);
+    uint32_t* dout = dev<uint32_t>(6 * 32 * 4);
+    cudaMemcpy(dvals, vals.data(), vals.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(doffs, offs.data(), 32 * 4, cudaMemcpyHostToDevice);
+    ldmatrix_kernel<<<1, 32>>>(dvals, doffs, dout);
+    std::string e = last_error();
+    std::vector<uint32_t> out(6 * 32 * 4);
+    cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost);
+    // The PTX ISA's figure for one 8x8 b16 matrix: row r is held by lanes
+    // 4r..4r+3, two consecutive elements per lane, the lower column in the
+    // low half; .trans delivers the transposed matrix in that layout, so
+    // stored element (r, c) goes where element (c, r) would. Matrix i's row r
+    // is read from the address of lane 8i + r.
+    const char* names[6] = {"ldmatrix .x1 delivers the PTX fragment layout (lanes 8-31's addresses ignored)",
+                            "ldmatrix .x2 delivers the PTX fragment layout (lanes 16-31's addresses ignored)",
+                            "ldmatrix .x4 delivers the PTX fragment layout from 32 scattered rows",
+                            "ldmatrix .x1.trans delivers the transposed fragment layout",
+                            "ldmatrix .x2.trans delivers the transposed fragment layout",
+                            "ldmatrix .x4.trans delivers the transposed fragment layout"};
+    for (int form = 0; form < 6; ++form) {
+      const int num = form % 3 == 0 ? 1 : form % 3 == 1 ? 2 : 4;
+      const bool trans = form >= 3;
+      std::vector<uint32_t> want(32 * 4, 0xdeadbeefu);
+      for (int i = 0; i < num; ++i) {
+        for (int L = 0; L < 32; ++L) want[L * 4 + i] = 0;
+        for (int rr = 0; rr < 8; ++rr)
+          for (int c = 0; c < 8; ++c) {
+            const uint32_t v = vals[(size_t)offs[8 * i + rr] + c];
+            const int lane = trans ? 4 * c + rr / 2 : 4 * rr + c / 2;
+            const int half = trans ? rr % 2 : c % 2;
+            want[lane * 4 + i] |= v << (16 * half);
+          }
+      }
+      int bad = 0;
+      for (int k = 0; k < 32 * 4; ++k) bad += out[form * 128 + k] != want[k];
+      check(e.empty() && bad == 0, names[form], e + " " + std::to_string(bad) + " of 128 registers wrong");
+    }
+    cudaFree(dvals);
+    cudaFree(doffs);
+    cudaFree(dout);
+  }
+  // ldmatrix fragments feed mma.sync: equals a plain loop
+  for (int b_is_kn = 0; b_is_kn < 2; ++b_is_kn) {
+    std::vector<float> A(256), B(128), C(128), D(128);
+    uint32_t r = 99 + b_is_kn;
+    auto rnd = [&]() {
+      r = r * 1664525u + 1013904223u;
+      return (float)((int)((r >> 16) % 17) - 8);  // small integers: every product and sum exact
+    };
+    for (auto& v : A) v = rnd();
+    for (auto& v : B) v = rnd();
+    for (auto& v : C) v = rnd();
+    float *dA = dev<float>(256), *dB = dev<float>(128), *dC = dev<float>(128), *dD = dev<float>(128);
+    cudaMemcpy(dA, A.data(), 1024, cudaMemcpyHostToDevice);
+    cudaMemcpy(dB, B.data(), 512, cudaMemcpyHostToDevice);
+    cudaMemcpy(dC, C.data(), 512, cudaMemcpyHostToDevice);
+    ldmatrix_mma_kernel<<<1, 32>>>(dD, dA, dB, dC, b_is_kn);
+    std::string e = last_error();
+    cudaMemcpy(D.data(), dD, 512, cudaMemcpyDeviceToHost);
+    int bad = 0;
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 8; ++n) {
+        double ref = C[m * 8 + n];
+        for (int k = 0; k < 16; ++k) ref += (double)A[m * 16 + k] * (b_is_kn ? B[k * 8 + n] : B[n * 16 + k]);
+        bad += D[m * 8 + n] != (float)ref;
+      }
+    check(e.empty() && bad == 0,
+          b_is_kn ? "ldmatrix x4 (A) and x2.trans (B stored [k][n]) fragments feed mma.sync: equals a plain loop"
+                  : "ldmatrix x4 (A) and x2 (B stored [n][k]) fragments feed mma.sync: equals a plain loop",
+          e + " " + std::to_string(bad) + " of 128 wrong");
+    cudaFree(dA);
+    cudaFree(dB);
+    cudaFree(dC);
+    cudaFree(dD);
+  }
+  // cp.async and ldmatrix misuse: launch errors naming the fault
+  {
+    uint4* src = dev<uint4>(64);
+    uint4* gdst = dev<uint4>(64);
+    cudaMemset(src, 0, 64 * 16);
+    const char* want[5] = {"the source is not 16-byte aligned", "the destination is not 16-byte aligned",
+                           "the destination is not 4-byte aligned", "not 16 bytes inside shared memory",
+                           "source size of 17"};
+    const char* what[5] = {"cp.async 16 bytes from a source that is not 16-byte aligned fails the launch",
+                           "cp.async 16 bytes to a destination that is not 16-byte aligned fails the launch",
+                           "cp.async 4 bytes to a 2-byte aligned destination fails the launch",
+                           "cp.async to global memory fails the launch",
+                           "cp.async with a source size above 16 fails the launch"};
+    for (int mode = 0; mode < 5; ++mode) {
+      cudaError_t code;
+      cp_async_fault_kernel<<<1, 64>>>(src, mode, gdst);
+      std::string e = last_error(&code);
+      check(code == cudaErrorLaunchFailure && e.find(want[mode]) != std::string::npos &&
+                e.find("cp_async_fault_kernel") != std::string::npos &&
+                (mode > 1 || e.find("thread (3,0,0)") != std::string::npos),
+            what[mode], e);
+      if (mode == 0) std::printf("     (%s)\n", e.c_str());
+    }
+    uint16_t* g = dev<uint16_t>(64);
+    const char* lwant[4] = {"not 16-byte aligned", "different ldmatrix forms", "not 16 bytes inside shared memory",
+                            "partial warp"};
+    const char* lwhat[4] = {"ldmatrix with a row address that is not 16-byte aligned fails the launch",
+                            "lanes of a warp in different ldmatrix forms fail the launch",
+                            "ldmatrix with a row address in global memory fails the launch",
+                            "ldmatrix in a partial warp fails the launch"};
+    for (int mode = 0; mode < 4; ++mode) {
+      cudaError_t code;
+      ldmatrix_fault_kernel<<<1, mode == 3 ? 16 : 64>>>(mode, g);
+      std::string e = last_error(&code);
+      check(code == cudaErrorLaunchFailure && e.find(lwant[mode]) != std::string::npos &&
+                (mode != 0 || e.find("lane 5") != std::string::npos),
+            lwhat[mode], e);
+      if (mode == 0) std::printf("     (%s)\n", e.c_str());
+    }
+    cudaFree(g);
+    cudaFree(src);
+    cudaFree(gdst);
   }
   // misuse -> launch errors naming the kernel, not hangs or aborts
   {
