@@ -298,6 +298,14 @@ __global__ void ldmatrix_fault_kernel(int mode, uint16_t* g) {
   g[8 + threadIdx.x] = (uint16_t)r[0];
 }
 
+// A 16-byte vector load at byte offset `off` of global (`g`) or shared memory.
+__global__ void vec_load_kernel(const unsigned char* g, int off, int shared, uint4* out) {
+  __shared__ __align__(16) unsigned char s[64];
+  for (int i = 0; i < 64; ++i) s[i] = (unsigned char)i;
+  const unsigned char* base = shared ? s : g;
+  out[0] = *reinterpret_cast<const uint4*>(base + off);
+}
+
 // ---- misuse ---------------------------------------------------------------------------------
 // Lanes 0-15 wait at the barrier, lanes 16-31 in a full-warp shuffle: deadlock.
 __global__ void deadlock_kernel(float* out) {
@@ -371,6 +379,26 @@ int child_signal(F f) {
   int st = 0;
   if (waitpid(pid, &st, 0) != pid) return -1;
   return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
+
+
+// Runs f in a child process; its raw wait status (-1 when fork failed). For
+// checks whose failure ends the process (the alignment sanitizer exits with
+// status 1 after its message).
+template <typename F>
+int child_status(F f) {
+  std::fflush(stdout);
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    f();
+    _exit(0);
+  }
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid) return -1;
+  return st;
 }
 
 }  // namespace
@@ -733,6 +761,31 @@ int main() {
     cudaFree(src);
     cudaFree(gdst);
   }
+#ifdef GPT_EMU_ALIGNMENT_CHECK
+  // Plain 16-byte vector accesses that are not 16-byte aligned end the
+  // process with the alignment sanitizer's message (tried in children).
+  {
+    unsigned char* g = dev<unsigned char>(64);
+    uint4* out = dev<uint4>(1);
+    cudaMemset(g, 0, 64);
+    for (int shared = 0; shared < 2; ++shared) {
+      vec_load_kernel<<<1, 1>>>(g, 16, shared, out);
+      std::string e = last_error();
+      check(e.empty(), shared ? "a 16-byte aligned uint4 load from shared memory works"
+                              : "a 16-byte aligned uint4 load from global memory works",
+            e);
+      const int st = child_status([&] {
+        vec_load_kernel<<<1, 1>>>(g, 8, shared, out);
+        cudaDeviceSynchronize();
+      });
+      check(st != -1 && st != 0, shared ? "a uint4 load from shared memory at 8 bytes past 16-byte alignment faults"
+                                        : "a uint4 load from global memory at 8 bytes past 16-byte alignment faults",
+            "child wait status " + std::to_string(st));
+    }
+    cudaFree(g);
+    cudaFree(out);
+  }
+#endif
   // misuse -> launch errors naming the kernel, not hangs or aborts
   {
     float* d = dev<float>(1024);
