@@ -10,7 +10,9 @@
 // naming the kernel, the block and where the threads wait, and the fibers
 // are abandoned (no hang, no abort). Warps run in a shuffled order (fixed
 // seed, GPT_EMU_SEED picks another) so a missing barrier is more likely to
-// show as poisoned data.
+// show as poisoned data. ldmatrix is a warp collective as well; cp.async
+// copies are kept per thread and land in shared memory only at the
+// cp.async.wait_group / wait_all that completes their group.
 //
 // Device memory is host memory filled with 0xFF bytes (a NaN in every float
 // lane) on allocation; dynamic and static shared memory are filled the same

@@ -3,7 +3,9 @@
 // emulated semantics the engine's kernels rely on: barriers, shuffles and
 // votes, mma.sync m16n8k16 against a plain loop (fragments loaded as
 // common.cuh documents them, so the kernels' convention is checked against
-// the emulator's PTX-derived layout), bf16 rounding, poisoned memory, and
+// the emulator's PTX-derived layout), cp.async (deferred to its wait, with a
+// pipeline and its mutations) and ldmatrix (against the PTX layout, and
+// feeding mma.sync) from smem_copy.cuh, bf16 rounding, poisoned memory, and
 // that each kind of misuse is a launch error naming the kernel, never a hang
 // or an abort, and that shared-memory overruns fault (tried in child
 // processes). Exit status 0 when every check passes.
