@@ -10,7 +10,9 @@
 // naming the kernel, the block and where the threads wait, and the fibers
 // are abandoned (no hang, no abort). Warps run in a shuffled order (fixed
 // seed, GPT_EMU_SEED picks another) so a missing barrier is more likely to
-// show as poisoned data.
+// show as poisoned data. ldmatrix is a warp collective as well; cp.async
+// copies are kept per thread and land in shared memory only at the
+// cp.async.wait_group / wait_all that completes their group.
 //
 // Device memory is host memory filled with 0xFF bytes (a NaN in every float
 // lane) on allocation; dynamic and static shared memory are filled the same
@@ -104,12 +106,13 @@ gpt_emu_switch:
 #endif
 
 enum FState { Runnable, AtBarrier, AtWarp, Exited, Aborted };
-enum WarpOp { OpShfl, OpVote, OpSyncwarp, OpMma };
+enum WarpOp { OpShfl, OpVote, OpSyncwarp, OpMma, OpLdmatrix };
 const char* op_name(int op) {
   switch (op) {
     case OpShfl: return "a __shfl*_sync";
     case OpVote: return "a vote (__ballot/__any/__all_sync)";
     case OpSyncwarp: return "__syncwarp";
+    case OpLdmatrix: return "ldmatrix";
     default: return "mma.sync";
   }
 }
@@ -123,6 +126,17 @@ struct WarpReq {
   float* d;
   const uint32_t* a;
   const uint32_t* b;
+  const void* addr;  // ldmatrix: this lane's row address
+  uint32_t* regs;    // ldmatrix: this lane's destination registers
+};
+
+// One cp.async not yet landed: the source bytes are read at issue (the
+// destination is poisoned then), written to shared memory at the wait that
+// completes its group.
+struct AsyncCopy {
+  unsigned char* dst;
+  int bytes;
+  unsigned char data[16];
 };
 
 struct Fiber {
@@ -136,6 +150,10 @@ struct Fiber {
   WarpReq* req = nullptr;
   const char* bar_file = nullptr;
   int bar_line = 0, bar_pred = 0, bar_result = 0;
+  // cp.async: pending copies, oldest first; `groups` holds the sizes of the
+  // committed groups (oldest first), the copies after them form the open group.
+  std::vector<AsyncCopy> copies;
+  std::vector<size_t> groups;
 };
 
 struct Group {
@@ -162,6 +180,7 @@ struct Exec {
   unsigned char* smem = nullptr;
   size_t smem_dynamic = 0, smem_limit = 0, smem_static = 0;
   std::vector<void*> statics;  // static __shared__ arrays already poisoned in this block
+  std::vector<std::pair<unsigned char*, size_t>> static_ranges;  // and their homes
   void (*body)(void*) = nullptr;
   void* ctx = nullptr;
   int bar_total = 0;  // threads released by the last barrier
@@ -369,10 +388,77 @@ void complete_mma(Exec& ex, int warp) {
   }
 }
 
+// True when [p, p + n) lies inside this block's dynamic shared memory or one
+// static __shared__ array.
+bool in_shared(const Exec& ex, const void* p, size_t n) {
+  const unsigned char* q = static_cast<const unsigned char*>(p);
+  if (q >= ex.smem && q + n <= ex.smem + ex.smem_dynamic) return true;
+  for (const auto& r : ex.static_ranges)
+    if (q >= r.first && q + n <= r.first + r.second) return true;
+  return false;
+}
+
+// kind = num | (trans ? 8 : 0)
+const char* ldmatrix_form(int kind) {
+  switch (kind) {
+    case 1: return ".x1";
+    case 2: return ".x2";
+    case 4: return ".x4";
+    case 9: return ".x1.trans";
+    case 10: return ".x2.trans";
+    case 12: return ".x4.trans";
+    default: return ".x?";
+  }
+}
+
+void complete_ldmatrix(Exec& ex, int warp) {
+  // ldmatrix.sync.aligned.m8n8.x{1,2,4}{.trans}.shared.b16, from the PTX ISA
+  // ("Warp-level matrix load instruction: ldmatrix"): lanes 8i..8i+7 give the
+  // addresses of rows 0..7 of matrix i (i < num; the other lanes' addresses
+  // are not used); a row is 8 contiguous b16 elements. Lane L's register i
+  // receives two elements of matrix i: without .trans (row L/4, cols 2(L%4)
+  // and 2(L%4)+1), with .trans (rows 2(L%4) and 2(L%4)+1, col L/4); the first
+  // one in the low 16 bits.
+  Fiber* lanes = &ex.fibers[(size_t)warp * 32];
+  const int kind = lanes[0].req->kind;
+  for (int L = 1; L < 32; ++L)
+    if (lanes[L].req->kind != kind)
+      fail(fmt("lanes of warp %d in %s execute different ldmatrix forms at once (lane 0 m8n8%s, lane %d m8n8%s)",
+               warp, block_name().c_str(), ldmatrix_form(kind), L, ldmatrix_form(lanes[L].req->kind)));
+  const int num = kind & 7;
+  const bool trans = (kind & 8) != 0;
+  uint16_t M[4][8][8];
+  for (int i = 0; i < num; ++i)
+    for (int r = 0; r < 8; ++r) {
+      const Fiber& f = lanes[8 * i + r];
+      const void* a = f.req->addr;
+      if (reinterpret_cast<uintptr_t>(a) % 16 != 0)
+        fail(fmt("%s in %s gives ldmatrix (m8n8%s) the row address %p, which is not 16-byte aligned "
+                 "(misaligned address)",
+                 thread_name(f).c_str(), block_name().c_str(), ldmatrix_form(kind), a));
+      if (!in_shared(ex, a, 16))
+        fail(fmt("%s in %s gives ldmatrix (m8n8%s) the row address %p, which is not 16 bytes inside shared memory",
+                 thread_name(f).c_str(), block_name().c_str(), ldmatrix_form(kind), a));
+      std::memcpy(M[i][r], a, 16);
+    }
+  for (int L = 0; L < 32; ++L) {
+    const int g = L >> 2, t = L & 3;
+    for (int i = 0; i < num; ++i) {
+      const uint16_t lo = trans ? M[i][2 * t][g] : M[i][g][2 * t];
+      const uint16_t hi = trans ? M[i][2 * t + 1][g] : M[i][g][2 * t + 1];
+      lanes[L].req->regs[i] = (uint32_t)lo | ((uint32_t)hi << 16);
+    }
+  }
+}
+
 void complete(Exec& ex, int warp, const Group& g) {
   Fiber* lanes = &ex.fibers[(size_t)warp * 32];
   if (g.op == OpMma) {
     complete_mma(ex, warp);
+    return;
+  }
+  if (g.op == OpLdmatrix) {
+    complete_ldmatrix(ex, warp);
     return;
   }
   if (g.op == OpVote) {
@@ -505,6 +591,8 @@ bool run_block(Exec& ex, size_t nthreads, uint64_t seed) {
     Fiber& f = ex.fibers[i];
     f.state = Runnable;
     f.req = nullptr;
+    f.copies.clear();
+    f.groups.clear();
     init_fiber(ex, f, i);
   }
   for (int w = 0; w < nwarps; ++w) {
@@ -516,6 +604,7 @@ bool run_block(Exec& ex, size_t nthreads, uint64_t seed) {
   }
   if (ex.smem_dynamic) std::memset(ex.smem, 0xff, ex.smem_dynamic);
   ex.statics.clear();
+  ex.static_ranges.clear();
   ex.smem_static = 0;
   // Warp order: shuffled with a fixed seed (the same every run).
   ex.order.resize(nwarps);
@@ -649,6 +738,7 @@ void* shared_static(void* p, size_t bytes, size_t align, const char* name) {
   for (void* q : ex->statics)
     if (q == p) return home;
   ex->statics.push_back(p);
+  ex->static_ranges.push_back({static_cast<unsigned char*>(home), bytes});
   ex->smem_static += bytes;
   if (ex->smem_static > kDefaultSmem)
     fail(fmt("static __shared__ memory of the kernel reaches %zu bytes at '%s' (the limit is %zu)", ex->smem_static,
@@ -723,6 +813,85 @@ void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t
   r.a = a;
   r.b = b;
   warp_collective(r);
+}
+
+void ldmatrix(uint32_t* regs, const void* row, int num, bool trans) {
+  if (!t_exec) std::abort();
+  Warp& w = t_exec->warps[t_exec->cur->warp];
+  if (w.present != 0xffffffffu)
+    fail(fmt("%s in %s executes ldmatrix in a partial warp (lanes %s exist); .aligned needs all 32 lanes",
+             thread_name(*t_exec->cur).c_str(), block_name().c_str(), lanes_text(w.present).c_str()));
+  WarpReq r{};
+  r.op = OpLdmatrix;
+  r.mask = 0xffffffffu;
+  r.kind = num | (trans ? 8 : 0);
+  r.addr = row;
+  r.regs = regs;
+  warp_collective(r);
+}
+
+// ---- cp.async ----------------------------------------------------------------------------
+namespace {
+void land(Fiber& f, size_t n) {
+  for (size_t i = 0; i < n; ++i) std::memcpy(f.copies[i].dst, f.copies[i].data, (size_t)f.copies[i].bytes);
+  f.copies.erase(f.copies.begin(), f.copies.begin() + (std::ptrdiff_t)n);
+}
+}  // namespace
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+  if (!t_exec) std::abort();
+  const Fiber& f = *t_exec->cur;
+  const char* form = bytes == 16 ? "cp.async.cg.shared.global" : "cp.async.ca.shared.global";
+  if (bytes != 4 && bytes != 8 && bytes != 16) fail("internal: cp.async size");
+  if (src_bytes < 0 || src_bytes > bytes)
+    fail(fmt("%s in %s: %s of %d bytes with a source size of %d (must be 0 to %d)", thread_name(f).c_str(),
+             block_name().c_str(), form, bytes, src_bytes, bytes));
+  const uintptr_t d = reinterpret_cast<uintptr_t>(dst), s = reinterpret_cast<uintptr_t>(src);
+  if (d % (uintptr_t)bytes != 0 || s % (uintptr_t)bytes != 0)
+    fail(fmt("%s in %s: %s of %d bytes from %p to %p: %s is not %d-byte aligned (misaligned address)",
+             thread_name(f).c_str(), block_name().c_str(), form, bytes, src, dst,
+             s % (uintptr_t)bytes != 0 ? "the source" : "the destination", bytes));
+  if (!in_shared(*t_exec, dst, (size_t)bytes))
+    fail(fmt("%s in %s: %s to %p: the destination is not %d bytes inside shared memory", thread_name(f).c_str(),
+             block_name().c_str(), form, dst, bytes));
+  if (src_bytes > 0 && !in_device(src, (size_t)src_bytes))
+    fail(fmt("%s in %s: %s from %p: the source is not %d bytes inside one cudaMalloc allocation",
+             thread_name(f).c_str(), block_name().c_str(), form, src, src_bytes));
+  AsyncCopy c{};
+  c.dst = static_cast<unsigned char*>(dst);
+  c.bytes = bytes;
+  std::memcpy(c.data, src, (size_t)src_bytes);  // the rest stays zero (zfill)
+  // Until its wait the destination is undefined: poisoned now, so a read
+  // before the wait, or a stage refilled while another warp still reads it
+  // (a missing barrier), sees NaN bytes.
+  std::memset(dst, 0xff, (size_t)bytes);
+  t_exec->cur->copies.push_back(c);
+}
+
+void cp_async_commit() {
+  if (!t_exec) return;
+  Fiber& f = *t_exec->cur;
+  size_t committed = 0;
+  for (size_t g : f.groups) committed += g;
+  f.groups.push_back(f.copies.size() - committed);  // may be an empty group, as on the GPU
+}
+
+void cp_async_wait_group(int n) {
+  if (!t_exec) return;
+  Fiber& f = *t_exec->cur;
+  if ((int)f.groups.size() <= n) return;
+  const size_t k = f.groups.size() - (size_t)n;
+  size_t copies = 0;
+  for (size_t i = 0; i < k; ++i) copies += f.groups[i];
+  land(f, copies);
+  f.groups.erase(f.groups.begin(), f.groups.begin() + (std::ptrdiff_t)k);
+}
+
+void cp_async_wait_all() {
+  if (!t_exec) return;
+  Fiber& f = *t_exec->cur;
+  land(f, f.copies.size());
+  f.groups.clear();
 }
 
 const char* kernel_label(const char* pretty) {

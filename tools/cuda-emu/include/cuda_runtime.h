@@ -228,6 +228,16 @@ uint64_t shfl(unsigned mask, uint64_t v, int kind, int arg, int width, int bytes
 unsigned vote_ballot(unsigned mask, int pred);
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: d = a b + d.
 void mma_m16n8k16_bf16_f32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+// cp.async (native/cuda/smem_copy.cuh): `bytes` (4, 8 or 16) from global
+// `src` to shared `dst`, of which the first `src_bytes` are read and the rest
+// zero-filled. The copy is recorded in the thread's open group and lands in
+// shared memory only at the wait that completes its group.
+void cp_async(void* dst, const void* src, int bytes, int src_bytes);
+void cp_async_commit();
+void cp_async_wait_group(int n);  // lands all but the newest n committed groups
+void cp_async_wait_all();         // lands every copy, committed or not
+// ldmatrix.sync.aligned.m8n8.x{num}{.trans}.shared.b16, warp-wide.
+void ldmatrix(uint32_t* regs, const void* row, int num, bool trans);
 
 // Extracts "X" from the __PRETTY_FUNCTION__ text of kernel_name<X>().
 const char* kernel_label(const char* pretty);

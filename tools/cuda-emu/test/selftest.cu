@@ -3,7 +3,9 @@
 // emulated semantics the engine's kernels rely on: barriers, shuffles and
 // votes, mma.sync m16n8k16 against a plain loop (fragments loaded as
 // common.cuh documents them, so the kernels' convention is checked against
-// the emulator's PTX-derived layout), bf16 rounding, poisoned memory, and
+// the emulator's PTX-derived layout), cp.async (deferred to its wait, with a
+// pipeline and its mutations) and ldmatrix (against the PTX layout, and
+// feeding mma.sync) from smem_copy.cuh, bf16 rounding, poisoned memory, and
 // that each kind of misuse is a launch error naming the kernel, never a hang
 // or an abort, and that shared-memory overruns fault (tried in child
 // processes). Exit status 0 when every check passes.
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "smem_copy.cuh"
 
 namespace {
 
@@ -111,6 +114,200 @@ __global__ void mma_kernel(float* D, const float* A, const float* Bnk, const flo
   D[(g + 8) * 8 + 2 * t + 1] = d[3];
 }
 
+// ---- cp.async (smem_copy.cuh) ----------------------------------------------------------
+// Each thread copies its 16-byte chunk into shared memory that holds an old
+// value; before[] reads the slot before the wait, after[] after it.
+__global__ void cp_async_basic_kernel(const uint4* src, uint4* before, uint4* after, int use_wait_all) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  uint4* s = reinterpret_cast<uint4*>(smem_raw);
+  const int t = threadIdx.x;
+  s[t] = make_uint4(0x01010101u * t, 7u, 7u, 7u);  // the old value
+  gpt::cuda::cp_async_16(&s[t], &src[t]);
+  before[t] = s[t];
+  if (use_wait_all) {
+    gpt::cuda::cp_async_wait_all();  // also lands the uncommitted (open) group
+  } else {
+    gpt::cuda::cp_async_commit();
+    gpt::cuda::cp_async_wait<0>();
+  }
+  after[t] = s[t];
+}
+
+// One thread, five groups (0-3 committed, 4 left open), each one 16-byte
+// copy into its own slot. seen[k] is a bit mask of the slots holding the new
+// data after step k: wait_group 3, 2, 1, 0, then wait_all.
+__global__ void cp_async_groups_kernel(const uint4* src, unsigned* seen) {
+  __shared__ __align__(16) uint4 s[5];
+  for (int g = 0; g < 5; ++g) s[g] = make_uint4(0, 0, 0, 0);
+  for (int g = 0; g < 5; ++g) {
+    gpt::cuda::cp_async_16(&s[g], &src[g]);
+    if (g < 4) gpt::cuda::cp_async_commit();
+  }
+  auto mask = [&]() {
+    unsigned m = 0;
+    for (int g = 0; g < 5; ++g) m |= (s[g].x == src[g].x && s[g].w == src[g].w ? 1u : 0u) << g;
+    return m;
+  };
+  seen[0] = mask();
+  gpt::cuda::cp_async_wait<5>();  // more than committed: nothing to do
+  seen[1] = mask();
+  gpt::cuda::cp_async_wait<3>();
+  seen[2] = mask();
+  gpt::cuda::cp_async_wait<2>();
+  seen[3] = mask();
+  gpt::cuda::cp_async_wait<1>();
+  seen[4] = mask();
+  gpt::cuda::cp_async_wait<0>();
+  seen[5] = mask();
+  gpt::cuda::cp_async_wait_all();
+  seen[6] = mask();
+}
+
+// The smaller copies and the zero-filling one: a[t] gets bytes 0-11 of src
+// chunk t (cp_async_8 + cp_async_4) and keeps its 0xff bytes 12-15; z[t] the
+// first t % 17 bytes of src chunk t followed by zeros.
+__global__ void cp_async_sizes_kernel(const uint4* src, uint4* out, uint4* zf) {
+  __shared__ __align__(16) uint4 a[32], z[32];
+  const int t = threadIdx.x;
+  a[t] = make_uint4(~0u, ~0u, ~0u, ~0u);
+  z[t] = make_uint4(~0u, ~0u, ~0u, ~0u);
+  unsigned char* at = reinterpret_cast<unsigned char*>(&a[t]);
+  const unsigned char* st = reinterpret_cast<const unsigned char*>(&src[t]);
+  gpt::cuda::cp_async_8(at, st);
+  gpt::cuda::cp_async_4(at + 8, st + 8);
+  gpt::cuda::cp_async_16_zfill(&z[t], &src[t], t % 17);
+  gpt::cuda::cp_async_commit();
+  gpt::cuda::cp_async_wait<0>();
+  out[t] = a[t];
+  zf[t] = z[t];
+}
+
+// A 3-stage pipeline as the GEMM and attention kernels use it: 128 threads
+// sum the 64 columns of a [tiles*32][64] float matrix, tile by tile; each
+// thread copies 4 of the 512 16-byte chunks of a tile, threads 0-63 each sum
+// one column of it (rows written by every warp). mode 0 is right; the
+// others are the mistakes the emulator must expose: 1 no wait, 2 no barrier
+// after the wait, 3 waits for one group too few, 4 no barrier before a stage
+// is refilled.
+constexpr int kStages = 3;
+__global__ void cp_async_pipeline_kernel(const float* x, int tiles, float* colsum, int mode) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* st = reinterpret_cast<float*>(smem_raw);  // [kStages][32][64]
+  const int t = threadIdx.x;
+  auto load = [&](int tile) {
+    if (tile < tiles)
+      for (int j = 0; j < 4; ++j) {
+        const int c = t + 128 * j;  // chunk: row c / 16, floats 4 * (c % 16) ..
+        gpt::cuda::cp_async_16(st + (tile % kStages) * 2048 + c * 4, x + (size_t)tile * 2048 + c * 4);
+      }
+    gpt::cuda::cp_async_commit();  // an empty group past the end keeps the count
+  };
+  for (int s = 0; s < kStages - 1; ++s) load(s);
+  float acc = 0.0f;
+  for (int kt = 0; kt < tiles; ++kt) {
+    load(kt + kStages - 1);
+    if (mode == 3)
+      gpt::cuda::cp_async_wait<kStages>();
+    else if (mode != 1)
+      gpt::cuda::cp_async_wait<kStages - 1>();  // tile kt has landed (this thread's part)
+    if (mode != 2) __syncthreads();               // ... and every thread's part
+    if (t < 64)
+      for (int r = 0; r < 32; ++r) acc += st[(kt % kStages) * 2048 + r * 64 + t];
+    if (mode != 4) __syncthreads();  // everyone is done with stage kt % kStages
+  }
+  if (t < 64) colsum[t] = acc;
+}
+
+// ---- ldmatrix (smem_copy.cuh) ------------------------------------------------------------
+// s is a [40][24] b16 array in shared memory (rows of 48 bytes); lane L gives
+// the row address s + offs[L]. out[form][L][0..3] receives the registers of
+// x1, x2, x4, x1.trans, x2.trans, x4.trans in turn; registers a form does not
+// write keep 0xdeadbeef.
+__global__ void ldmatrix_kernel(const uint16_t* vals, const int* offs, uint32_t* out) {
+  __shared__ __align__(16) uint16_t s[40 * 24];
+  const int lane = threadIdx.x;
+  for (int i = lane; i < 40 * 24; i += 32) s[i] = vals[i];
+  __syncthreads();
+  const uint16_t* row = s + offs[lane];
+  for (int form = 0; form < 6; ++form) {
+    uint32_t r[4] = {0xdeadbeefu, 0xdeadbeefu, 0xdeadbeefu, 0xdeadbeefu};
+    switch (form) {
+      case 0: gpt::cuda::ldmatrix_x1(r, row); break;
+      case 1: gpt::cuda::ldmatrix_x2(r, row); break;
+      case 2: gpt::cuda::ldmatrix_x4(r, row); break;
+      case 3: gpt::cuda::ldmatrix_x1_trans(r, row); break;
+      case 4: gpt::cuda::ldmatrix_x2_trans(r, row); break;
+      default: gpt::cuda::ldmatrix_x4_trans(r, row); break;
+    }
+    for (int i = 0; i < 4; ++i) out[(form * 32 + lane) * 4 + i] = r[i];
+  }
+}
+
+// ldmatrix feeding mma.sync, as a pipelined GEMM does: A [16][16] row-major
+// via x4, B either as [n][k] (k contiguous) via x2 or as [k][n] (n
+// contiguous) via x2.trans; D = A B + C into D[16][8].
+__global__ void ldmatrix_mma_kernel(float* D, const float* A, const float* B, const float* C, int b_is_kn) {
+  __shared__ __align__(16) uint16_t sa[16 * 16], sb[16 * 8];
+  const int lane = threadIdx.x, g = lane / 4, t = lane % 4;
+  for (int i = lane; i < 256; i += 32) sa[i] = __bfloat16_as_ushort(__float2bfloat16(A[i]));
+  for (int i = lane; i < 128; i += 32) sb[i] = __bfloat16_as_ushort(__float2bfloat16(B[i]));
+  __syncthreads();
+  uint32_t a[4], b[2];
+  // matrices: a0 rows 0-7 cols 0-7, a1 rows 8-15 cols 0-7, a2 rows 0-7 cols 8-15, a3 rows 8-15 cols 8-15
+  gpt::cuda::ldmatrix_x4(a, &sa[(lane % 16) * 16 + (lane / 16) * 8]);
+  if (b_is_kn)
+    gpt::cuda::ldmatrix_x2_trans(b, &sb[(lane % 16) * 8]);  // rows k = 0..15 of [16][8]
+  else
+    gpt::cuda::ldmatrix_x2(b, &sb[(lane % 8) * 16 + ((lane / 8) % 2) * 8]);  // rows n of [8][16], k 0-7 / 8-15
+  float d[4] = {C[g * 8 + 2 * t], C[g * 8 + 2 * t + 1], C[(g + 8) * 8 + 2 * t], C[(g + 8) * 8 + 2 * t + 1]};
+  gpt::cuda::mma_bf16_16816(d, a, b);
+  D[g * 8 + 2 * t] = d[0];
+  D[g * 8 + 2 * t + 1] = d[1];
+  D[(g + 8) * 8 + 2 * t] = d[2];
+  D[(g + 8) * 8 + 2 * t + 1] = d[3];
+}
+
+// Misuse of cp.async / ldmatrix, one per mode (each a launch error).
+__global__ void cp_async_fault_kernel(const uint4* src, int mode, uint4* gdst) {
+  __shared__ __align__(16) uint4 s[64];
+  const int t = threadIdx.x;
+  const unsigned char* sb = reinterpret_cast<const unsigned char*>(&src[t]);
+  unsigned char* db = reinterpret_cast<unsigned char*>(&s[t]);
+  switch (mode) {
+    case 0: gpt::cuda::cp_async_16(db, t == 3 ? sb + 8 : sb); break;  // source 8-byte aligned only
+    case 1: gpt::cuda::cp_async_16(t == 3 ? db + 4 : db, sb); break;  // destination 4-byte aligned only
+    case 2: gpt::cuda::cp_async_4(db + 2, sb); break;                 // 4-byte copy, 2-byte aligned
+    case 3: gpt::cuda::cp_async_16(&gdst[t], sb); break;              // destination in global memory
+    default: gpt::cuda::cp_async_16_zfill(db, sb, 17); break;         // source size above 16
+  }
+  gpt::cuda::cp_async_wait_all();
+}
+__global__ void ldmatrix_fault_kernel(int mode, uint16_t* g) {
+  __shared__ __align__(16) uint16_t s[32 * 8];
+  const int lane = threadIdx.x % 32;
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) s[i] = 0;
+  __syncthreads();
+  uint32_t r[4];
+  if (mode == 0) gpt::cuda::ldmatrix_x4(r, &s[lane * 8 + (lane == 5 ? 4 : 0)]);  // lane 5: 8-byte aligned row
+  if (mode == 1) {
+    if (lane == 0)
+      gpt::cuda::ldmatrix_x4(r, &s[lane * 8]);
+    else
+      gpt::cuda::ldmatrix_x2(r, &s[lane * 8]);
+  }
+  if (mode == 2) gpt::cuda::ldmatrix_x1(r, lane == 2 ? g : &s[lane * 8]);  // a row in global memory
+  if (mode == 3) gpt::cuda::ldmatrix_x1(r, &s[lane * 8]);                  // launched with 16 threads
+  g[8 + threadIdx.x] = (uint16_t)r[0];
+}
+
+// A 16-byte vector load at byte offset `off` of global (`g`) or shared memory.
+__global__ void vec_load_kernel(const unsigned char* g, int off, int shared, uint4* out) {
+  __shared__ __align__(16) unsigned char s[64];
+  for (int i = 0; i < 64; ++i) s[i] = (unsigned char)i;
+  const unsigned char* base = shared ? s : g;
+  out[0] = *reinterpret_cast<const uint4*>(base + off);
+}
+
 // ---- misuse ---------------------------------------------------------------------------------
 // Lanes 0-15 wait at the barrier, lanes 16-31 in a full-warp shuffle: deadlock.
 __global__ void deadlock_kernel(float* out) {
@@ -184,6 +381,26 @@ int child_signal(F f) {
   int st = 0;
   if (waitpid(pid, &st, 0) != pid) return -1;
   return WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+}
+
+
+// Runs f in a child process; its raw wait status (-1 when fork failed). For
+// checks whose failure ends the process (the alignment sanitizer exits with
+// status 1 after its message).
+template <typename F>
+int child_status(F f) {
+  std::fflush(stdout);
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    f();
+    _exit(0);
+  }
+  int st = 0;
+  if (waitpid(pid, &st, 0) != pid) return -1;
+  return st;
 }
 
 }  // namespace
@@ -321,6 +538,256 @@ int main() {
     cudaFree(fresh);
     cudaFree(d);
   }
+  // cp.async: deferred until the wait, groups, sizes, a pipeline and its mistakes
+  {
+    const int n = 64;
+    std::vector<uint4> src(n);
+    uint32_t r = 777;
+    auto next = [&]() { return r = r * 1664525u + 1013904223u; };
+    for (auto& v : src) v = make_uint4(next(), next(), next(), next());
+    uint4 *dsrc = dev<uint4>(n), *dbefore = dev<uint4>(n), *dafter = dev<uint4>(n);
+    cudaMemcpy(dsrc, src.data(), n * 16, cudaMemcpyHostToDevice);
+    for (int wait_all = 0; wait_all < 2; ++wait_all) {
+      cp_async_basic_kernel<<<1, n, n * 16>>>(dsrc, dbefore, dafter, wait_all);
+      std::string e = last_error();
+      std::vector<uint4> before(n), after(n);
+      cudaMemcpy(before.data(), dbefore, n * 16, cudaMemcpyDeviceToHost);
+      cudaMemcpy(after.data(), dafter, n * 16, cudaMemcpyDeviceToHost);
+      bool ok_after = e.empty(), ok_before = e.empty();
+      for (int t = 0; t < n; ++t) {
+        ok_after = ok_after && std::memcmp(&after[t], &src[t], 16) == 0;
+        // before the wait: neither the new data nor the old value, but poison
+        const uint4 p = before[t];
+        ok_before = ok_before && p.x == ~0u && p.y == ~0u && p.z == ~0u && p.w == ~0u;
+      }
+      check(ok_after, wait_all ? "cp.async then wait_all: shared memory holds the copied data"
+                               : "cp.async, commit, wait_group 0: shared memory holds the copied data",
+            e);
+      check(ok_before, "cp.async: before the wait its destination reads as poison (the copy has not landed)", e);
+    }
+    unsigned* dseen = dev<unsigned>(7);
+    cp_async_groups_kernel<<<1, 1>>>(dsrc, dseen);
+    std::string e = last_error();
+    unsigned seen[7];
+    cudaMemcpy(seen, dseen, sizeof seen, cudaMemcpyDeviceToHost);
+    // Groups 0-3 committed, copy 4 open: wait_group 5 and 3 leave 0 and 1
+    // landed groups, 2 -> groups 0-1, 1 -> 0-2, 0 -> 0-3, wait_all -> all five.
+    const unsigned want[7] = {0x0u, 0x0u, 0x1u, 0x3u, 0x7u, 0xfu, 0x1fu};
+    std::string got;
+    bool ok = e.empty();
+    for (int k = 0; k < 7; ++k) {
+      ok = ok && seen[k] == want[k];
+      got += " " + std::to_string(seen[k]);
+    }
+    check(ok, "cp.async.wait_group N lands all but the newest N committed groups; wait_all lands the open one too",
+          e + " landed masks:" + got);
+    cudaFree(dseen);
+    uint4 *dout = dev<uint4>(32), *dzf = dev<uint4>(32);
+    cp_async_sizes_kernel<<<1, 32>>>(dsrc, dout, dzf);
+    e = last_error();
+    std::vector<uint4> out(32), zf(32);
+    cudaMemcpy(out.data(), dout, 32 * 16, cudaMemcpyDeviceToHost);
+    cudaMemcpy(zf.data(), dzf, 32 * 16, cudaMemcpyDeviceToHost);
+    bool ok_sizes = e.empty(), ok_zf = e.empty();
+    for (int t = 0; t < 32; ++t) {
+      const unsigned char* o = reinterpret_cast<const unsigned char*>(&out[t]);
+      const unsigned char* z = reinterpret_cast<const unsigned char*>(&zf[t]);
+      const unsigned char* sb = reinterpret_cast<const unsigned char*>(&src[t]);
+      for (int b = 0; b < 16; ++b) {
+        ok_sizes = ok_sizes && o[b] == (b < 12 ? sb[b] : 0xff);
+        ok_zf = ok_zf && z[b] == (b < t % 17 ? sb[b] : 0);
+      }
+    }
+    check(ok_sizes, "cp.async of 8 and 4 bytes copies exactly those bytes", e);
+    check(ok_zf, "cp.async 16 bytes with a source size of 0..16 zero-fills the rest", e);
+    cudaFree(dout);
+    cudaFree(dzf);
+    cudaFree(dsrc);
+    cudaFree(dbefore);
+    cudaFree(dafter);
+
+    const int tiles = 5;
+    std::vector<float> x((size_t)tiles * 32 * 64);
+    for (auto& v : x) v = (float)(next() % 1000) / 8.0f;
+    std::vector<double> ref(64, 0.0);
+    for (size_t i = 0; i < x.size(); ++i) ref[i % 64] += x[i];
+    float *dx = dev<float>(x.size()), *dsum = dev<float>(64);
+    cudaMemcpy(dx, x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+    const size_t smem = (size_t)kStages * 32 * 64 * 4;
+    const char* what[5] = {"a 3-stage cp.async pipeline (wait_group 1, two barriers per tile) gives the column sums",
+                           "mutation: the pipeline without its cp.async.wait_group gives wrong sums",
+                           "mutation: the pipeline without the barrier after the wait gives wrong sums",
+                           "mutation: the pipeline waiting with wait_group 3 instead of 2 gives wrong sums",
+                           "mutation: the pipeline without the barrier before a stage is refilled gives wrong sums"};
+    for (int mode = 0; mode < 5; ++mode) {
+      cudaMemset(dsum, 0, 64 * 4);
+      cp_async_pipeline_kernel<<<1, 128, smem>>>(dx, tiles, dsum, mode);
+      e = last_error();
+      std::vector<float> h(64);
+      cudaMemcpy(h.data(), dsum, 64 * 4, cudaMemcpyDeviceToHost);
+      int right = 0;
+      for (int c = 0; c < 64; ++c) right += h[c] == (float)ref[c];  // exact: eighths, sums < 2^24 / 8
+      check(e.empty() && (mode == 0 ? right == 64 : right < 64), what[mode],
+            e + " " + std::to_string(right) + " of 64 columns right");
+    }
+    cudaFree(dx);
+    cudaFree(dsum);
+  }
+  // ldmatrix x1/x2/x4 and .trans against the PTX ISA's fragment layout
+  {
+    std::vector<uint16_t> vals(40 * 24);
+    uint32_t r = 4242;
+    auto next = [&]() { return r = r * 1664525u + 1013904223u; };
+    for (auto& v : vals) v = (uint16_t)(next() >> 16);
+    // 32 distinct rows of s in a scrambled order, each at column 0, 8 or 16.
+    std::vector<int> rows(40), offs(32);
+    for (int i = 0; i < 40; ++i) rows[i] = i;
+    for (int i = 39; i > 0; --i) std::swap(rows[i], rows[next() % (uint32_t)(i + 1)]);
+    for (int L = 0; L < 32; ++L) offs[L] = rows[L] * 24 + 8 * (int)(next() % 3);
+    uint16_t* dvals = dev<uint16_t>(vals.size());
+    int* doffs = dev<int>(32);
+    uint32_t* dout = dev<uint32_t>(6 * 32 * 4);
+    cudaMemcpy(dvals, vals.data(), vals.size() * 2, cudaMemcpyHostToDevice);
+    cudaMemcpy(doffs, offs.data(), 32 * 4, cudaMemcpyHostToDevice);
+    ldmatrix_kernel<<<1, 32>>>(dvals, doffs, dout);
+    std::string e = last_error();
+    std::vector<uint32_t> out(6 * 32 * 4);
+    cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost);
+    // The PTX ISA's figure for one 8x8 b16 matrix: row r is held by lanes
+    // 4r..4r+3, two consecutive elements per lane, the lower column in the
+    // low half; .trans delivers the transposed matrix in that layout, so
+    // stored element (r, c) goes where element (c, r) would. Matrix i's row r
+    // is read from the address of lane 8i + r.
+    const char* names[6] = {"ldmatrix .x1 delivers the PTX fragment layout (lanes 8-31's addresses ignored)",
+                            "ldmatrix .x2 delivers the PTX fragment layout (lanes 16-31's addresses ignored)",
+                            "ldmatrix .x4 delivers the PTX fragment layout from 32 scattered rows",
+                            "ldmatrix .x1.trans delivers the transposed fragment layout",
+                            "ldmatrix .x2.trans delivers the transposed fragment layout",
+                            "ldmatrix .x4.trans delivers the transposed fragment layout"};
+    for (int form = 0; form < 6; ++form) {
+      const int num = form % 3 == 0 ? 1 : form % 3 == 1 ? 2 : 4;
+      const bool trans = form >= 3;
+      std::vector<uint32_t> want(32 * 4, 0xdeadbeefu);
+      for (int i = 0; i < num; ++i) {
+        for (int L = 0; L < 32; ++L) want[L * 4 + i] = 0;
+        for (int rr = 0; rr < 8; ++rr)
+          for (int c = 0; c < 8; ++c) {
+            const uint32_t v = vals[(size_t)offs[8 * i + rr] + c];
+            const int lane = trans ? 4 * c + rr / 2 : 4 * rr + c / 2;
+            const int half = trans ? rr % 2 : c % 2;
+            want[lane * 4 + i] |= v << (16 * half);
+          }
+      }
+      int bad = 0;
+      for (int k = 0; k < 32 * 4; ++k) bad += out[form * 128 + k] != want[k];
+      check(e.empty() && bad == 0, names[form], e + " " + std::to_string(bad) + " of 128 registers wrong");
+    }
+    cudaFree(dvals);
+    cudaFree(doffs);
+    cudaFree(dout);
+  }
+  // ldmatrix fragments feed mma.sync: equals a plain loop
+  for (int b_is_kn = 0; b_is_kn < 2; ++b_is_kn) {
+    std::vector<float> A(256), B(128), C(128), D(128);
+    uint32_t r = 99 + b_is_kn;
+    auto rnd = [&]() {
+      r = r * 1664525u + 1013904223u;
+      return (float)((int)((r >> 16) % 17) - 8);  // small integers: every product and sum exact
+    };
+    for (auto& v : A) v = rnd();
+    for (auto& v : B) v = rnd();
+    for (auto& v : C) v = rnd();
+    float *dA = dev<float>(256), *dB = dev<float>(128), *dC = dev<float>(128), *dD = dev<float>(128);
+    cudaMemcpy(dA, A.data(), 1024, cudaMemcpyHostToDevice);
+    cudaMemcpy(dB, B.data(), 512, cudaMemcpyHostToDevice);
+    cudaMemcpy(dC, C.data(), 512, cudaMemcpyHostToDevice);
+    ldmatrix_mma_kernel<<<1, 32>>>(dD, dA, dB, dC, b_is_kn);
+    std::string e = last_error();
+    cudaMemcpy(D.data(), dD, 512, cudaMemcpyDeviceToHost);
+    int bad = 0;
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 8; ++n) {
+        double ref = C[m * 8 + n];
+        for (int k = 0; k < 16; ++k) ref += (double)A[m * 16 + k] * (b_is_kn ? B[k * 8 + n] : B[n * 16 + k]);
+        bad += D[m * 8 + n] != (float)ref;
+      }
+    check(e.empty() && bad == 0,
+          b_is_kn ? "ldmatrix x4 (A) and x2.trans (B stored [k][n]) fragments feed mma.sync: equals a plain loop"
+                  : "ldmatrix x4 (A) and x2 (B stored [n][k]) fragments feed mma.sync: equals a plain loop",
+          e + " " + std::to_string(bad) + " of 128 wrong");
+    cudaFree(dA);
+    cudaFree(dB);
+    cudaFree(dC);
+    cudaFree(dD);
+  }
+  // cp.async and ldmatrix misuse: launch errors naming the fault
+  {
+    uint4* src = dev<uint4>(64);
+    uint4* gdst = dev<uint4>(64);
+    cudaMemset(src, 0, 64 * 16);
+    const char* want[5] = {"the source is not 16-byte aligned", "the destination is not 16-byte aligned",
+                           "the destination is not 4-byte aligned", "not 16 bytes inside shared memory",
+                           "source size of 17"};
+    const char* what[5] = {"cp.async 16 bytes from a source that is not 16-byte aligned fails the launch",
+                           "cp.async 16 bytes to a destination that is not 16-byte aligned fails the launch",
+                           "cp.async 4 bytes to a 2-byte aligned destination fails the launch",
+                           "cp.async to global memory fails the launch",
+                           "cp.async with a source size above 16 fails the launch"};
+    for (int mode = 0; mode < 5; ++mode) {
+      cudaError_t code;
+      cp_async_fault_kernel<<<1, 64>>>(src, mode, gdst);
+      std::string e = last_error(&code);
+      check(code == cudaErrorLaunchFailure && e.find(want[mode]) != std::string::npos &&
+                e.find("cp_async_fault_kernel") != std::string::npos &&
+                (mode > 1 || e.find("thread (3,0,0)") != std::string::npos),
+            what[mode], e);
+      if (mode == 0) std::printf("     (%s)\n", e.c_str());
+    }
+    uint16_t* g = dev<uint16_t>(64);
+    const char* lwant[4] = {"not 16-byte aligned", "different ldmatrix forms", "not 16 bytes inside shared memory",
+                            "partial warp"};
+    const char* lwhat[4] = {"ldmatrix with a row address that is not 16-byte aligned fails the launch",
+                            "lanes of a warp in different ldmatrix forms fail the launch",
+                            "ldmatrix with a row address in global memory fails the launch",
+                            "ldmatrix in a partial warp fails the launch"};
+    for (int mode = 0; mode < 4; ++mode) {
+      cudaError_t code;
+      ldmatrix_fault_kernel<<<1, mode == 3 ? 16 : 64>>>(mode, g);
+      std::string e = last_error(&code);
+      check(code == cudaErrorLaunchFailure && e.find(lwant[mode]) != std::string::npos &&
+                (mode != 0 || e.find("lane 5") != std::string::npos),
+            lwhat[mode], e);
+      if (mode == 0) std::printf("     (%s)\n", e.c_str());
+    }
+    cudaFree(g);
+    cudaFree(src);
+    cudaFree(gdst);
+  }
+#ifdef GPT_EMU_ALIGNMENT_CHECK
+  // Plain 16-byte vector accesses that are not 16-byte aligned end the
+  // process with the alignment sanitizer's message (tried in children).
+  {
+    unsigned char* g = dev<unsigned char>(64);
+    uint4* out = dev<uint4>(1);
+    cudaMemset(g, 0, 64);
+    for (int shared = 0; shared < 2; ++shared) {
+      vec_load_kernel<<<1, 1>>>(g, 16, shared, out);
+      std::string e = last_error();
+      check(e.empty(), shared ? "a 16-byte aligned uint4 load from shared memory works"
+                              : "a 16-byte aligned uint4 load from global memory works",
+            e);
+      const int st = child_status([&] {
+        vec_load_kernel<<<1, 1>>>(g, 8, shared, out);
+        cudaDeviceSynchronize();
+      });
+      check(st != -1 && st != 0, shared ? "a uint4 load from shared memory at 8 bytes past 16-byte alignment faults"
+                                        : "a uint4 load from global memory at 8 bytes past 16-byte alignment faults",
+            "child wait status " + std::to_string(st));
+    }
+    cudaFree(g);
+    cudaFree(out);
+  }
+#endif
   // misuse -> launch errors naming the kernel, not hangs or aborts
   {
     float* d = dev<float>(1024);
