@@ -115,6 +115,18 @@ describe('bad input is refused before training', () => {
     expect(r.stderr).toMatch(/--nproc.*0/);
   });
 
+  test('--nproc without mpirun on the PATH says what to install', () => {
+    const r = spawnSync(process.execPath, [cli, 'train', '--nproc', '2', ...QUICK, '--steps', '2'], { encoding: 'utf8', env: { ...process.env, PATH: '/nonexistent' } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/Expected Open MPI's mpirun on the PATH for --nproc 2 but found none: install it \(Debian\/Ubuntu: apt-get install openmpi-bin libopenmpi-dev\)/);
+  });
+
+  test('gpt-engine info says whether this build can run distributed', () => {
+    const r = single(['info']);
+    expect(r.stdout).toMatch(/^mpi: +Open MPI v\d+\.\d+/m);
+    expect(r.stdout).toMatch(/^nccl: +/m);
+  });
+
   test('--nproc larger than the data allows', () => {
     const r = single(['train', '--nproc', '3', '--preset', 'tiny', '--batch', '2000', '--seq', '256', '--steps', '2', '--out', tmpDir('big')]);
     expect(r.status).not.toBe(0);
