@@ -7,7 +7,9 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cli, expectOk, metrics, mpirun, QUICK, root, single, tmpDir } from './helpers';
+import { cli, expectOk, metrics, mpirun, QUICK, root, single, removeTmpDirs, tmpDir } from './helpers';
+
+afterAll(removeTmpDirs);
 
 function start(args: string[], env: NodeJS.ProcessEnv = process.env): { child: ChildProcess; err: () => string; done: Promise<number | null> } {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });

@@ -5,7 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkpointBytes, expectOk, metrics, mpirun, QUICK, single, tmpDir } from './helpers';
+import { checkpointBytes, expectOk, metrics, mpirun, QUICK, single, removeTmpDirs, tmpDir } from './helpers';
+
+afterAll(removeTmpDirs);
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-30);
 
