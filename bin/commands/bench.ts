@@ -54,7 +54,7 @@ export function register(program: Command): void {
     .option('--repeats <n>', 'timed repeats per case (default 3 quick, 5 full)')
     .option('--warmup <n>', 'untimed warm-up runs per case (default 1)')
     .option('--nproc <n>', 'train: compare 1 process x n threads with n ranks x 1 thread under mpirun (docs/DISTRIBUTED.md)')
-    .option('--steps <n>', 'train --nproc: optimizer steps per run (default 8; the first 2 are not timed)')
+    .option('--steps <n>', 'train --nproc: optimizer steps per run (default 8; the first 2 are not timed; --repeats runs of each kind, default 3)')
     .option('--from <report.json>', 'measure nothing: print (and with --out re-render, with --compare compare) a saved report')
     .action(async (what: string, f: BenchFlags) => {
       if (!(WHATS as readonly string[]).includes(what))
@@ -72,6 +72,7 @@ export function register(program: Command): void {
           seq: intFlag('seq', f.seq) ?? 256,
           steps: intFlag('steps', f.steps, 3, 100000) ?? 8,
           skip: 2,
+          rounds: intFlag('repeats', f.repeats, 1, 100) ?? 3,
           log: (s) => log(`bench: ${s}`),
         });
         if (f.json) printJson(r);

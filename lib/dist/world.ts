@@ -2,6 +2,8 @@
  * The ranks of a data-parallel run (docs/DISTRIBUTED.md): one process per
  * rank, started by mpirun, joined through Open MPI. Every method is
  * collective unless said otherwise: every rank calls it, in the same order.
+ * A rank that fails must end the job (abortWorld), or the others wait for it
+ * in their next collective call; the CLI does that for `train`.
  */
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';

@@ -7,7 +7,9 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { cli, expectOk, metrics, mpirun, QUICK, root, single, tmpDir } from './helpers';
+import { cli, expectOk, metrics, mpirun, QUICK, root, single, removeTmpDirs, tmpDir } from './helpers';
+
+afterAll(removeTmpDirs);
 
 function start(args: string[], env: NodeJS.ProcessEnv = process.env): { child: ChildProcess; err: () => string; done: Promise<number | null> } {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -113,6 +115,18 @@ describe('bad input is refused before training', () => {
     const r = single(['train', '--nproc', '0', ...QUICK]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/--nproc.*0/);
+  });
+
+  test('--nproc without mpirun on the PATH says what to install', () => {
+    const r = spawnSync(process.execPath, [cli, 'train', '--nproc', '2', ...QUICK, '--steps', '2'], { encoding: 'utf8', env: { ...process.env, PATH: '/nonexistent' } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/Expected Open MPI's mpirun on the PATH for --nproc 2 but found none: install it \(Debian\/Ubuntu: apt-get install openmpi-bin libopenmpi-dev\)/);
+  });
+
+  test('gpt-engine info says whether this build can run distributed', () => {
+    const r = single(['info']);
+    expect(r.stdout).toMatch(/^mpi: +Open MPI v\d+\.\d+/m);
+    expect(r.stdout).toMatch(/^nccl: +/m);
   });
 
   test('--nproc larger than the data allows', () => {

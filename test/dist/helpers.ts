@@ -44,8 +44,18 @@ export function single(args: string[], timeoutMs = 120000): Ran {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t };
 }
 
+const made: string[] = [];
+
+/** A fresh folder under the system's temporary folder, removed by removeTmpDirs(). */
 export function tmpDir(tag: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `gpt-dist-${tag}-`));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `gpt-dist-${tag}-`));
+  made.push(d);
+  return d;
+}
+
+/** Removes every folder tmpDir() made (each test file's afterAll). */
+export function removeTmpDirs(): void {
+  for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 }
 
 export interface Line {
