@@ -41,6 +41,12 @@ export interface FitRequest {
   seq?: number;
   /** also count the [batch, seq, vocab] logits copy that forward() hands back */
   logits?: boolean;
+  /**
+   * also count the gradient accumulation buffer: a model that accumulates more
+   * than one micro-batch before a step holds a second gradient-sized buffer
+   * (docs/ARCHITECTURE.md "Data parallel"), reported within `grads`
+   */
+  accumulation?: boolean;
   /** bytes this model already holds (GPT.memory().total), when checking a call on a live model */
   held?: number;
   /** bytes that may be used; default: what the device has free now (see availableMemory) */
@@ -84,7 +90,7 @@ export interface DeviceMemory {
   source: string;
 }
 
-const REQUEST_KEYS = ['config', 'device', 'precision', 'batch', 'seq', 'logits', 'held', 'available'] as const;
+const REQUEST_KEYS = ['config', 'device', 'precision', 'batch', 'seq', 'logits', 'accumulation', 'held', 'available'] as const;
 const MiB = 1 << 20;
 
 /** What the core holds for `c` (Model::plan_memory), with the activations for batch x seq when given. */
@@ -182,6 +188,7 @@ interface Normalized {
   batch: number | null;
   seq: number | null;
   logits: boolean;
+  accumulation: boolean;
   held: number;
   available: number | undefined;
 }
@@ -209,7 +216,7 @@ function normalize(req: FitRequest): Normalized {
   }
   const held = req.held === undefined ? 0 : expectInteger('held', req.held, { min: 0, max: Number.MAX_SAFE_INTEGER });
   const available = req.available === undefined ? undefined : expectInteger('available', req.available, { min: 0, max: Number.MAX_SAFE_INTEGER });
-  return { config, preset, device, precision, batch, seq, logits: req.logits === true, held, available };
+  return { config, preset, device, precision, batch, seq, logits: req.logits === true, accumulation: req.accumulation === true, held, available };
 }
 
 function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
@@ -217,7 +224,8 @@ function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
   const core = n.batch !== null && n.seq !== null ? coreLayout(c, n.batch, n.seq) : coreLayout(c);
   const lowPrecisionCopy = n.device === 'cuda' && n.precision === 'bf16' ? core.params / 2 : 0;
   const logits = n.logits && n.batch !== null && n.seq !== null ? 4 * n.batch * n.seq * c.vocab_size : 0;
-  const total = core.params + core.grads + core.optimizer + lowPrecisionCopy + core.activations + logits;
+  const grads = n.accumulation ? 2 * core.grads : core.grads;
+  const total = core.params + grads + core.optimizer + lowPrecisionCopy + core.activations + logits;
   const needed = Math.max(0, total - n.held);
   return {
     device: n.device,
@@ -226,7 +234,7 @@ function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
     batch: n.batch,
     seq: n.seq,
     params: core.params,
-    grads: core.grads,
+    grads,
     optimizer: core.optimizer,
     lowPrecisionCopy,
     activations: core.activations,
@@ -252,8 +260,8 @@ export function estimateMemory(req: FitRequest): MemoryEstimate {
 }
 
 /** Largest batch at `seq` whose total fits in `budget` bytes (0 when not even batch 1 does). */
-export function largestBatch(n: Pick<Normalized, 'config' | 'device' | 'precision' | 'logits' | 'held'>, seq: number, budget: number): number {
-  const fits = (b: number) => estimateFor({ ...n, preset: null, batch: b, seq, available: budget }, { available: budget, capacity: budget, source: '' }).fits;
+export function largestBatch(n: Pick<Normalized, 'config' | 'device' | 'precision' | 'logits' | 'held'> & { accumulation?: boolean }, seq: number, budget: number): number {
+  const fits = (b: number) => estimateFor({ accumulation: false, ...n, preset: null, batch: b, seq, available: budget }, { available: budget, capacity: budget, source: '' }).fits;
   if (!fits(1)) return 0;
   let lo = 1;
   let hi = 2;
@@ -270,8 +278,8 @@ export function largestBatch(n: Pick<Normalized, 'config' | 'device' | 'precisio
 }
 
 /** Largest seq (<= n_positions) at `batch` whose total fits in `budget` bytes (0 when not even seq 1 does). */
-export function largestSeq(n: Pick<Normalized, 'config' | 'device' | 'precision' | 'logits' | 'held'>, batch: number, budget: number): number {
-  const fits = (t: number) => estimateFor({ ...n, preset: null, batch, seq: t, available: budget }, { available: budget, capacity: budget, source: '' }).fits;
+export function largestSeq(n: Pick<Normalized, 'config' | 'device' | 'precision' | 'logits' | 'held'> & { accumulation?: boolean }, batch: number, budget: number): number {
+  const fits = (t: number) => estimateFor({ accumulation: false, ...n, preset: null, batch, seq: t, available: budget }, { available: budget, capacity: budget, source: '' }).fits;
   if (!fits(1)) return 0;
   let lo = 1;
   let hi = n.config.n_positions + 1;
@@ -295,7 +303,7 @@ function presetsBySize(): { name: string; config: GPTConfig }[] {
 /** What would fit instead, as one sentence (empty when nothing sensible does). */
 function whatFits(n: Normalized, e: MemoryEstimate): string {
   const budget = e.available;
-  const base = { config: n.config, device: n.device, precision: n.precision, logits: n.logits, held: n.held };
+  const base = { config: n.config, device: n.device, precision: n.precision, logits: n.logits, accumulation: n.accumulation, held: n.held };
   const stateOnly = estimateFor({ ...n, batch: null, seq: null }, { available: budget, capacity: budget, source: '' });
   const parts: string[] = [];
   if (stateOnly.fits && n.batch !== null && n.seq !== null) {
@@ -326,7 +334,7 @@ function describeRequest(n: Normalized, e: MemoryEstimate): string {
   const what = n.preset ? `The preset ${n.preset}` : `A model with ${n.config.n_layer} layers and d ${n.config.n_embd}`;
   const pieces = [
     `weights ${formatBytes(e.params)}`,
-    `gradients ${formatBytes(e.grads)}`,
+    `gradients ${formatBytes(e.grads)}${n.accumulation ? " (the sum and the accumulation buffer)" : ""}`,
     `AdamW moments ${formatBytes(e.optimizer)}`,
   ];
   if (e.lowPrecisionCopy) pieces.push(`bf16 weight copy ${formatBytes(e.lowPrecisionCopy)}`);

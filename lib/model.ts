@@ -149,6 +149,8 @@ export class GPT {
   private readonly calls = new CallQueue();
   private disposed = false;
   private readonly fit: MemoryFit;
+  /** forwardBackward was called since the last step/zeroGrad (the next one accumulates: MemoryFit.checkAccumulation). */
+  private gradsPending = false;
   private readonly batcher: BatchScheduler;
 
   private constructor(
@@ -262,6 +264,8 @@ export class GPT {
     const s = this.checkShape(shape);
     const t = checkIds('tokens', tokens, s, this.config.vocab_size, false);
     const g = checkIds('targets', targets, s, this.config.vocab_size, true);
+    if (this.gradsPending) this.fit.checkAccumulation();
+    this.gradsPending = true;
     return this.calls.enqueue(
       async () => (await this.native().forwardBackward({ tokens: t, targets: g, ...s })).loss,
     );
@@ -274,6 +278,7 @@ export class GPT {
    */
   step(opts: StepOptions): Promise<StepResult> {
     const given = checkStepOptions(opts);
+    this.gradsPending = false;
     return this.calls.enqueue(async () => {
       const r = await this.native().step(given);
       return { gradNorm: r.gradNorm, clipScale: r.clipScale, step: r.step, tokens: r.tokens };
@@ -282,6 +287,7 @@ export class GPT {
 
   /** Clears the accumulated gradients and target count. */
   zeroGrad(): void {
+    this.gradsPending = false;
     this.sync((h) => h.zeroGrad());
   }
 

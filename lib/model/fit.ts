@@ -12,8 +12,11 @@ import { checkFits } from '../limits';
 export class MemoryFit {
   /** Estimated bytes the native model holds (state + activations for maxRows). */
   private held: number;
-  /** Largest batch * seq the core has grown its activations for. */
+  /** Largest batch * seq the core has grown its activations for, and that call's shape. */
   private maxRows = 0;
+  private maxShape = { batch: 0, seq: 0 };
+  /** Whether the core holds its gradient accumulation buffer (held for good once made). */
+  private accumulation = false;
 
   /**
    * Checks that the model's state fits (throws OutOfMemoryError if not).
@@ -39,11 +42,33 @@ export class MemoryFit {
       batch,
       seq,
       logits,
+      accumulation: this.accumulation,
       held: this.held,
     });
     if (rows > this.maxRows) {
       this.maxRows = rows;
+      this.maxShape = { batch, seq };
       this.held = e.total - e.logits;
     }
+  }
+
+  /**
+   * Checks a later micro-batch of one step (forwardBackward again before
+   * step/zeroGrad): the core then makes its gradient accumulation buffer, one
+   * more gradient-sized buffer, kept for the model's life.
+   */
+  checkAccumulation(): void {
+    if (this.accumulation || this.maxRows === 0) return;
+    const e = checkFits({
+      config: this.config,
+      device: this.device,
+      precision: this.precision,
+      batch: this.maxShape.batch,
+      seq: this.maxShape.seq,
+      accumulation: true,
+      held: this.held,
+    });
+    this.accumulation = true;
+    this.held = e.total - e.logits;
   }
 }

@@ -755,6 +755,7 @@ void Model::write_tensor(Buffer which, int index, const float* src) {
 Model::Memory Model::memory() const {
   Memory m = memory_figures(n_floats_, static_cast<int64_t>(acts_->bytes / sizeof(float)), acts_->cap);
   m.optimizer = static_cast<size_t>(mv_hi_ - mv_lo_) * 2 * sizeof(float);  // this rank's slice (ZeRO-1)
+  if (acc_) m.grads += static_cast<size_t>(n_floats_) * sizeof(float);  // the accumulation buffer (model.h)
   return m;
 }
 

@@ -128,6 +128,49 @@ describe('the core reports its own layout (memoryLayout)', () => {
     }
   });
 
+  test('accumulating a second micro-batch adds one gradient-sized buffer, counted by memory() and by the estimate', async () => {
+    const model = await GPT.create(TINY, { device: 'cpu', seed: 2 });
+    try {
+      const tok = new Int32Array(2 * 8).fill(3);
+      await model.forwardBackward(tok, tok, { batch: 2, seq: 8 });
+      const one = model.memory();
+      expect(one.grads).toBe(one.params);
+      await model.forwardBackward(tok, tok, { batch: 2, seq: 8 });
+      const two = model.memory();
+      expect(two.grads).toBe(2 * two.params);
+      expect(two.total - one.total).toBe(two.params);
+      const est = estimateMemory({ config: TINY, batch: 2, seq: 8, accumulation: true });
+      expect(est.grads).toBe(two.grads);
+      expect(est.total).toBe(two.total);
+      // The buffer is kept: a step and more single micro-batches do not free it.
+      await model.step({ lr: 1e-3 });
+      await model.forwardBackward(tok, tok, { batch: 2, seq: 8 });
+      expect(model.memory().grads).toBe(2 * two.params);
+    } finally {
+      await model.dispose();
+    }
+    const e = oom(() => checkFits({ config: TINY, batch: 2, seq: 8, accumulation: true, available: 1000 }));
+    expect(e.message).toMatch(/gradients [^,]* \(the sum and the accumulation buffer\)/);
+
+    // A live model whose memory would not hold the buffer: the second micro-batch is refused before any native work.
+    const saved = process.env.GPT_ENGINE_MEMORY_LIMIT;
+    // (The limit caps what may still be allocated: set to half a gradient buffer once the first micro-batch ran.)
+    const small = await GPT.create(TINY, { device: 'cpu', seed: 2 });
+    try {
+      const tok = new Int32Array(2 * 8).fill(3);
+      await small.forwardBackward(tok, tok, { batch: 2, seq: 8 });
+      process.env.GPT_ENGINE_MEMORY_LIMIT = String(Math.floor(small.memory().grads / 2));
+      expect(() => small.forwardBackward(tok, tok, { batch: 2, seq: 8 })).toThrow(OutOfMemoryError);
+      expect(small.memory().grads).toBe(small.memory().params);
+      await small.step({ lr: 1e-3 });
+      await small.forwardBackward(tok, tok, { batch: 2, seq: 8 });
+    } finally {
+      if (saved === undefined) delete process.env.GPT_ENGINE_MEMORY_LIMIT;
+      else process.env.GPT_ENGINE_MEMORY_LIMIT = saved;
+      await small.dispose();
+    }
+  });
+
   test('hand-checked figures for a tiny config', () => {
     // n_layer 1, C 2, H 1, n_positions 3, V 5 (Vp 64): every tensor starts on
     // 16 floats: wte 64*2 = 128, wpe 6 -> 16, per layer ln_1 2 x 16, c_attn
