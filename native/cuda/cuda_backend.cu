@@ -140,35 +140,10 @@ class CudaBackend final : public Backend {
     if (M <= 0) return;
     if (dwpe) embedding_backward_wpe(dwpe, dout, B, T, C, stream_);
     if (!dwte) return;
-    // Group rows by token on the host (a counting pass over M ints), so the
-    // GPU adds each token's rows in row order: deterministic, no atomics.
-    host_tokens_.resize(M);
-    to_host(host_tokens_.data(), tokens, sizeof(int32_t) * M);
-    std::vector<int32_t>& order = host_order_;
-    order.resize(M);
-    for (int i = 0; i < M; ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int32_t a, int32_t b) { return host_tokens_[a] < host_tokens_[b]; });
-    std::vector<int32_t>& starts = host_starts_;
-    std::vector<int32_t>& gtok = host_gtok_;
-    starts.clear();
-    gtok.clear();
-    for (int i = 0; i < M; ++i) {
-      const int32_t tok = host_tokens_[order[i]];
-      if (i == 0 || tok != host_tokens_[order[i - 1]]) {
-        starts.push_back(i);
-        gtok.push_back(tok);
-      }
-    }
-    starts.push_back(M);
-    const int ngroups = static_cast<int>(gtok.size());
-    const size_t n_ints = (size_t)M + starts.size() + gtok.size();
-    int32_t* d = static_cast<int32_t*>(scratch(kSlotEmbedding, n_ints * sizeof(int32_t), "embedding-gradient grouping"));
-    // Legacy-stream cudaMemcpy waits for earlier kernels that might still read this scratch.
-    to_device(d, order.data(), sizeof(int32_t) * M);
-    to_device(d + M, starts.data(), sizeof(int32_t) * starts.size());
-    to_device(d + M + starts.size(), gtok.data(), sizeof(int32_t) * gtok.size());
-    embedding_backward_wte(dwte, dout, d, d + M, d + M + starts.size(), ngroups, C, stream_);
+    // Rows grouped by token on the device (a sort of (token, row) keys), so
+    // each token's rows add in row order: deterministic, no atomics, no copy.
+    void* keys = scratch(kSlotEmbedding, embedding_backward_wte_scratch_bytes(M), "embedding-gradient grouping");
+    embedding_backward_wte_device(dwte, dout, tokens, M, C, keys, stream_);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
                          const float* beta, int M, int C, float eps) override {
@@ -371,7 +346,7 @@ class CudaBackend final : public Backend {
   size_t allocated_ = 0;
   std::vector<std::pair<void*, size_t>> sizes_;
   Scratch scratch_[kSlots];
-  std::vector<int32_t> host_tokens_, host_order_, host_starts_, host_gtok_, host_valid_;
+  std::vector<int32_t> host_valid_;
   std::vector<double> host_loss_;
 };
 

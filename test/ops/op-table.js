@@ -46,6 +46,16 @@ function buildCases(seed) {
       opts: { op: 'embedding_backward', B, T, C, V, tokens, dout: randn(r, B * T * C), dwte: randn(r, V * C),
         dwpe: randn(r, T * C) } });
   }
+  {
+    // Rows not a power of two (the CUDA grouping pads its sort), two column blocks, long runs per token.
+    // Its own generator, so the cases after it keep their inputs.
+    const q = rng(seed + 1000);
+    const B = 5, T = 211, C = 300, V = 70;
+    const tokens = randi(q, B * T, 0, V);
+    cases.push({ name: 'embedding_backward 5x211x300 (long runs)', precision: 'fp32', tol: 1e-5, outputs: ['dwte', 'dwpe'],
+      opts: { op: 'embedding_backward', B, T, C, V, tokens, dout: randn(q, B * T * C), dwte: randn(q, V * C),
+        dwpe: randn(q, T * C) } });
+  }
   for (const [M, C] of [[300, 200], [64, 768]]) {
     const inp = randn(r, M * C, 2);
     for (let i = 0; i < inp.length; ++i) inp[i] += 0.5;
