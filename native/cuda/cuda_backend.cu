@@ -7,8 +7,9 @@
 //
 // Scratch memory (bias/LayerNorm partial sums, attention's D vector, the
 // crossentropy op's per-row losses, the loss sum, the embedding gradient's
-// token grouping) lives
-// in a few grow-only device buffers owned by the backend.
+// sort keys) lives in a few grow-only device buffers owned by the backend,
+// sized at their first use, so a training step after the first allocates
+// nothing (docs/GPU.md "Host syncs in a training step").
 #include <cuda_runtime.h>
 
 #include <algorithm>
