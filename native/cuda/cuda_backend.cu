@@ -295,6 +295,18 @@ class CudaBackend final : public Backend {
     to_host(&r, d, sizeof(double));
     return r;
   }
+  void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, double inv_count,
+                     double grad_clip) override {
+    set_device();
+    if (n <= 0) {
+      zero(sumsq, sizeof(double));
+    } else {
+      double* d = static_cast<double*>(
+          scratch(kSlotNorm, (1 + cuda::sum_squares_scratch_doubles(n)) * sizeof(double), "gradient-norm partial sums"));
+      cuda::sum_squares(sumsq, g, n, d + 1, stream_);
+    }
+    cuda::grad_scale(scale, sumsq, inv_count, grad_clip, stream_);
+  }
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) override {
     set_device();
     cuda::adamw(param, grad, m, v, n, a, stream_);

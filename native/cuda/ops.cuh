@@ -69,6 +69,8 @@ void loss_sum(double* out, const double* row_loss, const int32_t* targets, int M
 // (fixed grid) then one block adds them in order into *result (device).
 size_t sum_squares_scratch_doubles(int64_t n);
 void sum_squares(double* result, const float* g, int64_t n, double* scratch, cudaStream_t s);
+// *scale from *sumsq as Backend::grad_scale_of defines it (one thread).
+void grad_scale(float* scale, const double* sumsq, double inv_count, double grad_clip, cudaStream_t s);
 
 // adamw.cu ------------------------------------------------------------------------
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a, cudaStream_t s);

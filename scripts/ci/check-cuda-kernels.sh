@@ -49,7 +49,7 @@ expected=(
   'embedding_forward_kernel' 'embedding_backward_wpe_kernel' 'embedding_keys_kernel' 'bitonic_pass_kernel'
   'embedding_backward_wte_sorted_kernel'
   'crossentropy_kernel' 'loss_sum_kernel'
-  'sum_squares_partial_kernel' 'sum_squares_finish_kernel'
+  'sum_squares_partial_kernel' 'sum_squares_finish_kernel' 'grad_scale_kernel'
   'adamw_kernel'
   'decode_kv_store_kernel' 'decode_attention_chunk_kernel' 'decode_attention_combine_kernel' 'decode_embedding_kernel'
 )

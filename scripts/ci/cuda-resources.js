@@ -75,6 +75,7 @@ const LAUNCH = [
   { name: 'loss_sum_kernel', threads: 256 },
   { name: 'sum_squares_partial_kernel', threads: 256 },
   { name: 'sum_squares_finish_kernel', threads: 1 },
+  { name: 'grad_scale_kernel', threads: 1 },
   { name: 'adamw_kernel', threads: 256 },
   // Decoding (decode_attention.cu): static shared memory only.
   { name: 'decode_kv_store_kernel', threads: 128 },

@@ -213,6 +213,15 @@ function buildCases(seed) {
       opts: { op: 'adamw', param: randn(r, n), grad: randn(r, n), m: randn(r, n, 0.1), v: new Float32Array(n).map(() => r() * 0.01),
         lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradScale: 0.5, step: 3 } });
   }
+  {
+    // The step's scale: clipping active (norm 1000 * 1/3 > 1) and not (a large clip), odd length; own generator.
+    const q = rng(seed + 2000);
+    const g = randn(q, 300007, 0.01);
+    cases.push({ name: 'grad_scale_of (clipping)', precision: 'fp32', tol: 1e-6, outputs: [], scalars: ['scale', 'sum'],
+      opts: { op: 'grad_scale_of', g, invCount: 1 / 3, gradClip: 1 } });
+    cases.push({ name: 'grad_scale_of (no clipping)', precision: 'fp32', tol: 1e-6, outputs: [], scalars: ['scale', 'sum'],
+      opts: { op: 'grad_scale_of', g, invCount: 1 / 3, gradClip: 1e6 } });
+  }
   // Fused forward ops (last, so the inputs of the cases above stay as they
   // were). Bias + GELU in the GEMM epilogue: edge tiles in M and N, N odd,
   // one row, no bias, the GPT-2 small c_fc shape.
