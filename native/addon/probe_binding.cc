@@ -9,7 +9,9 @@
 //
 // The emulator build (GPT_CUDA_EMU) alone also exports emuHostSyncs({ reset? })
 // -> { toHost, toHostBytes, toDevice, streamSync, deviceSync, eventSync,
-// malloc, free }: the host-blocking CUDA runtime calls counted since the last
+// malloc, free, launches, launchesAfterToHost }: the host-blocking CUDA
+// runtime calls (and kernel launches, and those since the latest copy to the
+// host) counted since the last
 // reset (tools/cuda-emu/include/cuda_runtime.h); reset: true zeroes them after
 // reading. The tests count a training step's syncs with it.
 #include <string>
@@ -29,7 +31,8 @@
 // emulator's cuda_runtime.h.
 namespace gpt_emu {
 struct HostSyncCounts {
-  long long to_host, to_host_bytes, to_device, stream_sync, device_sync, event_sync, malloc, free;
+  long long to_host, to_host_bytes, to_device, stream_sync, device_sync, event_sync, malloc, free, launches,
+      launches_after_to_host;
 };
 HostSyncCounts host_sync_counts();
 void reset_host_sync_counts();
@@ -162,6 +165,8 @@ Napi::Value EmuHostSyncs(const Napi::CallbackInfo& info) {
     out.Set("eventSync", static_cast<double>(c.event_sync));
     out.Set("malloc", static_cast<double>(c.malloc));
     out.Set("free", static_cast<double>(c.free));
+    out.Set("launches", static_cast<double>(c.launches));
+    out.Set("launchesAfterToHost", static_cast<double>(c.launches_after_to_host));
     return out;
   });
 }

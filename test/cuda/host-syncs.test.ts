@@ -20,6 +20,8 @@ interface HostSyncs {
   eventSync: number;
   malloc: number;
   free: number;
+  launches: number;
+  launchesAfterToHost: number;
 }
 type EmuAddon = { emuHostSyncs?: (o?: { reset?: boolean }) => HostSyncs };
 
@@ -85,6 +87,7 @@ if (info.emulated) {
           st.push(count({ reset: true }));
           expect(Number.isFinite(loss)).toBe(true);
           expect(Number.isFinite(r.gradNorm)).toBe(true);
+          expect(st[s].launches).toBeGreaterThan(0);
         }
         process.stdout.write(
           `host syncs per call (${precision}): forwardBackward ${JSON.stringify(fb)}\nstep ${JSON.stringify(st)}\n`,
@@ -93,7 +96,7 @@ if (info.emulated) {
         // makes the same calls: the batch's tokens and targets go up; the loss
         // comes back in forwardBackward, the gradient norm in step; each call
         // ends with one stream synchronize.
-        const want = { fbToHost: 1, fbToDevice: 2, fbSync: 1, stToHost: 1, stToDevice: 0, stSync: 1, malloc: 0, other: 0 };
+        const want = { fbToHost: 1, fbToDevice: 2, fbSync: 1, stToHost: 1, stToDevice: 0, stSync: 1, stLaunchesAfterCopy: 0, malloc: 0, other: 0 };
         for (let s = 1; s < 4; ++s) {
           const a = fb[s];
           const b = st[s];
@@ -104,6 +107,9 @@ if (info.emulated) {
             stToHost: b.toHost,
             stToDevice: b.toDevice,
             stSync: b.streamSync,
+            // step's copy back comes after the last kernel it queues (AdamW
+            // read the clipping scale on the device).
+            stLaunchesAfterCopy: b.launchesAfterToHost,
             malloc: a.malloc + b.malloc,
             // cudaFree is not counted here: the counters are per process, and a
             // model of an earlier test that the garbage collector finalizes may

@@ -908,8 +908,11 @@ const char* kernel_label(const char* pretty) {
   return (new std::string(s))->c_str();
 }
 
+void count_launch();  // the host-sync counters below
+
 void run_launch(const char* name, const void* kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t,
                 void (*body)(void*), void* ctx) {
+  count_launch();
   const unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
   if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
       nthreads > 1024) {
@@ -1020,16 +1023,22 @@ struct HostSyncCounts {
   long long event_sync;    // cudaEventSynchronize
   long long malloc;        // cudaMalloc
   long long free;          // cudaFree of a non-null pointer
+  long long launches;      // kernel launches
+  // Kernel launches since the latest copy to the host: 0 when the copy
+  // back was the last thing queued (nothing left for the device to do after
+  // the host got its value).
+  long long launches_after_to_host;
 };
 HostSyncCounts host_sync_counts();
 void reset_host_sync_counts();
 
 namespace {
 std::atomic<long long> g_to_host{0}, g_to_host_bytes{0}, g_to_device{0}, g_stream_sync{0}, g_device_sync{0},
-    g_event_sync{0}, g_malloc{0}, g_free{0};
+    g_event_sync{0}, g_malloc{0}, g_free{0}, g_launches{0}, g_launches_after{0};
 void count_copy(cudaMemcpyKind kind, size_t bytes) {
   if (kind == cudaMemcpyDeviceToHost) {
     ++g_to_host;
+    g_launches_after.store(0);
     g_to_host_bytes += (long long)bytes;
   } else if (kind == cudaMemcpyHostToDevice) {
     ++g_to_device;
@@ -1037,13 +1046,18 @@ void count_copy(cudaMemcpyKind kind, size_t bytes) {
 }
 }  // namespace
 
+void count_launch() {
+  ++g_launches;
+  ++g_launches_after;
+}
 HostSyncCounts host_sync_counts() {
-  return {g_to_host.load(), g_to_host_bytes.load(), g_to_device.load(), g_stream_sync.load(),
-          g_device_sync.load(), g_event_sync.load(), g_malloc.load(), g_free.load()};
+  return {g_to_host.load(),     g_to_host_bytes.load(), g_to_device.load(), g_stream_sync.load(),
+          g_device_sync.load(), g_event_sync.load(),    g_malloc.load(),    g_free.load(),
+          g_launches.load(),    g_launches_after.load()};
 }
 void reset_host_sync_counts() {
   for (auto* c : {&g_to_host, &g_to_host_bytes, &g_to_device, &g_stream_sync, &g_device_sync, &g_event_sync,
-                  &g_malloc, &g_free})
+                  &g_malloc, &g_free, &g_launches, &g_launches_after})
     c->store(0);
 }
 
