@@ -382,6 +382,19 @@ OpResult run_op(const OpArgs& a) {
     if (it == a.f.end()) throw_invalid("Expected a Float32Array for g");
     float* g = buf.up(it->second, "g");
     r.num["sum"] = be->sum_squares(g, (int64_t)it->second.size());
+  } else if (op == "grad_scale_of") {
+    auto it = a.f.find("g");
+    if (it == a.f.end()) throw_invalid("Expected a Float32Array for g");
+    float* g = buf.up(it->second, "g");
+    float* scale = buf.up(FVec(1, 0.0f), "scale");
+    double* ss = buf.up(std::vector<double>(1, std::nan("")), "sum of squares");
+    be->grad_scale_of(scale, ss, g, (int64_t)it->second.size(), opt_num(a, "invCount", 1.0), opt_num(a, "gradClip", 0.0));
+    float hs = 0;
+    double hss = 0;
+    be->to_host(&hs, scale, sizeof hs);
+    be->to_host(&hss, ss, sizeof hss);
+    r.num["scale"] = hs;
+    r.num["sum"] = hss;
   } else if (op == "adamw") {
     auto it = a.f.find("param");
     if (it == a.f.end()) throw_invalid("Expected a Float32Array for param");

@@ -6,6 +6,14 @@
 // run off the event loop; without a usable GPU (or in a build without CUDA)
 // the Promise rejects with code NO_GPU and the reason. Invalid options throw
 // INVALID_ARGUMENT at once, as the other bindings do.
+//
+// The emulator build (GPT_CUDA_EMU) alone also exports emuHostSyncs({ reset? })
+// -> { toHost, toHostBytes, toDevice, streamSync, deviceSync, eventSync,
+// malloc, free, launches, launchesAfterToHost }: the host-blocking CUDA
+// runtime calls (and kernel launches, and those since the latest copy to the
+// host) counted since the last
+// reset (tools/cuda-emu/include/cuda_runtime.h); reset: true zeroes them after
+// reading. The tests count a training step's syncs with it.
 #include <string>
 
 #include "../core/backend.h"
@@ -15,6 +23,20 @@
 #if defined(GPT_HAVE_CUDA) || defined(GPT_CUDA_EMU)
 #define GPT_PROBES 1
 #include "../cuda/probe.h"
+#endif
+
+#ifdef GPT_CUDA_EMU
+// The emulator runtime's counters (tools/cuda-emu/runtime.cc), linked into this
+// addon; declared here because the addon is not compiled against the
+// emulator's cuda_runtime.h.
+namespace gpt_emu {
+struct HostSyncCounts {
+  long long to_host, to_host_bytes, to_device, stream_sync, device_sync, event_sync, malloc, free, launches,
+      launches_after_to_host;
+};
+HostSyncCounts host_sync_counts();
+void reset_host_sync_counts();
+}  // namespace gpt_emu
 #endif
 
 namespace gpt {
@@ -121,7 +143,39 @@ Napi::Value ProbeCudaGemm(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+#ifdef GPT_CUDA_EMU
+Napi::Value EmuHostSyncs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object o = options(info);
+    bool reset = false;
+    if (has(o, "reset")) {
+      Napi::Value r = o.Get("reset");
+      if (!r.IsBoolean()) throw_invalid("Expected a boolean for reset");
+      reset = r.As<Napi::Boolean>().Value();
+    }
+    const gpt_emu::HostSyncCounts c = gpt_emu::host_sync_counts();
+    if (reset) gpt_emu::reset_host_sync_counts();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("toHost", static_cast<double>(c.to_host));
+    out.Set("toHostBytes", static_cast<double>(c.to_host_bytes));
+    out.Set("toDevice", static_cast<double>(c.to_device));
+    out.Set("streamSync", static_cast<double>(c.stream_sync));
+    out.Set("deviceSync", static_cast<double>(c.device_sync));
+    out.Set("eventSync", static_cast<double>(c.event_sync));
+    out.Set("malloc", static_cast<double>(c.malloc));
+    out.Set("free", static_cast<double>(c.free));
+    out.Set("launches", static_cast<double>(c.launches));
+    out.Set("launchesAfterToHost", static_cast<double>(c.launches_after_to_host));
+    return out;
+  });
+}
+#endif
+
 void add_probe_exports(Napi::Env env, Napi::Object exports) {
+#ifdef GPT_CUDA_EMU
+  exports.Set("emuHostSyncs", Napi::Function::New(env, EmuHostSyncs));
+#endif
   exports.Set("probeCudaCopy", Napi::Function::New(env, ProbeCudaCopy));
   exports.Set("probeCudaGemm", Napi::Function::New(env, ProbeCudaGemm));
 }

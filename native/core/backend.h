@@ -57,6 +57,11 @@ struct AdamWParams {
   float lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0;
   float grad_scale = 1.0f;  // multiplies the gradient first (clipping)
   int64_t step = 1;         // 1-based, for bias correction
+  // When set: the gradient's scale is read from this float in the backend's
+  // memory (as grad_scale_of writes it) instead of grad_scale, and a
+  // non-finite value there makes the call change nothing (the step is
+  // skipped). The training step uses it so AdamW needs no value from the host.
+  const float* grad_scale_at = nullptr;
 };
 
 // A weight as the linear ops of a decode step read it (Backend "decoding:
@@ -251,6 +256,15 @@ class Backend {
   // ---- optimizer -------------------------------------------------------------
   // Sum of squares of g[0..n) in double, in a fixed order.
   virtual double sum_squares(const float* g, int64_t n) = 0;
+  // The training step's gradient scale, where the gradients live, with no
+  // copy to the host: ss = sum_squares(g, n) (the same order, the same bits)
+  // into *sumsq (a double in backend memory), then in double
+  // norm = sqrt(ss) * inv_count, clip = grad_clip / norm when grad_clip > 0
+  // and norm > grad_clip (else 1), and *scale (a float in backend memory) =
+  // float(inv_count * clip), or NaN when norm is not finite. Both outputs are
+  // overwritten. AdamWParams::grad_scale_at reads *scale.
+  virtual void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, double inv_count,
+                             double grad_clip) = 0;
   // Decoupled AdamW on one tensor; decay applies when weight_decay != 0.
   virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) = 0;
   virtual void scale(float* x, float s, int64_t n) = 0;

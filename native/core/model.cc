@@ -302,13 +302,14 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision
     grads_ = static_cast<float*>(backend_->alloc(bytes, "the gradients"));
     m_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW first moments"));
     v_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW second moments"));
+    step_scalars_ = static_cast<float*>(backend_->alloc(16, "the step's gradient scale"));
     backend_->zero(params_, bytes);
     backend_->zero(grads_, bytes);
     backend_->zero(m_, bytes);
     backend_->zero(v_, bytes);
     init_weights(seed);
   } catch (...) {
-    for (float* p : {params_, grads_, m_, v_})
+    for (float* p : {params_, grads_, m_, v_, step_scalars_})
       if (p) backend_->free(p);
     throw;
   }
@@ -321,7 +322,7 @@ Model::~Model() {
     if (acts_->targets) backend_->free(acts_->targets);
     if (acts_->doc_start) backend_->free(acts_->doc_start);
   }
-  for (float* p : {params_, grads_, m_, v_, acc_})
+  for (float* p : {params_, grads_, m_, v_, acc_, step_scalars_})
     if (p) backend_->free(p);
 }
 
@@ -682,27 +683,37 @@ StepResult Model::step(const StepOptions& o) {
   StepResult r;
   r.tokens = count_;
   const double inv = 1.0 / static_cast<double>(std::max<int64_t>(count_, 1));
-  const double norm = comm_ ? dist_grad_norm() : grad_norm();
-  r.grad_norm = norm;
-  if (!std::isfinite(norm)) {
+  auto non_finite = [&](double value) {
     zero_grad();
     std::ostringstream msg;
-    msg << "The gradient norm is " << norm
+    msg << "The gradient norm is " << value
         << " (not finite); the step was skipped: weights and optimizer state are unchanged and the gradients "
            "were cleared. Try a lower learning rate or gradient clipping.";
-    throw GptError(ErrorCode::NonFinite, msg.str());
-  }
+    return GptError(ErrorCode::NonFinite, msg.str());
+  };
+  // One rank: the norm and the clipping scale are computed where the
+  // gradients live and AdamW reads the scale there (skipping itself when the
+  // norm is not finite), so nothing waits for the host until the one copy
+  // back below. With ranks, the norm is reduced across them first.
+  const bool scale_on_backend = !comm_;
+  double norm = 0;
   double clip = 1.0;
-  if (o.grad_clip > 0 && norm > o.grad_clip) clip = o.grad_clip / norm;
-  r.clip_scale = clip;
-  ++step_;
   AdamWParams a;
   a.lr = o.lr;
   a.beta1 = o.beta1;
   a.beta2 = o.beta2;
   a.eps = o.eps;
-  a.grad_scale = static_cast<float>(inv * clip);
-  a.step = step_;
+  a.step = step_ + 1;
+  if (scale_on_backend) {
+    double* sumsq = reinterpret_cast<double*>(reinterpret_cast<char*>(step_scalars_) + 8);
+    backend_->grad_scale_of(step_scalars_, sumsq, grads_, n_floats_, inv, static_cast<double>(o.grad_clip));
+    a.grad_scale_at = step_scalars_;
+  } else {
+    norm = dist_grad_norm();
+    if (!std::isfinite(norm)) throw non_finite(norm);
+    if (o.grad_clip > 0 && norm > o.grad_clip) clip = o.grad_clip / norm;
+    a.grad_scale = static_cast<float>(inv * clip);
+  }
   // The weights change from here on, also when an update below fails partway:
   // copies made of them (decoding's bf16 weights) are stale from now.
   ++params_version_;
@@ -720,6 +731,17 @@ StepResult Model::step(const StepOptions& o) {
     if (hi > lo) backend_->adamw(params_ + lo, grads_ + lo, m_ + (lo - mv_lo_), v_ + (lo - mv_lo_), hi - lo, a);
     i = j + 1;
   }
+  if (scale_on_backend) {
+    double ss = 0;
+    // The step's one copy back (it waits for the update queued above).
+    backend_->to_host(&ss, reinterpret_cast<char*>(step_scalars_) + 8, sizeof ss);
+    norm = std::sqrt(ss) * inv;
+    if (!std::isfinite(norm)) throw non_finite(norm);  // AdamW left everything as it was
+    if (o.grad_clip > 0 && norm > o.grad_clip) clip = o.grad_clip / norm;
+  }
+  r.grad_norm = norm;
+  r.clip_scale = clip;
+  ++step_;
   zero_grad();
   if (comm_ && optimizer_sharded()) dist_gather_params();
   backend_->synchronize();

@@ -270,6 +270,10 @@ class Model {
   float* grads_ = nullptr;
   float* m_ = nullptr;
   float* v_ = nullptr;
+  // The step's gradient scale (a float) and sum of squares (a double at +8
+  // bytes) in backend memory (Backend::grad_scale_of), so AdamW reads the
+  // scale there and one copy back per step brings the norm.
+  float* step_scalars_ = nullptr;
   Weights w_, g_;
   std::unique_ptr<Acts> acts_;
   int64_t count_ = 0;  // non-ignored targets since the last step

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "../core/backend.h"
@@ -247,12 +248,29 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < pieces; ++i) s += part[i];
     return s;
   }
+  void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, double inv_count,
+                     double grad_clip) override {
+    const double ss = sum_squares(g, n);
+    *sumsq = ss;
+    const double norm = std::sqrt(ss) * inv_count;
+    if (!std::isfinite(norm)) {
+      *scale = std::numeric_limits<float>::quiet_NaN();
+      return;
+    }
+    const double clip = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0;
+    *scale = static_cast<float>(inv_count * clip);
+  }
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) override {
+    float gs = a.grad_scale;
+    if (a.grad_scale_at) {
+      gs = *a.grad_scale_at;
+      if (!std::isfinite(gs)) return;  // a skipped step
+    }
     const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step)));
     const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step)));
     parallel_ranges(n, kElemGrain, [&](int64_t x, int64_t y) {
       GPT_CPU_DISPATCH(op_adamw, param + x, grad + x, m + x, v + x, y - x, a.lr, a.beta1, a.beta2, a.eps,
-                       a.weight_decay, a.grad_scale, bc1, bc2);
+                       a.weight_decay, gs, bc1, bc2);
     });
   }
   void scale(float* x, float s, int64_t n) override {

@@ -1,7 +1,9 @@
 // Fused AdamW over one flat tensor with fp32 master weights and fp32 moments,
 // written as the CPU kernel (native/cpu/ops_impl.h op_adamw) writes it:
 // p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p), which is PyTorch's AdamW. The gradient is multiplied by
-// grad_scale (the clipping factor) on the fly, so clipping costs no pass.
+// grad_scale (the clipping factor) on the fly, so clipping costs no pass; in
+// a training step that factor is read from device memory (grad_scale_at),
+// where grad_scale_of left it, so the update waits for no value from the host.
 #include <cmath>
 
 #include "check.cuh"
@@ -14,7 +16,13 @@ namespace {
 
 __global__ void adamw_kernel(float* __restrict__ param, const float* __restrict__ grad, float* __restrict__ m,
                              float* __restrict__ v, int64_t n, float lr, float beta1, float beta2, float eps,
-                             float wd, float rbc1, float rbc2, float grad_scale) {
+                             float wd, float rbc1, float rbc2, float grad_scale,
+                             const float* __restrict__ grad_scale_at) {
+  if (grad_scale_at) {
+    grad_scale = *grad_scale_at;
+    // Not finite (exponent all ones): a skipped step, nothing changes.
+    if ((__float_as_uint(grad_scale) & 0x7f800000u) == 0x7f800000u) return;
+  }
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     const float g = grad[i] * grad_scale;
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;
@@ -34,7 +42,8 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const
   const double bc2 = 1.0 - std::pow((double)a.beta2, (double)a.step);
   const float rbc1 = 1.0f / (float)bc1, rbc2 = 1.0f / (float)bc2;
   adamw_kernel<<<elementwise_blocks(n, 256), 256, 0, s>>>(param, grad, m, v, n, a.lr, a.beta1, a.beta2, a.eps,
-                                                          a.weight_decay, rbc1, rbc2, a.grad_scale);
+                                                          a.weight_decay, rbc1, rbc2, a.grad_scale,
+                                                          a.grad_scale_at);
   CUDA_CHECK_LAUNCH("adamw");
 }
 

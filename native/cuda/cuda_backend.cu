@@ -7,8 +7,9 @@
 //
 // Scratch memory (bias/LayerNorm partial sums, attention's D vector, the
 // crossentropy op's per-row losses, the loss sum, the embedding gradient's
-// token grouping) lives
-// in a few grow-only device buffers owned by the backend.
+// sort keys) lives in a few grow-only device buffers owned by the backend,
+// sized at their first use, so a training step after the first allocates
+// nothing (docs/GPU.md "Host syncs in a training step").
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -140,35 +141,10 @@ class CudaBackend final : public Backend {
     if (M <= 0) return;
     if (dwpe) embedding_backward_wpe(dwpe, dout, B, T, C, stream_);
     if (!dwte) return;
-    // Group rows by token on the host (a counting pass over M ints), so the
-    // GPU adds each token's rows in row order: deterministic, no atomics.
-    host_tokens_.resize(M);
-    to_host(host_tokens_.data(), tokens, sizeof(int32_t) * M);
-    std::vector<int32_t>& order = host_order_;
-    order.resize(M);
-    for (int i = 0; i < M; ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int32_t a, int32_t b) { return host_tokens_[a] < host_tokens_[b]; });
-    std::vector<int32_t>& starts = host_starts_;
-    std::vector<int32_t>& gtok = host_gtok_;
-    starts.clear();
-    gtok.clear();
-    for (int i = 0; i < M; ++i) {
-      const int32_t tok = host_tokens_[order[i]];
-      if (i == 0 || tok != host_tokens_[order[i - 1]]) {
-        starts.push_back(i);
-        gtok.push_back(tok);
-      }
-    }
-    starts.push_back(M);
-    const int ngroups = static_cast<int>(gtok.size());
-    const size_t n_ints = (size_t)M + starts.size() + gtok.size();
-    int32_t* d = static_cast<int32_t*>(scratch(kSlotEmbedding, n_ints * sizeof(int32_t), "embedding-gradient grouping"));
-    // Legacy-stream cudaMemcpy waits for earlier kernels that might still read this scratch.
-    to_device(d, order.data(), sizeof(int32_t) * M);
-    to_device(d + M, starts.data(), sizeof(int32_t) * starts.size());
-    to_device(d + M + starts.size(), gtok.data(), sizeof(int32_t) * gtok.size());
-    embedding_backward_wte(dwte, dout, d, d + M, d + M + starts.size(), ngroups, C, stream_);
+    // Rows grouped by token on the device (a sort of (token, row) keys), so
+    // each token's rows add in row order: deterministic, no atomics, no copy.
+    void* keys = scratch(kSlotEmbedding, embedding_backward_wte_scratch_bytes(M), "embedding-gradient grouping");
+    embedding_backward_wte_device(dwte, dout, tokens, M, C, keys, stream_);
   }
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
                          const float* beta, int M, int C, float eps) override {
@@ -319,6 +295,18 @@ class CudaBackend final : public Backend {
     to_host(&r, d, sizeof(double));
     return r;
   }
+  void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, double inv_count,
+                     double grad_clip) override {
+    set_device();
+    if (n <= 0) {
+      zero(sumsq, sizeof(double));
+    } else {
+      double* d = static_cast<double*>(
+          scratch(kSlotNorm, (1 + cuda::sum_squares_scratch_doubles(n)) * sizeof(double), "gradient-norm partial sums"));
+      cuda::sum_squares(sumsq, g, n, d + 1, stream_);
+    }
+    cuda::grad_scale(scale, sumsq, inv_count, grad_clip, stream_);
+  }
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) override {
     set_device();
     cuda::adamw(param, grad, m, v, n, a, stream_);
@@ -371,7 +359,7 @@ class CudaBackend final : public Backend {
   size_t allocated_ = 0;
   std::vector<std::pair<void*, size_t>> sizes_;
   Scratch scratch_[kSlots];
-  std::vector<int32_t> host_tokens_, host_order_, host_starts_, host_gtok_, host_valid_;
+  std::vector<int32_t> host_valid_;
   std::vector<double> host_loss_;
 };
 

@@ -1,8 +1,9 @@
 // Token + position embedding, forward and backward.
 // Backward is deterministic without atomics: dwpe sums over the batch in
-// order, and dwte is computed per distinct token from a host-built grouping
-// of the rows (cuda_backend.cu sorts the tokens), each group adding its rows
-// in row order.
+// order, and dwte is computed per distinct token from a grouping of the rows
+// built on the device (a bitonic sort of (token, row) keys, unique, so the
+// order is the one stable sort by token gives), each group adding its rows in
+// row order. Nothing is copied to the host.
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.cuh"
@@ -35,19 +36,71 @@ __global__ void embedding_backward_wpe_kernel(float* __restrict__ dwpe, const fl
   dwpe[(int64_t)t * C + c] += s;
 }
 
-// Grid (ceil(C/256), ngroups).
-__global__ void embedding_backward_wte_kernel(float* __restrict__ dwte, const float* __restrict__ dout,
-                                              const int32_t* __restrict__ order, const int32_t* __restrict__ starts,
-                                              const int32_t* __restrict__ group_tok, int C) {
-  const int grp = blockIdx.y;
+// keys[i] = (token << 32 | row) for i < M, all-ones padding up to P.
+__global__ void embedding_keys_kernel(uint64_t* __restrict__ keys, const int32_t* __restrict__ tokens, int M, int P) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < P; i += gridDim.x * blockDim.x)
+    keys[i] = i < M ? ((uint64_t)(uint32_t)tokens[i] << 32) | (uint32_t)i : ~(uint64_t)0;
+}
+
+// One compare-exchange pass of a bitonic sort of P (a power of two) keys:
+// stage k (block size of the merge), distance j.
+__global__ void bitonic_pass_kernel(uint64_t* __restrict__ keys, int P, int k, int j) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < P; i += gridDim.x * blockDim.x) {
+    const int l = i ^ j;
+    if (l <= i) continue;
+    const uint64_t a = keys[i], b = keys[l];
+    const bool up = (i & k) == 0;
+    if (up ? a > b : a < b) {
+      keys[i] = b;
+      keys[l] = a;
+    }
+  }
+}
+
+// Grid (ceil(C/256), n): block y is sorted position p0 + y; only the first
+// position of each token's run sums the run (its rows in row order).
+__global__ void embedding_backward_wte_sorted_kernel(float* __restrict__ dwte, const float* __restrict__ dout,
+                                                     const uint64_t* __restrict__ keys, int p0, int M, int C) {
+  const int pos = p0 + (int)blockIdx.y;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
+  const uint32_t tok = (uint32_t)(keys[pos] >> 32);
+  if (pos > 0 && (uint32_t)(keys[pos - 1] >> 32) == tok) return;
   float s = 0.0f;
-  for (int i = starts[grp]; i < starts[grp + 1]; ++i) s += dout[(int64_t)order[i] * C + c];
-  dwte[(int64_t)group_tok[grp] * C + c] += s;
+  for (int i = pos; i < M && (uint32_t)(keys[i] >> 32) == tok; ++i)
+    s += dout[(int64_t)(uint32_t)keys[i] * C + c];
+  dwte[(int64_t)tok * C + c] += s;
 }
 
 }  // namespace
+
+size_t embedding_backward_wte_scratch_bytes(int M) {
+  size_t P = 1;
+  while (P < (size_t)M) P <<= 1;
+  return P * sizeof(uint64_t);
+}
+
+void embedding_backward_wte_device(float* dwte, const float* dout, const int32_t* tokens, int M, int C,
+                                   void* scratch, cudaStream_t s) {
+  if (M <= 0 || C <= 0) return;
+  GPT_CHECK_ARG(M <= (1 << 30), "embedding_backward: more than 2^30 rows");
+  int P = 1;
+  while (P < M) P <<= 1;
+  uint64_t* keys = static_cast<uint64_t*>(scratch);
+  const unsigned blocks = elementwise_blocks(P, 256);
+  embedding_keys_kernel<<<blocks, 256, 0, s>>>(keys, tokens, M, P);
+  CUDA_CHECK_LAUNCH("embedding_backward (keys)");
+  for (int k = 2; k <= P; k <<= 1)
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      bitonic_pass_kernel<<<blocks, 256, 0, s>>>(keys, P, k, j);
+      CUDA_CHECK_LAUNCH("embedding_backward (sort)");
+    }
+  for (int p0 = 0; p0 < M; p0 += 65535) {
+    const int n = M - p0 < 65535 ? M - p0 : 65535;
+    embedding_backward_wte_sorted_kernel<<<dim3(ceil_div(C, 256), n), 256, 0, s>>>(dwte, dout, keys, p0, M, C);
+    CUDA_CHECK_LAUNCH("embedding_backward (dwte)");
+  }
+}
 
 void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T, int C,
                        cudaStream_t s) {
@@ -62,17 +115,6 @@ void embedding_backward_wpe(float* dwpe, const float* dout, int B, int T, int C,
   GPT_CHECK_ARG(T <= 65535, "embedding_backward: sequence longer than 65535");
   embedding_backward_wpe_kernel<<<dim3(ceil_div(C, 256), T), 256, 0, s>>>(dwpe, dout, B, T, C);
   CUDA_CHECK_LAUNCH("embedding_backward (dwpe)");
-}
-
-void embedding_backward_wte(float* dwte, const float* dout, const int32_t* order, const int32_t* starts,
-                            const int32_t* group_tok, int ngroups, int C, cudaStream_t s) {
-  if (ngroups <= 0 || C <= 0) return;
-  for (int g0 = 0; g0 < ngroups; g0 += 65535) {
-    const int n = ngroups - g0 < 65535 ? ngroups - g0 : 65535;
-    embedding_backward_wte_kernel<<<dim3(ceil_div(C, 256), n), 256, 0, s>>>(dwte, dout, order, starts + g0,
-                                                                            group_tok + g0, C);
-    CUDA_CHECK_LAUNCH("embedding_backward (dwte)");
-  }
 }
 
 }  // namespace cuda

@@ -43,12 +43,13 @@ void embedding_forward(float* out, const int32_t* tokens, const float* wte, cons
                        cudaStream_t s);
 // dwpe[t] += sum over b of dout[b, t] (in b order).
 void embedding_backward_wpe(float* dwpe, const float* dout, int B, int T, int C, cudaStream_t s);
-// dwte[tok] += dout rows, grouped per distinct token: `order` lists the rows
-// (M entries) sorted by token then row, `starts` [ngroups + 1] the group
-// boundaries in `order`, `group_tok` [ngroups] each group's token. Each group
-// adds its rows in order, so the result is deterministic.
-void embedding_backward_wte(float* dwte, const float* dout, const int32_t* order, const int32_t* starts,
-                            const int32_t* group_tok, int ngroups, int C, cudaStream_t s);
+// dwte[tok] += dout rows, grouped per distinct token on the device: the
+// (token, row) keys are sorted in `scratch` (embedding_backward_wte_scratch_bytes(M)
+// bytes), then each token's first sorted position adds its rows in row order,
+// so the result is deterministic and nothing is copied to the host.
+size_t embedding_backward_wte_scratch_bytes(int M);
+void embedding_backward_wte_device(float* dwte, const float* dout, const int32_t* tokens, int M, int C,
+                                   void* scratch, cudaStream_t s);
 
 // classifier.cu --------------------------------------------------------------------
 // Softmax cross-entropy over logits[M, Vp] (first V columns real), chunked
@@ -68,6 +69,8 @@ void loss_sum(double* out, const double* row_loss, const int32_t* targets, int M
 // (fixed grid) then one block adds them in order into *result (device).
 size_t sum_squares_scratch_doubles(int64_t n);
 void sum_squares(double* result, const float* g, int64_t n, double* scratch, cudaStream_t s);
+// *scale from *sumsq as Backend::grad_scale_of defines it (one thread).
+void grad_scale(float* scale, const double* sumsq, double inv_count, double grad_clip, cudaStream_t s);
 
 // adamw.cu ------------------------------------------------------------------------
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a, cudaStream_t s);

@@ -43,7 +43,24 @@ __global__ void sum_squares_finish_kernel(double* __restrict__ result, const dou
   *result = t;
 }
 
+// One thread: the step's scale from the sum of squares (Backend::grad_scale_of).
+__global__ void grad_scale_kernel(float* __restrict__ scale, const double* __restrict__ sumsq, double inv_count,
+                                  double grad_clip) {
+  const double norm = sqrt(*sumsq) * inv_count;
+  if (!(norm <= 1.7976931348623157e308)) {  // NaN or infinite
+    *scale = __int_as_float(0x7fc00000);
+    return;
+  }
+  const double clip = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0;
+  *scale = (float)(inv_count * clip);
+}
+
 }  // namespace
+
+void grad_scale(float* scale, const double* sumsq, double inv_count, double grad_clip, cudaStream_t s) {
+  grad_scale_kernel<<<1, 1, 0, s>>>(scale, sumsq, inv_count, grad_clip);
+  CUDA_CHECK_LAUNCH("grad_scale_of");
+}
 
 size_t sum_squares_scratch_doubles(int64_t n) { return (size_t)blocks_for(n); }
 

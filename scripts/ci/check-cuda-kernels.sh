@@ -46,9 +46,10 @@ expected=(
   'layernorm_forward_kernel' 'residual_layernorm_forward_kernel' 'layernorm_backward_dx_kernel' 'layernorm_backward_params_partial_kernel'
   'layernorm_backward_params_finish_kernel'
   'gelu_forward_kernel' 'gelu_backward_kernel' 'add_kernel' 'scale_kernel'
-  'embedding_forward_kernel' 'embedding_backward_wpe_kernel' 'embedding_backward_wte_kernel'
+  'embedding_forward_kernel' 'embedding_backward_wpe_kernel' 'embedding_keys_kernel' 'bitonic_pass_kernel'
+  'embedding_backward_wte_sorted_kernel'
   'crossentropy_kernel' 'loss_sum_kernel'
-  'sum_squares_partial_kernel' 'sum_squares_finish_kernel'
+  'sum_squares_partial_kernel' 'sum_squares_finish_kernel' 'grad_scale_kernel'
   'adamw_kernel'
   'decode_kv_store_kernel' 'decode_attention_chunk_kernel' 'decode_attention_combine_kernel' 'decode_embedding_kernel'
 )

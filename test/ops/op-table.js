@@ -46,6 +46,16 @@ function buildCases(seed) {
       opts: { op: 'embedding_backward', B, T, C, V, tokens, dout: randn(r, B * T * C), dwte: randn(r, V * C),
         dwpe: randn(r, T * C) } });
   }
+  {
+    // Rows not a power of two (the CUDA grouping pads its sort), two column blocks, long runs per token.
+    // Its own generator, so the cases after it keep their inputs.
+    const q = rng(seed + 1000);
+    const B = 5, T = 211, C = 300, V = 70;
+    const tokens = randi(q, B * T, 0, V);
+    cases.push({ name: 'embedding_backward 5x211x300 (long runs)', precision: 'fp32', tol: 1e-5, outputs: ['dwte', 'dwpe'],
+      opts: { op: 'embedding_backward', B, T, C, V, tokens, dout: randn(q, B * T * C), dwte: randn(q, V * C),
+        dwpe: randn(q, T * C) } });
+  }
   for (const [M, C] of [[300, 200], [64, 768]]) {
     const inp = randn(r, M * C, 2);
     for (let i = 0; i < inp.length; ++i) inp[i] += 0.5;
@@ -202,6 +212,15 @@ function buildCases(seed) {
     cases.push({ name: 'adamw (decay, clipping scale, step 3)', precision: 'fp32', tol: 1e-5, outputs: ['param', 'm', 'v'],
       opts: { op: 'adamw', param: randn(r, n), grad: randn(r, n), m: randn(r, n, 0.1), v: new Float32Array(n).map(() => r() * 0.01),
         lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, gradScale: 0.5, step: 3 } });
+  }
+  {
+    // The step's scale: clipping active (norm 1000 * 1/3 > 1) and not (a large clip), odd length; own generator.
+    const q = rng(seed + 2000);
+    const g = randn(q, 300007, 0.01);
+    cases.push({ name: 'grad_scale_of (clipping)', precision: 'fp32', tol: 1e-6, outputs: [], scalars: ['scale', 'sum'],
+      opts: { op: 'grad_scale_of', g, invCount: 1 / 3, gradClip: 1 } });
+    cases.push({ name: 'grad_scale_of (no clipping)', precision: 'fp32', tol: 1e-6, outputs: [], scalars: ['scale', 'sum'],
+      opts: { op: 'grad_scale_of', g, invCount: 1 / 3, gradClip: 1e6 } });
   }
   // Fused forward ops (last, so the inputs of the cases above stay as they
   // were). Bias + GELU in the GEMM epilogue: edge tiles in M and N, N odd,

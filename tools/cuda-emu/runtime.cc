@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
@@ -907,8 +908,11 @@ const char* kernel_label(const char* pretty) {
   return (new std::string(s))->c_str();
 }
 
+void count_launch();  // the host-sync counters below
+
 void run_launch(const char* name, const void* kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t,
                 void (*body)(void*), void* ctx) {
+  count_launch();
   const unsigned long long nthreads = (unsigned long long)block.x * block.y * block.z;
   if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
       nthreads > 1024) {
@@ -1004,6 +1008,59 @@ void run_launch(const char* name, const void* kernel, dim3 grid, dim3 block, siz
   if (!ok) set_error(cudaErrorLaunchFailure, fmt("kernel %s failed: %s", name, ex.error.c_str()));
 }
 
+
+// Host-blocking runtime calls counted since the last reset (the addon's
+// emulator-only emuHostSyncs export reads them; a test counts the syncs of a
+// training step with it). On a GPU each of these makes the host wait for the
+// device (a copy to or from pageable host memory, a stream/device/event
+// synchronize) or may synchronize the device (cudaMalloc, cudaFree).
+struct HostSyncCounts {
+  long long to_host;       // cudaMemcpy / cudaMemcpyAsync / cudaMemcpy2D device -> host
+  long long to_host_bytes;
+  long long to_device;     // the same, host -> device
+  long long stream_sync;   // cudaStreamSynchronize
+  long long device_sync;   // cudaDeviceSynchronize
+  long long event_sync;    // cudaEventSynchronize
+  long long malloc;        // cudaMalloc
+  long long free;          // cudaFree of a non-null pointer
+  long long launches;      // kernel launches
+  // Kernel launches since the latest copy to the host: 0 when the copy
+  // back was the last thing queued (nothing left for the device to do after
+  // the host got its value).
+  long long launches_after_to_host;
+};
+HostSyncCounts host_sync_counts();
+void reset_host_sync_counts();
+
+namespace {
+std::atomic<long long> g_to_host{0}, g_to_host_bytes{0}, g_to_device{0}, g_stream_sync{0}, g_device_sync{0},
+    g_event_sync{0}, g_malloc{0}, g_free{0}, g_launches{0}, g_launches_after{0};
+void count_copy(cudaMemcpyKind kind, size_t bytes) {
+  if (kind == cudaMemcpyDeviceToHost) {
+    ++g_to_host;
+    g_launches_after.store(0);
+    g_to_host_bytes += (long long)bytes;
+  } else if (kind == cudaMemcpyHostToDevice) {
+    ++g_to_device;
+  }
+}
+}  // namespace
+
+void count_launch() {
+  ++g_launches;
+  ++g_launches_after;
+}
+HostSyncCounts host_sync_counts() {
+  return {g_to_host.load(),     g_to_host_bytes.load(), g_to_device.load(), g_stream_sync.load(),
+          g_device_sync.load(), g_event_sync.load(),    g_malloc.load(),    g_free.load(),
+          g_launches.load(),    g_launches_after.load()};
+}
+void reset_host_sync_counts() {
+  for (auto* c : {&g_to_host, &g_to_host_bytes, &g_to_device, &g_stream_sync, &g_device_sync, &g_event_sync,
+                  &g_malloc, &g_free, &g_launches, &g_launches_after})
+    c->store(0);
+}
+
 }  // namespace gpt_emu
 
 long long clock64() {
@@ -1083,7 +1140,10 @@ cudaError_t cudaDriverGetVersion(int* v) {
   *v = 0;  // no driver: the device is the emulator
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() {
+  ++gpt_emu::g_device_sync;
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceReset() { return cudaSuccess; }
 cudaError_t cudaGetLastError() {
   cudaError_t e = gpt_emu::t_last;
@@ -1127,6 +1187,7 @@ const char* cudaGetErrorString(cudaError_t e) {
 }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
+  ++gpt_emu::g_malloc;
   gpt_emu::Memory& m = gpt_emu::memory();
   const size_t n = bytes ? bytes : 1;
   {
@@ -1170,6 +1231,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 }
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
+  ++gpt_emu::g_free;
   gpt_emu::Memory& m = gpt_emu::memory();
   {
     std::lock_guard<std::mutex> lk(m.mu);
@@ -1221,12 +1283,19 @@ cudaError_t check_copy(const char* what, void* dst, const void* src, size_t byte
 }
 }  // namespace
 
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+namespace {
+cudaError_t copy_uncounted(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (!bytes) return cudaSuccess;
   cudaError_t e = check_copy("cudaMemcpy", dst, src, bytes, kind);
   if (e != cudaSuccess) return e;
   std::memmove(dst, src, bytes);
   return cudaSuccess;
+}
+}  // namespace
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (bytes) gpt_emu::count_copy(kind, bytes);
+  return copy_uncounted(dst, src, bytes, kind);
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
   return cudaMemcpy(dst, src, bytes, kind);
@@ -1234,10 +1303,11 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                          cudaMemcpyKind kind) {
   for (size_t r = 0; r < height; ++r) {
-    cudaError_t e = cudaMemcpy(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width,
+    cudaError_t e = copy_uncounted(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width,
                                kind);
     if (e != cudaSuccess) return e;
   }
+  if (width && height) gpt_emu::count_copy(kind, width * height);  // one counted copy
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
@@ -1266,7 +1336,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   return cudaSuccess;
 }
 // Work runs synchronously at the call, so every stream is always idle.
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  ++gpt_emu::g_stream_sync;
+  return cudaSuccess;
+}
 cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
@@ -1284,7 +1357,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
   e->ev.recorded = true;
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  ++gpt_emu::g_event_sync;
+  return cudaSuccess;
+}
 cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   if (!a || !b || !a->ev.recorded || !b->ev.recorded)
