@@ -36,6 +36,7 @@ set(GPT_CORE_SOURCES
 set(GPT_DIST_SOURCES
   native/dist/mpi_loader.cc
   native/dist/nccl_loader.cc
+  native/dist/nccl_comm.cc
 )
 # The GPU check's one-rank NCCL check: with the CUDA backend (nvcc builds),
 # or its stand-in that says there is no GPU (every other build).

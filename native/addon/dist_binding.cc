@@ -8,6 +8,7 @@
 
 #include "../dist/mpi_loader.h"
 #include "../dist/nccl_check.h"
+#include "../dist/nccl_comm.h"
 #include "../dist/nccl_loader.h"
 #include "model_binding.h"
 #include "napi_util.h"
@@ -134,19 +135,24 @@ Napi::Value MpiFinalize(const Napi::CallbackInfo& info) {
   });
 }
 
-// distAttach(model, {zero}): the model joins the MPI ranks (Model::set_comm).
+// distAttach(model, {zero}): the model joins the ranks (Model::set_comm): NCCL
+// for a model on cuda, MPI for one on the CPU.
 Napi::Value DistAttach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
     if (info.Length() < 2 || !info[1].IsObject()) throw_invalid("Expected (model, {zero}) for distAttach");
     auto m = unwrap_model(info[0]);
     const bool zero = get_bool_or(info[1].As<Napi::Object>(), "zero", false);
-    if (std::strcmp(m->backend().name(), "cpu") != 0)
-      throw GptError(ErrorCode::InvalidArgument,
-                     std::string("Expected a model on the CPU for MPI ranks but this one is on ") + m->backend().name() +
-                         ": GPU ranks reduce with NCCL, which this build does not drive inside the step yet");
     need_init();
-    std::shared_ptr<Comm> comm = dist::mpi_comm();
+    // GPU ranks reduce the model's device buffers with NCCL on the backend's
+    // stream; CPU ranks reduce host memory with MPI.
+    std::shared_ptr<Comm> comm;
+    if (std::strcmp(m->backend().name(), "cuda") == 0) {
+      std::lock_guard<std::mutex> lk(m->mutex());
+      comm = dist::nccl_comm(m->backend());
+    } else {
+      comm = dist::mpi_comm();
+    }
     std::lock_guard<std::mutex> lk(m->mutex());
     m->set_comm(comm, zero);
     return env.Undefined();

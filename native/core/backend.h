@@ -101,6 +101,14 @@ class Backend {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void zero(void* p, size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // The queue this backend runs its work on, for code outside the backend
+  // that must order its own device work with it (NCCL's collectives in
+  // native/dist/nccl_comm.cc): on "cuda" the cudaStream_t (null is CUDA's
+  // legacy default stream, a valid stream), with the backend's GPU made
+  // current on the calling thread; work given to it runs after every op
+  // called before and before every op called after. Backends
+  // without streams ("cpu") return null and are never asked.
+  virtual void* native_stream() { return nullptr; }
 
   // ---- linear layers (Conv1D layout: w [K, N], "in" x "out") --------------
   // out[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when bias != nullptr)

@@ -106,6 +106,13 @@ class CudaBackend final : public Backend {
     set_device();
     CUDA_CHECK(cudaStreamSynchronize(stream_), "synchronize (a kernel before it failed)");
   }
+  // Backend::native_stream's contract: the stream every op above runs on,
+  // with this backend's GPU made current on the calling thread (NCCL's
+  // communicator takes the current device when it is created).
+  void* native_stream() override {
+    set_device();
+    return static_cast<void*>(stream_);
+  }
 
   // ---- linear layers ---------------------------------------------------------
   void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,

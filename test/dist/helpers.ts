@@ -22,25 +22,25 @@ export interface Ran {
   ms: number;
 }
 
-function env(): NodeJS.ProcessEnv {
-  return { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1' };
+function env(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1', ...extra };
 }
 
 /** mpirun -np n node cli ...args */
-export function mpirun(n: number, args: string[], timeoutMs = 120000): Ran {
+export function mpirun(n: number, args: string[], timeoutMs = 120000, extraEnv: NodeJS.ProcessEnv = {}): Ran {
   const t = Date.now();
   const r = spawnSync(
     'mpirun',
     [...(isRoot ? ['--allow-run-as-root'] : []), '--bind-to', 'none', '--mca', 'btl', 'self,vader', '-np', String(n), process.execPath, cli, ...args],
-    { encoding: 'utf8', timeout: timeoutMs, env: env() },
+    { encoding: 'utf8', timeout: timeoutMs, env: env(extraEnv) },
   );
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t };
 }
 
 /** node cli ...args (one process) */
-export function single(args: string[], timeoutMs = 120000): Ran {
+export function single(args: string[], timeoutMs = 120000, extraEnv: NodeJS.ProcessEnv = {}): Ran {
   const t = Date.now();
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: timeoutMs, env: env() });
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: timeoutMs, env: env(extraEnv) });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - t };
 }
 

@@ -33,7 +33,9 @@ function backendMethods(header: string): string[] {
 // decode_weight_bytes / decode_weight_pack build a backend's packed weight
 // copy; every decode_linear, decode_linear_gelu and decode_head case runs
 // through them first (native/addon/backend_ops_binding.cc packs, then calls).
-const NOT_OPS = new Set(['name', 'alloc', 'free', 'to_device', 'to_host', 'copy', 'zero', 'synchronize', 'decode_weight_bytes', 'decode_weight_pack']);
+// native_stream hands the backend's queue to NCCL (native/dist/nccl_comm.cc);
+// test/dist/gpu-ranks.test.ts runs it.
+const NOT_OPS = new Set(['name', 'alloc', 'free', 'to_device', 'to_host', 'copy', 'zero', 'synchronize', 'native_stream', 'decode_weight_bytes', 'decode_weight_pack']);
 
 /** The `op` of every case of both tables (built in plain node: inside jest's VM it takes ~30 s). */
 function tableOps(): string[] {
