@@ -7,7 +7,10 @@
 #   1. the emulator's self-test (gpt_emu_selftest);
 #   2. the cuda jest project (every op against the CPU backend, the decoding
 #      ops, a few training steps);
-#   3. the GPU check's correctness part (gpu-check.sh --only correctness).
+#   3. the GPU check's correctness part (gpu-check.sh --only correctness);
+#   4. GPU ranks (test/dist/gpu-ranks.test.ts: 2 and 3 ranks on the emulated
+#      GPU, NCCL's calls done by a stand-in over MPI), where mpirun and the
+#      MPI plugin exist (Open MPI installed when the addon was built).
 #
 #   npm run test:emu -- [--build-dir DIR] [--jest-json FILE] [--results DIR]
 #
@@ -57,10 +60,10 @@ step "built in $((SECONDS - t0)) s"
 
 export GPT_EMU_GUARD=1 GPT_ENGINE_ADDON="$addon"
 fail=0
-step "1/3 the emulator's self-test"
+step "1/4 the emulator's self-test"
 "$build/gpt_emu_selftest" || { step "FAILED: the self-test"; fail=1; }
 
-step "2/3 the cuda jest project"
+step "2/4 the cuda jest project"
 report="${jest_json:-$tmp/jest.json}"
 rm -f "$report"
 npx jest --ci --selectProjects cuda --json --outputFile="$report" || { step "FAILED: the cuda jest project"; fail=1; }
@@ -69,13 +72,25 @@ node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"
   if (!(r.numTotalTests > 0)) { console.error("test-emu: the cuda jest project ran no test"); process.exit(1); }' "$report" ||
   { step "FAILED: the cuda jest project ran no test"; fail=1; }
 
-step "3/3 the GPU check's correctness part"
+step "3/4 the GPU check's correctness part"
 if bash scripts/gpu-check/gpu-check.sh --only correctness "$results" >"$tmp/gpu-check.log" 2>&1; then
   tail -6 "$tmp/gpu-check.log"
 else
   tail -40 "$tmp/gpu-check.log"
   step "FAILED: the GPU check's correctness part (log above)"
   fail=1
+fi
+step "4/4 GPU ranks (mpirun, NCCL stand-in)"
+if command -v mpirun >/dev/null && command -v mpicc >/dev/null && [[ -f "$(dirname "$addon")/gpt_engine_mpi.so" ]]; then
+  ranks_report="$tmp/gpu-ranks.json"
+  npx jest --ci --selectProjects dist --testPathPatterns 'test/dist/gpu-ranks' --json --outputFile="$ranks_report" ||
+    { step "FAILED: GPU ranks"; fail=1; }
+  # Left out inside (no emulated addon seen) would pass with no test run: a failure here.
+  node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    if (!(r.numPassedTests > 0) || r.numPendingTests > 0) { console.error("test-emu: the GPU-rank tests did not run"); process.exit(1); }' "$ranks_report" ||
+    { step "FAILED: the GPU-rank tests did not run"; fail=1; }
+else
+  step "left out: no mpirun/mpicc, or the addon was built without the MPI plugin (apt-get install openmpi-bin libopenmpi-dev)"
 fi
 step "done in $((SECONDS - t0)) s: $([[ $fail -eq 0 ]] && echo passed || echo FAILED)"
 exit $fail

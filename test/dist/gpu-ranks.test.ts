@@ -40,7 +40,7 @@ const describeEmu = emu.addon ? describe : describe.skip;
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-30);
 
-describeEmu('2 GPU ranks (emulated GPUs, NCCL stand-in over MPI) against 1 process on cuda', () => {
+describeEmu('GPU ranks (emulated GPUs, NCCL stand-in over MPI) against 1 process on cuda', () => {
   const STEPS = 3;
   // Small enough for the emulator: one micro-batch of 2 x 32 tokens per rank.
   const RECIPE = [...QUICK.filter((a, i, all) => !['--batch', '--seq'].includes(a) && !['--batch', '--seq'].includes(all[i - 1])), '--batch', '2', '--seq', '32', '--device', 'cuda', '--steps', String(STEPS)];
