@@ -5,6 +5,8 @@
  * "device" buffers are host memory, so GPU ranks can run on a machine with
  * no GPU. Built by the test with mpicc. Each call kind is named once on
  * stderr ("fake-nccl rank R: ncclX"), so the test can see NCCL was used.
+ * GPT_FAKE_NCCL_FAIL="ncclX:R" makes that call fail on rank R (error 4,
+ * invalid argument), for the error path.
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -18,12 +20,18 @@ typedef struct fake_comm* ncclComm_t;
 enum { kSuccess = 0, kSystemError = 2, kInvalidArgument = 4, kFloat32 = 7, kSum = 0 };
 
 static int seen[8];
-static void note(int kind, const char* name) {
-  if (seen[kind]) return;
-  seen[kind] = 1;
+/* Names the call once; non-zero when GPT_FAKE_NCCL_FAIL asks it to fail here. */
+static int note(int kind, const char* name) {
   int r = -1;
   MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  fprintf(stderr, "fake-nccl rank %d: %s\n", r, name);
+  if (!seen[kind]) {
+    seen[kind] = 1;
+    fprintf(stderr, "fake-nccl rank %d: %s\n", r, name);
+  }
+  const char* f = getenv("GPT_FAKE_NCCL_FAIL");
+  char want[64];
+  snprintf(want, sizeof want, "%s:%d", name, r);
+  return f && strcmp(f, want) == 0;
 }
 
 int ncclGetVersion(int* v) { *v = 21805; return kSuccess; }
@@ -40,8 +48,7 @@ int ncclGetUniqueId(ncclUniqueId* id) {
     return kSystemError;
   }
   fclose(f);
-  note(0, "ncclGetUniqueId");
-  return kSuccess;
+  return note(0, "ncclGetUniqueId") ? kInvalidArgument : kSuccess;
 }
 
 int ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
@@ -57,10 +64,10 @@ int ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
   int same = memcmp(first.internal, id.internal, sizeof id.internal) == 0, all = 0;
   MPI_Allreduce(&same, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
   if (!all) return kInvalidArgument;
+  if (note(1, "ncclCommInitRank")) return kInvalidArgument;
   *comm = (ncclComm_t)malloc(sizeof(struct fake_comm));
   (*comm)->rank = rank;
   (*comm)->nranks = nranks;
-  note(1, "ncclCommInitRank");
   return kSuccess;
 }
 
@@ -73,7 +80,7 @@ static int ok(int rc) { return rc == MPI_SUCCESS ? kSuccess : kSystemError; }
 int ncclAllReduce(const void* send, void* recv, size_t count, int type, int op, ncclComm_t comm, void* stream) {
   (void)comm; (void)stream;
   if (type != kFloat32 || op != kSum || count > 0x7fffffff) return kInvalidArgument;
-  note(2, "ncclAllReduce");
+  if (note(2, "ncclAllReduce")) return kInvalidArgument;
   return ok(MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
 }
 
@@ -81,7 +88,7 @@ int ncclReduceScatter(const void* send, void* recv, size_t recvcount, int type, 
                       void* stream) {
   (void)stream;
   if (type != kFloat32 || op != kSum || recvcount * comm->nranks > 0x7fffffff) return kInvalidArgument;
-  note(3, "ncclReduceScatter");
+  if (note(3, "ncclReduceScatter")) return kInvalidArgument;
   /* NCCL allows recv inside send (in place); MPI does not: reduce a copy. */
   size_t n = recvcount * (size_t)comm->nranks;
   float* copy = (float*)malloc(n * sizeof(float) + 1);
@@ -95,7 +102,7 @@ int ncclReduceScatter(const void* send, void* recv, size_t recvcount, int type, 
 int ncclAllGather(const void* send, void* recv, size_t sendcount, int type, ncclComm_t comm, void* stream) {
   (void)stream;
   if (type != kFloat32 || sendcount * comm->nranks > 0x7fffffff) return kInvalidArgument;
-  note(4, "ncclAllGather");
+  if (note(4, "ncclAllGather")) return kInvalidArgument;
   const float* in_place = (const float*)recv + sendcount * (size_t)comm->rank;
   return ok(MPI_Allgather(send == in_place ? MPI_IN_PLACE : send, (int)sendcount, MPI_FLOAT, recv, (int)sendcount,
                           MPI_FLOAT, MPI_COMM_WORLD));

@@ -89,6 +89,14 @@ describeEmu('GPU ranks (emulated GPUs, NCCL stand-in over MPI) against 1 process
     expect(a[STEPS - 1].loss).not.toBe(a[0].loss);
   });
 
+  test("a failed NCCL call ends the job, naming the rank, the call and NCCL's message", () => {
+    const t = Date.now();
+    const r = mpirun(2, ['train', ...RECIPE, '--zero', '1', '--out', tmpDir('gpu-fail')], 120000, { ...env, GPT_FAKE_NCCL_FAIL: 'ncclAllGather:1' });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/rank 1: .*NCCL on rank 1: ncclAllGather failed: invalid argument \(fake NCCL\) \(NCCL error 4\)/);
+    expect(Date.now() - t).toBeLessThan(60000);
+  });
+
   test('3 ranks (unequal ZeRO-1 slices, padded for NCCL) agree with 1 process accumulating 3 micro-batches within 1e-5', () => {
     const a = metrics(ranks3);
     const b = metrics(one3);
