@@ -83,7 +83,7 @@ fi
 step "4/4 GPU ranks (mpirun, NCCL stand-in)"
 if command -v mpirun >/dev/null && command -v mpicc >/dev/null && [[ -f "$(dirname "$addon")/gpt_engine_mpi.so" ]]; then
   ranks_report="$tmp/gpu-ranks.json"
-  npx jest --ci --selectProjects dist --testPathPatterns 'test/dist/gpu-ranks' --json --outputFile="$ranks_report" ||
+  GPT_ENGINE_TEST_GPU_RANKS=1 npx jest --ci --selectProjects dist --testPathPatterns 'test/dist/gpu-ranks' --json --outputFile="$ranks_report" ||
     { step "FAILED: GPU ranks"; fail=1; }
   # Left out inside (no emulated addon seen) would pass with no test run: a failure here.
   node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
