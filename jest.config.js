@@ -6,7 +6,7 @@
 //            build (docs/dev/CUDA-EMU.md; `npm run test:emu`). Without either
 //            the project is left out of the run and the reason is printed
 //            (test/cuda/README.md).
-//   dist   - data-parallel runs under Open MPI (test/dist): only where mpirun
+//   dist   - data-parallel runs under Open MPI (test/distributed): only where mpirun
 //            is on the PATH and the MPI plugin was built next to the addon;
 //            otherwise left out with the reason printed.
 const { execFileSync } = require('node:child_process');
@@ -59,8 +59,8 @@ if (dist.ok) {
   projects.push({
     ...common,
     displayName: 'dist',
-    testMatch: ['<rootDir>/test/dist/**/*.test.ts'],
-    testPathIgnorePatterns: gpuRanks ? ['/node_modules/'] : ['/node_modules/', '/test/dist/gpu-ranks\\.test\\.ts$'],
+    testMatch: ['<rootDir>/test/distributed/**/*.test.ts'],
+    testPathIgnorePatterns: gpuRanks ? ['/node_modules/'] : ['/node_modules/', '/test/distributed/gpu-ranks\\.test\\.ts$'],
   });
   if (!gpuRanks && !process.env.JEST_WORKER_ID)
     process.stderr.write('gpt-engine: GPU-rank tests left out of this run: they run on the emulated addon (npm run test:emu)\n');

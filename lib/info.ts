@@ -2,7 +2,7 @@
  * What `gpt-engine info` reports, as data (also used by the benchmarks'
  * machine section).
  */
-import { distNative, ncclVersionString } from './dist/native';
+import { distNative, ncclVersionString } from './distributed/native';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';

@@ -385,7 +385,7 @@ export class GPT {
     return this.sync((h) => h.timings());
   }
 
-  /** The native handle (for lib/dist, which joins the model to the ranks of a data-parallel run). */
+  /** The native handle (for lib/distributed, which joins the model to the ranks of a data-parallel run). */
   nativeHandle(): NativeModelHandle {
     return this.native();
   }

@@ -30,7 +30,7 @@ import { MetricsLog, stepLine } from './train/metrics';
 import { readResumeState, resolveResume, ResumeState, trainingState } from './train/resume';
 import { resolveSettings, validateSetting } from './train/settings';
 import { checkDistRun, describeRanks, distBatchTokens, leadFirst } from './train/dist';
-import { checkSameConfig, threadsPerRank, World } from './dist/world';
+import { checkSameConfig, threadsPerRank, World } from './distributed/world';
 import type { GPT } from './model';
 import { EffectiveConfig, RunHooks, StepInfo, TRAINER_OPTION_KEYS, TrainerOptions, TrainResult } from './train/types';
 

@@ -34,22 +34,22 @@ set(GPT_CORE_SOURCES
 # Data parallel (docs/ARCHITECTURE.md "Data parallel"): loaders of the MPI
 # plugin and of NCCL, both found at run time (dlopen), so they build everywhere.
 set(GPT_DIST_SOURCES
-  native/dist/mpi_loader.cc
-  native/dist/nccl_loader.cc
-  native/dist/nccl_comm.cc
+  native/distributed/mpi_loader.cc
+  native/distributed/nccl_loader.cc
+  native/distributed/nccl_comm.cc
 )
 # The GPU check's one-rank NCCL check: with the CUDA backend (nvcc builds),
 # or its stand-in that says there is no GPU (every other build).
 set(GPT_DIST_CUDA_SOURCES
-  native/dist/nccl_check.cu
+  native/distributed/nccl_check.cu
 )
 set(GPT_DIST_NO_CUDA_SOURCES
-  native/dist/nccl_check_none.cc
+  native/distributed/nccl_check_none.cc
 )
 # The MPI plugin: its own shared library, linked to libmpi, built only when
 # CMake finds an MPI (CMakeLists.txt).
 set(GPT_MPI_PLUGIN_SOURCES
-  native/dist/mpi_plugin.cc
+  native/distributed/mpi_plugin.cc
 )
 # Only in a build without the CUDA backend: cuda_info() says why not.
 set(GPT_CORE_NO_CUDA_SOURCES

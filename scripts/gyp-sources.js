@@ -2,7 +2,7 @@
 // Source lists and flags for binding.gyp, read from native/sources.cmake (the
 // one list the CMake builds use too; gyp has no globbing and no per-file flags):
 //   node scripts/gyp-sources.js main            addon, core (CPU build: no CUDA), the CPU files compiled once and
-//                                               the run-time loaders of native/dist (no MPI plugin: gyp builds none)
+//                                               the run-time loaders of native/distributed (no MPI plugin: gyp builds none)
 //   node scripts/gyp-sources.js isa avx512      the avx512 compilation of every CPU kernel family (likewise avx2,
 //                                               portable): writes build/isa-src/<family>_avx512.cc, one line
 //                                               including native/cpu/<family>_impl.h, and prints their paths

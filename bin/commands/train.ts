@@ -11,8 +11,8 @@ import { GPTConfig, PRESET_NAMES } from '../../lib/config';
 import { ArgumentRangeError, BadFileError } from '../../lib/errors';
 import { EvalInfo, parseTrainConfigFile, StepInfo, Trainer, TrainerOptions, TrainResult, TrainSettings } from '../../lib/trainer';
 import { TokenizerName } from '../../lib/tokenizer';
-import { runUnderMpirun, withoutNproc } from '../../lib/dist/launch';
-import { abortWorld, finalizeWorld, launchedByMpi, mpiWorld, World } from '../../lib/dist/world';
+import { runUnderMpirun, withoutNproc } from '../../lib/distributed/launch';
+import { abortWorld, finalizeWorld, launchedByMpi, mpiWorld, World } from '../../lib/distributed/world';
 import { intFlag, log, numberFlag, printJson } from '../cli-util';
 
 type Opts = Record<string, string | boolean | undefined>;

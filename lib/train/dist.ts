@@ -9,8 +9,8 @@
  */
 import { ArgumentRangeError } from '../errors';
 import type { Dataset } from '../data';
-import { distCall } from '../dist/native';
-import type { World } from '../dist/world';
+import { distCall } from '../distributed/native';
+import type { World } from '../distributed/world';
 import type { TrainSettings } from './settings';
 
 /**
@@ -39,7 +39,7 @@ export function checkDistRun(settings: TrainSettings, ranks: number, ds: Dataset
       `Expected at most ${Math.max(1, Math.floor(ds.train.count / (settings.batch * (settings.seq + 1))))} ranks for the training split of ${ds.dir} (${ds.train.count} tokens; each rank takes batch x (seq + 1) = ${settings.batch * (settings.seq + 1)} per micro-batch) but received ${ranks}: use fewer ranks or a smaller --batch/--seq`,
     );
   if (settings.device === 'cuda') {
-    // GPU ranks reduce their gradients with NCCL (native/dist/nccl_comm.cc): it must load before any model is made.
+    // GPU ranks reduce their gradients with NCCL (native/distributed/nccl_comm.cc): it must load before any model is made.
     const nccl = distCall((n) => n.ncclInfo());
     if (!nccl.available)
       throw new ArgumentRangeError(`Expected NCCL for --device cuda on ${ranks} ranks but it cannot be loaded: ${nccl.reason}`);

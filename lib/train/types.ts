@@ -3,7 +3,7 @@
  * the loop; these are its public shapes).
  */
 import type { GPTConfig, TokenizerName } from '../config';
-import type { World } from '../dist/world';
+import type { World } from '../distributed/world';
 import type { ModelBackend } from './backend';
 import type { TrainSettings } from './settings';
 
@@ -35,7 +35,7 @@ export interface TrainerOptions {
   /** draw loss.svg at each checkpoint and at the end (default true) */
   plot?: boolean;
   backend?: ModelBackend;
-  /** the ranks of a data-parallel run (lib/dist/world.ts; docs/DISTRIBUTED.md); absent: one process */
+  /** the ranks of a data-parallel run (lib/distributed/world.ts; docs/DISTRIBUTED.md); absent: one process */
   world?: World;
   /** ZeRO-1 on the ranks: each keeps 1/W of the AdamW moments (default: on when there are several) */
   zero?: boolean;

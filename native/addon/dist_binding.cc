@@ -1,15 +1,15 @@
 // Data-parallel training (docs/ARCHITECTURE.md "Data parallel"): MPI through
-// the run-time plugin (native/dist), and joining a model to the ranks.
-// lib/dist/native.ts types these exports.
+// the run-time plugin (native/distributed), and joining a model to the ranks.
+// lib/distributed/native.ts types these exports.
 #include <napi.h>
 
 #include <cstring>
 #include <mutex>
 
-#include "../dist/mpi_loader.h"
-#include "../dist/nccl_check.h"
-#include "../dist/nccl_comm.h"
-#include "../dist/nccl_loader.h"
+#include "../distributed/mpi_loader.h"
+#include "../distributed/nccl_check.h"
+#include "../distributed/nccl_comm.h"
+#include "../distributed/nccl_loader.h"
 #include "model_binding.h"
 #include "napi_util.h"
 
@@ -194,7 +194,7 @@ Napi::Value DistStats(const Napi::CallbackInfo& info) {
   });
 }
 
-// ncclInfo(): {available, version, path, reason} (native/dist/nccl_loader.h).
+// ncclInfo(): {available, version, path, reason} (native/distributed/nccl_loader.h).
 Napi::Value NcclInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {

@@ -103,7 +103,7 @@ class Backend {
   virtual void synchronize() = 0;
   // The queue this backend runs its work on, for code outside the backend
   // that must order its own device work with it (NCCL's collectives in
-  // native/dist/nccl_comm.cc): on "cuda" the cudaStream_t (null is CUDA's
+  // native/distributed/nccl_comm.cc): on "cuda" the cudaStream_t (null is CUDA's
   // legacy default stream, a valid stream), with the backend's GPU made
   // current on the calling thread; work given to it runs after every op
   // called before and before every op called after. Backends

@@ -1,7 +1,7 @@
 // The communicator a data-parallel model reduces through (docs/ARCHITECTURE.md
 // "Data parallel"): W ranks, each holding the same model, sum their
 // gradients inside Model::step(). The core sees only this interface; the
-// addon supplies it (native/dist: Open MPI for host memory, loaded at run time).
+// addon supplies it (native/distributed: Open MPI for host memory, loaded at run time).
 //
 // Every call is collective: every rank makes the same calls in the same
 // order with the same sizes. Float buffers are the backend's memory (the

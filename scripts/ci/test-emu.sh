@@ -8,7 +8,7 @@
 #   2. the cuda jest project (every op against the CPU backend, the decoding
 #      ops, a few training steps);
 #   3. the GPU check's correctness part (gpu-check.sh --only correctness);
-#   4. GPU ranks (test/dist/gpu-ranks.test.ts: 2 and 3 ranks on the emulated
+#   4. GPU ranks (test/distributed/gpu-ranks.test.ts: 2 and 3 ranks on the emulated
 #      GPU, NCCL's calls done by a stand-in over MPI), where mpirun and the
 #      MPI plugin exist (Open MPI installed when the addon was built).
 #
@@ -83,7 +83,7 @@ fi
 step "4/4 GPU ranks (mpirun, NCCL stand-in)"
 if command -v mpirun >/dev/null && command -v mpicc >/dev/null && [[ -f "$(dirname "$addon")/gpt_engine_mpi.so" ]]; then
   ranks_report="$tmp/gpu-ranks.json"
-  GPT_ENGINE_TEST_GPU_RANKS=1 npx jest --ci --selectProjects dist --testPathPatterns 'test/dist/gpu-ranks' --json --outputFile="$ranks_report" ||
+  GPT_ENGINE_TEST_GPU_RANKS=1 npx jest --ci --selectProjects dist --testPathPatterns 'test/distributed/gpu-ranks' --json --outputFile="$ranks_report" ||
     { step "FAILED: GPU ranks"; fail=1; }
   # Left out inside (no emulated addon seen) would pass with no test run: a failure here.
   node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));

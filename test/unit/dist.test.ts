@@ -2,7 +2,7 @@
  * The pure parts of data-parallel training (docs/DISTRIBUTED.md): the
  * batch-tokens rule, mpirun's command line and failure report, per-rank memory.
  */
-import { failedRank, mpirunArgs, withoutNproc } from '../../lib/dist/launch';
+import { failedRank, mpirunArgs, withoutNproc } from '../../lib/distributed/launch';
 import { presetConfig } from '../../lib/config';
 import { perRankTrainingMemory, trainingMemory } from '../../lib/params';
 import { distBatchTokens } from '../../lib/train/dist';

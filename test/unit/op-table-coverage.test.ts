@@ -33,8 +33,8 @@ function backendMethods(header: string): string[] {
 // decode_weight_bytes / decode_weight_pack build a backend's packed weight
 // copy; every decode_linear, decode_linear_gelu and decode_head case runs
 // through them first (native/addon/backend_ops_binding.cc packs, then calls).
-// native_stream hands the backend's queue to NCCL (native/dist/nccl_comm.cc);
-// test/dist/gpu-ranks.test.ts runs it.
+// native_stream hands the backend's queue to NCCL (native/distributed/nccl_comm.cc);
+// test/distributed/gpu-ranks.test.ts runs it.
 const NOT_OPS = new Set(['name', 'alloc', 'free', 'to_device', 'to_host', 'copy', 'zero', 'synchronize', 'native_stream', 'decode_weight_bytes', 'decode_weight_pack']);
 
 /** The `op` of every case of both tables (built in plain node: inside jest's VM it takes ~30 s). */

@@ -1,6 +1,6 @@
 /*
- * A stand-in libnccl.so.2 for tests only (test/dist/gpu-ranks.test.ts): the
- * NCCL functions gpt-engine loads (native/dist/nccl_loader.h), done with MPI
+ * A stand-in libnccl.so.2 for tests only (test/distributed/gpu-ranks.test.ts): the
+ * NCCL functions gpt-engine loads (native/distributed/nccl_loader.h), done with MPI
  * on MPI_COMM_WORLD over host memory. Under the SIMT emulator build the
  * "device" buffers are host memory, so GPU ranks can run on a machine with
  * no GPU. Built by the test with mpicc. Each call kind is named once on

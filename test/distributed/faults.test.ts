@@ -163,7 +163,9 @@ describe('bad input is refused before training', () => {
 describe('loaders', () => {
   test('an addon without the MPI plugin says this build has no MPI and how to get it', () => {
     const dir = tmpDir('noplugin');
-    fs.copyFileSync(path.join(root, 'build', 'Release', 'gpt_engine.node'), path.join(dir, 'gpt_engine.node'));
+    // The addon under test (the one jest.config.js found the plugin beside), alone in a folder.
+    const addon = process.env.GPT_ENGINE_ADDON ? path.resolve(process.env.GPT_ENGINE_ADDON) : path.join(root, 'build', 'Release', 'gpt_engine.node');
+    fs.copyFileSync(addon, path.join(dir, 'gpt_engine.node'));
     const env = { ...process.env, GPT_ENGINE_ADDON: path.join(dir, 'gpt_engine.node') };
     const n = spawnSync(process.execPath, [cli, 'train', '--nproc', '2', ...QUICK, '--steps', '2'], { encoding: 'utf8', env });
     expect(n.status).toBe(1);
@@ -186,7 +188,7 @@ describe('loaders', () => {
   }
 
   function ncclInfo(env: NodeJS.ProcessEnv): { available: boolean; version: number | null; reason: string | null } {
-    const code = `process.stdout.write(JSON.stringify(require(${JSON.stringify(path.join(root, 'dist', 'lib', 'dist', 'native.js'))}).distNative().ncclInfo()))`;
+    const code = `process.stdout.write(JSON.stringify(require(${JSON.stringify(path.join(root, 'dist', 'lib', 'distributed', 'native.js'))}).distNative().ncclInfo()))`;
     const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, ...env } });
     if (r.status !== 0) throw new Error(r.stderr);
     return JSON.parse(r.stdout);

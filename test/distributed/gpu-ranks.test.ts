@@ -2,8 +2,8 @@
  * GPU ranks without a GPU: 2 ranks on --device cuda, where "cuda" is the
  * SIMT emulator build (docs/dev/CUDA-EMU.md; its device buffers are host
  * memory) and libnccl.so.2 is a stand-in built here from
- * test/dist/fake-nccl-mpi.c (NCCL's functions done with MPI). This runs the
- * whole NCCL path of the step (native/dist/nccl_comm.cc: the unique id
+ * test/distributed/fake-nccl-mpi.c (NCCL's functions done with MPI). This runs the
+ * whole NCCL path of the step (native/distributed/nccl_comm.cc: the unique id
  * broadcast, ncclCommInitRank, reduce-scatter and all-gather on the
  * backend's stream, ZeRO-1 on) against 1 process on cuda accumulating the
  * same micro-batches, on 2 ranks (equal slices) and 3 (unequal, padded). Left out, saying why, where the emulated addon is
