@@ -4,10 +4,11 @@
 // rebuilt from the last floor(n_positions / 2) tokens), with dense and banded
 // layers; a sequence's logits are bitwise the same alone and in a batch,
 // across rebuilds, in fp32 and bf16; 'stop' ends at the context and says so.
-import { Decoder, DecodeSession, generate, GenerationResult, slideKeep } from '../../lib/generate';
+import { generate, GenerationResult, slideKeep } from '../../lib/generate';
 import { GPT } from '../../lib/model';
 import { GPTConfig } from '../../lib/config';
 import { byteModelForSuite, relL2 } from './shared/setup';
+import { recording } from './shared/batching-driver';
 
 const N = 16;
 const config: GPTConfig = {
@@ -21,40 +22,6 @@ const config: GPTConfig = {
   attention_window: 5,
 };
 const V = config.vocab_size;
-
-/**
- * Wraps a decoder and records, per sequence, the logits each sampled token
- * was drawn from (the prefill's row, or the step's, in order).
- */
-function recording(d: Decoder, rows: Float32Array[][]): Decoder {
-  return {
-    vocabSize: d.vocabSize,
-    nPositions: d.nPositions,
-    async open(capacities: number[], abort: Int32Array): Promise<DecodeSession> {
-      const s = await d.open(capacities, abort);
-      rows.length = 0;
-      for (let i = 0; i < capacities.length; i++) rows.push([]);
-      return {
-        cacheBytes: s.cacheBytes,
-        async prefill(prompts: Int32Array[]) {
-          const out = await s.prefill(prompts);
-          prompts.forEach((p, i) => {
-            if (p.length) rows[i].push(out.slice(i * V, (i + 1) * V));
-          });
-          return out;
-        },
-        async step(tokens: Int32Array, active: Uint8Array) {
-          const out = await s.step(tokens, active);
-          active.forEach((a, i) => {
-            if (a) rows[i].push(out.slice(i * V, (i + 1) * V));
-          });
-          return out;
-        },
-        close: () => s.close(),
-      };
-    },
-  };
-}
 
 /** The logits of each generated token by the policy's window, from a full forward. */
 async function referenceLogits(m: GPT, prompt: Int32Array, generated: number[]): Promise<Float32Array[]> {
