@@ -216,17 +216,24 @@ async function benchEngine(addon) {
         { B: 1, H: 16, T: 8192, D: 128, banded: false, w: 0 },
         { B: 1, H: 16, T: 8192, D: 128, banded: true, w: 256 },
         { B: 8, H: 12, T: 1024, D: 64, banded: false, w: 0 },
+        { B: 1, H: 16, T: 4096, D: 64, banded: false, w: 0 },
+        // The band's worth at length: tokens/s of w=256 against dense at T 16384 (the bandRatio row).
+        { B: 1, H: 16, T: 16384, D: 128, banded: false, w: 0 },
+        { B: 1, H: 16, T: 16384, D: 128, banded: true, w: 256 },
       ];
+  // fp32 beside bf16 on these (the SIMT kernels of attention_fp32.cu): what bf16 buys.
+  const fp32Shapes = dryRun ? [shapes[0]] : [shapes[0], shapes[3]];
   const repeat = dryRun ? 1 : 10;
   const r = ops.rng(5);
   const rows = [];
-  for (const s of shapes) {
+  const cases = [...shapes.map((s) => ({ s, precision: 'bf16' })), ...fp32Shapes.map((s) => ({ s, precision: 'fp32' }))];
+  for (const { s, precision } of cases) {
     const n = s.B * s.H * s.T * s.D;
-    // precision bf16: the tensor-core kernels (backendOp's default, fp32, would time the SIMT ones).
-    const base = { device, precision: 'bf16', batch: s.B, heads: s.H, seq: s.T, headDim: s.D, banded: s.banded, window: s.w, scale: 1 / Math.sqrt(s.D),
+    // precision bf16: the tensor-core kernels; fp32: the SIMT ones (backendOp's default).
+    const base = { device, precision, batch: s.B, heads: s.H, seq: s.T, headDim: s.D, banded: s.banded, window: s.w, scale: 1 / Math.sqrt(s.D),
       q: ops.randn(r, n), k: ops.randn(r, n), v: ops.randn(r, n) };
     const flops = attentionFlops(s);
-    const row = { ...s, pattern: s.banded ? `banded w=${s.w}` : 'dense' };
+    const row = { ...s, precision, pattern: s.banded ? `banded w=${s.w}` : 'dense' };
     try {
       const f = await addon.backendOp({ ...base, op: 'attention_forward', repeat });
       const b = await addon.backendOp({ ...base, op: 'attention_backward', out: f.out, lse: f.lse, dout: ops.randn(r, n), repeat });
@@ -238,30 +245,95 @@ async function benchEngine(addon) {
       row.error = String(e.message || e);
     }
     rows.push(row);
-    log(`  engine attention ${row.pattern} B${s.B} H${s.H} T${s.T} D${s.D}: ${row.error || `fwd ${row.fwd_tflops.toFixed(1)} TFLOP/s, fwd+bwd ${row.fwdbwd_tflops.toFixed(1)} TFLOP/s`}`);
+    log(`  engine attention ${precision} ${row.pattern} B${s.B} H${s.H} T${s.T} D${s.D}: ${row.error || `fwd ${row.fwd_tflops.toFixed(1)} TFLOP/s, fwd+bwd ${row.fwdbwd_tflops.toFixed(1)} TFLOP/s`}`);
+  }
+  // Dense against banded at the same length: the same queries, so the ratio of times is the ratio of tokens/s.
+  const bandRatio = [];
+  for (const d of rows.filter((x) => !x.banded && x.precision === 'bf16' && !x.error)) {
+    const b = rows.find((x) => x.banded && x.precision === 'bf16' && x.T === d.T && x.D === d.D && x.B === d.B && x.H === d.H && !x.error);
+    if (b) bandRatio.push({ T: d.T, D: d.D, w: b.w, fwd: d.fwd_ms / b.fwd_ms, fwdbwd: (d.fwd_ms + d.bwd_ms) / (b.fwd_ms + b.bwd_ms) });
   }
   const gemms = [];
-  for (const [M, K, N] of dryRun ? [[128, 128, 128]] : [[8192, 768, 3072], [8192, 3072, 768], [8192, 768, 50304]]) {
-    const g = { M, K, N };
+  const gemmShapes = dryRun ? [[128, 128, 128]] : [[8192, 768, 3072], [8192, 3072, 768], [8192, 768, 50304]];
+  const gemmCases = [...gemmShapes.map((x) => [...x, 'bf16']), ...gemmShapes.slice(0, 1).map((x) => [...x, 'fp32'])];
+  for (const [M, K, N, precision] of gemmCases) {
+    const g = { M, K, N, precision };
     try {
-      const res = await addon.backendOp({ device, op: 'matmul_forward', precision: 'bf16', M, K, N, a: ops.randn(r, M * K), b: ops.randn(r, K * N, 0.05), repeat: dryRun ? 1 : 10 });
+      const res = await addon.backendOp({ device, op: 'matmul_forward', precision, M, K, N, a: ops.randn(r, M * K), b: ops.randn(r, K * N, 0.05), repeat: dryRun ? 1 : 10 });
       g.ms = res.ms;
       g.tflops = (2 * M * K * N) / (res.ms * 1e9);
     } catch (e) {
       g.error = String(e.message || e);
     }
     gemms.push(g);
-    log(`  engine GEMM bf16 ${M}x${K}x${N}: ${g.error || `${g.tflops.toFixed(1)} TFLOP/s`}`);
+    log(`  engine GEMM ${precision} ${M}x${K}x${N}: ${g.error || `${g.tflops.toFixed(1)} TFLOP/s`}`);
   }
   const decodeRows = await benchDecodeAttention(addon, r);
-  writeJson('bench-engine.json', { device, dryRun, attention: rows, gemm: gemms, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
+  const step = await benchStep(gemms);
+  writeJson('bench-engine.json', { device, dryRun, peakTflops: PEAK_TFLOPS, attention: rows, bandRatio, gemm: gemms, step, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
   for (const x of rows)
-    table.push([`engine attn ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
+    table.push([`engine attn ${x.precision} ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
+  for (const x of bandRatio)
+    table.push([`engine band w=${x.w} vs dense T${x.T} D${x.D}`, 'ran', `tokens/s ${x.fwd.toFixed(1)}x (fwd), ${x.fwdbwd.toFixed(1)}x (fwd+bwd)`]);
   for (const g of gemms)
-    table.push([`engine GEMM ${g.M}x${g.K}x${g.N}`, g.error ? 'ERROR' : 'ran', g.error ? g.error.slice(0, 80) : `${g.tflops.toFixed(1)} TFLOP/s`]);
+    table.push([`engine GEMM ${g.precision} ${g.M}x${g.K}x${g.N}`, g.error ? 'ERROR' : 'ran', g.error ? g.error.slice(0, 80) : `${g.tflops.toFixed(1)} TFLOP/s`]);
+  for (const x of step)
+    table.push([`engine step ${x.preset} ${x.precision} B${x.batch} T${x.seq}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) :
+      `${x.ms.toFixed(1)} ms, ${Math.round(x.tokensPerSecond)} tok/s, MFU ${(100 * x.mfu).toPrecision(3)}% of ${PEAK_TFLOPS}` +
+      (x.mfuOfGemm === null ? '' : `, ${(100 * x.mfuOfGemm).toPrecision(3)}% of the GEMM's ${x.gemmTflops.toPrecision(3)}`) + ' TFLOP/s']);
   for (const x of decodeRows)
     table.push([`engine decode attn ${x.pattern} M${x.M} H${x.H} D${x.D} n${x.n}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `${x.us.toFixed(1)} us, cache read ${x.cache_gbps.toFixed(0)} GB/s`]);
   return shapes;
+}
+
+// The dense bf16 tensor-core peak that MFU is stated against (H100 SXM and H200: 989 TFLOP/s without sparsity).
+const PEAK_TFLOPS = Number(process.env.GPU_CHECK_PEAK_TFLOPS) || 989;
+
+// Whole training steps (forwardBackward + step) of GPT-2 small at the shape the design targets (B 16, T 1024), in
+// bf16 and fp32: median ms of 5 after 2 warm-up steps, tokens/s, and MFU (model FLOPs of lib/flops.ts
+// trainingFlopsPerToken) against PEAK_TFLOPS and against the best GEMM rate measured above at that precision.
+async function benchStep(gemms) {
+  const lib = loadLib();
+  if (typeof lib.GPT !== 'function') return [{ error: 'dist/lib has no GPT class (run `npm run build`)' }];
+  const { trainingFlopsPerToken } = require(path.join(pkgRoot, 'dist', 'lib', 'flops.js'));
+  const preset = dryRun ? 'tiny' : 'gpt2';
+  const [B, T] = dryRun ? [2, 32] : [16, 1024];
+  const out = [];
+  for (const precision of ['bf16', 'fp32']) {
+    const row = { preset, precision, batch: B, seq: T };
+    let m;
+    try {
+      m = await lib.GPT.create(preset, { seed: 3, device, precision });
+      const cfg = m.config;
+      const r = ops.rng(11);
+      const tokens = Int32Array.from(ops.randi(r, B * T, 0, cfg.vocab_size));
+      const targets = Int32Array.from(ops.randi(r, B * T, 0, cfg.vocab_size));
+      const times = [];
+      for (let i = 0; i < 7; ++i) {
+        const t0 = process.hrtime.bigint();
+        await m.forwardBackward(tokens, targets, { batch: B, seq: T });
+        await m.step({ lr: 1e-4 });
+        if (i >= 2) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+      times.sort((a, b) => a - b);
+      row.ms = times[times.length >> 1];
+      row.flopsPerToken = trainingFlopsPerToken(cfg, T);
+      row.tokensPerSecond = (B * T) / (row.ms / 1e3);
+      const tflops = (row.flopsPerToken * row.tokensPerSecond) / 1e12;
+      row.tflops = tflops;
+      row.mfu = tflops / PEAK_TFLOPS;
+      const best = Math.max(0, ...gemms.filter((g) => g.precision === precision && !g.error).map((g) => g.tflops));
+      row.gemmTflops = best || null;
+      row.mfuOfGemm = best ? tflops / best : null;
+    } catch (e) {
+      row.error = String(e.message || e);
+    } finally {
+      if (m) await m.dispose().catch(() => {});
+    }
+    log(`  engine step ${preset} ${precision} B${B} T${T}: ${row.error || `${row.ms.toFixed(1)} ms, MFU ${(100 * row.mfu).toFixed(2)}%`}`);
+    out.push(row);
+  }
+  return out;
 }
 
 // Single-query attention over a KV cache (decodeOp, `repeat` runs): one
