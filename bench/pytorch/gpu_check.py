@@ -137,7 +137,7 @@ def train_tokens_per_s(dev, dry, compiled):
     cfg = dict(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=512) if dry else \
         dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257)
     cfg.update(layer_norm_epsilon=1e-5, attention_pattern="dense")
-    B, T = (2, 64) if dry else (8, 1024)
+    B, T = (2, 64) if dry else (16, 1024)  # the engine's step row (gpu-check main.js benchStep)
     model = GPT(cfg).to(dev)
     try:
         opt = adamw_for(model, fused=(dev == "cuda"))

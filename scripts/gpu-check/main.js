@@ -270,6 +270,7 @@ async function benchEngine(addon) {
   }
   const decodeRows = await benchDecodeAttention(addon, r);
   const step = await benchStep(gemms);
+  stepRows = step;
   writeJson('bench-engine.json', { device, dryRun, peakTflops: PEAK_TFLOPS, attention: rows, bandRatio, gemm: gemms, step, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
   for (const x of rows)
     table.push([`engine attn ${x.precision} ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
@@ -285,6 +286,8 @@ async function benchEngine(addon) {
     table.push([`engine decode attn ${x.pattern} M${x.M} H${x.H} D${x.D} n${x.n}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `${x.us.toFixed(1)} us, cache read ${x.cache_gbps.toFixed(0)} GB/s`]);
   return shapes;
 }
+
+let stepRows = [];  // benchStep's rows, for the ratio against PyTorch's step
 
 // The dense bf16 tensor-core peak that MFU is stated against (H100 SXM and H200: 989 TFLOP/s without sparsity).
 const PEAK_TFLOPS = Number(process.env.GPU_CHECK_PEAK_TFLOPS) || 989;
@@ -431,6 +434,10 @@ function benchPytorch(shapes) {
     for (const a of j.attention || [])
       table.push([`torch ${a.backend} ${a.pattern} T${a.T} D${a.D}`, a.error ? 'ERROR' : 'ran', a.error ? String(a.error).slice(0, 80) : `fwd ${a.fwd_tflops.toFixed(1)}, fwd+bwd ${a.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
     if (j.train) table.push([`torch GPT-2 train (${j.train.mode})`, j.train.error ? 'ERROR' : 'ran', j.train.error ? String(j.train.error).slice(0, 80) : `${Math.round(j.train.tokens_per_s)} tokens/s`]);
+    const mine = stepRows.find((x) => x.precision === 'bf16' && !x.error);
+    const cfg = j.train && j.train.config;
+    if (mine && cfg && !j.train.error && cfg.batch === mine.batch && cfg.seq === mine.seq)
+      table.push([`engine/torch GPT-2 step bf16 B${mine.batch} T${mine.seq}`, 'ran', `${(mine.tokensPerSecond / j.train.tokens_per_s).toFixed(2)}x torch (${j.train.mode})`]);
   } catch (e) {
     table.push(['PyTorch twins', 'ERROR', String(e.message).slice(0, 80)]);
   }
