@@ -279,7 +279,14 @@ bool run_lt(State& st, bool ta, bool tb, int M, int N, int K, const float* A, lo
       for (auto& kv : st.plans) destroy_plan(st, kv.second);
       st.plans.clear();
     }
-    it = st.plans.emplace(k, make_plan(st, k)).first;
+    Plan made;
+    try {
+      made = make_plan(st, k);
+    } catch (...) {
+      st.plans.emplace(k, Plan{});  // unusable: the own kernels run this shape from now on
+      throw;
+    }
+    it = st.plans.emplace(k, made).first;
   }
   Plan& p = it->second;
   if (!p.usable) return false;
@@ -290,7 +297,10 @@ bool run_lt(State& st, bool ta, bool tb, int M, int N, int K, const float* A, lo
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   LtStatus s = st.api.Matmul(st.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, st.workspace,
                              st.workspace_bytes, stream);
-  if (s != kLtSuccess) throw "cublasLtMatmul failed: " + status_text(st.api, s);
+  if (s != kLtSuccess) {
+    p.usable = false;  // the own kernels run this shape from now on
+    throw "cublasLtMatmul failed: " + status_text(st.api, s);
+  }
   return true;
 }
 
@@ -532,7 +542,17 @@ bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, const float*
     return run_lt(st, trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p,
                   static_cast<cudaStream_t>(stream));
   } catch (const std::string& s) {
-    throw GptError(ErrorCode::Internal, "matmul (cuBLASLt): " + s);
+    // Nothing was queued: the own kernels run this call, and this shape from
+    // now on (unless cuBLASLt was demanded), said once per shape.
+    char shape[128];
+    std::snprintf(shape, sizeof shape, "%s%s %s, M %d N %d K %d%s", trans_a ? "T" : "N", trans_b ? "T" : "N",
+                  p == Precision::BF16 ? "bf16" : "fp32", M, N, K, bias ? " + bias" : "");
+    const char* mode = std::getenv("GPT_ENGINE_GEMM");
+    if (mode && std::string(mode) == "cublaslt")
+      throw GptError(ErrorCode::Internal, std::string("matmul (cuBLASLt) ") + shape + ": " + s);
+    std::fprintf(stderr, "gpt-engine: cuBLASLt failed on a GEMM (%s): %s; the engine's own kernels run that shape\n",
+                 shape, s.c_str());
+    return false;
   }
 }
 

@@ -35,10 +35,10 @@ struct GemmChoice {
 GemmChoice gemm_choice();
 
 // The GEMM of gemm.cuh through cuBLASLt. Returns false (nothing done) when the
-// own GEMM must run this call: cuBLASLt not chosen, K == 0, or no algorithm
-// for this shape. Throws GptError when $GPT_ENGINE_GEMM demands cuBLASLt and
-// it is not usable, or when cuBLASLt fails on a call. `stream` is a
-// cudaStream_t.
+// own GEMM must run this call: cuBLASLt not chosen, K == 0, no algorithm for
+// this shape, or cuBLASLt failed on it (said on stderr once; that shape then
+// stays on the own GEMM). Throws GptError when $GPT_ENGINE_GEMM demands
+// cuBLASLt and it is not usable or fails. `stream` is a cudaStream_t.
 bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
                    long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p,
                    void* stream);

@@ -23,21 +23,23 @@ const addon = loadAddon<{ cudaGemmInfo(): GemmInfo }>();
 const info = addon.cudaInfo();
 const addonPath = addonCandidates().find((f) => fs.existsSync(f))!;
 
-// A child process: the first GEMMs of the process (bias + GELU forward,
-// backward: NT and TN accumulating, bias gradient) on cuda and on the cpu,
+// A child process: the first GEMMs of the process (bias + GELU forward, run
+// twice, backward: NT and TN accumulating, bias gradient) on cuda and on the cpu,
 // their relative L2 differences, then which GEMM it says ran.
 const CHILD = `
 const addon = require(process.argv[1]);
 const precision = process.argv[2];
+const big = process.argv[3] === 'big';
 let s = 7;
 const rnd = (n, scale) => Float32Array.from({ length: n }, () => { s = (s * 1103515245 + 12345) >>> 0; return ((s >>> 8) / 8388608 - 1) * scale; });
 const rel = (x, y) => { let e = 0, n = 0; for (let i = 0; i < x.length; i++) { e += (x[i] - y[i]) ** 2; n += y[i] ** 2; } return Math.sqrt(e / n); };
 (async () => {
-  const M = 23, K = 19, N = 31;
+  const [M, K, N] = big ? [64, 48, 40] : [23, 19, 31];
   const fwd = { op: 'matmul_forward_gelu', precision, M, K, N, a: rnd(M * K, 1), b: rnd(K * N, 0.3), bias: rnd(N, 0.5) };
   const bwd = { op: 'matmul_backward', precision, M, K, N, dout: rnd(M * N, 1), inp: rnd(M * K, 1), w: rnd(K * N, 0.3), dw: rnd(K * N, 1), dbias: rnd(N, 1) };
   const r = {};
   try {
+    await addon.backendOp({ device: 'cuda', ...fwd });  // twice: a second call of a shape says nothing new
     const gf = await addon.backendOp({ device: 'cuda', ...fwd }), cf = await addon.backendOp({ device: 'cpu', ...fwd });
     const gb = await addon.backendOp({ device: 'cuda', ...bwd }), cb = await addon.backendOp({ device: 'cpu', ...bwd });
     r.errors = { pre: rel(gf.pre, cf.pre), out: rel(gf.out, cf.out), dinp: rel(gb.dinp, cb.dinp), dw: rel(gb.dw, cb.dw), dbias: rel(gb.dbias, cb.dbias) };
@@ -56,11 +58,11 @@ interface ChildResult {
   stderr: string;
 }
 
-function child(env: Record<string, string | undefined>, precision = 'fp32'): ChildResult {
+function child(env: Record<string, string | undefined>, precision = 'fp32', size = 'small'): ChildResult {
   const e: NodeJS.ProcessEnv = { ...process.env };
   for (const k of ['GPT_ENGINE_GEMM', 'GPT_ENGINE_CUBLASLT', 'GPT_EMU_CUBLASLT_FAULT']) delete e[k];
   for (const [k, v] of Object.entries(env)) if (v !== undefined) e[k] = v;
-  const r = spawnSync(process.execPath, ['-e', CHILD, addonPath, precision], { env: e, encoding: 'utf8', timeout: 120000 });
+  const r = spawnSync(process.execPath, ['-e', CHILD, addonPath, precision, size], { env: e, encoding: 'utf8', timeout: 120000 });
   if (r.status !== 0) throw new Error(`child failed (${r.status}): ${r.stderr}`);
   return { ...(JSON.parse(r.stdout) as Omit<ChildResult, 'stderr'>), stderr: r.stderr };
 }
@@ -130,6 +132,7 @@ if (info.emulated) {
     ['bias', /self-check: NN \+ bias \(matmul forward\) fp32, M 37 N 29 K 19: relative error [0-9.e+-]+ against the own GEMM \(limit 1e-05\)/],
     ['ld', /self-check: NN \+ bias, padded rows fp32, M 21 N 43 K 27: relative error (nan|[0-9.e+-]+) against the own GEMM/],
     ['status', /self-check: NN \(matmul forward\) fp32, M 37 N 29 K 19: cublasLtMatmul failed: CUBLAS_STATUS_EXECUTION_FAILED \(13\)/],
+    ['noalgo', /gpt_emu_cublaslt\.so has no algorithm for any of the self-check's GEMMs/],
   ];
   for (const [fault, why] of faults) {
     test(`a stand-in that gets it wrong (${fault}) makes the self-check fall back to the own GEMM and say why`, () => {
@@ -144,6 +147,23 @@ if (info.emulated) {
       expect(lines[0]).toMatch(why);
     });
   }
+
+  test('cuBLASLt failing on a GEMM after the self-check passed: the own kernels run that shape, said once per shape', () => {
+    const r = child({ GPT_EMU_CUBLASLT_FAULT: 'late-status' }, 'fp32', 'big');
+    expectMatchesCpu(r, 1e-5);
+    expect(r.gemm).toMatchObject({ cublaslt: true, reason: '' });
+    const lines = r.stderr.trim().split('\n');
+    // The forward (NN + bias), dinp (NT) and dW (TN), each once.
+    expect(lines).toEqual([
+      "gpt-engine: cuBLASLt failed on a GEMM (NN fp32, M 64 N 40 K 48 + bias): cublasLtMatmul failed: CUBLAS_STATUS_EXECUTION_FAILED (13); the engine's own kernels run that shape",
+      "gpt-engine: cuBLASLt failed on a GEMM (NT fp32, M 64 N 48 K 40): cublasLtMatmul failed: CUBLAS_STATUS_EXECUTION_FAILED (13); the engine's own kernels run that shape",
+      "gpt-engine: cuBLASLt failed on a GEMM (TN fp32, M 48 N 40 K 64): cublasLtMatmul failed: CUBLAS_STATUS_EXECUTION_FAILED (13); the engine's own kernels run that shape",
+    ]);
+    // Demanded, the same failure is an error.
+    const d = child({ GPT_ENGINE_GEMM: 'cublaslt', GPT_EMU_CUBLASLT_FAULT: 'late-status' }, 'fp32', 'big');
+    expect(d.error).toMatchObject({ code: 'INTERNAL' });
+    expect(d.error!.message).toMatch(/^matmul \(cuBLASLt\) NN fp32, M 64 N 40 K 48 \+ bias: cublasLtMatmul failed: CUBLAS_STATUS_EXECUTION_FAILED/);
+  });
 
   test('GPT_ENGINE_GEMM=cublaslt turns a failed self-check into an error naming the reason', () => {
     const r = child({ GPT_ENGINE_GEMM: 'cublaslt', GPT_EMU_CUBLASLT_FAULT: 'bias' });

@@ -20,7 +20,10 @@
 // engine's self-check notices: "transpose" (reads TRANSA the wrong way round,
 // as a bad mapping would), "bias" (leaves the bias out), "ld" (ignores the
 // leading dimensions, as if every matrix were packed), "status"
-// (cublasLtMatmul fails with CUBLAS_STATUS_EXECUTION_FAILED).
+// (cublasLtMatmul fails with CUBLAS_STATUS_EXECUTION_FAILED), "noalgo" (the
+// heuristic finds nothing: CUBLAS_STATUS_NOT_SUPPORTED), "late-status"
+// (cublasLtMatmul fails only when m * n * k exceeds 100,000, above every
+// shape of the engine's self-check: a failure after the self-check passed).
 #include <stdint.h>
 
 #include <cmath>
@@ -260,6 +263,7 @@ __attribute__((visibility("default"))) int cublasLtMatmulAlgoGetHeuristic(Handle
   if (!p || !results || !returned || requested <= 0) return kInvalidValue;
   const int v = validate(d, a, b, c, dd);
   if (v != kSuccess) return v;
+  if (fault() == "noalgo") return kNotSupported;
   std::memset(results, 0, sizeof(HeuristicResult));
   results[0].algo.data[0] = kAlgoTag;
   for (int i = 0; i < 4; ++i) results[0].algo.data[1 + i] = p->align[i];
@@ -294,6 +298,7 @@ __attribute__((visibility("default"))) int cublasLtMatmul(Handle* h, Desc* d, co
   uint64_t m, k, n, kb;
   op_dims(la, ta, &m, &k);
   op_dims(lb, tb, &kb, &n);
+  if (f == "late-status" && m * n * k > 100000) return kExecutionFailed;
   const bool packed = f == "ld";
   const int64_t lda = packed ? static_cast<int64_t>(la->rows) : la->ld;
   const int64_t ldb = packed ? static_cast<int64_t>(lb->rows) : lb->ld;

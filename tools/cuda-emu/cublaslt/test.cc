@@ -294,7 +294,7 @@ int main(int argc, char** argv) {
   }
 
   // The faults for the engine's self-check test really are wrong.
-  for (const char* f : {"transpose", "bias", "ld", "status"}) {
+  for (const char* f : {"transpose", "bias", "ld", "status", "noalgo"}) {
     setenv("GPT_EMU_CUBLASLT_FAULT", f, 1);
     const int before = failures;
     quiet = true;
@@ -305,6 +305,20 @@ int main(int argc, char** argv) {
     expect(wrong, std::string("the fault \"") + f + "\" makes the result wrong or fails");
     unsetenv("GPT_EMU_CUBLASLT_FAULT");
   }
+
+  // "late-status" fails only above 100,000 multiply-adds.
+  setenv("GPT_EMU_CUBLASLT_FAULT", "late-status", 1);
+  {
+    const int before = failures;
+    quiet = true;
+    run_case(api, handle, {0, 0, 50, 50, 41, 0, 68, false, 1.0f, 0.0f});
+    const bool wrong = failures > before;
+    failures = before;
+    quiet = false;
+    expect(wrong, "the fault \"late-status\" fails a large GEMM");
+    run_case(api, handle, {0, 0, 47, 33, 23, 0, 68, true, 1.0f, 0.0f});  // must pass
+  }
+  unsetenv("GPT_EMU_CUBLASLT_FAULT");
 
   std::printf("gpt_emu_cublaslt_test: %d checks, %d failed\n", checks, failures);
   return failures ? 1 : 0;
