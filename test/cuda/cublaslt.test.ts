@@ -11,6 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { addonCandidates, loadAddon } from '../../lib/native';
+import { describeExit, distFile, runNode } from '../helpers/child-util';
 
 interface GemmInfo {
   gemm: string;
@@ -123,6 +124,23 @@ test('a GPT_ENGINE_CUBLASLT that does not load leaves the own GEMM, naming the f
   expect(r.gemm.cublaslt).toBe(false);
   expect(r.gemm.gemm).toMatch(/^own \(no cuBLASLt \(\/nonexistent\/libcublasLt\.so\.13: /);
   expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(FALLBACK_LINE)]);
+});
+
+test('gpt-engine info prints which GEMM runs, and gives it in --json', async () => {
+  const cli = distFile('bin/gpt-engine.js');
+  const want = addon.cudaGemmInfo();
+  const text = await runNode([cli, 'info'], { timeoutMs: 120000 });
+  if (text.code !== 0) throw new Error(describeExit(text));
+  expect(text.stdout).toContain(`\ngemm:       ${want.gemm}\n`);
+  const json = await runNode([cli, 'info', '--json'], { timeoutMs: 120000 });
+  if (json.code !== 0) throw new Error(describeExit(json));
+  expect(JSON.parse(json.stdout).gemm).toEqual(want);
+  if (info.emulated) {
+    const bad = await runNode([cli, 'info'], { env: { GPT_EMU_CUBLASLT_FAULT: 'bias' }, timeoutMs: 120000 });
+    if (bad.code !== 0) throw new Error(describeExit(bad));
+    expect(bad.stdout).toMatch(/\ngemm: {7}own \(.*failed the self-check: NN \+ bias \(matmul forward\) fp32, M 37 N 29 K 19: relative error/);
+    expect(bad.stderr).toMatch(/gpt-engine: the GEMMs run on the engine's own kernels, not cuBLASLt: /);
+  }
 });
 
 if (info.emulated) {
