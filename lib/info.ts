@@ -24,10 +24,39 @@ export interface EngineInfo {
   threads: number;
   memoryBytes: number;
   cuda: ReturnType<CoreNative['cudaInfo']> | { compiled: false; available: false; reason: string; name: ''; totalMemory: 0; computeCapability: ''; driverVersion: 0; runtimeVersion: 0; deviceCount: 0; emulated?: false };
+  /** which GEMM the CUDA backend runs (docs/GPU.md "Which GEMM runs"); absent without a usable GPU */
+  gemm?: CudaGemmInfo;
   checks: BackendCheck[];
   warnings: string[];
   /** data parallel (docs/DISTRIBUTED.md): MPI for CPU ranks, NCCL for GPU ranks */
   distributed?: { mpi: { available: boolean; version: string | null; reason: string | null }; nccl: { available: boolean; version: string | null; reason: string | null } };
+}
+
+/** The addon's answer to which GEMM the CUDA backend runs (native/cuda/cublaslt.h). */
+export interface CudaGemmInfo {
+  /** "cublaslt 13.0.2" or "own (<why not cuBLASLt>)" */
+  gemm: string;
+  cublaslt: boolean;
+  /** why not cuBLASLt ('' when it is used) */
+  reason: string;
+  /** the cuBLASLt file loaded ('' when none was) */
+  path: string;
+  /** cublasLtGetVersion() (0 when none was loaded) */
+  version: number;
+}
+
+/**
+ * Which GEMM the CUDA backend runs, or null without a usable GPU (or with an
+ * addon older than the answer). The first call may run cuBLASLt's self-check.
+ */
+export function cudaGemmInfo(): CudaGemmInfo | null {
+  try {
+    const addon = loadAddon<{ cudaGemmInfo?: () => CudaGemmInfo }>();
+    if (!addon.cudaInfo().available || typeof addon.cudaGemmInfo !== 'function') return null;
+    return addon.cudaGemmInfo();
+  } catch {
+    return null;
+  }
 }
 
 /** Whether this build and machine can run distributed: the MPI plugin and libmpi, and libnccl.so.2. */
@@ -153,6 +182,7 @@ export async function collectInfo(): Promise<EngineInfo> {
     },
     threads: native.getThreads(),
     cuda,
+    ...(cuda.available ? { gemm: cudaGemmInfo() ?? undefined } : {}),
     checks,
     warnings: environmentWarnings(),
     distributed: distributedInfo(),

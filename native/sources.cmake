@@ -101,6 +101,7 @@ set(GPT_CUDA_SOURCES
   native/cuda/attention_fp32.cu
   native/cuda/backend_factory.cu
   native/cuda/classifier.cu
+  native/cuda/cublaslt.cu
   native/cuda/cuda_backend.cu
   native/cuda/decode_attention.cu
   native/cuda/device.cu

@@ -26,6 +26,7 @@ export function register(program: Command): void {
           `isa path:   ${info.cpu.isa} (supported: ${info.cpu.supportedIsas.join(', ')}; avx512_bf16: ${info.cpu.avx512bf16 ? 'yes' : 'no'})`,
           `threads:    ${info.threads}`,
           `gpu:        ${info.cuda.emulated ? `none: device "cuda" is the ${info.cuda.name}, running the CUDA kernels emulated on the CPU (a GPT_ENGINE_CUDA_EMU build, for testing)` : info.cuda.available ? `${info.cuda.name}, ${(info.cuda.totalMemory / 2 ** 30).toFixed(1)} GiB, compute capability ${info.cuda.computeCapability}, driver ${info.cuda.driverVersion}` : `none (${info.cuda.reason})`}`,
+          ...(info.gemm ? [`gemm:       ${info.gemm.gemm}`] : []),
           ...(info.distributed
             ? [
                 `mpi:        ${info.distributed.mpi.available ? `${info.distributed.mpi.version} (CPU ranks: gpt-engine train --nproc N)` : `none (${info.distributed.mpi.reason})`}`,

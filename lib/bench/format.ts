@@ -80,7 +80,8 @@ export function machineLines(r: BenchReport): string[] {
       `ISA path ${m.isa} (CPU supports ${m.supportedIsas.join(', ')}; AVX512_BF16 ${m.avx512bf16 ? 'yes' : 'no'}); threads ${m.threads}`,
     `device: ${r.device} (${r.deviceReason})` +
       (m.gpu.name
-        ? `; GPU ${m.gpu.name}, ${((m.gpu.memoryBytes ?? 0) / 1024 ** 3).toFixed(1)} GiB, cc ${m.gpu.computeCapability}, driver ${m.gpu.driverVersion}, runtime ${m.gpu.runtimeVersion}`
+        ? `; GPU ${m.gpu.name}, ${((m.gpu.memoryBytes ?? 0) / 1024 ** 3).toFixed(1)} GiB, cc ${m.gpu.computeCapability}, driver ${m.gpu.driverVersion}, runtime ${m.gpu.runtimeVersion}` +
+          (m.gpu.gemm ? `; GEMM ${m.gpu.gemm}` : '')
         : r.deviceReason.includes(m.gpu.reason)
           ? ''
           : `; GPU: ${m.gpu.reason}`),

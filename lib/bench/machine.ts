@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cpuModel, packageVersion } from '../info';
+import { cpuModel, cudaGemmInfo, packageVersion } from '../info';
 import { loadAddon, packageRoot } from '../native';
 import { BenchDevice, Ceiling, Ceilings, MachineInfo } from './types';
 import { statOf } from './stats';
@@ -55,6 +55,7 @@ export function machineInfo(device: BenchDevice): MachineInfo {
       driverVersion: cuda.available ? cuda.driverVersion : null,
       runtimeVersion: cuda.available ? cuda.runtimeVersion : null,
       reason: cuda.available ? `${cuda.deviceCount} device(s)` : cuda.reason || (cuda.compiled ? 'no usable GPU' : 'built without CUDA'),
+      gemm: device === 'cuda' && cuda.available ? (cudaGemmInfo()?.gemm ?? null) : null,
     },
     loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
   };
@@ -119,11 +120,12 @@ export async function measureCeilings(o: CeilingOptions): Promise<Ceilings> {
     const gemms: number[] = [];
     for (let i = 0; i < calls; i++) gemms.push((await addon.probeCudaGemm({ size: 8192, precision: 'bf16', repeats: 5 })).gflops);
     const g = statOf(gemms);
+    const which = cudaGemmInfo()?.gemm ?? 'unknown';
     gpuGemm = {
       value: g.max,
       unit: 'GFLOP/s',
       stat: g,
-      how: 'engine GEMM: 8192^3 bf16 with the engine\'s own tensor-core kernel (what this build reaches, not the hardware peak)',
+      how: `engine GEMM: 8192^3 bf16 through the backend's GEMM, ${which} (what this build reaches, not the hardware peak)`,
     };
   }
   return { fp32, bf16, readBandwidth, gpuCopy, gpuGemm };

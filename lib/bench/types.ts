@@ -68,6 +68,8 @@ export interface MachineInfo {
     driverVersion: number | null;
     runtimeVersion: number | null;
     reason: string;
+    /** which GEMM the CUDA backend ran ("cublaslt 13.0.2" or "own (<why>)"); null when the run is not on a GPU */
+    gemm?: string | null;
   };
   /** load average when the run started (1, 5, 15 min): noise on a shared machine */
   loadAverage: number[];

@@ -7,6 +7,10 @@
 // the Promise rejects with code NO_GPU and the reason. Invalid options throw
 // INVALID_ARGUMENT at once, as the other bindings do.
 //
+// cudaGemmInfo() -> { gemm, cublaslt, reason, path, version }: which GEMM the
+// CUDA backend runs (native/cuda/cublaslt.h; deciding may run cuBLASLt's
+// self-check, once per process): gemm is "cublaslt 13.0.2" or "own (<why>)".
+//
 // The emulator build (GPT_CUDA_EMU) alone also exports emuHostSyncs({ reset? })
 // -> { toHost, toHostBytes, toDevice, streamSync, deviceSync, eventSync,
 // malloc, free, launches, launchesAfterToHost }: the host-blocking CUDA
@@ -22,6 +26,7 @@
 // (GPT_CUDA_EMU, docs/dev/CUDA-EMU.md), where they time the emulator.
 #if defined(GPT_HAVE_CUDA) || defined(GPT_CUDA_EMU)
 #define GPT_PROBES 1
+#include "../cuda/cublaslt.h"
 #include "../cuda/probe.h"
 #endif
 
@@ -141,6 +146,28 @@ Napi::Value ProbeCudaGemm(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value CudaGemmInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object out = Napi::Object::New(env);
+#ifdef GPT_PROBES
+    const cuda::GemmChoice c = cuda::gemm_choice();
+    out.Set("gemm", c.label);
+    out.Set("cublaslt", c.cublaslt);
+    out.Set("reason", c.reason);
+    out.Set("path", c.path);
+    out.Set("version", static_cast<double>(c.version));
+#else
+    out.Set("gemm", "none (this build has no CUDA backend)");
+    out.Set("cublaslt", false);
+    out.Set("reason", "this build has no CUDA backend");
+    out.Set("path", "");
+    out.Set("version", 0);
+#endif
+    return out;
+  });
+}
+
 }  // namespace
 
 #ifdef GPT_CUDA_EMU
@@ -176,6 +203,7 @@ void add_probe_exports(Napi::Env env, Napi::Object exports) {
 #ifdef GPT_CUDA_EMU
   exports.Set("emuHostSyncs", Napi::Function::New(env, EmuHostSyncs));
 #endif
+  exports.Set("cudaGemmInfo", Napi::Function::New(env, CudaGemmInfo));
   exports.Set("probeCudaCopy", Napi::Function::New(env, ProbeCudaCopy));
   exports.Set("probeCudaGemm", Napi::Function::New(env, ProbeCudaGemm));
 }

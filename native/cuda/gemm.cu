@@ -14,7 +14,9 @@
 #include "../core/error.h"
 #include "check.cuh"
 #include "common.cuh"
+#include "cublaslt.h"
 #include "gemm.cuh"
+#include "ops.cuh"
 
 namespace gpt {
 namespace cuda {
@@ -327,6 +329,17 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long 
           long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p, cudaStream_t s) {
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul: negative dimension");
   if (M == 0 || N == 0) return;
+  if (!(trans_a && trans_b) &&
+      cublaslt_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s))
+    return;
+  gemm_own(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s);
+}
+
+void gemm_own(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
+              long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p,
+              cudaStream_t s) {
+  GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul: negative dimension");
+  if (M == 0 || N == 0) return;
   if (K == 0) {
     // op(A) @ op(B) is zero: C = (accumulate ? C : 0) + bias, done by the
     // kernels with an empty K loop.
@@ -344,6 +357,20 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long 
 
 void gemm_bias_gelu(int M, int N, int K, const float* A, const float* B, float* pre, float* out, const float* bias,
                     Precision p, cudaStream_t s) {
+  GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul_forward_gelu: negative dimension");
+  GPT_CHECK_ARG(out != pre, "matmul_forward_gelu: out must be a buffer other than pre");
+  if (M == 0 || N == 0) return;
+  // cuBLASLt writes pre = A @ B + bias (its bias epilogue), then our GELU
+  // kernel writes out: the same tanh GELU as the own kernels' epilogue.
+  if (cublaslt_gemm(false, false, M, N, K, A, K, B, N, pre, N, false, bias, p, s)) {
+    gelu_forward(out, pre, static_cast<int64_t>(M) * N, s);
+    return;
+  }
+  gemm_bias_gelu_own(M, N, K, A, B, pre, out, bias, p, s);
+}
+
+void gemm_bias_gelu_own(int M, int N, int K, const float* A, const float* B, float* pre, float* out,
+                        const float* bias, Precision p, cudaStream_t s) {
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul_forward_gelu: negative dimension");
   GPT_CHECK_ARG(out != pre, "matmul_forward_gelu: out must be a buffer other than pre");
   if (M == 0 || N == 0) return;

@@ -1,4 +1,5 @@
-// Matrix multiply on the GPU with the engine's own kernels: a tensor-core
+// Matrix multiply on the GPU: through cuBLASLt where it loads and passed its
+// self-check (cublaslt.h), else with the engine's own kernels: a tensor-core
 // kernel (fp32 in memory, rounded to bf16 while tiles are staged in shared
 // memory, mma.sync m16n8k16 with fp32 accumulation) and an fp32 SIMT kernel
 // for Precision::FP32 (checking). Same contract as native/cpu/gemm.h.
@@ -25,6 +26,14 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long 
 // epilogue from the accumulator registers. out must not alias pre.
 void gemm_bias_gelu(int M, int N, int K, const float* A, const float* B, float* pre, float* out, const float* bias,
                     Precision p, cudaStream_t s);
+
+// The engine's own kernels, whatever cuBLASLt does: the fallback, and the
+// reference of cuBLASLt's self-check (cublaslt.cu).
+void gemm_own(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
+              long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p,
+              cudaStream_t s);
+void gemm_bias_gelu_own(int M, int N, int K, const float* A, const float* B, float* pre, float* out,
+                        const float* bias, Precision p, cudaStream_t s);
 
 // out[N] += column sums of x[M, N], in a fixed order (deterministic).
 // scratch: at least colsum_scratch_floats(M, N) floats of device memory.

@@ -4,11 +4,14 @@
 # folder (no nvcc needed), then runs everything CI runs on it, each with every
 # cudaMalloc buffer ending at an inaccessible page (GPT_EMU_GUARD=1), so a
 # kernel reading or writing past a buffer crashes the run instead of passing:
-#   1. the emulator's self-test (gpt_emu_selftest);
+#   1. the emulator's self-test (gpt_emu_selftest) and the stand-in
+#      libcublasLt's test against a plain loop (gpt_emu_cublaslt_test);
 #   2. the cuda jest project (every op against the CPU backend, the decoding
-#      ops, a few training steps);
-#   3. the GPU check's correctness part (gpu-check.sh --only correctness);
-#   4. GPU ranks (test/distributed/gpu-ranks.test.ts: 2 and 3 ranks on the emulated
+#      ops, a few training steps), its GEMMs through the stand-in cuBLASLt;
+#   3. the op table again with GPT_ENGINE_GEMM=own (the engine's own GEMM
+#      kernels; docs/GPU.md "Which GEMM runs");
+#   4. the GPU check's correctness part (gpu-check.sh --only correctness);
+#   5. GPU ranks (test/distributed/gpu-ranks.test.ts: 2 and 3 ranks on the emulated
 #      GPU, NCCL's calls done by a stand-in over MPI), where mpirun and the
 #      MPI plugin exist (Open MPI installed when the addon was built).
 #
@@ -60,10 +63,11 @@ step "built in $((SECONDS - t0)) s"
 
 export GPT_EMU_GUARD=1 GPT_ENGINE_ADDON="$addon"
 fail=0
-step "1/4 the emulator's self-test"
+step "1/5 the emulator's self-test, the stand-in libcublasLt's test"
 "$build/gpt_emu_selftest" || { step "FAILED: the self-test"; fail=1; }
+"$build/gpt_emu_cublaslt_test" "$(dirname "$addon")/gpt_emu_cublaslt.so" || { step "FAILED: the stand-in libcublasLt's test"; fail=1; }
 
-step "2/4 the cuda jest project"
+step "2/5 the cuda jest project"
 report="${jest_json:-$tmp/jest.json}"
 rm -f "$report"
 npx jest --ci --selectProjects cuda --json --outputFile="$report" || { step "FAILED: the cuda jest project"; fail=1; }
@@ -72,7 +76,15 @@ node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"
   if (!(r.numTotalTests > 0)) { console.error("test-emu: the cuda jest project ran no test"); process.exit(1); }' "$report" ||
   { step "FAILED: the cuda jest project ran no test"; fail=1; }
 
-step "3/4 the GPU check's correctness part"
+step "3/5 the op table through the own GEMM kernels (GPT_ENGINE_GEMM=own)"
+own_report="$tmp/jest-own.json"
+GPT_ENGINE_GEMM=own npx jest --ci --selectProjects cuda --testPathPatterns 'test/cuda/ops\.test' --json --outputFile="$own_report" ||
+  { step "FAILED: the op table with GPT_ENGINE_GEMM=own"; fail=1; }
+node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  if (!(r.numPassedTests > 0)) { console.error("test-emu: the op table with GPT_ENGINE_GEMM=own ran no test"); process.exit(1); }' "$own_report" ||
+  { step "FAILED: the op table with GPT_ENGINE_GEMM=own ran no test"; fail=1; }
+
+step "4/5 the GPU check's correctness part"
 if bash scripts/gpu-check/gpu-check.sh --only correctness "$results" >"$tmp/gpu-check.log" 2>&1; then
   tail -6 "$tmp/gpu-check.log"
 else
@@ -80,7 +92,7 @@ else
   step "FAILED: the GPU check's correctness part (log above)"
   fail=1
 fi
-step "4/4 GPU ranks (mpirun, NCCL stand-in)"
+step "5/5 GPU ranks (mpirun, NCCL stand-in)"
 if command -v mpirun >/dev/null && command -v mpicc >/dev/null && [[ -f "$(dirname "$addon")/gpt_engine_mpi.so" ]]; then
   ranks_report="$tmp/gpu-ranks.json"
   GPT_ENGINE_TEST_GPU_RANKS=1 npx jest --ci --selectProjects dist --testPathPatterns 'test/distributed/gpu-ranks' --json --outputFile="$ranks_report" ||

@@ -47,6 +47,11 @@ function loadAddon() {
   return load();
 }
 
+// Which GEMM the CUDA backend runs ("cublaslt 13.0.2" or "own (<why>)"; docs/GPU.md "Which GEMM runs"), null off the GPU.
+function gemmImpl(addon) {
+  return device === 'cuda' && typeof addon.cudaGemmInfo === 'function' && addon.cudaInfo().available ? addon.cudaGemmInfo().gemm : null;
+}
+
 // Attention FLOPs of one shape {B, H, T, D, banded, w}: lib/flops.ts (built), the formula every figure uses.
 function attentionFlops(s) {
   const { attentionFlops: flops } = require(path.join(pkgRoot, 'dist', 'lib', 'flops.js'));
@@ -56,7 +61,7 @@ function attentionFlops(s) {
 async function correctness(addon) {
   const t0 = Date.now();
   const info = addon.cudaInfo();
-  log(`device: ${device}${dryRun ? ' (dry run: the CPU backend stands in for the GPU)' : ''}; GPU: ${info.available ? `${info.name}, ${(info.totalMemory / 2 ** 30).toFixed(1)} GiB, cc ${info.computeCapability}` : `none (${info.reason})`}`);
+  log(`device: ${device}${dryRun ? ' (dry run: the CPU backend stands in for the GPU)' : ''}; GPU: ${info.available ? `${info.name}, ${(info.totalMemory / 2 ** 30).toFixed(1)} GiB, cc ${info.computeCapability}` : `none (${info.reason})`}${gemmImpl(addon) ? `; GEMM ${gemmImpl(addon)}` : ''}`);
   let results = [];
   let error;
   const onResult = (r) => log(`  ${r.pass ? 'ok  ' : 'FAIL'} ${r.name} [${r.precision}] ${r.error ? r.error : Object.entries(r.errors).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}${r.deterministic === false ? ' NOT DETERMINISTIC' : ''}`);
@@ -271,7 +276,7 @@ async function benchEngine(addon) {
   const decodeRows = await benchDecodeAttention(addon, r);
   const step = await benchStep(gemms);
   stepRows = step;
-  writeJson('bench-engine.json', { device, dryRun, peakTflops: PEAK_TFLOPS, attention: rows, bandRatio, gemm: gemms, step, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
+  writeJson('bench-engine.json', { device, dryRun, gemmImpl: gemmImpl(addon), peakTflops: PEAK_TFLOPS, attention: rows, bandRatio, gemm: gemms, step, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
   for (const x of rows)
     table.push([`engine attn ${x.precision} ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
   for (const x of bandRatio)

@@ -245,6 +245,17 @@ describe('text output', () => {
     expect(text.match(/PyTorch: not measured/g)!.length).toBeGreaterThanOrEqual(4);
     expect(text).not.toMatch(/PyTorch fwd ms/);
   });
+  test('a run on a GPU names the GEMM the backend ran beside the GPU', () => {
+    const r = syntheticReport();
+    r.machine.gpu = { used: true, name: 'NVIDIA H100', memoryBytes: 80 * 1024 ** 3, computeCapability: '9.0', driverVersion: 13000,
+      runtimeVersion: 13000, reason: '1 device(s)', gemm: 'cublaslt 13.0.2' };
+    expect(formatReport(r)).toMatch(/GPU NVIDIA H100, 80\.0 GiB, cc 9\.0, driver 13000, runtime 13000; GEMM cublaslt 13\.0\.2\n/);
+    r.machine.gpu.gemm = 'own (GPT_ENGINE_GEMM=own)';
+    expect(formatReport(r)).toMatch(/; GEMM own \(GPT_ENGINE_GEMM=own\)\n/);
+    r.machine.gpu.gemm = null;
+    expect(formatReport(r)).not.toMatch(/GEMM (own|cublaslt)/);
+  });
+
   test('a section that cannot run on the device says so', () => {
     const r = syntheticReport(1, false);
     r.sections.gemm = { status: 'unavailable', reason: 'not available on cuda: lib/gemm runs on the CPU only', description: 'g', notes: [], rows: [] };

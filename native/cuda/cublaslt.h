@@ -1,0 +1,47 @@
+// cuBLASLt for the CUDA backend's GEMMs, loaded at run time (docs/GPU.md
+// "Which GEMM runs"). Never a build dependency: libcublasLt.so.13, then
+// .so.12, is opened with dlopen ($GPT_ENGINE_CUBLASLT names another file; the
+// emulator build opens its stand-in, tools/cuda-emu/cublaslt/, next to the
+// addon) and the few functions and values used are declared in cublaslt.cu
+// from NVIDIA's public API documentation. Before it is trusted, a self-check
+// runs every layout and epilogue the model uses on small awkward shapes
+// through cuBLASLt and through the engine's own GEMM (gemm.cuh) and compares;
+// any error or mismatch leaves the own GEMM in charge for the whole process,
+// with the reason in gemm_choice() and one line on stderr.
+//
+// $GPT_ENGINE_GEMM: unset or "auto" (cuBLASLt when it loads and passes the
+// self-check), "own" (never cuBLASLt), "cublaslt" (cuBLASLt or an error).
+//
+// Plain C++ (no CUDA headers), so the addon's bindings can include it.
+#pragma once
+#include <string>
+
+#include "../core/backend.h"
+
+namespace gpt {
+namespace cuda {
+
+struct GemmChoice {
+  bool cublaslt = false;  // true: the GEMMs go through cuBLASLt
+  std::string label;      // "cublaslt 13.0.2" or "own (<why>)"
+  std::string reason;     // why not cuBLASLt (empty when it is used)
+  std::string path;       // the library file loaded, when one was
+  long version = 0;       // cublasLtGetVersion(), when loaded
+};
+
+// Decides once per process, on the first call: loads the library, runs the
+// self-check on the current device. Needs a usable GPU for cuBLASLt; without
+// one the answer is the own GEMM and why.
+GemmChoice gemm_choice();
+
+// The GEMM of gemm.cuh through cuBLASLt. Returns false (nothing done) when the
+// own GEMM must run this call: cuBLASLt not chosen, K == 0, no algorithm for
+// this shape, or cuBLASLt failed on it (said on stderr once; that shape then
+// stays on the own GEMM). Throws GptError when $GPT_ENGINE_GEMM demands
+// cuBLASLt and it is not usable or fails. `stream` is a cudaStream_t.
+bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
+                   long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p,
+                   void* stream);
+
+}  // namespace cuda
+}  // namespace gpt
