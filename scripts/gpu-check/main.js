@@ -258,9 +258,49 @@ async function benchEngine(addon) {
     const b = rows.find((x) => x.banded && x.precision === 'bf16' && x.T === d.T && x.D === d.D && x.B === d.B && x.H === d.H && !x.error);
     if (b) bandRatio.push({ T: d.T, D: d.D, w: b.w, fwd: d.fwd_ms / b.fwd_ms, fwdbwd: (d.fwd_ms + d.bwd_ms) / (b.fwd_ms + b.bwd_ms) });
   }
+  const { gemms, step } = await benchGemmAndStep(addon, r);
+  const decodeRows = await benchDecodeAttention(addon, r);
+  stepRows = step;
+  // The own GEMM beside cuBLASLt: the choice is made once per process, so a child with GPT_ENGINE_GEMM=own times it.
+  let own = null;
+  if (gemmImpl(addon) && gemmImpl(addon).startsWith('cublaslt')) {
+    const res = spawnSync(process.execPath, [__filename, '--device', device, '--results', resultsDir, '--pkg', pkgRoot, '--only', 'gemm-own'], {
+      encoding: 'utf8', timeout: 180000, env: { ...process.env, GPT_ENGINE_GEMM: 'own' } });
+    if (res.stderr) log(res.stderr.trim());
+    try {
+      own = JSON.parse(fs.readFileSync(path.join(resultsDir, 'bench-gemm-own.json'), 'utf8'));
+    } catch (e) {
+      own = { error: `the GPT_ENGINE_GEMM=own run ended with ${res.status}: ${String(e.message).slice(0, 60)}` };
+    }
+  }
+  writeJson('bench-engine.json', { device, dryRun, gemmImpl: gemmImpl(addon), peakTflops: PEAK_TFLOPS, attention: rows, bandRatio, gemm: gemms, step, own, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
+  for (const x of rows)
+    table.push([`engine attn ${x.precision} ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
+  for (const x of bandRatio)
+    table.push([`engine band w=${x.w} vs dense T${x.T} D${x.D}`, 'ran', `tokens/s ${x.fwd.toFixed(1)}x (fwd), ${x.fwdbwd.toFixed(1)}x (fwd+bwd)`]);
+  if (own && own.error) table.push(['engine own GEMM beside cuBLASLt', 'ERROR', own.error]);
+  for (const g of own && !own.error ? own.gemm : [])
+    table.push([`own GEMM ${g.precision} ${g.M}x${g.K}x${g.N}`, g.error ? 'ERROR' : 'ran', g.error ? g.error.slice(0, 80) : `${g.tflops.toFixed(1)} TFLOP/s`]);
+  for (const x of own && !own.error ? own.step : [])
+    table.push([`own GEMM step ${x.preset} ${x.precision} B${x.batch} T${x.seq}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) :
+      `${x.ms.toFixed(1)} ms, MFU ${(100 * x.mfu).toPrecision(3)}% of ${PEAK_TFLOPS} TFLOP/s`]);
+  for (const g of gemms)
+    table.push([`engine GEMM ${g.precision} ${g.M}x${g.K}x${g.N}`, g.error ? 'ERROR' : 'ran', g.error ? g.error.slice(0, 80) : `${g.tflops.toFixed(1)} TFLOP/s`]);
+  for (const x of step)
+    table.push([`engine step ${x.preset} ${x.precision} B${x.batch} T${x.seq}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) :
+      `${x.ms.toFixed(1)} ms, ${Math.round(x.tokensPerSecond)} tok/s, MFU ${(100 * x.mfu).toPrecision(3)}% of ${PEAK_TFLOPS}` +
+      (x.mfuOfGemm === null ? '' : `, ${(100 * x.mfuOfGemm).toPrecision(3)}% of the GEMM's ${x.gemmTflops.toPrecision(3)}`) + ' TFLOP/s']);
+  for (const x of decodeRows)
+    table.push([`engine decode attn ${x.pattern} M${x.M} H${x.H} D${x.D} n${x.n}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `${x.us.toFixed(1)} us, cache read ${x.cache_gbps.toFixed(0)} GB/s`]);
+  return shapes;
+}
+
+// The model's GEMM shapes timed through backendOp (bf16, and fp32 on the first), then whole training steps.
+async function benchGemmAndStep(addon, r, precisions = ['bf16', 'fp32']) {
   const gemms = [];
   const gemmShapes = dryRun ? [[128, 128, 128]] : [[8192, 768, 3072], [8192, 3072, 768], [8192, 768, 50304]];
-  const gemmCases = [...gemmShapes.map((x) => [...x, 'bf16']), ...gemmShapes.slice(0, 1).map((x) => [...x, 'fp32'])];
+  const gemmCases = [...gemmShapes.map((x) => [...x, 'bf16']), ...gemmShapes.slice(0, 1).map((x) => [...x, 'fp32'])]
+    .filter((x) => precisions.includes(x[3]));
   for (const [M, K, N, precision] of gemmCases) {
     const g = { M, K, N, precision };
     try {
@@ -273,23 +313,7 @@ async function benchEngine(addon) {
     gemms.push(g);
     log(`  engine GEMM ${precision} ${M}x${K}x${N}: ${g.error || `${g.tflops.toFixed(1)} TFLOP/s`}`);
   }
-  const decodeRows = await benchDecodeAttention(addon, r);
-  const step = await benchStep(gemms);
-  stepRows = step;
-  writeJson('bench-engine.json', { device, dryRun, gemmImpl: gemmImpl(addon), peakTflops: PEAK_TFLOPS, attention: rows, bandRatio, gemm: gemms, step, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
-  for (const x of rows)
-    table.push([`engine attn ${x.precision} ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
-  for (const x of bandRatio)
-    table.push([`engine band w=${x.w} vs dense T${x.T} D${x.D}`, 'ran', `tokens/s ${x.fwd.toFixed(1)}x (fwd), ${x.fwdbwd.toFixed(1)}x (fwd+bwd)`]);
-  for (const g of gemms)
-    table.push([`engine GEMM ${g.precision} ${g.M}x${g.K}x${g.N}`, g.error ? 'ERROR' : 'ran', g.error ? g.error.slice(0, 80) : `${g.tflops.toFixed(1)} TFLOP/s`]);
-  for (const x of step)
-    table.push([`engine step ${x.preset} ${x.precision} B${x.batch} T${x.seq}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) :
-      `${x.ms.toFixed(1)} ms, ${Math.round(x.tokensPerSecond)} tok/s, MFU ${(100 * x.mfu).toPrecision(3)}% of ${PEAK_TFLOPS}` +
-      (x.mfuOfGemm === null ? '' : `, ${(100 * x.mfuOfGemm).toPrecision(3)}% of the GEMM's ${x.gemmTflops.toPrecision(3)}`) + ' TFLOP/s']);
-  for (const x of decodeRows)
-    table.push([`engine decode attn ${x.pattern} M${x.M} H${x.H} D${x.D} n${x.n}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `${x.us.toFixed(1)} us, cache read ${x.cache_gbps.toFixed(0)} GB/s`]);
-  return shapes;
+  return { gemms, step: await benchStep(gemms, precisions) };
 }
 
 let stepRows = [];  // benchStep's rows, for the ratio against PyTorch's step
@@ -300,14 +324,14 @@ const PEAK_TFLOPS = Number(process.env.GPU_CHECK_PEAK_TFLOPS) || 989;
 // Whole training steps (forwardBackward + step) of GPT-2 small at the shape the design targets (B 16, T 1024), in
 // bf16 and fp32: median ms of 5 after 2 warm-up steps, tokens/s, and MFU (model FLOPs of lib/flops.ts
 // trainingFlopsPerToken) against PEAK_TFLOPS and against the best GEMM rate measured above at that precision.
-async function benchStep(gemms) {
+async function benchStep(gemms, precisions) {
   const lib = loadLib();
   if (typeof lib.GPT !== 'function') return [{ error: 'dist/lib has no GPT class (run `npm run build`)' }];
   const { trainingFlopsPerToken } = require(path.join(pkgRoot, 'dist', 'lib', 'flops.js'));
   const preset = dryRun ? 'tiny' : 'gpt2';
   const [B, T] = dryRun ? [2, 32] : [16, 1024];
   const out = [];
-  for (const precision of ['bf16', 'fp32']) {
+  for (const precision of precisions) {
     const row = { preset, precision, batch: B, seq: T };
     let m;
     try {
@@ -492,6 +516,12 @@ function printTable(ok) {
     table.push(['load addon', 'ERROR', String(e.message).split('\n')[0].slice(0, 90)]);
     printTable(false);
     process.exit(1);
+  }
+  if (only === 'gemm-own') {
+    // The child of benchEngine (GPT_ENGINE_GEMM=own): the bf16 GEMMs and step on the own kernels, nothing else.
+    const res = await benchGemmAndStep(addon, ops.rng(5), ['bf16']);
+    writeJson('bench-gemm-own.json', { gemmImpl: gemmImpl(addon), gemm: res.gemms, step: res.step });
+    process.exit(0);
   }
   let ok = await correctness(addon);
   ok = (await training()) && ok;
