@@ -7,9 +7,11 @@
 //
 // Scratch memory (bias/LayerNorm partial sums, attention's D vector, the
 // crossentropy op's per-row losses, the loss sum, the embedding gradient's
-// sort keys) lives in a few grow-only device buffers owned by the backend,
-// sized at their first use, so a training step after the first allocates
-// nothing (docs/GPU.md "Host syncs in a training step").
+// sort keys) lives in a few grow-only device buffers owned by the backend.
+// The model reserves them for its training shape when it sizes its
+// activations (reserve_training_scratch), so no training step allocates;
+// other ops (decoding, the crossentropy op) grow them on first use
+// (docs/GPU.md "Host syncs in a training step").
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -29,6 +31,14 @@
 namespace gpt {
 namespace cuda {
 namespace {
+
+// *acc += d[1] > 0 ? d[0] / d[1] : NaN (d: loss_sum's sum and count), as
+// Backend::loss_accumulate's default body computes it on the host.
+__global__ void loss_accumulate_kernel(double* acc, const double* d) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  const double n = d[1];
+  acc[0] += n > 0 ? d[0] / n : nan("");
+}
 
 std::string mib(size_t bytes) {
   char buf[64];
@@ -112,6 +122,19 @@ class CudaBackend final : public Backend {
   void* native_stream() override {
     set_device();
     return static_cast<void*>(stream_);
+  }
+  void reserve_training_scratch(const TrainingShape& s) override {
+    set_device();
+    const ScratchNeeds n = training_needs(s);
+    for (int slot = 0; slot < kSlots; ++slot)
+      if (n.bytes[slot]) scratch(slot, n.bytes[slot], n.what[slot]);
+  }
+  size_t training_scratch_bytes(const TrainingShape& s) override {
+    const ScratchNeeds n = training_needs(s);
+    size_t total = 0;
+    for (int slot = 0; slot < kSlots; ++slot)
+      if (n.bytes[slot]) total += grown_bytes(n.bytes[slot]);
+    return total;
   }
 
   // ---- linear layers ---------------------------------------------------------
@@ -286,6 +309,13 @@ class CudaBackend final : public Backend {
     if (count) *count = static_cast<int64_t>(r[1]);
     return r[0];
   }
+  void loss_accumulate(double* acc, const double* row_loss, const int32_t* targets, int M) override {
+    set_device();
+    double* d = static_cast<double*>(scratch(kSlotLoss, 2 * sizeof(double), "the loss sum"));
+    cuda::loss_sum(d, row_loss, targets, M, stream_);
+    loss_accumulate_kernel<<<1, 1, 0, stream_>>>(acc, d);
+    CUDA_CHECK_LAUNCH("loss_accumulate");
+  }
   void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int, int, int Vp, int C,
                               Precision p) override {
     matmul_backward(nullptr, dw, nullptr, x, dlogits, nullptr, rows, Vp, C, p);
@@ -332,6 +362,36 @@ class CudaBackend final : public Backend {
 
   void set_device() { CUDA_CHECK(cudaSetDevice(device_), "cudaSetDevice"); }
 
+  // What each slot must hold for a training step of shape s: the same
+  // requests the ops of the step make (0: the step does not use the slot).
+  struct ScratchNeeds {
+    size_t bytes[kSlots] = {};
+    const char* what[kSlots] = {};
+  };
+  static ScratchNeeds training_needs(const TrainingShape& s) {
+    ScratchNeeds n;
+    const int M = s.B * s.T, C = s.C;
+    if (M > 0 && C > 0) {
+      size_t reduce = 0;
+      for (int N : {C, 3 * C, 4 * C}) reduce = std::max(reduce, colsum_scratch_floats(M, N));  // the bias gradients
+      reduce = std::max(reduce, layernorm_backward_scratch_floats(M, C));
+      reduce = std::max(reduce, (size_t)M * (size_t)s.H);  // attention backward's D
+      n.bytes[kSlotReduce] = reduce * sizeof(float);
+      n.what[kSlotReduce] = "the training step's partial sums";
+      n.bytes[kSlotEmbedding] = embedding_backward_wte_scratch_bytes(M);
+      n.what[kSlotEmbedding] = "embedding-gradient grouping";
+    }
+    if (s.params > 0) {
+      n.bytes[kSlotNorm] = (1 + cuda::sum_squares_scratch_doubles(s.params)) * sizeof(double);
+      n.what[kSlotNorm] = "gradient-norm partial sums";
+    }
+    n.bytes[kSlotLoss] = 2 * sizeof(double);
+    n.what[kSlotLoss] = "the loss sum";
+    return n;
+  }
+  // What scratch() allocates for a request of `bytes`.
+  static size_t grown_bytes(size_t bytes) { return std::max(bytes + bytes / 4, (size_t)4096); }
+
   // A grow-only device buffer. Growing frees the old one after the stream is
   // idle (cudaFree synchronizes), so no kernel still reads it.
   void* scratch(int slot, size_t bytes, const char* what) {
@@ -344,7 +404,7 @@ class CudaBackend final : public Backend {
       s.ptr = nullptr;
       s.bytes = 0;
     }
-    size_t want = std::max(bytes + bytes / 4, (size_t)4096);
+    size_t want = grown_bytes(bytes);
     cudaError_t err = cudaMalloc(&s.ptr, want);
     if (err != cudaSuccess) {
       cudaGetLastError();

@@ -22,6 +22,7 @@ interface HostSyncs {
   free: number;
   launches: number;
   launchesAfterToHost: number;
+  mallocAfterLaunch: number;
 }
 type EmuAddon = { emuHostSyncs?: (o?: { reset?: boolean }) => HostSyncs };
 
@@ -121,6 +122,89 @@ if (info.emulated) {
         }
       } finally {
         await model.dispose();
+      }
+    });
+  }
+}
+
+if (info.emulated) {
+  // The model sizes the backend's scratch when it is created (the gradient
+  // norm's) and when it sizes its activations for a batch (everything a
+  // training step of that shape uses): the first call allocates before it
+  // queues its first kernel, and no step allocates after that, whatever
+  // smaller shape comes next.
+  test('scratch is reserved at set-up: no cudaMalloc once a call has queued work', async () => {
+    const count = addon.emuHostSyncs!;
+    const model = await GPT.create(CFG, { device: 'cuda', precision: 'bf16', seed: 6 });
+    try {
+      const { tokens, targets } = batch(50);
+      count({ reset: true });
+      await model.forwardBackward(tokens, targets, { batch: B, seq: T });
+      const first = count({ reset: true });
+      expect(first.malloc).toBeGreaterThan(0); // the activations (and this shape's scratch)
+      expect(first.launches).toBeGreaterThan(0);
+      expect(first.mallocAfterLaunch).toBe(0);
+      await model.step({ lr: 1e-3, gradClip: 1 });
+      expect(count({ reset: true }).malloc).toBe(0); // the norm's scratch came with the model
+      // A smaller batch and a shorter sequence reuse what is there.
+      for (const [b, t] of [[1, T], [B, 9], [1, 1]]) {
+        await model.forwardBackward(tokens.subarray(0, b * t), targets.subarray(0, b * t), { batch: b, seq: t });
+        await model.step({ lr: 1e-3 });
+        expect({ b, t, malloc: count({ reset: true }).malloc }).toEqual({ b, t, malloc: 0 });
+      }
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  // With deferLoss the micro-batches leave their losses on the device and
+  // step() copies the gradient's sum of squares and the losses' sum back
+  // together: one copy to the host and one synchronize per step, however
+  // many micro-batches; and the numbers are those of the plain calls, bit
+  // for bit (the losses' mean, the norms, the weights).
+  for (const precision of ['fp32', 'bf16'] as const) {
+    test(`a deferred-loss step of 3 micro-batches copies back once (cuda, ${precision})`, async () => {
+      const count = addon.emuHostSyncs!;
+      const A = 3;
+      const plain = await GPT.create(CFG, { device: 'cuda', precision, seed: 9 });
+      const deferred = await GPT.create(CFG, { device: 'cuda', precision, seed: 9 });
+      try {
+        const shape = { batch: B, seq: T };
+        for (let s = 0; s < 3; ++s) {
+          const batches = Array.from({ length: A }, (_, i) => batch(100 + 10 * s + i));
+          let sum = 0;
+          for (const b of batches) sum += await plain.forwardBackward(b.tokens, b.targets, shape);
+          const want = await plain.step({ lr: 1e-3, weightDecay: 0.1, gradClip: 0.5 });
+          count({ reset: true });
+          for (const b of batches) expect(await deferred.forwardBackward(b.tokens, b.targets, shape, { deferLoss: true })).toBeNaN();
+          const got = await deferred.step({ lr: 1e-3, weightDecay: 0.1, gradClip: 0.5 });
+          const c = count({ reset: true });
+          expect(got).toEqual({ ...want, loss: sum / A });
+          expect(Object.is(got.loss, sum / A) && Object.is(got.gradNorm, want.gradNorm)).toBe(true);
+          // The first step allocates the gradient accumulation buffer (at its
+          // second micro-batch); the rest nothing.
+          expect({
+            step: s,
+            toHost: c.toHost,
+            toHostBytes: c.toHostBytes,
+            toDevice: c.toDevice,
+            streamSync: c.streamSync,
+            other: c.deviceSync + c.eventSync,
+            launchesAfterToHost: c.launchesAfterToHost,
+            malloc: s > 0 ? c.malloc : 0,
+          }).toEqual({ step: s, toHost: 1, toHostBytes: 16, toDevice: 2 * A, streamSync: 1, other: 0, launchesAfterToHost: 0, malloc: 0 });
+        }
+        const a = plain.parameters();
+        const b = deferred.parameters();
+        for (const [name, w] of a) expect(Buffer.from(b.get(name)!.buffer).equals(Buffer.from(w.buffer))).toBe(true);
+        // zeroGrad drops deferred losses with the gradients; a plain step reports none.
+        await deferred.forwardBackward(batch(7).tokens, batch(7).targets, shape, { deferLoss: true });
+        deferred.zeroGrad();
+        await deferred.forwardBackward(batch(8).tokens, batch(8).targets, shape);
+        expect((await deferred.step({ lr: 1e-3 })).loss).toBeUndefined();
+      } finally {
+        await plain.dispose();
+        await deferred.dispose();
       }
     });
   }

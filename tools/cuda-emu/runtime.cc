@@ -1028,13 +1028,16 @@ struct HostSyncCounts {
   // back was the last thing queued (nothing left for the device to do after
   // the host got its value).
   long long launches_after_to_host;
+  // cudaMalloc calls made after a kernel launch: 0 when every allocation
+  // came before the first kernel (the set-up of a call, not its middle).
+  long long malloc_after_launch;
 };
 HostSyncCounts host_sync_counts();
 void reset_host_sync_counts();
 
 namespace {
 std::atomic<long long> g_to_host{0}, g_to_host_bytes{0}, g_to_device{0}, g_stream_sync{0}, g_device_sync{0},
-    g_event_sync{0}, g_malloc{0}, g_free{0}, g_launches{0}, g_launches_after{0};
+    g_event_sync{0}, g_malloc{0}, g_free{0}, g_launches{0}, g_launches_after{0}, g_malloc_after_launch{0};
 void count_copy(cudaMemcpyKind kind, size_t bytes) {
   if (kind == cudaMemcpyDeviceToHost) {
     ++g_to_host;
@@ -1053,11 +1056,11 @@ void count_launch() {
 HostSyncCounts host_sync_counts() {
   return {g_to_host.load(),     g_to_host_bytes.load(), g_to_device.load(), g_stream_sync.load(),
           g_device_sync.load(), g_event_sync.load(),    g_malloc.load(),    g_free.load(),
-          g_launches.load(),    g_launches_after.load()};
+          g_launches.load(),    g_launches_after.load(), g_malloc_after_launch.load()};
 }
 void reset_host_sync_counts() {
   for (auto* c : {&g_to_host, &g_to_host_bytes, &g_to_device, &g_stream_sync, &g_device_sync, &g_event_sync,
-                  &g_malloc, &g_free, &g_launches, &g_launches_after})
+                  &g_malloc, &g_free, &g_launches, &g_launches_after, &g_malloc_after_launch})
     c->store(0);
 }
 
@@ -1188,6 +1191,7 @@ const char* cudaGetErrorString(cudaError_t e) {
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   ++gpt_emu::g_malloc;
+  if (gpt_emu::g_launches.load() > 0) ++gpt_emu::g_malloc_after_launch;
   gpt_emu::Memory& m = gpt_emu::memory();
   const size_t n = bytes ? bytes : 1;
   {
