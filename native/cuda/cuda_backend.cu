@@ -92,10 +92,14 @@ class CudaBackend final : public Backend {
       }
     CUDA_CHECK(cudaFree(p), "free");
   }
+  // Queued on the stream: the engine's host buffers are pageable, which the
+  // runtime copies to its staging memory before cudaMemcpyAsync returns,
+  // without waiting for the device, so the caller may reuse them at once
+  // (cudaMemcpy would first wait for all the work queued before it).
   void to_device(void* dst, const void* host_src, size_t bytes) override {
     if (!bytes) return;
     set_device();
-    CUDA_CHECK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice), "to_device");
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_), "to_device");
   }
   void to_host(void* host_dst, const void* src, size_t bytes) override {
     if (!bytes) return;

@@ -1,7 +1,8 @@
 /**
  * Host syncs of a training step on the CUDA backend, counted by the SIMT
  * emulator (its runtime counts every host-blocking call: copies to and from
- * the host, stream/device/event synchronizes, cudaMalloc and cudaFree; the
+ * the host, stream/device/event synchronizes, cudaMalloc and cudaFree, and
+ * apart from them the uploads queued with cudaMemcpyAsync; the
  * addon's emulator-only emuHostSyncs export reads them). Runs where the cuda
  * project runs; on a real GPU the export is absent and the test checks that.
  */
@@ -23,6 +24,7 @@ interface HostSyncs {
   launches: number;
   launchesAfterToHost: number;
   mallocAfterLaunch: number;
+  toDeviceAsync: number;
 }
 type EmuAddon = { emuHostSyncs?: (o?: { reset?: boolean }) => HostSyncs };
 
@@ -93,20 +95,22 @@ if (info.emulated) {
         process.stdout.write(
           `host syncs per call (${precision}): forwardBackward ${JSON.stringify(fb)}\nstep ${JSON.stringify(st)}\n`,
         );
-        // After the first step (which sizes the scratch buffers), every step
-        // makes the same calls: the batch's tokens and targets go up; the loss
-        // comes back in forwardBackward, the gradient norm in step; each call
-        // ends with one stream synchronize.
-        const want = { fbToHost: 1, fbToDevice: 2, fbSync: 1, stToHost: 1, stToDevice: 0, stSync: 1, stLaunchesAfterCopy: 0, malloc: 0, other: 0 };
+        // After the first step, every step makes the same calls: the batch's
+        // tokens and targets go up, queued on the stream (cudaMemcpyAsync from
+        // pageable memory: the host does not wait for the device), none with
+        // cudaMemcpy; the loss comes back in forwardBackward, the gradient
+        // norm in step; each call ends with one stream synchronize.
+        const want = { fbToHost: 1, fbToDevice: 0, fbToDeviceAsync: 2, fbSync: 1, stToHost: 1, stToDevice: 0, stSync: 1, stLaunchesAfterCopy: 0, malloc: 0, other: 0 };
         for (let s = 1; s < 4; ++s) {
           const a = fb[s];
           const b = st[s];
           const got = {
             fbToHost: a.toHost,
             fbToDevice: a.toDevice,
+            fbToDeviceAsync: a.toDeviceAsync,
             fbSync: a.streamSync,
             stToHost: b.toHost,
-            stToDevice: b.toDevice,
+            stToDevice: b.toDevice + b.toDeviceAsync,
             stSync: b.streamSync,
             // step's copy back comes after the last kernel it queues (AdamW
             // read the clipping scale on the device).
@@ -160,8 +164,9 @@ if (info.emulated) {
   // With deferLoss the micro-batches leave their losses on the device and
   // step() copies the gradient's sum of squares and the losses' sum back
   // together: one copy to the host and one synchronize per step, however
-  // many micro-batches; and the numbers are those of the plain calls, bit
-  // for bit (the losses' mean, the norms, the weights).
+  // many micro-batches, and no other call that waits for the device (the ids
+  // go up queued); the numbers are those of the plain calls, bit for bit
+  // (the losses' mean, the norms, the weights).
   for (const precision of ['fp32', 'bf16'] as const) {
     test(`a deferred-loss step of 3 micro-batches copies back once (cuda, ${precision})`, async () => {
       const count = addon.emuHostSyncs!;
@@ -188,11 +193,12 @@ if (info.emulated) {
             toHost: c.toHost,
             toHostBytes: c.toHostBytes,
             toDevice: c.toDevice,
+            toDeviceAsync: c.toDeviceAsync,
             streamSync: c.streamSync,
             other: c.deviceSync + c.eventSync,
             launchesAfterToHost: c.launchesAfterToHost,
             malloc: s > 0 ? c.malloc : 0,
-          }).toEqual({ step: s, toHost: 1, toHostBytes: 16, toDevice: 2 * A, streamSync: 1, other: 0, launchesAfterToHost: 0, malloc: 0 });
+          }).toEqual({ step: s, toHost: 1, toHostBytes: 16, toDevice: 0, toDeviceAsync: 2 * A, streamSync: 1, other: 0, launchesAfterToHost: 0, malloc: 0 });
         }
         const a = plain.parameters();
         const b = deferred.parameters();
