@@ -440,11 +440,14 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
 }
 
 // memoryLayout({ config: { n_layer, n_head, n_embd, n_positions, vocab_size },
-//                batch?, seq? }) -> { params, grads, optimizer, activations }:
+//                batch?, seq? }) -> { params, grads, optimizer, activations, scratch }:
 // the bytes a model of this config holds (Model::plan_memory), with the
 // activations for batch x seq rows (0 without them). The layout is the same
-// on every backend and in both precisions. A figure too large to count is
-// Infinity. Synchronous: no allocation, just arithmetic over the layout.
+// on every backend and in both precisions. scratch: what the CUDA backend
+// reserves for a training step of that shape (cuda_training_scratch_bytes;
+// 0 in a build without CUDA); the CPU backend holds none. A figure too large
+// to count is Infinity. Synchronous: no allocation, just arithmetic over the
+// layout.
 Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -460,11 +463,22 @@ Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
     }
     const Model::Memory m = Model::plan_memory(cfg, rows);
     auto num = [](size_t v) { return v == SIZE_MAX ? std::numeric_limits<double>::infinity() : static_cast<double>(v); };
+    size_t scratch = SIZE_MAX;
+    if (rows <= std::numeric_limits<int32_t>::max() && m.params != SIZE_MAX) {
+      TrainingShape ts;
+      ts.B = static_cast<int>(rows);
+      ts.T = rows > 0 ? 1 : 0;
+      ts.C = cfg.n_embd;
+      ts.H = cfg.n_head;
+      ts.params = static_cast<int64_t>(m.params / sizeof(float));
+      scratch = cuda_training_scratch_bytes(ts);
+    }
     Napi::Object r = Napi::Object::New(env);
     r.Set("params", num(m.params));
     r.Set("grads", num(m.grads));
     r.Set("optimizer", num(m.optimizer));
     r.Set("activations", num(m.activations));
+    r.Set("scratch", num(scratch));
     return r;
   });
 }

@@ -330,5 +330,9 @@ struct GpuInfo {
 bool cuda_compiled();
 GpuInfo cuda_info();
 std::unique_ptr<Backend> make_cuda_backend();
+// The bytes of scratch the CUDA backend reserves for a training step of `s`
+// (Backend::reserve_training_scratch), without a GPU; 0 in a build without
+// CUDA. The memory planner (lib/limits.ts) counts it.
+size_t cuda_training_scratch_bytes(const TrainingShape& s);
 
 }  // namespace gpt

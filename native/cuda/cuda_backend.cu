@@ -46,6 +46,47 @@ std::string mib(size_t bytes) {
   return buf;
 }
 
+enum Slot { kSlotReduce = 0, kSlotRows = 1, kSlotEmbedding = 2, kSlotNorm = 3, kSlotLoss = 4, kSlots = 5 };
+
+// What each scratch slot must hold for a training step of shape s: the same
+// requests the ops of the step make (0: the step does not use the slot).
+struct ScratchNeeds {
+  size_t bytes[kSlots] = {};
+  const char* what[kSlots] = {};
+};
+ScratchNeeds training_needs(const TrainingShape& s) {
+  ScratchNeeds n;
+  const int64_t M64 = int64_t(s.B) * s.T;
+  const int M = static_cast<int>(std::min<int64_t>(M64, 1 << 30));
+  const int C = s.C;
+  if (M > 0 && C > 0) {
+    size_t reduce = 0;
+    for (int N : {C, 3 * C, 4 * C}) reduce = std::max(reduce, colsum_scratch_floats(M, N));  // the bias gradients
+    reduce = std::max(reduce, layernorm_backward_scratch_floats(M, C));
+    reduce = std::max(reduce, (size_t)M * (size_t)s.H);  // attention backward's D
+    n.bytes[kSlotReduce] = reduce * sizeof(float);
+    n.what[kSlotReduce] = "the training step's partial sums";
+    n.bytes[kSlotEmbedding] = embedding_backward_wte_scratch_bytes(M);
+    n.what[kSlotEmbedding] = "embedding-gradient grouping";
+  }
+  if (s.params > 0) {
+    n.bytes[kSlotNorm] = (1 + cuda::sum_squares_scratch_doubles(s.params)) * sizeof(double);
+    n.what[kSlotNorm] = "gradient-norm partial sums";
+  }
+  n.bytes[kSlotLoss] = 2 * sizeof(double);
+  n.what[kSlotLoss] = "the loss sum";
+  return n;
+}
+// What CudaBackend::scratch allocates for a request of `bytes`.
+size_t grown_bytes(size_t bytes) { return std::max(bytes + bytes / 4, (size_t)4096); }
+size_t training_scratch_total(const TrainingShape& s) {
+  const ScratchNeeds n = training_needs(s);
+  size_t total = 0;
+  for (int slot = 0; slot < kSlots; ++slot)
+    if (n.bytes[slot]) total += grown_bytes(n.bytes[slot]);
+  return total;
+}
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
@@ -133,13 +174,7 @@ class CudaBackend final : public Backend {
     for (int slot = 0; slot < kSlots; ++slot)
       if (n.bytes[slot]) scratch(slot, n.bytes[slot], n.what[slot]);
   }
-  size_t training_scratch_bytes(const TrainingShape& s) override {
-    const ScratchNeeds n = training_needs(s);
-    size_t total = 0;
-    for (int slot = 0; slot < kSlots; ++slot)
-      if (n.bytes[slot]) total += grown_bytes(n.bytes[slot]);
-    return total;
-  }
+  size_t training_scratch_bytes(const TrainingShape& s) override { return training_scratch_total(s); }
 
   // ---- linear layers ---------------------------------------------------------
   void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
@@ -358,43 +393,12 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  enum Slot { kSlotReduce = 0, kSlotRows = 1, kSlotEmbedding = 2, kSlotNorm = 3, kSlotLoss = 4, kSlots = 5 };
   struct Scratch {
     void* ptr = nullptr;
     size_t bytes = 0;
   };
 
   void set_device() { CUDA_CHECK(cudaSetDevice(device_), "cudaSetDevice"); }
-
-  // What each slot must hold for a training step of shape s: the same
-  // requests the ops of the step make (0: the step does not use the slot).
-  struct ScratchNeeds {
-    size_t bytes[kSlots] = {};
-    const char* what[kSlots] = {};
-  };
-  static ScratchNeeds training_needs(const TrainingShape& s) {
-    ScratchNeeds n;
-    const int M = s.B * s.T, C = s.C;
-    if (M > 0 && C > 0) {
-      size_t reduce = 0;
-      for (int N : {C, 3 * C, 4 * C}) reduce = std::max(reduce, colsum_scratch_floats(M, N));  // the bias gradients
-      reduce = std::max(reduce, layernorm_backward_scratch_floats(M, C));
-      reduce = std::max(reduce, (size_t)M * (size_t)s.H);  // attention backward's D
-      n.bytes[kSlotReduce] = reduce * sizeof(float);
-      n.what[kSlotReduce] = "the training step's partial sums";
-      n.bytes[kSlotEmbedding] = embedding_backward_wte_scratch_bytes(M);
-      n.what[kSlotEmbedding] = "embedding-gradient grouping";
-    }
-    if (s.params > 0) {
-      n.bytes[kSlotNorm] = (1 + cuda::sum_squares_scratch_doubles(s.params)) * sizeof(double);
-      n.what[kSlotNorm] = "gradient-norm partial sums";
-    }
-    n.bytes[kSlotLoss] = 2 * sizeof(double);
-    n.what[kSlotLoss] = "the loss sum";
-    return n;
-  }
-  // What scratch() allocates for a request of `bytes`.
-  static size_t grown_bytes(size_t bytes) { return std::max(bytes + bytes / 4, (size_t)4096); }
 
   // A grow-only device buffer. Growing frees the old one after the stream is
   // idle (cudaFree synchronizes), so no kernel still reads it.
@@ -439,4 +443,6 @@ class CudaBackend final : public Backend {
 std::unique_ptr<Backend> new_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
 
 }  // namespace cuda
+
+size_t cuda_training_scratch_bytes(const TrainingShape& s) { return cuda::training_scratch_total(s); }
 }  // namespace gpt

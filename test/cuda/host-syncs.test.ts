@@ -8,6 +8,7 @@
  */
 import { GPTConfig } from '../../lib/config';
 import { NonFiniteError } from '../../lib/errors';
+import { estimateMemory } from '../../lib/limits';
 import { GPT } from '../../lib/model';
 import { loadAddon } from '../../lib/native';
 import { Rng } from '../../lib/rng';
@@ -159,6 +160,20 @@ if (info.emulated) {
     } finally {
       await model.dispose();
     }
+  });
+
+  // checkFits / estimateMemory count that scratch on CUDA (the backend's own
+  // sizing code, cuda_training_scratch_bytes), and nothing on the CPU.
+  test('the memory planner counts the scratch a CUDA training step reserves', () => {
+    const at = (device: 'cpu' | 'cuda', batch: number, seq: number) =>
+      estimateMemory({ config: CFG, device, precision: 'fp32', batch, seq, available: 1e12 });
+    const small = at('cuda', B, T);
+    const big = at('cuda', 64, 32);
+    expect(small.scratch).toBeGreaterThan(0);
+    expect(big.scratch).toBeGreaterThan(small.scratch);
+    expect(at('cpu', B, T).scratch).toBe(0);
+    expect(small.total - at('cpu', B, T).total).toBe(small.scratch);
+    expect(estimateMemory({ config: CFG, device: 'cuda', precision: 'fp32', available: 1e12 }).scratch).toBeGreaterThan(0); // the norm's
   });
 
   // With deferLoss the micro-batches leave their losses on the device and
