@@ -138,7 +138,8 @@ struct StepResult {
   int64_t tokens = 0;     // targets the gradient averaged over
   // The forward_backward_deferred calls since the last step and the mean of
   // their mean losses (NaN when there were none), brought back with the
-  // gradient norm in the step's one copy to the host.
+  // gradient norm in the step's one copy to the host (with ranks: this
+  // rank's batches only, in a copy of its own).
   int64_t deferred = 0;
   double loss = std::numeric_limits<double>::quiet_NaN();
 };
