@@ -26,6 +26,7 @@ export type {
   LoadOptions,
   SaveOptions,
   BatchShape,
+  ForwardBackwardOptions,
   StepOptions,
   StepResult,
   ModelMemory,

@@ -16,7 +16,9 @@
  * for batch x seq rows (plus the token and target ids). So the estimate
  * equals GPT.memory() of a model that ran such a call, byte for byte
  * (test/native/limits.test.ts). On CUDA a bf16 model is also allowed a bf16
- * copy of the weights (2 bytes per stored parameter).
+ * copy of the weights (2 bytes per stored parameter), and the scratch the
+ * CUDA backend reserves for a training step (cuda_training_scratch_bytes,
+ * from the same sizing code the backend reserves with).
  */
 import * as os from 'node:os';
 
@@ -68,6 +70,8 @@ export interface MemoryEstimate {
   lowPrecisionCopy: number;
   /** the activation block for batch x seq (0 without batch and seq) */
   activations: number;
+  /** the CUDA backend's scratch for a training step of batch x seq (partial sums, sort keys; 0 on the CPU) */
+  scratch: number;
   /** the logits forward() returns (0 unless asked for) */
   logits: number;
   /** everything above */
@@ -94,7 +98,11 @@ const REQUEST_KEYS = ['config', 'device', 'precision', 'batch', 'seq', 'logits',
 const MiB = 1 << 20;
 
 /** What the core holds for `c` (Model::plan_memory), with the activations for batch x seq when given. */
-function coreLayout(c: GPTConfig, batch?: number, seq?: number): { params: number; grads: number; optimizer: number; activations: number } {
+function coreLayout(
+  c: GPTConfig,
+  batch?: number,
+  seq?: number,
+): { params: number; grads: number; optimizer: number; activations: number; scratch: number } {
   return loadAddon().memoryLayout(batch === undefined ? { config: c } : { config: c, batch, seq });
 }
 
@@ -225,7 +233,8 @@ function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
   const lowPrecisionCopy = n.device === 'cuda' && n.precision === 'bf16' ? core.params / 2 : 0;
   const logits = n.logits && n.batch !== null && n.seq !== null ? 4 * n.batch * n.seq * c.vocab_size : 0;
   const grads = n.accumulation ? 2 * core.grads : core.grads;
-  const total = core.params + grads + core.optimizer + lowPrecisionCopy + core.activations + logits;
+  const scratch = n.device === 'cuda' ? core.scratch : 0;
+  const total = core.params + grads + core.optimizer + lowPrecisionCopy + core.activations + scratch + logits;
   const needed = Math.max(0, total - n.held);
   return {
     device: n.device,
@@ -238,6 +247,7 @@ function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
     optimizer: core.optimizer,
     lowPrecisionCopy,
     activations: core.activations,
+    scratch,
     logits,
     total,
     needed,
@@ -339,6 +349,7 @@ function describeRequest(n: Normalized, e: MemoryEstimate): string {
   ];
   if (e.lowPrecisionCopy) pieces.push(`bf16 weight copy ${formatBytes(e.lowPrecisionCopy)}`);
   if (n.batch !== null) pieces.push(`activations for batch ${n.batch} x seq ${n.seq} ${formatBytes(e.activations)}`);
+  if (e.scratch) pieces.push(`GPU scratch ${formatBytes(e.scratch)}`);
   if (e.logits) pieces.push(`returned logits ${formatBytes(e.logits)}`);
   const held = n.held > 0 ? `, of which the model already holds ${formatBytes(n.held)}` : '';
   return (

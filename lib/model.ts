@@ -34,7 +34,7 @@ import {
 import { BatchScheduler, BatchStats, checkMaxBatch, DEFAULT_MAX_BATCH } from './generate/scheduler';
 import { batchedGenerate, batchedStream, modelScheduler } from './model/batching';
 import { MemoryFit } from './model/fit';
-import { checkBatchShape, checkIds, checkStepOptions, local, orderTensors } from './model/inputs';
+import { checkBatchShape, checkDeferLoss, checkIds, checkStepOptions, local, orderTensors } from './model/inputs';
 import { BufferName, createNativeModel, NativeModelHandle } from './model/native';
 import { CallQueue } from './model/queue';
 import { exactParameterCount } from './params';
@@ -102,6 +102,22 @@ export interface StepResult {
   step: number;
   /** non-ignored targets the gradient averaged over */
   tokens: number;
+  /**
+   * The mean of the mean losses of the forwardBackward calls with deferLoss
+   * since the last step (absent when there were none): they come back here,
+   * in the step's one copy from the device.
+   */
+  loss?: number;
+}
+
+/** forwardBackward() options. */
+export interface ForwardBackwardOptions {
+  /**
+   * Leave this batch's loss on the device and resolve with NaN for it: the
+   * next step() reports the mean loss of such batches (StepResult.loss), so a
+   * step of any number of micro-batches waits for the device once.
+   */
+  deferLoss?: boolean;
 }
 
 export interface ModelMemory {
@@ -256,18 +272,28 @@ export class GPT {
     return this.calls.enqueue(async () => (await this.native().loss({ tokens: t, targets: g, ...s })).loss);
   }
 
+  /** forwardBackward() takes { deferLoss } (lib/train/backend.ts TrainModel). */
+  readonly defersLoss = true;
+
   /**
    * Forward + backward; gradients accumulate until step() or zeroGrad().
-   * Returns this batch's mean loss.
+   * Returns this batch's mean loss, or NaN with `deferLoss` (then step()
+   * reports it).
    */
-  forwardBackward(tokens: Int32Array | Uint32Array, targets: Int32Array, shape: BatchShape): Promise<number> {
+  forwardBackward(
+    tokens: Int32Array | Uint32Array,
+    targets: Int32Array,
+    shape: BatchShape,
+    opts: ForwardBackwardOptions = {},
+  ): Promise<number> {
     const s = this.checkShape(shape);
     const t = checkIds('tokens', tokens, s, this.config.vocab_size, false);
     const g = checkIds('targets', targets, s, this.config.vocab_size, true);
+    const defer = checkDeferLoss(opts);
     if (this.gradsPending) this.fit.checkAccumulation();
     this.gradsPending = true;
     return this.calls.enqueue(
-      async () => (await this.native().forwardBackward({ tokens: t, targets: g, ...s })).loss,
+      async () => (await this.native().forwardBackward({ tokens: t, targets: g, ...s, ...(defer ? { deferLoss: true } : {}) })).loss,
     );
   }
 
@@ -281,7 +307,9 @@ export class GPT {
     this.gradsPending = false;
     return this.calls.enqueue(async () => {
       const r = await this.native().step(given);
-      return { gradNorm: r.gradNorm, clipScale: r.clipScale, step: r.step, tokens: r.tokens };
+      const out: StepResult = { gradNorm: r.gradNorm, clipScale: r.clipScale, step: r.step, tokens: r.tokens };
+      if (r.deferred > 0) out.loss = r.loss;
+      return out;
     });
   }
 

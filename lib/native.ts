@@ -40,13 +40,15 @@ export interface CoreNative {
   /**
    * Bytes a model of `config` holds (Model::plan_memory, native/core/model.cc:
    * the layout code the model allocates with), with the activations for
-   * batch x seq rows (0 without them); Infinity for a figure too large to count.
+   * batch x seq rows (0 without them), and the CUDA backend's training scratch
+   * for that shape (0 in a build without CUDA); Infinity for a figure too
+   * large to count.
    */
   memoryLayout(o: {
     config: { n_layer: number; n_head: number; n_embd: number; n_positions: number; vocab_size: number };
     batch?: number;
     seq?: number;
-  }): { params: number; grads: number; optimizer: number; activations: number };
+  }): { params: number; grads: number; optimizer: number; activations: number; scratch: number };
   nativeVersion: string;
 }
 

@@ -329,11 +329,16 @@ export class Trainer {
           const lr = lrAt(schedule, s);
           const ts = Date.now();
           let lossSum = 0;
+          // One process: the losses stay on the device and step() brings back
+          // their mean with the gradient norm, so the step waits for the device
+          // once (docs/GPU.md "Host syncs in a training step").
+          const deferred = !world && model.defersLoss === true;
+          const defer = deferred ? { deferLoss: true } : {};
           // One global draw of ranks x accum micro-batches; this rank trains on its accum of them.
           for (let i = 0; i < accum * ranks; i++) {
             const b = sampler.next();
             if (world && Math.floor(i / accum) !== world.rank) continue;
-            lossSum += await model.forwardBackward(b.tokens, b.targets, { batch: settings.batch, seq: settings.seq, ...docMask });
+            lossSum += await model.forwardBackward(b.tokens, b.targets, { batch: settings.batch, seq: settings.seq, ...docMask }, defer);
           }
           let stopping = hooks.signal?.aborted === true;
           if (world) {
@@ -342,24 +347,30 @@ export class Trainer {
             lossSum = v[0];
             stopping = v[1] > 0;
           }
-          const loss = lossSum / (accum * ranks);
-          if (!Number.isFinite(loss)) throw nonFinite(s, `the loss is ${loss}`, lastCheckpoint);
+          let loss = lossSum / (accum * ranks);
+          // A loss that came back with the micro-batches is checked before the
+          // update, a deferred one right after it: a NaN loss comes with a
+          // gradient that is not finite, and step() refuses to update, but an
+          // infinite loss with a finite gradient is applied before it stops
+          // the run (the weights in memory, not any checkpoint).
+          if (!deferred && !Number.isFinite(loss)) throw nonFinite(s, `the loss is ${loss}`, lastCheckpoint);
           let gradNorm: number;
           try {
-            gradNorm = (
-              await model.step({
-                lr,
-                beta1: settings.beta1,
-                beta2: settings.beta2,
-                eps: settings.eps,
-                weightDecay: settings.weight_decay,
-                gradClip: settings.grad_clip,
-              })
-            ).gradNorm;
+            const r = await model.step({
+              lr,
+              beta1: settings.beta1,
+              beta2: settings.beta2,
+              eps: settings.eps,
+              weightDecay: settings.weight_decay,
+              gradClip: settings.grad_clip,
+            });
+            gradNorm = r.gradNorm;
+            if (r.loss !== undefined) loss = r.loss;
           } catch (e) {
             if ((e as { code?: string }).code === 'NONFINITE') throw nonFinite(s, (e as Error).message, lastCheckpoint);
             throw e;
           }
+          if (deferred && !Number.isFinite(loss)) throw nonFinite(s, `the loss is ${loss}`, lastCheckpoint);
           step = s;
           tokensSeen += tokensPerStep;
           const ms = Date.now() - ts;

@@ -2,14 +2,15 @@
  * What GPT checks of the inputs users hand it, before any native work:
  * batch shapes, token and target ids against the vocabulary, tensor maps
  * against the model's tensor names and shapes (Hugging Face GPT-2 names,
- * unpadded), and step() options.
+ * unpadded), and the options of forwardBackward() and step().
  */
 import { ArgumentRangeError } from '../errors';
-import type { BatchShape, StepOptions } from '../model';
+import type { BatchShape, ForwardBackwardOptions, StepOptions } from '../model';
 import {
   checkKnownKeys,
   describe,
   didYouMean,
+  expectBoolean,
   expectInteger,
   expectNumber,
   expectObject,
@@ -127,4 +128,11 @@ export function checkStepOptions(opts: StepOptions): StepOptions {
   if (opts.weightDecay !== undefined) out.weightDecay = expectNumber('weightDecay', opts.weightDecay, { min: 0 });
   if (opts.gradClip !== undefined) out.gradClip = expectNumber('gradClip', opts.gradClip, { min: 0 });
   return out;
+}
+
+/** Validates forwardBackward() options; returns whether the loss stays on the device. */
+export function checkDeferLoss(opts: ForwardBackwardOptions): boolean {
+  const o = expectObject('options', opts);
+  checkKnownKeys('forwardBackward options', o, ['deferLoss']);
+  return opts.deferLoss === undefined ? false : expectBoolean('deferLoss', opts.deferLoss);
 }

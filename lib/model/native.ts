@@ -22,9 +22,10 @@ interface LossOut {
 export interface NativeModelHandle {
   forward(o: { tokens: Int32Array; batch: number; seq: number; docEot?: number }): Promise<Float32Array>;
   loss(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number; docEot?: number }): Promise<LossOut>;
-  forwardBackward(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number; docEot?: number }): Promise<LossOut>;
-  /** AdamW settings left out take the core's defaults (native/core/model.h). */
-  step(o: StepOptions): Promise<StepResult & { optimizerMs: number }>;
+  /** deferLoss: the loss stays on the device (resolves with NaN for it; step() reports it). */
+  forwardBackward(o: { tokens: Int32Array; targets: Int32Array; batch: number; seq: number; docEot?: number; deferLoss?: boolean }): Promise<LossOut>;
+  /** AdamW settings left out take the core's defaults (native/core/model.h). loss: the deferred losses' mean (NaN when deferred is 0). */
+  step(o: StepOptions): Promise<Omit<StepResult, 'loss'> & { optimizerMs: number; deferred: number; loss: number }>;
   zeroGrad(): void;
   gradNorm(): number;
   tensorInfo(): { name: string; shape: number[]; decay: boolean }[];

@@ -6,15 +6,25 @@
 import type { GPTConfig, TokenizerName } from '../config';
 import { resolveCheckpointDir } from '../run-folder';
 import { DeviceChoice, GPT, PrecisionName } from '../model';
-import type { BatchShape, StepOptions } from '../model';
+import type { BatchShape, ForwardBackwardOptions, StepOptions } from '../model';
 
 /** The part of GPT (lib/model.ts) the trainer drives. */
 export interface TrainModel {
   readonly config: GPTConfig;
-  /** Adds the gradient of this micro-batch; returns its mean loss. */
-  forwardBackward(tokens: Int32Array, targets: Int32Array, shape: BatchShape): Promise<number> | number;
-  /** AdamW on the accumulated gradient (the trainer passes every field); throws NONFINITE leaving the weights unchanged. */
-  step(o: Required<StepOptions>): Promise<{ gradNorm: number }> | { gradNorm: number };
+  /** forwardBackward honours { deferLoss: true } (GPT does). */
+  readonly defersLoss?: boolean;
+  /**
+   * Adds the gradient of this micro-batch; returns its mean loss. A model
+   * with defersLoss honours { deferLoss: true } (returns NaN, and step()
+   * reports the micro-batches' mean loss instead); the trainer asks for it
+   * when one process trains.
+   */
+  forwardBackward(tokens: Int32Array, targets: Int32Array, shape: BatchShape, o?: ForwardBackwardOptions): Promise<number> | number;
+  /**
+   * AdamW on the accumulated gradient (the trainer passes every field); throws NONFINITE leaving the weights
+   * unchanged. loss: the mean loss of the deferred micro-batches, when there were any.
+   */
+  step(o: Required<StepOptions>): Promise<{ gradNorm: number; loss?: number }> | { gradNorm: number; loss?: number };
   /** Mean loss without touching gradients. */
   loss(tokens: Int32Array, targets: Int32Array, shape: BatchShape): Promise<number> | number;
   dispose(): unknown;

@@ -353,6 +353,16 @@ OpResult run_op(const OpArgs& a) {
     int64_t count = -1;
     r.num["loss"] = be->loss_sum(d, tg, M, &count);
     r.num["count"] = (double)count;
+  } else if (op == "loss_accumulate") {
+    const int M = (int)need_int(a, "M");
+    const FVec rl = need_f(a, "rowLoss", (size_t)M);
+    double* d = buf.up(std::vector<double>(rl.begin(), rl.end()), "row losses");
+    int32_t* tg = buf.up(need_i(a, "targets", M), "targets");
+    double* acc = buf.up(std::vector<double>(1, opt_num(a, "acc", 0.0)), "the running total");
+    be->loss_accumulate(acc, d, tg, M);
+    double host = 0;
+    be->to_host(&host, acc, sizeof host);
+    r.num["acc"] = host;
   } else if (op == "classifier_weight_grad") {
     // dw += dlogits^T @ x over `rows` rows at row0 of an M-row batch; with
     // `chunks` (rows per call) it runs the rows as consecutive calls.

@@ -107,8 +107,9 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     Timings t;
   };
 
-  // One loss call (loss or forward_backward) on the pool, resolving with loss_value.
-  using LossFn = double (Model::*)(const int32_t*, const int32_t*, int, int, int64_t*, int32_t);
+  // One loss call (loss, forward_backward or its deferred form) on the pool,
+  // resolving with loss_value.
+  using LossFn = double (*)(Model&, const Batch&, int64_t* count);
   Napi::Value RunLoss(const Napi::CallbackInfo& info, LossFn fn) {
     Napi::Env env = info.Env();
     return guard(env, [&]() -> Napi::Value {
@@ -119,7 +120,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
           [m, b, fn] {
             std::lock_guard<std::mutex> lk(m->mutex());
             LossResult r;
-            r.loss = ((*m).*fn)(b->tokens.data(), b->targets.data(), b->B, b->T, &r.count, b->doc_eot);
+            r.loss = fn(*m, *b, &r.count);
             r.t = m->timings();
             return r;
           },
@@ -127,8 +128,34 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
     });
   }
 
-  Napi::Value Loss(const Napi::CallbackInfo& info) { return RunLoss(info, &Model::loss); }
-  Napi::Value ForwardBackward(const Napi::CallbackInfo& info) { return RunLoss(info, &Model::forward_backward); }
+  Napi::Value Loss(const Napi::CallbackInfo& info) {
+    return RunLoss(info, [](Model& m, const Batch& b, int64_t* n) {
+      return m.loss(b.tokens.data(), b.targets.data(), b.B, b.T, n, b.doc_eot);
+    });
+  }
+  // forwardBackward({ ..., deferLoss? }): with deferLoss true the loss stays
+  // on the device (Model::forward_backward_deferred) and the call resolves
+  // with NaN for it; the next step() reports the mean of those losses.
+  Napi::Value ForwardBackward(const Napi::CallbackInfo& info) {
+    bool defer = false;
+    guard(info.Env(), [&]() -> Napi::Value {  // throws the error of a bad deferLoss
+      Napi::Object o = options_arg(info);
+      if (has(o, "deferLoss")) {
+        const Napi::Value d = o.Get("deferLoss");
+        if (!d.IsBoolean()) throw_invalid("Expected a boolean for deferLoss");
+        defer = d.As<Napi::Boolean>().Value();
+      }
+      return info.Env().Undefined();
+    });
+    if (defer)
+      return RunLoss(info, [](Model& m, const Batch& b, int64_t* n) {
+        m.forward_backward_deferred(b.tokens.data(), b.targets.data(), b.B, b.T, n, b.doc_eot);
+        return std::numeric_limits<double>::quiet_NaN();
+      });
+    return RunLoss(info, [](Model& m, const Batch& b, int64_t* n) {
+      return m.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, n, b.doc_eot);
+    });
+  }
 
   static Napi::Value loss_value(Napi::Env env, LossResult& r) {
     Napi::Object o = Napi::Object::New(env);
@@ -172,6 +199,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
             r.Set("clipScale", out.r.clip_scale);
             r.Set("step", static_cast<double>(out.r.step));
             r.Set("tokens", static_cast<double>(out.r.tokens));
+            r.Set("deferred", static_cast<double>(out.r.deferred));
+            r.Set("loss", out.r.loss);
             r.Set("optimizerMs", out.ms);
             return r;
           });
@@ -411,11 +440,14 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
 }
 
 // memoryLayout({ config: { n_layer, n_head, n_embd, n_positions, vocab_size },
-//                batch?, seq? }) -> { params, grads, optimizer, activations }:
+//                batch?, seq? }) -> { params, grads, optimizer, activations, scratch }:
 // the bytes a model of this config holds (Model::plan_memory), with the
 // activations for batch x seq rows (0 without them). The layout is the same
-// on every backend and in both precisions. A figure too large to count is
-// Infinity. Synchronous: no allocation, just arithmetic over the layout.
+// on every backend and in both precisions. scratch: what the CUDA backend
+// reserves for a training step of that shape (cuda_training_scratch_bytes;
+// 0 in a build without CUDA); the CPU backend holds none. A figure too large
+// to count is Infinity. Synchronous: no allocation, just arithmetic over the
+// layout.
 Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -431,11 +463,22 @@ Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
     }
     const Model::Memory m = Model::plan_memory(cfg, rows);
     auto num = [](size_t v) { return v == SIZE_MAX ? std::numeric_limits<double>::infinity() : static_cast<double>(v); };
+    size_t scratch = SIZE_MAX;
+    if (rows <= std::numeric_limits<int32_t>::max() && m.params != SIZE_MAX) {
+      TrainingShape ts;
+      ts.B = static_cast<int>(rows);
+      ts.T = rows > 0 ? 1 : 0;
+      ts.C = cfg.n_embd;
+      ts.H = cfg.n_head;
+      ts.params = static_cast<int64_t>(m.params / sizeof(float));
+      scratch = cuda_training_scratch_bytes(ts);
+    }
     Napi::Object r = Napi::Object::New(env);
     r.Set("params", num(m.params));
     r.Set("grads", num(m.grads));
     r.Set("optimizer", num(m.optimizer));
     r.Set("activations", num(m.activations));
+    r.Set("scratch", num(scratch));
     return r;
   });
 }

@@ -37,7 +37,7 @@
 namespace gpt_emu {
 struct HostSyncCounts {
   long long to_host, to_host_bytes, to_device, stream_sync, device_sync, event_sync, malloc, free, launches,
-      launches_after_to_host;
+      launches_after_to_host, malloc_after_launch, to_device_async;
 };
 HostSyncCounts host_sync_counts();
 void reset_host_sync_counts();
@@ -194,6 +194,8 @@ Napi::Value EmuHostSyncs(const Napi::CallbackInfo& info) {
     out.Set("free", static_cast<double>(c.free));
     out.Set("launches", static_cast<double>(c.launches));
     out.Set("launchesAfterToHost", static_cast<double>(c.launches_after_to_host));
+    out.Set("mallocAfterLaunch", static_cast<double>(c.malloc_after_launch));
+    out.Set("toDeviceAsync", static_cast<double>(c.to_device_async));
     return out;
   });
 }

@@ -14,6 +14,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -49,6 +50,14 @@ struct AttnShape {
   // never decrease (check_doc_starts; the CPU checks, CUDA trusts it).
   // nullptr: no document mask.
   const int32_t* doc_start = nullptr;
+};
+
+// The shapes of a training step (Backend::reserve_training_scratch): B
+// sequences of T tokens, C channels, H heads, and the floats of the
+// gradient buffer (the gradient norm's reduction).
+struct TrainingShape {
+  int B = 0, T = 0, C = 0, H = 0;
+  int64_t params = 0;
 };
 
 // One AdamW update. The hyperparameters have no defaults here: callers copy
@@ -109,6 +118,16 @@ class Backend {
   // called before and before every op called after. Backends
   // without streams ("cpu") return null and are never asked.
   virtual void* native_stream() { return nullptr; }
+  // Sizes the backend's own scratch memory (its partial sums, sort keys and
+  // the like) for every op a training step of shape `s` runs, and of any
+  // smaller one, so that a step allocates nothing: the model calls it when it
+  // sizes its activations. Backends without such memory ("cpu") do nothing.
+  virtual void reserve_training_scratch(const TrainingShape& s) { (void)s; }
+  // Bytes reserve_training_scratch(s) holds (0 for "cpu").
+  virtual size_t training_scratch_bytes(const TrainingShape& s) {
+    (void)s;
+    return 0;
+  }
 
   // ---- linear layers (Conv1D layout: w [K, N], "in" x "out") --------------
   // out[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when bias != nullptr)
@@ -252,6 +271,20 @@ class Backend {
   // double, in a fixed order (the CPU: row order, as crossentropy), and the
   // count of those rows in *count. One small copy to the host.
   virtual double loss_sum(const double* row_loss, const int32_t* targets, int M, int64_t* count) = 0;
+  // The same sum s and count n, left where they are: *acc (a double in
+  // backend memory) += n > 0 ? s / n : NaN, in double, with no copy to the
+  // host on a backend that overrides it. The training step adds each
+  // micro-batch's mean loss this way and copies the total back once, in
+  // step(). The default body goes through loss_sum and the host; it is the
+  // reference an override is held to (the same bits).
+  virtual void loss_accumulate(double* acc, const double* row_loss, const int32_t* targets, int M) {
+    int64_t n = 0;
+    const double s = loss_sum(row_loss, targets, M, &n);
+    double cur = 0;
+    to_host(&cur, acc, sizeof cur);
+    cur += n > 0 ? s / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+    to_device(acc, &cur, sizeof cur);
+  }
   // dw[Vp, C] += dlogits[rows, Vp]^T @ x[rows, C] (the tied head's weight
   // gradient) for rows row0 .. row0 + rows - 1 of an M-row batch, in the
   // model's precision (bf16 rounds both inputs as the matmuls do). Calls
@@ -297,5 +330,9 @@ struct GpuInfo {
 bool cuda_compiled();
 GpuInfo cuda_info();
 std::unique_ptr<Backend> make_cuda_backend();
+// The bytes of scratch the CUDA backend reserves for a training step of `s`
+// (Backend::reserve_training_scratch), without a GPU; 0 in a build without
+// CUDA. The memory planner (lib/limits.ts) counts it.
+size_t cuda_training_scratch_bytes(const TrainingShape& s);
 
 }  // namespace gpt

@@ -47,8 +47,8 @@ void for_chunks(int M, int rows, Fn&& fn) {
 
 }  // namespace
 
-double classifier_forward_backward(Backend& be, const ClassifierArgs& a, const int32_t* targets, double* row_loss,
-                                   float dlogits_scale, float* dx, float* dwte, int64_t* count) {
+void classifier_forward_backward_rows(Backend& be, const ClassifierArgs& a, const int32_t* targets, double* row_loss,
+                                      float dlogits_scale, float* dx, float* dwte) {
   const int rows = classifier_chunk_rows(be, a.M, a.Vp, a.precision, a.cap);
   for_chunks(a.M, rows, [&](int r0, int n) {
     const float* x = a.x + int64_t(r0) * a.C;
@@ -57,6 +57,11 @@ double classifier_forward_backward(Backend& be, const ClassifierArgs& a, const i
     if (dx) be.matmul_forward(dx + int64_t(r0) * a.C, a.chunk, a.wte, nullptr, n, a.Vp, a.C, a.precision);
     if (dwte) be.classifier_weight_grad(dwte, a.chunk, x, n, r0, a.M, a.Vp, a.C, a.precision);
   });
+}
+
+double classifier_forward_backward(Backend& be, const ClassifierArgs& a, const int32_t* targets, double* row_loss,
+                                   float dlogits_scale, float* dx, float* dwte, int64_t* count) {
+  classifier_forward_backward_rows(be, a, targets, row_loss, dlogits_scale, dx, dwte);
   return be.loss_sum(row_loss, targets, a.M, count);
 }
 

@@ -39,6 +39,11 @@ struct ClassifierArgs {
 double classifier_forward_backward(Backend& be, const ClassifierArgs& a, const int32_t* targets, double* row_loss,
                                    float dlogits_scale, float* dx, float* dwte, int64_t* count);
 
+// The same without the sum: row_loss[M] holds each row's loss when the
+// queued work has run (Backend::loss_accumulate sums it where it lives).
+void classifier_forward_backward_rows(Backend& be, const ClassifierArgs& a, const int32_t* targets, double* row_loss,
+                                      float dlogits_scale, float* dx, float* dwte);
+
 // Evaluation: the loss sum and count, no gradients.
 double classifier_loss(Backend& be, const ClassifierArgs& a, const int32_t* targets, double* row_loss,
                        int64_t* count);

@@ -302,12 +302,13 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision
     grads_ = static_cast<float*>(backend_->alloc(bytes, "the gradients"));
     m_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW first moments"));
     v_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW second moments"));
-    step_scalars_ = static_cast<float*>(backend_->alloc(16, "the step's gradient scale"));
+    step_scalars_ = static_cast<float*>(backend_->alloc(32, "the step's gradient scale, norm and loss"));
     backend_->zero(params_, bytes);
     backend_->zero(grads_, bytes);
     backend_->zero(m_, bytes);
     backend_->zero(v_, bytes);
     init_weights(seed);
+    reserve_scratch(0, 0);
   } catch (...) {
     for (float* p : {params_, grads_, m_, v_, step_scalars_})
       if (p) backend_->free(p);
@@ -414,7 +415,18 @@ void Model::ensure_acts(int B, int T) {
     });
     a.chunk_rows = classifier_capacity_rows(M, cfg_.padded_vocab);
     a.cap = M;
+    reserve_scratch(B, T);
   }
+}
+
+void Model::reserve_scratch(int B, int T) {
+  TrainingShape s;
+  s.B = B;
+  s.T = T;
+  s.C = cfg_.n_embd;
+  s.H = cfg_.n_head;
+  s.params = n_floats_;
+  backend_->reserve_training_scratch(s);
 }
 
 void Model::check_tokens(const int32_t* tokens, const int32_t* targets, int B, int T) const {
@@ -625,6 +637,16 @@ double Model::loss(const int32_t* tokens, const int32_t* targets, int B, int T, 
 
 double Model::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count,
                                int32_t doc_eot) {
+  return forward_backward_impl(tokens, targets, B, T, count, doc_eot, false);
+}
+
+void Model::forward_backward_deferred(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count,
+                                      int32_t doc_eot) {
+  forward_backward_impl(tokens, targets, B, T, count, doc_eot, true);
+}
+
+double Model::forward_backward_impl(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count,
+                                    int32_t doc_eot, bool defer) {
   check_tokens(tokens, targets, B, T);
   ensure_acts(B, T);
   upload_tokens(tokens, targets, B, T, doc_eot);
@@ -643,14 +665,27 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
   double sum = 0;
   {
     Backend& be = *backend_;
-    GPT_OP("classifier", sum = classifier_forward_backward(be, classifier_args(B * T), acts_->targets,
-                                                          acts_->row_loss_d(), 1.0f, acts_->dln, g_.wte, &n));
+    if (defer) {
+      // The loss is summed where it lives; the count comes from the host's
+      // targets (the rows loss_sum counts: target >= 0).
+      if (deferred_ == 0) be.zero(loss_acc(), sizeof(double));
+      GPT_OP("classifier", classifier_forward_backward_rows(be, classifier_args(B * T), acts_->targets,
+                                                            acts_->row_loss_d(), 1.0f, acts_->dln, g_.wte));
+      GPT_OP("loss_accumulate", be.loss_accumulate(loss_acc(), acts_->row_loss_d(), acts_->targets, B * T));
+      for (int64_t i = 0; i < int64_t(B) * T; ++i) n += targets[i] >= 0;
+      ++deferred_;
+    } else {
+      GPT_OP("classifier", sum = classifier_forward_backward(be, classifier_args(B * T), acts_->targets,
+                                                            acts_->row_loss_d(), 1.0f, acts_->dln, g_.wte, &n));
+    }
   }
   double t1 = now_ms();
   backward_body(B, T);
   if (again) accumulate_end();
   grads_dirty_ = true;
-  backend_->synchronize();
+  // The deferred call does not wait for the device (its timings are then
+  // the time to queue the work).
+  if (!defer) backend_->synchronize();
   double t2 = now_ms();
   timings_.forward_ms = t1 - t0;
   timings_.backward_ms = t2 - t1;
@@ -662,6 +697,7 @@ double Model::forward_backward(const int32_t* tokens, const int32_t* targets, in
   }
   count_ += n;
   if (count) *count = n;
+  if (defer) return std::numeric_limits<double>::quiet_NaN();
   return n > 0 ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
 }
 
@@ -669,6 +705,7 @@ void Model::zero_grad() {
   backend_->zero(grads_, static_cast<size_t>(n_floats_) * sizeof(float));
   count_ = 0;
   grads_dirty_ = false;
+  deferred_ = 0;
 }
 
 double Model::grad_norm() {
@@ -682,6 +719,8 @@ StepResult Model::step(const StepOptions& o) {
   if (comm_) dist_reduce_gradients();  // the sums over all ranks from here on
   StepResult r;
   r.tokens = count_;
+  r.deferred = deferred_;
+  double loss_total = std::numeric_limits<double>::quiet_NaN();
   const double inv = 1.0 / static_cast<double>(std::max<int64_t>(count_, 1));
   auto non_finite = [&](double value) {
     zero_grad();
@@ -732,13 +771,18 @@ StepResult Model::step(const StepOptions& o) {
     i = j + 1;
   }
   if (scale_on_backend) {
-    double ss = 0;
-    // The step's one copy back (it waits for the update queued above).
-    backend_->to_host(&ss, reinterpret_cast<char*>(step_scalars_) + 8, sizeof ss);
+    // The step's one copy back (it waits for the update queued above): the
+    // sum of squares and, after deferred micro-batches, their losses' sum.
+    double back[2] = {0, 0};
+    backend_->to_host(back, reinterpret_cast<char*>(step_scalars_) + 8, deferred_ > 0 ? 2 * sizeof(double) : sizeof(double));
+    const double ss = back[0];
+    loss_total = back[1];
     norm = std::sqrt(ss) * inv;
     if (!std::isfinite(norm)) throw non_finite(norm);  // AdamW left everything as it was
     if (o.grad_clip > 0 && norm > o.grad_clip) clip = o.grad_clip / norm;
   }
+  if (!scale_on_backend && deferred_ > 0) backend_->to_host(&loss_total, loss_acc(), sizeof loss_total);
+  if (deferred_ > 0) r.loss = loss_total / static_cast<double>(deferred_);
   r.grad_norm = norm;
   r.clip_scale = clip;
   ++step_;

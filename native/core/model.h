@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -135,6 +136,12 @@ struct StepResult {
   double clip_scale = 1;  // min(1, grad_clip / norm) when clipping, else 1
   int64_t step = 0;       // optimizer steps taken so far (after this one)
   int64_t tokens = 0;     // targets the gradient averaged over
+  // The forward_backward_deferred calls since the last step and the mean of
+  // their mean losses (NaN when there were none), brought back with the
+  // gradient norm in the step's one copy to the host (with ranks: this
+  // rank's batches only, in a copy of its own).
+  int64_t deferred = 0;
+  double loss = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Milliseconds of the last calls, for `bench train`.
@@ -197,6 +204,14 @@ class Model {
   // Forward + backward; accumulates gradients. Returns this batch's mean loss.
   double forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count = nullptr,
                           int32_t doc_eot = -1);
+  // forward_backward that leaves this batch's mean loss on the backend
+  // (Backend::loss_accumulate) and does not wait for the device: the next
+  // step() brings the mean of these losses back (StepResult::loss) in the
+  // copy that brings the gradient norm, so a step of any number of
+  // micro-batches copies to the host once. *count gets the batch's targets.
+  // zero_grad() drops the losses with the gradients.
+  void forward_backward_deferred(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count = nullptr,
+                                 int32_t doc_eot = -1);
   // Clip + AdamW + zero the gradients. NONFINITE: weights and moments
   // unchanged, gradients zeroed, step counter unchanged.
   StepResult step(const StepOptions& o);
@@ -257,6 +272,13 @@ class Model {
   // The fused classifier's view of the activations for M rows (classifier.h).
   ClassifierArgs classifier_args(int M) const;
   void backward_body(int B, int T);
+  // forward_backward and forward_backward_deferred (defer: the loss stays
+  // on the backend; returns NaN).
+  double forward_backward_impl(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count,
+                               int32_t doc_eot, bool defer);
+  // The backend's scratch for a training step of B x T (0 x 0: the parts
+  // that do not depend on the batch).
+  void reserve_scratch(int B, int T);
 
   ModelConfig cfg_;
   std::unique_ptr<Backend> backend_;
@@ -272,8 +294,12 @@ class Model {
   float* v_ = nullptr;
   // The step's gradient scale (a float) and sum of squares (a double at +8
   // bytes) in backend memory (Backend::grad_scale_of), so AdamW reads the
-  // scale there and one copy back per step brings the norm.
+  // scale there, then the deferred losses' sum (a double at +16,
+  // Backend::loss_accumulate): one copy back per step brings the norm and
+  // the loss.
   float* step_scalars_ = nullptr;
+  double* loss_acc() { return reinterpret_cast<double*>(reinterpret_cast<char*>(step_scalars_) + 16); }
+  int64_t deferred_ = 0;  // forward_backward_deferred calls since the last step
   Weights w_, g_;
   std::unique_ptr<Acts> acts_;
   int64_t count_ = 0;  // non-ignored targets since the last step

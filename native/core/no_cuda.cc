@@ -16,4 +16,6 @@ GpuInfo cuda_info() {
 
 std::unique_ptr<Backend> make_cuda_backend() { throw GptError(ErrorCode::NoGpu, cuda_info().reason); }
 
+size_t cuda_training_scratch_bytes(const TrainingShape&) { return 0; }
+
 }  // namespace gpt

@@ -7,9 +7,11 @@
 //
 // Scratch memory (bias/LayerNorm partial sums, attention's D vector, the
 // crossentropy op's per-row losses, the loss sum, the embedding gradient's
-// sort keys) lives in a few grow-only device buffers owned by the backend,
-// sized at their first use, so a training step after the first allocates
-// nothing (docs/GPU.md "Host syncs in a training step").
+// sort keys) lives in a few grow-only device buffers owned by the backend.
+// The model reserves them for its training shape when it sizes its
+// activations (reserve_training_scratch), so no training step allocates;
+// other ops (decoding, the crossentropy op) grow them on first use
+// (docs/GPU.md "Host syncs in a training step").
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -30,10 +32,59 @@ namespace gpt {
 namespace cuda {
 namespace {
 
+// *acc += d[1] > 0 ? d[0] / d[1] : NaN (d: loss_sum's sum and count), as
+// Backend::loss_accumulate's default body computes it on the host.
+__global__ void loss_accumulate_kernel(double* acc, const double* d) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  const double n = d[1];
+  acc[0] += n > 0 ? d[0] / n : nan("");
+}
+
 std::string mib(size_t bytes) {
   char buf[64];
   snprintf(buf, sizeof buf, "%.1f MiB", bytes / (1024.0 * 1024.0));
   return buf;
+}
+
+enum Slot { kSlotReduce = 0, kSlotRows = 1, kSlotEmbedding = 2, kSlotNorm = 3, kSlotLoss = 4, kSlots = 5 };
+
+// What each scratch slot must hold for a training step of shape s: the same
+// requests the ops of the step make (0: the step does not use the slot).
+struct ScratchNeeds {
+  size_t bytes[kSlots] = {};
+  const char* what[kSlots] = {};
+};
+ScratchNeeds training_needs(const TrainingShape& s) {
+  ScratchNeeds n;
+  const int64_t M64 = int64_t(s.B) * s.T;
+  const int M = static_cast<int>(std::min<int64_t>(M64, 1 << 30));
+  const int C = s.C;
+  if (M > 0 && C > 0) {
+    size_t reduce = 0;
+    for (int N : {C, 3 * C, 4 * C}) reduce = std::max(reduce, colsum_scratch_floats(M, N));  // the bias gradients
+    reduce = std::max(reduce, layernorm_backward_scratch_floats(M, C));
+    reduce = std::max(reduce, (size_t)M * (size_t)s.H);  // attention backward's D
+    n.bytes[kSlotReduce] = reduce * sizeof(float);
+    n.what[kSlotReduce] = "the training step's partial sums";
+    n.bytes[kSlotEmbedding] = embedding_backward_wte_scratch_bytes(M);
+    n.what[kSlotEmbedding] = "embedding-gradient grouping";
+  }
+  if (s.params > 0) {
+    n.bytes[kSlotNorm] = (1 + cuda::sum_squares_scratch_doubles(s.params)) * sizeof(double);
+    n.what[kSlotNorm] = "gradient-norm partial sums";
+  }
+  n.bytes[kSlotLoss] = 2 * sizeof(double);
+  n.what[kSlotLoss] = "the loss sum";
+  return n;
+}
+// What CudaBackend::scratch allocates for a request of `bytes`.
+size_t grown_bytes(size_t bytes) { return std::max(bytes + bytes / 4, (size_t)4096); }
+size_t training_scratch_total(const TrainingShape& s) {
+  const ScratchNeeds n = training_needs(s);
+  size_t total = 0;
+  for (int slot = 0; slot < kSlots; ++slot)
+    if (n.bytes[slot]) total += grown_bytes(n.bytes[slot]);
+  return total;
 }
 
 class CudaBackend final : public Backend {
@@ -82,10 +133,14 @@ class CudaBackend final : public Backend {
       }
     CUDA_CHECK(cudaFree(p), "free");
   }
+  // Queued on the stream: the engine's host buffers are pageable, which the
+  // runtime copies to its staging memory before cudaMemcpyAsync returns,
+  // without waiting for the device, so the caller may reuse them at once
+  // (cudaMemcpy would first wait for all the work queued before it).
   void to_device(void* dst, const void* host_src, size_t bytes) override {
     if (!bytes) return;
     set_device();
-    CUDA_CHECK(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice), "to_device");
+    CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_), "to_device");
   }
   void to_host(void* host_dst, const void* src, size_t bytes) override {
     if (!bytes) return;
@@ -113,6 +168,13 @@ class CudaBackend final : public Backend {
     set_device();
     return static_cast<void*>(stream_);
   }
+  void reserve_training_scratch(const TrainingShape& s) override {
+    set_device();
+    const ScratchNeeds n = training_needs(s);
+    for (int slot = 0; slot < kSlots; ++slot)
+      if (n.bytes[slot]) scratch(slot, n.bytes[slot], n.what[slot]);
+  }
+  size_t training_scratch_bytes(const TrainingShape& s) override { return training_scratch_total(s); }
 
   // ---- linear layers ---------------------------------------------------------
   void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
@@ -286,6 +348,13 @@ class CudaBackend final : public Backend {
     if (count) *count = static_cast<int64_t>(r[1]);
     return r[0];
   }
+  void loss_accumulate(double* acc, const double* row_loss, const int32_t* targets, int M) override {
+    set_device();
+    double* d = static_cast<double*>(scratch(kSlotLoss, 2 * sizeof(double), "the loss sum"));
+    cuda::loss_sum(d, row_loss, targets, M, stream_);
+    loss_accumulate_kernel<<<1, 1, 0, stream_>>>(acc, d);
+    CUDA_CHECK_LAUNCH("loss_accumulate");
+  }
   void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int, int, int Vp, int C,
                               Precision p) override {
     matmul_backward(nullptr, dw, nullptr, x, dlogits, nullptr, rows, Vp, C, p);
@@ -324,7 +393,6 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  enum Slot { kSlotReduce = 0, kSlotRows = 1, kSlotEmbedding = 2, kSlotNorm = 3, kSlotLoss = 4, kSlots = 5 };
   struct Scratch {
     void* ptr = nullptr;
     size_t bytes = 0;
@@ -344,7 +412,7 @@ class CudaBackend final : public Backend {
       s.ptr = nullptr;
       s.bytes = 0;
     }
-    size_t want = std::max(bytes + bytes / 4, (size_t)4096);
+    size_t want = grown_bytes(bytes);
     cudaError_t err = cudaMalloc(&s.ptr, want);
     if (err != cudaSuccess) {
       cudaGetLastError();
@@ -375,4 +443,6 @@ class CudaBackend final : public Backend {
 std::unique_ptr<Backend> new_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
 
 }  // namespace cuda
+
+size_t cuda_training_scratch_bytes(const TrainingShape& s) { return cuda::training_scratch_total(s); }
 }  // namespace gpt

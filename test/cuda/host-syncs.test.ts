@@ -1,12 +1,14 @@
 /**
  * Host syncs of a training step on the CUDA backend, counted by the SIMT
  * emulator (its runtime counts every host-blocking call: copies to and from
- * the host, stream/device/event synchronizes, cudaMalloc and cudaFree; the
+ * the host, stream/device/event synchronizes, cudaMalloc and cudaFree, and
+ * apart from them the uploads queued with cudaMemcpyAsync; the
  * addon's emulator-only emuHostSyncs export reads them). Runs where the cuda
  * project runs; on a real GPU the export is absent and the test checks that.
  */
 import { GPTConfig } from '../../lib/config';
 import { NonFiniteError } from '../../lib/errors';
+import { estimateMemory } from '../../lib/limits';
 import { GPT } from '../../lib/model';
 import { loadAddon } from '../../lib/native';
 import { Rng } from '../../lib/rng';
@@ -22,6 +24,8 @@ interface HostSyncs {
   free: number;
   launches: number;
   launchesAfterToHost: number;
+  mallocAfterLaunch: number;
+  toDeviceAsync: number;
 }
 type EmuAddon = { emuHostSyncs?: (o?: { reset?: boolean }) => HostSyncs };
 
@@ -92,20 +96,22 @@ if (info.emulated) {
         process.stdout.write(
           `host syncs per call (${precision}): forwardBackward ${JSON.stringify(fb)}\nstep ${JSON.stringify(st)}\n`,
         );
-        // After the first step (which sizes the scratch buffers), every step
-        // makes the same calls: the batch's tokens and targets go up; the loss
-        // comes back in forwardBackward, the gradient norm in step; each call
-        // ends with one stream synchronize.
-        const want = { fbToHost: 1, fbToDevice: 2, fbSync: 1, stToHost: 1, stToDevice: 0, stSync: 1, stLaunchesAfterCopy: 0, malloc: 0, other: 0 };
+        // After the first step, every step makes the same calls: the batch's
+        // tokens and targets go up, queued on the stream (cudaMemcpyAsync from
+        // pageable memory: the host does not wait for the device), none with
+        // cudaMemcpy; the loss comes back in forwardBackward, the gradient
+        // norm in step; each call ends with one stream synchronize.
+        const want = { fbToHost: 1, fbToDevice: 0, fbToDeviceAsync: 2, fbSync: 1, stToHost: 1, stToDevice: 0, stSync: 1, stLaunchesAfterCopy: 0, malloc: 0, other: 0 };
         for (let s = 1; s < 4; ++s) {
           const a = fb[s];
           const b = st[s];
           const got = {
             fbToHost: a.toHost,
             fbToDevice: a.toDevice,
+            fbToDeviceAsync: a.toDeviceAsync,
             fbSync: a.streamSync,
             stToHost: b.toHost,
-            stToDevice: b.toDevice,
+            stToDevice: b.toDevice + b.toDeviceAsync,
             stSync: b.streamSync,
             // step's copy back comes after the last kernel it queues (AdamW
             // read the clipping scale on the device).
@@ -121,6 +127,105 @@ if (info.emulated) {
         }
       } finally {
         await model.dispose();
+      }
+    });
+  }
+}
+
+if (info.emulated) {
+  // The model sizes the backend's scratch when it is created (the gradient
+  // norm's) and when it sizes its activations for a batch (everything a
+  // training step of that shape uses): the first call allocates before it
+  // queues its first kernel, and no step allocates after that, whatever
+  // smaller shape comes next.
+  test('scratch is reserved at set-up: no cudaMalloc once a call has queued work', async () => {
+    const count = addon.emuHostSyncs!;
+    const model = await GPT.create(CFG, { device: 'cuda', precision: 'bf16', seed: 6 });
+    try {
+      const { tokens, targets } = batch(50);
+      count({ reset: true });
+      await model.forwardBackward(tokens, targets, { batch: B, seq: T });
+      const first = count({ reset: true });
+      expect(first.malloc).toBeGreaterThan(0); // the activations (and this shape's scratch)
+      expect(first.launches).toBeGreaterThan(0);
+      expect(first.mallocAfterLaunch).toBe(0);
+      await model.step({ lr: 1e-3, gradClip: 1 });
+      expect(count({ reset: true }).malloc).toBe(0); // the norm's scratch came with the model
+      // A smaller batch and a shorter sequence reuse what is there.
+      for (const [b, t] of [[1, T], [B, 9], [1, 1]]) {
+        await model.forwardBackward(tokens.subarray(0, b * t), targets.subarray(0, b * t), { batch: b, seq: t });
+        await model.step({ lr: 1e-3 });
+        expect({ b, t, malloc: count({ reset: true }).malloc }).toEqual({ b, t, malloc: 0 });
+      }
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  // checkFits / estimateMemory count that scratch on CUDA (the backend's own
+  // sizing code, cuda_training_scratch_bytes), and nothing on the CPU.
+  test('the memory planner counts the scratch a CUDA training step reserves', () => {
+    const at = (device: 'cpu' | 'cuda', batch: number, seq: number) =>
+      estimateMemory({ config: CFG, device, precision: 'fp32', batch, seq, available: 1e12 });
+    const small = at('cuda', B, T);
+    const big = at('cuda', 64, 32);
+    expect(small.scratch).toBeGreaterThan(0);
+    expect(big.scratch).toBeGreaterThan(small.scratch);
+    expect(at('cpu', B, T).scratch).toBe(0);
+    expect(small.total - at('cpu', B, T).total).toBe(small.scratch);
+    expect(estimateMemory({ config: CFG, device: 'cuda', precision: 'fp32', available: 1e12 }).scratch).toBeGreaterThan(0); // the norm's
+  });
+
+  // With deferLoss the micro-batches leave their losses on the device and
+  // step() copies the gradient's sum of squares and the losses' sum back
+  // together: one copy to the host and one synchronize per step, however
+  // many micro-batches, and no other call that waits for the device (the ids
+  // go up queued); the numbers are those of the plain calls, bit for bit
+  // (the losses' mean, the norms, the weights).
+  for (const precision of ['fp32', 'bf16'] as const) {
+    test(`a deferred-loss step of 3 micro-batches copies back once (cuda, ${precision})`, async () => {
+      const count = addon.emuHostSyncs!;
+      const A = 3;
+      const plain = await GPT.create(CFG, { device: 'cuda', precision, seed: 9 });
+      const deferred = await GPT.create(CFG, { device: 'cuda', precision, seed: 9 });
+      try {
+        const shape = { batch: B, seq: T };
+        for (let s = 0; s < 3; ++s) {
+          const batches = Array.from({ length: A }, (_, i) => batch(100 + 10 * s + i));
+          let sum = 0;
+          for (const b of batches) sum += await plain.forwardBackward(b.tokens, b.targets, shape);
+          const want = await plain.step({ lr: 1e-3, weightDecay: 0.1, gradClip: 0.5 });
+          count({ reset: true });
+          for (const b of batches) expect(await deferred.forwardBackward(b.tokens, b.targets, shape, { deferLoss: true })).toBeNaN();
+          const got = await deferred.step({ lr: 1e-3, weightDecay: 0.1, gradClip: 0.5 });
+          const c = count({ reset: true });
+          expect(got).toEqual({ ...want, loss: sum / A });
+          expect(Object.is(got.loss, sum / A) && Object.is(got.gradNorm, want.gradNorm)).toBe(true);
+          // The first step allocates the gradient accumulation buffer (at its
+          // second micro-batch); the rest nothing.
+          expect({
+            step: s,
+            toHost: c.toHost,
+            toHostBytes: c.toHostBytes,
+            toDevice: c.toDevice,
+            toDeviceAsync: c.toDeviceAsync,
+            streamSync: c.streamSync,
+            other: c.deviceSync + c.eventSync,
+            launchesAfterToHost: c.launchesAfterToHost,
+            malloc: s > 0 ? c.malloc : 0,
+          }).toEqual({ step: s, toHost: 1, toHostBytes: 16, toDevice: 0, toDeviceAsync: 2 * A, streamSync: 1, other: 0, launchesAfterToHost: 0, malloc: 0 });
+        }
+        const a = plain.parameters();
+        const b = deferred.parameters();
+        for (const [name, w] of a) expect(Buffer.from(b.get(name)!.buffer).equals(Buffer.from(w.buffer))).toBe(true);
+        // zeroGrad drops deferred losses with the gradients; a plain step reports none.
+        await deferred.forwardBackward(batch(7).tokens, batch(7).targets, shape, { deferLoss: true });
+        deferred.zeroGrad();
+        await deferred.forwardBackward(batch(8).tokens, batch(8).targets, shape);
+        expect((await deferred.step({ lr: 1e-3 })).loss).toBeUndefined();
+      } finally {
+        await plain.dispose();
+        await deferred.dispose();
       }
     });
   }

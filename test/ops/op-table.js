@@ -192,6 +192,9 @@ function buildCases(seed) {
     const rowLoss = new Float32Array(M).map(() => 10 * r());
     cases.push({ name: 'loss_sum 5003 rows (ignored rows)', precision: 'fp32', tol: 1e-12, outputs: [], scalars: ['loss', 'count'],
       opts: { op: 'loss_sum', M, rowLoss, targets } });
+    // acc += sum / count, onto a running total (the step's earlier micro-batches).
+    cases.push({ name: 'loss_accumulate 5003 rows onto 2.75', precision: 'fp32', tol: 1e-12, outputs: [], scalars: ['acc'],
+      opts: { op: 'loss_accumulate', M, rowLoss, targets, acc: 2.75 } });
   }
   for (const p of ['fp32', 'bf16']) {
     const M = 601, Vp = 320, C = 40;

@@ -1017,7 +1017,7 @@ void run_launch(const char* name, const void* kernel, dim3 grid, dim3 block, siz
 struct HostSyncCounts {
   long long to_host;       // cudaMemcpy / cudaMemcpyAsync / cudaMemcpy2D device -> host
   long long to_host_bytes;
-  long long to_device;     // the same, host -> device
+  long long to_device;     // the same, host -> device (cudaMemcpyAsync host -> device: to_device_async)
   long long stream_sync;   // cudaStreamSynchronize
   long long device_sync;   // cudaDeviceSynchronize
   long long event_sync;    // cudaEventSynchronize
@@ -1028,13 +1028,20 @@ struct HostSyncCounts {
   // back was the last thing queued (nothing left for the device to do after
   // the host got its value).
   long long launches_after_to_host;
+  // cudaMalloc calls made after a kernel launch: 0 when every allocation
+  // came before the first kernel (the set-up of a call, not its middle).
+  long long malloc_after_launch;
+  // cudaMemcpyAsync host -> device: from pageable memory (all the engine
+  // uses) the runtime stages the bytes and returns without waiting for the
+  // device, so these are not host syncs.
+  long long to_device_async;
 };
 HostSyncCounts host_sync_counts();
 void reset_host_sync_counts();
 
 namespace {
 std::atomic<long long> g_to_host{0}, g_to_host_bytes{0}, g_to_device{0}, g_stream_sync{0}, g_device_sync{0},
-    g_event_sync{0}, g_malloc{0}, g_free{0}, g_launches{0}, g_launches_after{0};
+    g_event_sync{0}, g_malloc{0}, g_free{0}, g_launches{0}, g_launches_after{0}, g_malloc_after_launch{0}, g_to_device_async{0};
 void count_copy(cudaMemcpyKind kind, size_t bytes) {
   if (kind == cudaMemcpyDeviceToHost) {
     ++g_to_host;
@@ -1053,11 +1060,12 @@ void count_launch() {
 HostSyncCounts host_sync_counts() {
   return {g_to_host.load(),     g_to_host_bytes.load(), g_to_device.load(), g_stream_sync.load(),
           g_device_sync.load(), g_event_sync.load(),    g_malloc.load(),    g_free.load(),
-          g_launches.load(),    g_launches_after.load()};
+          g_launches.load(),    g_launches_after.load(), g_malloc_after_launch.load(), g_to_device_async.load()};
 }
 void reset_host_sync_counts() {
   for (auto* c : {&g_to_host, &g_to_host_bytes, &g_to_device, &g_stream_sync, &g_device_sync, &g_event_sync,
-                  &g_malloc, &g_free, &g_launches, &g_launches_after})
+                  &g_malloc, &g_free, &g_launches, &g_launches_after, &g_malloc_after_launch,
+                  &g_to_device_async})
     c->store(0);
 }
 
@@ -1188,6 +1196,7 @@ const char* cudaGetErrorString(cudaError_t e) {
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
   ++gpt_emu::g_malloc;
+  if (gpt_emu::g_launches.load() > 0) ++gpt_emu::g_malloc_after_launch;
   gpt_emu::Memory& m = gpt_emu::memory();
   const size_t n = bytes ? bytes : 1;
   {
@@ -1298,7 +1307,9 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   return copy_uncounted(dst, src, bytes, kind);
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
+  if (kind != cudaMemcpyHostToDevice) return cudaMemcpy(dst, src, bytes, kind);
+  if (bytes) ++gpt_emu::g_to_device_async;
+  return copy_uncounted(dst, src, bytes, kind);
 }
 cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                          cudaMemcpyKind kind) {
