@@ -6,7 +6,8 @@
 // positions in one go, so a GPU step has no per-layer host round trip.
 //
 // Legend: B sequences, M rows in flight (prompt tokens in prefill, chunk
-// tokens in extend, active sequences in a step), H heads, D head size, C = H*D, V (Vp) vocabulary.
+// tokens in extend, active sequences in a step), H heads, D head size,
+// C = H*D, V (Vp) vocabulary.
 #include "decode.h"
 
 #include <algorithm>
