@@ -31,7 +31,7 @@ import {
   TokenCodec,
   tokenCodec,
 } from './generate';
-import { BatchScheduler, BatchStats, checkMaxBatch, DEFAULT_MAX_BATCH } from './generate/scheduler';
+import { BatchScheduler, BatchStats, checkMaxBatch, checkPrefillChunk, DEFAULT_MAX_BATCH, DEFAULT_PREFILL_CHUNK } from './generate/scheduler';
 import { batchedGenerate, batchedStream, modelScheduler } from './model/batching';
 import { MemoryFit } from './model/fit';
 import { checkBatchShape, checkDeferLoss, checkIds, checkStepOptions, local, orderTensors } from './model/inputs';
@@ -56,6 +56,12 @@ export interface CreateOptions {
    * (default 16); more wait in order (docs/SERVING.md "Batching").
    */
   maxBatch?: number;
+  /**
+   * generate()/stream() prefill a prompt longer than this many tokens in
+   * chunks of this many, one chunk between two decode steps of the running
+   * batch; 1 to 1,048,576 (default 256; docs/SERVING.md "Inside the decoder").
+   */
+  prefillChunk?: number;
 }
 
 export interface LoadOptions extends CreateOptions {
@@ -142,7 +148,7 @@ export interface OptimizerState {
   exp_avg_sq: Map<string, Float32Array>;
 }
 
-const CREATE_KEYS = ['seed', 'device', 'precision', 'maxBatch'] as const;
+const CREATE_KEYS = ['seed', 'device', 'precision', 'maxBatch', 'prefillChunk'] as const;
 const LOAD_KEYS = [...CREATE_KEYS, 'optimizer'] as const;
 const SAVE_KEYS = ['optimizer', 'tokenizer', 'state'] as const;
 
@@ -177,6 +183,7 @@ export class GPT {
     seed: number,
     fit: MemoryFit,
     maxBatch: number,
+    private readonly prefillChunk: number,
   ) {
     this.handle = handle;
     this.fit = fit;
@@ -188,7 +195,7 @@ export class GPT {
     const info = handle.tensorInfo();
     this.names = info.map((t) => t.name);
     this.shapeList = info.map((t) => t.shape);
-    this.batcher = modelScheduler(this.calls, () => this.handle, config, maxBatch);
+    this.batcher = modelScheduler(this.calls, () => this.handle, config, maxBatch, prefillChunk);
   }
 
   /** Builds a model from a preset name or a config object, with seeded weights (docs/ARCHITECTURE.md "The model"). */
@@ -205,13 +212,14 @@ export class GPT {
     checkKnownKeys('options', o, CREATE_KEYS);
     const seed = opts.seed === undefined ? 0 : expectInteger('seed', opts.seed, { min: 0, max: Number.MAX_SAFE_INTEGER });
     const maxBatch = opts.maxBatch === undefined ? DEFAULT_MAX_BATCH : checkMaxBatch(opts.maxBatch);
+    const prefillChunk = opts.prefillChunk === undefined ? DEFAULT_PREFILL_CHUNK : checkPrefillChunk(opts.prefillChunk);
     const dev = chooseDevice(opts.device === undefined ? 'auto' : opts.device);
     const precision = choosePrecision(dev.device, opts.precision);
     // Refuse a model that cannot fit before allocating anything (with the
     // estimate and what would fit), instead of failing deep in the core.
     const fit = new MemoryFit(config, dev.device, precision, typeof configOrPreset === 'string' ? configOrPreset : undefined);
     const handle = await createNativeModel(config, dev.device, precision, seed);
-    return new GPT(handle, config, dev, precision, seed, fit, maxBatch);
+    return new GPT(handle, config, dev, precision, seed, fit, maxBatch, prefillChunk);
   }
 
   /**
@@ -507,9 +515,14 @@ export class GPT {
       if (!this.handle) throw new DisposedError('This model was disposed');
       return this.handle;
     };
-    return nativeDecoder(handle, this.config, () => {
-      if (!this.handle) throw new DisposedError('The model was disposed during generation');
-    });
+    return nativeDecoder(
+      handle,
+      this.config,
+      () => {
+        if (!this.handle) throw new DisposedError('The model was disposed during generation');
+      },
+      this.prefillChunk,
+    );
   }
 
   /** The tokenizer generate() uses: the checkpoint's, else gpt2. */

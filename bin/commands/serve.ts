@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { getPreset } from '../../lib/config';
 import { DEVICE_CHOICES, PRECISIONS } from '../../lib/device';
 import { ArgumentRangeError } from '../../lib/errors';
+import { DEFAULT_PREFILL_CHUNK, MAX_PREFILL_CHUNK } from '../../lib/generate/scheduler';
 import { CreateOptions, GPT } from '../../lib/model';
 import { setThreads } from '../../lib/runtime';
 import { serve, SERVE_DEFAULTS } from '../../lib/serve';
@@ -24,6 +25,7 @@ interface ServeFlags {
   port: string;
   apiKey?: string;
   maxBatch: string;
+  prefillChunk: string;
   maxQueue: string;
   maxN?: string;
   maxBody: string;
@@ -47,6 +49,7 @@ export function register(program: Command): void {
       .option('--port <n>', '0 picks a free port (printed)', String(SERVE_DEFAULTS.port))
       .option('--api-key <key>', 'require "Authorization: Bearer <key>" (default: $GPT_ENGINE_API_KEY; none when unset)')
       .option('--max-batch <n>', "most sequences decoded together (the decoder's batch); more wait in the queue", String(SERVE_DEFAULTS.maxBatch))
+      .option('--prefill-chunk <n>', 'prompts longer than this many tokens are prefilled in chunks of this many, one between two decode steps', String(DEFAULT_PREFILL_CHUNK))
       .option('--max-queue <n>', 'most requests waiting; one more is answered 429 with Retry-After', String(SERVE_DEFAULTS.maxQueue))
       .option('--max-n <n>', `most completions (n) per request (default ${SERVE_DEFAULTS.maxN}, at most --max-batch)`)
       .option('--max-body <bytes>', 'largest request body; larger is answered 413', String(SERVE_DEFAULTS.maxBodyBytes))
@@ -64,6 +67,7 @@ export function register(program: Command): void {
       const seed = intFlag('seed', f.seed, 0);
       if (seed !== undefined && f.model === undefined) throw new ArgumentRangeError('Expected --seed only with --model (it seeds random weights)');
       const maxBatch = intFlag('max-batch', f.maxBatch, 1, 4096)!;
+      const prefillChunk = intFlag('prefill-chunk', f.prefillChunk, 1, MAX_PREFILL_CHUNK)!;
       const opts = {
         host: f.host,
         port: intFlag('port', f.port, 0, 65535)!,
@@ -77,7 +81,7 @@ export function register(program: Command): void {
         log: f.logRequests ? (line: string) => log(`serve: ${line}`) : undefined,
       };
       if (threads !== undefined) setThreads(threads);
-      const base: CreateOptions = { device, precision, maxBatch };
+      const base: CreateOptions = { device, precision, maxBatch, prefillChunk };
       const model =
         f.model !== undefined
           ? await GPT.create(f.model!, { ...base, seed: seed ?? 0 })
@@ -88,7 +92,7 @@ export function register(program: Command): void {
       });
       const what = f.model !== undefined ? `preset ${f.model} with random weights` : f.checkpoint;
       log(`serve: model "${opts.name}" (${what}; ${model.device}, ${model.precision}; tokenizer ${model.tokenizer ?? 'gpt2'})`);
-      log(`serve: max batch ${maxBatch}, queue ${opts.maxQueue}${opts.apiKey ? ', API key required' : ''}`);
+      log(`serve: max batch ${maxBatch}, prefill chunk ${prefillChunk}, queue ${opts.maxQueue}${opts.apiKey ? ', API key required' : ''}`);
       if (!opts.apiKey && !/^(127\.|localhost$|::1$)/.test(f.host))
         log(`serve: warning: listening on ${f.host} without an API key: anyone who can reach this address can use the model`);
       process.stdout.write(`${handle.url}\n`);

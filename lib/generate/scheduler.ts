@@ -17,9 +17,15 @@
  *   of its own rows. Its prefills and steps are collected and run together:
  *   between native calls the batch waits one turn of the event loop for every
  *   admitted call to ask for its next step, then runs one prefill (the new
- *   prompts, whole) and one step (every sequence that asked). A call that
+ *   prompts), one extend (the next chunk of every prompt being prefilled in
+ *   chunks) and one step (every sequence that asked). A call that
  *   finishes, stops, aborts or breaks out of its stream closes its session,
  *   and its rows are free for the next admitted call at once.
+ * - Chunked prefill: a prompt longer than `prefillChunk` tokens goes in as a
+ *   prefill of its first prefillChunk tokens, then one extend of the next
+ *   prefillChunk tokens per tick, so the running sequences wait at most one
+ *   chunk between two steps. The chunks depend only on the prompt's length
+ *   and prefillChunk, so a call alone runs the same chunks.
  * - Rows are slots of one native session (native/core/decode.h) kept by the
  *   model until dispose(): a free slot is reused when its capacity suffices,
  *   else grown (DecodeState::resize, which keeps the other slots' caches), or
@@ -27,13 +33,15 @@
  *   n_positions), so the cache holds about the most sequences that ran at
  *   once, each at the longest request it served.
  * - Batch invariance: a sequence's logits do not depend on the other rows of
- *   a native prefill or step, and each call samples from its own streams, so
+ *   a native prefill, extend or step, and each call samples from its own streams, so
  *   a call's tokens and logits are bitwise those of the same call alone.
  */
 import { AbortedError, callNative, callNativeSync, DisposedError } from '../errors';
 import { expectInteger } from '../validate';
-import type { NativeDecodeSession } from './native';
+import { DEFAULT_PREFILL_CHUNK, MAX_PREFILL_CHUNK, NativeDecodeSession, nextChunks, packPrompts } from './native';
 import { Decoder, DecodeSession } from './types';
+
+export { DEFAULT_PREFILL_CHUNK, MAX_PREFILL_CHUNK };
 
 export const DEFAULT_MAX_BATCH = 16;
 export const MAX_BATCH_LIMIT = 4096;
@@ -45,10 +53,17 @@ export function checkMaxBatch(v: unknown, field = 'maxBatch'): number {
   return expectInteger(field, v, { min: 1, max: MAX_BATCH_LIMIT });
 }
 
+/** Validates a prefillChunk option: an integer from 1 to 1,048,576 (tokens). */
+export function checkPrefillChunk(v: unknown, field = 'prefillChunk'): number {
+  return expectInteger(field, v, { min: 1, max: MAX_PREFILL_CHUNK });
+}
+
 /** What the batch of a model holds now (GPT.batchStats()). */
 export interface BatchStats {
   /** The most sequences decoded together. */
   maxBatch: number;
+  /** Prompts longer than this are prefilled in chunks of this many tokens. */
+  prefillChunk: number;
   /** Sequences admitted now (the rows of the next step). */
   batchSize: number;
   /** generate()/stream() calls admitted now. */
@@ -61,6 +76,8 @@ export interface BatchStats {
   /** Batched native calls so far, and the sequences they advanced. */
   steps: number;
   prefills: number;
+  /** Native extend calls: each ran the next chunk of the prompts being prefilled in chunks. */
+  extends: number;
   stepRows: number;
 }
 
@@ -72,8 +89,11 @@ export interface SchedulerHost {
   issued(): number;
   /** True once the model is being disposed. */
   closed(): boolean;
-  /** Opens a native decode session on the live model. */
-  open(capacities: Int32Array, abort: Int32Array): NativeDecodeSession;
+  /**
+   * Opens a native decode session on the live model, whose extends take
+   * up to `extendMax` tokens a sequence.
+   */
+  open(capacities: Int32Array, abort: Int32Array, extendMax: number): NativeDecodeSession;
   /** Throws when the model is gone. */
   alive(): void;
   vocabSize: number;
@@ -100,6 +120,10 @@ interface PrefillCall {
   prompts: Int32Array[];
   resolve: (l: Float32Array) => void;
   reject: (e: unknown) => void;
+  /** Tokens of each prompt in the cache so far (chunked prefill). */
+  done?: number[];
+  /** [prompts, vocab]: the logits of each prompt once it is whole. */
+  logits?: Float32Array;
 }
 
 interface StepCall {
@@ -156,6 +180,8 @@ class BatchRun {
   joinable = true;
   issuedAt = 0;
   private prefills: PrefillCall[] = [];
+  /** Prefills under way: each prompt's next chunk runs at the next tick. */
+  private chunking: PrefillCall[] = [];
   private steps: StepCall[] = [];
   private wake: (() => void) | null = null;
 
@@ -195,7 +221,7 @@ class BatchRun {
         await nextTurn();
         // Those admitted now get a turn to ask for their prefill.
         if (this.admit()) continue;
-        if (this.prefills.length > 0 || this.steps.length > 0) {
+        if (this.prefills.length > 0 || this.chunking.length > 0 || this.steps.length > 0) {
           await this.tick();
           continue;
         }
@@ -224,10 +250,15 @@ class BatchRun {
     return any;
   }
 
-  /** Runs what was asked: one prefill of every new prompt, then one step of every sequence that asked. */
+  /**
+   * Runs what was asked: one prefill of every new prompt (its first chunk
+   * if it is long), one extend of the next chunk of every prompt under way,
+   * then one step of every sequence that asked.
+   */
   private async tick(): Promise<void> {
     const sched = this.scheduler;
     const V = sched.host.vocabSize;
+    const chunk = sched.chunk;
     // A call of a session aborted meanwhile ends here, before native work.
     const live = <C extends { vs: VirtualSession; reject: (e: unknown) => void }>(calls: C[]): C[] =>
       calls.filter((c) => {
@@ -237,40 +268,45 @@ class BatchRun {
         return false;
       });
     const prefills = live(this.prefills.splice(0));
+    const chunking = live(this.chunking.splice(0));
     const steps = live(this.steps.splice(0));
-    if (prefills.length === 0 && steps.length === 0) return;
+    if (prefills.length === 0 && chunking.length === 0 && steps.length === 0) return;
     let native: NativeDecodeSession;
     try {
       native = sched.nativeSession();
     } catch (e) {
-      for (const c of [...prefills, ...steps]) c.reject(e);
+      for (const c of [...prefills, ...chunking, ...steps]) c.reject(e);
       return;
     }
     const B = native.batch;
-    if (prefills.length > 0) {
-      const lengths = new Int32Array(B);
-      const parts: (Int32Array | undefined)[] = new Array(B);
-      for (const c of prefills)
-        c.prompts.forEach((p, i) => {
-          lengths[c.vs.slots[i]] = p.length;
-          parts[c.vs.slots[i]] = p;
-        });
-      const tokens = new Int32Array(lengths.reduce((a, b) => a + b, 0));
-      let o = 0;
-      for (const p of parts)
-        if (p) {
-          tokens.set(p, o);
-          o += p.length;
-        }
-      sched.counters.prefills++;
-      await this.runCall(prefills, () => native.prefill({ tokens, lengths }), (c, out) => {
-        const l = new Float32Array(c.prompts.length * V);
-        c.prompts.forEach((p, i) => {
-          if (p.length > 0) l.set(out.subarray(c.vs.slots[i] * V, (c.vs.slots[i] + 1) * V), i * V);
-        });
-        return l;
+    // The chunk of every prompt of these calls, each at its slot; after the
+    // native call, a prompt now whole takes its logits, and a call whose
+    // prompts are all whole resolves (the others go on at the next tick).
+    const chunked = async (calls: PrefillCall[], first: boolean): Promise<void> => {
+      const parts: Int32Array[] = Array.from({ length: B }, () => new Int32Array(0));
+      const mine = calls.map((c) => {
+        c.done ??= c.prompts.map(() => 0);
+        const next = nextChunks(c.prompts, c.done, chunk);
+        next.forEach((p, i) => (parts[c.vs.slots[i]] = p));
+        return next;
       });
-    }
+      const call = packPrompts(parts);
+      if (first) sched.counters.prefills++;
+      else sched.counters.extends++;
+      await this.runCall(calls, () => (first ? native.prefill(call) : native.extend(call)), (c, out, k) => {
+        const l = (c.logits ??= new Float32Array(c.prompts.length * V));
+        mine[k].forEach((p, i) => {
+          if (p.length === 0) return;
+          c.done![i] += p.length;
+          const s = c.vs.slots[i];
+          if (c.done![i] === c.prompts[i].length) l.set(out.subarray(s * V, (s + 1) * V), i * V);
+        });
+        if (c.prompts.every((p, i) => c.done![i] === p.length)) c.resolve(l);
+        else this.chunking.push(c);
+      });
+    };
+    if (prefills.length > 0) await chunked(prefills, true);
+    if (chunking.length > 0) await chunked(chunking, false);
     if (steps.length > 0) {
       const tokens = new Int32Array(B);
       const active = new Uint8Array(B);
@@ -288,16 +324,19 @@ class BatchRun {
         c.vs.slots.forEach((s, i) => {
           if (c.active[i]) l.set(out.subarray(s * V, (s + 1) * V), i * V);
         });
-        return l;
+        c.resolve(l);
       });
     }
   }
 
-  /** One native call for several sessions: each gets its rows (copied out, as the native buffer is reused). */
-  private async runCall<C extends { resolve: (l: Float32Array) => void; reject: (e: unknown) => void }>(
+  /**
+   * One native call for several sessions: `each` takes call k's rows (copied
+   * out, as the native buffer is reused) and settles it; a failure rejects them all.
+   */
+  private async runCall<C extends { reject: (e: unknown) => void }>(
     calls: C[],
     fn: () => Promise<Float32Array>,
-    rows: (c: C, out: Float32Array) => Float32Array,
+    each: (c: C, out: Float32Array, k: number) => void,
   ): Promise<void> {
     let out: Float32Array;
     try {
@@ -306,7 +345,7 @@ class BatchRun {
       for (const c of calls) c.reject(e);
       return;
     }
-    for (const c of calls) c.resolve(rows(c, out));
+    calls.forEach((c, k) => each(c, out, k));
   }
 }
 
@@ -315,7 +354,9 @@ class BatchRun {
  * run lib/generate.ts on the ticket's decoder; dispose() frees the slots.
  */
 export class BatchScheduler {
-  readonly counters = { steps: 0, prefills: 0, stepRows: 0 };
+  readonly counters = { steps: 0, prefills: 0, extends: 0, stepRows: 0 };
+  /** The chunk of a chunked prefill: prefillChunk, at most n_positions. */
+  readonly chunk: number;
   private current: BatchRun | null = null;
   private readonly runs = new Set<BatchRun>();
   private native: NativeDecodeSession | null = null;
@@ -329,7 +370,10 @@ export class BatchScheduler {
   constructor(
     readonly host: SchedulerHost,
     readonly maxBatch: number = DEFAULT_MAX_BATCH,
-  ) {}
+    readonly prefillChunk: number = DEFAULT_PREFILL_CHUNK,
+  ) {
+    this.chunk = Math.min(prefillChunk, host.nPositions);
+  }
 
   /**
    * Waits for a place in a batch for `weight` sequences. Rejects with the
@@ -408,6 +452,7 @@ export class BatchScheduler {
     }
     return {
       maxBatch: this.maxBatch,
+      prefillChunk: this.prefillChunk,
       batchSize,
       running,
       queued,
@@ -435,7 +480,7 @@ export class BatchScheduler {
   nativeSession(): NativeDecodeSession {
     const caps = Int32Array.from(this.slotCaps);
     if (!this.native) {
-      this.native = callNativeSync(() => this.host.open(caps, this.batchAbort));
+      this.native = callNativeSync(() => this.host.open(caps, this.batchAbort, this.chunk));
       this.resized = false;
     } else if (this.resized) {
       const n = this.native;

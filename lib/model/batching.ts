@@ -15,7 +15,7 @@ import {
   TokenCodec,
 } from '../generate';
 import type { DecodeNative } from '../generate/native';
-import { BatchScheduler } from '../generate/scheduler';
+import { BatchScheduler, DEFAULT_PREFILL_CHUNK } from '../generate/scheduler';
 import { kvCacheBytes } from '../limits';
 import { loadAddon } from '../native';
 import type { NativeModelHandle } from './native';
@@ -27,6 +27,7 @@ export function modelScheduler(
   handle: () => NativeModelHandle | null,
   config: GPTConfig,
   maxBatch: number,
+  prefillChunk: number = DEFAULT_PREFILL_CHUNK,
 ): BatchScheduler {
   const live = (): NativeModelHandle => {
     const h = handle();
@@ -38,14 +39,22 @@ export function modelScheduler(
       enqueue: (fn) => calls.enqueue(fn),
       issued: () => calls.issued,
       closed: () => calls.isClosed,
-      open: (capacities, abort) => loadAddon<DecodeNative>().decodeOpen(live(), { capacities, abort }),
+      open: (capacities, abort, extendMax) => loadAddon<DecodeNative>().decodeOpen(live(), { capacities, abort, extendMax }),
       alive: () => void live(),
       vocabSize: config.vocab_size,
       nPositions: config.n_positions,
-      cacheBytes: (caps) => kvCacheBytes(config, caps),
+      // A banded layer's ring holds window + chunk - 1 entries (native/core/decode.h).
+      cacheBytes: (caps) => kvCacheBytes(bandedRing(config, Math.min(prefillChunk, config.n_positions)), caps),
     },
     maxBatch,
+    prefillChunk,
   );
+}
+
+/** The config whose window is the ring a banded layer holds in a session extended by `chunk` tokens at a time. */
+function bandedRing(config: GPTConfig, chunk: number): GPTConfig {
+  const w = config.attention_window;
+  return w === null || w === undefined ? config : { ...config, attention_window: w + chunk - 1 };
 }
 
 /** Sequences a call decodes: one per prompt. */

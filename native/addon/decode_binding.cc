@@ -1,9 +1,14 @@
 // N-API glue for incremental decoding (lib/generate.ts through lib/model.ts):
 //
-//   decodeOpen(model, { capacities: Int32Array, abort: Int32Array }) -> session
+//   decodeOpen(model, { capacities: Int32Array, abort: Int32Array, extendMax?: number }) -> session
+//     (extendMax: the most tokens one extend appends to a sequence, default 1;
+//     it sizes the rings of banded layers)
 //   session.prefill({ tokens: Int32Array, lengths: Int32Array }) -> Promise<Float32Array [B*V]>
 //     (at any time: a sequence given tokens starts over at position 0, one
 //     with length 0 keeps its cache; DecodeState::prefill)
+//   session.extend({ tokens: Int32Array, lengths: Int32Array }) -> Promise<Float32Array [B*V]>
+//     (sequence b continues from its cache with lengths[b] tokens, 0 keeps
+//     it as it is; DecodeState::extend: the chunks of a chunked prefill)
 //   session.step({ tokens: Int32Array [B], active: Uint8Array [B] }) -> Promise<Float32Array [B*V]>
 //   session.resize({ capacities: Int32Array }) -> undefined   (synchronous:
 //     DecodeState::resize; the sequences whose capacity is unchanged keep
@@ -87,10 +92,12 @@ Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
         av.As<Napi::TypedArray>().ElementLength() < 1)
       throw_invalid("Expected a non-empty Int32Array for abort");
     Napi::Int32Array abort_arr = av.As<Napi::Int32Array>();
+    const int extend_max =
+        has(o, "extendMax") ? static_cast<int>(get_int(o, "extendMax", 1, model->config().n_positions)) : 1;
 
     auto s = std::make_shared<Session>();
     s->model = model;
-    s->state = std::make_shared<DecodeState>(model, caps);
+    s->state = std::make_shared<DecodeState>(model, caps, extend_max);
     s->batch = static_cast<int>(caps.size());
     s->vocab = model->config().vocab_size;
     s->abort = abort_arr.Data();
@@ -103,34 +110,44 @@ Napi::Value DecodeOpen(const Napi::CallbackInfo& info) {
     Napi::Object session = Napi::Object::New(env);
     session.Set("batch", s->batch);
     session.Set("vocabSize", s->vocab);
+    session.Set("extendMax", extend_max);
 
-    session.Set("prefill", Napi::Function::New(env, [s, refs](const Napi::CallbackInfo& ci) -> Napi::Value {
-      Napi::Env e = ci.Env();
-      return guard(e, [&]() -> Napi::Value {
-        Napi::Object a = options_arg(ci);
-        auto lengths = get_i32(a, "lengths", static_cast<size_t>(s->batch));
-        int64_t total = 0;
-        for (size_t i = 0; i < lengths.length; ++i) {
-          if (lengths.data[i] < 0) throw_invalid("Expected prompt lengths >= 0");
-          total += lengths.data[i];
-        }
-        auto tokens = get_i32(a, "tokens", static_cast<size_t>(total));
-        // Copies: later changes to the JS arrays cannot race the worker.
-        auto tok = std::make_shared<std::vector<int32_t>>(tokens.data, tokens.data + tokens.length);
-        auto len = std::make_shared<std::vector<int>>(lengths.data, lengths.data + lengths.length);
-        std::shared_ptr<DecodeState> st = begin_call(*s);
-        auto out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(refs->out.Value()));
-        return run_async<int>(
-            e,
-            [s, st, tok, len] {
-              std::lock_guard<std::mutex> lk(s->model->mutex());
-              st->prefill(tok->data(), len->data(), s->out, s->abort);
-              return 0;
-            },
-            [out_ref, busy = std::make_shared<BusyGuard>(s)](Napi::Env, int&) -> Napi::Value { return out_ref->Value(); },
-            {refs->out.Value(), refs->abort.Value()});
-      });
-    }));
+    // prefill and extend: { tokens, lengths } -> the logits after each
+    // sequence's last token.
+    auto chunk_call = [s, refs](bool extend) {
+      return [s, refs, extend](const Napi::CallbackInfo& ci) -> Napi::Value {
+        Napi::Env e = ci.Env();
+        return guard(e, [&]() -> Napi::Value {
+          Napi::Object a = options_arg(ci);
+          auto lengths = get_i32(a, "lengths", static_cast<size_t>(s->batch));
+          int64_t total = 0;
+          for (size_t i = 0; i < lengths.length; ++i) {
+            if (lengths.data[i] < 0) throw_invalid("Expected prompt lengths >= 0");
+            total += lengths.data[i];
+          }
+          auto tokens = get_i32(a, "tokens", static_cast<size_t>(total));
+          // Copies: later changes to the JS arrays cannot race the worker.
+          auto tok = std::make_shared<std::vector<int32_t>>(tokens.data, tokens.data + tokens.length);
+          auto len = std::make_shared<std::vector<int>>(lengths.data, lengths.data + lengths.length);
+          std::shared_ptr<DecodeState> st = begin_call(*s);
+          auto out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(refs->out.Value()));
+          return run_async<int>(
+              e,
+              [s, st, tok, len, extend] {
+                std::lock_guard<std::mutex> lk(s->model->mutex());
+                if (extend)
+                  st->extend(tok->data(), len->data(), s->out, s->abort);
+                else
+                  st->prefill(tok->data(), len->data(), s->out, s->abort);
+                return 0;
+              },
+              [out_ref, busy = std::make_shared<BusyGuard>(s)](Napi::Env, int&) -> Napi::Value { return out_ref->Value(); },
+              {refs->out.Value(), refs->abort.Value()});
+        });
+      };
+    };
+    session.Set("prefill", Napi::Function::New(env, chunk_call(false)));
+    session.Set("extend", Napi::Function::New(env, chunk_call(true)));
 
     session.Set("step", Napi::Function::New(env, [s, refs](const Napi::CallbackInfo& ci) -> Napi::Value {
       Napi::Env e = ci.Env();

@@ -84,10 +84,11 @@ enum class DecodeWeight { Linear = 0, Head = 1 };
 // is K [H, P, D] at cache + k and V [H, P, D] at cache + v (float offsets
 // into one backend buffer), P = `slots`. Position j lives in slot j % P:
 // for a dense layer P is the capacity (j < P, so the slot is j); for a
-// banded layer P = min(capacity, window) and the slots form a ring holding
-// the last P positions. The row attends to positions first..pos, which
-// must all still be held: 0 <= first <= pos and pos - first < P (dense:
-// first = 0; banded: first = max(0, pos - window + 1)).
+// banded layer P = min(capacity, window + extend_max - 1) (DecodeState)
+// and the slots form a ring holding the last P positions. The row attends
+// to positions first..pos, which must all still be held: 0 <= first <=
+// pos and pos - first < P (dense: first = 0; banded: first = max(0, pos -
+// window + 1)).
 // Plain data with the same layout on the host and the device (32 bytes).
 struct KvRow {
   int64_t k = 0, v = 0;  // float offsets of this layer's K and V cache

@@ -5,8 +5,9 @@
 // attended) for all layers of a call and uploads them with the tokens and
 // positions in one go, so a GPU step has no per-layer host round trip.
 //
-// Legend: B sequences, M rows in flight (prompt tokens in prefill, active
-// sequences in a step), H heads, D head size, C = H*D, V (Vp) vocabulary.
+// Legend: B sequences, M rows in flight (prompt tokens in prefill, chunk
+// tokens in extend, active sequences in a step), H heads, D head size,
+// C = H*D, V (Vp) vocabulary.
 #include "decode.h"
 
 #include <algorithm>
@@ -106,8 +107,8 @@ struct DecodeState::Scratch {
   DeviceBuffer kv;    // [L * rows] KvRow
 };
 
-DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& capacities)
-    : model_(std::move(model)), be_(model_->backend()), caps_(capacities), s_(new Scratch) {
+DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& capacities, int extend_max)
+    : model_(std::move(model)), be_(model_->backend()), extend_max_(extend_max), caps_(capacities), s_(new Scratch) {
   const ModelConfig& c = model_->config();
   L_ = c.n_layer;
   H_ = c.n_head;
@@ -117,6 +118,9 @@ DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& c
   Vp_ = c.padded_vocab;
   window_ = c.attention_window;
   patterns_ = c.patterns;
+  GPT_CHECK_ARG(extend_max_ >= 1 && extend_max_ <= c.n_positions,
+                "Expected extend_max between 1 and n_positions = " + std::to_string(c.n_positions) +
+                    " but received " + std::to_string(extend_max_));
   check_capacities(caps_);
   for (int l = 0; l < L_; ++l)
     GPT_CHECK_ARG(patterns_[static_cast<size_t>(l)] == AttnPattern::Dense || window_ >= 1,
@@ -191,7 +195,10 @@ DecodeState::~DecodeState() {
 
 int DecodeState::slots(int b, int l) const {
   const int cap = caps_[static_cast<size_t>(b)];
-  return patterns_[static_cast<size_t>(l)] == AttnPattern::Banded ? std::min(cap, window_) : cap;
+  // A banded ring holds the band of the last row of an extend plus the
+  // extend_max - 1 positions before it, so storing a whole chunk never
+  // overwrites a key an earlier row of the chunk attends.
+  return patterns_[static_cast<size_t>(l)] == AttnPattern::Banded ? std::min(cap, window_ + extend_max_ - 1) : cap;
 }
 
 size_t DecodeState::scratch_bytes() const {
@@ -235,9 +242,10 @@ KvRow DecodeState::kv_row(int b, int l, int pos) const {
   r.v = v_off(b, l);
   r.slots = slots(b, l);
   r.pos = pos;
-  // A banded layer's ring (P = min(capacity, window)) holds the last P
-  // positions, which cover the band: slot j % P is the slot j % window the
-  // band needs whenever j < P or P = window.
+  // A banded layer's ring (P = min(capacity, window + extend_max - 1)) holds
+  // the last P positions, which cover the band: position j is in slot j % P
+  // until position j + P is stored, and the band of a row at pos never
+  // reaches back P positions.
   r.first = patterns_[static_cast<size_t>(l)] == AttnPattern::Banded ? std::max(0, pos - window_ + 1) : 0;
   return r;
 }
@@ -281,18 +289,35 @@ void DecodeState::run_blocks(int M, bool step, const volatile int32_t* abort,
   }
 }
 
-int DecodeState::check_prompts(const int32_t* tokens, const int* lengths) const {
+int DecodeState::check_prompts(const int32_t* tokens, const int* lengths, bool extend) const {
   int64_t M = 0;
+  bool banded = false;
+  for (AttnPattern p : patterns_) banded = banded || p == AttnPattern::Banded;
   // A sequence left out (length 0) keeps what it holds; one that holds
   // nothing cannot step until a prefill gives it a prompt (check_step).
   for (int b = 0; b < batch(); ++b) {
-    GPT_CHECK_ARG(lengths[b] >= 0 && lengths[b] <= caps_[static_cast<size_t>(b)],
-                  "Expected a prompt of 0 to " + std::to_string(caps_[static_cast<size_t>(b)]) +
-                      " tokens for sequence " + std::to_string(b) + " but received " + std::to_string(lengths[b]));
+    const size_t bi = static_cast<size_t>(b);
+    // An extend continues after the tokens held; a prefill starts over.
+    const int held = extend ? pos_[bi] : 0;
+    GPT_CHECK_ARG(lengths[b] >= 0 && lengths[b] <= caps_[bi] - held,
+                  std::string(extend ? "Expected an extension of 0 to " : "Expected a prompt of 0 to ") +
+                      std::to_string(caps_[bi] - held) + " tokens for sequence " + std::to_string(b) +
+                      (extend ? " (it holds " + std::to_string(held) + " of its capacity of " +
+                                    std::to_string(caps_[bi]) + ")"
+                              : std::string()) +
+                      " but received " + std::to_string(lengths[b]));
+    // The rows of an extend attend after the whole chunk is stored: the
+    // ring must still hold the band of its first row (or every position).
+    const int P = std::min(caps_[bi], window_ + extend_max_ - 1);
+    GPT_CHECK_ARG(!extend || !banded || lengths[b] <= extend_max_ || held + lengths[b] <= P,
+                  "Expected at most extend_max = " + std::to_string(extend_max_) + " tokens to extend sequence " +
+                      std::to_string(b) + " (its banded layers hold " + std::to_string(P) +
+                      " positions) but received " + std::to_string(lengths[b]));
     M += lengths[b];
   }
-  GPT_CHECK_ARG(M >= 1, "Expected a prompt for at least one sequence but every length is 0");
-  GPT_CHECK_ARG(M <= (int64_t(1) << 24), "too many prompt tokens in one prefill");
+  GPT_CHECK_ARG(M >= 1, std::string(extend ? "Expected tokens for at least one sequence but every length is 0"
+                                           : "Expected a prompt for at least one sequence but every length is 0"));
+  GPT_CHECK_ARG(M <= (int64_t(1) << 24), "too many tokens in one prefill or extend");
   for (int64_t r = 0; r < M; ++r)
     GPT_CHECK_ARG(tokens[r] >= 0 && tokens[r] < V_, "Expected token ids in [0, " + std::to_string(V_) +
                                                         ") but received " + std::to_string(tokens[r]));
@@ -321,7 +346,7 @@ void DecodeState::plan_prompts(const int32_t* tokens, const int* lengths, const 
 
 void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort) {
   const int B = batch();
-  const int M = check_prompts(tokens, lengths);
+  const int M = check_prompts(tokens, lengths, false);
   check_abort(abort);
   ensure_rows(std::max(M, B));
   sync_weights();
@@ -360,13 +385,83 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
     be_.kv_store(cache_, d_rows + int64_t(l) * M, M, qkv + C, qkv + 2 * C, 3 * C, H_, D);
   });
   check_abort(abort);
-  // Only the last position of each prompt needs logits: gather those rows of
+  std::vector<int> last;
+  for (int b : seqs) last.push_back(row0[static_cast<size_t>(b) + 1] - 1);
+  for (int b : seqs) pos_[static_cast<size_t>(b)] = lengths[b];
+  emit_last(seqs, last, logits_out);
+  prefilled_ = true;
+}
+
+void DecodeState::emit_last(const std::vector<int>& seqs, const std::vector<int>& last, float* logits_out) {
+  const Scratch& s = *s_;
+  // Only the last row of each sequence needs logits: gather those rows of
   // ln_f's output (row r: sequence seqs[r]).
   for (size_t r = 0; r < seqs.size(); ++r)
-    be_.copy(s.tmp.f() + int64_t(r) * C, s.h.f() + int64_t(row0[static_cast<size_t>(seqs[r]) + 1] - 1) * C,
-             sizeof(float) * C);
-  for (int b : seqs) pos_[static_cast<size_t>(b)] = lengths[b];
+    be_.copy(s.tmp.f() + int64_t(r) * C_, s.h.f() + int64_t(last[r]) * C_, sizeof(float) * C_);
   emit_logits(s.tmp.f(), seqs, logits_out);
+}
+
+void DecodeState::plan_extend(const int32_t* tokens, const int* lengths, const std::vector<int>& row0) {
+  const int M = row0.back();
+  // Row row0[b] + t is token t of sequence b's chunk, at position pos + t.
+  // Every row stores its key and value (n <= P: no two rows of a sequence
+  // share a slot) and attends over first..its own position.
+  ints_host_.resize(2 * static_cast<size_t>(M));
+  rows_host_.resize(static_cast<size_t>(L_) * M);
+  std::memcpy(ints_host_.data(), tokens, sizeof(int32_t) * static_cast<size_t>(M));
+  std::fill(max_keys_.begin(), max_keys_.end(), 1);
+  for (int b = 0; b < batch(); ++b)
+    for (int t = 0; t < lengths[b]; ++t) {
+      const int r = row0[static_cast<size_t>(b)] + t;
+      const int pos = pos_[static_cast<size_t>(b)] + t;
+      ints_host_[static_cast<size_t>(M + r)] = pos;
+      for (int l = 0; l < L_; ++l) {
+        const KvRow kr = kv_row(b, l, pos);
+        rows_host_[static_cast<size_t>(l) * M + r] = kr;
+        max_keys_[static_cast<size_t>(l)] = std::max(max_keys_[static_cast<size_t>(l)], kr.pos - kr.first + 1);
+      }
+    }
+}
+
+void DecodeState::extend(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort) {
+  const int B = batch();
+  const int M = check_prompts(tokens, lengths, true);
+  check_abort(abort);
+  ensure_rows(std::max(M, B));
+  sync_weights();
+  std::vector<int> row0(static_cast<size_t>(B) + 1, 0);  // first row of each chunk
+  std::vector<int> seqs;                                  // the sequences extended
+  for (int b = 0; b < B; ++b) {
+    row0[static_cast<size_t>(b) + 1] = row0[static_cast<size_t>(b)] + lengths[b];
+    if (lengths[b] > 0) seqs.push_back(b);
+  }
+  plan_extend(tokens, lengths, row0);
+  upload_rows();
+  const Scratch& s = *s_;
+  const KvRow* d_rows = static_cast<const KvRow*>(s.kv.p);
+  const int C = C_, H = H_, D = D_;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  // From here an abort leaves the chunk half stored: the extended sequences
+  // then hold nothing.
+  try {
+    run_blocks(M, false, abort, [&](int l, float* qkv, float* att) {
+      // The whole chunk's keys and values first, then every row attends to
+      // the positions up to its own (the ring is large enough: slots()).
+      const KvRow* rl = d_rows + int64_t(l) * M;
+      be_.kv_store(cache_, rl, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
+      be_.decode_attention(att, C, qkv, 3 * C, cache_, rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
+    });
+    check_abort(abort);
+  } catch (...) {
+    for (int b : seqs) pos_[static_cast<size_t>(b)] = 0;
+    throw;
+  }
+  std::vector<int> last;
+  for (int b : seqs) {
+    last.push_back(row0[static_cast<size_t>(b) + 1] - 1);
+    pos_[static_cast<size_t>(b)] += lengths[b];
+  }
+  emit_last(seqs, last, logits_out);
   prefilled_ = true;
 }
 

@@ -1,8 +1,10 @@
 // Incremental decoding with a key/value cache: the prompt of every
-// sequence goes through the model in one pass (prefill), then each sequence
-// advances one token per step at its own position. Dense layers keep every
-// key and value; banded layers keep a ring buffer of the last `window`
-// entries, so their cache is O(w) whatever the length. Sequences of a batch
+// sequence goes through the model in one pass (prefill), or in chunks (a
+// prefill of the first, then extend() with each next one), then each
+// sequence advances one token per step at its own position. Dense layers
+// keep every key and value; banded layers keep a ring buffer of the last
+// `window + extend_max - 1` entries, so their cache is O(w) whatever the
+// length. Sequences of a batch
 // never see each other: no padding enters attention, and a sequence's logits
 // are the same whether it decodes alone or in a batch.
 //
@@ -35,8 +37,12 @@ namespace gpt {
 class DecodeState {
  public:
   // capacities[b]: the most tokens sequence b will hold (prompt + generated,
-  // <= n_positions). Allocates the cache; nothing runs yet.
-  DecodeState(std::shared_ptr<Model> model, const std::vector<int>& capacities);
+  // <= n_positions). extend_max: the most tokens one extend() appends to a
+  // sequence (1 to n_positions); a banded layer's ring holds
+  // min(capacity, window + extend_max - 1) entries so that every row of an
+  // extend still finds its band after the whole chunk was stored (dense
+  // layers do not depend on it). Allocates the cache; nothing runs yet.
+  DecodeState(std::shared_ptr<Model> model, const std::vector<int>& capacities, int extend_max = 1);
   ~DecodeState();
   DecodeState(const DecodeState&) = delete;
   DecodeState& operator=(const DecodeState&) = delete;
@@ -50,6 +56,8 @@ class DecodeState {
   size_t scratch_bytes() const;
   // The most tokens sequence b may hold.
   int capacity(int b) const { return caps_[static_cast<size_t>(b)]; }
+  // The most tokens one extend() appends to a sequence (banded models).
+  int extend_max() const { return extend_max_; }
 
   // Changes the set of sequences to capacities.size() (1 to 65536), without
   // losing the caches of the sequences that stay: sequence b < min(old, new
@@ -79,6 +87,23 @@ class DecodeState {
   // The caller holds the model's mutex.
   void prefill(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort);
 
+  // Continues some sequences from their cache (tokens concatenated,
+  // lengths[b] each): sequence b's tokens go to positions pos..pos +
+  // lengths[b] - 1 after the pos it holds; lengths[b] = 0 leaves it
+  // untouched. Every layer stores the chunk's keys and values, then each row
+  // attends over its cache (positions first..its own, fp32, as a step does;
+  // the linear layers run the GEMMs, as a prefill does). So a prompt
+  // prefilled in chunks (prefill of the first, extend of each next) gives
+  // logits equal to the whole prefill's up to rounding, and the same chunks
+  // always give the same bits. A row's result does not depend on the other
+  // rows of the call. pos + lengths[b] <= capacity; in a model with banded
+  // layers lengths[b] <= extend_max unless the sequence's ring holds all
+  // its positions. logits_out: host [B, V], the logits after each extended
+  // sequence's last token; other rows are left as they were. `abort` is
+  // polled between layers: nonzero -> ABORTED (the extended sequences are
+  // then left empty, at position 0). The caller holds the model's mutex.
+  void extend(const int32_t* tokens, const int* lengths, float* logits_out, const volatile int32_t* abort);
+
   // Feeds tokens[b] to every sequence with active[b] != 0 at its next
   // position. logits_out: host [B, V]; rows of inactive sequences are left
   // as they were. The caller holds the model's mutex.
@@ -102,10 +127,16 @@ class DecodeState {
   void check_capacities(const std::vector<int>& caps) const;
   // Offsets of every (sequence, layer) for caps_ into off_; returns the cache's floats.
   int64_t layout();
-  // Checks a prefill's arguments; returns the number of prompt tokens.
-  int check_prompts(const int32_t* tokens, const int* lengths) const;
+  // Checks a prefill's arguments (an extend's with `extend`); returns the
+  // number of tokens.
+  int check_prompts(const int32_t* tokens, const int* lengths, bool extend) const;
   // The rows of a prefill (prompt b from row row0[b]) into ints_host_ and rows_host_.
   void plan_prompts(const int32_t* tokens, const int* lengths, const std::vector<int>& row0);
+  // The rows of an extend (sequence b's from row row0[b], at its next
+  // positions) into ints_host_, rows_host_ and max_keys_.
+  void plan_extend(const int32_t* tokens, const int* lengths, const std::vector<int>& row0);
+  // The logits of the last row of each of seqs (rows last[r] of ln_f's output).
+  void emit_last(const std::vector<int>& seqs, const std::vector<int>& last, float* logits_out);
   // Checks a step's arguments; returns the active sequences in order.
   std::vector<int> check_step(const int32_t* tokens, const uint8_t* active) const;
   // The rows of a step (row r: sequence seqs[r]) into ints_host_, rows_host_ and max_keys_.
@@ -128,7 +159,7 @@ class DecodeState {
 
   std::shared_ptr<Model> model_;
   Backend& be_;
-  int L_, H_, D_, C_, V_, Vp_, window_;
+  int L_, H_, D_, C_, V_, Vp_, window_, extend_max_;
   std::vector<AttnPattern> patterns_;
   std::vector<int> caps_;
   std::vector<int> pos_;

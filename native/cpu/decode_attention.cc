@@ -2,7 +2,9 @@
 // row and head against at most P cached positions, a few MFLOP per token
 // while a step's matmuls read every weight once: a plain kernel (scores in
 // position order, then the softmax, then the weighted sum of values) is
-// enough, and the compiler vectorizes the inner loops over D.
+// enough, and the compiler vectorizes the inner loops over D. The rows of
+// one sequence in an extend (a chunk of a prompt) share their keys and
+// values, so they go in groups that read each key once.
 #include "decode_attention.h"
 
 #include <algorithm>
@@ -53,42 +55,81 @@ void decode_kv_store(float* cache, const KvRow* rows, int M, const float* k, con
 
 void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
                       int M, int H, int D, float scale) {
-  ThreadPool::global().parallel_for(int64_t(M) * H, [&](int64_t task, int) {
-    // One row of scores per thread, grown as needed and kept between calls.
+  // Groups: runs of up to kGroup consecutive rows on the same cache (the
+  // rows of one sequence in an extend; a step's rows are groups of one).
+  // A group's task reads each key and value once for all its rows, instead
+  // of once per row. Each row still does exactly the arithmetic of a row
+  // alone, in the same order (its scores over its positions first..pos in
+  // order, the softmax, the weighted sum in position order), so its result
+  // does not depend on its group, the other rows or the thread count.
+  constexpr int kGroup = 8;
+  std::vector<int> g0;
+  for (int r = 0; r < M; ++r)
+    if (r == 0 || r - g0.back() == kGroup || rows[r].k != rows[r - 1].k || rows[r].v != rows[r - 1].v ||
+        rows[r].slots != rows[r - 1].slots)
+      g0.push_back(r);
+  g0.push_back(M);
+  const int G = static_cast<int>(g0.size()) - 1;
+  ThreadPool::global().parallel_for(int64_t(G) * H, [&](int64_t task, int) {
+    // Scores of the group's rows ([kGroup, span] per thread), grown as
+    // needed and kept between calls.
     thread_local std::vector<float> scores;
-    const int r = static_cast<int>(task / H), h = static_cast<int>(task % H);
-    const KvRow& w = rows[r];
-    const int n = w.pos - w.first + 1;  // positions attended
-    const int P = w.slots;
-    if (scores.size() < static_cast<size_t>(n)) scores.resize(static_cast<size_t>(n));
+    const int g = static_cast<int>(task / H), h = static_cast<int>(task % H);
+    const int r0 = g0[static_cast<size_t>(g)], nr = g0[static_cast<size_t>(g) + 1] - r0;
+    const KvRow* w = rows + r0;
+    const int P = w[0].slots;
+    int lo = w[0].first, hi = w[0].pos;
+    for (int i = 1; i < nr; ++i) {
+      lo = std::min(lo, w[i].first);
+      hi = std::max(hi, w[i].pos);
+    }
+    const int span = hi - lo + 1;
+    if (scores.size() < static_cast<size_t>(nr) * span) scores.resize(static_cast<size_t>(nr) * span);
+    // Row i's score of position j at sc[i * span + j - lo].
     float* sc = scores.data();
-    const float* qh = q + int64_t(r) * ldq + int64_t(h) * D;
-    const float* kc = cache + w.k + int64_t(h) * P * D;
-    const float* vc = cache + w.v + int64_t(h) * P * D;
-    float* o = out + int64_t(r) * ldo + int64_t(h) * D;
-    // Positions first..pos in order; their slots walk the ring from
-    // first % P (no division in the loop).
-    const int s0 = w.first % P;
-    float mx = -std::numeric_limits<float>::infinity();
-    for (int i = 0, s = s0; i < n; ++i) {
-      const float x = dot(qh, kc + int64_t(s) * D, D) * scale;
-      sc[i] = x;
-      mx = std::max(mx, x);
+    const float* kc = cache + w[0].k + int64_t(h) * P * D;
+    const float* vc = cache + w[0].v + int64_t(h) * P * D;
+    float mx[kGroup], sum[kGroup];
+    for (int i = 0; i < nr; ++i) mx[i] = -std::numeric_limits<float>::infinity();
+    // Positions lo..hi in order; their slots walk the ring from lo % P (no
+    // division in the loop). Row i reads only its own first..pos.
+    const int s0 = lo % P;
+    for (int j = lo, s = s0; j <= hi; ++j) {
+      const float* kj = kc + int64_t(s) * D;
+      for (int i = 0; i < nr; ++i) {
+        if (j < w[i].first || j > w[i].pos) continue;
+        const float x = dot(q + int64_t(r0 + i) * ldq + int64_t(h) * D, kj, D) * scale;
+        sc[int64_t(i) * span + (j - lo)] = x;
+        mx[i] = std::max(mx[i], x);
+      }
       if (++s == P) s = 0;
     }
-    float sum = 0.0f;
-    for (int i = 0; i < n; ++i) {
-      const float e = std::exp(sc[i] - mx);
-      sc[i] = e;
-      sum += e;
+    for (int i = 0; i < nr; ++i) {
+      float* si = sc + int64_t(i) * span + (w[i].first - lo);
+      const int n = w[i].pos - w[i].first + 1;
+      float t = 0.0f;
+      for (int k = 0; k < n; ++k) {
+        const float e = std::exp(si[k] - mx[i]);
+        si[k] = e;
+        t += e;
+      }
+      sum[i] = t;
+      float* o = out + int64_t(r0 + i) * ldo + int64_t(h) * D;
+      std::fill(o, o + D, 0.0f);
     }
-    std::fill(o, o + D, 0.0f);
-    for (int i = 0, s = s0; i < n; ++i) {
-      axpy(o, sc[i], vc + int64_t(s) * D, D);
+    for (int j = lo, s = s0; j <= hi; ++j) {
+      const float* vj = vc + int64_t(s) * D;
+      for (int i = 0; i < nr; ++i) {
+        if (j < w[i].first || j > w[i].pos) continue;
+        axpy(out + int64_t(r0 + i) * ldo + int64_t(h) * D, sc[int64_t(i) * span + (j - lo)], vj, D);
+      }
       if (++s == P) s = 0;
     }
-    const float inv = 1.0f / sum;
-    for (int d = 0; d < D; ++d) o[d] *= inv;
+    for (int i = 0; i < nr; ++i) {
+      float* o = out + int64_t(r0 + i) * ldo + int64_t(h) * D;
+      const float inv = 1.0f / sum[i];
+      for (int d = 0; d < D; ++d) o[d] *= inv;
+    }
   });
 }
 

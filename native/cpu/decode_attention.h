@@ -18,9 +18,10 @@ namespace cpu {
 void decode_kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H, int D);
 
 // out[r, h] = softmax(scale * q[r, h] . K[j]) @ V[j], j = first..pos. One
-// task per (row, head) on the pool; each task's arithmetic is a fixed order
-// over positions, so results do not depend on the thread count or on the
-// other rows.
+// task per (head, group of up to 8 consecutive rows on the same cache) on
+// the pool, reading each key once for the group; each row's arithmetic is a
+// fixed order over its positions, so results do not depend on the thread
+// count, the grouping or the other rows.
 void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
                       int M, int H, int D, float scale);
 

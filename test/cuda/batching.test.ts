@@ -3,7 +3,9 @@
  * build): requests arriving at random times, with random lengths, sampling,
  * stop strings, aborts and breaks, decoded in one batch of at most 3
  * sequences; each request's tokens and the logits each token was drawn from
- * are bitwise those of the request run alone, in fp32 and bf16. This holds
+ * are bitwise those of the request run alone, in fp32 and bf16; and again
+ * with prompts prefilled in chunks of 5 (a prefill, then extends whose rows
+ * attend over the cache with the decode attention). This holds
  * on CUDA because every kernel of a prefill and a step computes a row from
  * that row alone in a fixed order: the GEMMs tile over rows without
  * splitting K, LayerNorm and the embedding work per row, a prompt's
@@ -38,12 +40,13 @@ describe.each(['fp32', 'bf16'] as const)('continuous batching on cuda in %s', (p
   });
   afterAll(() => handle?.dispose());
 
-  test('random arrivals, stops, aborts: each request bitwise as alone', async () => {
-    const reqs = randomRequests(precision === 'fp32' ? 31 : 32, 10, CFG.vocab_size);
+  test.each([undefined, 5])('random arrivals, stops, aborts, prefillChunk %s: each request bitwise as alone', async (chunk) => {
+    const reqs = randomRequests((precision === 'fp32' ? 31 : 32) + (chunk ? 10 : 0), 10, CFG.vocab_size);
     const { alone, got, soloSteps, stats } = await aloneAndTogether(
-      () => modelScheduler(new CallQueue(), () => handle, CFG, 3),
+      () => modelScheduler(new CallQueue(), () => handle, CFG, 3, chunk),
       reqs,
     );
+    if (chunk) expect(stats.extends).toBeGreaterThan(3);
     got.forEach((g, i) => expectSame(i, g, alone[i]));
     expect(stats.steps).toBeLessThan(soloSteps);
     expect(stats.stepRows / stats.steps).toBeGreaterThan(1.2);

@@ -7,8 +7,11 @@
  * misses by ~3e-3). The steps after it follow the forward over the longer
  * sequences to the precision's tolerance (their single-query attention is
  * fp32 at every precision). A sequence prefilled again (generation past the
- * context) starts over at position 0 while the other keeps its cache. Runs where the cuda project runs (a GPU, or the
- * SIMT emulator build; jest.config.js).
+ * context) starts over at position 0 while the other keeps its cache. A
+ * prompt prefilled in chunks (a prefill, then extends attending over the
+ * cache) follows the forward to the steps' tolerance.
+ * Runs where the cuda project runs (a GPU, or the SIMT emulator build;
+ * jest.config.js).
  */
 import { GPTConfig } from '../../lib/config';
 import { GPT } from '../../lib/model';
@@ -75,6 +78,26 @@ describe.each([
       for (const [b, toks] of [[0, win], [1, seqs[1]]] as const) {
         const err = relL2(logits.slice(b * V, (b + 1) * V), await lastLogits(model, toks));
         if (!(err < stepTol)) throw new Error(`step after the rebuild, sequence ${b}: relative L2 ${err} against the forward`);
+      }
+    } finally {
+      session.close();
+      await model.dispose();
+    }
+  });
+
+  test('prompts prefilled in chunks of 4 follow the forward', async () => {
+    const model = await GPT.create(CFG, { device: 'cuda', precision, seed: 6, prefillChunk: 4 });
+    const rng = new Rng(23);
+    const V = CFG.vocab_size;
+    // 19 tokens: a prefill of 4, then extends of 4, 4, 4 and 3 (their rows
+    // attend in fp32 over the cache); 6 tokens: a prefill of 4, an extend of 2
+    const seqs = [19, 6].map((n) => Array.from({ length: n }, () => rng.nextInt(V)));
+    const session = await model.decoder().open([24, 24], new Int32Array(1));
+    try {
+      const logits = await session.prefill(seqs.map((q) => Int32Array.from(q)));
+      for (let b = 0; b < seqs.length; b++) {
+        const err = relL2(logits.slice(b * V, (b + 1) * V), await lastLogits(model, seqs[b]));
+        if (!(err < stepTol)) throw new Error(`chunked prefill of sequence ${b}: relative L2 ${err} against the forward`);
       }
     } finally {
       session.close();

@@ -5,12 +5,20 @@
 // of at most maxBatch sequences. Every request's tokens and the logits each
 // token was drawn from are bitwise those of the same request run alone, in
 // fp32 and bf16; the batch really ran several sequences per step, queued
-// beyond maxBatch, and reused its slots. Then the same through GPT.generate()
-// and GPT.stream(), and maxBatch's validation.
+// beyond maxBatch, and reused its slots. With a small prefillChunk most
+// prompts (and the rebuilds of sliding sequences) are prefilled in chunks:
+// still bitwise as alone, and every native prefill or extend takes at most
+// one chunk of a sequence, one of each between two steps. Then the same
+// through GPT.generate() and GPT.stream(), and the validation of maxBatch
+// and prefillChunk.
 import { GPTConfig } from '../../lib/config';
-import { GenerateOptions, GenerationResult } from '../../lib/generate';
+import { generate, GenerateOptions, GenerationResult, tokenCodec } from '../../lib/generate';
+import { DecodeNative, NativeDecodeSession } from '../../lib/generate/native';
+import { BatchScheduler } from '../../lib/generate/scheduler';
+import { kvCacheBytes } from '../../lib/limits';
 import { GPT } from '../../lib/model';
 import { modelScheduler } from '../../lib/model/batching';
+import { loadAddon } from '../../lib/native';
 import { createNativeModel, NativeModelHandle } from '../../lib/model/native';
 import { CallQueue } from '../../lib/model/queue';
 import { aloneAndTogether, expectSame, randomRequests } from './shared/batching-driver';
@@ -38,18 +46,20 @@ describe.each(['fp32', 'bf16'] as const)('%s: random arrivals, lengths, stops, a
   });
   afterAll(() => handle.dispose());
 
-  const scheduler = (maxBatch: number) => {
+  const scheduler = (maxBatch: number, prefillChunk?: number) => {
     calls = new CallQueue();
-    return modelScheduler(calls, () => handle, config, maxBatch);
+    return modelScheduler(calls, () => handle, config, maxBatch, prefillChunk);
   };
 
   test.each([
-    [4, 101, 24],
-    [16, 202, 24],
-  ])('maxBatch %d, seed %d: %d requests, each bitwise as alone', async (maxBatch, seed, count) => {
+    [4, 101, 24, undefined],
+    [16, 202, 24, undefined],
+    [4, 303, 24, 7],
+    [16, 404, 24, 4],
+  ])('maxBatch %d, seed %d: %d requests, prefillChunk %s, each bitwise as alone', async (maxBatch, seed, count, chunk) => {
     const reqs = randomRequests(seed + (precision === 'bf16' ? 1 : 0), count, V);
     // Alone: one at a time, never cut short; then together.
-    const { alone, got, soloSteps, stats: st, peak, peakQueued } = await aloneAndTogether(() => scheduler(maxBatch), reqs);
+    const { alone, got, soloSteps, stats: st, peak, peakQueued } = await aloneAndTogether(() => scheduler(maxBatch, chunk), reqs);
     got.forEach((g, i) => expectSame(i, g, alone[i]));
     // It batched: fewer steps than alone, several rows per step, never above
     // maxBatch (a request's prompts count one each).
@@ -61,6 +71,74 @@ describe.each(['fp32', 'bf16'] as const)('%s: random arrivals, lengths, stops, a
     expect(st.slots).toBeLessThanOrEqual(maxBatch);
     expect(st).toMatchObject({ batchSize: 0, running: 0, queued: 0 });
     expect(got.some((g) => g.cut)).toBe(true);
+    // chunked: many extends; unchunked (prompts of at most 30 tokens): none
+    if (chunk) expect(st.extends).toBeGreaterThan(10);
+    else expect(st.extends).toBe(0);
+  });
+
+  test('a long prompt reaches the running sequences one chunk at a time', async () => {
+    // A scheduler whose native session records its calls.
+    const log: { op: 'prefill' | 'extend' | 'step'; lengths: number[] }[] = [];
+    const chunk = 5;
+    const s = new BatchScheduler(
+      {
+        enqueue: (fn) => calls.enqueue(fn),
+        issued: () => calls.issued,
+        closed: () => calls.isClosed,
+        open: (capacities, abort, extendMax) => {
+          expect(extendMax).toBe(chunk);
+          const n = loadAddon<DecodeNative>().decodeOpen(handle, { capacities, abort, extendMax });
+          const rec = (op: 'prefill' | 'extend') => (o: { tokens: Int32Array; lengths: Int32Array }) => {
+            log.push({ op, lengths: Array.from(o.lengths) });
+            return op === 'prefill' ? n.prefill(o) : n.extend(o);
+          };
+          return Object.assign(Object.create(n) as NativeDecodeSession, {
+            prefill: rec('prefill'),
+            extend: rec('extend'),
+            step: (o: { tokens: Int32Array; active: Uint8Array }) => {
+              log.push({ op: 'step', lengths: Array.from(o.active) });
+              return n.step(o);
+            },
+          });
+        },
+        alive: () => undefined,
+        vocabSize: V,
+        nPositions: N,
+        cacheBytes: (caps) => kvCacheBytes(config, caps),
+      },
+      4,
+      chunk,
+    );
+    calls = new CallQueue();
+    const codec = tokenCodec('byte');
+    const long = Int32Array.from({ length: 23 }, (_, i) => (i * 37) % V);
+    const run = (prompt: Int32Array, maxTokens: number, delay: number) =>
+      new Promise<GenerationResult>((resolve, reject) =>
+        setTimeout(
+          () => s.with(1, undefined, (d) => generate(d, codec, prompt, { maxTokens, seed: 5 }) as Promise<GenerationResult>).then(resolve, reject),
+          delay,
+        ),
+      );
+    const short = await run(Int32Array.of(1, 2), 30, 0).then(async () => {
+      log.length = 0;
+      // a short request runs; the long one arrives while it steps
+      return Promise.all([run(Int32Array.of(1, 2), 30, 0), run(long, 3, 5)]);
+    });
+    expect(short[0].tokens.length).toBe(30);
+    // the long prompt: one prefill of 5 tokens, then extends of 5, 5, 5, 3
+    const chunks = log.filter((c) => c.op !== 'step' && c.lengths.some((l) => l > 2)).map((c) => [c.op, Math.max(...c.lengths)]);
+    expect(chunks).toEqual([['prefill', 5], ['extend', 5], ['extend', 5], ['extend', 5], ['extend', 3]]);
+    // between two steps of the running sequence, at most one prefill and one extend
+    let since = 0;
+    for (const c of log) {
+      if (c.op === 'step') since = 0;
+      else expect(++since).toBeLessThanOrEqual(2);
+    }
+    // the running sequence stepped while the long prompt was prefilled
+    const first = log.findIndex((c) => c.op === 'prefill' && c.lengths.includes(5));
+    const last = log.findIndex((c) => c.op === 'extend' && c.lengths.includes(3));
+    expect(log.slice(first, last).filter((c) => c.op === 'step').length).toBeGreaterThanOrEqual(3);
+    s.dispose();
   });
 });
 
@@ -120,6 +198,21 @@ describe('GPT.generate() and GPT.stream() batch', () => {
     expect(rc.tokens).toEqual((await g(0)).tokens);
     expect(rc.tokens).not.toEqual(ra.tokens);
     await m.dispose();
+  });
+
+  test('prefillChunk: a chunked generation equals the same on the model\'s decoder, alone or beside another; validated by name', async () => {
+    const m = await GPT.create(config, { device: 'cpu', seed: 3, prefillChunk: 6 });
+    m.tokenizer = 'byte';
+    expect(m.batchStats().prefillChunk).toBe(6);
+    const long = 'A prompt of forty bytes, chunked by six.';
+    const o = { maxTokens: 5, seed: 9, temperature: 0 };
+    const viaDecoder = (await generate(m.decoder(), tokenCodec('byte'), long, o)) as GenerationResult;
+    const [a, b] = await Promise.all([m.generate(long, o), m.generate('x', { maxTokens: 8, seed: 4 })]);
+    expect(a.tokens).toEqual(viaDecoder.tokens);
+    expect(b.tokens).toEqual((await m.generate('x', { maxTokens: 8, seed: 4 })).tokens);
+    await m.dispose();
+    for (const bad of [0, (1 << 20) + 1, 2.5, '8'])
+      await expect(GPT.create(config, { device: 'cpu', prefillChunk: bad as number })).rejects.toThrow(/prefillChunk but received/);
   });
 
   test('maxBatch is validated by name', async () => {

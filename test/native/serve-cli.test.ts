@@ -25,16 +25,20 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 test('--checkpoint: served under the folder name, equal to generate() on the loaded model; SIGINT with a stream running drains it and exits 0', async () => {
-  const s = await startServeCli(['--checkpoint', ckpt, '--max-batch', '2']);
+  // --prefill-chunk 3: the prompt (7 tokens) is prefilled in chunks, as GPT.load with prefillChunk 3 does
+  const s = await startServeCli(['--checkpoint', ckpt, '--max-batch', '2', '--prefill-chunk', '3']);
   try {
     expect(s.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const models = (await request(`${s.url}/v1/models`)).json as { data: { id: string }[] };
     expect(models.data.map((d) => d.id)).toEqual(['my-model']);
-    const r = await postJson(`${s.url}/v1/completions`, { model: 'my-model', prompt: 'Hello there', max_tokens: 6, seed: 4 });
+    const prompt = 'Hello there, how are you?';
+    const r = await postJson(`${s.url}/v1/completions`, { model: 'my-model', prompt, max_tokens: 6, seed: 4 });
     expect(r.status).toBe(200);
-    const m = await GPT.load(ckpt, { device: 'cpu' });
-    const want = await m.generate('Hello there', { maxTokens: 6, seed: 4 });
+    const m = await GPT.load(ckpt, { device: 'cpu', prefillChunk: 3 });
+    expect(m.textCodec().encode(prompt).length).toBeGreaterThan(3);
+    const want = await m.generate(prompt, { maxTokens: 6, seed: 4 });
     await m.dispose();
+    expect(s.stderr()).toMatch(/max batch 2, prefill chunk 3,/);
     expect((r.json as { choices: { text: string }[] }).choices[0].text).toBe(want.text);
     expect(metric((await request(`${s.url}/metrics`)).text, 'gpt_engine_max_batch')).toBe(2);
 
@@ -89,6 +93,8 @@ test.each([
   [['--model', 'tiny', '--port', '70000'], /--port/],
   [['--model', 'tiny', '--max-batch', '0'], /--max-batch/],
   [['--model', 'tiny', '--max-batch', '2', '--max-n', '3'], /--max-n/],
+  [['--model', 'tiny', '--prefill-chunk', '0'], /--prefill-chunk/],
+  [['--model', 'tiny', '--prefill-chunk', 'many'], /--prefill-chunk/],
   [['--model', 'tiny', '--drain-seconds', '-1'], /--drain-seconds/],
   [['--checkpoint', '/nowhere/at/all'], /nowhere/],
 ])('bad flags are refused before listening: %j', async (args, message) => {
@@ -104,5 +110,6 @@ test('--help says what --max-batch sets', async () => {
   const r = await runNode([distFile('bin/gpt-engine.js'), 'serve', '--help']);
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/--max-batch <n>.*decoder's batch/);
+  expect(r.stdout).toMatch(/--prefill-chunk <n> +prompts longer than this many tokens are prefilled in\s+chunks/);
   expect(r.stdout).toMatch(/--api-key/);
 });

@@ -20,17 +20,27 @@ const { rng, randn, randi, relL2, bitEqual, runChecks } = require('./run-checks.
 
 /**
  * One attention or store case from a list of row specs
- * {P, pos, first}: each row gets its own cache [H, P, D] for K and for V,
- * laid out one after the other with a few floats of padding between.
+ * {P, pos, first, seq?}: each row gets its own cache [H, P, D] for K and for
+ * V, laid out one after the other with a few floats of padding between;
+ * rows with the same `seq` share the cache of the first of them (the rows of
+ * one sequence in an extend).
  */
 function layout(rowsSpec, H, D) {
   const rows = { kOffset: [], vOffset: [], slots: [], pos: [], first: [] };
   let off = 3;  // nothing starts at 0: offsets are really applied
+  const seqAt = new Map();
   for (const s of rowsSpec) {
-    const span = H * s.P * D;
-    rows.kOffset.push(off);
-    rows.vOffset.push(off + span + 5);
-    off += 2 * span + 5 + 7;
+    if (s.seq !== undefined && seqAt.has(s.seq)) {
+      const i = seqAt.get(s.seq);
+      rows.kOffset.push(rows.kOffset[i]);
+      rows.vOffset.push(rows.vOffset[i]);
+    } else {
+      if (s.seq !== undefined) seqAt.set(s.seq, rows.kOffset.length);
+      const span = H * s.P * D;
+      rows.kOffset.push(off);
+      rows.vOffset.push(off + span + 5);
+      off += 2 * span + 5 + 7;
+    }
     rows.slots.push(s.P);
     rows.pos.push(s.pos);
     rows.first.push(s.first);
@@ -98,6 +108,18 @@ function buildDecodeCases(seed) {
   cases.push(Object.assign(attentionCase(r, 'a batch at different positions, strided q/out', 4, 64,
     [dense(64, 0), dense(64, 63), band(16, 64, 40), dense(500, 420), band(5, 64, 4)],
     { ldqExtra: 2 * 4 * 64, ldoExtra: 3 }), { checkRowsAlone: true }));
+  {
+    // An extend: 11 rows of one dense sequence at positions 20..30 (more
+    // than one group of rows on the CPU), a step row of another sequence,
+    // 10 rows of a banded sequence (window 5) whose ring holds window +
+    // 10 - 1 = 14 positions, at 40..49 (the ring wrapped), and 2 more rows
+    // of the dense sequence's cache after them.
+    const chunk = (seq, P, from, n, w) =>
+      Array.from({ length: n }, (_, t) => ({ seq, P, pos: from + t, first: w ? Math.max(0, from + t - w + 1) : 0 }));
+    const spec = [...chunk('a', 40, 20, 11), dense(64, 33), ...chunk('b', 14, 40, 10, 5), ...chunk('a', 40, 31, 2)];
+    cases.push(Object.assign(attentionCase(r, 'an extend: rows of one sequence share its cache', 2, 64, spec,
+      { ldqExtra: 2 * 2 * 64, ldoExtra: 1 }), { checkRowsAlone: true }));
+  }
   cases.push(attentionCase(r, 'maxKeys above every row (extra empty chunks)', 2, 64, [dense(40, 10)], { maxKeys: 700 }));
   cases.push(attentionCase(r, 'head size 256', 1, 256, [dense(300, 270)]));
   cases.push(storeCase(r, 'dense and ring slots, position 0', 2, 64,

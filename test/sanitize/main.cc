@@ -169,6 +169,52 @@ static void model_case(Precision p) {
   EXPECT(threw, "seq 33 > n_positions 32 was accepted");
 }
 
+// Chunked prefill: sequence 0 takes a 23-token prompt in chunks of 4 (a
+// prefill, then extends; the banded ring of window 5 + 4 - 1 wraps) while
+// sequence 1 takes chunks of 3 and 1 beside it, up to its capacity; after
+// every chunk the logits follow a full forward over the tokens so far.
+static void extend_case(Precision p) {
+  auto model = std::make_shared<Model>(tiny_config(), make_cpu_backend(), p, 13);
+  const int V = 97;
+  const std::vector<int> caps = {23, 7};
+  DecodeState st(model, caps, 4);
+  std::vector<std::vector<int32_t>> seqs(2);
+  std::vector<float> logits(size_t(2) * V);
+  const double tol = p == Precision::FP32 ? 1e-4 : 3e-2;
+  for (int call = 0; st.position(0) < caps[0]; ++call) {
+    std::vector<int> len = {std::min(4, caps[0] - st.position(0)), std::min(call % 2 ? 1 : 3, caps[1] - st.position(1))};
+    std::vector<int32_t> tok;
+    for (int b = 0; b < 2; ++b)
+      for (int i = 0; i < len[b]; ++i) {
+        seqs[b].push_back((int(seqs[b].size()) * 11 + b * 5 + 2) % V);
+        tok.push_back(seqs[b].back());
+      }
+    if (call == 0)
+      st.prefill(tok.data(), len.data(), logits.data(), nullptr);
+    else
+      st.extend(tok.data(), len.data(), logits.data(), nullptr);
+    for (int b = 0; b < 2; ++b) {
+      if (len[b] == 0) continue;
+      const int T = int(seqs[b].size());
+      EXPECT(st.position(b) == T, "position %d of seq %d after a chunk, want %d", st.position(b), b, T);
+      std::vector<float> full(size_t(T) * V);
+      model->forward(seqs[b].data(), 1, T, full.data());
+      EXPECT(rel_l2(logits.data() + size_t(b) * V, full.data() + size_t(T - 1) * V, V) < tol,
+             "extend call %d seq %d len %d p%d", call, b, T, int(p));
+    }
+  }
+  int32_t one = 1;
+  std::vector<int> five = {0, 5};
+  EXPECT(st.position(1) == 7, "sequence 1 did not reach its capacity");
+  bool threw = false;
+  try {
+    st.extend(&one, five.data(), logits.data(), nullptr);
+  } catch (const GptError& e) {
+    threw = e.code() == ErrorCode::InvalidArgument;
+  }
+  EXPECT(threw, "an extend past the capacity was accepted");
+}
+
 // Prefill prompts of different lengths, then decode each sequence to its
 // capacity, one token per step (sequences stop at different steps), and check
 // every step's logits against a full forward over the same tokens. With
@@ -334,6 +380,9 @@ int main() {
   std::fprintf(stderr, "decode: fp32, bf16\n");
   decode_case(Precision::FP32);
   decode_case(Precision::BF16);
+  std::fprintf(stderr, "decode extend (chunked prefill): fp32, bf16\n");
+  extend_case(Precision::FP32);
+  extend_case(Precision::BF16);
 
   std::fprintf(stderr, "model: 100 create/destroy cycles\n");
   size_t before = 0;
