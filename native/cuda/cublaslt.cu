@@ -560,7 +560,16 @@ bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, const float*
   int dev = -1;
   if (cudaGetDevice(&dev) != cudaSuccess || dev != st.device) {
     cudaGetLastError();
-    return false;  // cuBLASLt was set up on another device: the own GEMM runs here
+    // cuBLASLt was set up (and checked) on another device: the own GEMM runs here.
+    const std::string why = "cuBLASLt was set up on GPU " + std::to_string(st.device) + ", this GEMM runs on GPU " +
+                            std::to_string(dev);
+    const char* mode = std::getenv("GPT_ENGINE_GEMM");
+    if (mode && std::string(mode) == "cublaslt") throw GptError(ErrorCode::Internal, "matmul (cuBLASLt): " + why);
+    static std::once_flag said;
+    std::call_once(said, [&] {
+      std::fprintf(stderr, "gpt-engine: %s; the GEMMs there run on the engine's own kernels\n", why.c_str());
+    });
+    return false;
   }
   std::lock_guard<std::mutex> lock(st.mu);
   try {
