@@ -118,6 +118,14 @@ struct State {
   int device = -1;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  // The workspace is shared by every stream: a GEMM on another stream than
+  // the previous one waits for it (ws_event). The legacy default stream, the
+  // backend's, is recorded only when another stream takes over (it is never
+  // destroyed); other streams are recorded after each GEMM (they may be
+  // destroyed before the next one).
+  cudaEvent_t ws_event = nullptr;
+  cudaStream_t ws_last = nullptr;
+  bool ws_used = false;
   std::mutex mu;  // guards plans and every use of the handle
   std::map<PlanKey, Plan> plans;
 };
@@ -294,12 +302,27 @@ bool run_lt(State& st, bool ta, bool tb, int M, int N, int K, const float* A, lo
     LtStatus s = st.api.MatmulDescSetAttribute(p.desc, kDescBiasPointer, &bias, sizeof(bias));
     if (s != kLtSuccess) throw "cublasLtMatmulDescSetAttribute(BIAS_POINTER) failed: " + status_text(st.api, s);
   }
+  if (st.workspace && st.ws_used && stream != st.ws_last) {
+    if (st.ws_last == nullptr && cudaEventRecord(st.ws_event, nullptr) != cudaSuccess)
+      throw std::string("cudaEventRecord failed");
+    if (cudaStreamWaitEvent(stream, st.ws_event, 0) != cudaSuccess) throw std::string("cudaStreamWaitEvent failed");
+  }
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   LtStatus s = st.api.Matmul(st.handle, p.desc, &alpha, B, p.a, A, p.b, &beta, C, p.c, C, p.c, &p.algo, st.workspace,
                              st.workspace_bytes, stream);
   if (s != kLtSuccess) {
     p.usable = false;  // the own kernels run this shape from now on
     throw "cublasLtMatmul failed: " + status_text(st.api, s);
+  }
+  if (st.workspace) {
+    // The GEMM is queued: from here nothing may fail (the caller would run it
+    // again). Without the event, waiting for the stream does the same.
+    if (stream != nullptr && cudaEventRecord(st.ws_event, stream) != cudaSuccess) {
+      cudaGetLastError();
+      cudaStreamSynchronize(stream);
+    }
+    st.ws_last = stream;
+    st.ws_used = true;
   }
   return true;
 }
@@ -476,8 +499,10 @@ void decide(State& st) {
   if (why.empty()) {
     // NVIDIA's advice: 32 MiB of workspace on Hopper and newer, 4 MiB before.
     st.workspace_bytes = (g.cc_major >= 9 ? 32u : 4u) << 20;
-    if (cudaMalloc(&st.workspace, st.workspace_bytes) != cudaSuccess) {
+    if (cudaMalloc(&st.workspace, st.workspace_bytes) != cudaSuccess ||
+        cudaEventCreateWithFlags(&st.ws_event, cudaEventDisableTiming) != cudaSuccess) {
       cudaGetLastError();
+      if (st.workspace) cudaFree(st.workspace);
       st.workspace = nullptr;
       st.workspace_bytes = 0;  // algorithms without workspace only
     }
@@ -535,7 +560,16 @@ bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, const float*
   int dev = -1;
   if (cudaGetDevice(&dev) != cudaSuccess || dev != st.device) {
     cudaGetLastError();
-    return false;  // cuBLASLt was set up on another device: the own GEMM runs here
+    // cuBLASLt was set up (and checked) on another device: the own GEMM runs here.
+    const std::string why = "cuBLASLt was set up on GPU " + std::to_string(st.device) + ", this GEMM runs on GPU " +
+                            std::to_string(dev);
+    const char* mode = std::getenv("GPT_ENGINE_GEMM");
+    if (mode && std::string(mode) == "cublaslt") throw GptError(ErrorCode::Internal, "matmul (cuBLASLt): " + why);
+    static std::once_flag said;
+    std::call_once(said, [&] {
+      std::fprintf(stderr, "gpt-engine: %s; the GEMMs there run on the engine's own kernels\n", why.c_str());
+    });
+    return false;
   }
   std::lock_guard<std::mutex> lock(st.mu);
   try {

@@ -20,7 +20,12 @@ interface GemmInfo {
   path: string;
   version: number;
 }
-const addon = loadAddon<{ cudaGemmInfo(): GemmInfo }>();
+type BackendOp = (o: Record<string, unknown>) => Promise<Record<string, Float32Array>>;
+const addon = loadAddon<{
+  cudaGemmInfo(): GemmInfo;
+  backendOp: BackendOp;
+  probeCudaGemm(o: { size?: number; precision?: string; repeats?: number }): Promise<{ gflops: number }>;
+}>();
 const info = addon.cudaInfo();
 const addonPath = addonCandidates().find((f) => fs.existsSync(f))!;
 
@@ -124,6 +129,18 @@ test('a GPT_ENGINE_CUBLASLT that does not load leaves the own GEMM, naming the f
   expect(r.gemm.cublaslt).toBe(false);
   expect(r.gemm.gemm).toMatch(/^own \(no cuBLASLt \(\/nonexistent\/libcublasLt\.so\.13: /);
   expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(FALLBACK_LINE)]);
+});
+
+test('GEMMs on another stream (the GEMM probe\'s) between GEMMs on the backend\'s stream stay right', async () => {
+  let seed = 3;
+  const rnd = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 31 - 1));
+  const M = 45, K = 38, N = 27;
+  const op = { op: 'matmul_forward', precision: 'fp32', M, K, N, a: rnd(M * K), b: rnd(K * N), bias: rnd(N) };
+  const want = (await addon.backendOp({ device: 'cpu', ...op })).out;
+  const rel = (x: Float32Array) => Math.sqrt(x.reduce((e, v, i) => e + (v - want[i]) ** 2, 0) / want.reduce((n, v) => n + v * v, 0));
+  expect(rel((await addon.backendOp({ device: 'cuda', ...op })).out)).toBeLessThan(1e-5);
+  expect((await addon.probeCudaGemm({ size: 96, precision: 'bf16', repeats: 1 })).gflops).toBeGreaterThan(0);
+  expect(rel((await addon.backendOp({ device: 'cuda', ...op })).out)).toBeLessThan(1e-5);
 });
 
 test('gpt-engine info prints which GEMM runs, and gives it in --json', async () => {
