@@ -12,27 +12,9 @@
 //
 // Mid-extend abort leaves the extended sequences empty (decode.h); that
 // path is the prefill's and is not timed here.
-import { DecodeNative, NativeDecodeSession } from '../../lib/generate/native';
-import { loadAddon } from '../../lib/native';
-import { Rng } from '../../lib/rng';
+import { NativeDecodeSession } from '../../lib/generate/native';
+import { Handle, makeModel, native, randomTokens as tokensOf, Shape } from './shared/decode-model';
 import { relL2 } from './shared/setup';
-
-interface Handle {
-  forward(o: { tokens: Int32Array; batch: number; seq: number }): Promise<Float32Array>;
-  dispose(): void;
-}
-type Native = DecodeNative & { createModel(o: unknown): Promise<Handle> };
-const native = () => loadAddon<Native>();
-
-interface Shape {
-  n_layer: number;
-  n_head: number;
-  n_embd: number;
-  n_positions: number;
-  vocab_size: number;
-  patterns: ('dense' | 'banded')[];
-  attention_window?: number;
-}
 
 const shape: Shape = {
   n_layer: 4,
@@ -44,15 +26,7 @@ const shape: Shape = {
   attention_window: 5,
 };
 const V = shape.vocab_size;
-
-async function makeModel(s: Shape, seed = 1, precision: 'fp32' | 'bf16' = 'fp32'): Promise<Handle> {
-  return native().createModel({ config: { layer_norm_epsilon: 1e-5, ...s }, device: 'cpu', precision, seed });
-}
-
-function randomTokens(n: number, seed: number): Int32Array {
-  const r = new Rng(seed, 0);
-  return Int32Array.from({ length: n }, () => r.nextInt(V));
-}
+const randomTokens = (n: number, seed: number): Int32Array => tokensOf(n, V, seed);
 
 const open = (h: Handle, caps: number[], extendMax?: number): NativeDecodeSession =>
   native().decodeOpen(h, { capacities: Int32Array.from(caps), abort: new Int32Array(32), extendMax });

@@ -4,38 +4,9 @@
 // sequences at different positions; the cache of a banded layer is O(w);
 // a sequence decodes bitwise the same alone and in a batch; abort and
 // misuse give clear errors.
-import { DecodeNative, nativeDecoder } from '../../lib/generate';
-import { loadAddon } from '../../lib/native';
-import { Rng } from '../../lib/rng';
+import { nativeDecoder } from '../../lib/generate';
+import { Handle, makeModel, native, randomTokens, Shape } from './shared/decode-model';
 import { relL2 } from './shared/setup';
-
-interface Handle {
-  forward(o: { tokens: Int32Array; batch: number; seq: number }): Promise<Float32Array>;
-  dispose(): void;
-}
-type Native = DecodeNative & {
-  createModel(o: unknown): Promise<Handle>;
-};
-const native = () => loadAddon<Native>();
-
-interface Shape {
-  n_layer: number;
-  n_head: number;
-  n_embd: number;
-  n_positions: number;
-  vocab_size: number;
-  patterns: ('dense' | 'banded')[];
-  attention_window?: number;
-}
-
-async function makeModel(shape: Shape, seed = 1, precision: 'fp32' | 'bf16' = 'fp32'): Promise<Handle> {
-  return native().createModel({ config: { layer_norm_epsilon: 1e-5, ...shape }, device: 'cpu', precision, seed });
-}
-
-function randomTokens(n: number, V: number, seed: number): Int32Array {
-  const r = new Rng(seed, 0);
-  return Int32Array.from({ length: n }, () => r.nextInt(V));
-}
 
 /** Logits of every position of one sequence by a full forward: [T, V]. */
 async function fullLogits(h: Handle, tokens: Int32Array): Promise<Float32Array> {
