@@ -9,11 +9,13 @@
 // tile pair (keys 16j..16j+15) has exactly the A-fragment layout.
 //
 // Backward: attention_dvec (D = rowsum(bf16(dO)*O), see there), then
-// attention_bwd_dkdv (one block per key tile of 64; loops over the query tiles of 32 that see it,
-// computing S^T and dP^T directly so dK and dV stay in registers), then
-// attention_bwd_dq (one block per query tile of 64; loops over key tiles of
-// 32). No atomics: every output element has one writer, so results are
-// deterministic.
+// attention_bwd (one block per key tile of 64; loops over the query tiles of
+// 32 that see it, computing S^T and dP^T once per tile pair so dK and dV stay
+// in registers, and writing the tile's share of dQ, dS K, to its own slot of
+// the dQ partials), then attention_bwd_dq_reduce (each dQ row the sum of its
+// key tiles' partials, in key-tile order). 5 matmuls per tile pair (S, dP,
+// dV, dK, dQ). No atomics: every output and partial element has one writer,
+// and the sum's order is fixed, so results are bitwise deterministic.
 //
 // Shape legend: B batch, H heads, T sequence, D head size; "bh" = (b, h).
 #include <cuda_bf16.h>
@@ -55,19 +57,16 @@ template <int D>
 constexpr int fwd_smem_bytes() {
   return 2 * (64 * (D + 8) /*Q*/ + 64 * (D + 8) /*K*/ + D * (64 + 8) /*V^T*/);
 }
+constexpr int kBwdKeys = 64;  // keys per backward block (the dQ partials' tile)
 template <int D>
-constexpr int dkdv_smem_bytes() {
-  return 2 * (2 * 64 * (D + 8) /*K, V*/ + 2 * 32 * (D + 8) /*Q, dO*/ + 2 * D * (32 + 8) /*Q^T, dO^T*/) +
+constexpr int bwd_smem_bytes() {
+  return 2 * (2 * 64 * (D + 8) /*K, V*/ + D * (64 + 8) /*K^T*/ + 2 * 32 * (D + 8) /*Q, dO*/ +
+              2 * D * (32 + 8) /*Q^T, dO^T*/ + 32 * (64 + 8) /*dS*/) +
          2 * 32 * 4 /*lse, D*/;
 }
-constexpr int kDkdvDocSmemBytes = 32 * 4;  // the document kernel's extra: the query tile's document starts
-template <int D>
-constexpr int dq_smem_bytes() {
-  return 2 * (2 * 64 * (D + 8) /*Q, dO*/ + 2 * 32 * (D + 8) /*K, V*/ + D * (32 + 8) /*K^T*/) + 2 * 64 * 4;
-}
-static_assert(dkdv_smem_bytes<128>() + kDkdvDocSmemBytes <= 99 * 1024 && dq_smem_bytes<128>() <= 99 * 1024 &&
-                  fwd_smem_bytes<128>() <= 99 * 1024,
-              "shared memory must fit sm_80's per-block opt-in limit (163 KB) with room for two blocks");
+constexpr int kBwdDocSmemBytes = 32 * 4;  // the document kernel's extra: the query tile's document starts
+static_assert(bwd_smem_bytes<128>() + kBwdDocSmemBytes <= 99 * 1024 && fwd_smem_bytes<128>() <= 99 * 1024,
+              "shared memory must fit sm_86/89's per-block opt-in limit (99 KB)");
 
 // Whether a pair counts on a cut tile. Each kernel body is compiled twice:
 // without a document mask (attention_*_kernel, the plain causal / banded
@@ -256,21 +255,31 @@ __global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, 
 }
 
 // ---------------------------------------------------------------------------
-// dK, dV for one key tile of 64 (each warp 16 keys). Grid (ceil(T/64), H, B).
+// Backward in one pass: one block per key tile of 64 (each warp 16 keys).
+// Grid (ceil(T/64), H, B). Per query tile of 32 that sees the key tile, S^T
+// and dP^T are computed once (K Q^T and V dO^T), P^T and dS^T formed in
+// registers, then dV += P^T dO and dK += dS^T Q (kept in registers across
+// the loop) and this key tile's share of dQ, dS K, written to its slot of the
+// dQ partials (dqp; summed in a fixed order by attention_bwd_dq_reduce). 5
+// matmuls per tile pair. dS goes through shared memory for dS K because a
+// warp holds dS for its own 16 keys only.
 template <int D, bool DOC>
-__device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-                                          const float* __restrict__ lse, const float* __restrict__ dvec,
-                                          AttnTensor dout, int H, int T, float scale, float scale_log2, Mask mask) {
-  constexpr int BC = 64, BR = 32, RP = D + 8, TP = BR + 8;
+__device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, float* __restrict__ dqp, int nslots,
+                                         AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
+                                         const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
+                                         float scale_log2, Mask mask) {
+  constexpr int BC = kBwdKeys, BR = 32, RP = D + 8, TP = BR + 8, KP = BC + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BR / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [BC][RP]
   __nv_bfloat16* Vs = Ks + BC * RP;                                   // [BC][RP]
-  __nv_bfloat16* Qs = Vs + BC * RP;                                   // [BR][RP]
+  __nv_bfloat16* Kt = Vs + BC * RP;                                   // [D][KP]
+  __nv_bfloat16* Qs = Kt + D * KP;                                    // [BR][RP]
   __nv_bfloat16* dOs = Qs + BR * RP;                                  // [BR][RP]
   __nv_bfloat16* Qt = dOs + BR * RP;                                  // [D][TP]
   __nv_bfloat16* dOt = Qt + D * TP;                                   // [D][TP]
-  float* lse2_s = reinterpret_cast<float*>(dOt + D * TP);             // [BR], log2 units
+  __nv_bfloat16* dSs = dOt + D * TP;                                  // [BR][KP] dS, query-major
+  float* lse2_s = reinterpret_cast<float*>(dSs + BR * KP);            // [BR], log2 units
   float* dvec_s = lse2_s + BR;                                        // [BR]
   int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + BR);         // [BR] document starts (DOC only)
 
@@ -283,8 +292,10 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
   const float* kb = k.ptr + b * k.sb + h * k.sh;
   const float* vb = v.ptr + b * v.sb + h * v.sh;
   const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
+  // This key tile's slot of the dQ partials: [T][D] for this (b, h).
+  float* dqs = dqp + (((long long)(kt % nslots) * gridDim.z + b) * H + h) * T * D;
 
-  stage<D, BC>(Ks, nullptr, kb, k.st, k0, T);
+  stage<D, BC>(Ks, Kt, kb, k.st, k0, T);
   stage<D, BC>(Vs, nullptr, vb, v.st, k0, T);
 
   float dka[DN][4], dva[DN][4];
@@ -293,9 +304,14 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
 #pragma unroll
     for (int c = 0; c < 4; ++c) dka[i][c] = dva[i][c] = 0.0f;
   const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
+  // The dQ step: this warp's 16 query rows and half of the head dims.
+  const int dq_r0 = (warp & 1) * 16 + g;
+  const int dq_dn0 = (warp >> 1) * (DN / 2);
 
   // Queries that see a key in [k0, k0+BC): i >= k0, i < j + window when
-  // banded, and (documents) up to the end of the last key's document.
+  // banded, and (documents) up to the end of the last key's document. Only
+  // rows below qhi get a dQ partial (the rows attention_bwd_dq_reduce reads
+  // from this tile's slot).
   const int32_t* ds = DOC ? mask.docs(b) : nullptr;
   const int qlo = k0;
   const int qhi = DOC ? mask.query_hi(ds, k0, BC) : mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
@@ -345,7 +361,9 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
         float p = exp2f(st_[j][c] * scale_log2 - lse2_s[qi]);
         if (cut && !pair_ok<DOC>(mask, q0 + qi, key0 + (c / 2) * 8, DOC ? first_s[qi] : 0)) p = 0.0f;
         st_[j][c] = p;
-        dpt[j][c] = p * (dpt[j][c] - dvec_s[qi]);
+        const float dsv = p * (dpt[j][c] - dvec_s[qi]);
+        dpt[j][c] = dsv;
+        dSs[qi * KP + warp * 16 + g + (c / 2) * 8] = __float2bfloat16_rn(dsv);
       }
     // dV += P^T dO, dK += dS^T Q (k index = query).
 #pragma unroll
@@ -365,6 +383,33 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
         mma_bf16_16816(dva[dn], pa, dbf);
         mma_bf16_16816(dka[dn], sa, qbf);
       }
+    }
+    __syncthreads();  // the tile's whole dS (all four warps' keys) is in shared memory
+
+    // dQ partial = dS K for this warp's 16 queries x D/2 dims, over the 64 keys.
+    uint32_t sf[BC / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) {
+      const __nv_bfloat16* p = dSs + dq_r0 * KP + kk * 16 + 2 * t;
+      sf[kk][0] = lds32(p);
+      sf[kk][1] = lds32(p + 8 * KP);
+      sf[kk][2] = lds32(p + 8);
+      sf[kk][3] = lds32(p + 8 * KP + 8);
+    }
+    const int row = q0 + dq_r0;  // rows row and row + 8
+#pragma unroll
+    for (int n = 0; n < DN / 2; ++n) {
+      const int dn = dq_dn0 + n;
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; ++kk) {
+        const __nv_bfloat16* pk = Kt + (dn * 8 + g) * KP + kk * 16 + 2 * t;
+        uint32_t kbf[2] = {lds32(pk), lds32(pk + 8)};
+        mma_bf16_16816(acc, sf[kk], kbf);
+      }
+      if (row < qhi) *reinterpret_cast<float2*>(dqs + (long long)row * D + dn * 8 + 2 * t) = make_float2(acc[0], acc[1]);
+      if (row + 8 < qhi)
+        *reinterpret_cast<float2*>(dqs + (long long)(row + 8) * D + dn * 8 + 2 * t) = make_float2(acc[2], acc[3]);
     }
   }
 
@@ -388,147 +433,40 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-                              const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
-                              int T, float scale, float scale_log2, Mask mask) {
-  dkdv_body<D, false>(dk, dv, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+    attention_bwd_kernel(AttnTensor dk, AttnTensor dv, float* __restrict__ dqp, int nslots, AttnTensor q, AttnTensor k,
+                         AttnTensor v, const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
+                         int H, int T, float scale, float scale_log2, Mask mask) {
+  bwd_body<D, false>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
 }
 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_bwd_dkdv_doc_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-                                  const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
-                                  int T, float scale, float scale_log2, Mask mask) {
-  dkdv_body<D, true>(dk, dv, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+    attention_bwd_doc_kernel(AttnTensor dk, AttnTensor dv, float* __restrict__ dqp, int nslots, AttnTensor q,
+                             AttnTensor k, AttnTensor v, const float* __restrict__ lse, const float* __restrict__ dvec,
+                             AttnTensor dout, int H, int T, float scale, float scale_log2, Mask mask) {
+  bwd_body<D, true>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
 }
 
 // ---------------------------------------------------------------------------
-// dQ for one query tile of 64 (each warp 16 queries). Grid (ceil(T/64), H, B).
-template <int D, bool DOC>
-__device__ __forceinline__ void dq_body(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v,
-                                        const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
-                                        int H, int T, float scale, float scale_log2, Mask mask) {
-  constexpr int BR = 64, BC = 32, RP = D + 8, TP = BC + 8;
-  constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [BR][RP]
-  __nv_bfloat16* dOs = Qs + BR * RP;                                  // [BR][RP]
-  __nv_bfloat16* Ks = dOs + BR * RP;                                  // [BC][RP]
-  __nv_bfloat16* Vs = Ks + BC * RP;                                   // [BC][RP]
-  __nv_bfloat16* Kt = Vs + BC * RP;                                   // [D][TP]
-  float* lse2_s = reinterpret_cast<float*>(Kt + D * TP);              // [BR]
-  float* dvec_s = lse2_s + BR;                                        // [BR]
-
-  const int qt = gridDim.x - 1 - blockIdx.x;
+// dQ[i] = scale * sum of the key tiles' partials for row i, in key-tile
+// order (fixed: bitwise the same every run). Row i's key tiles run from the
+// one holding its first visible key (band start, document start) to the one
+// holding i; tile kt's partial is in slot kt % nslots. One warp per row.
+// Grid (ceil(T/4), H, B).
+__global__ void attention_bwd_dq_reduce_kernel(AttnTensor dq, const float* __restrict__ dqp, int nslots,
+                                               int tile_keys, int H, int T, int D, float scale, Mask mask) {
+  const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
   const int h = blockIdx.y, b = blockIdx.z;
-  const int q0 = qt * BR;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const long long bh = (long long)b * H + h;
-  const float* qb = q.ptr + b * q.sb + h * q.sh;
-  const float* kb = k.ptr + b * k.sb + h * k.sh;
-  const float* vb = v.ptr + b * v.sb + h * v.sh;
-  const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
-
-  stage<D, BR>(Qs, nullptr, qb, q.st, q0, T);
-  stage<D, BR>(dOs, nullptr, dob, dout.st, q0, T);
-  if (threadIdx.x < BR) {
-    const int i = q0 + threadIdx.x;
-    lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
-    dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+  if (row >= T) return;
+  const int kt_lo = mask.key_lo(mask.docs(b), row) / tile_keys, kt_hi = row / tile_keys;
+  const long long slot_stride = (long long)gridDim.z * H * T * D;
+  const float* src = dqp + (((long long)b * H + h) * T + row) * D;
+  float* dst = dq.ptr + b * dq.sb + h * dq.sh + (long long)row * dq.st;
+  for (int d = lane; d < D; d += 32) {
+    float s = 0.0f;
+    for (int kt = kt_lo; kt <= kt_hi; ++kt) s += src[(kt % nslots) * slot_stride + d];
+    dst[d] = s * scale;
   }
-  const int lr0 = warp * 16 + g;  // local rows lr0, lr0 + 8
-  const int row0 = q0 + lr0;
-  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
-  const int first[2] = {mask.first(ds, row0), mask.first(ds, row0 + 8)};  // the rows' document starts
-
-  float dqa[DN][4];
-#pragma unroll
-  for (int i = 0; i < DN; ++i) dqa[i][0] = dqa[i][1] = dqa[i][2] = dqa[i][3] = 0.0f;
-
-  const int hi = min(T, q0 + BR);
-  const int lo = mask.key_lo(ds, q0);
-  for (int kt = lo / BC; kt * BC < hi; ++kt) {
-    const int k0 = kt * BC;
-    __syncthreads();
-    stage<D, BC>(Ks, Kt, kb, k.st, k0, T);
-    stage<D, BC>(Vs, nullptr, vb, v.st, k0, T);
-    __syncthreads();
-
-    float s[NJ][4], dp[NJ][4];
-#pragma unroll
-    for (int j = 0; j < NJ; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) s[j][c] = dp[j][c] = 0.0f;
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      uint32_t qa[4], da[4];
-      const __nv_bfloat16* pq = Qs + lr0 * RP + ks * 16 + 2 * t;
-      const __nv_bfloat16* pd = dOs + lr0 * RP + ks * 16 + 2 * t;
-      qa[0] = lds32(pq); qa[1] = lds32(pq + 8 * RP); qa[2] = lds32(pq + 8); qa[3] = lds32(pq + 8 * RP + 8);
-      da[0] = lds32(pd); da[1] = lds32(pd + 8 * RP); da[2] = lds32(pd + 8); da[3] = lds32(pd + 8 * RP + 8);
-#pragma unroll
-      for (int j = 0; j < NJ; ++j) {
-        const __nv_bfloat16* pk = Ks + (j * 8 + g) * RP + ks * 16 + 2 * t;
-        const __nv_bfloat16* pv = Vs + (j * 8 + g) * RP + ks * 16 + 2 * t;
-        uint32_t kbf[2] = {lds32(pk), lds32(pk + 8)};
-        uint32_t vbf[2] = {lds32(pv), lds32(pv + 8)};
-        mma_bf16_16816(s[j], qa, kbf);
-        mma_bf16_16816(dp[j], da, vbf);
-      }
-    }
-    const bool cut = mask.cuts(ds, q0, BR, k0, BC);
-#pragma unroll
-    for (int j = 0; j < NJ; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int lr = lr0 + (c / 2) * 8;
-        float p = exp2f(s[j][c] * scale_log2 - lse2_s[lr]);
-        if (cut && !pair_ok<DOC>(mask, q0 + lr, k0 + j * 8 + 2 * t + (c % 2), first[c / 2])) p = 0.0f;
-        dp[j][c] = p * (dp[j][c] - dvec_s[lr]);
-      }
-    // dQ += dS K (k index = key)
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; ++kk) {
-      uint32_t sa[4] = {pack_bf16(dp[2 * kk][0], dp[2 * kk][1]), pack_bf16(dp[2 * kk][2], dp[2 * kk][3]),
-                        pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
-                        pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
-#pragma unroll
-      for (int dn = 0; dn < DN; ++dn) {
-        const __nv_bfloat16* pk = Kt + (dn * 8 + g) * TP + kk * 16 + 2 * t;
-        uint32_t kbf[2] = {lds32(pk), lds32(pk + 8)};
-        mma_bf16_16816(dqa[dn], sa, kbf);
-      }
-    }
-  }
-
-  float* dqb = dq.ptr + b * dq.sb + h * dq.sh;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row0 + r * 8;
-    if (row >= T) continue;
-#pragma unroll
-    for (int dn = 0; dn < DN; ++dn) {
-      float* p = dqb + (long long)row * dq.st + dn * 8 + 2 * t;
-      p[0] = dqa[dn][2 * r] * scale;
-      p[1] = dqa[dn][2 * r + 1] * scale;
-    }
-  }
-}
-
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    attention_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
-                            const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
-                            float scale_log2, Mask mask) {
-  dq_body<D, false>(dq, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
-}
-
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    attention_bwd_dq_doc_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
-                                const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
-                                float scale_log2, Mask mask) {
-  dq_body<D, true>(dq, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
 }
 
 void check_shape(const AttnShape& s, const char* op) {
@@ -569,40 +507,31 @@ void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTenso
 }
 
 template <int D, bool DOC>
-void bwd_launch(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
+void bwd_launch(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q, AttnTensor k,
                 AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
-  constexpr int b1 = dkdv_smem_bytes<D>() + (DOC ? kDkdvDocSmemBytes : 0), b2 = dq_smem_bytes<D>();
+  static std::atomic<bool> smem_ok{false};
+  constexpr int bytes = bwd_smem_bytes<D>() + (DOC ? kBwdDocSmemBytes : 0);
   const Mask m = make_mask(s);
-  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
+  dim3 grid(ceil_div(s.seq, kBwdKeys), s.heads, s.batch);
   if constexpr (DOC) {
-    allow_smem(attention_bwd_dkdv_doc_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
-    allow_smem(attention_bwd_dq_doc_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
-    attention_bwd_dkdv_doc_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq,
-                                                                 s.scale, s.scale * kLog2e, m);
+    allow_smem(attention_bwd_doc_kernel<D>, bytes, smem_ok, D, "attention_backward (shared-memory limit)");
+    attention_bwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, s.heads,
+                                                               s.seq, s.scale, s.scale * kLog2e, m);
   } else {
-    allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
-    allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
-    attention_bwd_dkdv_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                             s.scale * kLog2e, m);
+    allow_smem(attention_bwd_kernel<D>, bytes, smem_ok, D, "attention_backward (shared-memory limit)");
+    attention_bwd_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, s.heads,
+                                                           s.seq, s.scale, s.scale * kLog2e, m);
   }
-  CUDA_CHECK_LAUNCH("attention_backward (dK, dV)");
-  if constexpr (DOC)
-    attention_bwd_dq_doc_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                               s.scale * kLog2e, m);
-  else
-    attention_bwd_dq_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                           s.scale * kLog2e, m);
-  CUDA_CHECK_LAUNCH("attention_backward (dQ)");
+  CUDA_CHECK_LAUNCH("attention_backward (dK, dV, dQ partials)");
 }
 
 template <int D>
-void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-         const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
+void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q, AttnTensor k,
+         AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   if (s.doc_start)
-    bwd_launch<D, true>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+    bwd_launch<D, true>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
   else
-    bwd_launch<D, false>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+    bwd_launch<D, false>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
 }
 
 // fp32 SIMT kernels (attention_fp32.cu) when fp32 was asked for or the head
@@ -627,20 +556,43 @@ void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTenso
   }
 }
 
+// The scratch: D = rowsum(dO*O) ([B, H, T]), then (16-byte aligned) the dQ
+// partials, nslots x [B, H, T, D].
+namespace {
+size_t dvec_floats(const AttnShape& s) { return ((size_t)s.batch * s.heads * s.seq + 3) / 4 * 4; }
+int bwd_tile_keys(const AttnShape& s) { return use_fp32(s) ? kAttnFp32Tile : kBwdKeys; }
+}  // namespace
+
+size_t attention_backward_scratch_floats(const AttnShape& s) {
+  check_shape(s, "attention_backward");
+  const int nslots = dq_partial_slots(make_mask(s), bwd_tile_keys(s));
+  return dvec_floats(s) + (size_t)nslots * s.batch * s.heads * s.seq * s.head_dim;
+}
+
 void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
-                        AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* dvec,
+                        AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* scratch,
                         cudaStream_t st) {
   check_shape(s, "attention_backward");
+  float* dvec = scratch;
+  float* dqp = scratch + dvec_floats(s);
+  const Mask m = make_mask(s);
+  const int tile_keys = bwd_tile_keys(s), nslots = dq_partial_slots(m, tile_keys);
   attention_dvec_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(dvec, out, dout, s.heads, s.seq,
                                                                                     s.head_dim, !use_fp32(s));
   CUDA_CHECK_LAUNCH("attention_backward (D = rowsum(dO*O))");
-  if (use_fp32(s)) return attention_fp32_backward(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
-  switch (s.head_dim) {
-    case 64: bwd<64>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
-    case 80: bwd<80>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
-    case 96: bwd<96>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
-    case 128: bwd<128>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
+  if (use_fp32(s)) {
+    attention_fp32_backward(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
+  } else {
+    switch (s.head_dim) {
+      case 64: bwd<64>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st); break;
+      case 80: bwd<80>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st); break;
+      case 96: bwd<96>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st); break;
+      case 128: bwd<128>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st); break;
+    }
   }
+  attention_bwd_dq_reduce_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(
+      dq, dqp, nslots, tile_keys, s.heads, s.seq, s.head_dim, s.scale, m);
+  CUDA_CHECK_LAUNCH("attention_backward (dQ = sum of the partials)");
 }
 
 }  // namespace cuda

@@ -77,6 +77,18 @@ inline Mask make_mask(const AttnShape& s) {
   return m;
 }
 
+// Slots of dQ partials the backward needs with key tiles of tile_keys: one
+// per key tile when dense; banded, key tile kt writes slot kt % slots, enough
+// that the (consecutive) key tiles one query row sees never share a slot: a
+// row sees `window` keys, so at most ceil((window - 1) / tile_keys) + 1
+// tiles. (Documents only narrow what a row sees.)
+inline int dq_partial_slots(const Mask& m, int tile_keys) {
+  const int tiles = (m.T + tile_keys - 1) / tile_keys;
+  if (!m.banded) return tiles;
+  const int band = (m.window - 1 + tile_keys - 1) / tile_keys + 1;
+  return band < tiles ? band : tiles;
+}
+
 // Raises a kernel's dynamic shared-memory limit once per process and
 // instantiation (`done`; threads that race here set the same value), first
 // checking that the device allows that much per block, so a GPU with less

@@ -11,14 +11,15 @@
 // different banks.
 //
 // Kernels: forward (one block per query tile; online softmax in log2 units,
-// lse saved), backward dK/dV (one block per key tile; loops over the query
-// tiles that see it, S^T and dP^T per thread row = key), backward dQ (one
-// block per query tile; loops over its key tiles). With a document mask
-// (Mask::doc) the key-tile and query-tile loops start and stop where the
-// documents allow, and cut tiles mask by the rows' document starts too.
-// D = rowsum(dO*O) comes
-// from attention.cu's attention_dvec_kernel, in fp32 (dO not rounded) here. Every output element has one
-// writer: deterministic without atomics.
+// lse saved), backward (one block per key tile; loops over the query tiles
+// that see it: S^T and dP^T per thread row = key, dK and dV accumulated in
+// registers, then the tile's dQ partial dS K with the thread row a query,
+// into its slot for attention.cu's attention_bwd_dq_reduce to sum in a fixed
+// order). With a document mask (Mask::doc) the key-tile and query-tile loops
+// start and stop where the documents allow, and cut tiles mask by the rows'
+// document starts too. D = rowsum(dO*O) comes from attention.cu's
+// attention_dvec_kernel, in fp32 (dO not rounded) here. Every output and
+// partial element has one writer: deterministic without atomics.
 //
 // Shape legend: B batch, H heads, T sequence, D head size; "bh" = (b, h).
 #include <math_constants.h>
@@ -37,7 +38,7 @@ namespace {
 
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kThreads = 256;
-constexpr int kTile = 32;               // query rows and key columns per tile
+constexpr int kTile = kAttnFp32Tile;    // query rows and key columns per tile
 constexpr int kTpr = 8;                 // threads per tile row
 constexpr int kCols = kTile / kTpr;     // scores per thread (4)
 constexpr int kSp = kTile + 1;          // pitch of the 32 x 32 score tiles
@@ -77,10 +78,6 @@ constexpr int bwd_smem_bytes() {
 // With a document mask the dK/dV kernel also stages the query tile's
 // document starts (so a launch without one asks for what it always did).
 constexpr int kDkdvDocSmemBytes = 4 * kTile;
-template <int DM>
-constexpr int dq_smem_bytes() {
-  return 4 * (4 * kTile * (DM + 1) /*Q, dO, K, V*/ + kTile * kSp /*dS*/ + 2 * kTile /*lse, D*/);
-}
 static_assert(bwd_smem_bytes<256>() + kDkdvDocSmemBytes <= 163 * 1024,
               "must fit sm_80's per-block opt-in shared memory");
 
@@ -187,10 +184,15 @@ __global__ void __launch_bounds__(kThreads, 2)
 }
 
 // ---------------------------------------------------------------------------
-// dK, dV for one key tile of 32 (tile row = key). Grid (ceil(T/32), H, B).
+// Backward in one pass: one block per key tile of 32 (tile row = key), looping
+// over the query tiles that see it: S^T and dP^T once per tile pair, dV and dK
+// accumulated in registers, and the tile's share of dQ (dS K, unscaled) written
+// to its slot of the partials dqp (tile row = query for that step).
+// Grid (ceil(T/32), H, B).
 template <int DM>
 __global__ void __launch_bounds__(kThreads, 2)
-    attention_fp32_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
+    attention_fp32_bwd_kernel(AttnTensor dk, AttnTensor dv, float* __restrict__ dqp, int nslots, AttnTensor q,
+                              AttnTensor k, AttnTensor v,
                                    const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
                                    int H, int T, int D, float scale, float scale_log2, Mask mask) {
   constexpr int P = DM + 1, ND = DM / kTpr;
@@ -215,6 +217,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const float* kb = k.ptr + b * k.sb + h * k.sh;
   const float* vb = v.ptr + b * v.sb + h * v.sh;
   const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
+  // This key tile's slot of the dQ partials: [T][D] for this (b, h).
+  float* dqs = dqp + (((long long)(kt % nslots) * gridDim.z + b) * H + h) * T * D;
 
   stage_rows<DM>(Ks, kb, k.st, k0, T, D);
   stage_rows<DM>(Vs, vb, v.st, k0, T, D);
@@ -279,6 +283,29 @@ __global__ void __launch_bounds__(kThreads, 2)
         dka[i] = fmaf(ds, qrow[kTpr * i], dka[i]);
       }
     }
+
+    // dQ partial for query q0 + c (this thread's row now a query): dS K over
+    // the tile's keys in key order, 4 head dims at a time (few registers
+    // beside dK, dV). Only rows the tile's keys are seen by (below qhi).
+    const int qrow_i = q0 + c;
+    if (qrow_i < qhi) {
+      float* dst = dqs + (long long)qrow_i * D;
+#pragma unroll
+      for (int i0 = 0; i0 < ND; i0 += 4) {
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int kc = 0; kc < kTile; ++kc) {
+          const float dsv = dSs[kc * kSp + c];
+          const float* kr2 = Ks + kc * P + l8;
+#pragma unroll
+          for (int i = 0; i < 4; ++i) acc[i] = fmaf(dsv, kr2[kTpr * (i0 + i)], acc[i]);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int d = l8 + kTpr * (i0 + i);
+          if (d < D) dst[d] = acc[i];
+        }
+      }
+    }
   }
 
   if (key >= T) return;
@@ -294,101 +321,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-// ---------------------------------------------------------------------------
-// dQ for one query tile of 32 (tile row = query). Grid (ceil(T/32), H, B).
-template <int DM>
-__global__ void __launch_bounds__(kThreads, 2)
-    attention_fp32_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v,
-                                 const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
-                                 int T, int D, float scale, float scale_log2, Mask mask) {
-  constexpr int P = DM + 1, ND = DM / kTpr;
-  extern __shared__ float smem_f32[];
-  float* Qs = smem_f32;               // [32][P]
-  float* dOs = Qs + kTile * P;        // [32][P]
-  float* Ks = dOs + kTile * P;        // [32][P]
-  float* Vs = Ks + kTile * P;         // [32][P]
-  float* dSs = Vs + kTile * P;        // [32 queries][kSp keys]
-  float* lse2_s = dSs + kTile * kSp;  // [32] log2 units
-  float* dvec_s = lse2_s + kTile;     // [32]
-
-  const int qt = gridDim.x - 1 - blockIdx.x;
-  const int h = blockIdx.y, b = blockIdx.z;
-  const int q0 = qt * kTile;
-  const int r = threadIdx.x / kTpr, l8 = threadIdx.x % kTpr;
-  const int row = q0 + r;
-  const long long bh = (long long)b * H + h;
-  const float* qb = q.ptr + b * q.sb + h * q.sh;
-  const float* kb = k.ptr + b * k.sb + h * k.sh;
-  const float* vb = v.ptr + b * v.sb + h * v.sh;
-  const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
-
-  stage_rows<DM>(Qs, qb, q.st, q0, T, D);
-  stage_rows<DM>(dOs, dob, dout.st, q0, T, D);
-  if (threadIdx.x < kTile) {
-    const int i = q0 + threadIdx.x;
-    lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
-    dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
-  }
-
-  float dqa[ND];
-#pragma unroll
-  for (int i = 0; i < ND; ++i) dqa[i] = 0.0f;
-
-  const int32_t* ds = mask.docs(b);
-  const int first = mask.first(ds, row);  // this row's document start
-  const int hi = min(T, q0 + kTile);
-  const int lo = mask.key_lo(ds, q0);
-  for (int kt = lo / kTile; kt * kTile < hi; ++kt) {
-    const int k0 = kt * kTile;
-    __syncthreads();  // the previous K, V, dS are consumed (and Q, dO, lse, D are staged)
-    stage_rows<DM>(Ks, kb, k.st, k0, T, D);
-    stage_rows<DM>(Vs, vb, v.st, k0, T, D);
-    __syncthreads();
-
-    float s[kCols], dp[kCols];
-#pragma unroll
-    for (int j = 0; j < kCols; ++j) s[j] = dp[j] = 0.0f;
-    const float* qr = Qs + r * P;
-    const float* gr = dOs + r * P;
-#pragma unroll 4
-    for (int d = 0; d < D; ++d) {
-      const float qx = qr[d], gx = gr[d];
-#pragma unroll
-      for (int j = 0; j < kCols; ++j) {
-        s[j] = fmaf(qx, Ks[(l8 + kTpr * j) * P + d], s[j]);
-        dp[j] = fmaf(gx, Vs[(l8 + kTpr * j) * P + d], dp[j]);
-      }
-    }
-    const bool cut = mask.cuts(ds, q0, kTile, k0, kTile);
-    const float lse2 = lse2_s[r], dvr = dvec_s[r];
-#pragma unroll
-    for (int j = 0; j < kCols; ++j) {
-      const int kc = l8 + kTpr * j;
-      float p = exp2f(s[j] * scale_log2 - lse2);
-      if (cut && !mask.ok(row, k0 + kc, first)) p = 0.0f;
-      dSs[r * kSp + kc] = p * (dp[j] - dvr);
-    }
-    __syncthreads();  // the row's whole dS is in shared memory
-
-    // dQ += dS K over the tile's keys, in key order.
-    const float* sr = dSs + r * kSp;
-    for (int kc = 0; kc < kTile; ++kc) {
-      const float ds = sr[kc];
-      const float* kr = Ks + kc * P + l8;
-#pragma unroll
-      for (int i = 0; i < ND; ++i) dqa[i] = fmaf(ds, kr[kTpr * i], dqa[i]);
-    }
-  }
-
-  if (row >= T) return;
-  float* dqr = dq.ptr + b * dq.sb + h * dq.sh + (long long)row * dq.st;
-#pragma unroll
-  for (int i = 0; i < ND; ++i) {
-    const int d = l8 + kTpr * i;
-    if (d < D) dqr[d] = dqa[i] * scale;
-  }
-}
-
 template <int DM>
 void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
   static std::atomic<bool> smem_ok{false};
@@ -401,24 +333,18 @@ void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTenso
 }
 
 template <int DM>
-void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-         const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
-  constexpr int bytes_dq = dq_smem_bytes<DM>();
+void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q, AttnTensor k,
+         AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
+  static std::atomic<bool> smem_ok{false};
   const int bytes = bwd_smem_bytes<DM>() + (s.doc_start ? kDkdvDocSmemBytes : 0);
   // The limit is raised once, to what a launch with documents needs.
-  allow_smem(attention_fp32_bwd_dkdv_kernel<DM>, bwd_smem_bytes<DM>() + kDkdvDocSmemBytes, dkdv_ok, s.head_dim,
+  allow_smem(attention_fp32_bwd_kernel<DM>, bwd_smem_bytes<DM>() + kDkdvDocSmemBytes, smem_ok, s.head_dim,
              "attention_backward (fp32, shared memory)");
-  allow_smem(attention_fp32_bwd_dq_kernel<DM>, bytes_dq, dq_ok, s.head_dim,
-             "attention_backward (fp32, shared memory)");
-  const Mask m = make_mask(s);
   dim3 grid(ceil_div(s.seq, kTile), s.heads, s.batch);
-  attention_fp32_bwd_dkdv_kernel<DM><<<grid, kThreads, bytes, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq,
-                                                                    s.head_dim, s.scale, s.scale * kLog2e, m);
-  CUDA_CHECK_LAUNCH("attention_backward (fp32 dK, dV)");
-  attention_fp32_bwd_dq_kernel<DM><<<grid, kThreads, bytes_dq, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq,
-                                                                  s.head_dim, s.scale, s.scale * kLog2e, m);
-  CUDA_CHECK_LAUNCH("attention_backward (fp32 dQ)");
+  attention_fp32_bwd_kernel<DM><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, s.heads,
+                                                               s.seq, s.head_dim, s.scale, s.scale * kLog2e,
+                                                               make_mask(s));
+  CUDA_CHECK_LAUNCH("attention_backward (fp32 dK, dV, dQ partials)");
 }
 
 }  // namespace
@@ -437,19 +363,19 @@ void attention_fp32_forward(const AttnShape& s, AttnTensor out, float* lse, Attn
     fwd<256>(s, out, lse, q, k, v, st);
 }
 
-void attention_fp32_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q,
+void attention_fp32_backward(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q,
                              AttnTensor k, AttnTensor v, const float* lse, const float* dvec, AttnTensor dout,
                              cudaStream_t st) {
   const int D = s.head_dim;
   GPT_CHECK_ARG(D >= 1 && D <= kAttnFp32MaxHeadDim, "attention_backward (fp32): head_dim out of range");
   if (D <= 32)
-    bwd<32>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+    bwd<32>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
   else if (D <= 64)
-    bwd<64>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+    bwd<64>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
   else if (D <= 128)
-    bwd<128>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+    bwd<128>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
   else
-    bwd<256>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+    bwd<256>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
 }
 
 }  // namespace cuda
