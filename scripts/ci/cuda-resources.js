@@ -36,8 +36,8 @@ const path = require('node:path');
 // parameter p (the head dim D or its padding DM); optin: the launcher raises
 // the kernel's limit with cudaFuncSetAttribute; params: the instantiations
 // the launcher dispatches to (each must exist for every architecture).
-const bf16Fwd = (D) => 2 * (64 * (D + 8) + 64 * (D + 8) + D * (64 + 8));
-const bf16Bwd = (D) => 2 * (2 * 64 * (D + 8) + D * (64 + 8) + 2 * 32 * (D + 8) + 2 * D * (32 + 8) + 32 * (64 + 8)) + 2 * 32 * 4;
+const bf16Fwd = (D) => 4 * 2 * 64 * D + 2 * 2 * 64 * (D + 8);
+const bf16Bwd = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + 32 * (64 + 8)) + 4 * 2 * 32 * D + 2 * 32 * 4;
 const f32Fwd = (DM) => 4 * (3 * 32 * (DM + 1) + 32 * 33);
 const f32Dkdv = (DM) => 4 * (4 * 32 * (DM + 1) + 2 * 32 * 33 + 2 * 32);
 const LAUNCH = [
