@@ -31,6 +31,7 @@
 #include "attention_common.cuh"
 #include "check.cuh"
 #include "common.cuh"
+#include "smem_copy.cuh"
 
 namespace gpt {
 namespace cuda {
@@ -43,15 +44,71 @@ constexpr int kTpr = 8;                 // threads per tile row
 constexpr int kCols = kTile / kTpr;     // scores per thread (4)
 constexpr int kSp = kTile + 1;          // pitch of the 32 x 32 score tiles
 
-// Rows [t0, t0+32) of one (b, h) slice into s[32][DM+1], zero past T and past D.
-template <int DM>
+// Rows [t0, t0+32) of one (b, h) slice into s[32][PITCH] (PITCH >= DM), zero
+// past T and past D.
+template <int DM, int PITCH = DM + 1>
 __device__ __forceinline__ void stage_rows(float* s, const float* __restrict__ base, long long st, int t0, int T,
                                            int D) {
   for (int idx = threadIdx.x; idx < kTile * DM; idx += kThreads) {
     const int r = idx / DM, d = idx % DM;  // DM is a power of two
     const int t = t0 + r;
-    s[r * (DM + 1) + d] = (t < T && d < D) ? __ldg(base + (long long)t * st + d) : 0.0f;
+    s[r * PITCH + d] = (t < T && d < D) ? __ldg(base + (long long)t * st + d) : 0.0f;
   }
+}
+
+// The forward's K/V tiles: rows of DM + 4 floats (16-byte aligned rows for
+// cp.async; the 8 rows a warp reads at one d still fall in different banks).
+template <int DM>
+__host__ __device__ constexpr int kv_pitch() {
+  return DM + 4;
+}
+// The same rows with cp.async: 16-byte copies where the view allows (D a
+// multiple of 4, base and strides 16-byte aligned: vec16), else one 4-byte
+// copy per float; rows past T zero-filled. Columns D..DM are not written
+// (zero them once: zero_pad_cols). The copies land at this thread's
+// cp_async_wait; other threads see them after a barrier that follows it.
+template <int DM>
+__device__ __forceinline__ void copy_rows_async(float* s, const float* __restrict__ base, long long st, int t0, int T,
+                                                int D, bool vec16) {
+  constexpr int P = kv_pitch<DM>();
+  if (vec16) {
+    const int cpr = D / 4;  // chunks per row
+    for (int idx = threadIdx.x; idx < kTile * cpr; idx += kThreads) {
+      const int r = idx / cpr, col = (idx - r * cpr) * 4;
+      const int t = t0 + r;
+      if (t < T)
+        cp_async_16(s + r * P + col, base + (long long)t * st + col);
+      else
+        cp_async_16_zfill(s + r * P + col, base + (long long)t0 * st, 0);
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < kTile * D; idx += kThreads) {
+      const int r = idx / D, d = idx - r * D;
+      const int t = t0 + r;
+      if (t < T)
+        cp_async_4(s + r * P + d, base + (long long)t * st + d);
+      else
+        s[r * P + d] = 0.0f;
+    }
+  }
+}
+template <int DM>
+__device__ __forceinline__ void zero_pad_cols(float* s, int D) {
+  constexpr int P = kv_pitch<DM>();
+  for (int idx = threadIdx.x; idx < kTile * (DM - D); idx += kThreads) {
+    const int r = idx / (DM - D);
+    s[r * P + D + (idx - r * (DM - D))] = 0.0f;
+  }
+}
+__device__ __forceinline__ bool aligned16(const float* base, const AttnTensor& x, int D) {
+  return D % 4 == 0 && reinterpret_cast<uintptr_t>(base) % 16 == 0 && x.st % 4 == 0 && x.sh % 4 == 0 &&
+         x.sb % 4 == 0;
+}
+// Whether the forward double-buffers K/V: two stages of K and V at DM 256
+// (4 x 33 KB more) do not fit next to Q in sm_80's 163 KB.
+template <int DM>
+__host__ __device__ constexpr int fwd_stages() {
+  return DM <= 128 ? 2 : 1;
 }
 
 // The 8 lanes of one tile row are lanes 8k..8k+7 of a warp.
@@ -69,7 +126,7 @@ __device__ __forceinline__ float row_sum8(float v) {
 // Dynamic shared memory of each kernel (floats -> bytes).
 template <int DM>
 constexpr int fwd_smem_bytes() {
-  return 4 * (3 * kTile * (DM + 1) /*Q, K, V*/ + kTile * kSp /*P*/);
+  return 4 * (kTile * kSp /*P*/ + kTile * (DM + 1) /*Q*/ + 2 * fwd_stages<DM>() * kTile * kv_pitch<DM>() /*K, V*/);
 }
 template <int DM>
 constexpr int bwd_smem_bytes() {
@@ -84,16 +141,20 @@ static_assert(bwd_smem_bytes<256>() + kDkdvDocSmemBytes <= 163 * 1024,
 // ---------------------------------------------------------------------------
 // Forward. Grid (ceil(T/32), H, B); heavy (late) query tiles first.
 // out: [B,H,T,D] view; lse: [B,H,T]
+// K/V pipeline (two stages, DM <= 128): per key tile j, wait for its
+// cp.async, one barrier (tile j visible to all; every thread is done with
+// tile j-1's stage), issue tile j+1 into that other stage, compute tile j.
+// DM 256 has one stage: a second barrier before the next copy, no overlap.
 template <int DM>
 __global__ void __launch_bounds__(kThreads, 2)
     attention_fp32_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v, int H,
                               int T, int D, float scale_log2, Mask mask) {
-  constexpr int P = DM + 1, ND = DM / kTpr;
-  extern __shared__ float smem_f32[];
-  float* Qs = smem_f32;        // [32][P]
-  float* Ks = Qs + kTile * P;  // [32][P]
-  float* Vs = Ks + kTile * P;  // [32][P]
-  float* Ps = Vs + kTile * P;  // [32][kSp] probabilities of the current key tile
+  constexpr int P = DM + 1, KP = kv_pitch<DM>(), ND = DM / kTpr, NS = fwd_stages<DM>();
+  extern __shared__ __align__(16) float smem_f32[];
+  float* Ps = smem_f32;                    // [32][kSp] probabilities of the current key tile
+  float* Qs = Ps + kTile * kSp;            // [32][P]
+  float* KVs = Qs + kTile * P;             // NS stages of K [32][KP] then V [32][KP]
+  static_assert((kTile * kSp + kTile * P) % 4 == 0 && KP % 4 == 0, "K/V rows must be 16-byte aligned");
 
   const int qt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -103,10 +164,18 @@ __global__ void __launch_bounds__(kThreads, 2)
   const float* qb = q.ptr + b * q.sb + h * q.sh;
   const float* kb = k.ptr + b * k.sb + h * k.sh;
   const float* vb = v.ptr + b * v.sb + h * v.sh;
+  const bool kvec = aligned16(kb, k, D), vvec = aligned16(vb, v, D);
 
   const int32_t* ds = mask.docs(b);
   const int first = mask.first(ds, row);  // this row's document start
 
+  const int hi = min(T, q0 + kTile);
+  const int lo = mask.key_lo(ds, q0);
+  if (D < DM)
+    for (int i = 0; i < 2 * NS; ++i) zero_pad_cols<DM>(KVs + i * kTile * KP, D);
+  copy_rows_async<DM>(KVs, kb, k.st, (lo / kTile) * kTile, T, D, kvec);
+  copy_rows_async<DM>(KVs + kTile * KP, vb, v.st, (lo / kTile) * kTile, T, D, vvec);
+  cp_async_commit();
   stage_rows<DM>(Qs, qb, q.st, q0, T, D);
 
   float o[ND];
@@ -114,14 +183,24 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int i = 0; i < ND; ++i) o[i] = 0.0f;
   float m = -CUDART_INF_F, l = 0.0f;  // running max (log2 units) and this thread's partial sum
 
-  const int hi = min(T, q0 + kTile);
-  const int lo = mask.key_lo(ds, q0);
   for (int kt = lo / kTile; kt * kTile < hi; ++kt) {
     const int k0 = kt * kTile;
-    __syncthreads();  // the previous K, V and P are consumed (and Q is staged)
-    stage_rows<DM>(Ks, kb, k.st, k0, T, D);
-    stage_rows<DM>(Vs, vb, v.st, k0, T, D);
-    __syncthreads();
+    const float* Ks = KVs + ((kt - lo / kTile) % NS) * 2 * kTile * KP;
+    const float* Vs = Ks + kTile * KP;
+    if (NS == 1 && kt > lo / kTile) {
+      __syncthreads();  // one stage: everyone is done with the previous tile before it is refilled
+      copy_rows_async<DM>(KVs, kb, k.st, k0, T, D, kvec);
+      copy_rows_async<DM>(KVs + kTile * KP, vb, v.st, k0, T, D, vvec);
+      cp_async_commit();
+    }
+    cp_async_wait<0>();  // this thread's copies of tile kt have landed
+    __syncthreads();     // tile kt is visible to all (and Q is staged); the other stage is free
+    if (NS == 2 && (kt + 1) * kTile < hi) {
+      float* nk = KVs + ((kt + 1 - lo / kTile) % NS) * 2 * kTile * KP;
+      copy_rows_async<DM>(nk, kb, k.st, k0 + kTile, T, D, kvec);
+      copy_rows_async<DM>(nk + kTile * KP, vb, v.st, k0 + kTile, T, D, vvec);
+      cp_async_commit();
+    }
 
     float s[kCols];
 #pragma unroll
@@ -131,7 +210,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int d = 0; d < D; ++d) {
       const float x = qr[d];
 #pragma unroll
-      for (int j = 0; j < kCols; ++j) s[j] = fmaf(x, Ks[(l8 + kTpr * j) * P + d], s[j]);
+      for (int j = 0; j < kCols; ++j) s[j] = fmaf(x, Ks[(l8 + kTpr * j) * KP + d], s[j]);
     }
     const bool cut = mask.cuts(ds, q0, kTile, k0, kTile);
     float mx = -CUDART_INF_F;
@@ -150,6 +229,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     const float alpha = exp2f(m - base);  // 0 while m was -inf
     m = mnew;
     float sum = 0.0f;
+    // A row's P is written and read by its own 8 lanes (one warp): __syncwarp
+    // orders this write after the previous tile's reads, and the reads below after it.
+    __syncwarp();
 #pragma unroll
     for (int j = 0; j < kCols; ++j) {
       const float p = exp2f(s[j] - base);
@@ -159,13 +241,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     l = l * alpha + sum;
 #pragma unroll
     for (int i = 0; i < ND; ++i) o[i] *= alpha;
-    __syncthreads();  // the whole row of P is in shared memory
+    __syncwarp();  // the row's P is in shared memory
 
     // O += P V (keys past T or outside the mask have P = 0 and V = 0).
     const float* pr = Ps + r * kSp;
     for (int c = 0; c < kTile; ++c) {
       const float p = pr[c];
-      const float* vr = Vs + c * P + l8;
+      const float* vr = Vs + c * KP + l8;
 #pragma unroll
       for (int i = 0; i < ND; ++i) o[i] = fmaf(p, vr[kTpr * i], o[i]);
     }

@@ -38,7 +38,7 @@ const path = require('node:path');
 // the launcher dispatches to (each must exist for every architecture).
 const bf16Fwd = (D) => 4 * 2 * 64 * D + 2 * 2 * 64 * (D + 8);
 const bf16Bwd = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + 32 * (64 + 8)) + 4 * 2 * 32 * D + 2 * 32 * 4;
-const f32Fwd = (DM) => 4 * (3 * 32 * (DM + 1) + 32 * 33);
+const f32Fwd = (DM) => 4 * (32 * 33 + 32 * (DM + 1) + 2 * (DM <= 128 ? 2 : 1) * 32 * (DM + 4));
 const f32Dkdv = (DM) => 4 * (4 * 32 * (DM + 1) + 2 * 32 * 33 + 2 * 32);
 const LAUNCH = [
   { name: 'attention_fwd_kernel', threads: 128, dyn: bf16Fwd, optin: true, params: [64, 80, 96, 128] },
