@@ -128,14 +128,25 @@ template <int DM>
 constexpr int fwd_smem_bytes() {
   return 4 * (kTile * kSp /*P*/ + kTile * (DM + 1) /*Q*/ + 2 * fwd_stages<DM>() * kTile * kv_pitch<DM>() /*K, V*/);
 }
+// The backward's Q/dO stages (two: the next query tile is copied while this
+// one is computed; one at DM 256, where two do not fit 163 KB).
+template <int DM>
+__host__ __device__ constexpr int bwd_stages() {
+  return DM <= 128 ? 2 : 1;
+}
 template <int DM>
 constexpr int bwd_smem_bytes() {
-  return 4 * (4 * kTile * (DM + 1) /*K, V, Q, dO*/ + 2 * kTile * kSp /*P, dS*/ + 2 * kTile /*lse, D*/);
+  return 4 * (2 * bwd_stages<DM>() * kTile * kv_pitch<DM>() /*Q, dO*/ + 2 * kTile * (DM + 1) /*K, V*/ +
+              2 * kTile * kSp /*P, dS*/ + 2 * bwd_stages<DM>() * kTile /*lse, D*/);
 }
-// With a document mask the dK/dV kernel also stages the query tile's
-// document starts (so a launch without one asks for what it always did).
-constexpr int kDkdvDocSmemBytes = 4 * kTile;
-static_assert(bwd_smem_bytes<256>() + kDkdvDocSmemBytes <= 163 * 1024,
+// With a document mask the kernel also stages the query tiles' document
+// starts (so a launch without one asks for what it always did).
+template <int DM>
+constexpr int bwd_doc_smem_bytes() {
+  return 4 * bwd_stages<DM>() * kTile;
+}
+static_assert(bwd_smem_bytes<256>() + bwd_doc_smem_bytes<256>() <= 163 * 1024 &&
+                  bwd_smem_bytes<128>() + bwd_doc_smem_bytes<128>() <= 163 * 1024,
               "must fit sm_80's per-block opt-in shared memory");
 
 // ---------------------------------------------------------------------------
@@ -277,17 +288,16 @@ __global__ void __launch_bounds__(kThreads, 2)
                               AttnTensor k, AttnTensor v,
                                    const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
                                    int H, int T, int D, float scale, float scale_log2, Mask mask) {
-  constexpr int P = DM + 1, ND = DM / kTpr;
-  extern __shared__ float smem_f32[];
-  float* Ks = smem_f32;                // [32][P]
-  float* Vs = Ks + kTile * P;          // [32][P]
-  float* Qs = Vs + kTile * P;          // [32][P]
-  float* dOs = Qs + kTile * P;         // [32][P]
-  float* Ps = dOs + kTile * P;         // [32 keys][kSp queries]
-  float* dSs = Ps + kTile * kSp;       // [32 keys][kSp queries]
-  float* lse2_s = dSs + kTile * kSp;   // [32] log2 units
-  float* dvec_s = lse2_s + kTile;      // [32]
-  int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + kTile);  // [32] document starts (with documents only)
+  constexpr int P = DM + 1, KP = kv_pitch<DM>(), ND = DM / kTpr, NS = bwd_stages<DM>();
+  extern __shared__ __align__(16) float smem_f32[];
+  float* QdO = smem_f32;                   // NS stages of Q [32][KP] then dO [32][KP]
+  float* Ks = QdO + NS * 2 * kTile * KP;   // [32][P]
+  float* Vs = Ks + kTile * P;              // [32][P]
+  float* Ps = Vs + kTile * P;              // [32 keys][kSp queries]
+  float* dSs = Ps + kTile * kSp;           // [32 keys][kSp queries]
+  float* lse2_all = dSs + kTile * kSp;     // [NS][32] log2 units
+  float* dvec_all = lse2_all + NS * kTile;  // [NS][32]
+  int32_t* first_all = reinterpret_cast<int32_t*>(dvec_all + NS * kTile);  // [NS][32] document starts (documents only)
 
   const int kt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
@@ -299,9 +309,33 @@ __global__ void __launch_bounds__(kThreads, 2)
   const float* kb = k.ptr + b * k.sb + h * k.sh;
   const float* vb = v.ptr + b * v.sb + h * v.sh;
   const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
+  const bool qvec = aligned16(qb, q, D), dovec = aligned16(dob, dout, D);
   // This key tile's slot of the dQ partials: [T][D] for this (b, h).
   float* dqs = dqp + (((long long)(kt % nslots) * gridDim.z + b) * H + h) * T * D;
 
+  // Queries that see a key in [k0, k0+32): i >= k0, i < j + window when
+  // banded, and (documents) up to the end of the last key's document.
+  const int32_t* ds = mask.docs(b);
+  const int qhi = mask.query_hi(ds, k0, kTile);
+  const int qt0 = k0 / kTile;
+  // Query tile qt into stage st: Q and dO by cp.async, lse, D and the
+  // document starts by plain loads (all seen by others after the next barrier).
+  auto fetch = [&](int qt, int st) {
+    const int q0 = qt * kTile;
+    float* Qd = QdO + st * 2 * kTile * KP;
+    copy_rows_async<DM>(Qd, qb, q.st, q0, T, D, qvec);
+    copy_rows_async<DM>(Qd + kTile * KP, dob, dout.st, q0, T, D, dovec);
+    cp_async_commit();
+    if (threadIdx.x < kTile) {
+      const int i = q0 + threadIdx.x;
+      lse2_all[st * kTile + threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
+      dvec_all[st * kTile + threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+      if (ds) first_all[st * kTile + threadIdx.x] = mask.first(ds, i);
+    }
+  };
+  if (D < DM)
+    for (int i = 0; i < 2 * NS; ++i) zero_pad_cols<DM>(QdO + i * kTile * KP, D);
+  fetch(qt0, 0);
   stage_rows<DM>(Ks, kb, k.st, k0, T, D);
   stage_rows<DM>(Vs, vb, v.st, k0, T, D);
 
@@ -309,22 +343,20 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int i = 0; i < ND; ++i) dka[i] = dva[i] = 0.0f;
 
-  // Queries that see a key in [k0, k0+32): i >= k0, i < j + window when
-  // banded, and (documents) up to the end of the last key's document.
-  const int32_t* ds = mask.docs(b);
-  const int qhi = mask.query_hi(ds, k0, kTile);
-  for (int qt = k0 / kTile; qt * kTile < qhi; ++qt) {
-    const int q0 = qt * kTile;
-    __syncthreads();  // the previous query tile is consumed (and K, V are staged)
-    stage_rows<DM>(Qs, qb, q.st, q0, T, D);
-    stage_rows<DM>(dOs, dob, dout.st, q0, T, D);
-    if (threadIdx.x < kTile) {
-      const int i = q0 + threadIdx.x;
-      lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
-      dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
-      if (ds) first_s[threadIdx.x] = mask.first(ds, i);
+  for (int qt = qt0; qt * kTile < qhi; ++qt) {
+    const int q0 = qt * kTile, st = (qt - qt0) % NS;
+    if (NS == 1 && qt > qt0) {
+      __syncthreads();  // one stage: everyone is done with the previous query tile before it is refilled
+      fetch(qt, 0);
     }
-    __syncthreads();
+    cp_async_wait<0>();  // this thread's copies of query tile qt have landed
+    __syncthreads();     // tile qt (and K, V) visible to all; the previous tile's stage, P and dS are consumed
+    if (NS == 2 && (qt + 1) * kTile < qhi) fetch(qt + 1, 1 - st);
+    const float* Qs = QdO + st * 2 * kTile * KP;
+    const float* dOs = Qs + kTile * KP;
+    const float* lse2_s = lse2_all + st * kTile;
+    const float* dvec_s = dvec_all + st * kTile;
+    const int32_t* first_s = first_all + st * kTile;
 
     // S^T and dP^T: this thread's key against queries l8 + 8j.
     float s[kCols], dp[kCols];
@@ -337,8 +369,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       const float kx = kr[d], vx = vr[d];
 #pragma unroll
       for (int j = 0; j < kCols; ++j) {
-        s[j] = fmaf(kx, Qs[(l8 + kTpr * j) * P + d], s[j]);
-        dp[j] = fmaf(vx, dOs[(l8 + kTpr * j) * P + d], dp[j]);
+        s[j] = fmaf(kx, Qs[(l8 + kTpr * j) * KP + d], s[j]);
+        dp[j] = fmaf(vx, dOs[(l8 + kTpr * j) * KP + d], dp[j]);
       }
     }
     const bool cut = mask.cuts(ds, q0, kTile, k0, kTile);
@@ -356,13 +388,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     const float* pr = Ps + c * kSp;
     const float* sr = dSs + c * kSp;
     for (int qi = 0; qi < kTile; ++qi) {
-      const float p = pr[qi], ds = sr[qi];
-      const float* dor = dOs + qi * P + l8;
-      const float* qrow = Qs + qi * P + l8;
+      const float p = pr[qi], dsv = sr[qi];
+      const float* dor = dOs + qi * KP + l8;
+      const float* qrow = Qs + qi * KP + l8;
 #pragma unroll
       for (int i = 0; i < ND; ++i) {
         dva[i] = fmaf(p, dor[kTpr * i], dva[i]);
-        dka[i] = fmaf(ds, qrow[kTpr * i], dka[i]);
+        dka[i] = fmaf(dsv, qrow[kTpr * i], dka[i]);
       }
     }
 
@@ -418,9 +450,9 @@ template <int DM>
 void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q, AttnTensor k,
          AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   static std::atomic<bool> smem_ok{false};
-  const int bytes = bwd_smem_bytes<DM>() + (s.doc_start ? kDkdvDocSmemBytes : 0);
+  const int bytes = bwd_smem_bytes<DM>() + (s.doc_start ? bwd_doc_smem_bytes<DM>() : 0);
   // The limit is raised once, to what a launch with documents needs.
-  allow_smem(attention_fp32_bwd_kernel<DM>, bwd_smem_bytes<DM>() + kDkdvDocSmemBytes, smem_ok, s.head_dim,
+  allow_smem(attention_fp32_bwd_kernel<DM>, bwd_smem_bytes<DM>() + bwd_doc_smem_bytes<DM>(), smem_ok, s.head_dim,
              "attention_backward (fp32, shared memory)");
   dim3 grid(ceil_div(s.seq, kTile), s.heads, s.batch);
   attention_fp32_bwd_kernel<DM><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, s.heads,

@@ -39,14 +39,14 @@ const path = require('node:path');
 const bf16Fwd = (D) => 4 * 2 * 64 * D + 2 * 2 * 64 * (D + 8);
 const bf16Bwd = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + 32 * (64 + 8)) + 4 * 2 * 32 * D + 2 * 32 * 4;
 const f32Fwd = (DM) => 4 * (32 * 33 + 32 * (DM + 1) + 2 * (DM <= 128 ? 2 : 1) * 32 * (DM + 4));
-const f32Dkdv = (DM) => 4 * (4 * 32 * (DM + 1) + 2 * 32 * 33 + 2 * 32);
+const f32Bwd = (DM) => 4 * (2 * (DM <= 128 ? 2 : 1) * 32 * (DM + 4) + 2 * 32 * (DM + 1) + 2 * 32 * 33 + 2 * (DM <= 128 ? 2 : 1) * 32);
 const LAUNCH = [
   { name: 'attention_fwd_kernel', threads: 128, dyn: bf16Fwd, optin: true, params: [64, 80, 96, 128] },
   { name: 'attention_bwd_kernel', threads: 128, dyn: bf16Bwd, optin: true, params: [64, 80, 96, 128] },
   { name: 'attention_bwd_dq_reduce_kernel', threads: 128 },
   { name: 'attention_dvec_kernel', threads: 128 },
   { name: 'attention_fp32_fwd_kernel', threads: 256, dyn: f32Fwd, optin: true, params: [32, 64, 128, 256] },
-  { name: 'attention_fp32_bwd_kernel', threads: 256, dyn: f32Dkdv, optin: true, params: [32, 64, 128, 256] },
+  { name: 'attention_fp32_bwd_kernel', threads: 256, dyn: f32Bwd, optin: true, params: [32, 64, 128, 256] },
   { name: 'gemm_bf16_tc_kernel', threads: 256 },
   { name: 'gemm_fp32_kernel', threads: 256 },
   // matmul_forward_gelu (gemm.cu): the same tiles with a bias + GELU epilogue.
