@@ -128,11 +128,12 @@ template <int DM>
 constexpr int fwd_smem_bytes() {
   return 4 * (kTile * kSp /*P*/ + kTile * (DM + 1) /*Q*/ + 2 * fwd_stages<DM>() * kTile * kv_pitch<DM>() /*K, V*/);
 }
-// The backward's Q/dO stages (two: the next query tile is copied while this
-// one is computed; one at DM 256, where two do not fit 163 KB).
+// The backward's Q/dO stages: two (the next query tile is copied while this
+// one is computed) up to DM 64; one above, where two would take DM 128 past
+// the 99 KB sm_86/89 allow per block (107 KB) and DM 256 past sm_80's 163 KB.
 template <int DM>
 __host__ __device__ constexpr int bwd_stages() {
-  return DM <= 128 ? 2 : 1;
+  return DM <= 64 ? 2 : 1;
 }
 template <int DM>
 constexpr int bwd_smem_bytes() {
@@ -146,7 +147,8 @@ constexpr int bwd_doc_smem_bytes() {
   return 4 * bwd_stages<DM>() * kTile;
 }
 static_assert(bwd_smem_bytes<256>() + bwd_doc_smem_bytes<256>() <= 163 * 1024 &&
-                  bwd_smem_bytes<128>() + bwd_doc_smem_bytes<128>() <= 163 * 1024,
+                  bwd_smem_bytes<128>() + bwd_doc_smem_bytes<128>() <= 99 * 1024 &&
+                  fwd_smem_bytes<128>() <= 99 * 1024,
               "must fit sm_80's per-block opt-in shared memory");
 
 // ---------------------------------------------------------------------------

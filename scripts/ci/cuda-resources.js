@@ -39,7 +39,7 @@ const path = require('node:path');
 const bf16Fwd = (D) => 4 * 2 * 64 * D + 2 * 2 * 64 * (D + 8);
 const bf16Bwd = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + 32 * (64 + 8)) + 4 * 2 * 32 * D + 2 * 32 * 4;
 const f32Fwd = (DM) => 4 * (32 * 33 + 32 * (DM + 1) + 2 * (DM <= 128 ? 2 : 1) * 32 * (DM + 4));
-const f32Bwd = (DM) => 4 * (2 * (DM <= 128 ? 2 : 1) * 32 * (DM + 4) + 2 * 32 * (DM + 1) + 2 * 32 * 33 + 2 * (DM <= 128 ? 2 : 1) * 32);
+const f32Bwd = (DM) => 4 * (2 * (DM <= 64 ? 2 : 1) * 32 * (DM + 4) + 2 * 32 * (DM + 1) + 2 * 32 * 33 + 2 * (DM <= 64 ? 2 : 1) * 32);
 const LAUNCH = [
   { name: 'attention_fwd_kernel', threads: 128, dyn: bf16Fwd, optin: true, params: [64, 80, 96, 128] },
   { name: 'attention_bwd_kernel', threads: 128, dyn: bf16Bwd, optin: true, params: [64, 80, 96, 128] },
@@ -90,7 +90,6 @@ const LOCAL_OK = new Map([
   // matmul_forward_gelu's kernel (a GELU epilogue on the same NN main loop)
   // spills exactly as much.
   ['gemm_bf16_tc_gelu_kernel', { bytes: 120, why: 'the NN main loop with a GELU epilogue: same spill (120 B sm_80, 40 B sm_90)' }],
-  ['attention_fwd_kernel<80>', { bytes: 8, why: 'sm_80: ptxas settles on 128 registers (255 allowed) and spills 8 B' }],
 ]);
 
 const SMEM_NO_OPTIN = 48 * 1024;
