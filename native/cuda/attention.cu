@@ -345,7 +345,7 @@ __global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, 
 // while tile i is computed. Every operand is one row-major bf16 tile read
 // with ldmatrix (.trans where the mma wants it the other way round).
 template <int D, bool DOC>
-__device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, float* __restrict__ dqp, int nslots,
+__device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartials dqp,
                                          AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
                                          const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
                                          float scale_log2, Mask mask) {
@@ -375,7 +375,7 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, float* __
   const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
   const bool qvec = aligned16(qb, q), dovec = aligned16(dob, dout);
   // This key tile's slot of the dQ partials: [T][D] for this (b, h).
-  float* dqs = dqp + (((long long)(kt % nslots) * gridDim.z + b) * H + h) * T * D;
+  float* dqs = dqp.tile_rows(bh, kt);
 
   // Queries that see a key in [k0, k0+BC): i >= k0, i < j + window when
   // banded, and (documents) up to the end of the last key's document. Only
@@ -534,38 +534,37 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, float* __
 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_bwd_kernel(AttnTensor dk, AttnTensor dv, float* __restrict__ dqp, int nslots, AttnTensor q, AttnTensor k,
+    attention_bwd_kernel(AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
                          AttnTensor v, const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
                          int H, int T, float scale, float scale_log2, Mask mask) {
-  bwd_body<D, false>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+  bwd_body<D, false>(dk, dv, dqp, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
 }
 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_bwd_doc_kernel(AttnTensor dk, AttnTensor dv, float* __restrict__ dqp, int nslots, AttnTensor q,
+    attention_bwd_doc_kernel(AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q,
                              AttnTensor k, AttnTensor v, const float* __restrict__ lse, const float* __restrict__ dvec,
                              AttnTensor dout, int H, int T, float scale, float scale_log2, Mask mask) {
-  bwd_body<D, true>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+  bwd_body<D, true>(dk, dv, dqp, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
 }
 
 // ---------------------------------------------------------------------------
 // dQ[i] = scale * sum of the key tiles' partials for row i, in key-tile
 // order (fixed: bitwise the same every run). Row i's key tiles run from the
 // one holding its first visible key (band start, document start) to the one
-// holding i; tile kt's partial is in slot kt % nslots. One warp per row.
+// holding i; tile kt's partial is at DqPartials::tile_rows. One warp per row.
 // Grid (ceil(T/4), H, B).
-__global__ void attention_bwd_dq_reduce_kernel(AttnTensor dq, const float* __restrict__ dqp, int nslots,
-                                               int tile_keys, int H, int T, int D, float scale, Mask mask) {
+__global__ void attention_bwd_dq_reduce_kernel(AttnTensor dq, DqPartials dqp, int H, int T, int D, float scale,
+                                               Mask mask) {
   const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
   const int h = blockIdx.y, b = blockIdx.z;
   if (row >= T) return;
-  const int kt_lo = mask.key_lo(mask.docs(b), row) / tile_keys, kt_hi = row / tile_keys;
-  const long long slot_stride = (long long)gridDim.z * H * T * D;
-  const float* src = dqp + (((long long)b * H + h) * T + row) * D;
+  const long long bh = (long long)b * H + h;
+  const int kt_lo = mask.key_lo(mask.docs(b), row) / dqp.tile, kt_hi = row / dqp.tile;
   float* dst = dq.ptr + b * dq.sb + h * dq.sh + (long long)row * dq.st;
   for (int d = lane; d < D; d += 32) {
     float s = 0.0f;
-    for (int kt = kt_lo; kt <= kt_hi; ++kt) s += src[(kt % nslots) * slot_stride + d];
+    for (int kt = kt_lo; kt <= kt_hi; ++kt) s += dqp.tile_rows(bh, kt)[(long long)row * D + d];
     dst[d] = s * scale;
   }
 }
@@ -608,7 +607,7 @@ void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTenso
 }
 
 template <int D, bool DOC>
-void bwd_launch(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q, AttnTensor k,
+void bwd_launch(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
                 AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   static std::atomic<bool> smem_ok{false};
   constexpr int bytes = bwd_smem_bytes<D>() + (DOC ? kBwdDocSmemBytes : 0);
@@ -616,23 +615,23 @@ void bwd_launch(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, in
   dim3 grid(ceil_div(s.seq, kBwdKeys), s.heads, s.batch);
   if constexpr (DOC) {
     allow_smem(attention_bwd_doc_kernel<D>, bytes, smem_ok, D, "attention_backward (shared-memory limit)");
-    attention_bwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, s.heads,
+    attention_bwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads,
                                                                s.seq, s.scale, s.scale * kLog2e, m);
   } else {
     allow_smem(attention_bwd_kernel<D>, bytes, smem_ok, D, "attention_backward (shared-memory limit)");
-    attention_bwd_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, s.heads,
+    attention_bwd_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads,
                                                            s.seq, s.scale, s.scale * kLog2e, m);
   }
   CUDA_CHECK_LAUNCH("attention_backward (dK, dV, dQ partials)");
 }
 
 template <int D>
-void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q, AttnTensor k,
+void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
          AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   if (s.doc_start)
-    bwd_launch<D, true>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
+    bwd_launch<D, true>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
   else
-    bwd_launch<D, false>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
+    bwd_launch<D, false>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
 }
 
 // fp32 SIMT kernels (attention_fp32.cu) when fp32 was asked for or the head
@@ -658,7 +657,7 @@ void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTenso
 }
 
 // The scratch: D = rowsum(dO*O) ([B, H, T]), then (16-byte aligned) the dQ
-// partials, nslots x [B, H, T, D].
+// partials (DqPartials, attention_common.cuh).
 namespace {
 size_t dvec_floats(const AttnShape& s) { return ((size_t)s.batch * s.heads * s.seq + 3) / 4 * 4; }
 int bwd_tile_keys(const AttnShape& s) { return use_fp32(s) ? kAttnFp32Tile : kBwdKeys; }
@@ -666,8 +665,7 @@ int bwd_tile_keys(const AttnShape& s) { return use_fp32(s) ? kAttnFp32Tile : kBw
 
 size_t attention_backward_scratch_floats(const AttnShape& s) {
   check_shape(s, "attention_backward");
-  const int nslots = dq_partial_slots(make_mask(s), bwd_tile_keys(s));
-  return dvec_floats(s) + (size_t)nslots * s.batch * s.heads * s.seq * s.head_dim;
+  return dvec_floats(s) + dq_partials_floats(make_dq_partials(s, make_mask(s), bwd_tile_keys(s), nullptr), s);
 }
 
 void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
@@ -675,24 +673,23 @@ void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTe
                         cudaStream_t st) {
   check_shape(s, "attention_backward");
   float* dvec = scratch;
-  float* dqp = scratch + dvec_floats(s);
   const Mask m = make_mask(s);
-  const int tile_keys = bwd_tile_keys(s), nslots = dq_partial_slots(m, tile_keys);
+  const DqPartials dqp = make_dq_partials(s, m, bwd_tile_keys(s), scratch + dvec_floats(s));
   attention_dvec_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(dvec, out, dout, s.heads, s.seq,
                                                                                     s.head_dim, !use_fp32(s));
   CUDA_CHECK_LAUNCH("attention_backward (D = rowsum(dO*O))");
   if (use_fp32(s)) {
-    attention_fp32_backward(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
+    attention_fp32_backward(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
   } else {
     switch (s.head_dim) {
-      case 64: bwd<64>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st); break;
-      case 80: bwd<80>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st); break;
-      case 96: bwd<96>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st); break;
-      case 128: bwd<128>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st); break;
+      case 64: bwd<64>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st); break;
+      case 80: bwd<80>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st); break;
+      case 96: bwd<96>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st); break;
+      case 128: bwd<128>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st); break;
     }
   }
   attention_bwd_dq_reduce_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(
-      dq, dqp, nslots, tile_keys, s.heads, s.seq, s.head_dim, s.scale, m);
+      dq, dqp, s.heads, s.seq, s.head_dim, s.scale, m);
   CUDA_CHECK_LAUNCH("attention_backward (dQ = sum of the partials)");
 }
 

@@ -38,8 +38,9 @@ void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTenso
 
 // Floats of scratch attention_backward needs for shape s: D = rowsum(dO*O)
 // ([B, H, T]; on the bf16 path with dO rounded to bf16 as the kernels' dP
-// uses it) and the dQ partials (up to ceil(T / tile) x [B, H, T, D]; banded,
-// about (window / tile + 2) x). Throws InvalidArgument for a shape the
+// uses it) and the dQ partials (dense: about T / (2 * tile) x the size of q,
+// tile = 64 keys on tensor cores, 32 on the fp32 path; banded: at most
+// (ceil((window - 1) / tile) + 1) x). Throws InvalidArgument for a shape the
 // kernels do not take.
 size_t attention_backward_scratch_floats(const AttnShape& s);
 

@@ -286,7 +286,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 // Grid (ceil(T/32), H, B).
 template <int DM>
 __global__ void __launch_bounds__(kThreads, 2)
-    attention_fp32_bwd_kernel(AttnTensor dk, AttnTensor dv, float* __restrict__ dqp, int nslots, AttnTensor q,
+    attention_fp32_bwd_kernel(AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q,
                               AttnTensor k, AttnTensor v,
                                    const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
                                    int H, int T, int D, float scale, float scale_log2, Mask mask) {
@@ -313,7 +313,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
   const bool qvec = aligned16(qb, q, D), dovec = aligned16(dob, dout, D);
   // This key tile's slot of the dQ partials: [T][D] for this (b, h).
-  float* dqs = dqp + (((long long)(kt % nslots) * gridDim.z + b) * H + h) * T * D;
+  float* dqs = dqp.tile_rows(bh, kt);
 
   // Queries that see a key in [k0, k0+32): i >= k0, i < j + window when
   // banded, and (documents) up to the end of the last key's document.
@@ -449,7 +449,7 @@ void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTenso
 }
 
 template <int DM>
-void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q, AttnTensor k,
+void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
          AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   static std::atomic<bool> smem_ok{false};
   const int bytes = bwd_smem_bytes<DM>() + (s.doc_start ? bwd_doc_smem_bytes<DM>() : 0);
@@ -457,7 +457,7 @@ void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslot
   allow_smem(attention_fp32_bwd_kernel<DM>, bwd_smem_bytes<DM>() + bwd_doc_smem_bytes<DM>(), smem_ok, s.head_dim,
              "attention_backward (fp32, shared memory)");
   dim3 grid(ceil_div(s.seq, kTile), s.heads, s.batch);
-  attention_fp32_bwd_kernel<DM><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, s.heads,
+  attention_fp32_bwd_kernel<DM><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads,
                                                                s.seq, s.head_dim, s.scale, s.scale * kLog2e,
                                                                make_mask(s));
   CUDA_CHECK_LAUNCH("attention_backward (fp32 dK, dV, dQ partials)");
@@ -479,19 +479,19 @@ void attention_fp32_forward(const AttnShape& s, AttnTensor out, float* lse, Attn
     fwd<256>(s, out, lse, q, k, v, st);
 }
 
-void attention_fp32_backward(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q,
+void attention_fp32_backward(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q,
                              AttnTensor k, AttnTensor v, const float* lse, const float* dvec, AttnTensor dout,
                              cudaStream_t st) {
   const int D = s.head_dim;
   GPT_CHECK_ARG(D >= 1 && D <= kAttnFp32MaxHeadDim, "attention_backward (fp32): head_dim out of range");
   if (D <= 32)
-    bwd<32>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
+    bwd<32>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
   else if (D <= 64)
-    bwd<64>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
+    bwd<64>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
   else if (D <= 128)
-    bwd<128>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
+    bwd<128>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
   else
-    bwd<256>(s, dk, dv, dqp, nslots, q, k, v, lse, dvec, dout, st);
+    bwd<256>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
 }
 
 }  // namespace cuda

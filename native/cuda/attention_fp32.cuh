@@ -14,6 +14,7 @@
 #include <cuda_runtime.h>
 
 #include "../core/backend.h"
+#include "attention_common.cuh"
 
 namespace gpt {
 namespace cuda {
@@ -26,10 +27,10 @@ constexpr int kAttnFp32Tile = 32;  // query rows and keys per tile
 void attention_fp32_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k,
                             AttnTensor v, cudaStream_t stream);
 
-// dk, dv overwritten; dqp: the dQ partials, key tile kt's (unscaled) dS K
-// into slot kt % nslots of nslots x [B, H, T, D], rows the tile's queries
-// see only; dvec: D = rowsum(dO * O), [B, H, T], already computed.
-void attention_fp32_backward(const AttnShape& s, AttnTensor dk, AttnTensor dv, float* dqp, int nslots, AttnTensor q,
+// dk, dv overwritten; dqp: the dQ partials (attention_common.cuh), key tile
+// kt's (unscaled) dS K for the rows its keys are seen by; dvec: D =
+// rowsum(dO * O), [B, H, T], already computed.
+void attention_fp32_backward(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q,
                              AttnTensor k, AttnTensor v, const float* lse, const float* dvec, AttnTensor dout,
                              cudaStream_t stream);
 
