@@ -46,18 +46,15 @@ constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kThreads = 128;  // 4 warps
 
 // Stages rows [t0, t0+ROWS) of one (b, h) slice of a strided view into shared
-// memory as bf16, zero past T: row-major [ROWS][D+8] into `rm` and/or
-// transposed [D][ROWS+8] into `tr` (either may be null).
+// memory as bf16, row-major [ROWS][D+8], zero past T (plain loads: for tiles
+// loaded once per block).
 template <int D, int ROWS>
-__device__ __forceinline__ void stage(__nv_bfloat16* rm, __nv_bfloat16* tr, const float* __restrict__ base,
-                                      long long st, int t0, int T) {
+__device__ __forceinline__ void stage(__nv_bfloat16* rm, const float* __restrict__ base, long long st, int t0, int T) {
   for (int idx = threadIdx.x; idx < ROWS * D; idx += kThreads) {
     const int r = idx / D, d = idx - (idx / D) * D;
     const int t = t0 + r;
     const float v = t < T ? __ldg(base + (long long)t * st + d) : 0.0f;
-    const __nv_bfloat16 b = __float2bfloat16_rn(v);
-    if (rm) rm[r * (D + 8) + d] = b;
-    if (tr) tr[d * (ROWS + 8) + r] = b;
+    rm[r * (D + 8) + d] = __float2bfloat16_rn(v);
   }
 }
 
@@ -165,7 +162,7 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
   const float* vb = v.ptr + b * v.sb + h * v.sh;
   const bool kvec = aligned16(kb, k), vvec = aligned16(vb, v);
 
-  stage<D, BR>(Qs, nullptr, qb, q.st, q0, T);
+  stage<D, BR>(Qs, qb, q.st, q0, T);
   __syncthreads();
   uint32_t qf[KS][4];
 #pragma unroll
@@ -387,8 +384,8 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartial
   copy_tile_async<D, BR>(Qraw, qb, q.st, qlo, T, qvec);
   copy_tile_async<D, BR>(dOraw, dob, dout.st, qlo, T, dovec);
   cp_async_commit();
-  stage<D, BC>(Ks, nullptr, kb, k.st, k0, T);
-  stage<D, BC>(Vs, nullptr, vb, v.st, k0, T);
+  stage<D, BC>(Ks, kb, k.st, k0, T);
+  stage<D, BC>(Vs, vb, v.st, k0, T);
 
   float dka[DN][4], dva[DN][4];
 #pragma unroll
