@@ -2,18 +2,27 @@
 //
 // Forward: one block of 4 warps per (query tile of 64, head, batch); each warp
 // owns 16 query rows, keeps its Q fragments in registers and runs the online
-// softmax over key tiles of 64 staged in shared memory (K as [key][d], V
-// transposed as [d][key] so both mma operands are 32-bit shared loads). The
-// scores live in log2 units (scale * log2(e) folded in) so exp is one exp2.
-// P goes from the score accumulators straight into A fragments: an mma C
-// tile pair (keys 16j..16j+15) has exactly the A-fragment layout.
+// softmax over key tiles of 64. K/V tiles are pipelined: cp.async copies
+// tile j+1 (fp32, as stored) into a landing buffer while tile j is computed;
+// each thread then converts the chunks it copied into the bf16 K and V tiles
+// ([key][d], both row-major), and the mma fragments come from ldmatrix (V
+// with .trans, which gives V^T's fragments). Two barriers per tile: the bf16
+// tiles are single-buffered (a second pair does not fit 99 KB at D = 128 next
+// to the fp32 landing buffer). With bf16 inputs in memory the landing buffer
+// and the conversion go: cp.async straight into double-buffered bf16 tiles,
+// one barrier per tile. The scores live in log2 units (scale * log2(e) folded
+// in) so exp is one exp2. P goes from the score accumulators straight into A
+// fragments: an mma C tile pair (keys 16j..16j+15) has exactly the A-fragment
+// layout.
 //
 // Backward: attention_dvec (D = rowsum(bf16(dO)*O), see there), then
-// attention_bwd_dkdv (one block per key tile of 64; loops over the query tiles of 32 that see it,
-// computing S^T and dP^T directly so dK and dV stay in registers), then
-// attention_bwd_dq (one block per query tile of 64; loops over key tiles of
-// 32). No atomics: every output element has one writer, so results are
-// deterministic.
+// attention_bwd (one block per key tile of 64; loops over the query tiles of
+// 32 that see it, computing S^T and dP^T once per tile pair so dK and dV stay
+// in registers, and writing the tile's share of dQ, dS K, to its own slot of
+// the dQ partials), then attention_bwd_dq_reduce (each dQ row the sum of its
+// key tiles' partials, in key-tile order). 5 matmuls per tile pair (S, dP,
+// dV, dK, dQ). No atomics: every output and partial element has one writer,
+// and the sum's order is fixed, so results are bitwise deterministic.
 //
 // Shape legend: B batch, H heads, T sequence, D head size; "bh" = (b, h).
 #include <cuda_bf16.h>
@@ -27,6 +36,7 @@
 #include "attention_fp32.cuh"
 #include "check.cuh"
 #include "common.cuh"
+#include "smem_copy.cuh"
 
 namespace gpt {
 namespace cuda {
@@ -36,38 +46,83 @@ constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kThreads = 128;  // 4 warps
 
 // Stages rows [t0, t0+ROWS) of one (b, h) slice of a strided view into shared
-// memory as bf16, zero past T: row-major [ROWS][D+8] into `rm` and/or
-// transposed [D][ROWS+8] into `tr` (either may be null).
+// memory as bf16, row-major [ROWS][D+8], zero past T (plain loads: for tiles
+// loaded once per block).
 template <int D, int ROWS>
-__device__ __forceinline__ void stage(__nv_bfloat16* rm, __nv_bfloat16* tr, const float* __restrict__ base,
-                                      long long st, int t0, int T) {
+__device__ __forceinline__ void stage(__nv_bfloat16* rm, const float* __restrict__ base, long long st, int t0, int T) {
   for (int idx = threadIdx.x; idx < ROWS * D; idx += kThreads) {
     const int r = idx / D, d = idx - (idx / D) * D;
     const int t = t0 + r;
     const float v = t < T ? __ldg(base + (long long)t * st + d) : 0.0f;
-    const __nv_bfloat16 b = __float2bfloat16_rn(v);
-    if (rm) rm[r * (D + 8) + d] = b;
-    if (tr) tr[d * (ROWS + 8) + r] = b;
+    rm[r * (D + 8) + d] = __float2bfloat16_rn(v);
   }
+}
+
+// cp.async staging of fp32 tiles (inputs are fp32 in memory; the mma wants
+// bf16): a tile of ROWS x D floats is copied as 16-byte chunks into a plain
+// fp32 buffer `raw` [ROWS][D], then converted into a bf16 tile [ROWS][D+8]
+// for ldmatrix. Each thread converts exactly the chunks it copied (chunk c =
+// threadIdx.x + i * kThreads), so the conversion needs only that thread's
+// cp.async wait, no barrier; the bf16 tile needs a barrier before others
+// read it. Rows past T are zero-filled (cp.async with a source size of 0).
+// vec16: the view's base and strides are multiples of 16 bytes; otherwise
+// each float is its own 4-byte cp.async.
+template <int D, int ROWS>
+__device__ __forceinline__ void copy_tile_async(float* raw, const float* __restrict__ base, long long st, int t0,
+                                                int T, bool vec16) {
+  constexpr int CPR = D / 4;  // chunks per row
+  static_assert((ROWS * CPR) % kThreads == 0, "every thread copies the same number of chunks");
+#pragma unroll 1
+  for (int i = 0; i < ROWS * CPR / kThreads; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    const int r = c / CPR, col = (c % CPR) * 4;
+    const int t = t0 + r;
+    float* dst = raw + r * D + col;
+    if (vec16) {
+      if (t < T)
+        cp_async_16(dst, base + (long long)t * st + col);
+      else
+        cp_async_16_zfill(dst, base + (long long)t0 * st, 0);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (t < T)
+          cp_async_4(dst + e, base + (long long)t * st + col + e);
+        else
+          dst[e] = 0.0f;
+      }
+    }
+  }
+}
+template <int D, int ROWS>
+__device__ __forceinline__ void convert_tile(__nv_bfloat16* tile, const float* raw) {
+  constexpr int CPR = D / 4;
+#pragma unroll 1
+  for (int i = 0; i < ROWS * CPR / kThreads; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    const int r = c / CPR, col = (c % CPR) * 4;
+    const float4 x = *reinterpret_cast<const float4*>(raw + r * D + col);
+    *reinterpret_cast<uint2*>(tile + r * (D + 8) + col) = make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
+  }
+}
+__device__ __forceinline__ bool aligned16(const float* base, const AttnTensor& x) {
+  return (reinterpret_cast<uintptr_t>(base) % 16 == 0) && x.st % 4 == 0 && x.sh % 4 == 0 && x.sb % 4 == 0;
 }
 
 template <int D>
 constexpr int fwd_smem_bytes() {
-  return 2 * (64 * (D + 8) /*Q*/ + 64 * (D + 8) /*K*/ + D * (64 + 8) /*V^T*/);
+  // fp32 K, V landing buffer (Q's bf16 tile before it), bf16 K and V tiles.
+  return 4 * 2 * 64 * D /*raw K, V*/ + 2 * 2 * 64 * (D + 8) /*K, V*/;
 }
+constexpr int kBwdKeys = 64;  // keys per backward block (the dQ partials' tile)
 template <int D>
-constexpr int dkdv_smem_bytes() {
-  return 2 * (2 * 64 * (D + 8) /*K, V*/ + 2 * 32 * (D + 8) /*Q, dO*/ + 2 * D * (32 + 8) /*Q^T, dO^T*/) +
-         2 * 32 * 4 /*lse, D*/;
+constexpr int bwd_smem_bytes() {
+  return 2 * (2 * 64 * (D + 8) /*K, V*/ + 2 * 32 * (D + 8) /*Q, dO*/ + 32 * (64 + 8) /*dS*/) +
+         4 * 2 * 32 * D /*raw Q, dO*/ + 2 * 32 * 4 /*lse, D*/;
 }
-constexpr int kDkdvDocSmemBytes = 32 * 4;  // the document kernel's extra: the query tile's document starts
-template <int D>
-constexpr int dq_smem_bytes() {
-  return 2 * (2 * 64 * (D + 8) /*Q, dO*/ + 2 * 32 * (D + 8) /*K, V*/ + D * (32 + 8) /*K^T*/) + 2 * 64 * 4;
-}
-static_assert(dkdv_smem_bytes<128>() + kDkdvDocSmemBytes <= 99 * 1024 && dq_smem_bytes<128>() <= 99 * 1024 &&
-                  fwd_smem_bytes<128>() <= 99 * 1024,
-              "shared memory must fit sm_80's per-block opt-in limit (163 KB) with room for two blocks");
+constexpr int kBwdDocSmemBytes = 32 * 4;  // the document kernel's extra: the query tile's document starts
+static_assert(bwd_smem_bytes<128>() + kBwdDocSmemBytes <= 99 * 1024 && fwd_smem_bytes<128>() <= 99 * 1024,
+              "shared memory must fit sm_86/89's per-block opt-in limit (99 KB)");
 
 // Whether a pair counts on a cut tile. Each kernel body is compiled twice:
 // without a document mask (attention_*_kernel, the plain causal / banded
@@ -81,36 +136,38 @@ __device__ __forceinline__ bool pair_ok(const Mask& m, int i, int j, int first) 
 // ---------------------------------------------------------------------------
 // Forward. Grid (ceil(T/64), H, B); heavy (late) query tiles first.
 // out: [B,H,T,D] view; lse: [B,H,T]
+// K/V pipeline per key tile j: wait for tile j's cp.async, barrier (every
+// warp is done with tile j-1's bf16 K/V), convert tile j into them, issue
+// tile j+1's cp.async (it lands while tile j is computed), barrier, compute.
 template <int D, bool DOC>
 __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k,
                                          AttnTensor v, int H, int T, float scale_log2, Mask mask) {
   static_assert(D % 16 == 0, "head dim must be a multiple of 16");
-  constexpr int BR = 64, BC = 64, QP = D + 8, VP = BC + 8;
+  constexpr int BR = 64, BC = 64, QP = D + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [BR][QP]
-  __nv_bfloat16* Ks = Qs + BR * QP;                                   // [BC][QP]
-  __nv_bfloat16* Vt = Ks + BC * QP;                                   // [D][VP]
+  float* Kraw = reinterpret_cast<float*>(smem_raw);                    // [BC][D] fp32, cp.async lands here
+  float* Vraw = Kraw + BC * D;                                         // [BC][D]
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);     // [BR][QP], before the first copy only
+  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(Vraw + BC * D);  // [BC][QP]
+  __nv_bfloat16* Vs = Ks + BC * QP;                                     // [BC][QP] (ldmatrix.trans gives V^T)
 
   const int qt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
   const int q0 = qt * BR;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int lr = lane % 8, lm = lane / 8;  // ldmatrix: the row this lane addresses, of matrix lm
   const float* qb = q.ptr + b * q.sb + h * q.sh;
   const float* kb = k.ptr + b * k.sb + h * k.sh;
   const float* vb = v.ptr + b * v.sb + h * v.sh;
+  const bool kvec = aligned16(kb, k), vvec = aligned16(vb, v);
 
-  stage<D, BR>(Qs, nullptr, qb, q.st, q0, T);
+  stage<D, BR>(Qs, qb, q.st, q0, T);
   __syncthreads();
   uint32_t qf[KS][4];
 #pragma unroll
-  for (int ks = 0; ks < KS; ++ks) {
-    const __nv_bfloat16* p = Qs + (warp * 16 + g) * QP + ks * 16 + 2 * t;
-    qf[ks][0] = lds32(p);
-    qf[ks][1] = lds32(p + 8 * QP);
-    qf[ks][2] = lds32(p + 8);
-    qf[ks][3] = lds32(p + 8 * QP + 8);
-  }
+  for (int ks = 0; ks < KS; ++ks)
+    ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane % 16)) * QP + ks * 16 + (lane / 16) * 8);
 
   float o[DN][4];
 #pragma unroll
@@ -122,12 +179,22 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
 
   const int hi = min(T, q0 + BR);
   const int lo = mask.key_lo(ds, q0);
+  __syncthreads();  // Q's fragments are in registers: its tile (the landing buffer) may be overwritten
+  copy_tile_async<D, BC>(Kraw, kb, k.st, (lo / BC) * BC, T, kvec);
+  copy_tile_async<D, BC>(Vraw, vb, v.st, (lo / BC) * BC, T, vvec);
+  cp_async_commit();
   for (int kt = lo / BC; kt * BC < hi; ++kt) {
     const int k0 = kt * BC;
-    __syncthreads();  // everyone is done with the previous K/V tile
-    stage<D, BC>(Ks, nullptr, kb, k.st, k0, T);
-    stage<D, BC>(nullptr, Vt, vb, v.st, k0, T);
-    __syncthreads();
+    cp_async_wait<0>();  // this thread's chunks of tile kt have landed
+    __syncthreads();     // every warp is done with the previous tile's Ks, Vs
+    convert_tile<D, BC>(Ks, Kraw);
+    convert_tile<D, BC>(Vs, Vraw);
+    if ((kt + 1) * BC < hi) {  // prefetch the next tile into the landing buffer (own chunks: converted above)
+      copy_tile_async<D, BC>(Kraw, kb, k.st, k0 + BC, T, kvec);
+      copy_tile_async<D, BC>(Vraw, vb, v.st, k0 + BC, T, vvec);
+      cp_async_commit();
+    }
+    __syncthreads();  // Ks, Vs of tile kt are complete
 
     float s[NJ][4];
 #pragma unroll
@@ -135,10 +202,13 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
 #pragma unroll
-      for (int j = 0; j < NJ; ++j) {
-        const __nv_bfloat16* p = Ks + (j * 8 + g) * QP + ks * 16 + 2 * t;
-        uint32_t bf[2] = {lds32(p), lds32(p + 8)};
-        mma_bf16_16816(s[j], qf[ks], bf);
+      for (int j = 0; j < NJ; j += 2) {
+        // Keys j*8.. and (j+1)*8.., d ks*16 + 0..7 and 8..15: B fragments of both.
+        uint32_t bf[4];
+        ldmatrix_x4(bf, Ks + ((j + lm / 2) * 8 + lr) * QP + ks * 16 + (lm % 2) * 8);
+        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+        mma_bf16_16816(s[j], qf[ks], b0);
+        mma_bf16_16816(s[j + 1], qf[ks], b1);
       }
     }
     const bool cut = mask.cuts(ds, q0, BR, k0, BC);
@@ -186,10 +256,14 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
       uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                         pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-      for (int dn = 0; dn < DN; ++dn) {
-        const __nv_bfloat16* p = Vt + (dn * 8 + g) * VP + kk * 16 + 2 * t;
-        uint32_t bf[2] = {lds32(p), lds32(p + 8)};
-        mma_bf16_16816(o[dn], pa, bf);
+      for (int dn = 0; dn < DN; dn += 2) {
+        // V rows (keys) kk*16 + 0..7 and 8..15, columns dn*8.. and (dn+1)*8..,
+        // transposed: B fragments (k = key, n = d) of both column groups.
+        uint32_t bf[4];
+        ldmatrix_x4_trans(bf, Vs + (kk * 16 + (lm % 2) * 8 + lr) * QP + (dn + lm / 2) * 8);
+        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+        mma_bf16_16816(o[dn], pa, b0);
+        mma_bf16_16816(o[dn + 1], pa, b1);
       }
     }
   }
@@ -256,21 +330,33 @@ __global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, 
 }
 
 // ---------------------------------------------------------------------------
-// dK, dV for one key tile of 64 (each warp 16 keys). Grid (ceil(T/64), H, B).
+// Backward in one pass: one block per key tile of 64 (each warp 16 keys).
+// Grid (ceil(T/64), H, B). Per query tile of 32 that sees the key tile, S^T
+// and dP^T are computed once (K Q^T and V dO^T), P^T and dS^T formed in
+// registers, then dV += P^T dO and dK += dS^T Q (kept in registers across
+// the loop) and this key tile's share of dQ, dS K, written to its slot of the
+// dQ partials (dqp; summed in a fixed order by attention_bwd_dq_reduce). 5
+// matmuls per tile pair. dS goes through shared memory for dS K because a
+// warp holds dS for its own 16 keys only. K and V are staged once; the query
+// tiles (Q, dO) are pipelined as in the forward: tile i+1's cp.async lands
+// while tile i is computed. Every operand is one row-major bf16 tile read
+// with ldmatrix (.trans where the mma wants it the other way round).
 template <int D, bool DOC>
-__device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-                                          const float* __restrict__ lse, const float* __restrict__ dvec,
-                                          AttnTensor dout, int H, int T, float scale, float scale_log2, Mask mask) {
-  constexpr int BC = 64, BR = 32, RP = D + 8, TP = BR + 8;
+__device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartials dqp,
+                                         AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
+                                         const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
+                                         float scale_log2, Mask mask) {
+  constexpr int BC = kBwdKeys, BR = 32, RP = D + 8, KP = BC + 8;
   constexpr int KS = D / 16, DN = D / 8, NJ = BR / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [BC][RP]
   __nv_bfloat16* Vs = Ks + BC * RP;                                   // [BC][RP]
   __nv_bfloat16* Qs = Vs + BC * RP;                                   // [BR][RP]
   __nv_bfloat16* dOs = Qs + BR * RP;                                  // [BR][RP]
-  __nv_bfloat16* Qt = dOs + BR * RP;                                  // [D][TP]
-  __nv_bfloat16* dOt = Qt + D * TP;                                   // [D][TP]
-  float* lse2_s = reinterpret_cast<float*>(dOt + D * TP);             // [BR], log2 units
+  __nv_bfloat16* dSs = dOs + BR * RP;                                 // [BR][KP] dS, query-major
+  float* Qraw = reinterpret_cast<float*>(dSs + BR * KP);              // [BR][D] fp32, cp.async lands here
+  float* dOraw = Qraw + BR * D;                                       // [BR][D]
+  float* lse2_s = dOraw + BR * D;                                     // [BR], log2 units
   float* dvec_s = lse2_s + BR;                                        // [BR]
   int32_t* first_s = reinterpret_cast<int32_t*>(dvec_s + BR);         // [BR] document starts (DOC only)
 
@@ -278,14 +364,28 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
   const int h = blockIdx.y, b = blockIdx.z;
   const int k0 = kt * BC;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int lr = lane % 8, lm = lane / 8;  // ldmatrix: the row this lane addresses, of matrix lm
   const long long bh = (long long)b * H + h;
   const float* qb = q.ptr + b * q.sb + h * q.sh;
   const float* kb = k.ptr + b * k.sb + h * k.sh;
   const float* vb = v.ptr + b * v.sb + h * v.sh;
   const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
+  const bool qvec = aligned16(qb, q), dovec = aligned16(dob, dout);
+  // This key tile's slot of the dQ partials: [T][D] for this (b, h).
+  float* dqs = dqp.tile_rows(bh, kt);
 
-  stage<D, BC>(Ks, nullptr, kb, k.st, k0, T);
-  stage<D, BC>(Vs, nullptr, vb, v.st, k0, T);
+  // Queries that see a key in [k0, k0+BC): i >= k0, i < j + window when
+  // banded, and (documents) up to the end of the last key's document. Only
+  // rows below qhi get a dQ partial (the rows attention_bwd_dq_reduce reads
+  // from this tile's slot).
+  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
+  const int qlo = k0;
+  const int qhi = DOC ? mask.query_hi(ds, k0, BC) : mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
+  copy_tile_async<D, BR>(Qraw, qb, q.st, qlo, T, qvec);
+  copy_tile_async<D, BR>(dOraw, dob, dout.st, qlo, T, dovec);
+  cp_async_commit();
+  stage<D, BC>(Ks, kb, k.st, k0, T);
+  stage<D, BC>(Vs, vb, v.st, k0, T);
 
   float dka[DN][4], dva[DN][4];
 #pragma unroll
@@ -293,24 +393,30 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
 #pragma unroll
     for (int c = 0; c < 4; ++c) dka[i][c] = dva[i][c] = 0.0f;
   const int key0 = k0 + warp * 16 + g;  // this thread's keys: key0, key0 + 8
+  // The dQ step: this warp's 16 query rows and half of the head dims.
+  const int dq_r0 = (warp & 1) * 16;
+  const int dq_dn0 = (warp >> 1) * (DN / 2);
 
-  // Queries that see a key in [k0, k0+BC): i >= k0, i < j + window when
-  // banded, and (documents) up to the end of the last key's document.
-  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
-  const int qlo = k0;
-  const int qhi = DOC ? mask.query_hi(ds, k0, BC) : mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
   for (int qt = qlo / BR; qt * BR < qhi; ++qt) {
     const int q0 = qt * BR;
-    __syncthreads();  // previous query tile fully consumed (and K/V staged on the first pass)
-    stage<D, BR>(Qs, Qt, qb, q.st, q0, T);
-    stage<D, BR>(dOs, dOt, dob, dout.st, q0, T);
+    // No barrier here: after the previous tile's last barrier (dS complete)
+    // the warps read only dS and K, and this writes Q, dO, lse and D (and
+    // the landing buffer: this thread's own chunks).
+    cp_async_wait<0>();  // this thread's chunks of query tile qt have landed
+    convert_tile<D, BR>(Qs, Qraw);
+    convert_tile<D, BR>(dOs, dOraw);
+    if ((qt + 1) * BR < qhi) {  // prefetch the next query tile (own chunks: converted above)
+      copy_tile_async<D, BR>(Qraw, qb, q.st, q0 + BR, T, qvec);
+      copy_tile_async<D, BR>(dOraw, dob, dout.st, q0 + BR, T, dovec);
+      cp_async_commit();
+    }
     if (threadIdx.x < BR) {
       const int i = q0 + threadIdx.x;
       lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
       dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
       if (DOC) first_s[threadIdx.x] = mask.first(ds, i);
     }
-    __syncthreads();
+    __syncthreads();  // Qs, dOs, lse, D of query tile qt are complete (and K, V on the first pass)
 
     // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x BR queries.
     float st_[NJ][4], dpt[NJ][4];
@@ -321,18 +427,22 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
       uint32_t ka[4], va[4];
-      const __nv_bfloat16* pk = Ks + (warp * 16 + g) * RP + ks * 16 + 2 * t;
-      const __nv_bfloat16* pv = Vs + (warp * 16 + g) * RP + ks * 16 + 2 * t;
-      ka[0] = lds32(pk); ka[1] = lds32(pk + 8 * RP); ka[2] = lds32(pk + 8); ka[3] = lds32(pk + 8 * RP + 8);
-      va[0] = lds32(pv); va[1] = lds32(pv + 8 * RP); va[2] = lds32(pv + 8); va[3] = lds32(pv + 8 * RP + 8);
 #pragma unroll
-      for (int j = 0; j < NJ; ++j) {
-        const __nv_bfloat16* pq = Qs + (j * 8 + g) * RP + ks * 16 + 2 * t;
-        const __nv_bfloat16* pd = dOs + (j * 8 + g) * RP + ks * 16 + 2 * t;
-        uint32_t qbf[2] = {lds32(pq), lds32(pq + 8)};
-        uint32_t dbf[2] = {lds32(pd), lds32(pd + 8)};
-        mma_bf16_16816(st_[j], ka, qbf);
-        mma_bf16_16816(dpt[j], va, dbf);
+      for (int j = 0; j < NJ; j += 2) {
+        // Queries j*8.. and (j+1)*8.., d ks*16 + 0..7 and 8..15.
+        uint32_t qf[4], df[4];
+        ldmatrix_x4(qf, Qs + ((j + lm / 2) * 8 + lr) * RP + ks * 16 + (lm % 2) * 8);
+        ldmatrix_x4(df, dOs + ((j + lm / 2) * 8 + lr) * RP + ks * 16 + (lm % 2) * 8);
+        if (j == 0) {  // (after Q's first fragments: the emulator then reads the tile right after the barrier)
+          ldmatrix_x4(ka, Ks + (warp * 16 + (lane % 16)) * RP + ks * 16 + (lane / 16) * 8);
+          ldmatrix_x4(va, Vs + (warp * 16 + (lane % 16)) * RP + ks * 16 + (lane / 16) * 8);
+        }
+        const uint32_t q0f[2] = {qf[0], qf[1]}, q1f[2] = {qf[2], qf[3]};
+        const uint32_t d0f[2] = {df[0], df[1]}, d1f[2] = {df[2], df[3]};
+        mma_bf16_16816(st_[j], ka, q0f);
+        mma_bf16_16816(st_[j + 1], ka, q1f);
+        mma_bf16_16816(dpt[j], va, d0f);
+        mma_bf16_16816(dpt[j + 1], va, d1f);
       }
     }
     // P^T and dS^T in place. Element c: key key0 + (c/2)*8, query q0 + j*8 + 2t + c%2.
@@ -347,7 +457,7 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
         st_[j][c] = p;
         dpt[j][c] = p * (dpt[j][c] - dvec_s[qi]);
       }
-    // dV += P^T dO, dK += dS^T Q (k index = query).
+    // dV += P^T dO, dK += dS^T Q (k index = query; dO and Q through ldmatrix.trans).
 #pragma unroll
     for (int kk = 0; kk < BR / 16; ++kk) {
       uint32_t pa[4] = {pack_bf16(st_[2 * kk][0], st_[2 * kk][1]), pack_bf16(st_[2 * kk][2], st_[2 * kk][3]),
@@ -357,14 +467,47 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
                         pack_bf16(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]),
                         pack_bf16(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
 #pragma unroll
-      for (int dn = 0; dn < DN; ++dn) {
-        const __nv_bfloat16* pd = dOt + (dn * 8 + g) * TP + kk * 16 + 2 * t;
-        const __nv_bfloat16* pq = Qt + (dn * 8 + g) * TP + kk * 16 + 2 * t;
-        uint32_t dbf[2] = {lds32(pd), lds32(pd + 8)};
-        uint32_t qbf[2] = {lds32(pq), lds32(pq + 8)};
-        mma_bf16_16816(dva[dn], pa, dbf);
-        mma_bf16_16816(dka[dn], sa, qbf);
+      for (int dn = 0; dn < DN; dn += 2) {
+        uint32_t df[4], qf[4];
+        ldmatrix_x4_trans(df, dOs + (kk * 16 + (lm % 2) * 8 + lr) * RP + (dn + lm / 2) * 8);
+        ldmatrix_x4_trans(qf, Qs + (kk * 16 + (lm % 2) * 8 + lr) * RP + (dn + lm / 2) * 8);
+        const uint32_t d0f[2] = {df[0], df[1]}, d1f[2] = {df[2], df[3]};
+        const uint32_t q0f[2] = {qf[0], qf[1]}, q1f[2] = {qf[2], qf[3]};
+        mma_bf16_16816(dva[dn], pa, d0f);
+        mma_bf16_16816(dva[dn + 1], pa, d1f);
+        mma_bf16_16816(dka[dn], sa, q0f);
+        mma_bf16_16816(dka[dn + 1], sa, q1f);
       }
+    }
+    // dS into shared memory, query-major, for dS K (written last, right
+    // before the barrier, so that a missing barrier shows under the emulator).
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c)
+        dSs[(j * 8 + 2 * t + (c % 2)) * KP + warp * 16 + g + (c / 2) * 8] = __float2bfloat16_rn(dpt[j][c]);
+    __syncthreads();  // the tile's whole dS (all four warps' keys) is in shared memory
+
+    // dQ partial = dS K for this warp's 16 queries x D/2 dims, over the 64 keys.
+    uint32_t sf[BC / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk)
+      ldmatrix_x4(sf[kk], dSs + (dq_r0 + (lane % 16)) * KP + kk * 16 + (lane / 16) * 8);
+    const int row = q0 + dq_r0 + g;  // rows row and row + 8
+#pragma unroll
+    for (int n = 0; n < DN / 2; ++n) {
+      const int dn = dq_dn0 + n;
+      float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; ++kk) {
+        // K rows (keys) kk*16 + 0..7 and 8..15, columns dn*8..: transposed, the B fragment.
+        uint32_t kbf[2];
+        ldmatrix_x2_trans(kbf, Ks + (kk * 16 + (lm % 2) * 8 + lr) * RP + dn * 8);
+        mma_bf16_16816(acc, sf[kk], kbf);
+      }
+      if (row < qhi) *reinterpret_cast<float2*>(dqs + (long long)row * D + dn * 8 + 2 * t) = make_float2(acc[0], acc[1]);
+      if (row + 8 < qhi)
+        *reinterpret_cast<float2*>(dqs + (long long)(row + 8) * D + dn * 8 + 2 * t) = make_float2(acc[2], acc[3]);
     }
   }
 
@@ -388,147 +531,39 @@ __device__ __forceinline__ void dkdv_body(AttnTensor dk, AttnTensor dv, AttnTens
 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_bwd_dkdv_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-                              const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
-                              int T, float scale, float scale_log2, Mask mask) {
-  dkdv_body<D, false>(dk, dv, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+    attention_bwd_kernel(AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
+                         AttnTensor v, const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
+                         int H, int T, float scale, float scale_log2, Mask mask) {
+  bwd_body<D, false>(dk, dv, dqp, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
 }
 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_bwd_dkdv_doc_kernel(AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-                                  const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H,
-                                  int T, float scale, float scale_log2, Mask mask) {
-  dkdv_body<D, true>(dk, dv, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
+    attention_bwd_doc_kernel(AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q,
+                             AttnTensor k, AttnTensor v, const float* __restrict__ lse, const float* __restrict__ dvec,
+                             AttnTensor dout, int H, int T, float scale, float scale_log2, Mask mask) {
+  bwd_body<D, true>(dk, dv, dqp, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
 }
 
 // ---------------------------------------------------------------------------
-// dQ for one query tile of 64 (each warp 16 queries). Grid (ceil(T/64), H, B).
-template <int D, bool DOC>
-__device__ __forceinline__ void dq_body(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v,
-                                        const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
-                                        int H, int T, float scale, float scale_log2, Mask mask) {
-  constexpr int BR = 64, BC = 32, RP = D + 8, TP = BC + 8;
-  constexpr int KS = D / 16, DN = D / 8, NJ = BC / 8;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);  // [BR][RP]
-  __nv_bfloat16* dOs = Qs + BR * RP;                                  // [BR][RP]
-  __nv_bfloat16* Ks = dOs + BR * RP;                                  // [BC][RP]
-  __nv_bfloat16* Vs = Ks + BC * RP;                                   // [BC][RP]
-  __nv_bfloat16* Kt = Vs + BC * RP;                                   // [D][TP]
-  float* lse2_s = reinterpret_cast<float*>(Kt + D * TP);              // [BR]
-  float* dvec_s = lse2_s + BR;                                        // [BR]
-
-  const int qt = gridDim.x - 1 - blockIdx.x;
+// dQ[i] = scale * sum of the key tiles' partials for row i, in key-tile
+// order (fixed: bitwise the same every run). Row i's key tiles run from the
+// one holding its first visible key (band start, document start) to the one
+// holding i; tile kt's partial is at DqPartials::tile_rows. One warp per row.
+// Grid (ceil(T/4), H, B).
+__global__ void attention_bwd_dq_reduce_kernel(AttnTensor dq, DqPartials dqp, int H, int T, int D, float scale,
+                                               Mask mask) {
+  const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
   const int h = blockIdx.y, b = blockIdx.z;
-  const int q0 = qt * BR;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  if (row >= T) return;
   const long long bh = (long long)b * H + h;
-  const float* qb = q.ptr + b * q.sb + h * q.sh;
-  const float* kb = k.ptr + b * k.sb + h * k.sh;
-  const float* vb = v.ptr + b * v.sb + h * v.sh;
-  const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
-
-  stage<D, BR>(Qs, nullptr, qb, q.st, q0, T);
-  stage<D, BR>(dOs, nullptr, dob, dout.st, q0, T);
-  if (threadIdx.x < BR) {
-    const int i = q0 + threadIdx.x;
-    lse2_s[threadIdx.x] = i < T ? lse[bh * T + i] * kLog2e : CUDART_INF_F;
-    dvec_s[threadIdx.x] = i < T ? dvec[bh * T + i] : 0.0f;
+  const int kt_lo = mask.key_lo(mask.docs(b), row) / dqp.tile, kt_hi = row / dqp.tile;
+  float* dst = dq.ptr + b * dq.sb + h * dq.sh + (long long)row * dq.st;
+  for (int d = lane; d < D; d += 32) {
+    float s = 0.0f;
+    for (int kt = kt_lo; kt <= kt_hi; ++kt) s += dqp.tile_rows(bh, kt)[(long long)row * D + d];
+    dst[d] = s * scale;
   }
-  const int lr0 = warp * 16 + g;  // local rows lr0, lr0 + 8
-  const int row0 = q0 + lr0;
-  const int32_t* ds = DOC ? mask.docs(b) : nullptr;
-  const int first[2] = {mask.first(ds, row0), mask.first(ds, row0 + 8)};  // the rows' document starts
-
-  float dqa[DN][4];
-#pragma unroll
-  for (int i = 0; i < DN; ++i) dqa[i][0] = dqa[i][1] = dqa[i][2] = dqa[i][3] = 0.0f;
-
-  const int hi = min(T, q0 + BR);
-  const int lo = mask.key_lo(ds, q0);
-  for (int kt = lo / BC; kt * BC < hi; ++kt) {
-    const int k0 = kt * BC;
-    __syncthreads();
-    stage<D, BC>(Ks, Kt, kb, k.st, k0, T);
-    stage<D, BC>(Vs, nullptr, vb, v.st, k0, T);
-    __syncthreads();
-
-    float s[NJ][4], dp[NJ][4];
-#pragma unroll
-    for (int j = 0; j < NJ; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) s[j][c] = dp[j][c] = 0.0f;
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      uint32_t qa[4], da[4];
-      const __nv_bfloat16* pq = Qs + lr0 * RP + ks * 16 + 2 * t;
-      const __nv_bfloat16* pd = dOs + lr0 * RP + ks * 16 + 2 * t;
-      qa[0] = lds32(pq); qa[1] = lds32(pq + 8 * RP); qa[2] = lds32(pq + 8); qa[3] = lds32(pq + 8 * RP + 8);
-      da[0] = lds32(pd); da[1] = lds32(pd + 8 * RP); da[2] = lds32(pd + 8); da[3] = lds32(pd + 8 * RP + 8);
-#pragma unroll
-      for (int j = 0; j < NJ; ++j) {
-        const __nv_bfloat16* pk = Ks + (j * 8 + g) * RP + ks * 16 + 2 * t;
-        const __nv_bfloat16* pv = Vs + (j * 8 + g) * RP + ks * 16 + 2 * t;
-        uint32_t kbf[2] = {lds32(pk), lds32(pk + 8)};
-        uint32_t vbf[2] = {lds32(pv), lds32(pv + 8)};
-        mma_bf16_16816(s[j], qa, kbf);
-        mma_bf16_16816(dp[j], da, vbf);
-      }
-    }
-    const bool cut = mask.cuts(ds, q0, BR, k0, BC);
-#pragma unroll
-    for (int j = 0; j < NJ; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) {
-        const int lr = lr0 + (c / 2) * 8;
-        float p = exp2f(s[j][c] * scale_log2 - lse2_s[lr]);
-        if (cut && !pair_ok<DOC>(mask, q0 + lr, k0 + j * 8 + 2 * t + (c % 2), first[c / 2])) p = 0.0f;
-        dp[j][c] = p * (dp[j][c] - dvec_s[lr]);
-      }
-    // dQ += dS K (k index = key)
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; ++kk) {
-      uint32_t sa[4] = {pack_bf16(dp[2 * kk][0], dp[2 * kk][1]), pack_bf16(dp[2 * kk][2], dp[2 * kk][3]),
-                        pack_bf16(dp[2 * kk + 1][0], dp[2 * kk + 1][1]),
-                        pack_bf16(dp[2 * kk + 1][2], dp[2 * kk + 1][3])};
-#pragma unroll
-      for (int dn = 0; dn < DN; ++dn) {
-        const __nv_bfloat16* pk = Kt + (dn * 8 + g) * TP + kk * 16 + 2 * t;
-        uint32_t kbf[2] = {lds32(pk), lds32(pk + 8)};
-        mma_bf16_16816(dqa[dn], sa, kbf);
-      }
-    }
-  }
-
-  float* dqb = dq.ptr + b * dq.sb + h * dq.sh;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row0 + r * 8;
-    if (row >= T) continue;
-#pragma unroll
-    for (int dn = 0; dn < DN; ++dn) {
-      float* p = dqb + (long long)row * dq.st + dn * 8 + 2 * t;
-      p[0] = dqa[dn][2 * r] * scale;
-      p[1] = dqa[dn][2 * r + 1] * scale;
-    }
-  }
-}
-
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    attention_bwd_dq_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
-                            const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
-                            float scale_log2, Mask mask) {
-  dq_body<D, false>(dq, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
-}
-
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    attention_bwd_dq_doc_kernel(AttnTensor dq, AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
-                                const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
-                                float scale_log2, Mask mask) {
-  dq_body<D, true>(dq, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
 }
 
 void check_shape(const AttnShape& s, const char* op) {
@@ -569,40 +604,31 @@ void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTenso
 }
 
 template <int D, bool DOC>
-void bwd_launch(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
+void bwd_launch(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
                 AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  static std::atomic<bool> dkdv_ok{false}, dq_ok{false};
-  constexpr int b1 = dkdv_smem_bytes<D>() + (DOC ? kDkdvDocSmemBytes : 0), b2 = dq_smem_bytes<D>();
+  static std::atomic<bool> smem_ok{false};
+  constexpr int bytes = bwd_smem_bytes<D>() + (DOC ? kBwdDocSmemBytes : 0);
   const Mask m = make_mask(s);
-  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
+  dim3 grid(ceil_div(s.seq, kBwdKeys), s.heads, s.batch);
   if constexpr (DOC) {
-    allow_smem(attention_bwd_dkdv_doc_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
-    allow_smem(attention_bwd_dq_doc_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
-    attention_bwd_dkdv_doc_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq,
-                                                                 s.scale, s.scale * kLog2e, m);
+    allow_smem(attention_bwd_doc_kernel<D>, bytes, smem_ok, D, "attention_backward (shared-memory limit)");
+    attention_bwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads,
+                                                               s.seq, s.scale, s.scale * kLog2e, m);
   } else {
-    allow_smem(attention_bwd_dkdv_kernel<D>, b1, dkdv_ok, D, "attention_backward (shared-memory limit)");
-    allow_smem(attention_bwd_dq_kernel<D>, b2, dq_ok, D, "attention_backward (shared-memory limit)");
-    attention_bwd_dkdv_kernel<D><<<grid, kThreads, b1, st>>>(dk, dv, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                             s.scale * kLog2e, m);
+    allow_smem(attention_bwd_kernel<D>, bytes, smem_ok, D, "attention_backward (shared-memory limit)");
+    attention_bwd_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads,
+                                                           s.seq, s.scale, s.scale * kLog2e, m);
   }
-  CUDA_CHECK_LAUNCH("attention_backward (dK, dV)");
-  if constexpr (DOC)
-    attention_bwd_dq_doc_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                               s.scale * kLog2e, m);
-  else
-    attention_bwd_dq_kernel<D><<<grid, kThreads, b2, st>>>(dq, q, k, v, lse, dvec, dout, s.heads, s.seq, s.scale,
-                                                           s.scale * kLog2e, m);
-  CUDA_CHECK_LAUNCH("attention_backward (dQ)");
+  CUDA_CHECK_LAUNCH("attention_backward (dK, dV, dQ partials)");
 }
 
 template <int D>
-void bwd(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k, AttnTensor v,
-         const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
+void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
+         AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
   if (s.doc_start)
-    bwd_launch<D, true>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+    bwd_launch<D, true>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
   else
-    bwd_launch<D, false>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
+    bwd_launch<D, false>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
 }
 
 // fp32 SIMT kernels (attention_fp32.cu) when fp32 was asked for or the head
@@ -627,20 +653,41 @@ void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTenso
   }
 }
 
+// The scratch: D = rowsum(dO*O) ([B, H, T]), then (16-byte aligned) the dQ
+// partials (DqPartials, attention_common.cuh).
+namespace {
+size_t dvec_floats(const AttnShape& s) { return ((size_t)s.batch * s.heads * s.seq + 3) / 4 * 4; }
+int bwd_tile_keys(const AttnShape& s) { return use_fp32(s) ? kAttnFp32Tile : kBwdKeys; }
+}  // namespace
+
+size_t attention_backward_scratch_floats(const AttnShape& s) {
+  check_shape(s, "attention_backward");
+  return dvec_floats(s) + dq_partials_floats(make_dq_partials(s, make_mask(s), bwd_tile_keys(s), nullptr), s);
+}
+
 void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
-                        AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* dvec,
+                        AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* scratch,
                         cudaStream_t st) {
   check_shape(s, "attention_backward");
+  float* dvec = scratch;
+  const Mask m = make_mask(s);
+  const DqPartials dqp = make_dq_partials(s, m, bwd_tile_keys(s), scratch + dvec_floats(s));
   attention_dvec_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(dvec, out, dout, s.heads, s.seq,
                                                                                     s.head_dim, !use_fp32(s));
   CUDA_CHECK_LAUNCH("attention_backward (D = rowsum(dO*O))");
-  if (use_fp32(s)) return attention_fp32_backward(s, dq, dk, dv, q, k, v, lse, dvec, dout, st);
-  switch (s.head_dim) {
-    case 64: bwd<64>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
-    case 80: bwd<80>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
-    case 96: bwd<96>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
-    case 128: bwd<128>(s, dq, dk, dv, q, k, v, lse, dvec, dout, st); break;
+  if (use_fp32(s)) {
+    attention_fp32_backward(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
+  } else {
+    switch (s.head_dim) {
+      case 64: bwd<64>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st); break;
+      case 80: bwd<80>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st); break;
+      case 96: bwd<96>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st); break;
+      case 128: bwd<128>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st); break;
+    }
   }
+  attention_bwd_dq_reduce_kernel<<<dim3(ceil_div(s.seq, 4), s.heads, s.batch), 128, 0, st>>>(
+      dq, dqp, s.heads, s.seq, s.head_dim, s.scale, m);
+  CUDA_CHECK_LAUNCH("attention_backward (dQ = sum of the partials)");
 }
 
 }  // namespace cuda

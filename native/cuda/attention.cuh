@@ -12,12 +12,17 @@
 // accumulation and fp32 softmax statistics. Head dims 64, 80, 96, 128.
 // attention_forward/backward send AttnShape::precision == FP32, and every
 // other head dim (1..256), to the fp32 SIMT kernels (attention_fp32.cuh).
-// Backward is deterministic: dK/dV are owned by one block per key tile and
-// dQ by one block per query tile (a second pass instead of atomics).
+// Backward is one pass over key tiles (S and dP recomputed once per tile
+// pair: 5 matmuls' worth) and deterministic without atomics: dK/dV are owned
+// by one block per key tile, which also writes its share of dQ to its own
+// slot of a scratch buffer; a second small kernel sums each row's slots in a
+// fixed order.
 //
 // Legend: B batch, H heads, T sequence, D head size.
 #pragma once
 #include <cuda_runtime.h>
+
+#include <cstddef>
 
 #include "../core/backend.h"
 
@@ -31,10 +36,19 @@ bool attention_head_dim_supported(int head_dim);
 void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v,
                        cudaStream_t stream);
 
-// dq, dk, dv overwritten. dvec: scratch of B*H*T floats (holds D = rowsum(dO*O);
-// on the bf16 path with dO rounded to bf16 as the kernels' dP uses it).
+// Floats of scratch attention_backward needs for shape s: D = rowsum(dO*O)
+// ([B, H, T]; on the bf16 path with dO rounded to bf16 as the kernels' dP
+// uses it) and the dQ partials (dense: about T / (2 * tile) x the size of q,
+// tile = 64 keys on tensor cores, 32 on the fp32 path; banded: at most
+// (ceil((window - 1) / tile) + 1) x). Throws InvalidArgument for a shape the
+// kernels do not take.
+size_t attention_backward_scratch_floats(const AttnShape& s);
+
+// dq, dk, dv overwritten. scratch: attention_backward_scratch_floats(s)
+// floats of device memory, 16-byte aligned; nothing in it is read before it
+// is written.
 void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q, AttnTensor k,
-                        AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* dvec,
+                        AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* scratch,
                         cudaStream_t stream);
 
 }  // namespace cuda

@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 
@@ -75,6 +76,41 @@ inline Mask make_mask(const AttnShape& s) {
   m.window = m.banded ? s.window : s.seq;
   m.doc = s.doc_start;
   return m;
+}
+
+// Where the backward's dQ partials live: key tile kt's (unscaled) dS K for
+// query row i is the D floats at tile_rows(bh, kt) + i * D, for the rows the
+// tile's keys are seen by (i >= kt * tile). Dense: packed, tile kt holds
+// rows kt*tile .. T-1 only (about T^2 / (2 tile) rows per (b, h)). Banded:
+// `slots` rows-of-T blocks, tile kt in block kt % slots; enough that the
+// (consecutive) key tiles one row sees never share a block: a row sees
+// `window` keys, so at most ceil((window - 1) / tile) + 1 tiles. (Documents
+// only narrow what a row sees.)
+struct DqPartials {
+  float* p;
+  int T, D, tile, slots;
+  bool packed;
+  long long rows;  // per (b, h)
+  __device__ __forceinline__ float* tile_rows(long long bh, int kt) const {
+    const long long first = packed ? (long long)kt * T - (long long)tile * kt * (kt - 1) / 2 - (long long)kt * tile
+                                   : (long long)(kt % slots) * T;
+    return p + (bh * rows + first) * D;
+  }
+};
+inline DqPartials make_dq_partials(const AttnShape& s, const Mask& m, int tile, float* p) {
+  DqPartials q;
+  q.p = p;
+  q.T = s.seq;
+  q.D = s.head_dim;
+  q.tile = tile;
+  const long long tiles = (s.seq + tile - 1) / tile;
+  q.packed = !m.banded;
+  q.slots = (int)(m.banded ? std::min<long long>(tiles, (m.window - 1 + tile - 1) / tile + 1) : tiles);
+  q.rows = q.packed ? tiles * s.seq - (long long)tile * tiles * (tiles - 1) / 2 : (long long)q.slots * s.seq;
+  return q;
+}
+inline size_t dq_partials_floats(const DqPartials& q, const AttnShape& s) {
+  return (size_t)s.batch * s.heads * q.rows * q.D;
 }
 
 // Raises a kernel's dynamic shared-memory limit once per process and

@@ -260,8 +260,8 @@ class CudaBackend final : public Backend {
   void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTensor dv, AttnTensor q,
                           AttnTensor k, AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout) override {
     set_device();
-    const size_t rows = (size_t)s.batch * s.heads * s.seq;
-    float* dvec = scratch_floats(kSlotReduce, rows, "attention backward's D = rowsum(dO*O)");
+    float* dvec = scratch_floats(kSlotReduce, cuda::attention_backward_scratch_floats(s),
+                                 "attention backward's D = rowsum(dO*O) and dQ partials");
     cuda::attention_backward(s, dq, dk, dv, q, k, v, out, lse, dout, dvec, stream_);
   }
 

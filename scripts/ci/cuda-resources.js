@@ -36,20 +36,17 @@ const path = require('node:path');
 // parameter p (the head dim D or its padding DM); optin: the launcher raises
 // the kernel's limit with cudaFuncSetAttribute; params: the instantiations
 // the launcher dispatches to (each must exist for every architecture).
-const bf16Fwd = (D) => 2 * (64 * (D + 8) + 64 * (D + 8) + D * (64 + 8));
-const bf16Dkdv = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + 2 * D * (32 + 8)) + 2 * 32 * 4;
-const bf16Dq = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + D * (32 + 8)) + 2 * 64 * 4;
-const f32Fwd = (DM) => 4 * (3 * 32 * (DM + 1) + 32 * 33);
-const f32Dkdv = (DM) => 4 * (4 * 32 * (DM + 1) + 2 * 32 * 33 + 2 * 32);
-const f32Dq = (DM) => 4 * (4 * 32 * (DM + 1) + 32 * 33 + 2 * 32);
+const bf16Fwd = (D) => 4 * 2 * 64 * D + 2 * 2 * 64 * (D + 8);
+const bf16Bwd = (D) => 2 * (2 * 64 * (D + 8) + 2 * 32 * (D + 8) + 32 * (64 + 8)) + 4 * 2 * 32 * D + 2 * 32 * 4;
+const f32Fwd = (DM) => 4 * (32 * 33 + 32 * (DM + 1) + 2 * (DM <= 128 ? 2 : 1) * 32 * (DM + 4));
+const f32Bwd = (DM) => 4 * (2 * (DM <= 64 ? 2 : 1) * 32 * (DM + 4) + 2 * 32 * (DM + 1) + 2 * 32 * 33 + 2 * (DM <= 64 ? 2 : 1) * 32);
 const LAUNCH = [
   { name: 'attention_fwd_kernel', threads: 128, dyn: bf16Fwd, optin: true, params: [64, 80, 96, 128] },
-  { name: 'attention_bwd_dkdv_kernel', threads: 128, dyn: bf16Dkdv, optin: true, params: [64, 80, 96, 128] },
-  { name: 'attention_bwd_dq_kernel', threads: 128, dyn: bf16Dq, optin: true, params: [64, 80, 96, 128] },
+  { name: 'attention_bwd_kernel', threads: 128, dyn: bf16Bwd, optin: true, params: [64, 80, 96, 128] },
+  { name: 'attention_bwd_dq_reduce_kernel', threads: 128 },
   { name: 'attention_dvec_kernel', threads: 128 },
   { name: 'attention_fp32_fwd_kernel', threads: 256, dyn: f32Fwd, optin: true, params: [32, 64, 128, 256] },
-  { name: 'attention_fp32_bwd_dkdv_kernel', threads: 256, dyn: f32Dkdv, optin: true, params: [32, 64, 128, 256] },
-  { name: 'attention_fp32_bwd_dq_kernel', threads: 256, dyn: f32Dq, optin: true, params: [32, 64, 128, 256] },
+  { name: 'attention_fp32_bwd_kernel', threads: 256, dyn: f32Bwd, optin: true, params: [32, 64, 128, 256] },
   { name: 'gemm_bf16_tc_kernel', threads: 256 },
   { name: 'gemm_fp32_kernel', threads: 256 },
   // matmul_forward_gelu (gemm.cu): the same tiles with a bias + GELU epilogue.
@@ -93,8 +90,6 @@ const LOCAL_OK = new Map([
   // matmul_forward_gelu's kernel (a GELU epilogue on the same NN main loop)
   // spills exactly as much.
   ['gemm_bf16_tc_gelu_kernel', { bytes: 120, why: 'the NN main loop with a GELU epilogue: same spill (120 B sm_80, 40 B sm_90)' }],
-  ['attention_fwd_kernel<80>', { bytes: 8, why: 'sm_80: ptxas settles on 128 registers (255 allowed) and spills 8 B' }],
-  ['attention_bwd_dkdv_kernel<64>', { bytes: 8, why: 'sm_80: ptxas settles on 128 registers (255 allowed) and spills 8 B' }],
 ]);
 
 const SMEM_NO_OPTIN = 48 * 1024;
