@@ -455,19 +455,20 @@ Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
     if (!o.Get("config").IsObject()) throw_invalid("Expected an object for config");
     const ModelConfig cfg = read_dims(o.Get("config").As<Napi::Object>());
     if (has(o, "batch") != has(o, "seq")) throw_invalid("Expected batch and seq together (or neither)");
-    int64_t rows = 0;
+    int64_t rows = 0, batch = 0, seq = 0;
     if (has(o, "batch")) {
       const int64_t big = int64_t(1) << 53;
-      const int64_t b = get_int(o, "batch", 1, big), t = get_int(o, "seq", 1, big);
-      rows = b > std::numeric_limits<int64_t>::max() / t ? std::numeric_limits<int64_t>::max() : b * t;
+      batch = get_int(o, "batch", 1, big);
+      seq = get_int(o, "seq", 1, big);
+      rows = batch > std::numeric_limits<int64_t>::max() / seq ? std::numeric_limits<int64_t>::max() : batch * seq;
     }
     const Model::Memory m = Model::plan_memory(cfg, rows);
     auto num = [](size_t v) { return v == SIZE_MAX ? std::numeric_limits<double>::infinity() : static_cast<double>(v); };
     size_t scratch = SIZE_MAX;
     if (rows <= std::numeric_limits<int32_t>::max() && m.params != SIZE_MAX) {
       TrainingShape ts;
-      ts.B = static_cast<int>(rows);
-      ts.T = rows > 0 ? 1 : 0;
+      ts.B = static_cast<int>(batch);  // rows fit an int32, so batch and seq do
+      ts.T = static_cast<int>(seq);
       ts.C = cfg.n_embd;
       ts.H = cfg.n_head;
       ts.params = static_cast<int64_t>(m.params / sizeof(float));

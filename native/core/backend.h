@@ -17,6 +17,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace gpt {
 
@@ -58,6 +59,11 @@ struct AttnShape {
 struct TrainingShape {
   int B = 0, T = 0, C = 0, H = 0;
   int64_t params = 0;
+  // The step's attention, one shape per distinct layer pattern (the
+  // backward's scratch depends on pattern, window and precision). Empty: a
+  // plan for any model of these dimensions, dense attention of B x T at head
+  // size C / H in the precision that needs more.
+  std::vector<AttnShape> attention;
 };
 
 // One AdamW update. The hyperparameters have no defaults here: callers copy

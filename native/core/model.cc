@@ -426,6 +426,12 @@ void Model::reserve_scratch(int B, int T) {
   s.C = cfg_.n_embd;
   s.H = cfg_.n_head;
   s.params = n_floats_;
+  bool seen[2] = {false, false};
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    const int kind = cfg_.patterns[static_cast<size_t>(l)] == AttnPattern::Banded ? 1 : 0;
+    if (!seen[kind]) s.attention.push_back(attn_shape(l, B, T, nullptr));
+    seen[kind] = true;
+  }
   backend_->reserve_training_scratch(s);
 }
 

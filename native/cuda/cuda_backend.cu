@@ -64,6 +64,25 @@ ScratchNeeds training_needs(const TrainingShape& s) {
     for (int N : {C, 3 * C, 4 * C}) reduce = std::max(reduce, colsum_scratch_floats(M, N));  // the bias gradients
     reduce = std::max(reduce, layernorm_backward_scratch_floats(M, C));
     reduce = std::max(reduce, (size_t)M * (size_t)s.H);  // attention backward's D
+    // The attention backward's D and dQ partials (attention_backward_scratch_floats), per shape of the step.
+    std::vector<AttnShape> attn = s.attention;
+    if (attn.empty() && s.H > 0 && C % s.H == 0)
+      for (Precision p : {Precision::FP32, Precision::BF16}) {
+        AttnShape a;
+        a.batch = s.B;
+        a.heads = s.H;
+        a.seq = s.T;
+        a.head_dim = C / s.H;
+        a.precision = p;
+        attn.push_back(a);
+      }
+    for (const AttnShape& a : attn) {
+      try {
+        reduce = std::max(reduce, cuda::attention_backward_scratch_floats(a));
+      } catch (const GptError&) {
+        // A shape the kernels refuse (head size over 256): its step fails at the attention, not here.
+      }
+    }
     n.bytes[kSlotReduce] = reduce * sizeof(float);
     n.what[kSlotReduce] = "the training step's partial sums";
     n.bytes[kSlotEmbedding] = embedding_backward_wte_scratch_bytes(M);
