@@ -11,8 +11,9 @@
 //   2. Each thread rounds its chunks to bf16 and stores them into one of two
 //      bf16 tiles, which the warps read with ldmatrix (.trans for the operands
 //      whose contiguous dimension is m or n).
-// Slab s is multiplied out of bf16 tile s&1 while slab s+1 is converted into
-// the other tile and slabs s+2 and s+3 are in flight: one barrier per slab.
+// Slab s is multiplied out of bf16 tile s&1 while slabs s+1 and s+2 are in
+// flight; then slab s+1 is converted into the other tile, slab s+3 issued
+// into the stage it left, and one barrier ends the slab.
 // Shared memory: 2 x 32 KiB of fp32 stages + 2 x 16 KiB of bf16 tiles =
 // 96 KiB of dynamic shared memory (within sm_86/89's 99 KiB per block).
 // bf16 tiles are XOR-swizzled in 16-byte chunks, without padding, so that the
@@ -199,14 +200,6 @@ __device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const flo
   }
 
   for (int s = 0; s < nslabs; ++s) {
-    if (s + 1 < nslabs) {
-      // Slab s+1 into the other bf16 tile, last read by slab s-1's mma,
-      // which every warp finished before the barrier that ended it.
-      cp_async_wait<1>();
-      convert_slab<AR>(stage_a((s + 1) % TC_STAGES), tile_a((s + 1) & 1));
-      convert_slab<BR>(stage_b((s + 1) % TC_STAGES), tile_b((s + 1) & 1));
-    }
-    issue(s + 3);  // into the stage slab s+1 just left (this thread's own chunks)
     const __nv_bfloat16* as = tile_a(s & 1);
     const __nv_bfloat16* bs = tile_b(s & 1);
 #pragma unroll
@@ -237,6 +230,15 @@ __device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const flo
 #pragma unroll
         for (int j = 0; j < TC_NI; ++j) mma_bf16_16816(acc[i][j], af[i], bf[j]);
     }
+    if (s + 1 < nslabs) {
+      // Slab s+1 into the other bf16 tile, last read by slab s-1's mma,
+      // which every warp finished before the barrier that ended it.
+      cp_async_wait<1>();
+      convert_slab<AR>(stage_a((s + 1) % TC_STAGES), tile_a((s + 1) & 1));
+      convert_slab<BR>(stage_b((s + 1) % TC_STAGES), tile_b((s + 1) & 1));
+    }
+    issue(s + 3);  // into the stage slab s+1 just left (this thread's own chunks)
+    // Every warp's part of slab s+1 is in its tile before any warp reads it.
     __syncthreads();
   }
   cp_async_wait_all();  // nothing real is pending (groups past the last slab are empty)
