@@ -328,6 +328,33 @@ function buildCases(seed) {
       outputs: a.layout === 'btc' ? ['dqkv'] : ['dq', 'dk', 'dv'], needsForward: true, checkDeterminism: true,
       opts: { op: 'attention_backward', ...shape, ...inputs, dout: randn(r, n) } });
   }
+  // GEMM edges of the bf16 tensor-core kernel's pipeline (appended, as
+  // above): K < 8, M or N = 1, K odd over several 32-wide slabs with odd
+  // leading dimensions (the 4-byte copy path) and edge tiles in M and N, and
+  // leading dimensions that are multiples of 4 (16-byte copies) with K, M and
+  // N cut inside a slab or tile.
+  for (const p of ['fp32', 'bf16']) {
+    for (const [M, K, N, bias] of [[3, 4, 1, true], [1, 3, 5, false], [131, 97, 67, true], [66, 68, 132, true]]) {
+      cases.push({ name: `matmul_forward ${M}x${K}x${N}${bias ? ' +bias' : ''}`, precision: p, tol: tolFor(p), outputs: ['out'],
+        opts: { op: 'matmul_forward', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1),
+          ...(bias ? { bias: randn(r, N) } : {}) } });
+    }
+    for (const [M, K, N] of [[7, 5, 1], [131, 97, 67], [1, 36, 130]]) {
+      cases.push({ name: `matmul_nt ${M}x${K}x${N}`, precision: p, tol: tolFor(p), outputs: ['out'],
+        opts: { op: 'matmul_nt', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, N * K, 0.1) } });
+    }
+    for (const [M, K, N] of [[5, 6, 3], [131, 97, 67], [68, 36, 132]]) {
+      cases.push({ name: `matmul_backward ${M}x${K}x${N} (accumulating dw, dbias)`, precision: p, tol: tolFor(p),
+        outputs: ['dinp', 'dw', 'dbias'],
+        opts: { op: 'matmul_backward', precision: p, M, K, N, dout: randn(r, M * N), inp: randn(r, M * K),
+          w: randn(r, K * N, 0.1), dw: randn(r, K * N), dbias: randn(r, N) } });
+    }
+    for (const [M, K, N] of [[3, 5, 9], [131, 97, 67]]) {
+      cases.push({ name: `matmul_forward_gelu ${M}x${K}x${N} +bias`, precision: p, tol: tolFor(p), outputs: ['pre', 'out'],
+        opts: { op: 'matmul_forward_gelu', precision: p, M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1),
+          bias: randn(r, N) } });
+    }
+  }
   return cases;
 }
 
