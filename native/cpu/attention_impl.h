@@ -110,6 +110,27 @@ inline bool attn_tile_masked(const AttnArgs& a, int qt, int kt, int b = -1) {
          (b >= 0 && a.doc && a.doc[static_cast<int64_t>(b) * a.T + qlast] > k0);
 }
 
+// One query tile of an extend (native/cpu/decode_attention.cc): up to TL
+// consecutive rows of one sequence, row i at position pos0 + i, attending
+// keys first[i]..pos0 + i of its cache, where position j lives in slot j % P.
+// Key tiles are whole multiples of TL in positions, so a row's arithmetic
+// depends only on its own query, its band and the cache, never on which
+// tile or call it came in.
+struct ExtendArgs {
+  int D = 1;
+  float scale = 1.0f;
+  const float* q = nullptr;  // row i's query (this head) at q + i * ldq
+  int64_t ldq = 0;
+  float* out = nullptr;  // row i's output at out + i * ldo
+  int64_t ldo = 0;
+  const float* k = nullptr;  // this head's keys and values, [P][D] each
+  const float* v = nullptr;
+  int P = 1;
+  int n = 1;     // rows, 1..TL
+  int pos0 = 0;  // position of row 0
+  const int32_t* first = nullptr;  // [n], non-decreasing, first[i] <= pos0 + i
+};
+
 }  // namespace cpu
 }  // namespace gpt
 
@@ -119,6 +140,8 @@ GPT_DECLARE_ISA_FN(void attn_backward_kv_task(const AttnArgs& a, int b, int h, i
 GPT_DECLARE_ISA_FN(void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratch))
 GPT_DECLARE_ISA_FN(void attn_backward_bh_task(const AttnArgs& a, int b, int h, float* scratch))
 GPT_DECLARE_ISA_FN(int attn_lanes())
+// One query tile of an extend (ExtendArgs), with `scratch` of attn_scratch_floats.
+GPT_DECLARE_ISA_FN(void attn_extend_task(const ExtendArgs& a, float* scratch))
 
 #ifdef GPT_ISA_NS
 // ---------------------------------------------------------------------------
@@ -698,6 +721,99 @@ void attn_backward_q_task(const AttnArgs& a, int b, int h, int qt, float* scratc
     float* o = dqb + i * a.dq.st;
     const float* src = dQ + i * Dp;
     for (int d = 0; d < D; ++d) o[d] = src[d] * a.scale;
+  }
+}
+
+// ---- extend: one query tile of a chunk against the cache -----------------------
+// The forward task's tile loop over a ring of cached keys: query columns
+// are positions pos0 + c, key tiles start at multiples of TL in positions,
+// a key tile that wraps the ring is gathered first, and each row's own first
+// position plays the part of a document start.
+void attn_extend_task(const ExtendArgs& a, float* scratch) {
+  const int D = a.D, Dp = round_up(D, W), mq = a.n, q0 = a.pos0, P = a.P;
+  Carver cv{scratch};
+  float* Qt = cv.take(round_up(D, 16) * TL);  // scale * queries, transposed [D][TL]
+  float* O = cv.take(TL * Dp);                // unnormalized output [query][Dp]
+  float* St = cv.take(TL * TL);               // scores, then P, [key][query]
+  float* Vpad = cv.take(TL * Dp);             // values when padded or gathered
+  float* Kg = cv.take(TL * Dp);               // keys of a tile that wraps the ring, [TL][D]
+  float* m = cv.take(TL);
+  float* l = cv.take(TL);
+  float* alpha = cv.take(TL);
+
+  load_transposed(Qt, a.q, a.ldq, mq, D, a.scale);
+  std::memset(O, 0, sizeof(float) * TL * Dp);
+  for (int i = 0; i < TL; ++i) {
+    m[i] = kNegInf;
+    l[i] = 0.0f;
+  }
+  // Columns past the rows: start 0 (their results are thrown away).
+  alignas(64) int32_t ds[TL];
+  for (int c = 0; c < TL; ++c) ds[c] = c < mq ? a.first[c] : 0;
+  const int qlast = q0 + mq - 1;
+  const int kt_lo = a.first[0] / TL, kt_hi = qlast / TL;
+  const int64_t far = int64_t(1) << 40;
+  const int wide = 1 << 30;  // no band beyond the starts
+  for (int kt = kt_lo; kt <= kt_hi; ++kt) {
+    const int k0 = kt * TL, kn = std::min(TL, qlast + 1 - k0);
+    // Cut by the diagonal (some key after the first row's position) or by a
+    // row's first position after the tile's first key.
+    const bool masked = k0 + TL - 1 > q0 || a.first[mq - 1] > k0;
+    const Band by_key = masked ? Band{int64_t(k0) - q0, far} : kFull;
+    const Band by_query = masked ? Band{-far, int64_t(q0) - k0} : kFull;
+    const int s0 = k0 % P;
+    const bool wraps = s0 + kn > P;
+    const float* kb = a.k + int64_t(s0) * D;
+    if (wraps) {
+      for (int j = 0, s = s0; j < kn; ++j, s = s + 1 == P ? 0 : s + 1)
+        std::memcpy(Kg + int64_t(j) * D, a.k + int64_t(s) * D, sizeof(float) * D);
+      kb = Kg;
+    }
+    nt_tile(kb, D, Qt, D, St, kn, by_key);
+    if (masked) mask_keys_doc(St, kn, q0, k0, wide, ds);
+    // Online softmax down the key rows, W queries at a time (as the forward).
+    for (int c = 0; c < TL; c += W) {
+      vf mx = vsplat(kNegInf);
+      for (int j = 0; j < kn; ++j) mx = vmax(mx, vload(St + j * TL + c));
+      const vf mold = vload(m + c);
+      const vf mnew = vmax(mold, mx);
+      const vf msub = mnew == vsplat(kNegInf) ? vzero() : mnew;
+      const vf al = pexp(mold - msub);
+      vf sum = vzero();
+      for (int j = 0; j < kn; ++j) {
+        vf p = pexp(vload(St + j * TL + c) - msub);
+        vstore(St + j * TL + c, p);
+        sum += p;
+      }
+      vstore(l + c, vload(l + c) * al + sum);
+      vstore(m + c, mnew);
+      vstore(alpha + c, al);
+    }
+    // Values of positions before every row's band are never attended: they
+    // go in as zeros (their probabilities are 0, and the slot may hold
+    // anything), so the tile is gathered then, as when it wraps.
+    const int below = std::max(0, a.first[0] - k0);
+    Rows V;
+    if (wraps || below > 0) {
+      for (int j = 0, s = s0; j < kn; ++j, s = s + 1 == P ? 0 : s + 1) {
+        float* d = Vpad + int64_t(j) * Dp;
+        if (j < below)
+          std::memset(d, 0, sizeof(float) * Dp);
+        else
+          std::memcpy(d, a.v + int64_t(s) * D, sizeof(float) * D);
+        for (int c = j < below ? Dp : D; c < Dp; ++c) d[c] = 0.0f;
+      }
+      V = {Vpad, Dp};
+    } else {
+      V = stream_rows(a.v + int64_t(s0) * D, D, kn, D, Dp, Vpad);
+    }
+    acc_tile(St, kn, V, O, Dp, mq, Dp, alpha, by_query);
+  }
+  for (int i = 0; i < mq; ++i) {
+    const float inv = 1.0f / l[i];
+    float* o = a.out + i * a.ldo;
+    const float* src = O + i * Dp;
+    for (int d = 0; d < D; ++d) o[d] = src[d] * inv;
   }
 }
 

@@ -17,11 +17,17 @@ namespace cpu {
 // cache[row's K, V at slot pos % P] = k[r], v[r] ([C] rows at stride ld).
 void decode_kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H, int D);
 
-// out[r, h] = softmax(scale * q[r, h] . K[j]) @ V[j], j = first..pos. One
-// task per (head, group of up to 8 consecutive rows on the same cache) on
-// the pool, reading each key once for the group; each row's arithmetic is a
-// fixed order over its positions, so results do not depend on the thread
-// count, the grouping or the other rows.
+// out[r, h] = softmax(scale * q[r, h] . K[j]) @ V[j], j = first..pos.
+// A run of at least 16 consecutive rows on one cache at consecutive
+// positions (the chunk of one sequence in an extend) goes in tiles of 64
+// queries through the fused attention's tile kernels (online softmax over
+// key tiles at multiples of 64 positions; fp32, the current ISA path); any
+// other row goes alone, or in a group of up to 8 rows of a shorter run that
+// reads each key once for the group, in a fixed order over its positions
+// (a step's kernel). So a row's result depends on its query, its band, the
+// cache and whether its run is tiled, never on the other sequences' rows,
+// the grouping or the thread count; a row never reads a value outside the
+// bands of its run.
 void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
                       int M, int H, int D, float scale);
 

@@ -98,6 +98,70 @@ describe('a prompt prefilled in chunks equals the full forward after every chunk
   });
 });
 
+describe('chunks of 16 tokens or more (the CPU attends them in tiles of queries)', () => {
+  // Head size 12 (no whole vectors), a dense and a banded layer of window 37.
+  const long: Shape = { n_layer: 3, n_head: 4, n_embd: 48, n_positions: 260, vocab_size: 100, patterns: ['dense', 'banded', 'dense'], attention_window: 37 };
+  let h: Handle;
+  beforeAll(async () => {
+    h = await makeModel(long, 5);
+  });
+  afterAll(() => h.dispose());
+
+  test.each([
+    ['chunks of 16', 16, 100, 3],
+    ['chunks of 70 (a tile and 6 rows)', 70, 250, 4],
+    ['chunks of 64 into a full context', 64, 260, 0],
+    ['chunks of 100, the last of 17', 100, 217, 2],
+  ])('%s equal the full forward', async (_name, chunk, promptLen, steps) => {
+    const toks = randomTokens(promptLen + steps, chunk * 7 + promptLen);
+    const want = await h.forward({ tokens: toks, batch: 1, seq: toks.length });
+    const { at, rows } = await chunkedRun(h, toks.slice(0, promptLen), chunk, toks.slice(promptLen), toks.length);
+    let worst = 0;
+    rows.forEach((r, i) => (worst = Math.max(worst, relL2(r, want.subarray(at[i] * V, (at[i] + 1) * V)))));
+    expect(worst).toBeLessThan(1e-5);
+  });
+
+  test('banded rings that wrap inside a tile of keys (window 5, chunks of 20 and 33)', async () => {
+    const m = await makeModel({ ...long, n_layer: 2, patterns: ['banded', 'dense'], attention_window: 5 }, 6);
+    for (const chunk of [20, 33]) {
+      const toks = randomTokens(150, chunk);
+      const want = await m.forward({ tokens: toks, batch: 1, seq: 150 });
+      const { at, rows } = await chunkedRun(m, toks.slice(0, 147), chunk, toks.slice(147), 150);
+      let worst = 0;
+      rows.forEach((r, i) => (worst = Math.max(worst, relL2(r, want.subarray(at[i] * V, (at[i] + 1) * V)))));
+      expect({ chunk, ok: worst < 1e-5 }).toEqual({ chunk, ok: true });
+    }
+    m.dispose();
+  });
+
+  test('a sequence extended by 20s is bitwise the same alone and beside others', async () => {
+    const a = randomTokens(100, 21);
+    const b = randomTokens(100, 22);
+    const c = randomTokens(100, 23);
+    const alone = await chunkedRun(h, a.slice(0, 80), 20, a.slice(80, 84), 100);
+    const s = open(h, [100, 100, 100], 20);
+    const got: Float32Array[] = [];
+    const row = (y: Float32Array) => Float32Array.from(y.subarray(V, 2 * V));
+    // c decodes; b goes in chunks of 17 and 3 before a's rows in every call.
+    await s.prefill({ tokens: c.slice(0, 30), lengths: Int32Array.of(0, 0, 30) });
+    got.push(row(await s.prefill({ tokens: Int32Array.from([...b.slice(0, 17), ...a.slice(0, 20)]), lengths: Int32Array.of(17, 20, 0) })));
+    let ct = 30;
+    for (const [ao, bo, bn] of [
+      [20, 17, 17],
+      [40, 34, 3],
+      [60, 37, 17],
+    ]) {
+      await s.step({ tokens: Int32Array.of(0, 0, c[ct++]), active: Uint8Array.of(0, 0, 1) });
+      got.push(row(await s.extend({ tokens: Int32Array.from([...b.slice(bo, bo + bn), ...a.slice(ao, ao + 20)]), lengths: Int32Array.of(bn, 20, 0) })));
+    }
+    for (let t = 80; t < 84; t++)
+      got.push(row(await s.step({ tokens: Int32Array.of(b[t - 26], a[t], c[ct++]), active: Uint8Array.of(1, 1, 1) })));
+    s.close();
+    expect(got.length).toBe(alone.rows.length);
+    got.forEach((g, i) => expect({ i, same: Buffer.compare(Buffer.from(g.buffer), Buffer.from(alone.rows[i].buffer)) === 0 }).toEqual({ i, same: true }));
+  });
+});
+
 describe.each(['fp32', 'bf16'] as const)('%s: a chunked sequence is bitwise the same alone and beside others', (precision) => {
   let h: Handle;
   beforeAll(async () => {

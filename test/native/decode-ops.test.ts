@@ -9,6 +9,7 @@
  * Also: thread-count invariance and the binding's checks of bad records.
  */
 import { loadAddon } from '../../lib/native';
+import { getIsa, setIsa, supportedIsas } from '../../lib/runtime';
 import { decodeReference } from '../helpers/decode-ref';
 import { relL2 } from './shared/setup';
 
@@ -63,8 +64,48 @@ describe('CPU decoding ops match a float64 reference', () => {
     }
   });
 
-  test('attention is bitwise the same on 1 thread and on the whole pool', async () => {
-    const c = find('decode_attention a batch');
+  test('the rows of a long extend are bitwise the same without the other sequences\' rows', async () => {
+    const c = find('decode_attention long extends');
+    const batch = (await addon.decodeOp({ ...c.opts, device: 'cpu' })).out as Float32Array;
+    // out comes back as [M, C] rows.
+    const H = c.opts.H as number, D = c.opts.D as number, C = H * D, ldq = c.opts.ldq as number;
+    // Each sequence's run on its own: rows [from, from + n) of the batch.
+    for (const [from, n] of [
+      [0, 70],
+      [70, 1],
+      [71, 40],
+      [111, 16],
+    ]) {
+      const sub = (a: Int32Array) => a.slice(from, from + n);
+      const o = c.opts as Record<string, Int32Array | Float32Array | number>;
+      const alone = (await addon.decodeOp({
+        ...c.opts, device: 'cpu', M: n, kOffset: sub(o.kOffset as Int32Array), vOffset: sub(o.vOffset as Int32Array),
+        slots: sub(o.slots as Int32Array), pos: sub(o.pos as Int32Array), first: sub(o.first as Int32Array),
+        q: (o.q as Float32Array).slice(from * ldq, (from + n - 1) * ldq + C),
+      })).out as Float32Array;
+      for (let i = 0; i < n; i++)
+        expect(Buffer.from(alone.slice(i * C, (i + 1) * C).buffer).equals(Buffer.from(batch.slice((from + i) * C, (from + i + 1) * C).buffer))).toBe(true);
+    }
+  });
+
+  test('long extends match the reference on every instruction-set path', async () => {
+    // The tiled kernel is compiled once per path (attention_impl.h).
+    const before = getIsa();
+    try {
+      for (const isa of supportedIsas()) {
+        setIsa(isa);
+        for (const c of CASES.filter((x) => x.name.startsWith('decode_attention long extend'))) {
+          const got = (await addon.decodeOp({ ...c.opts, device: 'cpu' })).out as Float32Array;
+          expect({ isa, name: c.name, ok: relL2(got, decodeReference(c.opts).out) < 1e-5 }).toEqual({ isa, name: c.name, ok: true });
+        }
+      }
+    } finally {
+      setIsa(before);
+    }
+  });
+
+  test.each(['decode_attention a batch', 'decode_attention long extends'])('%s: bitwise the same on 1 thread and on the whole pool', async (name) => {
+    const c = find(name);
     const many = await addon.decodeOp({ ...c.opts, device: 'cpu' });
     const before = addon.getThreads();
     addon.setThreads(1);

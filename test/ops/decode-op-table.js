@@ -94,6 +94,9 @@ function buildDecodeCases(seed) {
   const dense = (P, pos) => ({ P, pos, first: 0 });
   // A banded layer of window w for a sequence of capacity cap: P = min(cap, w).
   const band = (w, cap, pos) => ({ P: Math.min(cap, w), pos, first: Math.max(0, pos - w + 1) });
+  // n rows of sequence `seq` (one cache of P slots) at positions from.. (band w; dense without).
+  const chunk = (seq, P, from, n, w) =>
+    Array.from({ length: n }, (_, t) => ({ seq, P, pos: from + t, first: w ? Math.max(0, from + t - w + 1) : 0 }));
   cases.push(attentionCase(r, 'dense position 0', 2, 64, [dense(8, 0)]));
   cases.push(attentionCase(r, 'dense P=300 full', 3, 80, [dense(300, 299)]));
   cases.push(attentionCase(r, 'dense 256 keys (one whole chunk)', 2, 64, [dense(300, 255)]));
@@ -114,11 +117,22 @@ function buildDecodeCases(seed) {
     // 10 rows of a banded sequence (window 5) whose ring holds window +
     // 10 - 1 = 14 positions, at 40..49 (the ring wrapped), and 2 more rows
     // of the dense sequence's cache after them.
-    const chunk = (seq, P, from, n, w) =>
-      Array.from({ length: n }, (_, t) => ({ seq, P, pos: from + t, first: w ? Math.max(0, from + t - w + 1) : 0 }));
     const spec = [...chunk('a', 40, 20, 11), dense(64, 33), ...chunk('b', 14, 40, 10, 5), ...chunk('a', 40, 31, 2)];
     cases.push(Object.assign(attentionCase(r, 'an extend: rows of one sequence share its cache', 2, 64, spec,
       { ldqExtra: 2 * 2 * 64, ldoExtra: 1 }), { checkRowsAlone: true }));
+  }
+  {
+    // Extends long enough for the CPU's tiled kernel (a run of at least 16
+    // rows of one sequence at consecutive positions): 70 rows of a dense
+    // sequence at 30..99 (a whole tile of queries, then 6 rows; key tiles
+    // cut by the diagonal), a step row of another sequence, 40 rows of a
+    // banded sequence (window 5: its ring of 44 wraps inside key tiles, and
+    // the bands start inside them), and 16 rows of a banded sequence of
+    // window 37 (ring 52) at 100..115; an odd head size, so no row of q, K
+    // or V is whole vectors.
+    const spec = [...chunk('a', 128, 30, 70), dense(64, 33), ...chunk('b', 44, 200, 40, 5), ...chunk('c', 52, 100, 16, 37)];
+    cases.push(attentionCase(r, 'long extends: tiles of queries over the cache', 3, 17, spec, { ldqExtra: 2 * 3 * 17, ldoExtra: 2 }));
+    cases.push(attentionCase(r, 'long extend, head size 64, a wrapped window-300 ring', 2, 64, chunk('d', 320, 700, 21, 300)));
   }
   cases.push(attentionCase(r, 'maxKeys above every row (extra empty chunks)', 2, 64, [dense(40, 10)], { maxKeys: 700 }));
   cases.push(attentionCase(r, 'head size 256', 1, 256, [dense(300, 270)]));
