@@ -213,6 +213,24 @@ static void extend_case(Precision p) {
     threw = e.code() == ErrorCode::InvalidArgument;
   }
   EXPECT(threw, "an extend past the capacity was accepted");
+
+  // Chunks of 16 take the CPU's tiled extend kernel: a prefill of 15, then
+  // chunks of 16 and 1 to the context; the banded ring of 5 + 16 - 1 = 20
+  // wraps inside the tile of keys, and the band starts inside it.
+  DecodeState big(model, {32}, 16);
+  std::vector<int32_t> all(32);
+  for (int i = 0; i < 32; ++i) all[size_t(i)] = (i * 29 + 3) % V;
+  for (const auto& [from, n] : std::vector<std::pair<int, int>>{{0, 15}, {15, 16}, {31, 1}}) {
+    std::vector<int> l1 = {n};
+    if (from == 0)
+      big.prefill(all.data(), l1.data(), logits.data(), nullptr);
+    else
+      big.extend(all.data() + from, l1.data(), logits.data(), nullptr);
+    std::vector<float> full(size_t(from + n) * V);
+    model->forward(all.data(), 1, from + n, full.data());
+    EXPECT(rel_l2(logits.data(), full.data() + size_t(from + n - 1) * V, V) < tol, "tiled extend to %d p%d", from + n,
+           int(p));
+  }
 }
 
 // Prefill prompts of different lengths, then decode each sequence to its
