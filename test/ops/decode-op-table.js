@@ -133,6 +133,10 @@ function buildDecodeCases(seed) {
     const spec = [...chunk('a', 128, 30, 70), dense(64, 33), ...chunk('b', 44, 200, 40, 5), ...chunk('c', 52, 100, 16, 37)];
     cases.push(attentionCase(r, 'long extends: tiles of queries over the cache', 3, 17, spec, { ldqExtra: 2 * 3 * 17, ldoExtra: 2 }));
     cases.push(attentionCase(r, 'long extend, head size 64, a wrapped window-300 ring', 2, 64, chunk('d', 320, 700, 21, 300)));
+    // A ring larger than the run's bands (a chunk shorter than the session's
+    // extend_max): the slots of positions 192..195, in the run's first key
+    // tile but before every band, were never written (NaN here).
+    cases.push(attentionCase(r, 'long extend in a ring larger than its bands', 2, 24, chunk('e', 60, 200, 20, 5)));
   }
   cases.push(attentionCase(r, 'maxKeys above every row (extra empty chunks)', 2, 64, [dense(40, 10)], { maxKeys: 700 }));
   cases.push(attentionCase(r, 'head size 256', 1, 256, [dense(300, 270)]));
