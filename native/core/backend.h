@@ -211,7 +211,10 @@ class Backend {
   // and head h, out[r, h] = softmax(scale * q[r, h] . K[j]) @ V[j] over
   // positions j = first..pos of row r. Overwrites out. `max_keys` >= every
   // row's pos - first + 1 (sizes the split over positions on a GPU). The
-  // result of a row does not depend on the other rows of the call.
+  // result of a row does not depend on the rows of other sequences (other
+  // caches); consecutive rows of one sequence at consecutive positions (an
+  // extend's chunk) may be computed together (the CPU tiles runs of 16 or
+  // more), so such a row's bits may depend on the length of its run.
   virtual void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache,
                                 const KvRow* rows, int M, int H, int D, float scale, int max_keys) = 0;
   // out[r, C] = wte[tokens[r]] + wpe[positions[r]] (tokens and positions
