@@ -119,8 +119,8 @@ class Backend {
   virtual void synchronize() = 0;
   // The queue this backend runs its work on, for code outside the backend
   // that must order its own device work with it (NCCL's collectives in
-  // native/distributed/nccl_comm.cc): on "cuda" the cudaStream_t (null is CUDA's
-  // legacy default stream, a valid stream), with the backend's GPU made
+  // native/distributed/nccl_comm.cc): on "cuda" the backend's own
+  // non-blocking cudaStream_t, with the backend's GPU made
   // current on the calling thread; work given to it runs after every op
   // called before and before every op called after. Backends
   // without streams ("cpu") return null and are never asked.

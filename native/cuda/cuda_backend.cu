@@ -1,6 +1,6 @@
-// gpt::Backend on one NVIDIA GPU. Every op enqueues kernels on the legacy
-// default stream (so host<->device copies order with them without extra
-// synchronization) and checks each launch; the ops that return numbers copy
+// gpt::Backend on one NVIDIA GPU. Every op enqueues kernels, copies and
+// memsets on the backend's own non-blocking stream (stream_; a CUDA graph can
+// be captured only from such a stream) and checks each launch; the ops that return numbers copy
 // back a small result: crossentropy its per-row losses (summed on the host
 // in row order), sum_squares and loss_sum (the training classifier's loss)
 // one value each, summed on the device in a fixed order.
@@ -111,10 +111,12 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int device) : device_(device) {
     CUDA_CHECK(cudaSetDevice(device_), "cuda backend init (cudaSetDevice)");
     CUDA_CHECK(cudaFree(nullptr), "cuda backend init (context)");  // creates the context now, not mid-step
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cuda backend init (stream)");
   }
   ~CudaBackend() override {
     for (auto& s : scratch_)
       if (s.ptr) cudaFree(s.ptr);
+    if (stream_) cudaStreamDestroy(stream_);  // the cudaFree calls above waited for its work
     cudaGetLastError();
   }
   const char* name() const override { return "cuda"; }
@@ -161,10 +163,14 @@ class CudaBackend final : public Backend {
     set_device();
     CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_), "to_device");
   }
+  // On the stream, so it follows the work queued there (cudaMemcpy runs on
+  // the legacy stream, which does not wait for a non-blocking one); into
+  // pageable memory it returns only once the bytes have arrived.
   void to_host(void* host_dst, const void* src, size_t bytes) override {
     if (!bytes) return;
     set_device();
-    CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost), "to_host (or a kernel before it)");
+    CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
+               "to_host (or a kernel before it)");
   }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return;
@@ -449,7 +455,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
-  cudaStream_t stream_ = nullptr;  // legacy default stream
+  cudaStream_t stream_ = nullptr;  // cudaStreamNonBlocking, created with the backend
   size_t allocated_ = 0;
   std::vector<std::pair<void*, size_t>> sizes_;
   Scratch scratch_[kSlots];
