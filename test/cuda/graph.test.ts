@@ -40,8 +40,8 @@ const bits = (x) => x === undefined ? 'none' : Buffer.from(Float64Array.of(x).bu
   const graphed = await GPT.create(CFG, { device: 'cuda', precision, seed });
   const r = { before: [eager.graphs(), graphed.graphs()], steps: [] };
   const opts = { lr: 1e-3, weightDecay: 0.1, gradClip: 0.5 };
-  for (const [A, B, T] of plan) {
-    const shape = { batch: B, seq: T };
+  for (const [A, B, T, eot] of plan) {
+    const shape = eot === undefined ? { batch: B, seq: T } : { batch: B, seq: T, docEot: eot };
     const batches = Array.from({ length: A }, () => {
       const tokens = Int32Array.from({ length: B * T }, () => rnd(CFG.vocab_size));
       const targets = tokens.map((t, i) => (i % 5 === 2 ? -1 : (t + rnd(3)) % CFG.vocab_size));
@@ -77,7 +77,7 @@ interface Outcome {
   differ: string[];
 }
 
-async function compare(precision: 'fp32' | 'bf16', plan: Array<[number, number, number]>, seed: number): Promise<Outcome> {
+async function compare(precision: 'fp32' | 'bf16', plan: Step[], seed: number): Promise<Outcome> {
   // The emulator's cuBLASLt stand-in computes at the call, so it cannot be
   // captured (the backend turns graphs off with it): the own GEMM kernels there.
   const env: NodeJS.ProcessEnv = info.emulated ? { GPT_ENGINE_GEMM: 'own' } : {};
@@ -89,15 +89,20 @@ async function compare(precision: 'fp32' | 'bf16', plan: Array<[number, number, 
   return JSON.parse(r.stdout) as Outcome;
 }
 
-// [micro-batches, batch, seq] per step: one micro-batch, accumulation, a
-// smaller shape (the activations stay where they are), the first shape again.
-const PLAN: Array<[number, number, number]> = [
+// [micro-batches, batch, seq, document mask's EOT id] per step: one
+// micro-batch, accumulation, a smaller shape (the activations stay where they
+// are), the first shape again, then with a document mask (token 3 ends a
+// document: a few per row).
+type Step = [number, number, number, number?];
+const PLAN: Step[] = [
   [1, 2, 24],
   [3, 2, 24],
   [2, 2, 24],
   [2, 1, 16],
   [3, 1, 16],
   [3, 2, 24],
+  [3, 2, 24, 3],
+  [2, 2, 24, 3],
 ];
 
 if (info.available) {
@@ -107,12 +112,12 @@ if (info.available) {
       expect(r.before).toEqual(['off: GPT_ENGINE_CUDA_GRAPH is not 1; 0 captured, 0 replayed', 'on; 0 captured, 0 replayed']);
       r.steps.forEach((s, i) => expect({ step: i, ...s.got }).toEqual({ step: i, ...s.want }));
       expect(r.differ).toEqual([]);
-      // Four keys ((2,24) and (1,16), each first micro-batch and accumulating):
-      // each runs eagerly once, is captured (and launched) once; every other
-      // call replays.
+      // Six keys ((2,24), (1,16) and (2,24) with the mask, each first
+      // micro-batch and accumulating): each runs eagerly once, is captured
+      // (and launched) once; every other call replays.
       const calls = PLAN.reduce((n, p) => n + p[0], 0);
-      expect(r.after).toEqual(['off: GPT_ENGINE_CUDA_GRAPH is not 1; 0 captured, 0 replayed', `on; 4 captured, ${calls - 4} replayed`]);
-      // Graphs keep the host syncs: the ids go up queued before each graph,
+      expect(r.after).toEqual(['off: GPT_ENGINE_CUDA_GRAPH is not 1; 0 captured, 0 replayed', `on; 6 captured, ${calls - 6} replayed`]);
+      // Graphs keep the host syncs: the ids (and the document starts) go up queued before each graph,
       // one 16-byte copy back and one synchronize per step; nothing allocated
       // after the first two steps (the activations, the accumulation buffer).
       if (info.emulated)
@@ -122,7 +127,7 @@ if (info.available) {
             toHost: 1,
             toHostBytes: 16,
             toDevice: 0,
-            toDeviceAsync: 2 * PLAN[i][0],
+            toDeviceAsync: (PLAN[i][3] === undefined ? 2 : 3) * PLAN[i][0], // tokens, targets (, document starts)
             streamSync: 1,
             other: 0,
             launchesAfterToHost: 0,
@@ -133,7 +138,7 @@ if (info.available) {
   }
 
   test('a larger shape moves the activations: the graphs are captured again, still bitwise', async () => {
-    const plan: Array<[number, number, number]> = [
+    const plan: Step[] = [
       [2, 1, 8],
       [2, 1, 8],
       [2, 2, 20],
