@@ -337,6 +337,14 @@ export class GPT {
     return this.sync((h) => h.accumulatedTargets());
   }
 
+  /**
+   * CUDA graphs of the training micro-batches (GPT_ENGINE_CUDA_GRAPH=1 on "cuda"):
+   * "on" or "off: <why>", then how many graphs were captured and replayed.
+   */
+  graphs(): string {
+    return this.sync((h) => h.graphs());
+  }
+
   /** Copies of every parameter, keyed by HF GPT-2 names. */
   parameters(): Map<string, Float32Array> {
     return this.readBuffer('params');

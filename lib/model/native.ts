@@ -34,6 +34,8 @@ export interface NativeModelHandle {
   getStep(): number;
   setStep(n: number): void;
   accumulatedTargets(): number;
+  /** CUDA graphs of the training step: "on" or "off: <why>", then the counts captured and replayed. */
+  graphs(): string;
   memory(): Omit<ModelMemory, 'total'>;
   timings(): ModelTimings;
   dispose(): void;

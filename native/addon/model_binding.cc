@@ -38,6 +38,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
                            InstanceMethod("getStep", &ModelHandle::GetStep),
                            InstanceMethod("setStep", &ModelHandle::SetStep),
                            InstanceMethod("accumulatedTargets", &ModelHandle::AccumulatedTargets),
+                           InstanceMethod("graphs", &ModelHandle::Graphs),
                            InstanceMethod("memory", &ModelHandle::Memory),
                            InstanceMethod("timings", &ModelHandle::TimingsJs),
                            InstanceMethod("dispose", &ModelHandle::Dispose),
@@ -331,6 +332,16 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       auto m = model(info.Env());
       std::lock_guard<std::mutex> lk(m->mutex());
       return Napi::Number::New(info.Env(), static_cast<double>(m->accumulated_targets()));
+    });
+  }
+
+  // CUDA graphs of the training step (GPT_ENGINE_CUDA_GRAPH=1; docs/GPU.md):
+  // "on" or "off: <why>", then how many graphs were captured and replayed.
+  Napi::Value Graphs(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto m = model(info.Env());
+      std::lock_guard<std::mutex> lk(m->mutex());
+      return Napi::String::New(info.Env(), m->backend().graph_status());
     });
   }
 

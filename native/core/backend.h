@@ -119,8 +119,8 @@ class Backend {
   virtual void synchronize() = 0;
   // The queue this backend runs its work on, for code outside the backend
   // that must order its own device work with it (NCCL's collectives in
-  // native/distributed/nccl_comm.cc): on "cuda" the cudaStream_t (null is CUDA's
-  // legacy default stream, a valid stream), with the backend's GPU made
+  // native/distributed/nccl_comm.cc): on "cuda" the backend's own
+  // non-blocking cudaStream_t, with the backend's GPU made
   // current on the calling thread; work given to it runs after every op
   // called before and before every op called after. Backends
   // without streams ("cpu") return null and are never asked.
@@ -130,6 +130,33 @@ class Backend {
   // smaller one, so that a step allocates nothing: the model calls it when it
   // sizes its activations. Backends without such memory ("cpu") do nothing.
   virtual void reserve_training_scratch(const TrainingShape& s) { (void)s; }
+  // CUDA graphs of training work (on "cuda" with GPT_ENGINE_CUDA_GRAPH=1;
+  // docs/GPU.md "Host syncs in a training step"). graph_capture_begin(key)
+  // starts recording the work queued next instead of running it (false:
+  // graphs are off); graph_capture_end(key, failed) stops and keeps the
+  // recording under `key` unless `failed` (a message: the caller's work threw)
+  // or the capture itself failed: then it returns false, nothing of that work
+  // ran, graphs are off from then on (graph_status says why, stderr once) and
+  // the caller queues the work again. graph_replay(key) queues the work kept
+  // under `key` (false: none). A graph holds the device pointers of its
+  // capture: graph_forget() drops them all (the caller's buffers moved; the
+  // backend drops them itself when its scratch grows).
+  virtual bool graph_capture_begin(const std::string& key) {
+    (void)key;
+    return false;
+  }
+  virtual bool graph_capture_end(const std::string& key, const char* failed) {
+    (void)key;
+    (void)failed;
+    return false;
+  }
+  virtual bool graph_replay(const std::string& key) {
+    (void)key;
+    return false;
+  }
+  virtual void graph_forget() {}
+  // "on" / "off" / "off: <why>", then the counts of captures and replays.
+  virtual std::string graph_status() { return "off (not a CUDA backend)"; }
   // Bytes reserve_training_scratch(s) holds (0 for "cpu").
   virtual size_t training_scratch_bytes(const TrainingShape& s) {
     (void)s;

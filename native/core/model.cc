@@ -389,6 +389,8 @@ void Model::ensure_acts(int B, int T) {
   const int64_t M = int64_t(B) * T;
   Acts& a = *acts_;
   if (M > a.cap) {
+    backend_->graph_forget();  // the graphs hold the old buffers' addresses
+    graph_seen_.clear();
     if (a.base) backend_->free(a.base);
     if (a.tokens) backend_->free(a.tokens);
     if (a.targets) backend_->free(a.targets);
@@ -658,6 +660,41 @@ double Model::forward_backward_impl(const int32_t* tokens, const int32_t* target
   upload_tokens(tokens, targets, B, T, doc_eot);
   profile().acc.clear();  // only this call's ops (not those of forward(), loss() or decoding before it)
   double t0 = now_ms();
+  if (defer && !profile().on) {
+    // The device work of a deferred micro-batch, the same ops in the same
+    // order as below, as one CUDA graph per shape when graphs are on
+    // (Backend::graph_*): nothing in it waits for the host, and the tokens and
+    // targets were uploaded above, into the buffers the graph reads.
+    const bool again = grads_dirty_;
+    const bool first = deferred_ == 0;
+    std::ostringstream key;
+    key << "fb " << B << " " << T << " " << static_cast<int>(precision_) << " " << first << again
+        << (doc_start_ != nullptr);
+    double t1 = -1;
+    const bool graphed = run_graphed(key.str(), [&] {
+      Backend& be = *backend_;
+      forward_body(B, T);
+      if (again) accumulate_begin();
+      if (first) be.zero(loss_acc(), sizeof(double));
+      classifier_forward_backward_rows(be, classifier_args(B * T), acts_->targets, acts_->row_loss_d(), 1.0f,
+                                       acts_->dln, g_.wte);
+      be.loss_accumulate(loss_acc(), acts_->row_loss_d(), acts_->targets, B * T);
+      t1 = now_ms();
+      backward_body(B, T);
+      if (again) accumulate_end();
+    });
+    const double t2 = now_ms();
+    if (graphed || t1 < 0) t1 = t2;  // a graph: all of it counts as the forward
+    int64_t n = 0;
+    for (int64_t i = 0; i < int64_t(B) * T; ++i) n += targets[i] >= 0;
+    ++deferred_;
+    grads_dirty_ = true;
+    timings_.forward_ms = t1 - t0;  // the time to queue the work (nothing waits for the device)
+    timings_.backward_ms = t2 - t1;
+    count_ += n;
+    if (count) *count = n;
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   forward_body(B, T);
   // The fused classifier: loss, dlnf into a.dln and the head's dwte, a chunk
   // of rows at a time. Gradient of the loss *sum* (scale 1): step() and
@@ -705,6 +742,24 @@ double Model::forward_backward_impl(const int32_t* tokens, const int32_t* target
   if (count) *count = n;
   if (defer) return std::numeric_limits<double>::quiet_NaN();
   return n > 0 ? sum / static_cast<double>(n) : std::numeric_limits<double>::quiet_NaN();
+}
+
+bool Model::run_graphed(const std::string& key, const std::function<void()>& work) {
+  if (backend_->graph_replay(key)) return true;
+  if (std::find(graph_seen_.begin(), graph_seen_.end(), key) == graph_seen_.end()) {
+    graph_seen_.push_back(key);  // the first call of a key runs eagerly
+  } else if (backend_->graph_capture_begin(key)) {
+    bool threw = false;
+    try {
+      work();  // recorded, not run
+    } catch (const std::exception& e) {
+      threw = true;
+      backend_->graph_capture_end(key, e.what());  // graphs off; the work runs eagerly below
+    }
+    if (!threw && backend_->graph_capture_end(key, nullptr) && backend_->graph_replay(key)) return true;
+  }
+  work();
+  return false;
 }
 
 void Model::zero_grad() {

@@ -319,6 +319,12 @@ class Model {
   float* acc_ = nullptr;
   void accumulate_begin();
   void accumulate_end();
+  // CUDA graphs (Backend::graph_*): queues `work` (device work only, the
+  // same for every call with this key) as the graph kept under `key`: the
+  // first call of a key runs eagerly (it warms up plans and buffers), the
+  // second captures and replays, later ones replay. True: a graph ran it.
+  bool run_graphed(const std::string& key, const std::function<void()>& work);
+  std::vector<std::string> graph_seen_;  // keys run eagerly once (cleared when the activations move)
   std::vector<int64_t> shard_counts() const;
   void dist_reduce_gradients();
   double dist_grad_norm();

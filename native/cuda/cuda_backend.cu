@@ -1,6 +1,6 @@
-// gpt::Backend on one NVIDIA GPU. Every op enqueues kernels on the legacy
-// default stream (so host<->device copies order with them without extra
-// synchronization) and checks each launch; the ops that return numbers copy
+// gpt::Backend on one NVIDIA GPU. Every op enqueues kernels, copies and
+// memsets on the backend's own non-blocking stream (stream_; a CUDA graph can
+// be captured only from such a stream) and checks each launch; the ops that return numbers copy
 // back a small result: crossentropy its per-row losses (summed on the host
 // in row order), sum_squares and loss_sum (the training classifier's loss)
 // one value each, summed on the device in a fixed order.
@@ -15,7 +15,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,7 @@
 #include "../core/error.h"
 #include "attention.cuh"
 #include "check.cuh"
+#include "cublaslt.h"
 #include "cuda_backend.cuh"
 #include "decode_attention.cuh"
 #include "gemm.cuh"
@@ -111,10 +115,16 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(int device) : device_(device) {
     CUDA_CHECK(cudaSetDevice(device_), "cuda backend init (cudaSetDevice)");
     CUDA_CHECK(cudaFree(nullptr), "cuda backend init (context)");  // creates the context now, not mid-step
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cuda backend init (stream)");
+    const char* g = std::getenv("GPT_ENGINE_CUDA_GRAPH");
+    graphs_on_ = g && std::strcmp(g, "1") == 0;
+    if (!graphs_on_) graphs_why_ = "GPT_ENGINE_CUDA_GRAPH is not 1";
   }
   ~CudaBackend() override {
+    graph_forget();
     for (auto& s : scratch_)
       if (s.ptr) cudaFree(s.ptr);
+    if (stream_) cudaStreamDestroy(stream_);  // the cudaFree calls above waited for its work
     cudaGetLastError();
   }
   const char* name() const override { return "cuda"; }
@@ -161,10 +171,14 @@ class CudaBackend final : public Backend {
     set_device();
     CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, stream_), "to_device");
   }
+  // On the stream, so it follows the work queued there (cudaMemcpy runs on
+  // the legacy stream, which does not wait for a non-blocking one); into
+  // pageable memory it returns only once the bytes have arrived.
   void to_host(void* host_dst, const void* src, size_t bytes) override {
     if (!bytes) return;
     set_device();
-    CUDA_CHECK(cudaMemcpy(host_dst, src, bytes, cudaMemcpyDeviceToHost), "to_host (or a kernel before it)");
+    CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
+               "to_host (or a kernel before it)");
   }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return;
@@ -194,6 +208,70 @@ class CudaBackend final : public Backend {
       if (n.bytes[slot]) scratch(slot, n.bytes[slot], n.what[slot]);
   }
   size_t training_scratch_bytes(const TrainingShape& s) override { return training_scratch_total(s); }
+
+  // ---- CUDA graphs (GPT_ENGINE_CUDA_GRAPH=1) ----------------------------------------
+  bool graph_capture_begin(const std::string& key) override {
+    if (!graphs_on_) return false;
+    set_device();
+#ifdef GPT_CUDA_EMU
+    if (gemm_choice().cublaslt) {
+      graphs_off("under the SIMT emulator the cuBLASLt stand-in computes at the call and cannot be captured "
+                 "(GPT_ENGINE_GEMM=own runs the own GEMM kernels, which can)");
+      return false;
+    }
+#endif
+    graph_drop(key);
+    cudaGetLastError();
+    const cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      graphs_off(std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e));
+      return false;
+    }
+    capturing_ = true;
+    return true;
+  }
+  bool graph_capture_end(const std::string& key, const char* failed) override {
+    if (!capturing_) return false;
+    set_device();
+    capturing_ = false;
+    cudaGraph_t g = nullptr;
+    const cudaError_t e = cudaStreamEndCapture(stream_, &g);
+    std::string why = failed ? std::string(failed) : std::string();
+    if (why.empty() && e != cudaSuccess) why = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e);
+    cudaGraphExec_t x = nullptr;
+    if (why.empty()) {
+      const cudaError_t ei = cudaGraphInstantiate(&x, g, 0);
+      if (ei != cudaSuccess) why = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(ei);
+    }
+    if (g) cudaGraphDestroy(g);
+    cudaGetLastError();
+    if (!why.empty()) {
+      if (x) cudaGraphExecDestroy(x);
+      graphs_off(why);
+      return false;
+    }
+    graphs_[key] = x;
+    ++captures_;
+    return true;
+  }
+  bool graph_replay(const std::string& key) override {
+    if (!graphs_on_) return false;
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) return false;
+    set_device();
+    CUDA_CHECK(cudaGraphLaunch(it->second, stream_), "cudaGraphLaunch (or a kernel before it)");
+    ++replays_;
+    return true;
+  }
+  void graph_forget() override {
+    for (auto& g : graphs_) cudaGraphExecDestroy(g.second);
+    graphs_.clear();
+  }
+  std::string graph_status() override {
+    std::string s = graphs_on_ ? "on" : ("off" + (graphs_why_.empty() ? std::string() : ": " + graphs_why_));
+    return s + "; " + std::to_string(captures_) + " captured, " + std::to_string(replays_) + " replayed";
+  }
 
   // ---- linear layers ---------------------------------------------------------
   void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
@@ -419,11 +497,26 @@ class CudaBackend final : public Backend {
 
   void set_device() { CUDA_CHECK(cudaSetDevice(device_), "cudaSetDevice"); }
 
+  void graph_drop(const std::string& key) {
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) return;
+    cudaGraphExecDestroy(it->second);
+    graphs_.erase(it);
+  }
+  // Graphs off for good (the work runs eagerly): said once on stderr.
+  void graphs_off(const std::string& why) {
+    graph_forget();
+    graphs_on_ = false;
+    graphs_why_ = why;
+    std::fprintf(stderr, "gpt-engine: CUDA graphs off, the training step runs eagerly: %s\n", why.c_str());
+  }
+
   // A grow-only device buffer. Growing frees the old one after the stream is
   // idle (cudaFree synchronizes), so no kernel still reads it.
   void* scratch(int slot, size_t bytes, const char* what) {
     Scratch& s = scratch_[slot];
     if (bytes <= s.bytes && s.ptr) return s.ptr;
+    graph_forget();  // they point into the old buffer
     if (s.ptr) {
       CUDA_CHECK(cudaStreamSynchronize(stream_), "scratch resize (a kernel before it failed)");
       CUDA_CHECK(cudaFree(s.ptr), "scratch resize");
@@ -449,12 +542,17 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
-  cudaStream_t stream_ = nullptr;  // legacy default stream
+  cudaStream_t stream_ = nullptr;  // cudaStreamNonBlocking, created with the backend
   size_t allocated_ = 0;
   std::vector<std::pair<void*, size_t>> sizes_;
   Scratch scratch_[kSlots];
   std::vector<int32_t> host_valid_;
   std::vector<double> host_loss_;
+  // CUDA graphs: the executable graph of each captured key.
+  bool graphs_on_ = false, capturing_ = false;
+  std::string graphs_why_;
+  std::map<std::string, cudaGraphExec_t> graphs_;
+  long long captures_ = 0, replays_ = 0;
 };
 
 }  // namespace

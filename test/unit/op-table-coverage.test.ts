@@ -37,9 +37,12 @@ function backendMethods(header: string): string[] {
 // test/distributed/gpu-ranks.test.ts runs it. reserve_training_scratch and
 // training_scratch_bytes size the backend's own memory; every training step
 // runs through them (test/cuda/host-syncs.test.ts counts their allocations).
+// The graph_* methods record and replay a training micro-batch's ops as a
+// CUDA graph (test/cuda/graph.test.ts compares it with eager training).
 const NOT_OPS = new Set([
   'name', 'alloc', 'free', 'to_device', 'to_host', 'copy', 'zero', 'synchronize', 'native_stream', 'decode_weight_bytes',
   'decode_weight_pack', 'reserve_training_scratch', 'training_scratch_bytes',
+  'graph_capture_begin', 'graph_capture_end', 'graph_replay', 'graph_forget', 'graph_status',
 ]);
 
 /** The `op` of every case of both tables (built in plain node: inside jest's VM it takes ~30 s). */

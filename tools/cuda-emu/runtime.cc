@@ -26,7 +26,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -1079,6 +1081,16 @@ long long clock64() {
 // ---- runtime API ----------------------------------------------------------------------
 using gpt_emu::set_error;
 
+// CUDA graphs (defined at the end of this file): a call that may not run
+// during a stream capture fails it (cudaErrorStreamCaptureUnsupported);
+// capture_record records a memset or device-to-device copy queued on a
+// capturing stream (true: recorded, or refused with *err set).
+namespace gpt_emu {
+cudaError_t capture_refuses(const char* what);
+bool capture_record_memset(cudaStream_t s, void* p, int value, size_t bytes, cudaError_t* err);
+bool capture_record_copy(cudaStream_t s, void* dst, const void* src, size_t bytes, cudaError_t* err);
+}  // namespace gpt_emu
+
 namespace {
 thread_local int t_device = 0;
 const char* kDeviceName = "SIMT emulator (CPU)";
@@ -1149,6 +1161,7 @@ cudaError_t cudaDriverGetVersion(int* v) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize() {
+  if (cudaError_t e = gpt_emu::capture_refuses("cudaDeviceSynchronize")) return e;
   ++gpt_emu::g_device_sync;
   return cudaSuccess;
 }
@@ -1178,6 +1191,9 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorAssert: return "cudaErrorAssert";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
     default: return "cudaErrorUnknown";
   }
 }
@@ -1195,6 +1211,7 @@ const char* cudaGetErrorString(cudaError_t e) {
 }
 
 cudaError_t cudaMalloc(void** p, size_t bytes) {
+  if (cudaError_t e = gpt_emu::capture_refuses("cudaMalloc")) return e;
   ++gpt_emu::g_malloc;
   if (gpt_emu::g_launches.load() > 0) ++gpt_emu::g_malloc_after_launch;
   gpt_emu::Memory& m = gpt_emu::memory();
@@ -1240,6 +1257,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
 }
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
+  if (cudaError_t e = gpt_emu::capture_refuses("cudaFree")) return e;
   ++gpt_emu::g_free;
   gpt_emu::Memory& m = gpt_emu::memory();
   {
@@ -1303,10 +1321,15 @@ cudaError_t copy_uncounted(void* dst, const void* src, size_t bytes, cudaMemcpyK
 }  // namespace
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (cudaError_t e = gpt_emu::capture_refuses("a copy to or from host memory (or cudaMemcpy)")) return e;
   if (bytes) gpt_emu::count_copy(kind, bytes);
   return copy_uncounted(dst, src, bytes, kind);
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
+  cudaError_t captured = cudaSuccess;
+  if (kind == cudaMemcpyDeviceToDevice && gpt_emu::capture_record_copy(s, dst, src, bytes, &captured)) return captured;
+  if (kind == cudaMemcpyHostToDevice)
+    if (cudaError_t e = gpt_emu::capture_refuses("cudaMemcpyAsync from host memory")) return e;
   if (kind != cudaMemcpyHostToDevice) return cudaMemcpy(dst, src, bytes, kind);
   if (bytes) ++gpt_emu::g_to_device_async;
   return copy_uncounted(dst, src, bytes, kind);
@@ -1322,6 +1345,7 @@ cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitc
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+  if (cudaError_t e = gpt_emu::capture_refuses("cudaMemset")) return e;
   if (!bytes) return cudaSuccess;
   if (!gpt_emu::in_device(p, bytes))
     return set_error(cudaErrorInvalidValue,
@@ -1329,7 +1353,11 @@ cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   std::memset(p, value, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) { return cudaMemset(p, value, bytes); }
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
+  cudaError_t captured = cudaSuccess;
+  if (gpt_emu::capture_record_memset(s, p, value, bytes, &captured)) return captured;
+  return cudaMemset(p, value, bytes);
+}
 
 struct CUstream_st {
   int flags;
@@ -1348,6 +1376,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 // Work runs synchronously at the call, so every stream is always idle.
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  if (cudaError_t e = gpt_emu::capture_refuses("cudaStreamSynchronize")) return e;
   ++gpt_emu::g_stream_sync;
   return cudaSuccess;
 }
@@ -1369,6 +1398,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  if (cudaError_t e = gpt_emu::capture_refuses("cudaEventSynchronize")) return e;
   ++gpt_emu::g_event_sync;
   return cudaSuccess;
 }
@@ -1391,4 +1421,201 @@ cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int v
   }
   if (attr == cudaFuncAttributePreferredSharedMemoryCarveout) return cudaSuccess;
   return set_error(cudaErrorInvalidValue, "cudaFuncSetAttribute: attribute not emulated");
+}
+
+// ---- CUDA graphs (stand-ins) ------------------------------------------------------------
+// A capture is a list of nodes recorded in queue order on one stream: a
+// launch keeps its configuration and a heap copy of its arguments (the
+// Launcher's LaunchCtx), a memset or a device-to-device copy its pointers.
+// cudaGraphLaunch runs the nodes one after another through run_launch, as
+// if they had been queued then. While any capture is open, work on the
+// legacy stream and calls that would wait for the device or allocate fail
+// and invalidate every open capture (the global capture mode on a GPU).
+namespace gpt_emu {
+namespace {
+struct GraphNode {
+  enum Kind { Launch, Memset, Copy } kind = Launch;
+  const char* name = nullptr;
+  const void* kernel = nullptr;
+  dim3 grid, block;
+  size_t smem = 0;
+  void (*body)(void*) = nullptr;
+  std::shared_ptr<void> ctx;
+  void* dst = nullptr;
+  const void* src = nullptr;
+  size_t bytes = 0;
+  int value = 0;
+};
+}  // namespace
+}  // namespace gpt_emu
+
+struct CUgraph_st {
+  std::vector<gpt_emu::GraphNode> nodes;
+};
+struct CUgraphExec_st {
+  std::vector<gpt_emu::GraphNode> nodes;
+};
+
+namespace gpt_emu {
+namespace {
+struct Capture {
+  CUgraph_st* graph = nullptr;
+  std::string invalid;  // why the capture failed ("" while it holds)
+};
+std::mutex g_capture_mu;
+std::atomic<int> g_captures_open{0};
+std::unordered_map<cudaStream_t, Capture>& captures() {
+  static auto* m = new std::unordered_map<cudaStream_t, Capture>();
+  return *m;
+}
+bool legacy(cudaStream_t s) { return s == nullptr || s == cudaStreamLegacy; }
+// Fails every open capture (g_capture_mu held) and sets the error.
+cudaError_t invalidate_all(cudaError_t code, const std::string& why) {
+  for (auto& c : captures())
+    if (c.second.invalid.empty()) c.second.invalid = why;
+  return set_error(code, why);
+}
+// Records `n` on s's capture: true when s captures (recorded, or *err set when
+// the capture already failed), or when s is the legacy stream during a
+// capture (refused: *err). False: run the work now.
+bool record(cudaStream_t s, GraphNode&& n, cudaError_t* err) {
+  *err = cudaSuccess;
+  if (g_captures_open.load() == 0) return false;
+  std::lock_guard<std::mutex> lk(g_capture_mu);
+  auto it = captures().find(s);
+  if (it == captures().end()) {
+    if (!legacy(s) || captures().empty()) return false;
+    *err = invalidate_all(cudaErrorStreamCaptureImplicit,
+                          fmt("%s queued on the legacy default stream while a stream captures",
+                              n.name ? n.name : "a memset or copy"));
+    return true;
+  }
+  if (!it->second.invalid.empty()) {
+    *err = set_error(cudaErrorStreamCaptureInvalidated, it->second.invalid);
+    return true;
+  }
+  it->second.graph->nodes.push_back(std::move(n));
+  return true;
+}
+}  // namespace
+
+bool capture_open() { return g_captures_open.load() > 0; }
+
+cudaError_t capture_refuses(const char* what) {
+  if (g_captures_open.load() == 0) return cudaSuccess;
+  std::lock_guard<std::mutex> lk(g_capture_mu);
+  if (captures().empty()) return cudaSuccess;
+  return invalidate_all(cudaErrorStreamCaptureUnsupported,
+                        fmt("%s during a stream capture (not allowed in the global capture mode)", what));
+}
+
+void record_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                   void (*body)(void*), void* ctx, void (*drop)(void*)) {
+  GraphNode n;
+  n.kind = GraphNode::Launch;
+  n.name = kernel_name;
+  n.kernel = kernel;
+  n.grid = grid;
+  n.block = block;
+  n.smem = smem;
+  n.body = body;
+  n.ctx = std::shared_ptr<void>(ctx, drop);
+  std::shared_ptr<void> keep = n.ctx;
+  cudaError_t err;
+  if (record(s, std::move(n), &err)) return;
+  run_launch(kernel_name, kernel, grid, block, smem, s, body, keep.get());
+}
+
+bool capture_record_memset(cudaStream_t s, void* p, int value, size_t bytes, cudaError_t* err) {
+  if (g_captures_open.load() == 0 || !bytes) return false;
+  if (!in_device(p, bytes)) return false;  // cudaMemset reports it
+  GraphNode n;
+  n.kind = GraphNode::Memset;
+  n.dst = p;
+  n.value = value;
+  n.bytes = bytes;
+  return record(s, std::move(n), err);
+}
+
+bool capture_record_copy(cudaStream_t s, void* dst, const void* src, size_t bytes, cudaError_t* err) {
+  if (g_captures_open.load() == 0 || !bytes) return false;
+  if (!in_device(dst, bytes) || !in_device(src, bytes)) return false;  // cudaMemcpy reports it
+  GraphNode n;
+  n.kind = GraphNode::Copy;
+  n.dst = dst;
+  n.src = src;
+  n.bytes = bytes;
+  return record(s, std::move(n), err);
+}
+}  // namespace gpt_emu
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  if (gpt_emu::legacy(s))
+    return set_error(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture on the legacy default stream");
+  std::lock_guard<std::mutex> lk(gpt_emu::g_capture_mu);
+  if (gpt_emu::captures().count(s))
+    return set_error(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture: the stream already captures");
+  gpt_emu::captures()[s].graph = new CUgraph_st();
+  ++gpt_emu::g_captures_open;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph) {
+  std::lock_guard<std::mutex> lk(gpt_emu::g_capture_mu);
+  auto it = gpt_emu::captures().find(s);
+  if (it == gpt_emu::captures().end())
+    return set_error(cudaErrorInvalidValue, "cudaStreamEndCapture: the stream does not capture");
+  gpt_emu::Capture c = it->second;
+  gpt_emu::captures().erase(it);
+  --gpt_emu::g_captures_open;
+  if (!c.invalid.empty()) {
+    delete c.graph;
+    *graph = nullptr;
+    return set_error(cudaErrorStreamCaptureInvalidated, c.invalid);
+  }
+  *graph = c.graph;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status) {
+  std::lock_guard<std::mutex> lk(gpt_emu::g_capture_mu);
+  auto it = gpt_emu::captures().find(s);
+  *status = it == gpt_emu::captures().end()    ? cudaStreamCaptureStatusNone
+            : it->second.invalid.empty() ? cudaStreamCaptureStatusActive
+                                         : cudaStreamCaptureStatusInvalidated;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (!graph) return set_error(cudaErrorInvalidValue, "cudaGraphInstantiate: null graph");
+  *exec = new CUgraphExec_st{graph->nodes};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
+  if (!exec) return set_error(cudaErrorInvalidResourceHandle, "cudaGraphLaunch: null graph");
+  if (gpt_emu::capture_open()) {
+    std::lock_guard<std::mutex> lk(gpt_emu::g_capture_mu);
+    if (gpt_emu::captures().count(s) || (gpt_emu::legacy(s) && !gpt_emu::captures().empty()))
+      return gpt_emu::invalidate_all(cudaErrorStreamCaptureUnsupported,
+                                     "cudaGraphLaunch during a capture (not emulated)");
+  }
+  for (const gpt_emu::GraphNode& n : exec->nodes) {
+    switch (n.kind) {
+      case gpt_emu::GraphNode::Launch:
+        gpt_emu::run_launch(n.name, n.kernel, n.grid, n.block, n.smem, s, n.body, n.ctx.get());
+        break;
+      case gpt_emu::GraphNode::Memset:
+        std::memset(n.dst, n.value, n.bytes);
+        break;
+      case gpt_emu::GraphNode::Copy:
+        std::memmove(n.dst, n.src, n.bytes);
+        break;
+    }
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
 }

@@ -74,6 +74,9 @@ enum cudaError_t {
   cudaErrorAssert = 710,
   cudaErrorLaunchFailure = 719,
   cudaErrorNotSupported = 801,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906,
   cudaErrorUnknown = 999,
 };
 typedef cudaError_t cudaError;
@@ -183,6 +186,34 @@ inline cudaError_t cudaFuncSetAttribute(R (*func)(P...), cudaFuncAttribute attr,
   return cudaFuncSetAttribute(reinterpret_cast<const void*>(func), attr, value);
 }
 
+// ---- CUDA graphs (stand-ins, runtime.cc "CUDA graphs") -----------------------------------
+// While a stream captures, the launches, memsets and device-to-device copies
+// queued on it are recorded (a launch with a copy of its arguments) instead
+// of run; cudaGraphLaunch runs the recorded work in order. Work on another
+// stream, a copy to or from the host, an allocation or a synchronize during a
+// capture fails and invalidates it, as the global capture mode does on a GPU.
+struct CUgraph_st;
+struct CUgraphExec_st;
+typedef CUgraph_st* cudaGraph_t;
+typedef CUgraphExec_st* cudaGraphExec_t;
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+
 // ---- the emulator's core (runtime.cc) --------------------------------------------------
 namespace gpt_emu {
 
@@ -204,6 +235,12 @@ extern thread_local const uint3* t_thread_idx;
 // next cudaGetLastError() returns, with a message naming the kernel.
 void run_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                 void (*body)(void*), void* ctx);
+// CUDA graphs: true when a capture is open anywhere (a launch then goes to
+// record_launch, which records it on its capturing stream or fails the
+// capture). record_launch owns `ctx` (a heap copy, freed by `drop`).
+bool capture_open();
+void record_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                   void (*body)(void*), void* ctx, void (*drop)(void*));
 
 void* dynamic_smem();
 // A static __shared__ array's home for this block (poisoned at the block's
@@ -271,14 +308,19 @@ struct Launcher {
   void launch_with(void (*k)(P...), A&&... args) const {
     static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
     using Tuple = std::tuple<std::decay_t<P>...>;
-    LaunchCtx<void (*)(P...), Tuple> ctx{k, Tuple(static_cast<std::decay_t<P>>(std::forward<A>(args))...)};
-    run_launch(kernel_name<K>(), reinterpret_cast<const void*>(k), grid, block, smem, stream,
-               [](void* c) {
-                 auto* lc = static_cast<LaunchCtx<void (*)(P...), Tuple>*>(c);
-                 Tuple copy = lc->params;  // each thread gets its own copy of the arguments
-                 std::apply(lc->f, copy);
-               },
-               &ctx);
+    using Ctx = LaunchCtx<void (*)(P...), Tuple>;
+    Ctx ctx{k, Tuple(static_cast<std::decay_t<P>>(std::forward<A>(args))...)};
+    void (*body)(void*) = [](void* c) {
+      auto* lc = static_cast<Ctx*>(c);
+      Tuple copy = lc->params;  // each thread gets its own copy of the arguments
+      std::apply(lc->f, copy);
+    };
+    if (capture_open()) {  // CUDA graphs: recorded with a copy of the arguments
+      record_launch(kernel_name<K>(), reinterpret_cast<const void*>(k), grid, block, smem, stream, body,
+                    new Ctx(ctx), [](void* c) { delete static_cast<Ctx*>(c); });
+      return;
+    }
+    run_launch(kernel_name<K>(), reinterpret_cast<const void*>(k), grid, block, smem, stream, body, &ctx);
   }
 };
 

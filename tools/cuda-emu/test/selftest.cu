@@ -403,6 +403,88 @@ int child_status(F f) {
   return st;
 }
 
+
+// ---- CUDA graph stand-ins ----------------------------------------------------------
+__global__ void graph_axpy_kernel(float* y, const float* x, float a, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = a * x[i] + y[i];
+}
+
+void graph_checks() {
+  const int n = 100;
+  float *x = dev<float>(n), *y = dev<float>(n), *z = dev<float>(n);
+  std::vector<float> hx(n), h(n);
+  for (int i = 0; i < n; ++i) hx[i] = float(i);
+  cudaMemcpy(x, hx.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+  cudaMemset(y, 0, n * sizeof(float));
+  cudaStream_t s = nullptr;
+  cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  // y = 0; y += a x (a = 2, then changed on the host after the launch); z = y.
+  float a = 2.0f;
+  cudaGraph_t g = nullptr;
+  cudaError_t b = cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal);
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  cudaStreamIsCapturing(s, &st);
+  cudaMemsetAsync(y, 0, n * sizeof(float), s);
+  graph_axpy_kernel<<<4, 32, 0, s>>>(y, x, a, n);
+  a = 5.0f;  // the recorded launch keeps its own copy of the arguments
+  graph_axpy_kernel<<<4, 32, 0, s>>>(y, x, 1.0f, n);
+  cudaMemcpyAsync(z, y, n * sizeof(float), cudaMemcpyDeviceToDevice, s);
+  cudaError_t e = cudaStreamEndCapture(s, &g);
+  cudaMemcpy(h.data(), y, n * sizeof(float), cudaMemcpyDeviceToHost);
+  bool none_ran = true;
+  for (int i = 0; i < n; ++i) none_ran = none_ran && h[i] == 0.0f;
+  check(b == cudaSuccess && e == cudaSuccess && g && st == cudaStreamCaptureStatusActive && none_ran,
+        "graphs: a capture records launches, memsets and device copies without running them");
+  cudaGraphExec_t ex = nullptr;
+  cudaGraphInstantiate(&ex, g, 0);
+  cudaGraphDestroy(g);  // the executable graph keeps its own copy
+  bool ok = true;
+  for (int round = 0; round < 2; ++round) {
+    cudaGraphLaunch(ex, s);
+    std::string le = last_error();
+    cudaStreamSynchronize(s);
+    cudaMemcpy(h.data(), z, n * sizeof(float), cudaMemcpyDeviceToHost);
+    for (int i = 0; i < n; ++i) ok = ok && le.empty() && h[i] == 3.0f * float(i);
+  }
+  check(ok, "graphs: a replay runs the recorded work in order with the arguments of capture time, every time");
+  cudaGraphExecDestroy(ex);
+  // Work on the legacy stream, a host copy, an allocation or a synchronize
+  // during a capture fails it.
+  const char* what[] = {"a launch on the legacy stream", "cudaMemcpyAsync from the host", "cudaMalloc",
+                        "cudaStreamSynchronize"};
+  for (int k = 0; k < 4; ++k) {
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal);
+    graph_axpy_kernel<<<4, 32, 0, s>>>(y, x, 1.0f, n);
+    cudaError_t bad = cudaSuccess;
+    void* p = nullptr;
+    if (k == 0) {
+      graph_axpy_kernel<<<4, 32>>>(y, x, 1.0f, n);
+      bad = cudaGetLastError();
+    } else if (k == 1) {
+      bad = cudaMemcpyAsync(x, hx.data(), n * sizeof(float), cudaMemcpyHostToDevice, s);
+    } else if (k == 2) {
+      bad = cudaMalloc(&p, 64);
+    } else {
+      bad = cudaStreamSynchronize(s);
+    }
+    cudaGetLastError();
+    cudaGraph_t g2 = nullptr;
+    cudaError_t end = cudaStreamEndCapture(s, &g2);
+    cudaGetLastError();
+    check(bad != cudaSuccess && end == cudaErrorStreamCaptureInvalidated && g2 == nullptr && p == nullptr,
+          (std::string("graphs: ") + what[k] + " during a capture fails it").c_str());
+  }
+  cudaMemcpy(h.data(), z, n * sizeof(float), cudaMemcpyDeviceToHost);
+  ok = true;
+  for (int i = 0; i < n; ++i) ok = ok && h[i] == 3.0f * float(i);
+  check(ok, "graphs: nothing of a failed capture ran");
+  cudaStreamDestroy(s);
+  cudaFree(x);
+  cudaFree(y);
+  cudaFree(z);
+}
+
 }  // namespace
 
 int main() {
@@ -892,6 +974,7 @@ int main() {
     check(std::strstr(p.name, "emulator") != nullptr && std::strstr(p.name, "CPU") != nullptr,
           "the device names itself an emulator on the CPU", p.name);
   }
+  graph_checks();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
