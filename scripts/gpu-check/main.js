@@ -287,9 +287,10 @@ async function benchEngine(addon) {
   for (const g of gemms)
     table.push([`engine GEMM ${g.precision} ${g.M}x${g.K}x${g.N}`, g.error ? 'ERROR' : 'ran', g.error ? g.error.slice(0, 80) : `${g.tflops.toFixed(1)} TFLOP/s`]);
   for (const x of step)
-    table.push([`engine step ${x.preset} ${x.precision} B${x.batch} T${x.seq}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) :
+    table.push([`engine step ${x.preset} ${x.precision}${x.graph ? ' graph' : ''} B${x.batch} T${x.seq}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) :
       `${x.ms.toFixed(1)} ms, ${Math.round(x.tokensPerSecond)} tok/s, MFU ${(100 * x.mfu).toPrecision(3)}% of ${PEAK_TFLOPS}` +
-      (x.mfuOfGemm === null ? '' : `, ${(100 * x.mfuOfGemm).toPrecision(3)}% of the GEMM's ${x.gemmTflops.toPrecision(3)}`) + ' TFLOP/s']);
+      (x.mfuOfGemm === null ? '' : `, ${(100 * x.mfuOfGemm).toPrecision(3)}% of the GEMM's ${x.gemmTflops.toPrecision(3)}`) + ' TFLOP/s' +
+      (x.graph ? `; graphs ${String(x.graphs).slice(0, 40)}` : '')]);
   for (const x of decodeRows)
     table.push([`engine decode attn ${x.pattern} M${x.M} H${x.H} D${x.D} n${x.n}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `${x.us.toFixed(1)} us, cache read ${x.cache_gbps.toFixed(0)} GB/s`]);
   return shapes;
@@ -331,11 +332,18 @@ async function benchStep(gemms, precisions) {
   const preset = dryRun ? 'tiny' : 'gpt2';
   const [B, T] = dryRun ? [2, 32] : [16, 1024];
   const out = [];
-  for (const precision of precisions) {
-    const row = { preset, precision, batch: B, seq: T };
+  // bf16 again with the micro-batch captured as a CUDA graph (read when the backend is created).
+  const cases = [...precisions.map((p) => [p, false]), ...(precisions.includes('bf16') ? [['bf16', true]] : [])];
+  for (const [precision, graph] of cases) {
+    const row = { preset, precision, graph, batch: B, seq: T };
     let m;
+    const before = process.env.GPT_ENGINE_CUDA_GRAPH;
     try {
+      if (graph) process.env.GPT_ENGINE_CUDA_GRAPH = '1';
+      else delete process.env.GPT_ENGINE_CUDA_GRAPH;
       m = await lib.GPT.create(preset, { seed: 3, device, precision });
+      if (before === undefined) delete process.env.GPT_ENGINE_CUDA_GRAPH;
+      else process.env.GPT_ENGINE_CUDA_GRAPH = before;
       const cfg = m.config;
       const r = ops.rng(11);
       const tokens = Int32Array.from(ops.randi(r, B * T, 0, cfg.vocab_size));
@@ -343,7 +351,8 @@ async function benchStep(gemms, precisions) {
       const times = [];
       for (let i = 0; i < 7; ++i) {
         const t0 = process.hrtime.bigint();
-        await m.forwardBackward(tokens, targets, { batch: B, seq: T });
+        // As the trainer runs it: the loss stays on the device until step() (one copy back per step).
+        await m.forwardBackward(tokens, targets, { batch: B, seq: T }, ...(m.defersLoss ? [{ deferLoss: true }] : []));
         await m.step({ lr: 1e-4 });
         if (i >= 2) times.push(Number(process.hrtime.bigint() - t0) / 1e6);
       }
@@ -357,12 +366,15 @@ async function benchStep(gemms, precisions) {
       const best = Math.max(0, ...gemms.filter((g) => g.precision === precision && !g.error).map((g) => g.tflops));
       row.gemmTflops = best || null;
       row.mfuOfGemm = best ? tflops / best : null;
+      if (typeof m.graphs === 'function') row.graphs = m.graphs();
     } catch (e) {
       row.error = String(e.message || e);
     } finally {
       if (m) await m.dispose().catch(() => {});
     }
-    log(`  engine step ${preset} ${precision} B${B} T${T}: ${row.error || `${row.ms.toFixed(1)} ms, MFU ${(100 * row.mfu).toFixed(2)}%`}`);
+    if (before === undefined) delete process.env.GPT_ENGINE_CUDA_GRAPH;
+    else process.env.GPT_ENGINE_CUDA_GRAPH = before;
+    log(`  engine step ${preset} ${precision}${graph ? ' graph' : ''} B${B} T${T}: ${row.error || `${row.ms.toFixed(1)} ms, MFU ${(100 * row.mfu).toFixed(2)}%`}`);
     out.push(row);
   }
   return out;
@@ -463,7 +475,7 @@ function benchPytorch(shapes) {
     for (const a of j.attention || [])
       table.push([`torch ${a.backend} ${a.pattern} T${a.T} D${a.D}`, a.error ? 'ERROR' : 'ran', a.error ? String(a.error).slice(0, 80) : `fwd ${a.fwd_tflops.toFixed(1)}, fwd+bwd ${a.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
     if (j.train) table.push([`torch GPT-2 train (${j.train.mode})`, j.train.error ? 'ERROR' : 'ran', j.train.error ? String(j.train.error).slice(0, 80) : `${Math.round(j.train.tokens_per_s)} tokens/s`]);
-    const mine = stepRows.find((x) => x.precision === 'bf16' && !x.error);
+    const mine = stepRows.find((x) => x.precision === 'bf16' && !x.graph && !x.error);
     const cfg = j.train && j.train.config;
     if (mine && cfg && !j.train.error && cfg.batch === mine.batch && cfg.seq === mine.seq)
       table.push([`engine/torch GPT-2 step bf16 B${mine.batch} T${mine.seq}`, 'ran', `${(mine.tokensPerSecond / j.train.tokens_per_s).toFixed(2)}x torch (${j.train.mode})`]);
