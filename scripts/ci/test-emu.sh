@@ -3,7 +3,10 @@
 # (tools/cuda-emu, docs/dev/CUDA-EMU.md): builds the emulated addon in its own
 # folder (no nvcc needed), then runs everything CI runs on it, each with every
 # cudaMalloc buffer ending at an inaccessible page (GPT_EMU_GUARD=1), so a
-# kernel reading or writing past a buffer crashes the run instead of passing:
+# kernel reading or writing past a buffer crashes the run instead of passing,
+# and under the barrier schedule (GPT_EMU_SCHEDULE=barrier: each warp runs
+# alone to its next __syncthreads(), so a missing barrier before a shared tile
+# is written or read shows):
 #   1. the emulator's self-test (gpt_emu_selftest) and the stand-in
 #      libcublasLt's test against a plain loop (gpt_emu_cublaslt_test);
 #   2. the cuda jest project (every op against the CPU backend, the decoding
@@ -26,6 +29,7 @@
 # GPU check and the jest project's GPU probe load it). Exit 0 when all passed.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+caller="${INIT_CWD:-$PWD}"  # through `npm run`, npm's folder; else this one
 cd "$root"
 build=build-emu jest_json="" results=""
 while [[ $# -gt 0 ]]; do
@@ -37,8 +41,8 @@ while [[ $# -gt 0 ]]; do
     *) echo "test-emu: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-# Through `npm run`, relative paths mean the folder npm was called from.
-abs() { [[ "$1" == /* || -z "${INIT_CWD:-}" ]] && echo "$1" || echo "$INIT_CWD/$1"; }
+# Relative paths mean the folder the command was called from.
+abs() { [[ "$1" == /* ]] && echo "$1" || echo "$caller/$1"; }
 build="$(abs "$build")"
 [[ -n "$jest_json" ]] && jest_json="$(abs "$jest_json")"
 tmp="$(mktemp -d /tmp/gpt-engine-emu.XXXXXX)"
@@ -61,7 +65,7 @@ fi
 addon="$build/Release/gpt_engine.node"
 step "built in $((SECONDS - t0)) s"
 
-export GPT_EMU_GUARD=1 GPT_ENGINE_ADDON="$addon"
+export GPT_EMU_GUARD=1 GPT_EMU_SCHEDULE=barrier GPT_ENGINE_ADDON="$addon"
 fail=0
 step "1/5 the emulator's self-test, the stand-in libcublasLt's test"
 "$build/gpt_emu_selftest" || { step "FAILED: the self-test"; fail=1; }

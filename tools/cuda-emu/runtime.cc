@@ -8,9 +8,11 @@
 // live thread of the block waits at it. When nothing can run and threads
 // still wait, the block is deadlocked: the launch fails with a message
 // naming the kernel, the block and where the threads wait, and the fibers
-// are abandoned (no hang, no abort). Warps run in a shuffled order (fixed
-// seed, GPT_EMU_SEED picks another) so a missing barrier is more likely to
-// show as poisoned data. ldmatrix is a warp collective as well; cp.async
+// are abandoned (no hang, no abort). By default each warp runs alone to its
+// next barrier, the warps one after another in a shuffled order (fixed seed,
+// GPT_EMU_SEED picks another; GPT_EMU_SCHEDULE=lockstep interleaves them at
+// every collective instead), so a missing barrier shows as poisoned or
+// overwritten data. ldmatrix is a warp collective as well; cp.async
 // copies are kept per thread and land in shared memory only at the
 // cp.async.wait_group / wait_all that completes their group.
 //
@@ -198,6 +200,26 @@ thread_local Exec* t_exec = nullptr;
 uint64_t order_seed() {
   static uint64_t s = env_size("GPT_EMU_SEED", 0);
   return s;
+}
+
+// GPT_EMU_SCHEDULE, read at every launch (the self-test switches it):
+//   barrier (default): between two barriers the warps run one at a time,
+//     each alone to its next __syncthreads() (or its end), its lanes meeting
+//     only one another at warp collectives, in an order shuffled afresh for
+//     every barrier interval. A warp's writes in an interval thus land before
+//     a later warp's reads in it, and its reads come before a later warp's
+//     writes: a missing barrier on either side of a shared tile shows.
+//   lockstep: every warp runs to its next warp collective or barrier in turn
+//     (one shuffled order per block), so warps advance together.
+enum Schedule { SchedBarrier, SchedLockstep };
+Schedule schedule() {
+  const char* v = getenv("GPT_EMU_SCHEDULE");
+  if (!v || !*v || std::strcmp(v, "barrier") == 0) return SchedBarrier;
+  if (std::strcmp(v, "lockstep") == 0) return SchedLockstep;
+  static bool warned = false;
+  if (!warned) fprintf(stderr, "gpt-emu: GPT_EMU_SCHEDULE=%s is not barrier or lockstep; using barrier\n", v);
+  warned = true;
+  return SchedBarrier;
 }
 
 size_t stack_bytes() {
@@ -609,27 +631,38 @@ bool run_block(Exec& ex, size_t nthreads, uint64_t seed) {
   ex.statics.clear();
   ex.static_ranges.clear();
   ex.smem_static = 0;
-  // Warp order: shuffled with a fixed seed (the same every run).
+  // Warp order: shuffled with a fixed seed (the same every run); under the
+  // barrier schedule shuffled again after every barrier.
+  const bool alone = schedule() == SchedBarrier;
   ex.order.resize(nwarps);
   for (int w = 0; w < nwarps; ++w) ex.order[w] = w;
   uint64_t s = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
-  for (int w = nwarps - 1; w > 0; --w) {
-    s ^= s >> 29;
-    s *= 0xbf58476d1ce4e5b9ull;
-    s ^= s >> 32;
-    std::swap(ex.order[w], ex.order[s % (uint64_t)(w + 1)]);
-  }
+  auto shuffle = [&] {
+    for (int w = nwarps - 1; w > 0; --w) {
+      s ^= s >> 29;
+      s *= 0xbf58476d1ce4e5b9ull;
+      s ^= s >> 32;
+      std::swap(ex.order[w], ex.order[s % (uint64_t)(w + 1)]);
+    }
+  };
+  shuffle();
   for (;;) {
     bool ran = false;
     for (int wi = 0; wi < nwarps; ++wi) {
       const int w = ex.order[wi];
       const size_t l0 = (size_t)w * 32, l1 = std::min(nthreads, l0 + 32);
-      for (size_t i = l0; i < l1; ++i) {
-        Fiber& f = ex.fibers[i];
-        if (f.state != Runnable) continue;
-        resume(ex, &f);
-        ran = true;
-        if (ex.failed) return false;
+      // Lockstep: each runnable lane once. Barrier schedule: until no lane of
+      // this warp can run (all at the barrier, exited, or stuck in a collective).
+      for (bool again = true; again;) {
+        again = false;
+        for (size_t i = l0; i < l1; ++i) {
+          Fiber& f = ex.fibers[i];
+          if (f.state != Runnable) continue;
+          resume(ex, &f);
+          ran = true;
+          again = alone;
+          if (ex.failed) return false;
+        }
       }
     }
     if (ran) continue;
@@ -663,6 +696,7 @@ bool run_block(Exec& ex, size_t nthreads, uint64_t seed) {
         f.bar_result = count;
       }
       ex.bar_total = (int)at_bar;
+      if (alone) shuffle();
       continue;
     }
     ex.error = fmt("deadlock in %s: %s", block_name().c_str(), describe_stall(ex, nthreads).c_str());

@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -69,6 +70,23 @@ __global__ void barrier_kernel(int* out, int rounds) {
     __syncthreads();
   }
   out[blockIdx.x * n + t] = acc;
+}
+
+// Two warps read each other's half of a shared tile, pass a warp collective
+// (as the kernels do with ldmatrix and mma.sync between reading a tile and
+// writing the next one), then overwrite their own half. Without the barrier
+// between the reads and the writes, a warp may read the other's new value.
+__global__ void overwrite_kernel(int* out, int guarded) {
+  __shared__ int tile[64];
+  const int t = threadIdx.x;
+  tile[t] = 1;
+  __syncthreads();
+  int r = tile[63 - t];
+  r = __shfl_sync(0xffffffffu, r, t % 32);
+  if (guarded) __syncthreads();
+  tile[t] = 2;
+  __syncthreads();
+  out[blockIdx.x * 64 + t] = r;
 }
 
 __global__ void syncthreads_count_kernel(int* out) {
@@ -504,6 +522,45 @@ int main() {
         ok = ok && h[b * n + t] == want;
       }
     check(ok, "__syncthreads orders shared-memory writes and reads across warps", e);
+    cudaFree(d);
+  }
+  // A shared tile overwritten while the other warp still reads it: the
+  // barrier schedule (the default) shows it in every block, whichever warp runs
+  // first; the lockstep one lets both warps read before either writes.
+  {
+    const int blocks = 8;
+    int* d = dev<int>(64 * blocks);
+    const char* had = getenv("GPT_EMU_SCHEDULE");
+    const std::string saved = had ? had : "";
+    auto run = [&](const char* sched, int guarded, int* wrong_blocks, std::string* err) {
+      setenv("GPT_EMU_SCHEDULE", sched, 1);
+      overwrite_kernel<<<blocks, 64>>>(d, guarded);
+      *err = last_error();
+      std::vector<int> h(64 * blocks);
+      cudaMemcpy(h.data(), d, h.size() * sizeof(int), cudaMemcpyDeviceToHost);
+      *wrong_blocks = 0;
+      for (int b = 0; b < blocks; ++b) {
+        int wrong = 0;
+        for (int t = 0; t < 64; ++t) wrong += h[b * 64 + t] != 1;
+        *wrong_blocks += wrong > 0;
+      }
+    };
+    int wrong = 0;
+    std::string e;
+    run("barrier", 1, &wrong, &e);
+    check(e.empty() && wrong == 0, "barrier schedule: a tile overwritten after a barrier is read right by every warp",
+          e + " " + std::to_string(wrong) + " blocks wrong");
+    run("barrier", 0, &wrong, &e);
+    check(e.empty() && wrong == blocks,
+          "barrier schedule: a tile overwritten with no barrier after another warp's reads (a collective between) "
+          "is read wrong in every block",
+          e + " " + std::to_string(wrong) + " of " + std::to_string(blocks) + " blocks wrong");
+    run("lockstep", 1, &wrong, &e);
+    check(e.empty() && wrong == 0, "lockstep schedule: the same tile with the barrier is read right", e);
+    if (had)
+      setenv("GPT_EMU_SCHEDULE", saved.c_str(), 1);
+    else
+      unsetenv("GPT_EMU_SCHEDULE");
     cudaFree(d);
   }
   {
