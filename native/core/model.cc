@@ -3,7 +3,6 @@
 #include "model.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +11,7 @@
 #include <sstream>
 
 #include "classifier.h"
+#include "clock.h"
 #include "doc_mask.h"
 #include "error.h"
 #include "memory.h"
@@ -20,10 +20,6 @@
 namespace gpt {
 
 namespace {
-
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 

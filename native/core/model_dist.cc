@@ -2,21 +2,13 @@
 // "Data parallel"): the reductions step() makes across ranks, the ZeRO-1
 // slices of the AdamW moments, and the accumulation order shared with them.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
+#include "clock.h"
 #include "error.h"
 #include "model.h"
 
 namespace gpt {
-
-namespace {
-
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 // Slice r of a parameter-sized buffer: [b(r), b(r + 1)) with b(r) =
 // floor(n * r / W) rounded down to 16 floats (the layout keeps n a multiple
