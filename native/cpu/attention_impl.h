@@ -478,6 +478,33 @@ inline const int32_t* load_doc_starts(const AttnArgs& a, int b, int q0, int mq, 
   return ds;
 }
 
+// One key tile's step of the online softmax, down the kn key rows of the
+// scores St [kn, TL] (key-major), W queries at a time: updates the running
+// max m and sum l of each query, turns St into probabilities against the
+// new max, and leaves in alpha the factor the query's accumulator must be
+// rescaled by. The forward and the extend share it.
+inline void online_softmax_tile(float* St, int kn, float* m, float* l, float* alpha) {
+  for (int c = 0; c < TL; c += W) {
+    vf mx = vsplat(kNegInf);
+    for (int j = 0; j < kn; ++j) mx = vmax(mx, vload(St + j * TL + c));
+    const vf mold = vload(m + c);
+    const vf mnew = vmax(mold, mx);
+    // A query with nothing seen yet (all -inf) keeps max -inf: subtract 0
+    // instead so its probabilities come out 0, not NaN.
+    const vf msub = mnew == vsplat(kNegInf) ? vzero() : mnew;
+    const vf al = pexp(mold - msub);
+    vf sum = vzero();
+    for (int j = 0; j < kn; ++j) {
+      vf p = pexp(vload(St + j * TL + c) - msub);
+      vstore(St + j * TL + c, p);
+      sum += p;
+    }
+    vstore(l + c, vload(l + c) * al + sum);
+    vstore(m + c, mnew);
+    vstore(alpha + c, al);
+  }
+}
+
 inline int64_t off(const AttnTensor& t, int b, int h) { return b * t.sb + h * t.sh; }
 
 }  // namespace
@@ -524,26 +551,7 @@ void attn_forward_task(const AttnArgs& a, int b, int h, int qt, float* scratch) 
       else
         mask_keys(St, kn, q0, k0, a.w);
     }
-    // Online softmax down the key rows, W queries at a time.
-    for (int c = 0; c < TL; c += W) {
-      vf mx = vsplat(kNegInf);
-      for (int j = 0; j < kn; ++j) mx = vmax(mx, vload(St + j * TL + c));
-      const vf mold = vload(m + c);
-      const vf mnew = vmax(mold, mx);
-      // A query with nothing seen yet (all -inf) keeps max -inf: subtract 0
-      // instead so its probabilities come out 0, not NaN.
-      const vf msub = mnew == vsplat(kNegInf) ? vzero() : mnew;
-      const vf al = pexp(mold - msub);
-      vf sum = vzero();
-      for (int j = 0; j < kn; ++j) {
-        vf p = pexp(vload(St + j * TL + c) - msub);
-        vstore(St + j * TL + c, p);
-        sum += p;
-      }
-      vstore(l + c, vload(l + c) * al + sum);
-      vstore(m + c, mnew);
-      vstore(alpha + c, al);
-    }
+    online_softmax_tile(St, kn, m, l, alpha);
     Rows V = stream_rows(vbase + k0 * a.v.st, a.v.st, kn, D, Dp, Vpad);
     acc_tile(St, kn, V, O, Dp, mq, Dp, alpha, by_query);
   }
@@ -771,24 +779,7 @@ void attn_extend_task(const ExtendArgs& a, float* scratch) {
     }
     nt_tile(kb, D, Qt, D, St, kn, by_key);
     if (masked) mask_keys_doc(St, kn, q0, k0, wide, ds);
-    // Online softmax down the key rows, W queries at a time (as the forward).
-    for (int c = 0; c < TL; c += W) {
-      vf mx = vsplat(kNegInf);
-      for (int j = 0; j < kn; ++j) mx = vmax(mx, vload(St + j * TL + c));
-      const vf mold = vload(m + c);
-      const vf mnew = vmax(mold, mx);
-      const vf msub = mnew == vsplat(kNegInf) ? vzero() : mnew;
-      const vf al = pexp(mold - msub);
-      vf sum = vzero();
-      for (int j = 0; j < kn; ++j) {
-        vf p = pexp(vload(St + j * TL + c) - msub);
-        vstore(St + j * TL + c, p);
-        sum += p;
-      }
-      vstore(l + c, vload(l + c) * al + sum);
-      vstore(m + c, mnew);
-      vstore(alpha + c, al);
-    }
+    online_softmax_tile(St, kn, m, l, alpha);
     // Values of positions before every row's band are never attended: they
     // go in as zeros (their probabilities are 0, and the slot may hold
     // anything), so the tile is gathered then, as when it wraps.
