@@ -13,18 +13,10 @@
 // Mid-extend abort leaves the extended sequences empty (decode.h); that
 // path is the prefill's and is not timed here.
 import { NativeDecodeSession } from '../../lib/generate/native';
-import { Handle, makeModel, native, randomTokens as tokensOf, Shape } from './shared/decode-model';
+import { Handle, makeModel, native, randomTokens as tokensOf, ringShape, Shape } from './shared/decode-model';
 import { relL2 } from './shared/setup';
 
-const shape: Shape = {
-  n_layer: 4,
-  n_head: 4,
-  n_embd: 64,
-  n_positions: 48,
-  vocab_size: 100,
-  patterns: ['dense', 'banded', 'banded', 'dense'],
-  attention_window: 5,
-};
+const shape: Shape = ringShape;
 const V = shape.vocab_size;
 const randomTokens = (n: number, seed: number): Int32Array => tokensOf(n, V, seed);
 

@@ -5,7 +5,7 @@
 // a sequence decodes bitwise the same alone and in a batch; abort and
 // misuse give clear errors.
 import { nativeDecoder } from '../../lib/generate';
-import { Handle, makeModel, native, randomTokens, Shape } from './shared/decode-model';
+import { Handle, makeModel, native, randomTokens, ringShape, Shape } from './shared/decode-model';
 import { relL2 } from './shared/setup';
 
 /** Logits of every position of one sequence by a full forward: [T, V]. */
@@ -31,18 +31,7 @@ async function worstDecodeError(h: Handle, toks: Int32Array, want: Float32Array,
   return worst;
 }
 
-// Random init has tiny weights (std 0.02) and near-uniform logits, so the
-// comparison would be lenient; a small model with a narrow band and several
-// banded layers in a row exercises the ring buffer.
-const shape: Shape = {
-  n_layer: 4,
-  n_head: 4,
-  n_embd: 64,
-  n_positions: 48,
-  vocab_size: 100,
-  patterns: ['dense', 'banded', 'banded', 'dense'],
-  attention_window: 5,
-};
+const shape: Shape = ringShape;
 const V = shape.vocab_size;
 
 describe('KV-cache decoding equals a full forward', () => {

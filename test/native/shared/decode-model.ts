@@ -23,6 +23,21 @@ export interface Shape {
   attention_window?: number;
 }
 
+/**
+ * A small model with a narrow band and several banded layers in a row, so
+ * the ring buffer wraps soon. Random init has tiny weights (std 0.02) and
+ * near-uniform logits, which a large model would compare leniently.
+ */
+export const ringShape: Shape = {
+  n_layer: 4,
+  n_head: 4,
+  n_embd: 64,
+  n_positions: 48,
+  vocab_size: 100,
+  patterns: ['dense', 'banded', 'banded', 'dense'],
+  attention_window: 5,
+};
+
 /** A CPU model of `shape` with random weights from `seed`. */
 export async function makeModel(shape: Shape, seed = 1, precision: 'fp32' | 'bf16' = 'fp32'): Promise<Handle> {
   return native().createModel({ config: { layer_norm_epsilon: 1e-5, ...shape }, device: 'cpu', precision, seed });
