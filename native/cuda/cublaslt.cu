@@ -119,10 +119,11 @@ struct State {
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   // The workspace is shared by every stream: a GEMM on another stream than
-  // the previous one waits for it (ws_event). The legacy default stream, the
-  // backend's, is recorded only when another stream takes over (it is never
-  // destroyed); other streams are recorded after each GEMM (they may be
-  // destroyed before the next one).
+  // the previous one waits for it (ws_event). The legacy default stream is
+  // recorded only when another stream takes over (it is never destroyed);
+  // every other stream (the backend's own, a probe's) is recorded after each
+  // GEMM, since it may be destroyed before the next one: an event record per
+  // GEMM, a few microseconds of host time.
   cudaEvent_t ws_event = nullptr;
   cudaStream_t ws_last = nullptr;
   bool ws_used = false;
