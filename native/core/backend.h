@@ -6,11 +6,17 @@
 // Legend for shape comments: B batch, T sequence, C channels (n_embd),
 // H heads, D head size (C / H), V vocabulary (padded: Vp), M = B*T rows.
 //
-// All tensors are fp32 in memory the backend allocated (host memory on the
-// CPU, device memory on CUDA) unless said otherwise. `Precision::BF16` asks
-// the matmuls to round their inputs to bf16 and accumulate in fp32; the
-// tensors in memory stay fp32 (master weights, docs/ARCHITECTURE.md "Precision").
-// Accumulating ops (+=) say so; everything else overwrites its outputs.
+// Tensors live in memory the backend allocated (host memory on the CPU,
+// device memory on CUDA). `float*` arguments are fp32. Arguments typed
+// TensorRef / CTensorRef (and AttnTensor) may also be bf16: that is how a
+// backend whose activation_dtype(BF16) is DType::BF16 (CUDA) keeps the
+// activations the GEMMs and attention read, and a bf16 copy of the weights,
+// in bf16 (docs/ARCHITECTURE.md "Precision"). A backend rejects a bf16
+// argument it does not take with INVALID_ARGUMENT naming it (the CPU takes
+// none). `Precision::BF16` asks the matmuls to round their inputs to bf16 and
+// accumulate in fp32, whatever the inputs' storage. Master weights,
+// gradients, AdamW moments, LayerNorm statistics, lse and losses are fp32
+// always. Accumulating ops (+=) say so; everything else overwrites its outputs.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -19,9 +25,61 @@
 #include <string>
 #include <vector>
 
+#include "error.h"
+
 namespace gpt {
 
 enum class Precision { FP32 = 0, BF16 = 1 };
+
+// How the elements of a tensor are stored. BF16: 16-bit brain floats (the
+// upper half of an fp32, rounded to nearest even), as uint16_t in memory.
+enum class DType : uint8_t { F32 = 0, BF16 = 1 };
+
+inline size_t dtype_size(DType t) { return t == DType::BF16 ? 2 : 4; }
+inline const char* dtype_name(DType t) { return t == DType::BF16 ? "bf16" : "fp32"; }
+
+// A tensor in backend memory and the type of its elements. A float* converts
+// to an fp32 TensorRef, so fp32 callers pass their pointers as before.
+struct TensorRef {
+  void* ptr = nullptr;
+  DType dtype = DType::F32;
+  TensorRef() = default;
+  TensorRef(std::nullptr_t) {}
+  TensorRef(float* p) : ptr(p) {}  // NOLINT(google-explicit-constructor): fp32 by default
+  TensorRef(void* p, DType t) : ptr(p), dtype(t) {}
+  bool bf16() const { return dtype == DType::BF16; }
+  // The tensor `elems` elements further on (same type).
+  TensorRef at(int64_t elems) const {
+    return {static_cast<char*>(ptr) + elems * static_cast<int64_t>(dtype_size(dtype)), dtype};
+  }
+  // The fp32 pointer; INVALID_ARGUMENT naming `what` when the tensor is bf16
+  // (for ops and backends that take fp32 only).
+  float* f32(const char* what) const {
+    GPT_CHECK_ARG(dtype == DType::F32, std::string(what) + ": a bf16 tensor where this backend takes fp32 only");
+    return static_cast<float*>(ptr);
+  }
+  uint16_t* b16() const { return static_cast<uint16_t*>(ptr); }
+};
+
+// The read-only form of TensorRef.
+struct CTensorRef {
+  const void* ptr = nullptr;
+  DType dtype = DType::F32;
+  CTensorRef() = default;
+  CTensorRef(std::nullptr_t) {}
+  CTensorRef(const float* p) : ptr(p) {}  // NOLINT(google-explicit-constructor)
+  CTensorRef(const void* p, DType t) : ptr(p), dtype(t) {}
+  CTensorRef(const TensorRef& t) : ptr(t.ptr), dtype(t.dtype) {}  // NOLINT(google-explicit-constructor)
+  bool bf16() const { return dtype == DType::BF16; }
+  CTensorRef at(int64_t elems) const {
+    return {static_cast<const char*>(ptr) + elems * static_cast<int64_t>(dtype_size(dtype)), dtype};
+  }
+  const float* f32(const char* what) const {
+    GPT_CHECK_ARG(dtype == DType::F32, std::string(what) + ": a bf16 tensor where this backend takes fp32 only");
+    return static_cast<const float*>(ptr);
+  }
+  const uint16_t* b16() const { return static_cast<const uint16_t*>(ptr); }
+};
 
 enum class AttnPattern { Dense = 0, Banded = 1 };
 
@@ -29,9 +87,25 @@ enum class AttnPattern { Dense = 0, Banded = 1 };
 // ptr[b*sb + h*sh + t*st + d]. Lets the model hand the fused QKV buffer
 // ([B, T, 3C]) to attention without a permute: q = {qkv, T*3C, D, 3C},
 // k = {qkv + C, ...}, v = {qkv + 2C, ...}, and write out as [B, T, C].
+// Strides count elements. A bf16 view (CUDA's bf16 storage) sets `bf16`
+// instead of `ptr`: exactly one of the two is non-null.
 struct AttnTensor {
   float* ptr = nullptr;
   int64_t sb = 0, sh = 0, st = 0;
+  uint16_t* bf16 = nullptr;
+  // The view of [B, H, T, D] at `base` (either type) with these strides.
+  static AttnTensor of(TensorRef base, int64_t sb, int64_t sh, int64_t st) {
+    AttnTensor t;
+    if (base.bf16())
+      t.bf16 = base.b16();
+    else
+      t.ptr = static_cast<float*>(base.ptr);
+    t.sb = sb;
+    t.sh = sh;
+    t.st = st;
+    return t;
+  }
+  bool is_bf16() const { return bf16 != nullptr; }
 };
 
 struct AttnShape {
@@ -64,6 +138,12 @@ struct TrainingShape {
   // plan for any model of these dimensions, dense attention of B x T at head
   // size C / H in the precision that needs more.
   std::vector<AttnShape> attention;
+  // Activations stored in bf16 (activation_dtype): the GEMMs that multiply
+  // an fp32 gradient by a bf16 activation or weight copy then convert the
+  // fp32 operand for cuBLASLt, at most M x 4C elements, or the classifier's
+  // chunk of logits (classifier_elems = its rows x Vp).
+  DType storage = DType::F32;
+  int64_t classifier_elems = 0;
 };
 
 // One AdamW update. The hyperparameters have no defaults here: callers copy
@@ -165,16 +245,16 @@ class Backend {
 
   // ---- linear layers (Conv1D layout: w [K, N], "in" x "out") --------------
   // out[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when bias != nullptr)
-  virtual void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
+  virtual void matmul_forward(TensorRef out, CTensorRef inp, CTensorRef w, const float* bias, int M, int K, int N,
                               Precision p) = 0;
   // dinp[M, K] = dout[M, N] @ w^T (overwrites; skipped when dinp == nullptr)
   // dw[K, N] += inp^T @ dout; dbias[N] += colsum(dout) (skipped when nullptr)
-  virtual void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp,
-                               const float* w, int M, int K, int N, Precision p) = 0;
+  virtual void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, CTensorRef inp,
+                               CTensorRef w, int M, int K, int N, Precision p) = 0;
   // Tied LM head: logits[M, Vp] = x[M, C] @ wte[Vp, C]^T. Each row's result
   // depends on that row alone (the CPU: the same bits for any M), which lets
   // the classifier run it on chunks of rows.
-  virtual void matmul_nt(float* out, const float* a, const float* b, int M, int K, int N, Precision p) = 0;
+  virtual void matmul_nt(float* out, CTensorRef a, CTensorRef b, int M, int K, int N, Precision p) = 0;
 
   // ---- elementwise and normalization --------------------------------------
   // out[M, C] = wte[tok] + wpe[t] (t = row % T)
@@ -184,15 +264,27 @@ class Backend {
   virtual void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T,
                                   int C) = 0;
   // out = LN(inp) * gamma + beta over C; saves mean[M], rstd[M]
-  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
+  virtual void layernorm_forward(TensorRef out, float* mean, float* rstd, const float* inp, const float* gamma,
                                  const float* beta, int M, int C, float eps) = 0;
   // dinp += ...; dgamma += ...; dbeta += ...
   virtual void layernorm_backward(float* dinp, float* dgamma, float* dbeta, const float* dout, const float* inp,
                                   const float* gamma, const float* mean, const float* rstd, int M, int C) = 0;
   // tanh-form GELU (GPT-2)
-  virtual void gelu_forward(float* out, const float* inp, int64_t n) = 0;
+  virtual void gelu_forward(TensorRef out, CTensorRef inp, int64_t n) = 0;
   // dinp = dout * gelu'(inp) (overwrites)
-  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) = 0;
+  virtual void gelu_backward(float* dinp, CTensorRef inp, const float* dout, int64_t n) = 0;
+  // dst[i] = src[i] for i < n, converting the type: fp32 to bf16 rounds to
+  // nearest even, bf16 to fp32 is exact, equal types copy.
+  virtual void convert(TensorRef dst, CTensorRef src, int64_t n) = 0;
+  // The type a model keeps its activations in at precision p: the tensors
+  // the GEMMs and attention read (the LayerNorm outputs, qkv, the attention
+  // output, the MLP's pre-GELU and GELU outputs) and its copy of the weights
+  // for the GEMMs (docs/ARCHITECTURE.md "Precision"). fp32 unless a backend
+  // stores bf16 (CUDA under BF16; $GPT_ENGINE_BF16_STORAGE=0 keeps fp32).
+  virtual DType activation_dtype(Precision p) const {
+    (void)p;
+    return DType::F32;
+  }
   // out = a + b
   virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;
 
@@ -203,14 +295,14 @@ class Backend {
   //
   // pre[M, N] = inp[M, K] @ w[K, N] (+ bias[N] when non-null), saved for the
   // backward pass; out[M, N] = gelu(pre), tanh form as gelu_forward.
-  virtual void matmul_forward_gelu(float* pre, float* out, const float* inp, const float* w, const float* bias, int M,
-                                   int K, int N, Precision p) {
+  virtual void matmul_forward_gelu(TensorRef pre, TensorRef out, CTensorRef inp, CTensorRef w, const float* bias,
+                                   int M, int K, int N, Precision p) {
     matmul_forward(pre, inp, w, bias, M, K, N, p);
     gelu_forward(out, pre, int64_t(M) * N);
   }
   // resid[M, C] = a + b (resid may alias a or b); out = LN(resid) * gamma +
   // beta as layernorm_forward, which saves mean[M] and rstd[M].
-  virtual void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a,
+  virtual void residual_layernorm_forward(float* resid, TensorRef out, float* mean, float* rstd, const float* a,
                                           const float* b, const float* gamma, const float* beta, int M, int C,
                                           float eps) {
     add(resid, a, b, int64_t(M) * C);
@@ -328,7 +420,7 @@ class Backend {
   // over consecutive chunks of classifier_chunk_rows(M, ...) rows, in order,
   // give on the CPU the same bits as one matmul_backward(nullptr, dw, ...)
   // over all M rows; other chunkings agree up to the order of summation.
-  virtual void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int row0, int M,
+  virtual void classifier_weight_grad(float* dw, const float* dlogits, CTensorRef x, int rows, int row0, int M,
                                       int Vp, int C, Precision p) = 0;
 
   // ---- optimizer -------------------------------------------------------------

@@ -58,6 +58,7 @@ class Workspace {
 };
 
 void check_view(const char* name, const AttnTensor& t) {
+  GPT_CHECK_ARG(!t.is_bf16(), std::string("attention: ") + name + " is a bf16 view; the cpu backend takes fp32 only");
   GPT_CHECK_ARG(t.ptr != nullptr, std::string("attention: ") + name + " is null");
   GPT_CHECK_ARG(t.sb >= 0 && t.sh >= 0 && t.st >= 0, std::string("attention: ") + name + " has a negative stride");
 }

@@ -15,6 +15,7 @@
 #include "../core/memory.h"
 #include "../core/threadpool.h"
 #include "attention.h"
+#include "bf16.h"
 #include "decode_attention.h"
 #include "decode_kernels.h"
 #include "gemm.h"
@@ -62,18 +63,21 @@ class CpuBackend final : public Backend {
   }
   void synchronize() override {}
 
-  void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
+  // The CPU keeps every tensor in fp32 (activation_dtype is fp32): a bf16
+  // TensorRef is an INVALID_ARGUMENT naming it.
+  void matmul_forward(TensorRef out, CTensorRef inp, CTensorRef w, const float* bias, int M, int K, int N,
                       Precision p) override {
-    cpu::gemm(false, false, M, N, K, inp, K, w, N, out, N, false, bias, p);
+    cpu::gemm(false, false, M, N, K, inp.f32("matmul_forward inp"), K, w.f32("matmul_forward w"), N,
+              out.f32("matmul_forward out"), N, false, bias, p);
   }
-  void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w,
-                       int M, int K, int N, Precision p) override {
-    if (dinp) cpu::gemm(false, true, M, K, N, dout, N, w, N, dinp, K, false, nullptr, p);
-    if (dw) cpu::gemm(true, false, K, N, M, inp, K, dout, N, dw, N, true, nullptr, p);
+  void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, CTensorRef inp, CTensorRef w, int M,
+                       int K, int N, Precision p) override {
+    if (dinp) cpu::gemm(false, true, M, K, N, dout, N, w.f32("matmul_backward w"), N, dinp, K, false, nullptr, p);
+    if (dw) cpu::gemm(true, false, K, N, M, inp.f32("matmul_backward inp"), K, dout, N, dw, N, true, nullptr, p);
     if (dbias) cpu::colsum_accumulate(dbias, dout, M, N);
   }
-  void matmul_nt(float* out, const float* a, const float* b, int M, int K, int N, Precision p) override {
-    cpu::gemm(false, true, M, N, K, a, K, b, K, out, N, false, nullptr, p);
+  void matmul_nt(float* out, CTensorRef a, CTensorRef b, int M, int K, int N, Precision p) override {
+    cpu::gemm(false, true, M, N, K, a.f32("matmul_nt a"), K, b.f32("matmul_nt b"), K, out, N, false, nullptr, p);
   }
 
   void embedding_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B, int T,
@@ -90,8 +94,9 @@ class CpuBackend final : public Backend {
       GPT_CPU_DISPATCH(op_embedding_backward_cols, dwte, dwpe, dout, tokens, int64_t(B) * T, T, C, int(a), int(b));
     });
   }
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
+  void layernorm_forward(TensorRef out_ref, float* mean, float* rstd, const float* inp, const float* gamma,
                          const float* beta, int M, int C, float eps) override {
+    float* out = out_ref.f32("layernorm_forward out");
     parallel_ranges(M, row_grain(C), [&](int64_t a, int64_t b) {
       GPT_CPU_DISPATCH(op_layernorm_forward, out, mean, rstd, inp, gamma, beta, C, eps, a, b);
     });
@@ -105,12 +110,29 @@ class CpuBackend final : public Backend {
       GPT_CPU_DISPATCH(op_layernorm_backward_cols, dgamma, dbeta, dout, inp, mean, rstd, M, C, int(a), int(b));
     });
   }
-  void gelu_forward(float* out, const float* inp, int64_t n) override {
+  void gelu_forward(TensorRef out_ref, CTensorRef inp_ref, int64_t n) override {
+    float* out = out_ref.f32("gelu_forward out");
+    const float* inp = inp_ref.f32("gelu_forward inp");
     parallel_ranges(n, kElemGrain, [&](int64_t a, int64_t b) { GPT_CPU_DISPATCH(op_gelu_forward, out + a, inp + a, b - a); });
   }
-  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) override {
+  void gelu_backward(float* dinp, CTensorRef inp_ref, const float* dout, int64_t n) override {
+    const float* inp = inp_ref.f32("gelu_backward inp");
     parallel_ranges(n, kElemGrain, [&](int64_t a, int64_t b) {
       GPT_CPU_DISPATCH(op_gelu_backward, dinp + a, inp + a, dout + a, b - a);
+    });
+  }
+  // The CPU stores no bf16 tensors, but converts (the op table's bf16 inputs
+  // and the tests use it): round to nearest even, as cpu/bf16.h.
+  void convert(TensorRef dst, CTensorRef src, int64_t n) override {
+    if (dst.dtype == src.dtype) {
+      copy(dst.ptr, src.ptr, static_cast<size_t>(n) * dtype_size(dst.dtype));
+      return;
+    }
+    parallel_ranges(n, kElemGrain, [&](int64_t a, int64_t b) {
+      if (dst.bf16())
+        for (int64_t i = a; i < b; ++i) dst.b16()[i] = cpu::bf16_bits(static_cast<const float*>(src.ptr)[i]);
+      else
+        for (int64_t i = a; i < b; ++i) static_cast<float*>(dst.ptr)[i] = cpu::bf16_to_float(src.b16()[i]);
     });
   }
   void add(float* out, const float* a, const float* b, int64_t n) override {
@@ -123,8 +145,10 @@ class CpuBackend final : public Backend {
   // composition: GELU inside the GEMM's tile loop (from the registers, or per
   // strip from L1) measured 1-5% slower than the GEMM followed by a separate
   // GELU pass over the still-cached output (branch `fused`, 2026-11-29).
-  void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
-                                  const float* gamma, const float* beta, int M, int C, float eps) override {
+  void residual_layernorm_forward(float* resid, TensorRef out_ref, float* mean, float* rstd, const float* a,
+                                  const float* b, const float* gamma, const float* beta, int M, int C,
+                                  float eps) override {
+    float* out = out_ref.f32("residual_layernorm_forward out");
     parallel_ranges(M, row_grain(C), [&](int64_t r0, int64_t r1) {
       GPT_CPU_DISPATCH(op_residual_layernorm_forward, resid, out, mean, rstd, a, b, gamma, beta, C, eps, r0, r1);
     });
@@ -232,9 +256,10 @@ class CpuBackend final : public Backend {
     if (count) *count = n;
     return sum;
   }
-  void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int /*row0*/, int M, int Vp,
+  void classifier_weight_grad(float* dw, const float* dlogits, CTensorRef x, int rows, int /*row0*/, int M, int Vp,
                               int C, Precision p) override {
-    cpu::gemm(true, false, Vp, C, rows, dlogits, Vp, x, C, dw, C, true, nullptr, p, cpu::gemm_k_block(M, p));
+    cpu::gemm(true, false, Vp, C, rows, dlogits, Vp, x.f32("classifier_weight_grad x"), C, dw, C, true, nullptr, p,
+              cpu::gemm_k_block(M, p));
   }
 
   double sum_squares(const float* g, int64_t n) override {

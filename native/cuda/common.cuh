@@ -54,6 +54,13 @@ __device__ __forceinline__ double warp_sum_d(double v) {
   return v;
 }
 
+// Elements of either storage type (backend.h DType) as fp32: a bf16 element
+// widens exactly, an fp32 value stored as bf16 rounds to nearest even.
+__device__ __forceinline__ float load_f32(const float* p, int64_t i) { return p[i]; }
+__device__ __forceinline__ float load_f32(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void store_f32(float* p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void store_f32(__nv_bfloat16* p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+
 // GELU, tanh form (GPT-2's gelu_new): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 // One definition for gelu_forward (gelu.cu) and the GEMM's fused epilogue.
 __device__ __forceinline__ float gelu_tanh(float x) {

@@ -551,9 +551,16 @@ GemmChoice gemm_choice() {
   return st.choice;
 }
 
-bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
-                   long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p,
-                   void* stream) {
+bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A_ref, long long lda, CTensorRef B_ref,
+                   long long ldb, TensorRef C_ref, long long ldc, bool accumulate, const float* bias, Precision p,
+                   void* stream, void* convert, size_t convert_bytes) {
+  (void)convert;
+  (void)convert_bytes;
+  // bf16 operands: not mapped to cuBLASLt yet (the own GEMM runs them).
+  if (A_ref.bf16() || B_ref.bf16() || C_ref.bf16()) return false;
+  const float* A = static_cast<const float*>(A_ref.ptr);
+  const float* B = static_cast<const float*>(B_ref.ptr);
+  float* C = static_cast<float*>(C_ref.ptr);
   State& st = state();
   std::call_once(st.once, [&] { decide(st); });
   if (!st.demand_error.empty()) throw GptError(ErrorCode::InvalidArgument, st.demand_error);

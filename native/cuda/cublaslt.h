@@ -39,9 +39,12 @@ GemmChoice gemm_choice();
 // this shape, or cuBLASLt failed on it (said on stderr once; that shape then
 // stays on the own GEMM). Throws GptError when $GPT_ENGINE_GEMM demands
 // cuBLASLt and it is not usable or fails. `stream` is a cudaStream_t.
-bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
-                   long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p,
-                   void* stream);
+// Operands as gemm.cuh's (fp32 or bf16 each); a call mixing the types of A
+// and B needs `convert` (bf16 workspace of convert_bytes) to hold the fp32
+// one in bf16, else it returns false.
+bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A, long long lda, CTensorRef B,
+                   long long ldb, TensorRef C, long long ldc, bool accumulate, const float* bias, Precision p,
+                   void* stream, void* convert = nullptr, size_t convert_bytes = 0);
 
 }  // namespace cuda
 }  // namespace gpt

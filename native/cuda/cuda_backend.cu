@@ -50,7 +50,15 @@ std::string mib(size_t bytes) {
   return buf;
 }
 
-enum Slot { kSlotReduce = 0, kSlotRows = 1, kSlotEmbedding = 2, kSlotNorm = 3, kSlotLoss = 4, kSlots = 5 };
+enum Slot {
+  kSlotReduce = 0,
+  kSlotRows = 1,
+  kSlotEmbedding = 2,
+  kSlotNorm = 3,
+  kSlotLoss = 4,
+  kSlotGemm = 5,  // GemmScratch: the fp32 operand of a mixed-type GEMM in bf16 (reserved, never grown in a step)
+  kSlots = 6
+};
 
 // What each scratch slot must hold for a training step of shape s: the same
 // requests the ops of the step make (0: the step does not use the slot).
@@ -90,7 +98,10 @@ ScratchNeeds training_needs(const TrainingShape& s) {
     n.bytes[kSlotReduce] = reduce * sizeof(float);
     n.what[kSlotReduce] = "the training step's partial sums";
     n.bytes[kSlotEmbedding] = embedding_backward_wte_scratch_bytes(M);
-    n.what[kSlotEmbedding] = "embedding-gradient grouping";
+    n.what[kSlotEmbedding] = "embedding-gradient grouping";    if (s.storage == DType::BF16) {
+      n.bytes[kSlotGemm] = std::max<size_t>((size_t)M * 4 * (size_t)C, (size_t)s.classifier_elems) * 2;
+      n.what[kSlotGemm] = "bf16 copies of the fp32 operands of mixed GEMMs";
+    }
   }
   if (s.params > 0) {
     n.bytes[kSlotNorm] = (1 + cuda::sum_squares_scratch_doubles(s.params)) * sizeof(double);
@@ -274,24 +285,24 @@ class CudaBackend final : public Backend {
   }
 
   // ---- linear layers ---------------------------------------------------------
-  void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int M, int K, int N,
+  void matmul_forward(TensorRef out, CTensorRef inp, CTensorRef w, const float* bias, int M, int K, int N,
                       Precision p) override {
     set_device();
-    gemm(false, false, M, N, K, inp, K, w, N, out, N, false, bias, p, stream_);
+    gemm(false, false, M, N, K, inp, K, w, N, out, N, false, bias, p, stream_, gemm_scratch());
   }
-  void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w,
-                       int M, int K, int N, Precision p) override {
+  void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, CTensorRef inp, CTensorRef w, int M,
+                       int K, int N, Precision p) override {
     set_device();
-    if (dinp) gemm(false, true, M, K, N, dout, N, w, N, dinp, K, false, nullptr, p, stream_);
-    if (dw) gemm(true, false, K, N, M, inp, K, dout, N, dw, N, true, nullptr, p, stream_);
+    if (dinp) gemm(false, true, M, K, N, dout, N, w, N, dinp, K, false, nullptr, p, stream_, gemm_scratch());
+    if (dw) gemm(true, false, K, N, M, inp, K, dout, N, dw, N, true, nullptr, p, stream_, gemm_scratch());
     if (dbias) {
       float* s = scratch_floats(kSlotReduce, colsum_scratch_floats(M, N), "bias-gradient partial sums");
       colsum_accumulate(dbias, dout, M, N, s, stream_);
     }
   }
-  void matmul_nt(float* out, const float* a, const float* b, int M, int K, int N, Precision p) override {
+  void matmul_nt(float* out, CTensorRef a, CTensorRef b, int M, int K, int N, Precision p) override {
     set_device();
-    gemm(false, true, M, N, K, a, K, b, K, out, N, false, nullptr, p, stream_);
+    gemm(false, true, M, N, K, a, K, b, K, out, N, false, nullptr, p, stream_, gemm_scratch());
   }
 
   // ---- elementwise and normalization -----------------------------------------
@@ -312,7 +323,7 @@ class CudaBackend final : public Backend {
     void* keys = scratch(kSlotEmbedding, embedding_backward_wte_scratch_bytes(M), "embedding-gradient grouping");
     embedding_backward_wte_device(dwte, dout, tokens, M, C, keys, stream_);
   }
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma,
+  void layernorm_forward(TensorRef out, float* mean, float* rstd, const float* inp, const float* gamma,
                          const float* beta, int M, int C, float eps) override {
     set_device();
     cuda::layernorm_forward(out, mean, rstd, inp, gamma, beta, M, C, eps, stream_);
@@ -323,13 +334,24 @@ class CudaBackend final : public Backend {
     float* s = scratch_floats(kSlotReduce, layernorm_backward_scratch_floats(M, C), "LayerNorm-gradient partial sums");
     cuda::layernorm_backward(dinp, dgamma, dbeta, dout, inp, gamma, mean, rstd, M, C, s, stream_);
   }
-  void gelu_forward(float* out, const float* inp, int64_t n) override {
+  void gelu_forward(TensorRef out, CTensorRef inp, int64_t n) override {
     set_device();
     cuda::gelu_forward(out, inp, n, stream_);
   }
-  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) override {
+  void gelu_backward(float* dinp, CTensorRef inp, const float* dout, int64_t n) override {
     set_device();
     cuda::gelu_backward(dinp, inp, dout, n, stream_);
+  }
+  void convert(TensorRef dst, CTensorRef src, int64_t n) override {
+    set_device();
+    cuda::convert(dst, src, n, stream_);
+  }
+  // bf16 storage under BF16 (docs/ARCHITECTURE.md "Precision"), unless
+  // $GPT_ENGINE_BF16_STORAGE=0 keeps fp32 (to compare the two).
+  DType activation_dtype(Precision p) const override {
+    if (p != Precision::BF16) return DType::F32;
+    const char* e = std::getenv("GPT_ENGINE_BF16_STORAGE");
+    return e && std::string(e) == "0" ? DType::F32 : DType::BF16;
   }
   void add(float* out, const float* a, const float* b, int64_t n) override {
     set_device();
@@ -337,12 +359,12 @@ class CudaBackend final : public Backend {
   }
 
   // ---- fused forward ops (references: the compositions in backend.h) ------------
-  void matmul_forward_gelu(float* pre, float* out, const float* inp, const float* w, const float* bias, int M, int K,
-                           int N, Precision p) override {
+  void matmul_forward_gelu(TensorRef pre, TensorRef out, CTensorRef inp, CTensorRef w, const float* bias, int M,
+                           int K, int N, Precision p) override {
     set_device();
-    gemm_bias_gelu(M, N, K, inp, w, pre, out, bias, p, stream_);
+    gemm_bias_gelu(M, N, K, inp, w, pre, out, bias, p, stream_, gemm_scratch());
   }
-  void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+  void residual_layernorm_forward(float* resid, TensorRef out, float* mean, float* rstd, const float* a, const float* b,
                                   const float* gamma, const float* beta, int M, int C, float eps) override {
     set_device();
     cuda::residual_layernorm_forward(resid, out, mean, rstd, a, b, gamma, beta, M, C, eps, stream_);
@@ -452,9 +474,11 @@ class CudaBackend final : public Backend {
     loss_accumulate_kernel<<<1, 1, 0, stream_>>>(acc, d);
     CUDA_CHECK_LAUNCH("loss_accumulate");
   }
-  void classifier_weight_grad(float* dw, const float* dlogits, const float* x, int rows, int, int, int Vp, int C,
+  void classifier_weight_grad(float* dw, const float* dlogits, CTensorRef x, int rows, int, int, int Vp, int C,
                               Precision p) override {
-    matmul_backward(nullptr, dw, nullptr, x, dlogits, nullptr, rows, Vp, C, p);
+    // dw[Vp, C] += dlogits^T @ x: matmul_backward's dW with dlogits as its input.
+    set_device();
+    gemm(true, false, Vp, C, rows, dlogits, Vp, x, C, dw, C, true, nullptr, p, stream_, gemm_scratch());
   }
 
   // ---- optimizer ----------------------------------------------------------------
@@ -494,8 +518,16 @@ class CudaBackend final : public Backend {
     void* ptr = nullptr;
     size_t bytes = 0;
   };
+  GemmScratch gemm_scratch_;
 
   void set_device() { CUDA_CHECK(cudaSetDevice(device_), "cudaSetDevice"); }
+  // The GEMMs' bf16 workspace (kSlotGemm), as reserve_training_scratch sized
+  // it; null when none was reserved (a mixed GEMM then runs on the own kernels).
+  const GemmScratch* gemm_scratch() {
+    const Scratch& s = scratch_[kSlotGemm];
+    gemm_scratch_ = GemmScratch{s.ptr, s.bytes};
+    return s.ptr ? &gemm_scratch_ : nullptr;
+  }
 
   void graph_drop(const std::string& key) {
     auto it = graphs_.find(key);

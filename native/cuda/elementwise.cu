@@ -1,4 +1,4 @@
-// Residual add and in-place scaling: grid-stride loops over flat arrays.
+// Residual add, in-place scaling and type conversion: grid-stride loops over flat arrays.
 #include "check.cuh"
 #include "common.cuh"
 #include "ops.cuh"
@@ -18,7 +18,29 @@ __global__ void scale_kernel(float* __restrict__ x, float s, int64_t n) {
     x[i] *= s;
 }
 
+template <typename Out, typename In>
+__global__ void convert_kernel(Out* __restrict__ out, const In* __restrict__ inp, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    store_f32(out, i, load_f32(inp, i));
+}
+
 }  // namespace
+
+void convert(TensorRef dst, CTensorRef src, int64_t n, cudaStream_t s) {
+  if (n <= 0) return;
+  if (dst.dtype == src.dtype) {
+    CUDA_CHECK(cudaMemcpyAsync(dst.ptr, src.ptr, static_cast<size_t>(n) * dtype_size(dst.dtype),
+                               cudaMemcpyDeviceToDevice, s),
+               "convert (a copy)");
+    return;
+  }
+  const unsigned g = elementwise_blocks(n, 256);
+  if (dst.bf16())
+    convert_kernel<__nv_bfloat16, float><<<g, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dst.ptr), static_cast<const float*>(src.ptr), n);
+  else
+    convert_kernel<float, __nv_bfloat16><<<g, 256, 0, s>>>(static_cast<float*>(dst.ptr), static_cast<const __nv_bfloat16*>(src.ptr), n);
+  CUDA_CHECK_LAUNCH("convert");
+}
 
 void add(float* out, const float* a, const float* b, int64_t n, cudaStream_t s) {
   if (n <= 0) return;

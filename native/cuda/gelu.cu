@@ -11,16 +11,18 @@ namespace {
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 
-__global__ void gelu_forward_kernel(float* __restrict__ out, const float* __restrict__ inp, int64_t n) {
+template <typename Out, typename In>
+__global__ void gelu_forward_kernel(Out* __restrict__ out, const In* __restrict__ inp, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    out[i] = gelu_tanh(inp[i]);
+    store_f32(out, i, gelu_tanh(load_f32(inp, i)));
   }
 }
 
-__global__ void gelu_backward_kernel(float* __restrict__ dinp, const float* __restrict__ inp,
+template <typename In>
+__global__ void gelu_backward_kernel(float* __restrict__ dinp, const In* __restrict__ inp,
                                      const float* __restrict__ dout, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    float x = inp[i];
+    float x = load_f32(inp, i);
     float u = kSqrt2OverPi * (x + 0.044715f * x * x * x);
     float th = tanhf(u);
     float sech2 = 1.0f - th * th;
@@ -31,15 +33,28 @@ __global__ void gelu_backward_kernel(float* __restrict__ dinp, const float* __re
 
 }  // namespace
 
-void gelu_forward(float* out, const float* inp, int64_t n, cudaStream_t s) {
+void gelu_forward(TensorRef out, CTensorRef inp, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  gelu_forward_kernel<<<elementwise_blocks(n, 256), 256, 0, s>>>(out, inp, n);
+  const unsigned g = elementwise_blocks(n, 256);
+  using bf = __nv_bfloat16;
+  if (!out.bf16() && !inp.bf16())
+    gelu_forward_kernel<float, float><<<g, 256, 0, s>>>(static_cast<float*>(out.ptr), static_cast<const float*>(inp.ptr), n);
+  else if (out.bf16() && !inp.bf16())
+    gelu_forward_kernel<bf, float><<<g, 256, 0, s>>>(static_cast<bf*>(out.ptr), static_cast<const float*>(inp.ptr), n);
+  else if (!out.bf16() && inp.bf16())
+    gelu_forward_kernel<float, bf><<<g, 256, 0, s>>>(static_cast<float*>(out.ptr), static_cast<const bf*>(inp.ptr), n);
+  else
+    gelu_forward_kernel<bf, bf><<<g, 256, 0, s>>>(static_cast<bf*>(out.ptr), static_cast<const bf*>(inp.ptr), n);
   CUDA_CHECK_LAUNCH("gelu_forward");
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n, cudaStream_t s) {
+void gelu_backward(float* dinp, CTensorRef inp, const float* dout, int64_t n, cudaStream_t s) {
   if (n <= 0) return;
-  gelu_backward_kernel<<<elementwise_blocks(n, 256), 256, 0, s>>>(dinp, inp, dout, n);
+  const unsigned g = elementwise_blocks(n, 256);
+  if (inp.bf16())
+    gelu_backward_kernel<__nv_bfloat16><<<g, 256, 0, s>>>(dinp, static_cast<const __nv_bfloat16*>(inp.ptr), dout, n);
+  else
+    gelu_backward_kernel<float><<<g, 256, 0, s>>>(dinp, static_cast<const float*>(inp.ptr), dout, n);
   CUDA_CHECK_LAUNCH("gelu_backward");
 }
 

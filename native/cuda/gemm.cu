@@ -440,19 +440,24 @@ void launch(int M, int N, int K, const float* A, long long lda, const float* B, 
 
 }  // namespace
 
-void gemm(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
-          long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p, cudaStream_t s) {
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A, long long lda, CTensorRef B, long long ldb,
+          TensorRef C, long long ldc, bool accumulate, const float* bias, Precision p, cudaStream_t s,
+          const GemmScratch* scratch) {
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul: negative dimension");
   if (M == 0 || N == 0) return;
   if (!(trans_a && trans_b) &&
-      cublaslt_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s))
+      cublaslt_gemm(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s,
+                    scratch ? scratch->ptr : nullptr, scratch ? scratch->bytes : 0))
     return;
   gemm_own(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s);
 }
 
-void gemm_own(bool trans_a, bool trans_b, int M, int N, int K, const float* A, long long lda, const float* B,
-              long long ldb, float* C, long long ldc, bool accumulate, const float* bias, Precision p,
+void gemm_own(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A_ref, long long lda, CTensorRef B_ref,
+              long long ldb, TensorRef C_ref, long long ldc, bool accumulate, const float* bias, Precision p,
               cudaStream_t s) {
+  const float* A = A_ref.f32("matmul A");
+  const float* B = B_ref.f32("matmul B");
+  float* C = C_ref.f32("matmul C");
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul: negative dimension");
   if (M == 0 || N == 0) return;
   if (K == 0) {
@@ -470,22 +475,27 @@ void gemm_own(bool trans_a, bool trans_b, int M, int N, int K, const float* A, l
     throw GptError(ErrorCode::Internal, "matmul: the TT layout is not instantiated on CUDA");
 }
 
-void gemm_bias_gelu(int M, int N, int K, const float* A, const float* B, float* pre, float* out, const float* bias,
-                    Precision p, cudaStream_t s) {
+void gemm_bias_gelu(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef pre, TensorRef out, const float* bias,
+                    Precision p, cudaStream_t s, const GemmScratch* scratch) {
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul_forward_gelu: negative dimension");
-  GPT_CHECK_ARG(out != pre, "matmul_forward_gelu: out must be a buffer other than pre");
+  GPT_CHECK_ARG(out.ptr != pre.ptr, "matmul_forward_gelu: out must be a buffer other than pre");
   if (M == 0 || N == 0) return;
   // cuBLASLt writes pre = A @ B + bias (its bias epilogue), then our GELU
   // kernel writes out: the same tanh GELU as the own kernels' epilogue.
-  if (cublaslt_gemm(false, false, M, N, K, A, K, B, N, pre, N, false, bias, p, s)) {
+  if (cublaslt_gemm(false, false, M, N, K, A, K, B, N, pre, N, false, bias, p, s, scratch ? scratch->ptr : nullptr,
+                    scratch ? scratch->bytes : 0)) {
     gelu_forward(out, pre, static_cast<int64_t>(M) * N, s);
     return;
   }
   gemm_bias_gelu_own(M, N, K, A, B, pre, out, bias, p, s);
 }
 
-void gemm_bias_gelu_own(int M, int N, int K, const float* A, const float* B, float* pre, float* out,
+void gemm_bias_gelu_own(int M, int N, int K, CTensorRef A_ref, CTensorRef B_ref, TensorRef pre_ref, TensorRef out_ref,
                         const float* bias, Precision p, cudaStream_t s) {
+  const float* A = A_ref.f32("matmul_forward_gelu A");
+  const float* B = B_ref.f32("matmul_forward_gelu B");
+  float* pre = pre_ref.f32("matmul_forward_gelu pre");
+  float* out = out_ref.f32("matmul_forward_gelu out");
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul_forward_gelu: negative dimension");
   GPT_CHECK_ARG(out != pre, "matmul_forward_gelu: out must be a buffer other than pre");
   if (M == 0 || N == 0) return;

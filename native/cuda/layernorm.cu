@@ -18,7 +18,8 @@ constexpr int kRowsPerChunk = 256;
 // The rest of one row's LayerNorm for the warp that owns it, given each
 // lane's partial sum `s` of x over its elements (i = lane, lane + 32, ...):
 // mean, variance pass, normalized output, and the row's statistics.
-__device__ __forceinline__ void layernorm_row(float* __restrict__ o, float* __restrict__ mean,
+template <typename Out>
+__device__ __forceinline__ void layernorm_row(Out* __restrict__ o, float* __restrict__ mean,
                                               float* __restrict__ rstd, const float* x, float s,
                                               const float* __restrict__ gamma, const float* __restrict__ beta, int row,
                                               int C, float eps, int lane) {
@@ -29,14 +30,15 @@ __device__ __forceinline__ void layernorm_row(float* __restrict__ o, float* __re
     v += d * d;
   }
   const float rs = rsqrtf(warp_sum(v) / C + eps);
-  for (int i = lane; i < C; i += 32) o[i] = (x[i] - mu) * rs * gamma[i] + beta[i];
+  for (int i = lane; i < C; i += 32) store_f32(o, i, (x[i] - mu) * rs * gamma[i] + beta[i]);
   if (lane == 0) {
     mean[row] = mu;
     rstd[row] = rs;
   }
 }
 
-__global__ void layernorm_forward_kernel(float* __restrict__ out, float* __restrict__ mean, float* __restrict__ rstd,
+template <typename Out>
+__global__ void layernorm_forward_kernel(Out* __restrict__ out, float* __restrict__ mean, float* __restrict__ rstd,
                                          const float* __restrict__ inp, const float* __restrict__ gamma,
                                          const float* __restrict__ beta, int M, int C, float eps) {
   const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -53,7 +55,8 @@ __global__ void layernorm_forward_kernel(float* __restrict__ out, float* __restr
 // resid may alias a or b, hence no __restrict__ on those three: lane l alone
 // touches elements l, l + 32, ... of the row, and reads a[i], b[i] before it
 // writes resid[i]; the later passes re-read resid[i] it wrote itself.
-__global__ void residual_layernorm_forward_kernel(float* resid, float* __restrict__ out, float* __restrict__ mean,
+template <typename Out>
+__global__ void residual_layernorm_forward_kernel(float* resid, Out* __restrict__ out, float* __restrict__ mean,
                                                   float* __restrict__ rstd, const float* a, const float* b,
                                                   const float* __restrict__ gamma, const float* __restrict__ beta,
                                                   int M, int C, float eps) {
@@ -141,18 +144,27 @@ __global__ void layernorm_backward_params_finish_kernel(float* __restrict__ dgam
 
 }  // namespace
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma, const float* beta,
+void layernorm_forward(TensorRef out, float* mean, float* rstd, const float* inp, const float* gamma, const float* beta,
                        int M, int C, float eps, cudaStream_t s) {
   if (M <= 0 || C <= 0) return;
-  layernorm_forward_kernel<<<ceil_div(M, 8), 256, 0, s>>>(out, mean, rstd, inp, gamma, beta, M, C, eps);
+  if (out.bf16())
+    layernorm_forward_kernel<__nv_bfloat16><<<ceil_div(M, 8), 256, 0, s>>>(static_cast<__nv_bfloat16*>(out.ptr), mean, rstd, inp,
+                                                            gamma, beta, M, C, eps);
+  else
+    layernorm_forward_kernel<float><<<ceil_div(M, 8), 256, 0, s>>>(static_cast<float*>(out.ptr), mean, rstd, inp, gamma,
+                                                            beta, M, C, eps);
   CUDA_CHECK_LAUNCH("layernorm_forward");
 }
 
-void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+void residual_layernorm_forward(float* resid, TensorRef out, float* mean, float* rstd, const float* a, const float* b,
                                 const float* gamma, const float* beta, int M, int C, float eps, cudaStream_t s) {
   if (M <= 0 || C <= 0) return;
-  residual_layernorm_forward_kernel<<<ceil_div(M, 8), 256, 0, s>>>(resid, out, mean, rstd, a, b, gamma, beta, M, C,
-                                                                    eps);
+  if (out.bf16())
+    residual_layernorm_forward_kernel<__nv_bfloat16><<<ceil_div(M, 8), 256, 0, s>>>(
+        resid, static_cast<__nv_bfloat16*>(out.ptr), mean, rstd, a, b, gamma, beta, M, C, eps);
+  else
+    residual_layernorm_forward_kernel<float><<<ceil_div(M, 8), 256, 0, s>>>(resid, static_cast<float*>(out.ptr), mean, rstd,
+                                                                      a, b, gamma, beta, M, C, eps);
   CUDA_CHECK_LAUNCH("residual_layernorm_forward");
 }
 

@@ -16,11 +16,12 @@ namespace cuda {
 
 // layernorm.cu ---------------------------------------------------------------
 // out[M, C] = (inp - mean) * rstd * gamma + beta; mean[M], rstd[M] saved.
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* gamma, const float* beta,
+// out may be bf16 (rounded from the fp32 result); mean, rstd stay fp32.
+void layernorm_forward(TensorRef out, float* mean, float* rstd, const float* inp, const float* gamma, const float* beta,
                        int M, int C, float eps, cudaStream_t s);
 // resid[M, C] = a + b (resid may alias a or b), then out, mean, rstd as
 // layernorm_forward of resid: one kernel, the row read once from a and b.
-void residual_layernorm_forward(float* resid, float* out, float* mean, float* rstd, const float* a, const float* b,
+void residual_layernorm_forward(float* resid, TensorRef out, float* mean, float* rstd, const float* a, const float* b,
                                 const float* gamma, const float* beta, int M, int C, float eps, cudaStream_t s);
 // dinp += ..., dgamma += ..., dbeta += ... (deterministic). scratch: at least
 // layernorm_backward_scratch_floats(M, C) floats.
@@ -30,12 +31,14 @@ void layernorm_backward(float* dinp, float* dgamma, float* dbeta, const float* d
                         cudaStream_t s);
 
 // gelu.cu (tanh form) ----------------------------------------------------------
-void gelu_forward(float* out, const float* inp, int64_t n, cudaStream_t s);
-void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n, cudaStream_t s);
+void gelu_forward(TensorRef out, CTensorRef inp, int64_t n, cudaStream_t s);
+void gelu_backward(float* dinp, CTensorRef inp, const float* dout, int64_t n, cudaStream_t s);
 
 // elementwise.cu ------------------------------------------------------------------
 void add(float* out, const float* a, const float* b, int64_t n, cudaStream_t s);
 void scale(float* x, float factor, int64_t n, cudaStream_t s);
+// dst = src converted (Backend::convert): fp32 to bf16 rounds to nearest even.
+void convert(TensorRef dst, CTensorRef src, int64_t n, cudaStream_t s);
 
 // embedding.cu ------------------------------------------------------------------
 // out[M, C] = wte[tok] + wpe[row % T]
