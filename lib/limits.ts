@@ -15,10 +15,11 @@
  * buffers (weights, gradients, two AdamW moments) and one activation block
  * for batch x seq rows (plus the token and target ids). So the estimate
  * equals GPT.memory() of a model that ran such a call, byte for byte
- * (test/native/limits.test.ts). On CUDA a bf16 model is also allowed a bf16
- * copy of the weights (2 bytes per stored parameter), and the scratch the
- * CUDA backend reserves for a training step (cuda_training_scratch_bytes,
- * from the same sizing code the backend reserves with).
+ * (test/native/limits.test.ts). On CUDA a bf16 model keeps its activations
+ * in bf16 and a bf16 copy of the weights (2 bytes per stored parameter), both
+ * in the core's figures, plus the scratch the CUDA backend reserves for a
+ * training step (cuda_training_scratch_bytes, from the same sizing code the
+ * backend reserves with).
  */
 import * as os from 'node:os';
 
@@ -102,8 +103,17 @@ function coreLayout(
   c: GPTConfig,
   batch?: number,
   seq?: number,
+  storage: 'fp32' | 'bf16' = 'fp32',
 ): { params: number; grads: number; optimizer: number; activations: number; scratch: number } {
-  return loadAddon().memoryLayout(batch === undefined ? { config: c } : { config: c, batch, seq });
+  return loadAddon().memoryLayout(batch === undefined ? { config: c, storage } : { config: c, batch, seq, storage });
+}
+
+/**
+ * The type the core stores a model's activations in (Backend::activation_dtype):
+ * bf16 on CUDA in bf16 unless GPT_ENGINE_BF16_STORAGE=0, else fp32.
+ */
+function storageOf(device: LimitsDevice, precision: LimitsPrecision): 'fp32' | 'bf16' {
+  return device === 'cuda' && precision === 'bf16' && process.env.GPT_ENGINE_BF16_STORAGE === '1' ? 'bf16' : 'fp32';
 }
 
 /** Floats in one parameter-sized buffer of the core (tensors rounded to 16 floats, vocabulary padded). */
@@ -229,12 +239,16 @@ function normalize(req: FitRequest): Normalized {
 
 function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
   const c = n.config;
-  const core = n.batch !== null && n.seq !== null ? coreLayout(c, n.batch, n.seq) : coreLayout(c);
-  const lowPrecisionCopy = n.device === 'cuda' && n.precision === 'bf16' ? core.params / 2 : 0;
+  const storage = storageOf(n.device, n.precision);
+  const core =
+    n.batch !== null && n.seq !== null ? coreLayout(c, n.batch, n.seq, storage) : coreLayout(c, undefined, undefined, storage);
+  // In bf16 storage the core's params figure holds the fp32 weights and their bf16 copy.
+  const params = core.grads;
+  const lowPrecisionCopy = core.params - core.grads;
   const logits = n.logits && n.batch !== null && n.seq !== null ? 4 * n.batch * n.seq * c.vocab_size : 0;
   const grads = n.accumulation ? 2 * core.grads : core.grads;
   const scratch = n.device === 'cuda' ? core.scratch : 0;
-  const total = core.params + grads + core.optimizer + lowPrecisionCopy + core.activations + scratch + logits;
+  const total = params + grads + core.optimizer + lowPrecisionCopy + core.activations + scratch + logits;
   const needed = Math.max(0, total - n.held);
   return {
     device: n.device,
@@ -242,7 +256,7 @@ function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
     preset: n.preset,
     batch: n.batch,
     seq: n.seq,
-    params: core.params,
+    params,
     grads,
     optimizer: core.optimizer,
     lowPrecisionCopy,

@@ -48,6 +48,8 @@ export interface CoreNative {
     config: { n_layer: number; n_head: number; n_embd: number; n_positions: number; vocab_size: number };
     batch?: number;
     seq?: number;
+    /** the activations' storage type (default fp32; bf16: CUDA in bf16, params then include the bf16 weight copy) */
+    storage?: 'fp32' | 'bf16';
   }): { params: number; grads: number; optimizer: number; activations: number; scratch: number };
   nativeVersion: string;
 }

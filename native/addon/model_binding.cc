@@ -451,10 +451,11 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
 }
 
 // memoryLayout({ config: { n_layer, n_head, n_embd, n_positions, vocab_size },
-//                batch?, seq? }) -> { params, grads, optimizer, activations, scratch }:
+//                batch?, seq?, storage? }) -> { params, grads, optimizer, activations, scratch }:
 // the bytes a model of this config holds (Model::plan_memory), with the
-// activations for batch x seq rows (0 without them). The layout is the same
-// on every backend and in both precisions. scratch: what the CUDA backend
+// activations for batch x seq rows (0 without them). storage 'fp32' (the
+// default; the CPU, and CUDA in fp32) or 'bf16' (CUDA in bf16: the stored
+// activations take half, params add the weights' bf16 copy). scratch: what the CUDA backend
 // reserves for a training step of that shape (cuda_training_scratch_bytes;
 // 0 in a build without CUDA); the CPU backend holds none. A figure too large
 // to count is Infinity. Synchronous: no allocation, just arithmetic over the
@@ -473,7 +474,15 @@ Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
       seq = get_int(o, "seq", 1, big);
       rows = batch > std::numeric_limits<int64_t>::max() / seq ? std::numeric_limits<int64_t>::max() : batch * seq;
     }
-    const Model::Memory m = Model::plan_memory(cfg, rows);
+    DType storage = DType::F32;
+    if (has(o, "storage")) {
+      const std::string st = get_string(o, "storage");
+      if (st == "bf16")
+        storage = DType::BF16;
+      else if (st != "fp32")
+        throw_invalid("Expected 'fp32' or 'bf16' for storage but received '" + st + "'");
+    }
+    const Model::Memory m = Model::plan_memory(cfg, rows, storage);
     auto num = [](size_t v) { return v == SIZE_MAX ? std::numeric_limits<double>::infinity() : static_cast<double>(v); };
     size_t scratch = SIZE_MAX;
     if (rows <= std::numeric_limits<int32_t>::max() && m.params != SIZE_MAX) {
@@ -482,7 +491,10 @@ Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
       ts.T = static_cast<int>(seq);
       ts.C = cfg.n_embd;
       ts.H = cfg.n_head;
-      ts.params = static_cast<int64_t>(m.params / sizeof(float));
+      ts.params = static_cast<int64_t>(m.grads / sizeof(float));
+      ts.storage = storage;
+      const int64_t Vp = (int64_t(cfg.vocab_size) + 63) / 64 * 64;
+      ts.classifier_elems = classifier_capacity_rows(rows, Vp) * Vp;
       scratch = cuda_training_scratch_bytes(ts);
     }
     Napi::Object r = Napi::Object::New(env);

@@ -51,7 +51,7 @@ void classifier_forward_backward_rows(Backend& be, const ClassifierArgs& a, cons
                                       float dlogits_scale, float* dx, float* dwte) {
   const int rows = classifier_chunk_rows(be, a.M, a.Vp, a.precision, a.cap);
   for_chunks(a.M, rows, [&](int r0, int n) {
-    const float* x = a.x + int64_t(r0) * a.C;
+    const CTensorRef x = a.x.at(int64_t(r0) * a.C);
     be.matmul_nt(a.chunk, x, a.wte, n, a.C, a.Vp, a.precision);
     be.crossentropy_rows(a.chunk, targets + r0, row_loss + r0, n, a.V, a.Vp, dlogits_scale);
     if (dx) be.matmul_forward(dx + int64_t(r0) * a.C, a.chunk, a.wte, nullptr, n, a.Vp, a.C, a.precision);
@@ -74,7 +74,7 @@ void classifier_logits(Backend& be, const ClassifierArgs& a,
                        const std::function<void(int r0, int rows, const float* logits)>& sink) {
   const int rows = classifier_chunk_rows(be, a.M, a.Vp, a.precision, a.cap);
   for_chunks(a.M, rows, [&](int r0, int n) {
-    be.matmul_nt(a.chunk, a.x + int64_t(r0) * a.C, a.wte, n, a.C, a.Vp, a.precision);
+    be.matmul_nt(a.chunk, a.x.at(int64_t(r0) * a.C), a.wte, n, a.C, a.Vp, a.precision);
     sink(r0, n, a.chunk);
   });
 }

@@ -25,8 +25,8 @@ int classifier_chunk_rows(Backend& be, int M, int Vp, Precision p, int cap);
 struct ClassifierArgs {
   int M = 0, C = 0, V = 0, Vp = 0;
   Precision precision = Precision::FP32;
-  const float* x = nullptr;          // [M, C] the final LayerNorm's output
-  const float* wte = nullptr;        // [Vp, C] the tied embedding
+  CTensorRef x;                      // [M, C] the final LayerNorm's output (fp32 or bf16)
+  CTensorRef wte;                    // [Vp, C] the tied embedding (or its bf16 copy)
   float* chunk = nullptr;            // [cap, Vp] scratch for one chunk of logits
   int cap = 0;                       // rows the chunk buffer holds
 };

@@ -285,7 +285,9 @@ void DecodeState::run_blocks(int M, bool step, const volatile int32_t* abort,
   for (int l = 0; l < L_; ++l) {
     if (l > 0) check_abort(abort);
     model_->layer_forward(
-        l, acts, M, [&](float* qkv, float* att) { attend(l, qkv, att); }, step ? &weights_->layer(l) : nullptr);
+        l, acts, M,
+        [&](TensorRef qkv, TensorRef att) { attend(l, qkv.f32("decode qkv"), att.f32("decode attention output")); },
+        step ? &weights_->layer(l) : nullptr);
   }
 }
 

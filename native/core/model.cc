@@ -30,6 +30,7 @@ int64_t sat_add(int64_t a, int64_t b) { return a > kSizeMax - b ? kSizeMax : a +
 int64_t sat_mul(int64_t a, int64_t b) { return b != 0 && a > kSizeMax / b ? kSizeMax : a * b; }
 // Every tensor and activation starts on a 16-float (64-byte) boundary.
 int64_t sat_round16(int64_t n) { return n > kSizeMax - 15 ? kSizeMax : round_up(n, 16); }
+int64_t sat_round64(int64_t n) { return n > kSizeMax - 63 ? kSizeMax : round_up(n, 64); }
 size_t to_size(int64_t n) { return n == kSizeMax ? SIZE_MAX : static_cast<size_t>(n); }
 
 int padded_vocab(int V) { return static_cast<int>(round_up(V, 64)); }
@@ -158,20 +159,25 @@ struct Model::Acts {
   int32_t* tokens = nullptr;   // [M]
   int32_t* targets = nullptr;  // [M]
   int32_t* doc_start = nullptr;  // [M], the document mask's starts (calls with doc_eot >= 0)
+  // TensorRef buffers are in the storage type (Backend::activation_dtype:
+  // bf16 on CUDA under BF16), the float ones fp32 always.
   struct Layer {
-    float *ln1, *ln1_mean, *ln1_rstd;  // [M, C], [M], [M]
-    float* qkv;                        // [M, 3C]  (B, T, 3C)
-    float* atty;                       // [M, C]   attention output, (B, T, C)
+    TensorRef ln1;                     // [M, C]
+    float *ln1_mean, *ln1_rstd;        // [M], [M]
+    TensorRef qkv;                     // [M, 3C]  (B, T, 3C)
+    TensorRef atty;                    // [M, C]   attention output, (B, T, C)
     float* lse;                        // [B, H, T]
     float* res1;                       // [M, C]   residual after attention
-    float *ln2, *ln2_mean, *ln2_rstd;  // [M, C], [M], [M]
-    float* fch;                        // [M, 4C]  before GELU
-    float* fchg;                       // [M, 4C]  after GELU
+    TensorRef ln2;                     // [M, C]
+    float *ln2_mean, *ln2_rstd;        // [M], [M]
+    TensorRef fch;                     // [M, 4C]  before GELU
+    TensorRef fchg;                    // [M, 4C]  after GELU
     float* res2;                       // [M, C]   residual after the MLP
   };
   std::vector<Layer> layers;
   float* enc = nullptr;                                       // [M, C] embeddings
-  float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr;  // [M, C], [M], [M]
+  TensorRef lnf;                                              // [M, C]
+  float *lnf_mean = nullptr, *lnf_rstd = nullptr;             // [M], [M]
   // The fused classifier's scratch (classifier.h): one chunk of logits
   // [chunk_rows, Vp] (their gradient in place), never all M rows, and the
   // per-row losses [M] (double).
@@ -214,34 +220,40 @@ struct Model::Acts {
     return b;
   }
 
-  // Visits every buffer of the block for M rows in layout order: f(slot,
-  // floats). ensure_acts() carves the allocation with it and block_floats()
-  // sums it, so what is reported is what is allocated.
-  template <typename F>
-  void walk(const ModelConfig& c, int64_t M, F&& f_) {
+  // Visits every buffer of the block for M rows in layout order, the
+  // TensorRef ones in `storage`: slot = carve(bytes). ensure_acts() carves
+  // the allocation with it and block_bytes() sums it, so what is reported is
+  // what is allocated.
+  template <typename Carve>
+  void walk(const ModelConfig& c, int64_t M, DType storage, Carve&& carve) {
     const int64_t C = c.n_embd, H = c.n_head, Vp = c.padded_vocab;
-    auto f = [&](float*& slot, int64_t width) { f_(slot, sat_mul(M, width)); };
+    auto f = [&](float*& slot, int64_t width) {
+      slot = static_cast<float*>(carve(sat_mul(sat_mul(M, width), sizeof(float))));
+    };
+    auto t = [&](TensorRef& slot, int64_t width) {
+      slot = TensorRef(carve(sat_mul(sat_mul(M, width), static_cast<int64_t>(dtype_size(storage)))), storage);
+    };
     layers.resize(static_cast<size_t>(c.n_layer));
     for (auto& l : layers) {
-      f(l.ln1, C);
+      t(l.ln1, C);
       f(l.ln1_mean, 1);
       f(l.ln1_rstd, 1);
-      f(l.qkv, 3 * C);
-      f(l.atty, C);
+      t(l.qkv, 3 * C);
+      t(l.atty, C);
       f(l.lse, H);
       f(l.res1, C);
-      f(l.ln2, C);
+      t(l.ln2, C);
       f(l.ln2_mean, 1);
       f(l.ln2_rstd, 1);
-      f(l.fch, 4 * C);
-      f(l.fchg, 4 * C);
+      t(l.fch, 4 * C);
+      t(l.fchg, 4 * C);
       f(l.res2, C);
     }
     f(enc, C);
-    f(lnf, C);
+    t(lnf, C);
     f(lnf_mean, 1);
     f(lnf_rstd, 1);
-    f_(chunk, sat_mul(classifier_capacity_rows(M, Vp), Vp));
+    chunk = static_cast<float*>(carve(sat_mul(sat_mul(classifier_capacity_rows(M, Vp), Vp), sizeof(float))));
     f(row_loss, 2);  // doubles
     f(dres, C);
     f(dln, C);
@@ -249,12 +261,15 @@ struct Model::Acts {
     f(dqkv, 3 * C);
     f(dfch, 4 * C);
   }
-  // Floats of the block for M rows, each buffer rounded up to 16 floats
+  // Bytes of the block for M rows, each buffer rounded up to 64 bytes
   // (kSizeMax when that overflows).
-  static int64_t block_floats(const ModelConfig& c, int64_t M) {
+  static int64_t block_bytes(const ModelConfig& c, int64_t M, DType storage) {
     Acts probe;
     int64_t total = 0;
-    probe.walk(c, M, [&](float*&, int64_t floats) { total = sat_add(total, sat_round16(floats)); });
+    probe.walk(c, M, storage, [&](int64_t bytes) -> void* {
+      total = sat_add(total, sat_round64(bytes));
+      return nullptr;
+    });
     return total;
   }
 };
@@ -262,22 +277,27 @@ struct Model::Acts {
 namespace {
 
 // The byte figures of memory() for a parameter buffer of `param_floats`
-// floats and an activation block of `act_floats` floats for `rows` rows (plus
-// their token and target ids).
-Model::Memory memory_figures(int64_t param_floats, int64_t act_floats, int64_t rows) {
+// floats (and its bf16 copy for the GEMMs when the activations are stored in
+// bf16) and an activation block of `act_bytes` for `rows` rows (plus their
+// token and target ids).
+Model::Memory memory_figures(int64_t param_floats, DType storage, int64_t act_bytes, int64_t rows) {
   Model::Memory m;
   const int64_t buf = sat_mul(param_floats, sizeof(float));
-  m.params = to_size(buf);
-  m.grads = m.params;
+  m.grads = to_size(buf);
+  m.params = to_size(storage == DType::BF16 ? sat_add(buf, sat_mul(param_floats, 2)) : buf);
   m.optimizer = to_size(sat_mul(buf, 2));
-  m.activations = rows > 0 ? to_size(sat_add(sat_mul(act_floats, sizeof(float)), sat_mul(rows, 2 * sizeof(int32_t)))) : 0;
+  m.activations = rows > 0 ? to_size(sat_add(act_bytes, sat_mul(rows, 2 * sizeof(int32_t)))) : 0;
   return m;
 }
 
 }  // namespace
 
 Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision precision, uint64_t seed)
-    : cfg_(cfg), backend_(std::move(backend)), precision_(precision), acts_(std::make_unique<Acts>()) {
+    : cfg_(cfg),
+      backend_(std::move(backend)),
+      precision_(precision),
+      storage_(backend_->activation_dtype(precision)),
+      acts_(std::make_unique<Acts>()) {
   GPT_CHECK_ARG(cfg_.n_layer >= 1 && cfg_.n_head >= 1 && cfg_.n_embd >= 1 && cfg_.n_positions >= 1 &&
                     cfg_.vocab_size >= 1,
                 "Expected positive model dimensions");
@@ -299,6 +319,9 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision
     m_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW first moments"));
     v_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW second moments"));
     step_scalars_ = static_cast<float*>(backend_->alloc(32, "the step's gradient scale, norm and loss"));
+    if (storage_ == DType::BF16)
+      weights_bf16_ = static_cast<uint16_t*>(
+          backend_->alloc(static_cast<size_t>(n_floats_) * 2, "the bf16 copy of the weights"));
     backend_->zero(params_, bytes);
     backend_->zero(grads_, bytes);
     backend_->zero(m_, bytes);
@@ -308,6 +331,7 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision
   } catch (...) {
     for (float* p : {params_, grads_, m_, v_, step_scalars_})
       if (p) backend_->free(p);
+    if (weights_bf16_) backend_->free(weights_bf16_);
     throw;
   }
 }
@@ -321,6 +345,19 @@ Model::~Model() {
   }
   for (float* p : {params_, grads_, m_, v_, acc_, step_scalars_})
     if (p) backend_->free(p);
+  if (weights_bf16_) backend_->free(weights_bf16_);
+}
+
+void Model::sync_weights_bf16() {
+  if (!weights_bf16_ || weights_bf16_version_ == params_version_) return;
+  Backend& be = *backend_;
+  GPT_OP("convert", be.convert(TensorRef(weights_bf16_, DType::BF16), params_, n_floats_));
+  weights_bf16_version_ = params_version_;
+}
+
+CTensorRef Model::gemm_weight(const float* w, bool bf16) const {
+  if (!bf16 || !weights_bf16_) return w;
+  return CTensorRef(weights_bf16_ + (w - params_), DType::BF16);
 }
 
 void Model::layout() { tensors_ = param_layout(cfg_, &n_floats_); }
@@ -395,10 +432,9 @@ void Model::ensure_acts(int B, int T) {
     a.tokens = a.targets = a.doc_start = nullptr;
     a.cap = 0;
     a.bytes = 0;
-    const int64_t total = Acts::block_floats(cfg_, M);
-    if (total > kSizeMax / static_cast<int64_t>(sizeof(float)))
-      throw GptError(ErrorCode::OutOfMemory, "size overflow allocating the activations");
-    a.bytes = static_cast<size_t>(total) * sizeof(float);
+    const int64_t total = Acts::block_bytes(cfg_, M, storage_);
+    if (total == kSizeMax) throw GptError(ErrorCode::OutOfMemory, "size overflow allocating the activations");
+    a.bytes = static_cast<size_t>(total);
     std::ostringstream what;
     what << "the activations for batch " << B << " x seq " << T;
     const std::string w = what.str();
@@ -406,10 +442,11 @@ void Model::ensure_acts(int B, int T) {
     a.tokens = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the token ids"));
     a.targets = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the targets"));
     a.doc_start = static_cast<int32_t*>(backend_->alloc(static_cast<size_t>(M) * 4, "the document starts"));
-    float* p = a.base;
-    a.walk(cfg_, M, [&](float*& slot, int64_t floats) {
-      slot = p;
-      p += round_up(floats, 16);
+    char* p = reinterpret_cast<char*>(a.base);
+    a.walk(cfg_, M, storage_, [&](int64_t bytes) -> void* {
+      char* slot = p;
+      p += round_up(bytes, 64);
+      return slot;
     });
     a.chunk_rows = classifier_capacity_rows(M, cfg_.padded_vocab);
     a.cap = M;
@@ -424,6 +461,8 @@ void Model::reserve_scratch(int B, int T) {
   s.C = cfg_.n_embd;
   s.H = cfg_.n_head;
   s.params = n_floats_;
+  s.storage = storage_;
+  s.classifier_elems = int64_t(classifier_capacity_rows(int64_t(B) * T, cfg_.padded_vocab)) * cfg_.padded_vocab;
   bool seen[2] = {false, false};
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const int kind = cfg_.patterns[static_cast<size_t>(l)] == AttnPattern::Banded ? 1 : 0;
@@ -482,20 +521,24 @@ AttnShape Model::attn_shape(int l, int B, int T, const int32_t* doc_start) const
   return s;
 }
 
-void Model::layer_forward(int l, const BlockActs& a, int M, const std::function<void(float* qkv, float* att)>& attend,
-                          const PackedLayer* decode) {
+void Model::layer_forward(int l, const BlockActs& a, int M,
+                          const std::function<void(TensorRef qkv, TensorRef att)>& attend, const PackedLayer* decode) {
   Backend& be = *backend_;
   const int C = cfg_.n_embd;
   const float eps = cfg_.layer_norm_epsilon;
   const Precision p = precision_;
   const LayerWeights& W = w_.layers[static_cast<size_t>(l)];
   const PackedLayer packed = decode ? *decode : PackedLayer{};
-  // out = inp @ w + bias: a GEMM, or in a decode step the decode op.
-  auto linear = [&](float* out, const float* inp, const float* w, const void* pw, const float* bias, int K, int N) {
+  // Blocks whose activations are bf16 (the training forward in bf16
+  // storage) read the bf16 copy of the weights; decoding's are fp32.
+  const bool bf16 = a.ln1.bf16();
+  // out = inp @ w + bias: a GEMM, or in a decode step the decode op (fp32).
+  auto linear = [&](TensorRef out, CTensorRef inp, const float* w, const void* pw, const float* bias, int K, int N) {
     if (decode)
-      GPT_OP("decode_linear", be.decode_linear(out, inp, w, pw, bias, M, K, N, p));
+      GPT_OP("decode_linear", be.decode_linear(out.f32("decode_linear out"), inp.f32("decode_linear inp"), w, pw, bias,
+                                               M, K, N, p));
     else
-      GPT_OP("matmul_forward", be.matmul_forward(out, inp, w, bias, M, K, N, p));
+      GPT_OP("matmul_forward", be.matmul_forward(out, inp, gemm_weight(w, bf16), bias, M, K, N, p));
   };
   linear(a.qkv, a.ln1, W.c_attn_w, packed.c_attn, W.c_attn_b, C, 3 * C);
   attend(a.qkv, a.att);
@@ -506,9 +549,11 @@ void Model::layer_forward(int l, const BlockActs& a, int M, const std::function<
   // fch = ln2 @ c_fc + bias (the backward pass reads it), fchg = gelu(fch)
   if (decode)
     GPT_OP("decode_linear_gelu",
-           be.decode_linear_gelu(a.fch, a.fchg, a.ln2, W.c_fc_w, packed.c_fc, W.c_fc_b, M, C, 4 * C, p));
+           be.decode_linear_gelu(a.fch.f32("decode fch"), a.fchg.f32("decode fchg"), a.ln2.f32("decode ln2"), W.c_fc_w,
+                                 packed.c_fc, W.c_fc_b, M, C, 4 * C, p));
   else
-    GPT_OP("matmul_forward_gelu", be.matmul_forward_gelu(a.fch, a.fchg, a.ln2, W.c_fc_w, W.c_fc_b, M, C, 4 * C, p));
+    GPT_OP("matmul_forward_gelu", be.matmul_forward_gelu(a.fch, a.fchg, a.ln2, gemm_weight(W.c_fc_w, bf16), W.c_fc_b,
+                                                         M, C, 4 * C, p));
   linear(a.mlp, a.fchg, W.mlp_proj_w, packed.mlp_proj, W.mlp_proj_b, 4 * C, C);
   // res2 = mlp + res1, then the next LayerNorm: the next layer's ln_1, or
   // ln_f after the last layer.
@@ -536,10 +581,11 @@ void Model::forward_body(int B, int T) {
   }
   for (int l = 0; l < cfg_.n_layer; ++l) {
     // q, k, v: strided [B, H, T, D] views of qkv [B, T, 3C]; out [B, T, C].
-    layer_forward(l, a.block(l), M, [&](float* qkv, float* att) {
+    layer_forward(l, a.block(l), M, [&](TensorRef qkv, TensorRef att) {
       const int64_t sq = int64_t(T) * 3 * C;
-      AttnTensor q{qkv, sq, D, 3 * C}, k{qkv + C, sq, D, 3 * C}, v{qkv + 2 * C, sq, D, 3 * C};
-      AttnTensor o{att, int64_t(T) * C, D, C};
+      const AttnTensor q = AttnTensor::of(qkv, sq, D, 3 * C), k = AttnTensor::of(qkv.at(C), sq, D, 3 * C),
+                       v = AttnTensor::of(qkv.at(2 * C), sq, D, 3 * C);
+      const AttnTensor o = AttnTensor::of(att, int64_t(T) * C, D, C);
       GPT_OP("attention_forward",
              be.attention_forward(attn_shape(l, B, T, doc_start_), o, a.layers[static_cast<size_t>(l)].lse, q, k, v));
     });
@@ -554,7 +600,7 @@ ClassifierArgs Model::classifier_args(int M) const {
   c.Vp = cfg_.padded_vocab;
   c.precision = precision_;
   c.x = acts_->lnf;
-  c.wte = w_.wte;
+  c.wte = gemm_weight(w_.wte, acts_->lnf.bf16());
   c.chunk = acts_->chunk;
   c.cap = static_cast<int>(acts_->chunk_rows);
   return c;
@@ -567,6 +613,8 @@ void Model::backward_body(int B, int T) {
   const int M = B * T;
   const Precision p = precision_;
   const int L = cfg_.n_layer;
+  // The weights as the forward's GEMMs read them (the bf16 copy in bf16 storage).
+  auto wt = [&](const float* w) { return gemm_weight(w, storage_ == DType::BF16); };
 
   // a.dln = dlnf, from the classifier (which also added the head's share of dwte).
   const float* x_last = a.layers[static_cast<size_t>(L - 1)].res2;
@@ -579,18 +627,20 @@ void Model::backward_body(int B, int T) {
     Acts::Layer& A = a.layers[static_cast<size_t>(l)];
     const float* x_in = l == 0 ? a.enc : a.layers[static_cast<size_t>(l - 1)].res2;
     // a.dres = d(res2). MLP branch.
-    GPT_OP("matmul_backward", be.matmul_backward(a.dfch, G.mlp_proj_w, G.mlp_proj_b, a.dres, A.fchg, W.mlp_proj_w, M, 4 * C, C, p));
+    GPT_OP("matmul_backward", be.matmul_backward(a.dfch, G.mlp_proj_w, G.mlp_proj_b, a.dres, A.fchg, wt(W.mlp_proj_w), M, 4 * C, C, p));
     GPT_OP("gelu_backward", be.gelu_backward(a.dfch, A.fch, a.dfch, int64_t(M) * 4 * C));
-    GPT_OP("matmul_backward", be.matmul_backward(a.dln, G.c_fc_w, G.c_fc_b, a.dfch, A.ln2, W.c_fc_w, M, C, 4 * C, p));
+    GPT_OP("matmul_backward", be.matmul_backward(a.dln, G.c_fc_w, G.c_fc_b, a.dfch, A.ln2, wt(W.c_fc_w), M, C, 4 * C, p));
     GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, G.ln_2_w, G.ln_2_b, a.dln, A.res1, W.ln_2_w, A.ln2_mean, A.ln2_rstd, M, C));
     // a.dres = d(res1). Attention branch.
-    GPT_OP("matmul_backward", be.matmul_backward(a.datty, G.attn_proj_w, G.attn_proj_b, a.dres, A.atty, W.attn_proj_w, M, C, C, p));
+    GPT_OP("matmul_backward", be.matmul_backward(a.datty, G.attn_proj_w, G.attn_proj_b, a.dres, A.atty, wt(W.attn_proj_w), M, C, C, p));
     const int64_t sq = int64_t(T) * 3 * C, so = int64_t(T) * C;
-    AttnTensor q{A.qkv, sq, D, 3 * C}, k{A.qkv + C, sq, D, 3 * C}, v{A.qkv + 2 * C, sq, D, 3 * C};
+    const AttnTensor q = AttnTensor::of(A.qkv, sq, D, 3 * C), k = AttnTensor::of(A.qkv.at(C), sq, D, 3 * C),
+                     v = AttnTensor::of(A.qkv.at(2 * C), sq, D, 3 * C);
     AttnTensor dq{a.dqkv, sq, D, 3 * C}, dk{a.dqkv + C, sq, D, 3 * C}, dv{a.dqkv + 2 * C, sq, D, 3 * C};
-    AttnTensor o{A.atty, so, D, C}, dout{a.datty, so, D, C};
+    const AttnTensor o = AttnTensor::of(A.atty, so, D, C);
+    AttnTensor dout{a.datty, so, D, C};
     GPT_OP("attention_backward", be.attention_backward(attn_shape(l, B, T, doc_start_), dq, dk, dv, q, k, v, o, A.lse, dout));
-    GPT_OP("matmul_backward", be.matmul_backward(a.dln, G.c_attn_w, G.c_attn_b, a.dqkv, A.ln1, W.c_attn_w, M, C, 3 * C, p));
+    GPT_OP("matmul_backward", be.matmul_backward(a.dln, G.c_attn_w, G.c_attn_b, a.dqkv, A.ln1, wt(W.c_attn_w), M, C, 3 * C, p));
     GPT_OP("layernorm_backward", be.layernorm_backward(a.dres, G.ln_1_w, G.ln_1_b, a.dln, x_in, W.ln_1_w, A.ln1_mean, A.ln1_rstd, M, C));
     // a.dres = d(x_in)
   }
@@ -600,6 +650,7 @@ void Model::backward_body(int B, int T) {
 void Model::forward(const int32_t* tokens, int B, int T, float* logits_out, int32_t doc_eot) {
   check_tokens(tokens, nullptr, B, T);
   ensure_acts(B, T);
+  sync_weights_bf16();
   upload_tokens(tokens, nullptr, B, T, doc_eot);
   double t0 = now_ms();
   forward_body(B, T);
@@ -629,6 +680,7 @@ void Model::forward(const int32_t* tokens, int B, int T, float* logits_out, int3
 double Model::loss(const int32_t* tokens, const int32_t* targets, int B, int T, int64_t* count, int32_t doc_eot) {
   check_tokens(tokens, targets, B, T);
   ensure_acts(B, T);
+  sync_weights_bf16();
   upload_tokens(tokens, targets, B, T, doc_eot);
   double t0 = now_ms();
   forward_body(B, T);
@@ -653,6 +705,7 @@ double Model::forward_backward_impl(const int32_t* tokens, const int32_t* target
                                     int32_t doc_eot, bool defer) {
   check_tokens(tokens, targets, B, T);
   ensure_acts(B, T);
+  sync_weights_bf16();
   upload_tokens(tokens, targets, B, T, doc_eot);
   profile().acc.clear();  // only this call's ops (not those of forward(), loss() or decoding before it)
   double t0 = now_ms();
@@ -876,18 +929,18 @@ void Model::write_tensor(Buffer which, int index, const float* src) {
 }
 
 Model::Memory Model::memory() const {
-  Memory m = memory_figures(n_floats_, static_cast<int64_t>(acts_->bytes / sizeof(float)), acts_->cap);
+  Memory m = memory_figures(n_floats_, storage_, static_cast<int64_t>(acts_->bytes), acts_->cap);
   m.optimizer = static_cast<size_t>(mv_hi_ - mv_lo_) * 2 * sizeof(float);  // this rank's slice (ZeRO-1)
   if (acc_) m.grads += static_cast<size_t>(n_floats_) * sizeof(float);  // the accumulation buffer (model.h)
   return m;
 }
 
-Model::Memory Model::plan_memory(const ModelConfig& cfg, int64_t rows) {
+Model::Memory Model::plan_memory(const ModelConfig& cfg, int64_t rows, DType storage) {
   ModelConfig c = cfg;
   c.padded_vocab = padded_vocab(c.vocab_size);
   int64_t n_floats = 0;
   param_layout(c, &n_floats);
-  return memory_figures(n_floats, rows > 0 ? Acts::block_floats(c, rows) : 0, rows);
+  return memory_figures(n_floats, storage, rows > 0 ? Acts::block_bytes(c, rows, storage) : 0, rows);
 }
 
 }  // namespace gpt

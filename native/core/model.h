@@ -87,20 +87,25 @@ struct Weights {
 // [M, C] unless said otherwise. The training forward gives every block its
 // own (the backward pass reads them); decoding reuses one set, so a buffer
 // may stand for several of these where the comments allow it.
+// The TensorRef ones are in the model's storage type (bf16 in the training
+// forward on CUDA under BF16, Model::storage(); decoding keeps fp32), the
+// float ones fp32 always.
 struct BlockActs {
   const float* x = nullptr;  // the residual stream entering the block
-  float* ln1 = nullptr;      // ln_1(x): input, written before the block runs
-  float* qkv = nullptr;      // [M, 3C] ln1 @ attn.c_attn + bias
-  float* att = nullptr;      // the attention output
+  TensorRef ln1;             // ln_1(x): input, written before the block runs
+  TensorRef qkv;             // [M, 3C] ln1 @ attn.c_attn + bias
+  TensorRef att;             // the attention output
   float* proj = nullptr;     // att @ attn.c_proj + bias
   float* res1 = nullptr;     // x + proj (may be x or proj)
-  float *ln2 = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr;  // ln_2(res1): [M, C], [M], [M] (ln2 may be ln1)
-  float *fch = nullptr, *fchg = nullptr;                           // [M, 4C] ln2 @ mlp.c_fc + bias, its GELU
+  TensorRef ln2;             // ln_2(res1): [M, C] (may be ln1)
+  float *ln2_mean = nullptr, *ln2_rstd = nullptr;  // [M], [M]
+  TensorRef fch, fchg;       // [M, 4C] ln2 @ mlp.c_fc + bias, its GELU
   float* mlp = nullptr;   // fchg @ mlp.c_proj + bias (may be proj)
   float* res2 = nullptr;  // res1 + mlp (may be res1 or mlp)
   // The LayerNorm that follows the block (the next layer's ln_1, or ln_f
   // after the last layer) of res2: [M, C], [M], [M] (ln_next may be ln2).
-  float *ln_next = nullptr, *ln_next_mean = nullptr, *ln_next_rstd = nullptr;
+  TensorRef ln_next;
+  float *ln_next_mean = nullptr, *ln_next_rstd = nullptr;
 };
 
 // A block's linear weights as the backend's decode ops read them
@@ -161,6 +166,9 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   Backend& backend() { return *backend_; }
   Precision precision() const { return precision_; }
+  // The type of the training activations the GEMMs and attention read and of
+  // the weights' copy they multiply (Backend::activation_dtype).
+  DType storage() const { return storage_; }
   const Weights& weights() const { return w_; }
   const Weights& grad_weights() const { return g_; }
   float* params() { return params_; }
@@ -184,7 +192,8 @@ class Model {
   // prompt, the cache). With `decode` null the linear layers are the GEMMs
   // (many rows); a decode step passes its packed weights and runs the
   // backend's decode ops (backend.h "decoding: the linear layers").
-  void layer_forward(int l, const BlockActs& a, int M, const std::function<void(float* qkv, float* att)>& attend,
+  // A block whose activations are bf16 multiplies the bf16 copy of the weights.
+  void layer_forward(int l, const BlockActs& a, int M, const std::function<void(TensorRef qkv, TensorRef att)>& attend,
                      const PackedLayer* decode = nullptr);
   // The attention of layer l over B sequences of T tokens each, at the
   // model's precision; doc_start (backend memory, [B*T]) is the document
@@ -253,8 +262,9 @@ class Model {
   // What a model of `cfg` holds once its largest call had `rows` = B*T rows
   // (0: no call yet), without creating one: the same layout code as a live
   // model, so memory() then reports exactly these figures. Only the
-  // dimensions of `cfg` matter. A figure too large to count is SIZE_MAX.
-  static Memory plan_memory(const ModelConfig& cfg, int64_t rows);
+  // dimensions of `cfg` matter, and the storage type (bf16: the bf16 copy of
+  // the weights counts in params). A figure too large to count is SIZE_MAX.
+  static Memory plan_memory(const ModelConfig& cfg, int64_t rows, DType storage = DType::F32);
   const Timings& timings() const { return timings_; }
 
  private:
@@ -283,6 +293,16 @@ class Model {
   ModelConfig cfg_;
   std::unique_ptr<Backend> backend_;
   Precision precision_;
+  DType storage_;
+  // In bf16 storage: a bf16 copy of params_ (the same layout) that the
+  // training GEMMs read, made again from params_ by sync_weights_bf16() when
+  // params_version_ moved (before a training or evaluation call).
+  uint16_t* weights_bf16_ = nullptr;
+  uint64_t weights_bf16_version_ = ~uint64_t(0);
+  void sync_weights_bf16();
+  // w (a pointer into params_) or, when bf16 and the copy exists, the same
+  // tensor in the copy.
+  CTensorRef gemm_weight(const float* w, bool bf16) const;
   // The document starts of the current training call (Acts::doc_start), or
   // null when it runs without a document mask.
   const int32_t* doc_start_ = nullptr;
