@@ -287,7 +287,7 @@ async function benchEngine(addon) {
   for (const g of gemms)
     table.push([`engine GEMM ${g.precision} ${g.M}x${g.K}x${g.N}`, g.error ? 'ERROR' : 'ran', g.error ? g.error.slice(0, 80) : `${g.tflops.toFixed(1)} TFLOP/s`]);
   for (const x of step)
-    table.push([`engine step ${x.preset} ${x.precision}${x.graph ? ' graph' : ''} B${x.batch} T${x.seq}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) :
+    table.push([`engine step ${x.preset} ${x.precision}${x.graph ? ' graph' : ''}${x.storage === 'fp32' && x.precision === 'bf16' ? ' fp32-storage' : ''} B${x.batch} T${x.seq}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) :
       `${x.ms.toFixed(1)} ms, ${Math.round(x.tokensPerSecond)} tok/s, MFU ${(100 * x.mfu).toPrecision(3)}% of ${PEAK_TFLOPS}` +
       (x.mfuOfGemm === null ? '' : `, ${(100 * x.mfuOfGemm).toPrecision(3)}% of the GEMM's ${x.gemmTflops.toPrecision(3)}`) + ' TFLOP/s' +
       (x.graph ? `; graphs ${String(x.graphs).slice(0, 40)}` : '')]);
@@ -332,18 +332,28 @@ async function benchStep(gemms, precisions) {
   const preset = dryRun ? 'tiny' : 'gpt2';
   const [B, T] = dryRun ? [2, 32] : [16, 1024];
   const out = [];
-  // bf16 again with the micro-batch captured as a CUDA graph (read when the backend is created).
-  const cases = [...precisions.map((p) => [p, false]), ...(precisions.includes('bf16') ? [['bf16', true]] : [])];
-  for (const [precision, graph] of cases) {
-    const row = { preset, precision, graph, batch: B, seq: T };
+  // bf16 again with the micro-batch captured as a CUDA graph, and bf16 with fp32 storage of the activations
+  // (GPT_ENGINE_BF16_STORAGE=0; docs/ARCHITECTURE.md "Precision"): both read when the model is created.
+  const cases = [...precisions.map((p) => [p, false, null]),
+    ...(precisions.includes('bf16') ? [['bf16', true, null], ['bf16', false, 'fp32']] : [])];
+  for (const [precision, graph, storage] of cases) {
+    const row = { preset, precision, graph, storage: storage || (precision === 'bf16' ? 'bf16' : 'fp32'), batch: B, seq: T };
     let m;
     const before = process.env.GPT_ENGINE_CUDA_GRAPH;
+    const beforeStorage = process.env.GPT_ENGINE_BF16_STORAGE;
+    const restore = () => {
+      if (before === undefined) delete process.env.GPT_ENGINE_CUDA_GRAPH;
+      else process.env.GPT_ENGINE_CUDA_GRAPH = before;
+      if (beforeStorage === undefined) delete process.env.GPT_ENGINE_BF16_STORAGE;
+      else process.env.GPT_ENGINE_BF16_STORAGE = beforeStorage;
+    };
     try {
       if (graph) process.env.GPT_ENGINE_CUDA_GRAPH = '1';
       else delete process.env.GPT_ENGINE_CUDA_GRAPH;
+      if (storage === 'fp32') process.env.GPT_ENGINE_BF16_STORAGE = '0';
+      else delete process.env.GPT_ENGINE_BF16_STORAGE;
       m = await lib.GPT.create(preset, { seed: 3, device, precision });
-      if (before === undefined) delete process.env.GPT_ENGINE_CUDA_GRAPH;
-      else process.env.GPT_ENGINE_CUDA_GRAPH = before;
+      restore();
       const cfg = m.config;
       const r = ops.rng(11);
       const tokens = Int32Array.from(ops.randi(r, B * T, 0, cfg.vocab_size));
@@ -372,9 +382,8 @@ async function benchStep(gemms, precisions) {
     } finally {
       if (m) await m.dispose().catch(() => {});
     }
-    if (before === undefined) delete process.env.GPT_ENGINE_CUDA_GRAPH;
-    else process.env.GPT_ENGINE_CUDA_GRAPH = before;
-    log(`  engine step ${preset} ${precision}${graph ? ' graph' : ''} B${B} T${T}: ${row.error || `${row.ms.toFixed(1)} ms, MFU ${(100 * row.mfu).toFixed(2)}%`}`);
+    restore();
+    log(`  engine step ${preset} ${precision}${graph ? ' graph' : ''} storage ${row.storage} B${B} T${T}: ${row.error || `${row.ms.toFixed(1)} ms, MFU ${(100 * row.mfu).toFixed(2)}%`}`);
     out.push(row);
   }
   return out;
@@ -475,7 +484,7 @@ function benchPytorch(shapes) {
     for (const a of j.attention || [])
       table.push([`torch ${a.backend} ${a.pattern} T${a.T} D${a.D}`, a.error ? 'ERROR' : 'ran', a.error ? String(a.error).slice(0, 80) : `fwd ${a.fwd_tflops.toFixed(1)}, fwd+bwd ${a.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
     if (j.train) table.push([`torch GPT-2 train (${j.train.mode})`, j.train.error ? 'ERROR' : 'ran', j.train.error ? String(j.train.error).slice(0, 80) : `${Math.round(j.train.tokens_per_s)} tokens/s`]);
-    const mine = stepRows.find((x) => x.precision === 'bf16' && !x.graph && !x.error);
+    const mine = stepRows.find((x) => x.precision === 'bf16' && !x.graph && x.storage === 'bf16' && !x.error);
     const cfg = j.train && j.train.config;
     if (mine && cfg && !j.train.error && cfg.batch === mine.batch && cfg.seq === mine.seq)
       table.push([`engine/torch GPT-2 step bf16 B${mine.batch} T${mine.seq}`, 'ran', `${(mine.tokensPerSecond / j.train.tokens_per_s).toFixed(2)}x torch (${j.train.mode})`]);
