@@ -133,6 +133,23 @@ describe('the core reports its own layout (memoryLayout)', () => {
     }
   });
 
+  test('bf16 storage (CUDA in bf16): the stored activations take 2 bytes, params add a bf16 weight copy', () => {
+    const cfg: GPTConfig = { ...TINY, n_layer: 2, n_head: 2, n_embd: 32, vocab_size: 101 };
+    const C = cfg.n_embd;
+    const B = 3, T = 16, M = B * T;
+    const f32 = layout({ config: cfg, batch: B, seq: T });
+    const b16 = layout({ config: cfg, batch: B, seq: T, storage: 'bf16' });
+    expect(layout({ config: cfg, batch: B, seq: T, storage: 'fp32' })).toEqual(f32);
+    expect(b16.grads).toBe(f32.grads);
+    expect(b16.optimizer).toBe(f32.optimizer);
+    expect(b16.params).toBe(f32.params * 1.5);
+    // Per layer ln1, qkv, att, ln2, fch, fchg (1 + 3 + 1 + 1 + 4 + 4 = 14 C) and
+    // ln_f once are stored in bf16: 2 bytes less per element (each buffer here
+    // is a multiple of 64 bytes in both types, so no rounding differs).
+    expect(f32.activations - b16.activations).toBe(2 * M * C * (14 * cfg.n_layer + 1));
+    expect(() => layout({ config: cfg, storage: 'fp16' as 'bf16' })).toThrow(/storage but received 'fp16'/);
+  });
+
   test('accumulating a second micro-batch adds one gradient-sized buffer, counted by memory() and by the estimate', async () => {
     const model = await GPT.create(TINY, { device: 'cpu', seed: 2 });
     try {
