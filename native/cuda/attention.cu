@@ -2,20 +2,24 @@
 //
 // Forward: one block of 4 warps per (query tile of 64, head, batch); each warp
 // owns 16 query rows, keeps its Q fragments in registers and runs the online
-// softmax over key tiles of 64. K/V tiles are pipelined: cp.async copies
-// tile j+1 (fp32, as stored) into a landing buffer while tile j is computed;
-// each thread then converts the chunks it copied into the bf16 K and V tiles
-// ([key][d], both row-major), and the mma fragments come from ldmatrix (V
-// with .trans, which gives V^T's fragments). Two barriers per tile: the bf16
-// tiles are single-buffered (a second pair does not fit 99 KB at D = 128 next
-// to the fp32 landing buffer). With bf16 inputs in memory the landing buffer
-// and the conversion go: cp.async straight into double-buffered bf16 tiles,
-// one barrier per tile. The scores live in log2 units (scale * log2(e) folded
+// softmax over key tiles of 64. K/V tiles are pipelined: with fp32 K/V in
+// memory, cp.async copies tile j+1 (fp32, as stored) into a landing buffer
+// while tile j is computed; each thread then converts the chunks it copied
+// into the bf16 K and V tiles ([key][d], both row-major), and the mma
+// fragments come from ldmatrix (V with .trans, which gives V^T's fragments).
+// Two barriers per tile: the bf16 tiles are single-buffered (a second pair
+// does not fit 99 KB at D = 128 next to the fp32 landing buffer). With bf16
+// K and V views (bf16 storage) the landing buffer and the conversion go:
+// cp.async straight into double-buffered bf16 tiles (the second stage where
+// the landing buffer was), one barrier per tile. Q is staged once with plain
+// loads from either type; out is written as fp32 or, for a bf16 view,
+// rounded once to bf16. The scores live in log2 units (scale * log2(e) folded
 // in) so exp is one exp2. P goes from the score accumulators straight into A
 // fragments: an mma C tile pair (keys 16j..16j+15) has exactly the A-fragment
 // layout.
 //
-// Backward: attention_dvec (D = rowsum(bf16(dO)*O), see there), then
+// Backward: attention_dvec (D = rowsum(bf16(dO)*O), O of either type, see
+// there), then
 // attention_bwd (one block per key tile of 64; loops over the query tiles of
 // 32 that see it, computing S^T and dP^T once per tile pair so dK and dV stay
 // in registers, and writing the tile's share of dQ, dS K, to its own slot of
@@ -100,7 +104,7 @@ __device__ __forceinline__ void copy_tile_bf16(__nv_bfloat16* tile, const uint16
   }
 }
 
-// cp.async staging of fp32 tiles (inputs are fp32 in memory; the mma wants
+// cp.async staging of fp32 tiles (fp32 views in memory; the mma wants
 // bf16): a tile of ROWS x D floats is copied as 16-byte chunks into a plain
 // fp32 buffer `raw` [ROWS][D], then converted into a bf16 tile [ROWS][D+8]
 // for ldmatrix. Each thread converts exactly the chunks it copied (chunk c =
