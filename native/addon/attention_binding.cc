@@ -10,6 +10,14 @@
 // { data: Float32Array, offset, sb, sh, st } (element (b, h, t, d) at
 // data[offset + b*sb + h*sh + t*st + d]) -- the layout the model hands over
 // from its fused QKV buffer; the tests use it to check strides are honored.
+//
+// Test-only options (CUDA): `bf16: string[]` names fields the device keeps
+// in bf16 (the host's fp32 array is uploaded whole and converted on the
+// device, round to nearest even; a bf16 output is converted back to fp32
+// for the host), so the kernels' bf16 views can be tested from fp32 data;
+// the backend rejects a field it takes in fp32 only. `docStart: Int32Array
+// [B*T]` is the document mask (AttnShape::doc_start; checked here).
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <mutex>
@@ -17,6 +25,7 @@
 #include <vector>
 
 #include "../core/backend.h"
+#include "../core/doc_mask.h"
 #include "../cpu/attention.h"
 #include "napi_util.h"
 #include "op_util.h"
@@ -30,7 +39,39 @@ struct Field {
   size_t length = 0;  // elements in the whole typed array
   int64_t offset = 0;
   AttnTensor view;
+  bool bf16 = false;  // kept in bf16 on the device (option `bf16`)
 };
+
+// The `bf16` option: the names of the fields to keep in bf16 (each one of
+// `allowed`).
+std::vector<std::string> read_bf16_names(const Napi::Object& o, const std::vector<std::string>& allowed) {
+  std::vector<std::string> names;
+  if (!has(o, "bf16")) return names;
+  Napi::Value v = o.Get("bf16");
+  if (!v.IsArray()) throw_invalid("Expected an array of field names for bf16");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsString()) throw_invalid("Expected a field name (string) for bf16[" + std::to_string(i) + "]");
+    std::string n = e.As<Napi::String>().Utf8Value();
+    if (std::find(allowed.begin(), allowed.end(), n) == allowed.end())
+      throw_invalid("Expected a tensor field of this call for bf16[" + std::to_string(i) + "] but received \"" + n +
+                    "\"");
+    names.push_back(n);
+  }
+  return names;
+}
+void mark_bf16(Field& f, const char* key, const std::vector<std::string>& names) {
+  f.bf16 = std::find(names.begin(), names.end(), key) != names.end();
+}
+
+// The `docStart` option ([B*T] document starts), checked; empty without it.
+std::vector<int32_t> read_doc_start(const Napi::Object& o, const AttnShape& s) {
+  if (!has(o, "docStart")) return {};
+  ArrayView<int32_t> a = get_i32(o, "docStart", static_cast<size_t>(s.batch) * s.seq);
+  check_doc_starts(a.data, s.batch, s.seq);
+  return std::vector<int32_t>(a.data, a.data + a.length);
+}
 
 AttnShape read_shape(const Napi::Object& o) {
   AttnShape s;
@@ -120,20 +161,50 @@ class Staging {
   }
   Staging(const Staging&) = delete;
   Staging& operator=(const Staging&) = delete;
-  // The backend's view of a field; `upload` for inputs.
+  // The backend's view of a field; `upload` for inputs. A bf16 field's
+  // array goes up as fp32 and is converted on the device.
   AttnTensor put(const Field& f, bool upload, const char* what) {
-    if (on_host_) return f.view;
+    if (on_host_) {
+      return f.view;
+    }
     float* d = static_cast<float*>(be_->alloc(f.length * sizeof(float), what));
     bufs_.push_back(d);
     if (upload) be_->to_device(d, f.data, f.length * sizeof(float));
     AttnTensor t = f.view;
     t.ptr = d + f.offset;
+    if (!f.bf16) return t;
+    uint16_t* h = static_cast<uint16_t*>(be_->alloc(f.length * sizeof(uint16_t), what));
+    bufs_.push_back(h);
+    if (upload) be_->convert(TensorRef(h, DType::BF16), CTensorRef(d), static_cast<int64_t>(f.length));
+    t.ptr = nullptr;
+    t.bf16 = h + f.offset;
     return t;
   }
-  // Copies an output back into the caller's array.
+  // Copies an output back into the caller's array (a bf16 one through fp32).
   void get(const Field& f, const AttnTensor& t) {
-    be_->synchronize();
-    if (!on_host_) be_->to_host(f.data, t.ptr - f.offset, f.length * sizeof(float));
+    if (!on_host_) {
+      if (t.is_bf16()) {
+        float* d = static_cast<float*>(be_->alloc(f.length * sizeof(float), "attention output (fp32 copy)"));
+        bufs_.push_back(d);
+        be_->convert(TensorRef(d), CTensorRef(t.bf16 - f.offset, DType::BF16), static_cast<int64_t>(f.length));
+        be_->synchronize();
+        be_->to_host(f.data, d, f.length * sizeof(float));
+        return;
+      }
+      be_->synchronize();
+      be_->to_host(f.data, t.ptr - f.offset, f.length * sizeof(float));
+    } else {
+      be_->synchronize();
+    }
+  }
+  // Int32 data (the document starts) in the backend's memory.
+  const int32_t* put_i32(const std::vector<int32_t>& v, const char* what) {
+    if (v.empty()) return nullptr;
+    if (on_host_) return v.data();
+    void* d = be_->alloc(v.size() * sizeof(int32_t), what);
+    bufs_.push_back(d);
+    be_->to_device(d, v.data(), v.size() * sizeof(int32_t));
+    return static_cast<const int32_t*>(d);
   }
 
  private:
@@ -160,12 +231,21 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     std::vector<Napi::Value> keep;
     Field q = read_field(o, "q", s, keep), k = read_field(o, "k", s, keep), v = read_field(o, "v", s, keep);
     Field out = read_field(o, "out", s, keep), lse = read_field(o, "lse", s, keep, true);
+    const std::vector<std::string> b16 = read_bf16_names(o, {"q", "k", "v", "out"});
+    mark_bf16(q, "q", b16);
+    mark_bf16(k, "k", b16);
+    mark_bf16(v, "v", b16);
+    mark_bf16(out, "out", b16);
+    const std::vector<int32_t> docs = read_doc_start(o, s);
     bool naive = get_bool_or(o, "naive", false);
     std::string dev = read_device(o);
     if (naive && dev != "cpu") throw_invalid("The naive attention kernel runs on the cpu only");
+    if (naive && (!b16.empty() || !docs.empty())) throw_invalid("The naive attention kernel takes no bf16 or docStart");
+    if (!b16.empty() && dev != "cuda") throw_invalid("Expected device \"cuda\" with bf16 (bf16 storage is CUDA's)");
     return run_async<std::string>(
         env,
         [=]() -> std::string {
+          AttnShape s2 = s;
           if (naive) {
             cpu::attention_naive_forward(s, out.view, lse.view.ptr, q.view, k.view, v.view);
             return dev;
@@ -176,7 +256,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
           AttnTensor q_ = st.put(q, true, "attention q"), k_ = st.put(k, true, "attention k");
           AttnTensor v_ = st.put(v, true, "attention v"), o_ = st.put(out, false, "attention out");
           AttnTensor l_ = st.put(lse, false, "attention lse");
-          be->attention_forward(s, o_, l_.ptr, q_, k_, v_);
+          s2.doc_start = st.put_i32(docs, "attention docStart");
+          be->attention_forward(s2, o_, l_.ptr, q_, k_, v_);
           st.get(out, o_);
           st.get(lse, l_);
           return dev;
@@ -197,12 +278,26 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     Field out = read_field(o, "out", s, keep), lse = read_field(o, "lse", s, keep, true);
     Field dout = read_field(o, "dOut", s, keep);
     Field dq = read_field(o, "dq", s, keep), dk = read_field(o, "dk", s, keep), dv = read_field(o, "dv", s, keep);
+    const std::vector<std::string> b16 =
+        read_bf16_names(o, {"q", "k", "v", "out", "dOut", "dq", "dk", "dv"});
+    mark_bf16(q, "q", b16);
+    mark_bf16(k, "k", b16);
+    mark_bf16(v, "v", b16);
+    mark_bf16(out, "out", b16);
+    mark_bf16(dout, "dOut", b16);
+    mark_bf16(dq, "dq", b16);
+    mark_bf16(dk, "dk", b16);
+    mark_bf16(dv, "dv", b16);
+    const std::vector<int32_t> docs = read_doc_start(o, s);
     bool naive = get_bool_or(o, "naive", false);
     std::string dev = read_device(o);
     if (naive && dev != "cpu") throw_invalid("The naive attention kernel runs on the cpu only");
+    if (naive && (!b16.empty() || !docs.empty())) throw_invalid("The naive attention kernel takes no bf16 or docStart");
+    if (!b16.empty() && dev != "cuda") throw_invalid("Expected device \"cuda\" with bf16 (bf16 storage is CUDA's)");
     return run_async<std::string>(
         env,
         [=]() -> std::string {
+          AttnShape s2 = s;
           if (naive) {
             cpu::attention_naive_backward(s, dq.view, dk.view, dv.view, q.view, k.view, v.view, out.view,
                                           lse.view.ptr, dout.view);
@@ -216,7 +311,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
           AttnTensor l_ = st.put(lse, true, "attention lse"), g_ = st.put(dout, true, "attention dOut");
           AttnTensor dq_ = st.put(dq, false, "attention dq"), dk_ = st.put(dk, false, "attention dk");
           AttnTensor dv_ = st.put(dv, false, "attention dv");
-          be->attention_backward(s, dq_, dk_, dv_, q_, k_, v_, o_, l_.ptr, g_);
+          s2.doc_start = st.put_i32(docs, "attention docStart");
+          be->attention_backward(s2, dq_, dk_, dv_, q_, k_, v_, o_, l_.ptr, g_);
           st.get(dq, dq_);
           st.get(dk, dk_);
           st.get(dv, dv_);

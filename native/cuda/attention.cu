@@ -2,20 +2,24 @@
 //
 // Forward: one block of 4 warps per (query tile of 64, head, batch); each warp
 // owns 16 query rows, keeps its Q fragments in registers and runs the online
-// softmax over key tiles of 64. K/V tiles are pipelined: cp.async copies
-// tile j+1 (fp32, as stored) into a landing buffer while tile j is computed;
-// each thread then converts the chunks it copied into the bf16 K and V tiles
-// ([key][d], both row-major), and the mma fragments come from ldmatrix (V
-// with .trans, which gives V^T's fragments). Two barriers per tile: the bf16
-// tiles are single-buffered (a second pair does not fit 99 KB at D = 128 next
-// to the fp32 landing buffer). With bf16 inputs in memory the landing buffer
-// and the conversion go: cp.async straight into double-buffered bf16 tiles,
-// one barrier per tile. The scores live in log2 units (scale * log2(e) folded
+// softmax over key tiles of 64. K/V tiles are pipelined: with fp32 K/V in
+// memory, cp.async copies tile j+1 (fp32, as stored) into a landing buffer
+// while tile j is computed; each thread then converts the chunks it copied
+// into the bf16 K and V tiles ([key][d], both row-major), and the mma
+// fragments come from ldmatrix (V with .trans, which gives V^T's fragments).
+// Two barriers per tile: the bf16 tiles are single-buffered (a second pair
+// does not fit 99 KB at D = 128 next to the fp32 landing buffer). With bf16
+// K and V views (bf16 storage) the landing buffer and the conversion go:
+// cp.async straight into double-buffered bf16 tiles (the second stage where
+// the landing buffer was), one barrier per tile. Q is staged once with plain
+// loads from either type; out is written as fp32 or, for a bf16 view,
+// rounded once to bf16. The scores live in log2 units (scale * log2(e) folded
 // in) so exp is one exp2. P goes from the score accumulators straight into A
 // fragments: an mma C tile pair (keys 16j..16j+15) has exactly the A-fragment
 // layout.
 //
-// Backward: attention_dvec (D = rowsum(bf16(dO)*O), see there), then
+// Backward: attention_dvec (D = rowsum(bf16(dO)*O), O of either type, see
+// there), then
 // attention_bwd (one block per key tile of 64; loops over the query tiles of
 // 32 that see it, computing S^T and dP^T once per tile pair so dK and dV stay
 // in registers, and writing the tile's share of dQ, dS K, to its own slot of
@@ -28,6 +32,7 @@
 #include <cuda_bf16.h>
 #include <math_constants.h>
 
+#include <initializer_list>
 #include <string>
 
 #include "../core/error.h"
@@ -45,20 +50,61 @@ namespace {
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr int kThreads = 128;  // 4 warps
 
-// Stages rows [t0, t0+ROWS) of one (b, h) slice of a strided view into shared
-// memory as bf16, row-major [ROWS][D+8], zero past T (plain loads: for tiles
-// loaded once per block).
+// Stages rows [t0, t0+ROWS) of one (b, h) slice of a strided view (either
+// storage type) into shared memory as bf16, row-major [ROWS][D+8], zero past
+// T (plain loads: for tiles loaded once per block). A bf16 element goes
+// through fp32 and back unchanged.
 template <int D, int ROWS>
-__device__ __forceinline__ void stage(__nv_bfloat16* rm, const float* __restrict__ base, long long st, int t0, int T) {
+__device__ __forceinline__ void stage(__nv_bfloat16* rm, const AttnRows& src, int t0, int T) {
   for (int idx = threadIdx.x; idx < ROWS * D; idx += kThreads) {
     const int r = idx / D, d = idx - (idx / D) * D;
     const int t = t0 + r;
-    const float v = t < T ? __ldg(base + (long long)t * st + d) : 0.0f;
+    const float v = t < T ? src.at((long long)t * src.st + d) : 0.0f;
     rm[r * (D + 8) + d] = __float2bfloat16_rn(v);
   }
 }
 
-// cp.async staging of fp32 tiles (inputs are fp32 in memory; the mma wants
+// cp.async staging of a bf16 view straight into a bf16 tile [ROWS][D+8] (no
+// landing buffer, no conversion): 8-element (16-byte) chunks, each copied
+// with the widest cp.async the view's alignment allows (`vb`, bf16_vec_bytes:
+// one 16-byte copy, two 8-byte or four 4-byte ones), or element by element
+// with plain loads where the view is only 2-byte aligned. Rows past T are
+// zero-filled with plain stores. The copies land at this thread's
+// cp_async_wait and are seen by the others after a barrier that follows it
+// (the plain loads and stores after that barrier too).
+__device__ __forceinline__ int bf16_vec_bytes(const uint16_t* base, long long st) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(base) | static_cast<uintptr_t>(st * 2);
+  return a % 16 == 0 ? 16 : a % 8 == 0 ? 8 : a % 4 == 0 ? 4 : 2;
+}
+template <int D, int ROWS>
+__device__ __forceinline__ void copy_tile_bf16(__nv_bfloat16* tile, const uint16_t* __restrict__ base, long long st,
+                                               int t0, int T, int vb) {
+  constexpr int CPR = D / 8;  // chunks per row
+#pragma unroll 1
+  for (int c = threadIdx.x; c < ROWS * CPR; c += kThreads) {
+    const int r = c / CPR, col = (c - (c / CPR) * CPR) * 8;
+    const int t = t0 + r;
+    __nv_bfloat16* dst = tile + r * (D + 8) + col;
+    const uint16_t* src = base + (long long)t * st + col;
+    if (t >= T) {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    } else if (vb == 16) {
+      cp_async_16(dst, src);
+    } else if (vb == 8) {
+      cp_async_8(dst, src);
+      cp_async_8(dst + 4, src + 4);
+    } else if (vb == 4) {
+#pragma unroll
+      for (int e = 0; e < 8; e += 2) cp_async_4(dst + e, src + e);
+    } else {
+      uint16_t* d16 = reinterpret_cast<uint16_t*>(dst);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) d16[e] = src[e];
+    }
+  }
+}
+
+// cp.async staging of fp32 tiles (fp32 views in memory; the mma wants
 // bf16): a tile of ROWS x D floats is copied as 16-byte chunks into a plain
 // fp32 buffer `raw` [ROWS][D], then converted into a bf16 tile [ROWS][D+8]
 // for ldmatrix. Each thread converts exactly the chunks it copied (chunk c =
@@ -136,10 +182,16 @@ __device__ __forceinline__ bool pair_ok(const Mask& m, int i, int j, int first) 
 // ---------------------------------------------------------------------------
 // Forward. Grid (ceil(T/64), H, B); heavy (late) query tiles first.
 // out: [B,H,T,D] view; lse: [B,H,T]
-// K/V pipeline per key tile j: wait for tile j's cp.async, barrier (every
-// warp is done with tile j-1's bf16 K/V), convert tile j into them, issue
-// tile j+1's cp.async (it lands while tile j is computed), barrier, compute.
-template <int D, bool DOC>
+// fp32 K/V (KV16 false), per key tile j: wait for tile j's cp.async, barrier
+// (every warp is done with tile j-1's bf16 K/V), convert tile j into them,
+// issue tile j+1's cp.async (it lands while tile j is computed), barrier,
+// compute. (A bf16 K or V beside an fp32 other one is staged with plain
+// loads at the conversion step instead.)
+// bf16 K and V (KV16): two stages of bf16 K/V tiles, the second where the
+// landing buffer is; per key tile j: wait for tile j's cp.async, one barrier
+// (tile j visible to all; every warp is done with tile j-1's stage), issue
+// tile j+1 into that other stage, compute tile j.
+template <int D, bool DOC, bool KV16>
 __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k,
                                          AttnTensor v, int H, int T, float scale_log2, Mask mask) {
   static_assert(D % 16 == 0, "head dim must be a multiple of 16");
@@ -151,18 +203,22 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
   __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(smem_raw);     // [BR][QP], before the first copy only
   __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(Vraw + BC * D);  // [BC][QP]
   __nv_bfloat16* Vs = Ks + BC * QP;                                     // [BC][QP] (ldmatrix.trans gives V^T)
+  // KV16: the second stage of K and V, in the landing buffer (2 * BC * QP
+  // bf16 fit in its 2 * BC * D floats).
+  __nv_bfloat16* K1 = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  __nv_bfloat16* V1 = K1 + BC * QP;
+  static_assert(2 * BC * QP * 2 <= 2 * BC * D * 4, "the second bf16 stage must fit the landing buffer");
 
   const int qt = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, b = blockIdx.z;
   const int q0 = qt * BR;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int lr = lane % 8, lm = lane / 8;  // ldmatrix: the row this lane addresses, of matrix lm
-  const float* qb = q.ptr + b * q.sb + h * q.sh;
-  const float* kb = k.ptr + b * k.sb + h * k.sh;
-  const float* vb = v.ptr + b * v.sb + h * v.sh;
-  const bool kvec = aligned16(kb, k), vvec = aligned16(vb, v);
+  const AttnRows kr = attn_rows(k, b, h), vr = attn_rows(v, b, h);
+  const bool kvec = !KV16 && kr.f && aligned16(kr.f, k), vvec = !KV16 && vr.f && aligned16(vr.f, v);
+  const int kvb = KV16 ? bf16_vec_bytes(kr.h, k.st) : 0, vvb = KV16 ? bf16_vec_bytes(vr.h, v.st) : 0;
 
-  stage<D, BR>(Qs, qb, q.st, q0, T);
+  stage<D, BR>(Qs, attn_rows(q, b, h), q0, T);
   __syncthreads();
   uint32_t qf[KS][4];
 #pragma unroll
@@ -180,21 +236,43 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
   const int hi = min(T, q0 + BR);
   const int lo = mask.key_lo(ds, q0);
   __syncthreads();  // Q's fragments are in registers: its tile (the landing buffer) may be overwritten
-  copy_tile_async<D, BC>(Kraw, kb, k.st, (lo / BC) * BC, T, kvec);
-  copy_tile_async<D, BC>(Vraw, vb, v.st, (lo / BC) * BC, T, vvec);
+  if (KV16) {
+    copy_tile_bf16<D, BC>(Ks, kr.h, k.st, (lo / BC) * BC, T, kvb);
+    copy_tile_bf16<D, BC>(Vs, vr.h, v.st, (lo / BC) * BC, T, vvb);
+  } else {
+    if (kr.f) copy_tile_async<D, BC>(Kraw, kr.f, k.st, (lo / BC) * BC, T, kvec);
+    if (vr.f) copy_tile_async<D, BC>(Vraw, vr.f, v.st, (lo / BC) * BC, T, vvec);
+  }
   cp_async_commit();
   for (int kt = lo / BC; kt * BC < hi; ++kt) {
     const int k0 = kt * BC;
+    const bool second = KV16 && ((kt - lo / BC) & 1);  // KV16: tile kt is in the second stage
+    const __nv_bfloat16* Kc = second ? K1 : Ks;
+    const __nv_bfloat16* Vc = second ? V1 : Vs;
     cp_async_wait<0>();  // this thread's chunks of tile kt have landed
-    __syncthreads();     // every warp is done with the previous tile's Ks, Vs
-    convert_tile<D, BC>(Ks, Kraw);
-    convert_tile<D, BC>(Vs, Vraw);
-    if ((kt + 1) * BC < hi) {  // prefetch the next tile into the landing buffer (own chunks: converted above)
-      copy_tile_async<D, BC>(Kraw, kb, k.st, k0 + BC, T, kvec);
-      copy_tile_async<D, BC>(Vraw, vb, v.st, k0 + BC, T, vvec);
-      cp_async_commit();
+    __syncthreads();     // KV16: tile kt is visible; both: every warp is done with the previous tile
+    if (KV16) {
+      if ((kt + 1) * BC < hi) {  // tile kt+1 into the other stage (free: the previous tile's)
+        copy_tile_bf16<D, BC>(second ? Ks : K1, kr.h, k.st, k0 + BC, T, kvb);
+        copy_tile_bf16<D, BC>(second ? Vs : V1, vr.h, v.st, k0 + BC, T, vvb);
+        cp_async_commit();
+      }
+    } else {
+      if (kr.f)
+        convert_tile<D, BC>(Ks, Kraw);
+      else
+        stage<D, BC>(Ks, kr, k0, T);
+      if (vr.f)
+        convert_tile<D, BC>(Vs, Vraw);
+      else
+        stage<D, BC>(Vs, vr, k0, T);
+      if ((kt + 1) * BC < hi) {  // prefetch the next tile into the landing buffer (own chunks: converted above)
+        if (kr.f) copy_tile_async<D, BC>(Kraw, kr.f, k.st, k0 + BC, T, kvec);
+        if (vr.f) copy_tile_async<D, BC>(Vraw, vr.f, v.st, k0 + BC, T, vvec);
+        cp_async_commit();
+      }
+      __syncthreads();  // Ks, Vs of tile kt are complete
     }
-    __syncthreads();  // Ks, Vs of tile kt are complete
 
     float s[NJ][4];
 #pragma unroll
@@ -205,7 +283,7 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
       for (int j = 0; j < NJ; j += 2) {
         // Keys j*8.. and (j+1)*8.., d ks*16 + 0..7 and 8..15: B fragments of both.
         uint32_t bf[4];
-        ldmatrix_x4(bf, Ks + ((j + lm / 2) * 8 + lr) * QP + ks * 16 + (lm % 2) * 8);
+        ldmatrix_x4(bf, Kc + ((j + lm / 2) * 8 + lr) * QP + ks * 16 + (lm % 2) * 8);
         const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
         mma_bf16_16816(s[j], qf[ks], b0);
         mma_bf16_16816(s[j + 1], qf[ks], b1);
@@ -260,7 +338,7 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
         // V rows (keys) kk*16 + 0..7 and 8..15, columns dn*8.. and (dn+1)*8..,
         // transposed: B fragments (k = key, n = d) of both column groups.
         uint32_t bf[4];
-        ldmatrix_x4_trans(bf, Vs + (kk * 16 + (lm % 2) * 8 + lr) * QP + (dn + lm / 2) * 8);
+        ldmatrix_x4_trans(bf, Vc + (kk * 16 + (lm % 2) * 8 + lr) * QP + (dn + lm / 2) * 8);
         const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
         mma_bf16_16816(o[dn], pa, b0);
         mma_bf16_16816(o[dn + 1], pa, b1);
@@ -268,7 +346,7 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
     }
   }
 
-  float* ob = out.ptr + b * out.sb + h * out.sh;
+  const long long ob = b * out.sb + h * out.sh;  // out's (b, h) slice; bf16 views get o rounded once
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float l = lrow[r];
@@ -279,26 +357,43 @@ __device__ __forceinline__ void fwd_body(AttnTensor out, float* __restrict__ lse
     const float inv = 1.0f / l;  // l >= 1: the row's max element contributes exp2(0)
 #pragma unroll
     for (int dn = 0; dn < DN; ++dn) {
-      float* dst = ob + (long long)row * out.st + dn * 8 + 2 * t;
-      dst[0] = o[dn][2 * r] * inv;
-      dst[1] = o[dn][2 * r + 1] * inv;
+      const long long at = ob + (long long)row * out.st + dn * 8 + 2 * t;
+      attn_store(out, at, o[dn][2 * r] * inv);
+      attn_store(out, at + 1, o[dn][2 * r + 1] * inv);
     }
     if (t == 0) lse[((long long)b * H + h) * T + row] = (mrow[r] + log2f(l)) * kLn2;
   }
 }
 
+// The kernels: fp32 or mixed K/V (attention_fwd_kernel, _doc_kernel) and
+// bf16 K and V (attention_fwd_kv16_kernel, _doc_kv16_kernel); Q and out of
+// either type in all of them.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_fwd_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v, int H,
                          int T, float scale_log2, Mask mask) {
-  fwd_body<D, false>(out, lse, q, k, v, H, T, scale_log2, mask);
+  fwd_body<D, false, false>(out, lse, q, k, v, H, T, scale_log2, mask);
 }
 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_fwd_doc_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v, int H,
                              int T, float scale_log2, Mask mask) {
-  fwd_body<D, true>(out, lse, q, k, v, H, T, scale_log2, mask);
+  fwd_body<D, true, false>(out, lse, q, k, v, H, T, scale_log2, mask);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_fwd_kv16_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v,
+                              int H, int T, float scale_log2, Mask mask) {
+  fwd_body<D, false, true>(out, lse, q, k, v, H, T, scale_log2, mask);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_fwd_doc_kv16_kernel(AttnTensor out, float* __restrict__ lse, AttnTensor q, AttnTensor k, AttnTensor v,
+                                  int H, int T, float scale_log2, Mask mask) {
+  fwd_body<D, true, true>(out, lse, q, k, v, H, T, scale_log2, mask);
 }
 
 // ---------------------------------------------------------------------------
@@ -321,10 +416,12 @@ __global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, 
   const int row = blockIdx.x * 4 + threadIdx.x / 32, lane = threadIdx.x % 32;
   const int h = blockIdx.y, b = blockIdx.z;
   if (row >= T) return;
-  const float* o = out.ptr + b * out.sb + h * out.sh + (long long)row * out.st;
+  const AttnRows o = attn_rows(out, b, h);  // O of either type (a bf16 O: the forward's rounded one)
+  const long long orow = (long long)row * out.st;
   const float* d = dout.ptr + b * dout.sb + h * dout.sh + (long long)row * dout.st;
   float s = 0.0f;
-  for (int i = lane; i < D; i += 32) s += o[i] * (bf16_dout ? __bfloat162float(__float2bfloat16_rn(d[i])) : d[i]);
+  for (int i = lane; i < D; i += 32)
+    s += o.at(orow + i) * (bf16_dout ? __bfloat162float(__float2bfloat16_rn(d[i])) : d[i]);
   s = warp_sum(s);
   if (lane == 0) dvec[((long long)b * H + h) * T + row] = s;
 }
@@ -340,8 +437,10 @@ __global__ void attention_dvec_kernel(float* __restrict__ dvec, AttnTensor out, 
 // warp holds dS for its own 16 keys only. K and V are staged once; the query
 // tiles (Q, dO) are pipelined as in the forward: tile i+1's cp.async lands
 // while tile i is computed. Every operand is one row-major bf16 tile read
-// with ldmatrix (.trans where the mma wants it the other way round).
-template <int D, bool DOC>
+// with ldmatrix (.trans where the mma wants it the other way round). With a
+// bf16 Q (Q16) its tiles are copied straight into two bf16 Q tiles (the
+// second where Q's landing buffer is) and used in turn; dO is fp32 always.
+template <int D, bool DOC, bool Q16>
 __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartials dqp,
                                          AttnTensor q, AttnTensor k, AttnTensor v, const float* __restrict__ lse,
                                          const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale,
@@ -366,11 +465,13 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartial
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int lr = lane % 8, lm = lane / 8;  // ldmatrix: the row this lane addresses, of matrix lm
   const long long bh = (long long)b * H + h;
-  const float* qb = q.ptr + b * q.sb + h * q.sh;
-  const float* kb = k.ptr + b * k.sb + h * k.sh;
-  const float* vb = v.ptr + b * v.sb + h * v.sh;
+  const AttnRows qr = attn_rows(q, b, h);
   const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
-  const bool qvec = aligned16(qb, q), dovec = aligned16(dob, dout);
+  const bool qvec = !Q16 && aligned16(qr.f, q), dovec = aligned16(dob, dout);
+  const int qvb = Q16 ? bf16_vec_bytes(qr.h, q.st) : 0;
+  // Q16: query tile qt's bf16 Q is Qs for even qt - qlo / BR, Q1 for odd.
+  __nv_bfloat16* Q1 = reinterpret_cast<__nv_bfloat16*>(Qraw);
+  static_assert(BR * RP * 2 <= BR * D * 4, "the second bf16 Q tile must fit Q's landing buffer");
   // This key tile's slot of the dQ partials: [T][D] for this (b, h).
   float* dqs = dqp.tile_rows(bh, kt);
 
@@ -381,11 +482,14 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartial
   const int32_t* ds = DOC ? mask.docs(b) : nullptr;
   const int qlo = k0;
   const int qhi = DOC ? mask.query_hi(ds, k0, BC) : mask.banded ? min(T, k0 + BC - 1 + mask.window) : T;
-  copy_tile_async<D, BR>(Qraw, qb, q.st, qlo, T, qvec);
+  if (Q16)
+    copy_tile_bf16<D, BR>(Qs, qr.h, q.st, qlo, T, qvb);
+  else
+    copy_tile_async<D, BR>(Qraw, qr.f, q.st, qlo, T, qvec);
   copy_tile_async<D, BR>(dOraw, dob, dout.st, qlo, T, dovec);
   cp_async_commit();
-  stage<D, BC>(Ks, kb, k.st, k0, T);
-  stage<D, BC>(Vs, vb, v.st, k0, T);
+  stage<D, BC>(Ks, attn_rows(k, b, h), k0, T);
+  stage<D, BC>(Vs, attn_rows(v, b, h), k0, T);
 
   float dka[DN][4], dva[DN][4];
 #pragma unroll
@@ -401,12 +505,18 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartial
     const int q0 = qt * BR;
     // No barrier here: after the previous tile's last barrier (dS complete)
     // the warps read only dS and K, and this writes Q, dO, lse and D (and
-    // the landing buffer: this thread's own chunks).
+    // the landing buffer: this thread's own chunks; Q16: the other bf16 Q
+    // tile, last read before that barrier).
+    const bool odd = Q16 && ((qt - qlo / BR) & 1);
+    const __nv_bfloat16* Qc = odd ? Q1 : Qs;
     cp_async_wait<0>();  // this thread's chunks of query tile qt have landed
-    convert_tile<D, BR>(Qs, Qraw);
+    if (!Q16) convert_tile<D, BR>(Qs, Qraw);
     convert_tile<D, BR>(dOs, dOraw);
     if ((qt + 1) * BR < qhi) {  // prefetch the next query tile (own chunks: converted above)
-      copy_tile_async<D, BR>(Qraw, qb, q.st, q0 + BR, T, qvec);
+      if (Q16)
+        copy_tile_bf16<D, BR>(odd ? Qs : Q1, qr.h, q.st, q0 + BR, T, qvb);
+      else
+        copy_tile_async<D, BR>(Qraw, qr.f, q.st, q0 + BR, T, qvec);
       copy_tile_async<D, BR>(dOraw, dob, dout.st, q0 + BR, T, dovec);
       cp_async_commit();
     }
@@ -431,7 +541,7 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartial
       for (int j = 0; j < NJ; j += 2) {
         // Queries j*8.. and (j+1)*8.., d ks*16 + 0..7 and 8..15.
         uint32_t qf[4], df[4];
-        ldmatrix_x4(qf, Qs + ((j + lm / 2) * 8 + lr) * RP + ks * 16 + (lm % 2) * 8);
+        ldmatrix_x4(qf, Qc + ((j + lm / 2) * 8 + lr) * RP + ks * 16 + (lm % 2) * 8);
         ldmatrix_x4(df, dOs + ((j + lm / 2) * 8 + lr) * RP + ks * 16 + (lm % 2) * 8);
         if (j == 0) {  // (after Q's first fragments: the emulator then reads the tile right after the barrier)
           ldmatrix_x4(ka, Ks + (warp * 16 + (lane % 16)) * RP + ks * 16 + (lane / 16) * 8);
@@ -470,7 +580,7 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartial
       for (int dn = 0; dn < DN; dn += 2) {
         uint32_t df[4], qf[4];
         ldmatrix_x4_trans(df, dOs + (kk * 16 + (lm % 2) * 8 + lr) * RP + (dn + lm / 2) * 8);
-        ldmatrix_x4_trans(qf, Qs + (kk * 16 + (lm % 2) * 8 + lr) * RP + (dn + lm / 2) * 8);
+        ldmatrix_x4_trans(qf, Qc + (kk * 16 + (lm % 2) * 8 + lr) * RP + (dn + lm / 2) * 8);
         const uint32_t d0f[2] = {df[0], df[1]}, d1f[2] = {df[2], df[3]};
         const uint32_t q0f[2] = {qf[0], qf[1]}, q1f[2] = {qf[2], qf[3]};
         mma_bf16_16816(dva[dn], pa, d0f);
@@ -529,21 +639,21 @@ __device__ __forceinline__ void bwd_body(AttnTensor dk, AttnTensor dv, DqPartial
   }
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    attention_bwd_kernel(AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
-                         AttnTensor v, const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout,
-                         int H, int T, float scale, float scale_log2, Mask mask) {
-  bwd_body<D, false>(dk, dv, dqp, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
-}
-
-template <int D>
-__global__ void __launch_bounds__(kThreads)
-    attention_bwd_doc_kernel(AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q,
-                             AttnTensor k, AttnTensor v, const float* __restrict__ lse, const float* __restrict__ dvec,
-                             AttnTensor dout, int H, int T, float scale, float scale_log2, Mask mask) {
-  bwd_body<D, true>(dk, dv, dqp, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);
-}
+// The kernels: fp32 Q (attention_bwd_kernel, _doc_kernel) and bf16 Q
+// (attention_bwd_q16_kernel, _doc_q16_kernel); K, V of either type in all.
+#define GPT_ATTN_BWD_KERNEL(NAME, DOC, Q16)                                                                         \
+  template <int D>                                                                                                 \
+  __global__ void __launch_bounds__(kThreads)                                                                      \
+      NAME(AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k, AttnTensor v,                 \
+           const float* __restrict__ lse, const float* __restrict__ dvec, AttnTensor dout, int H, int T, float scale, \
+           float scale_log2, Mask mask) {                                                                          \
+    bwd_body<D, DOC, Q16>(dk, dv, dqp, q, k, v, lse, dvec, dout, H, T, scale, scale_log2, mask);                   \
+  }
+GPT_ATTN_BWD_KERNEL(attention_bwd_kernel, false, false)
+GPT_ATTN_BWD_KERNEL(attention_bwd_doc_kernel, true, false)
+GPT_ATTN_BWD_KERNEL(attention_bwd_q16_kernel, false, true)
+GPT_ATTN_BWD_KERNEL(attention_bwd_doc_q16_kernel, true, true)
+#undef GPT_ATTN_BWD_KERNEL
 
 // ---------------------------------------------------------------------------
 // dQ[i] = scale * sum of the key tiles' partials for row i, in key-tile
@@ -577,58 +687,79 @@ void check_shape(const AttnShape& s, const char* op) {
                 std::string(op) + ": banded attention needs window >= 1");
 }
 
-template <int D, bool DOC>
-void fwd_launch(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v,
-                cudaStream_t st) {
-  static std::atomic<bool> smem_ok{false};
-  constexpr int bytes = fwd_smem_bytes<D>();
-  dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
-  if constexpr (DOC) {
-    allow_smem(attention_fwd_doc_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
-    attention_fwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
-                                                               make_mask(s));
+// (Each launch names its kernel: the emulator's launch rewrite needs the name.)
+// Each view has exactly one of ptr (fp32) and bf16 set; `f32_only` views
+// (dO, dQ, dK, dV: fp32 always) must be fp32.
+struct NamedView {
+  const char* name;
+  AttnTensor t;
+};
+void check_views(std::initializer_list<NamedView> any, std::initializer_list<NamedView> f32_only, const char* op) {
+  for (const NamedView& v : any)
+    if ((v.t.ptr == nullptr) == (v.t.bf16 == nullptr))
+      throw GptError(ErrorCode::InvalidArgument, std::string(op) + ": " + v.name +
+                                                     " must have exactly one of an fp32 and a bf16 pointer");
+  for (const NamedView& v : f32_only) {
+    if (v.t.is_bf16())
+      throw GptError(ErrorCode::InvalidArgument, std::string(op) + ": " + v.name +
+                                                     " is a bf16 view; it must be fp32 (only q, k, v and out may be bf16)");
+    if (v.t.ptr == nullptr)
+      throw GptError(ErrorCode::InvalidArgument, std::string(op) + ": " + v.name + " has no fp32 pointer");
+  }
+}
+
+template <int D>
+void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
+  static std::atomic<bool> ok[4] = {{false}, {false}, {false}, {false}};
+  constexpr int bytes = fwd_smem_bytes<D>();  // the same for all four
+  const char* what = "attention_forward (shared-memory limit)";
+  const dim3 grid(ceil_div(s.seq, 64), s.heads, s.batch);
+  const float sl2 = s.scale * kLog2e;
+  const Mask m = make_mask(s);
+  const bool kv16 = k.is_bf16() && v.is_bf16();
+  if (s.doc_start && kv16) {
+    allow_smem(attention_fwd_doc_kv16_kernel<D>, bytes, ok[0], D, what);
+    attention_fwd_doc_kv16_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, sl2, m);
+  } else if (s.doc_start) {
+    allow_smem(attention_fwd_doc_kernel<D>, bytes, ok[1], D, what);
+    attention_fwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, sl2, m);
+  } else if (kv16) {
+    allow_smem(attention_fwd_kv16_kernel<D>, bytes, ok[2], D, what);
+    attention_fwd_kv16_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, sl2, m);
   } else {
-    allow_smem(attention_fwd_kernel<D>, bytes, smem_ok, D, "attention_forward (shared-memory limit)");
-    attention_fwd_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, s.scale * kLog2e,
-                                                           make_mask(s));
+    allow_smem(attention_fwd_kernel<D>, bytes, ok[3], D, what);
+    attention_fwd_kernel<D><<<grid, kThreads, bytes, st>>>(out, lse, q, k, v, s.heads, s.seq, sl2, m);
   }
   CUDA_CHECK_LAUNCH("attention_forward");
 }
 
 template <int D>
-void fwd(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v, cudaStream_t st) {
-  if (s.doc_start)
-    fwd_launch<D, true>(s, out, lse, q, k, v, st);
-  else
-    fwd_launch<D, false>(s, out, lse, q, k, v, st);
-}
-
-template <int D, bool DOC>
-void bwd_launch(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
-                AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  static std::atomic<bool> smem_ok{false};
-  constexpr int bytes = bwd_smem_bytes<D>() + (DOC ? kBwdDocSmemBytes : 0);
-  const Mask m = make_mask(s);
-  dim3 grid(ceil_div(s.seq, kBwdKeys), s.heads, s.batch);
-  if constexpr (DOC) {
-    allow_smem(attention_bwd_doc_kernel<D>, bytes, smem_ok, D, "attention_backward (shared-memory limit)");
-    attention_bwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads,
-                                                               s.seq, s.scale, s.scale * kLog2e, m);
-  } else {
-    allow_smem(attention_bwd_kernel<D>, bytes, smem_ok, D, "attention_backward (shared-memory limit)");
-    attention_bwd_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads,
-                                                           s.seq, s.scale, s.scale * kLog2e, m);
-  }
-  CUDA_CHECK_LAUNCH("attention_backward (dK, dV, dQ partials)");
-}
-
-template <int D>
 void bwd(const AttnShape& s, AttnTensor dk, AttnTensor dv, DqPartials dqp, AttnTensor q, AttnTensor k,
          AttnTensor v, const float* lse, const float* dvec, AttnTensor dout, cudaStream_t st) {
-  if (s.doc_start)
-    bwd_launch<D, true>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
-  else
-    bwd_launch<D, false>(s, dk, dv, dqp, q, k, v, lse, dvec, dout, st);
+  static std::atomic<bool> ok[4] = {{false}, {false}, {false}, {false}};
+  const int bytes = bwd_smem_bytes<D>() + (s.doc_start ? kBwdDocSmemBytes : 0);
+  const char* what = "attention_backward (shared-memory limit)";
+  const dim3 grid(ceil_div(s.seq, kBwdKeys), s.heads, s.batch);
+  const float sl2 = s.scale * kLog2e;
+  const Mask m = make_mask(s);
+  if (s.doc_start && q.is_bf16()) {
+    allow_smem(attention_bwd_doc_q16_kernel<D>, bytes, ok[0], D, what);
+    attention_bwd_doc_q16_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads,
+                                                                   s.seq, s.scale, sl2, m);
+  } else if (s.doc_start) {
+    allow_smem(attention_bwd_doc_kernel<D>, bytes, ok[1], D, what);
+    attention_bwd_doc_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads, s.seq,
+                                                               s.scale, sl2, m);
+  } else if (q.is_bf16()) {
+    allow_smem(attention_bwd_q16_kernel<D>, bytes, ok[2], D, what);
+    attention_bwd_q16_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads, s.seq,
+                                                               s.scale, sl2, m);
+  } else {
+    allow_smem(attention_bwd_kernel<D>, bytes, ok[3], D, what);
+    attention_bwd_kernel<D><<<grid, kThreads, bytes, st>>>(dk, dv, dqp, q, k, v, lse, dvec, dout, s.heads, s.seq,
+                                                           s.scale, sl2, m);
+  }
+  CUDA_CHECK_LAUNCH("attention_backward (dK, dV, dQ partials)");
 }
 
 // fp32 SIMT kernels (attention_fp32.cu) when fp32 was asked for or the head
@@ -644,6 +775,7 @@ bool attention_head_dim_supported(int d) { return d == 64 || d == 80 || d == 96 
 void attention_forward(const AttnShape& s, AttnTensor out, float* lse, AttnTensor q, AttnTensor k, AttnTensor v,
                        cudaStream_t st) {
   check_shape(s, "attention_forward");
+  check_views({{"q", q}, {"k", k}, {"v", v}, {"out", out}}, {}, "attention_forward");
   if (use_fp32(s)) return attention_fp32_forward(s, out, lse, q, k, v, st);
   switch (s.head_dim) {
     case 64: fwd<64>(s, out, lse, q, k, v, st); break;
@@ -669,6 +801,8 @@ void attention_backward(const AttnShape& s, AttnTensor dq, AttnTensor dk, AttnTe
                         AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout, float* scratch,
                         cudaStream_t st) {
   check_shape(s, "attention_backward");
+  check_views({{"q", q}, {"k", k}, {"v", v}, {"out", out}}, {{"dout", dout}, {"dq", dq}, {"dk", dk}, {"dv", dv}},
+              "attention_backward");
   float* dvec = scratch;
   const Mask m = make_mask(s);
   const DqPartials dqp = make_dq_partials(s, m, bwd_tile_keys(s), scratch + dvec_floats(s));

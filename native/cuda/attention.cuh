@@ -7,9 +7,14 @@
 // diagonal, the band edge or a document start cuts. AttnShape::doc_start is
 // a device pointer here, and trusted (the callers check it on the host).
 //
-// Inputs are fp32 in memory; tiles are rounded to bf16 when staged in shared
-// memory and multiplied on tensor cores (mma.sync m16n8k16) with fp32
-// accumulation and fp32 softmax statistics. Head dims 64, 80, 96, 128.
+// q, k, v and out are fp32 or bf16 views (AttnTensor; bf16 storage, each
+// tensor on its own); lse, dout, dq, dk, dv are fp32 (a bf16 view there is
+// INVALID_ARGUMENT naming it). Tiles are bf16 in shared memory (fp32 inputs
+// rounded when staged, bf16 ones copied as they are) and multiplied on
+// tensor cores (mma.sync m16n8k16) with fp32 accumulation and fp32 softmax
+// statistics, so a bf16 view gives bitwise the result of an fp32 view of the
+// same values; a bf16 out is the fp32 result rounded once (nearest even).
+// Head dims 64, 80, 96, 128.
 // attention_forward/backward send AttnShape::precision == FP32, and every
 // other head dim (1..256), to the fp32 SIMT kernels (attention_fp32.cuh).
 // Backward is one pass over key tiles (S and dP recomputed once per tile

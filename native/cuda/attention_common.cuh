@@ -2,6 +2,7 @@
 // share: the rule for which (query, key) pairs count, built from an
 // AttnShape, and the one-time raise of a kernel's dynamic shared-memory limit.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -67,6 +68,34 @@ struct Mask {
     return hi;
   }
 };
+
+// One (b, h) slice of a [B, H, T, D] view read as fp32 whatever its storage
+// (AttnTensor: fp32 `ptr` or bf16 `bf16`; a bf16 element widens exactly).
+// at(i): element i of the slice (i = t * st + d).
+struct AttnRows {
+  const float* f;
+  const uint16_t* h;
+  long long st;
+  __device__ __forceinline__ float at(long long i) const {
+    return h ? __uint_as_float(static_cast<uint32_t>(h[i]) << 16) : __ldg(f + i);
+  }
+};
+__device__ __forceinline__ AttnRows attn_rows(const AttnTensor& x, int b, int h) {
+  AttnRows r;
+  const long long off = b * x.sb + h * x.sh;
+  r.f = x.bf16 ? nullptr : x.ptr + off;
+  r.h = x.bf16 ? x.bf16 + off : nullptr;
+  r.st = x.st;
+  return r;
+}
+// Writes element i of a view's (b, h) slice at `off`: rounded once to bf16
+// (nearest even) for a bf16 view.
+__device__ __forceinline__ void attn_store(const AttnTensor& x, long long off, float v) {
+  if (x.bf16)
+    reinterpret_cast<__nv_bfloat16*>(x.bf16)[off] = __float2bfloat16_rn(v);
+  else
+    x.ptr[off] = v;
+}
 
 // A band at least as wide as the sequence is dense.
 inline Mask make_mask(const AttnShape& s) {

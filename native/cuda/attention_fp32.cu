@@ -44,15 +44,14 @@ constexpr int kTpr = 8;                 // threads per tile row
 constexpr int kCols = kTile / kTpr;     // scores per thread (4)
 constexpr int kSp = kTile + 1;          // pitch of the 32 x 32 score tiles
 
-// Rows [t0, t0+32) of one (b, h) slice into s[32][PITCH] (PITCH >= DM), zero
-// past T and past D.
+// Rows [t0, t0+32) of one (b, h) slice (either storage type: bf16 widens
+// exactly) into s[32][PITCH] (PITCH >= DM), zero past T and past D.
 template <int DM, int PITCH = DM + 1>
-__device__ __forceinline__ void stage_rows(float* s, const float* __restrict__ base, long long st, int t0, int T,
-                                           int D) {
+__device__ __forceinline__ void stage_rows(float* s, const AttnRows& src, int t0, int T, int D) {
   for (int idx = threadIdx.x; idx < kTile * DM; idx += kThreads) {
     const int r = idx / DM, d = idx % DM;  // DM is a power of two
     const int t = t0 + r;
-    s[r * PITCH + d] = (t < T && d < D) ? __ldg(base + (long long)t * st + d) : 0.0f;
+    s[r * PITCH + d] = (t < T && d < D) ? src.at((long long)t * src.st + d) : 0.0f;
   }
 }
 
@@ -67,11 +66,20 @@ __host__ __device__ constexpr int kv_pitch() {
 // copy per float; rows past T zero-filled. Columns D..DM are not written
 // (zero them once: zero_pad_cols). The copies land at this thread's
 // cp_async_wait; other threads see them after a barrier that follows it.
+// A bf16 view is read with plain loads, widened to fp32 on the way (its
+// stores, like the copies, are seen by others after the next barrier).
 template <int DM>
-__device__ __forceinline__ void copy_rows_async(float* s, const float* __restrict__ base, long long st, int t0, int T,
-                                                int D, bool vec16) {
+__device__ __forceinline__ void copy_rows_async(float* s, const AttnRows& src, int t0, int T, int D, bool vec16) {
   constexpr int P = kv_pitch<DM>();
-  if (vec16) {
+  const float* __restrict__ base = src.f;
+  const long long st = src.st;
+  if (src.h) {
+    for (int idx = threadIdx.x; idx < kTile * D; idx += kThreads) {
+      const int r = idx / D, d = idx - r * D;
+      const int t = t0 + r;
+      s[r * P + d] = t < T ? src.at((long long)t * st + d) : 0.0f;
+    }
+  } else if (vec16) {
     const int cpr = D / 4;  // chunks per row
     for (int idx = threadIdx.x; idx < kTile * cpr; idx += kThreads) {
       const int r = idx / cpr, col = (idx - r * cpr) * 4;
@@ -101,7 +109,7 @@ __device__ __forceinline__ void zero_pad_cols(float* s, int D) {
   }
 }
 __device__ __forceinline__ bool aligned16(const float* base, const AttnTensor& x, int D) {
-  return D % 4 == 0 && reinterpret_cast<uintptr_t>(base) % 16 == 0 && x.st % 4 == 0 && x.sh % 4 == 0 &&
+  return base && D % 4 == 0 && reinterpret_cast<uintptr_t>(base) % 16 == 0 && x.st % 4 == 0 && x.sh % 4 == 0 &&
          x.sb % 4 == 0;
 }
 // Whether the forward double-buffers K/V: two stages of K and V at DM 256
@@ -174,10 +182,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int q0 = qt * kTile;
   const int r = threadIdx.x / kTpr, l8 = threadIdx.x % kTpr;
   const int row = q0 + r;
-  const float* qb = q.ptr + b * q.sb + h * q.sh;
-  const float* kb = k.ptr + b * k.sb + h * k.sh;
-  const float* vb = v.ptr + b * v.sb + h * v.sh;
-  const bool kvec = aligned16(kb, k, D), vvec = aligned16(vb, v, D);
+  const AttnRows kb = attn_rows(k, b, h), vb = attn_rows(v, b, h);
+  const bool kvec = aligned16(kb.f, k, D), vvec = aligned16(vb.f, v, D);
 
   const int32_t* ds = mask.docs(b);
   const int first = mask.first(ds, row);  // this row's document start
@@ -186,10 +192,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int lo = mask.key_lo(ds, q0);
   if (D < DM)
     for (int i = 0; i < 2 * NS; ++i) zero_pad_cols<DM>(KVs + i * kTile * KP, D);
-  copy_rows_async<DM>(KVs, kb, k.st, (lo / kTile) * kTile, T, D, kvec);
-  copy_rows_async<DM>(KVs + kTile * KP, vb, v.st, (lo / kTile) * kTile, T, D, vvec);
+  copy_rows_async<DM>(KVs, kb, (lo / kTile) * kTile, T, D, kvec);
+  copy_rows_async<DM>(KVs + kTile * KP, vb, (lo / kTile) * kTile, T, D, vvec);
   cp_async_commit();
-  stage_rows<DM>(Qs, qb, q.st, q0, T, D);
+  stage_rows<DM>(Qs, attn_rows(q, b, h), q0, T, D);
 
   float o[ND];
 #pragma unroll
@@ -202,16 +208,16 @@ __global__ void __launch_bounds__(kThreads, 2)
     const float* Vs = Ks + kTile * KP;
     if (NS == 1 && kt > lo / kTile) {
       __syncthreads();  // one stage: everyone is done with the previous tile before it is refilled
-      copy_rows_async<DM>(KVs, kb, k.st, k0, T, D, kvec);
-      copy_rows_async<DM>(KVs + kTile * KP, vb, v.st, k0, T, D, vvec);
+      copy_rows_async<DM>(KVs, kb, k0, T, D, kvec);
+      copy_rows_async<DM>(KVs + kTile * KP, vb, k0, T, D, vvec);
       cp_async_commit();
     }
     cp_async_wait<0>();  // this thread's copies of tile kt have landed
     __syncthreads();     // tile kt is visible to all (and Q is staged); the other stage is free
     if (NS == 2 && (kt + 1) * kTile < hi) {
       float* nk = KVs + ((kt + 1 - lo / kTile) % NS) * 2 * kTile * KP;
-      copy_rows_async<DM>(nk, kb, k.st, k0 + kTile, T, D, kvec);
-      copy_rows_async<DM>(nk + kTile * KP, vb, v.st, k0 + kTile, T, D, vvec);
+      copy_rows_async<DM>(nk, kb, k0 + kTile, T, D, kvec);
+      copy_rows_async<DM>(nk + kTile * KP, vb, k0 + kTile, T, D, vvec);
       cp_async_commit();
     }
 
@@ -269,11 +275,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   l = row_sum8(l);
   if (row >= T) return;
   const float inv = 1.0f / l;  // l >= 1: the row's max contributes exp2(0)
-  float* orow = out.ptr + b * out.sb + h * out.sh + (long long)row * out.st;
+  const long long orow = b * out.sb + h * out.sh + (long long)row * out.st;  // bf16 out: rounded once
 #pragma unroll
   for (int i = 0; i < ND; ++i) {
     const int d = l8 + kTpr * i;
-    if (d < D) orow[d] = o[i] * inv;
+    if (d < D) attn_store(out, orow + d, o[i] * inv);
   }
   if (l8 == 0) lse[((long long)b * H + h) * T + row] = (m + log2f(l)) * kLn2;
 }
@@ -307,11 +313,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int c = threadIdx.x / kTpr, l8 = threadIdx.x % kTpr;
   const int key = k0 + c;
   const long long bh = (long long)b * H + h;
-  const float* qb = q.ptr + b * q.sb + h * q.sh;
-  const float* kb = k.ptr + b * k.sb + h * k.sh;
-  const float* vb = v.ptr + b * v.sb + h * v.sh;
-  const float* dob = dout.ptr + b * dout.sb + h * dout.sh;
-  const bool qvec = aligned16(qb, q, D), dovec = aligned16(dob, dout, D);
+  const AttnRows qb = attn_rows(q, b, h), dob = attn_rows(dout, b, h);
+  const bool qvec = aligned16(qb.f, q, D), dovec = aligned16(dob.f, dout, D);
   // This key tile's slot of the dQ partials: [T][D] for this (b, h).
   float* dqs = dqp.tile_rows(bh, kt);
 
@@ -325,8 +328,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   auto fetch = [&](int qt, int st) {
     const int q0 = qt * kTile;
     float* Qd = QdO + st * 2 * kTile * KP;
-    copy_rows_async<DM>(Qd, qb, q.st, q0, T, D, qvec);
-    copy_rows_async<DM>(Qd + kTile * KP, dob, dout.st, q0, T, D, dovec);
+    copy_rows_async<DM>(Qd, qb, q0, T, D, qvec);
+    copy_rows_async<DM>(Qd + kTile * KP, dob, q0, T, D, dovec);
     cp_async_commit();
     if (threadIdx.x < kTile) {
       const int i = q0 + threadIdx.x;
@@ -338,8 +341,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (D < DM)
     for (int i = 0; i < 2 * NS; ++i) zero_pad_cols<DM>(QdO + i * kTile * KP, D);
   fetch(qt0, 0);
-  stage_rows<DM>(Ks, kb, k.st, k0, T, D);
-  stage_rows<DM>(Vs, vb, v.st, k0, T, D);
+  stage_rows<DM>(Ks, attn_rows(k, b, h), k0, T, D);
+  stage_rows<DM>(Vs, attn_rows(v, b, h), k0, T, D);
 
   float dka[ND], dva[ND];
 #pragma unroll

@@ -7,7 +7,9 @@
 // (document masks as in attention.cuh). Backward in one pass over key tiles:
 // dK/dV written by one block per key tile, which writes its share of dQ to
 // its slot of the dQ partials (attention.cu sums them in a fixed order: no
-// atomics, deterministic). Head dims 1..256.
+// atomics, deterministic). Head dims 1..256. q, k, v and out may be bf16
+// views (bf16 storage under Precision::BF16 at head dims the tensor-core
+// kernels lack): widened to fp32 on load (exactly), out rounded once.
 //
 // Legend: B batch, H heads, T sequence, D head size.
 #pragma once

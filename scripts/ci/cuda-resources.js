@@ -46,6 +46,11 @@ const gemmTc = () => 2 * 2 * 128 * 32 * 4 + 2 * 2 * 128 * 32 * 2;
 const LAUNCH = [
   { name: 'attention_fwd_kernel', threads: 128, dyn: bf16Fwd, optin: true, params: [64, 80, 96, 128] },
   { name: 'attention_bwd_kernel', threads: 128, dyn: bf16Bwd, optin: true, params: [64, 80, 96, 128] },
+  // bf16 K/V (forward) and bf16 Q (backward) views: the same shared memory, laid out differently.
+  { name: 'attention_fwd_kv16_kernel', threads: 128, dyn: bf16Fwd, optin: true, params: [64, 80, 96, 128] },
+  { name: 'attention_fwd_doc_kv16_kernel', threads: 128, dyn: bf16Fwd, optin: true, params: [64, 80, 96, 128] },
+  { name: 'attention_bwd_q16_kernel', threads: 128, dyn: bf16Bwd, optin: true, params: [64, 80, 96, 128] },
+  { name: 'attention_bwd_doc_q16_kernel', threads: 128, dyn: (D) => bf16Bwd(D) + 32 * 4, optin: true, params: [64, 80, 96, 128] },
   { name: 'attention_bwd_dq_reduce_kernel', threads: 128 },
   { name: 'attention_dvec_kernel', threads: 128 },
   { name: 'attention_fp32_fwd_kernel', threads: 256, dyn: f32Fwd, optin: true, params: [32, 64, 128, 256] },
