@@ -190,7 +190,7 @@ Napi::Value CudaGemm(const Napi::CallbackInfo& info) {
         [](Napi::Env e, int&) -> Napi::Value { return e.Undefined(); }, keep);
 #else
     (void)a_type, (void)b_type, (void)c_type, (void)a_off, (void)b_off, (void)c_off, (void)scratch, (void)own, (void)p;
-    (void)out, (void)bias;
+    (void)out, (void)bias, (void)a, (void)b, (void)c, (void)keep;
     Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
     d.Reject(make_error(env, "NO_GPU", "cudaGemm: this build has no CUDA backend").Value());
     return d.Promise();

@@ -574,6 +574,14 @@ std::string types_text(DType a, DType b, DType c) {
 
 }  // namespace
 
+bool gemm_own_supports(bool trans_a, bool trans_b, DType a, DType b, DType c, Precision p) {
+  if (trans_a && trans_b) return false;
+  if (p != Precision::BF16) return a == DType::F32 && b == DType::F32 && c == DType::F32;
+  for (const TcEntry& e : kTcTable)
+    if (e.ta == trans_a && e.tb == trans_b && e.a == a && e.b == b && e.c == c) return true;
+  return false;
+}
+
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A, long long lda, CTensorRef B, long long ldb,
           TensorRef C, long long ldc, bool accumulate, const float* bias, Precision p, cudaStream_t s,
           const GemmScratch* scratch) {
