@@ -638,10 +638,11 @@ void gemm_bias_gelu(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef p
   GPT_CHECK_ARG(out.ptr != pre.ptr, "matmul_forward_gelu: out must be a buffer other than pre");
   if (M == 0 || N == 0) return;
   // cuBLASLt writes pre = A @ B + bias (its bias epilogue), then our GELU
-  // kernel writes out: the same tanh GELU as the own kernels' epilogue. With
-  // bf16 storage the GELU reads the rounded pre, so it stays on the own GEMM,
-  // whose out is the GELU of the fp32 pre.
-  if (pre.dtype == DType::F32 && out.dtype == DType::F32 &&
+  // kernel writes out: the same tanh GELU as the own kernels' epilogue. Only
+  // all-fp32 calls: with bf16 pre the GELU would read the rounded pre (the
+  // own kernel's out is the GELU of the fp32 pre), and the own kernel, the
+  // self-check's reference, takes no mixed operands here.
+  if (!A.bf16() && !B.bf16() && !pre.bf16() && !out.bf16() &&
       cublaslt_gemm(false, false, M, N, K, A, K, B, N, pre, N, false, bias, p, s, scratch ? scratch->ptr : nullptr,
                     scratch ? scratch->bytes : 0)) {
     gelu_forward(out, pre, static_cast<int64_t>(M) * N, s);

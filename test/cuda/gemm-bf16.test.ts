@@ -350,6 +350,13 @@ describe('refused combinations are clear errors', () => {
     await expect(
       addon.cudaGemm(base({ gelu: true, out: new Float32Array(15), aType: 'bf16', bType: 'fp32', cType: 'bf16' })),
     ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/NN with A bf16, B fp32, C bf16/) });
+    // Through gemm(): cuBLASLt takes no combination the own GEMM lacks.
+    await expect(
+      addon.cudaGemm(base({ gemm: 'auto', transA: true, lda: 3, aType: 'bf16', bType: 'bf16', cType: 'bf16' })),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/layout TN with A bf16, B bf16, C bf16/) });
+    await expect(
+      addon.cudaGemm(base({ gemm: 'auto', gelu: true, out: new Float32Array(15), aType: 'bf16', bType: 'fp32' })),
+    ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/NN with A bf16, B fp32, C fp32/) });
   });
   test('bad types are refused by name', () => {
     expect(() => addon.cudaGemm(base({ aType: 'fp16' as Dt }))).toThrow(/"fp32" or "bf16" for aType but received "fp16"/);
