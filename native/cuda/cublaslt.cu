@@ -259,9 +259,14 @@ Plan make_plan(State& st, const PlanKey& k) {
     check(api.MatmulDescSetAttribute(p.desc, kDescBiasPointer, &bias_hint, sizeof(bias_hint)),
           "cublasLtMatmulDescSetAttribute(BIAS_POINTER)");
     if (k.c16) {
-      const int32_t bias_type = kCudaR32F;  // our bias is fp32 whatever D is
-      check(api.MatmulDescSetAttribute(p.desc, kDescBiasDataType, &bias_type, sizeof(bias_type)),
-            "cublasLtMatmulDescSetAttribute(BIAS_DATA_TYPE)");
+      // Our bias is fp32 whatever D is. A library that refuses that (the
+      // attribute, or then every algorithm) leaves these shapes to the own
+      // kernels rather than failing cuBLASLt as a whole.
+      const int32_t bias_type = kCudaR32F;
+      if (api.MatmulDescSetAttribute(p.desc, kDescBiasDataType, &bias_type, sizeof(bias_type)) != kLtSuccess) {
+        destroy_plan(st, p);
+        return p;
+      }
     }
   }
   const int tab = k.ab16 ? kCudaR16BF : kCudaR32F, tc = k.c16 ? kCudaR16BF : kCudaR32F;
@@ -287,8 +292,10 @@ Plan make_plan(State& st, const PlanKey& k) {
                     : s;
   api.MatmulPreferenceDestroy(pref);
   check(s, "cublasLtMatmulPreferenceSetAttribute");
-  // NOT_SUPPORTED (15) is "no algorithm": the own GEMM runs this shape.
+  // NOT_SUPPORTED (15) is "no algorithm": the own GEMM runs this shape; so
+  // is any refusal of a bf16 D with the fp32 bias (see above).
   if (hs == 15 || (hs == kLtSuccess && (returned < 1 || r.state != kLtSuccess))) return p;
+  if (hs != kLtSuccess && k.c16 && k.bias) return p;
   check(hs, "cublasLtMatmulAlgoGetHeuristic");
   p.algo = r.algo;
   p.usable = true;

@@ -185,6 +185,13 @@ if (info.emulated) {
     });
   }
 
+  test('a cuBLASLt refusing an fp32 bias for a bf16 D keeps cuBLASLt for the rest, silently', () => {
+    const r = child({ GPT_EMU_CUBLASLT_FAULT: 'no-f32-bias' }, 'bf16');
+    expectMatchesCpu(r, 1e-2);
+    expect(r.gemm).toMatchObject({ cublaslt: true, reason: '' });
+    expect(r.stderr).toBe('');
+  });
+
   test('cuBLASLt failing on a GEMM after the self-check passed: the own kernels run that shape, said once per shape', () => {
     const r = child({ GPT_EMU_CUBLASLT_FAULT: 'late-status' }, 'fp32', 'big');
     expectMatchesCpu(r, 1e-5);

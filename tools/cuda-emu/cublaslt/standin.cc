@@ -31,7 +31,10 @@
 // (cublasLtMatmul fails only when m * n * k exceeds 100,000, above every
 // shape of the engine's self-check: a failure after the self-check passed),
 // "bias-type" (ignores CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: the bias is read
-// as D's type, which only a bf16 D with an fp32 bias gets wrong).
+// as D's type, which only a bf16 D with an fp32 bias gets wrong),
+// "no-f32-bias" (refuses BIAS_DATA_TYPE = CUDA_R_32F with
+// CUBLAS_STATUS_INVALID_VALUE, as a library without that combination might:
+// not wrong, those shapes must just run elsewhere).
 #include <stdint.h>
 
 #include <cmath>
@@ -234,6 +237,7 @@ __attribute__((visibility("default"))) int cublasLtMatmulDescSetAttribute(Desc* 
     case 26:  // BIAS_DATA_TYPE, int32_t (cudaDataType_t, -1: D's type)
       if (bytes != 4) return kInvalidValue;
       std::memcpy(&d->bias_type, buf, 4);
+      if (d->bias_type == kR32F && fault() == "no-f32-bias") return kInvalidValue;
       return kSuccess;
   }
   return kNotSupported;

@@ -481,6 +481,18 @@ int main(int argc, char** argv) {
   }
   unsetenv("GPT_EMU_CUBLASLT_FAULT");
 
+  // "no-f32-bias" refuses an fp32 BIAS_DATA_TYPE, and only that.
+  setenv("GPT_EMU_CUBLASLT_FAULT", "no-f32-bias", 1);
+  {
+    H desc;
+    api.DescCreate(&desc, 68, 0);
+    const int32_t f32 = 0, b16 = 14;
+    expect(api.DescSet(desc, 26, &f32, 4) == 7 && api.DescSet(desc, 26, &b16, 4) == 0,
+           "the fault \"no-f32-bias\" refuses BIAS_DATA_TYPE CUDA_R_32F alone");
+    api.DescDestroy(desc);
+  }
+  unsetenv("GPT_EMU_CUBLASLT_FAULT");
+
   // "late-status" fails only above 100,000 multiply-adds.
   setenv("GPT_EMU_CUBLASLT_FAULT", "late-status", 1);
   {
