@@ -105,6 +105,7 @@ const SHAPES: Shape[] = [
   { M: 29, N: 131, K: 41, pad: 4, off: 4 }, // 8-byte aligned bf16 rows
   { M: 64, N: 40, K: 48, pad: 0, off: 0 }, // 16-byte aligned
   { M: 45, N: 45, K: 45, pad: 3, off: 0 }, // 16-byte aligned rows cut mid-chunk by every edge
+  { M: 5, N: 9, K: 0, pad: 1, off: 1 }, // empty K: C = bias (+ C when accumulating)
 ];
 
 interface Problem {
