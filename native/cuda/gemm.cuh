@@ -1,8 +1,9 @@
 // Matrix multiply on the GPU: through cuBLASLt where it loads and passed its
 // self-check (cublaslt.h), else with the engine's own kernels: a tensor-core
-// kernel (fp32 in memory, rounded to bf16 while tiles are staged in shared
-// memory, mma.sync m16n8k16 with fp32 accumulation) and an fp32 SIMT kernel
-// for Precision::FP32 (checking). Same contract as native/cpu/gemm.h.
+// kernel (operands fp32 in memory, rounded to bf16 while tiles are staged in
+// shared memory, or bf16, copied in as they are; mma.sync m16n8k16 with fp32
+// accumulation; C fp32 or bf16) and an fp32 SIMT kernel for Precision::FP32
+// (checking). Same contract as native/cpu/gemm.h.
 //
 // All matrices row-major with leading dimensions.
 #pragma once
