@@ -1,6 +1,16 @@
 // gemm({...}): the CPU GEMM (native/cpu/gemm.h) on Float32Arrays, off the
 // event loop. For tests and benchmarks; lib/gemm.ts validates first and
 // documents the options. C is written in place.
+//
+// cudaGemm({...}): the CUDA GEMM (native/cuda/gemm.cuh) on the same options
+// plus aType / bType / cType ("fp32" | "bf16": the operand is uploaded as fp32
+// and converted on the device, a bf16 C converted back to fp32 for the
+// return), aOffset / bOffset / cOffset (elements the operand starts into its
+// device buffer, for unaligned operands), gelu (the fused bias + GELU, NN and
+// contiguous: c receives pre, `out` (a Float32Array like c) the GELU),
+// gemm ("auto": gemm(), cuBLASLt when chosen; "own": the own kernels) and
+// scratchBytes (the bf16 workspace for a mixed-type cuBLASLt call). For tests;
+// resolves when c (and out) are written, rejects with NO_GPU without a GPU.
 #include <algorithm>
 #include <climits>
 #include <string>
@@ -8,6 +18,10 @@
 #include "../core/backend.h"
 #include "../cpu/gemm.h"
 #include "napi_util.h"
+#if defined(GPT_HAVE_CUDA) || defined(GPT_CUDA_EMU)
+#define GPT_CUDA_GEMM_TEST 1
+#include "../cuda/cublaslt.h"
+#endif
 
 namespace gpt {
 namespace addon {
@@ -75,6 +89,115 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   });
 }
 
+DType get_dtype(const Napi::Object& o, const char* key) {
+  if (!has(o, key)) return DType::F32;
+  std::string s = get_string(o, key);
+  if (s == "bf16") return DType::BF16;
+  if (s != "fp32") throw_invalid(std::string("Expected \"fp32\" or \"bf16\" for ") + key + " but received \"" + s + "\"");
+  return DType::F32;
+}
+
+Napi::Value CudaGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    Napi::Object o = options_arg(info, "Expected an options object for cudaGemm");
+    const bool gelu = get_bool_or(o, "gelu", false);
+    const bool ta = get_bool_or(o, "transA", false);
+    const bool tb = get_bool_or(o, "transB", false);
+    if (gelu && (ta || tb)) throw_invalid("Expected transA and transB false with gelu (the fused GELU is NN)");
+    const int M = static_cast<int>(get_int(o, "M", 0, INT_MAX));
+    const int N = static_cast<int>(get_int(o, "N", 0, INT_MAX));
+    const int K = static_cast<int>(get_int(o, "K", 0, INT_MAX));
+    const int a_cols = ta ? M : K, b_cols = tb ? K : N;
+    const int lda = has(o, "lda") ? static_cast<int>(get_int(o, "lda", 1, INT_MAX)) : std::max(1, a_cols);
+    const int ldb = has(o, "ldb") ? static_cast<int>(get_int(o, "ldb", 1, INT_MAX)) : std::max(1, b_cols);
+    const int ldc = has(o, "ldc") ? static_cast<int>(get_int(o, "ldc", 1, INT_MAX)) : std::max(1, N);
+    if (lda < a_cols) throw_invalid("Expected lda >= " + std::to_string(a_cols) + " but received " + std::to_string(lda));
+    if (ldb < b_cols) throw_invalid("Expected ldb >= " + std::to_string(b_cols) + " but received " + std::to_string(ldb));
+    if (ldc < N) throw_invalid("Expected ldc >= " + std::to_string(N) + " but received " + std::to_string(ldc));
+    if (gelu && (lda != std::max(1, K) || ldb != std::max(1, N) || ldc != std::max(1, N)))
+      throw_invalid("Expected contiguous operands (no lda, ldb, ldc) with gelu");
+    Precision p = Precision::FP32;
+    if (has(o, "precision")) {
+      std::string s = get_string(o, "precision");
+      if (s == "bf16")
+        p = Precision::BF16;
+      else if (s != "fp32")
+        throw_invalid("Expected \"fp32\" or \"bf16\" for precision but received \"" + s + "\"");
+    }
+    bool own = false;
+    if (has(o, "gemm")) {
+      std::string s = get_string(o, "gemm");
+      if (s == "own")
+        own = true;
+      else if (s != "auto")
+        throw_invalid("Expected \"auto\" or \"own\" for gemm but received \"" + s + "\"");
+    }
+    auto a = get_f32_min(o, "a", span(ta ? K : M, a_cols, lda));
+    auto b = get_f32_min(o, "b", span(tb ? N : K, b_cols, ldb));
+    auto c = get_f32_min(o, "c", span(M, N, ldc));
+    std::vector<Napi::Value> keep{o.Get("a"), o.Get("b"), o.Get("c")};
+    const float* bias = nullptr;
+    if (has(o, "bias")) {
+      bias = get_f32_min(o, "bias", N).data;
+      keep.push_back(o.Get("bias"));
+    }
+    float* out = nullptr;
+    if (gelu) {
+      out = get_f32_min(o, "out", static_cast<int64_t>(c.length)).data;
+      keep.push_back(o.Get("out"));
+    }
+    const DType a_type = get_dtype(o, "aType"), b_type = get_dtype(o, "bType"), c_type = get_dtype(o, "cType");
+    const long long a_off = has(o, "aOffset") ? get_int(o, "aOffset", 0, 64) : 0;
+    const long long b_off = has(o, "bOffset") ? get_int(o, "bOffset", 0, 64) : 0;
+    const long long c_off = has(o, "cOffset") ? get_int(o, "cOffset", 0, 64) : 0;
+    const int64_t scratch = has(o, "scratchBytes") ? get_int(o, "scratchBytes", 0, int64_t(1) << 32) : 0;
+#ifdef GPT_CUDA_GEMM_TEST
+    cuda::GemmTestCall t;
+    t.trans_a = ta;
+    t.trans_b = tb;
+    t.accumulate = get_bool_or(o, "accumulate", false);
+    t.gelu = gelu;
+    t.own = own;
+    t.M = M;
+    t.N = N;
+    t.K = K;
+    t.lda = lda;
+    t.ldb = ldb;
+    t.ldc = ldc;
+    t.a_type = a_type;
+    t.b_type = b_type;
+    t.c_type = c_type;
+    t.a_offset = a_off;
+    t.b_offset = b_off;
+    t.c_offset = c_off;
+    t.precision = p;
+    t.scratch_bytes = static_cast<size_t>(scratch);
+    t.a = a.data;
+    t.a_len = a.length;
+    t.b = b.data;
+    t.b_len = b.length;
+    t.c = c.data;
+    t.c_len = c.length;
+    t.out = out;
+    t.bias = bias;
+    return run_async<int>(
+        env,
+        [=] {
+          cuda::gemm_test_run(t);
+          return 0;
+        },
+        [](Napi::Env e, int&) -> Napi::Value { return e.Undefined(); }, keep);
+#else
+    (void)a_type, (void)b_type, (void)c_type, (void)a_off, (void)b_off, (void)c_off, (void)scratch, (void)own, (void)p;
+    (void)out, (void)bias, (void)a, (void)b, (void)c, (void)keep;
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Reject(make_error(env, "NO_GPU", "cudaGemm: this build has no CUDA backend").Value());
+    return d.Promise();
+#endif
+  });
+}
+
 // colsumAccumulate({ out, x, M, N }): out[N] += column sums of x[M, N] (the
 // bias gradient), synchronously. For tests.
 Napi::Value ColsumAccumulate(const Napi::CallbackInfo& info) {
@@ -94,6 +217,7 @@ Napi::Value ColsumAccumulate(const Napi::CallbackInfo& info) {
 
 void add_gemm_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("cudaGemm", Napi::Function::New(env, CudaGemm));
   exports.Set("colsumAccumulate", Napi::Function::New(env, ColsumAccumulate));
 }
 

@@ -46,5 +46,33 @@ bool cublaslt_gemm(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A
                    long long ldb, TensorRef C, long long ldc, bool accumulate, const float* bias, Precision p,
                    void* stream, void* convert = nullptr, size_t convert_bytes = 0);
 
+// For tests (the addon's cudaGemm, native/addon/gemm_binding.cc): one GEMM
+// (gemm.cuh) on host data. Each operand is uploaded as fp32 and, when its
+// type is bf16, converted on the device (cuda::convert, round to nearest
+// even); it starts `*_offset` elements into its device buffer (to test
+// unaligned operands). A bf16 C (and GELU out) is converted back to fp32 for
+// the return. gelu: gemm_bias_gelu (NN, contiguous; C is pre). own: the own
+// GEMM (gemm_own), else gemm() (cuBLASLt when chosen). scratch_bytes: the
+// bf16 workspace gemm() gets for a mixed-type call (0: none). Defined in
+// gemm.cu; throws GptError.
+struct GemmTestCall {
+  bool trans_a = false, trans_b = false, accumulate = false, gelu = false, own = false;
+  int M = 0, N = 0, K = 0;
+  long long lda = 0, ldb = 0, ldc = 0;
+  DType a_type = DType::F32, b_type = DType::F32, c_type = DType::F32;
+  long long a_offset = 0, b_offset = 0, c_offset = 0;
+  Precision precision = Precision::FP32;
+  size_t scratch_bytes = 0;
+  const float* a = nullptr;  // a_len elements
+  size_t a_len = 0;
+  const float* b = nullptr;
+  size_t b_len = 0;
+  float* c = nullptr;  // c_len elements, in (accumulate, and what C's gaps hold) and out
+  size_t c_len = 0;
+  float* out = nullptr;  // gelu: c_len elements, out
+  const float* bias = nullptr;  // N elements or null
+};
+void gemm_test_run(const GemmTestCall& call);
+
 }  // namespace cuda
 }  // namespace gpt

@@ -2,8 +2,8 @@
 //
 // Tensor-core kernel: a 128x128 output tile per block of 8 warps (2 x 4), each
 // warp 64x32 = 4 x 4 mma tiles of 16x8, K advancing 32 at a time (a slab).
-// Operands are fp32 in device memory and bf16 in the mma, so a slab takes two
-// steps through shared memory:
+// Each operand is fp32 or bf16 in device memory and bf16 in the mma.
+// An fp32 operand takes two steps through shared memory per slab:
 //   1. 16-byte cp.async copies of the fp32 slab into a ring of two fp32
 //      stages. Each thread owns 4 chunks of 4 floats per operand and always
 //      the same ones, so it alone reads them back: its own cp.async wait is
@@ -11,25 +11,38 @@
 //   2. Each thread rounds its chunks to bf16 and stores them into one of two
 //      bf16 tiles, which the warps read with ldmatrix (.trans for the operands
 //      whose contiguous dimension is m or n).
-// Slab s is multiplied out of bf16 tile s&1 while slabs s+1 and s+2 are in
-// flight; then slab s+1 is converted into the other tile, slab s+3 issued
-// into the stage it left, and one barrier ends the slab.
-// Shared memory: 2 x 32 KiB of fp32 stages + 2 x 16 KiB of bf16 tiles =
-// 96 KiB of dynamic shared memory (within sm_86/89's 99 KiB per block).
+// A bf16 operand is copied by cp.async straight into a ring of four bf16
+// tiles (2 chunks of 8 elements per thread and slab), which live in the
+// memory its fp32 stages would use: slab j in ring tile j % 4, so the tile a
+// slab is issued into was last read by the mma two slabs earlier, which every
+// warp finished before the barrier that ended that slab.
+// Slab s is multiplied out of its bf16 tile while slabs s+1 and s+2 are in
+// flight; then slab s+1 (fp32 operands) is converted into the other tile,
+// slab s+3 issued, and one barrier ends the slab. Rounding an fp32 operand
+// while staging gives the tile its bf16 copy would: the same bits out.
+// Shared memory: 2 x 32 KiB of fp32 stages (or bf16 rings) + 2 x 16 KiB of
+// bf16 tiles = 96 KiB of dynamic shared memory (within sm_86/89's 99 KiB per
+// block).
 // bf16 tiles are XOR-swizzled in 16-byte chunks, without padding, so that the
 // 8 rows of every ldmatrix matrix and every warp's conversion stores fall in
 // distinct banks:
 //   k-major tile [r][k] (k contiguous, 64 B rows): chunk k/8 ^ (r/2)%4;
 //   r-major tile [k][r] (r contiguous, 256 B rows): chunk r/8 ^ k%8.
-// Unaligned operands (pointer not 16-byte aligned or a leading dimension not
-// a multiple of 4) and chunks cut by the edge of M, N or K are copied 4 bytes
-// at a time, the elements past the edge stored as zeros (a chunk wholly past
-// it as one 16-byte zero store), so edge tiles need no other case.
+// Unaligned operands and chunks cut by the edge of M, N or K: an fp32 chunk
+// is copied 4 bytes at a time; a bf16 chunk by the widest copies its
+// alignment allows (16 bytes zero-filled past the edge, else 8, 4 or 2 bytes);
+// elements past the edge are stored as zeros (a chunk wholly past it as one
+// 16-byte zero store), so edge tiles need no other case.
+// Epilogue: bias (fp32) is added to the fp32 accumulator, which is stored as
+// fp32 or rounded once to bf16 (C; the GELU output is the GELU of the fp32
+// value).
 #include <cuda_bf16.h>
 
 #include <atomic>
 #include <stdint.h>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "../core/error.h"
 #include "check.cuh"
@@ -116,6 +129,69 @@ __device__ __forceinline__ void issue_slab(float* stage, const float* __restrict
   }
 }
 
+// bf16 operands: chunk c of a slab is 8 elements contiguous in global memory
+// (16 bytes), mapped as chunk_rk does with 8 in place of 4.
+constexpr int TC_CHUNKS16 = TC_BM * TC_BK / 8;  // 8-element chunks per operand and slab
+constexpr int TC_CPT16 = TC_CHUNKS16 / TC_THREADS;
+static_assert(TC_CHUNKS16 % TC_THREADS == 0, "bf16 staging must divide evenly");
+constexpr int TC_RING = 4;  // bf16 ring tiles of a bf16 operand
+static_assert(TC_RING * TC_TILE * 2 == TC_STAGES * TC_CHUNKS * 16, "a bf16 ring fills its operand's fp32 stages");
+
+template <bool RowsContig>
+__device__ __forceinline__ void chunk16_rk(int c, int& r, int& k) {
+  if (RowsContig) {
+    k = c / (TC_BM / 8);
+    r = (c % (TC_BM / 8)) * 8;
+  } else {
+    r = c / (TC_BK / 8);
+    k = (c % (TC_BK / 8)) * 8;
+  }
+}
+
+// Bytes every chunk of a bf16 operand is aligned to (16, 8, 4 or 2): chunks
+// start 8 elements apart within a row, rows ld elements apart.
+__device__ __forceinline__ int bf16_align(const void* P, long long ld) {
+  const unsigned a = static_cast<unsigned>(reinterpret_cast<uintptr_t>(P) | static_cast<uintptr_t>(ld * 2)) | 16u;
+  return static_cast<int>(a & (0u - a));
+}
+
+// Issues this thread's copies of one bf16 operand slab straight into a bf16
+// tile (not committed). Element (r, k) as in issue_slab.
+template <bool RowsContig>
+__device__ __forceinline__ void issue_slab(__nv_bfloat16* tile, const __nv_bfloat16* __restrict__ P, long long ld,
+                                           int r0, int rmax, int k0, int kmax, int align) {
+#pragma unroll
+  for (int i = 0; i < TC_CPT16; ++i) {
+    const int c = threadIdx.x + i * TC_THREADS;
+    int r, k;
+    chunk16_rk<RowsContig>(c, r, k);
+    const int gr = r0 + r, gk = k0 + k;
+    const int n = RowsContig ? (gk < kmax ? min(max(rmax - gr, 0), 8) : 0)
+                             : (gr < rmax ? min(max(kmax - gk, 0), 8) : 0);
+    uint16_t* dst = reinterpret_cast<uint16_t*>(tile + tile_off<RowsContig>(r, k));
+    if (n == 0) {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+      continue;
+    }
+    const uint16_t* src =
+        reinterpret_cast<const uint16_t*>(RowsContig ? P + (long long)gk * ld + gr : P + (long long)gr * ld + gk);
+    if (align >= 16) {
+      if (n == 8)
+        cp_async_16(dst, src);
+      else
+        cp_async_16_zfill(dst, src, 2 * n);
+      continue;
+    }
+    int e = 0;
+    if (align >= 8)
+      for (; e + 4 <= n; e += 4) cp_async_8(dst + e, src + e);
+    if (align >= 4)
+      for (; e + 2 <= n; e += 2) cp_async_4(dst + e, src + e);
+    for (; e < n; ++e) dst[e] = src[e];  // 2-byte aligned: plain loads
+    for (; e < 8; ++e) dst[e] = 0;
+  }
+}
+
 // Rounds this thread's chunks of a landed fp32 stage to bf16 into a tile.
 template <bool RowsContig>
 __device__ __forceinline__ void convert_slab(const float* stage, __nv_bfloat16* tile) {
@@ -145,13 +221,15 @@ __device__ __forceinline__ void ldm_x4(uint32_t* regs, const __nv_bfloat16* tile
 }
 
 // C = (acc ? C : 0) + op(A) op(B) (+ bias). TA: A stored [K, M]; TB: B stored [N, K].
+// AT, BT: float or __nv_bfloat16 operands; CT: float or __nv_bfloat16 C (a
+// bf16 C never accumulates: the launchers refuse it).
 // Gelu (fused bias + GELU, never accumulating): C gets acc + bias as usual and
-// gelu_out (same ldc) gets gelu of that value, from the same registers.
-template <bool TA, bool TB, bool Gelu>
-__device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const float* __restrict__ A, long long lda,
-                                                  const float* __restrict__ B, long long ldb, float* C, long long ldc,
+// gelu_out (same ldc and type) gets gelu of that value, from the same registers.
+template <bool TA, bool TB, typename AT, typename BT, typename CT, bool Gelu>
+__device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const AT* __restrict__ A, long long lda,
+                                                  const BT* __restrict__ B, long long ldb, CT* C, long long ldc,
                                                   int accumulate, const float* __restrict__ bias,
-                                                  float* __restrict__ gelu_out) {
+                                                  CT* __restrict__ gelu_out) {
   // A [M, K] row-major has k contiguous; stored [K, M] (TA) m contiguous.
   // B [K, N] row-major has n contiguous; stored [N, K] (TB) k contiguous.
   constexpr bool AR = TA, BR = !TB;  // operand tile is r-major
@@ -162,13 +240,21 @@ __device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const flo
   auto stage_b = [&](int st) { return stages + (st * 2 + 1) * TC_CHUNKS * 4; };
   auto tile_a = [&](int b) { return tiles + (b * 2 + 0) * TC_TILE; };
   auto tile_b = [&](int b) { return tiles + (b * 2 + 1) * TC_TILE; };
+  constexpr bool A16 = std::is_same<AT, __nv_bfloat16>::value, B16 = std::is_same<BT, __nv_bfloat16>::value;
+  // Ring tile q (0..3) of a bf16 operand: in its fp32 stage q / 2.
+  auto ring_a = [&](int q) { return reinterpret_cast<__nv_bfloat16*>(stage_a(q >> 1)) + (q & 1) * TC_TILE; };
+  auto ring_b = [&](int q) { return reinterpret_cast<__nv_bfloat16*>(stage_b(q >> 1)) + (q & 1) * TC_TILE; };
+  // The bf16 tile slab j is multiplied out of.
+  auto mma_a = [&](int j) { return A16 ? ring_a(j % TC_RING) : tile_a(j & 1); };
+  auto mma_b = [&](int j) { return B16 ? ring_b(j % TC_RING) : tile_b(j & 1); };
 
   const int bm = blockIdx.y * TC_BM, bn = blockIdx.x * TC_BN;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int wm = (warp / (TC_BN / TC_WN)) * TC_WM, wn = (warp % (TC_BN / TC_WN)) * TC_WN;
   const int g = lane / 4, t = lane % 4;
-  const bool vec_a = (reinterpret_cast<uintptr_t>(A) & 15) == 0 && (lda & 3) == 0;
-  const bool vec_b = (reinterpret_cast<uintptr_t>(B) & 15) == 0 && (ldb & 3) == 0;
+  // fp32: every 4-float chunk 16-byte aligned; bf16: the bytes every chunk is aligned to.
+  const int vec_a = A16 ? bf16_align(A, lda) : ((reinterpret_cast<uintptr_t>(A) & 15) == 0 && (lda & 3) == 0);
+  const int vec_b = B16 ? bf16_align(B, ldb) : ((reinterpret_cast<uintptr_t>(B) & 15) == 0 && (ldb & 3) == 0);
 
   float acc[TC_MI][TC_NI][4];
 #pragma unroll
@@ -178,30 +264,41 @@ __device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const flo
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
 
-  // Slab j goes to fp32 stage j % 2 and bf16 tile j & 1. One commit group per
-  // slab, empty past the last, so cp_async_wait<1> always means "all but the
-  // newest slab landed".
+  // Slab j of an fp32 operand goes to fp32 stage j % 2 and bf16 tile j & 1;
+  // of a bf16 operand, to ring tile j % 4. One commit group per slab, empty
+  // past the last, so cp_async_wait<1> always means "all but the newest slab
+  // landed".
   const int nslabs = (K + TC_BK - 1) / TC_BK;
   auto issue = [&](int j) {
     if (j < nslabs) {
-      issue_slab<AR>(stage_a(j % TC_STAGES), A, lda, bm, M, j * TC_BK, K, vec_a);
-      issue_slab<BR>(stage_b(j % TC_STAGES), B, ldb, bn, N, j * TC_BK, K, vec_b);
+      if constexpr (A16)
+        issue_slab<AR>(ring_a(j % TC_RING), A, lda, bm, M, j * TC_BK, K, vec_a);
+      else
+        issue_slab<AR>(stage_a(j % TC_STAGES), A, lda, bm, M, j * TC_BK, K, vec_a != 0);
+      if constexpr (B16)
+        issue_slab<BR>(ring_b(j % TC_RING), B, ldb, bn, N, j * TC_BK, K, vec_b);
+      else
+        issue_slab<BR>(stage_b(j % TC_STAGES), B, ldb, bn, N, j * TC_BK, K, vec_b != 0);
     }
     cp_async_commit();
+  };
+  // The fp32 operands of landed slab j into their bf16 tiles.
+  auto convert = [&](int j) {
+    if constexpr (!A16) convert_slab<AR>(stage_a(j % TC_STAGES), tile_a(j & 1));
+    if constexpr (!B16) convert_slab<BR>(stage_b(j % TC_STAGES), tile_b(j & 1));
   };
   if (nslabs > 0) {
     issue(0);
     issue(1);
     cp_async_wait<1>();  // slab 0 (this thread's chunks)
-    convert_slab<AR>(stage_a(0), tile_a(0));
-    convert_slab<BR>(stage_b(0), tile_b(0));
-    issue(2);  // into stage 0, just read back by this thread
+    convert(0);
+    issue(2);  // into stage 0, just read back by this thread (or ring tile 2)
     __syncthreads();
   }
 
   for (int s = 0; s < nslabs; ++s) {
-    const __nv_bfloat16* as = tile_a(s & 1);
-    const __nv_bfloat16* bs = tile_b(s & 1);
+    const __nv_bfloat16* as = mma_a(s);
+    const __nv_bfloat16* bs = mma_b(s);
 #pragma unroll
     for (int ks = 0; ks < TC_BK; ks += 16) {
       uint32_t af[TC_MI][4], bf[TC_NI][2];
@@ -234,10 +331,11 @@ __device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const flo
       // Slab s+1 into the other bf16 tile, last read by slab s-1's mma,
       // which every warp finished before the barrier that ended it.
       cp_async_wait<1>();
-      convert_slab<AR>(stage_a((s + 1) % TC_STAGES), tile_a((s + 1) & 1));
-      convert_slab<BR>(stage_b((s + 1) % TC_STAGES), tile_b((s + 1) & 1));
+      convert(s + 1);
     }
-    issue(s + 3);  // into the stage slab s+1 just left (this thread's own chunks)
+    // fp32: into the stage slab s+1 just left (this thread's own chunks);
+    // bf16: into ring tile (s+3) % 4 = (s-1) % 4, read by slab s-1's mma.
+    issue(s + 3);
     // Every warp's part of slab s+1 is in its tile before any warp reads it.
     __syncthreads();
   }
@@ -258,12 +356,12 @@ __device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const flo
           if (c >= N) continue;
           float v = acc[i][j][h * 2 + e];
           if (bias) v += bias[c];
-          float* dst = C + (long long)row * ldc + c;
+          const long long o = (long long)row * ldc + c;
           if (Gelu) {
-            *dst = v;
-            gelu_out[(long long)row * ldc + c] = gelu_tanh(v);
+            store_f32(C, o, v);
+            store_f32(gelu_out, o, gelu_tanh(v));
           } else {
-            *dst = accumulate ? *dst + v : v;
+            store_f32(C, o, accumulate ? load_f32(C, o) + v : v);
           }
         }
       }
@@ -271,21 +369,22 @@ __device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const flo
   }
 }
 
-template <bool TA, bool TB>
-__global__ void __launch_bounds__(TC_THREADS, 1) gemm_bf16_tc_kernel(int M, int N, int K, const float* __restrict__ A,
-                                                                  long long lda, const float* __restrict__ B,
-                                                                  long long ldb, float* C, long long ldc,
+template <bool TA, bool TB, typename AT, typename BT, typename CT>
+__global__ void __launch_bounds__(TC_THREADS, 1) gemm_bf16_tc_kernel(int M, int N, int K, const AT* __restrict__ A,
+                                                                  long long lda, const BT* __restrict__ B,
+                                                                  long long ldb, CT* C, long long ldc,
                                                                   int accumulate, const float* __restrict__ bias) {
-  gemm_bf16_tc_body<TA, TB, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, nullptr);
+  gemm_bf16_tc_body<TA, TB, AT, BT, CT, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, nullptr);
 }
 
 // The MLP's c_fc: pre = A @ B + bias (NN), out = gelu(pre), in one epilogue.
-__global__ void __launch_bounds__(TC_THREADS, 1) gemm_bf16_tc_gelu_kernel(int M, int N, int K, const float* __restrict__ A,
-                                                                       long long lda, const float* __restrict__ B,
-                                                                       long long ldb, float* pre, long long ldc,
+template <typename AT, typename BT, typename CT>
+__global__ void __launch_bounds__(TC_THREADS, 1) gemm_bf16_tc_gelu_kernel(int M, int N, int K, const AT* __restrict__ A,
+                                                                       long long lda, const BT* __restrict__ B,
+                                                                       long long ldb, CT* pre, long long ldc,
                                                                        const float* __restrict__ bias,
-                                                                       float* __restrict__ out) {
-  gemm_bf16_tc_body<false, false, true>(M, N, K, A, lda, B, ldb, pre, ldc, 0, bias, out);
+                                                                       CT* __restrict__ out) {
+  gemm_bf16_tc_body<false, false, AT, BT, CT, true>(M, N, K, A, lda, B, ldb, pre, ldc, 0, bias, out);
 }
 
 // ---- fp32 SIMT kernel: 64x64 tile, 256 threads, 4x4 outputs each ---------
@@ -423,22 +522,65 @@ void tc_allow_smem(Kern* kernel, std::atomic<bool>& done, const char* op) {
 }
 
 template <bool TA, bool TB>
-void launch(int M, int N, int K, const float* A, long long lda, const float* B, long long ldb, float* C,
-            long long ldc, bool accumulate, const float* bias, Precision p, cudaStream_t s) {
-  if (p == Precision::BF16) {
-    dim3 grid(ceil_div(N, TC_BN), ceil_div(M, TC_BM));
-    static std::atomic<bool> smem_done{false};
-    tc_allow_smem(gemm_bf16_tc_kernel<TA, TB>, smem_done, "matmul (bf16 tensor-core kernel)");
-    gemm_bf16_tc_kernel<TA, TB><<<grid, TC_THREADS, TC_SMEM, s>>>(M, N, K, A, lda, B, ldb, C, ldc, accumulate ? 1 : 0, bias);
-    CUDA_CHECK_LAUNCH("matmul (bf16 tensor-core kernel)");
-  } else {
-    dim3 grid(ceil_div(N, F_BN), ceil_div(M, F_BM));
-    gemm_fp32_kernel<TA, TB><<<grid, F_THREADS, 0, s>>>(M, N, K, A, lda, B, ldb, C, ldc, accumulate ? 1 : 0, bias);
-    CUDA_CHECK_LAUNCH("matmul (fp32 kernel)");
-  }
+void launch_fp32(int M, int N, int K, const float* A, long long lda, const float* B, long long ldb, float* C,
+                 long long ldc, bool accumulate, const float* bias, cudaStream_t s) {
+  dim3 grid(ceil_div(N, F_BN), ceil_div(M, F_BM));
+  gemm_fp32_kernel<TA, TB><<<grid, F_THREADS, 0, s>>>(M, N, K, A, lda, B, ldb, C, ldc, accumulate ? 1 : 0, bias);
+  CUDA_CHECK_LAUNCH("matmul (fp32 kernel)");
+}
+
+template <bool TA, bool TB, typename AT, typename BT, typename CT>
+void launch_tc(int M, int N, int K, const void* A, long long lda, const void* B, long long ldb, void* C,
+               long long ldc, bool accumulate, const float* bias, cudaStream_t s) {
+  dim3 grid(ceil_div(N, TC_BN), ceil_div(M, TC_BM));
+  static std::atomic<bool> smem_done{false};
+  tc_allow_smem(gemm_bf16_tc_kernel<TA, TB, AT, BT, CT>, smem_done, "matmul (bf16 tensor-core kernel)");
+  gemm_bf16_tc_kernel<TA, TB, AT, BT, CT><<<grid, TC_THREADS, TC_SMEM, s>>>(
+      M, N, K, static_cast<const AT*>(A), lda, static_cast<const BT*>(B), ldb, static_cast<CT*>(C), ldc,
+      accumulate ? 1 : 0, bias);
+  CUDA_CHECK_LAUNCH("matmul (bf16 tensor-core kernel)");
+}
+
+typedef void (*TcLaunch)(int, int, int, const void*, long long, const void*, long long, void*, long long, bool,
+                         const float*, cudaStream_t);
+using bf16_t = __nv_bfloat16;
+
+// The instantiated tensor-core GEMMs: layout and the types of A, B and C
+// (what the model runs; all-fp32 for every layout).
+struct TcEntry {
+  bool ta, tb;
+  DType a, b, c;
+  TcLaunch fn;
+};
+constexpr DType F = DType::F32, H = DType::BF16;
+const TcEntry kTcTable[] = {
+    {false, false, F, F, F, launch_tc<false, false, float, float, float>},
+    {false, false, H, H, H, launch_tc<false, false, bf16_t, bf16_t, bf16_t>},
+    {false, false, H, H, F, launch_tc<false, false, bf16_t, bf16_t, float>},
+    {false, false, F, H, F, launch_tc<false, false, float, bf16_t, float>},
+    {false, true, F, F, F, launch_tc<false, true, float, float, float>},
+    {false, true, F, H, F, launch_tc<false, true, float, bf16_t, float>},
+    {false, true, H, H, F, launch_tc<false, true, bf16_t, bf16_t, float>},
+    {true, false, F, F, F, launch_tc<true, false, float, float, float>},
+    {true, false, H, F, F, launch_tc<true, false, bf16_t, float, float>},
+    {true, false, F, H, F, launch_tc<true, false, float, bf16_t, float>},
+};
+
+std::string layout_name(bool ta, bool tb) { return std::string(ta ? "T" : "N") + (tb ? "T" : "N"); }
+
+std::string types_text(DType a, DType b, DType c) {
+  return std::string("A ") + dtype_name(a) + ", B " + dtype_name(b) + ", C " + dtype_name(c);
 }
 
 }  // namespace
+
+bool gemm_own_supports(bool trans_a, bool trans_b, DType a, DType b, DType c, Precision p) {
+  if (trans_a && trans_b) return false;
+  if (p != Precision::BF16) return a == DType::F32 && b == DType::F32 && c == DType::F32;
+  for (const TcEntry& e : kTcTable)
+    if (e.ta == trans_a && e.tb == trans_b && e.a == a && e.b == b && e.c == c) return true;
+  return false;
+}
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A, long long lda, CTensorRef B, long long ldb,
           TensorRef C, long long ldc, bool accumulate, const float* bias, Precision p, cudaStream_t s,
@@ -452,27 +594,42 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A, long lo
   gemm_own(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s);
 }
 
-void gemm_own(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A_ref, long long lda, CTensorRef B_ref,
-              long long ldb, TensorRef C_ref, long long ldc, bool accumulate, const float* bias, Precision p,
+void gemm_own(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A, long long lda, CTensorRef B,
+              long long ldb, TensorRef C, long long ldc, bool accumulate, const float* bias, Precision p,
               cudaStream_t s) {
-  const float* A = A_ref.f32("matmul A");
-  const float* B = B_ref.f32("matmul B");
-  float* C = C_ref.f32("matmul C");
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul: negative dimension");
+  if (p != Precision::BF16)
+    GPT_CHECK_ARG(!A.bf16() && !B.bf16() && !C.bf16(),
+                  "matmul: precision fp32 takes fp32 operands, got " + types_text(A.dtype, B.dtype, C.dtype));
+  GPT_CHECK_ARG(!(accumulate && C.bf16()), "matmul: a bf16 C cannot be accumulated into (accumulate = true)");
   if (M == 0 || N == 0) return;
   if (K == 0) {
     // op(A) @ op(B) is zero: C = (accumulate ? C : 0) + bias, done by the
     // kernels with an empty K loop.
   }
   if (ceil_div(M, 64) > 65535) throw GptError(ErrorCode::InvalidArgument, "matmul: M = " + std::to_string(M) + " exceeds the grid limit");
-  if (!trans_a && !trans_b)
-    launch<false, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s);
-  else if (!trans_a && trans_b)
-    launch<false, true>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s);
-  else if (trans_a && !trans_b)
-    launch<true, false>(M, N, K, A, lda, B, ldb, C, ldc, accumulate, bias, p, s);
-  else
-    throw GptError(ErrorCode::Internal, "matmul: the TT layout is not instantiated on CUDA");
+  if (trans_a && trans_b) throw GptError(ErrorCode::Internal, "matmul: the TT layout is not instantiated on CUDA");
+  if (p != Precision::BF16) {
+    const float* a = static_cast<const float*>(A.ptr);
+    const float* b = static_cast<const float*>(B.ptr);
+    float* c = static_cast<float*>(C.ptr);
+    if (!trans_a && !trans_b)
+      launch_fp32<false, false>(M, N, K, a, lda, b, ldb, c, ldc, accumulate, bias, s);
+    else if (!trans_a && trans_b)
+      launch_fp32<false, true>(M, N, K, a, lda, b, ldb, c, ldc, accumulate, bias, s);
+    else
+      launch_fp32<true, false>(M, N, K, a, lda, b, ldb, c, ldc, accumulate, bias, s);
+    return;
+  }
+  for (const TcEntry& e : kTcTable) {
+    if (e.ta == trans_a && e.tb == trans_b && e.a == A.dtype && e.b == B.dtype && e.c == C.dtype) {
+      e.fn(M, N, K, A.ptr, lda, B.ptr, ldb, C.ptr, ldc, accumulate, bias, s);
+      return;
+    }
+  }
+  throw GptError(ErrorCode::InvalidArgument, "matmul: layout " + layout_name(trans_a, trans_b) + " with " +
+                                                 types_text(A.dtype, B.dtype, C.dtype) +
+                                                 " is not instantiated on CUDA");
 }
 
 void gemm_bias_gelu(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef pre, TensorRef out, const float* bias,
@@ -481,8 +638,12 @@ void gemm_bias_gelu(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef p
   GPT_CHECK_ARG(out.ptr != pre.ptr, "matmul_forward_gelu: out must be a buffer other than pre");
   if (M == 0 || N == 0) return;
   // cuBLASLt writes pre = A @ B + bias (its bias epilogue), then our GELU
-  // kernel writes out: the same tanh GELU as the own kernels' epilogue.
-  if (cublaslt_gemm(false, false, M, N, K, A, K, B, N, pre, N, false, bias, p, s, scratch ? scratch->ptr : nullptr,
+  // kernel writes out: the same tanh GELU as the own kernels' epilogue. Only
+  // all-fp32 calls: with bf16 pre the GELU would read the rounded pre (the
+  // own kernel's out is the GELU of the fp32 pre), and the own kernel, the
+  // self-check's reference, takes no mixed operands here.
+  if (!A.bf16() && !B.bf16() && !pre.bf16() && !out.bf16() &&
+      cublaslt_gemm(false, false, M, N, K, A, K, B, N, pre, N, false, bias, p, s, scratch ? scratch->ptr : nullptr,
                     scratch ? scratch->bytes : 0)) {
     gelu_forward(out, pre, static_cast<int64_t>(M) * N, s);
     return;
@@ -490,14 +651,16 @@ void gemm_bias_gelu(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef p
   gemm_bias_gelu_own(M, N, K, A, B, pre, out, bias, p, s);
 }
 
-void gemm_bias_gelu_own(int M, int N, int K, CTensorRef A_ref, CTensorRef B_ref, TensorRef pre_ref, TensorRef out_ref,
+void gemm_bias_gelu_own(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef pre, TensorRef out,
                         const float* bias, Precision p, cudaStream_t s) {
-  const float* A = A_ref.f32("matmul_forward_gelu A");
-  const float* B = B_ref.f32("matmul_forward_gelu B");
-  float* pre = pre_ref.f32("matmul_forward_gelu pre");
-  float* out = out_ref.f32("matmul_forward_gelu out");
   GPT_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "matmul_forward_gelu: negative dimension");
-  GPT_CHECK_ARG(out != pre, "matmul_forward_gelu: out must be a buffer other than pre");
+  GPT_CHECK_ARG(out.ptr != pre.ptr, "matmul_forward_gelu: out must be a buffer other than pre");
+  if (p != Precision::BF16)
+    GPT_CHECK_ARG(!A.bf16() && !B.bf16() && !pre.bf16() && !out.bf16(),
+                  "matmul_forward_gelu: precision fp32 takes fp32 operands, got " +
+                      types_text(A.dtype, B.dtype, pre.dtype) + ", out " + dtype_name(out.dtype));
+  GPT_CHECK_ARG(pre.dtype == out.dtype, std::string("matmul_forward_gelu: pre and out must have one type, got pre ") +
+                                            dtype_name(pre.dtype) + " and out " + dtype_name(out.dtype));
   if (M == 0 || N == 0) return;
   // K == 0: the empty K loop leaves the accumulators at 0, so pre = bias and
   // out = gelu(bias), as the composition gives.
@@ -505,13 +668,30 @@ void gemm_bias_gelu_own(int M, int N, int K, CTensorRef A_ref, CTensorRef B_ref,
     throw GptError(ErrorCode::InvalidArgument, "matmul_forward_gelu: M = " + std::to_string(M) + " exceeds the grid limit");
   if (p == Precision::BF16) {
     dim3 grid(ceil_div(N, TC_BN), ceil_div(M, TC_BM));
-    static std::atomic<bool> smem_done{false};
-    tc_allow_smem(gemm_bf16_tc_gelu_kernel, smem_done, "matmul_forward_gelu (bf16 tensor-core kernel)");
-    gemm_bf16_tc_gelu_kernel<<<grid, TC_THREADS, TC_SMEM, s>>>(M, N, K, A, K, B, N, pre, N, bias, out);
-    CUDA_CHECK_LAUNCH("matmul_forward_gelu (bf16 tensor-core kernel, bias + GELU epilogue)");
+    const char* what = "matmul_forward_gelu (bf16 tensor-core kernel, bias + GELU epilogue)";
+    if (!A.bf16() && !B.bf16() && !pre.bf16()) {
+      static std::atomic<bool> smem_done{false};
+      tc_allow_smem(gemm_bf16_tc_gelu_kernel<float, float, float>, smem_done, what);
+      gemm_bf16_tc_gelu_kernel<float, float, float><<<grid, TC_THREADS, TC_SMEM, s>>>(
+          M, N, K, static_cast<const float*>(A.ptr), K, static_cast<const float*>(B.ptr), N,
+          static_cast<float*>(pre.ptr), N, bias, static_cast<float*>(out.ptr));
+    } else if (A.bf16() && B.bf16() && pre.bf16()) {
+      static std::atomic<bool> smem_done{false};
+      tc_allow_smem(gemm_bf16_tc_gelu_kernel<bf16_t, bf16_t, bf16_t>, smem_done, what);
+      gemm_bf16_tc_gelu_kernel<bf16_t, bf16_t, bf16_t><<<grid, TC_THREADS, TC_SMEM, s>>>(
+          M, N, K, static_cast<const bf16_t*>(A.ptr), K, static_cast<const bf16_t*>(B.ptr), N,
+          static_cast<bf16_t*>(pre.ptr), N, bias, static_cast<bf16_t*>(out.ptr));
+    } else {
+      throw GptError(ErrorCode::InvalidArgument, "matmul_forward_gelu: layout NN with " +
+                                                     types_text(A.dtype, B.dtype, pre.dtype) + ", out " +
+                                                     dtype_name(out.dtype) + " is not instantiated on CUDA");
+    }
+    CUDA_CHECK_LAUNCH(what);
   } else {
     dim3 grid(ceil_div(N, F_BN), ceil_div(M, F_BM));
-    gemm_fp32_gelu_kernel<<<grid, F_THREADS, 0, s>>>(M, N, K, A, K, B, N, pre, N, bias, out);
+    gemm_fp32_gelu_kernel<<<grid, F_THREADS, 0, s>>>(M, N, K, static_cast<const float*>(A.ptr), K,
+                                                      static_cast<const float*>(B.ptr), N, static_cast<float*>(pre.ptr),
+                                                      N, bias, static_cast<float*>(out.ptr));
     CUDA_CHECK_LAUNCH("matmul_forward_gelu (fp32 kernel, bias + GELU epilogue)");
   }
 }
@@ -525,6 +705,87 @@ void colsum_accumulate(float* out, const float* x, int M, int N, float* scratch,
   CUDA_CHECK_LAUNCH("matmul_backward (bias gradient, partial sums)");
   colsum_finish_kernel<<<ceil_div(N, 256), 256, 0, s>>>(out, scratch, chunks, N);
   CUDA_CHECK_LAUNCH("matmul_backward (bias gradient, final sums)");
+}
+
+// ---- the test entry (cublaslt.h) -------------------------------------------
+namespace {
+
+// Device buffers and a stream of one test call, freed on scope exit.
+struct TestResources {
+  std::vector<void*> bufs;
+  cudaStream_t stream = nullptr;
+  TestResources() { CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaGemm"); }
+  ~TestResources() {
+    cudaStreamSynchronize(stream);
+    for (void* p : bufs) cudaFree(p);
+    cudaStreamDestroy(stream);
+    cudaGetLastError();
+  }
+  TestResources(const TestResources&) = delete;
+  TestResources& operator=(const TestResources&) = delete;
+  void* alloc(size_t bytes) {
+    void* p = nullptr;
+    CUDA_CHECK(cudaMalloc(&p, bytes < 16 ? 16 : bytes), "cudaGemm");
+    bufs.push_back(p);
+    return p;
+  }
+  // host[len] uploaded as `type`, starting `offset` elements into a new buffer.
+  TensorRef upload(const float* host, size_t len, DType type, long long offset) {
+    float* f = static_cast<float*>(alloc((len + offset) * 4));
+    if (len) CUDA_CHECK(cudaMemcpyAsync(f + offset, host, len * 4, cudaMemcpyHostToDevice, stream), "cudaGemm");
+    if (type == DType::F32) return TensorRef(f + offset);
+    TensorRef h(alloc((len + offset) * 2), DType::BF16);
+    h = h.at(offset);
+    convert(h, CTensorRef(f + offset), static_cast<int64_t>(len), stream);
+    return h;
+  }
+  // t[len] back to host fp32.
+  void download(float* host, CTensorRef t, size_t len) {
+    if (!len) return;
+    const float* f = static_cast<const float*>(t.ptr);
+    if (t.bf16()) {
+      float* tmp = static_cast<float*>(alloc(len * 4));
+      convert(TensorRef(tmp), t, static_cast<int64_t>(len), stream);
+      f = tmp;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(host, f, len * 4, cudaMemcpyDeviceToHost, stream), "cudaGemm");
+  }
+};
+
+}  // namespace
+
+void gemm_test_run(const GemmTestCall& t) {
+  GpuInfo g = cuda_info();
+  if (!g.available) throw GptError(ErrorCode::NoGpu, "cudaGemm: no usable GPU: " + g.reason);
+  CUDA_CHECK(cudaSetDevice(0), "cudaGemm");
+  TestResources r;
+  TensorRef A = r.upload(t.a, t.a_len, t.a_type, t.a_offset);
+  TensorRef B = r.upload(t.b, t.b_len, t.b_type, t.b_offset);
+  TensorRef C = r.upload(t.c, t.c_len, t.c_type, t.c_offset);
+  TensorRef out;
+  if (t.gelu) out = r.upload(t.c, t.c_len, t.c_type, t.c_offset);
+  const float* bias = nullptr;
+  if (t.bias) bias = static_cast<const float*>(r.upload(t.bias, t.N, DType::F32, 0).ptr);
+  GemmScratch scratch;
+  if (t.scratch_bytes) {
+    scratch.ptr = r.alloc(t.scratch_bytes);
+    scratch.bytes = t.scratch_bytes;
+  }
+  if (t.gelu) {
+    if (t.own)
+      gemm_bias_gelu_own(t.M, t.N, t.K, A, B, C, out, bias, t.precision, r.stream);
+    else
+      gemm_bias_gelu(t.M, t.N, t.K, A, B, C, out, bias, t.precision, r.stream, &scratch);
+  } else if (t.own) {
+    gemm_own(t.trans_a, t.trans_b, t.M, t.N, t.K, A, t.lda, B, t.ldb, C, t.ldc, t.accumulate, bias, t.precision,
+             r.stream);
+  } else {
+    gemm(t.trans_a, t.trans_b, t.M, t.N, t.K, A, t.lda, B, t.ldb, C, t.ldc, t.accumulate, bias, t.precision, r.stream,
+         &scratch);
+  }
+  r.download(t.c, C, t.c_len);
+  if (t.gelu) r.download(t.out, out, t.c_len);
+  CUDA_CHECK(cudaStreamSynchronize(r.stream), "cudaGemm");
 }
 
 }  // namespace cuda

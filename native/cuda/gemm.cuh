@@ -1,8 +1,9 @@
 // Matrix multiply on the GPU: through cuBLASLt where it loads and passed its
 // self-check (cublaslt.h), else with the engine's own kernels: a tensor-core
-// kernel (fp32 in memory, rounded to bf16 while tiles are staged in shared
-// memory, mma.sync m16n8k16 with fp32 accumulation) and an fp32 SIMT kernel
-// for Precision::FP32 (checking). Same contract as native/cpu/gemm.h.
+// kernel (operands fp32 in memory, rounded to bf16 while tiles are staged in
+// shared memory, or bf16, copied in as they are; mma.sync m16n8k16 with fp32
+// accumulation; C fp32 or bf16) and an fp32 SIMT kernel for Precision::FP32
+// (checking). Same contract as native/cpu/gemm.h.
 //
 // All matrices row-major with leading dimensions.
 #pragma once
@@ -45,12 +46,21 @@ void gemm_bias_gelu(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef p
                     Precision p, cudaStream_t s, const GemmScratch* scratch = nullptr);
 
 // The engine's own kernels, whatever cuBLASLt does: the fallback, and the
-// reference of cuBLASLt's self-check (cublaslt.cu).
+// reference of cuBLASLt's self-check (cublaslt.cu). gemm_bias_gelu_own takes
+// (fp32, fp32) -> fp32 pre and out, and under BF16 (bf16, bf16) -> bf16.
 void gemm_own(bool trans_a, bool trans_b, int M, int N, int K, CTensorRef A, long long lda, CTensorRef B,
               long long ldb, TensorRef C, long long ldc, bool accumulate, const float* bias, Precision p,
               cudaStream_t s);
 void gemm_bias_gelu_own(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef pre, TensorRef out,
                         const float* bias, Precision p, cudaStream_t s);
+
+// Whether gemm_own runs this layout and these types at precision p (else it
+// throws INVALID_ARGUMENT naming them). Under BF16 the instantiated kernels:
+// NN (fp32, fp32) -> fp32, (bf16, bf16) -> bf16 or fp32, (fp32, bf16) -> fp32;
+// NT (fp32, fp32), (fp32, bf16), (bf16, bf16) -> fp32; TN (fp32, fp32),
+// (bf16, fp32), (fp32, bf16) -> fp32. FP32: NN, NT, TN all fp32. cuBLASLt
+// takes only what the own GEMM also runs, so its self-check covers it.
+bool gemm_own_supports(bool trans_a, bool trans_b, DType a, DType b, DType c, Precision p);
 
 // out[N] += column sums of x[M, N], in a fixed order (deterministic).
 // scratch: at least colsum_scratch_floats(M, N) floats of device memory.

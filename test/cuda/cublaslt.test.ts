@@ -168,6 +168,8 @@ if (info.emulated) {
     ['ld', /self-check: NN \+ bias, padded rows fp32, M 21 N 43 K 27: relative error (nan|[0-9.e+-]+) against the own GEMM/],
     ['status', /self-check: NN \(matmul forward\) fp32, M 37 N 29 K 19: cublasLtMatmul failed: CUBLAS_STATUS_EXECUTION_FAILED \(13\)/],
     ['noalgo', /gpt_emu_cublaslt\.so has no algorithm for any of the self-check's GEMMs/],
+    // Wrong only for a bf16 D with an fp32 bias: the bf16-storage cases catch it.
+    ['bias-type', /self-check: NN \(bf16, bf16\) -> bf16 \+ bias \(bf16 storage\) bf16, M 35 N 41 K 21: relative error [0-9.e+-]+ against the own GEMM \(limit 1e-02\)/],
   ];
   for (const [fault, why] of faults) {
     test(`a stand-in that gets it wrong (${fault}) makes the self-check fall back to the own GEMM and say why`, () => {
@@ -182,6 +184,13 @@ if (info.emulated) {
       expect(lines[0]).toMatch(why);
     });
   }
+
+  test('a cuBLASLt refusing an fp32 bias for a bf16 D keeps cuBLASLt for the rest, silently', () => {
+    const r = child({ GPT_EMU_CUBLASLT_FAULT: 'no-f32-bias' }, 'bf16');
+    expectMatchesCpu(r, 1e-2);
+    expect(r.gemm).toMatchObject({ cublaslt: true, reason: '' });
+    expect(r.stderr).toBe('');
+  });
 
   test('cuBLASLt failing on a GEMM after the self-check passed: the own kernels run that shape, said once per shape', () => {
     const r = child({ GPT_EMU_CUBLASLT_FAULT: 'late-status' }, 'fp32', 'big');

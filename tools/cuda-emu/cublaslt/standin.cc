@@ -10,11 +10,17 @@
 //   D = alpha * op(A) @ op(B) + beta * C (+ bias[i] on row i of D with
 //   CUBLASLT_EPILOGUE_BIAS), op(A) m x k, op(B) k x n, C and D m x n; a
 //   matrix of layout (rows, cols, ld) holds element (r, c) at r + c * ld.
-//   Compute type CUBLAS_COMPUTE_32F (fp32 inputs as they are) or
-//   CUBLAS_COMPUTE_32F_FAST_16BF (inputs rounded to bf16, to nearest even);
-//   every matrix CUDA_R_32F; alpha and beta host floats; C is not read when
-//   beta is 0. Anything else is CUBLAS_STATUS_NOT_SUPPORTED, inconsistent
-//   sizes CUBLAS_STATUS_INVALID_VALUE, as the library documents.
+//   Scale type CUDA_R_32F (alpha and beta host floats), and of the type
+//   combinations cublasLtMatmul documents:
+//     CUBLAS_COMPUTE_32F, A/B/C/D CUDA_R_32F (inputs as they are);
+//     CUBLAS_COMPUTE_32F_FAST_16BF, A/B/C/D CUDA_R_32F (inputs rounded to
+//       bf16, to nearest even);
+//     CUBLAS_COMPUTE_32F, A/B CUDA_R_16BF, C/D both CUDA_R_16BF or both
+//       CUDA_R_32F (a bf16 D is the fp32 result rounded to nearest even).
+//   The bias is of D's type unless CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE says
+//   CUDA_R_32F or CUDA_R_16BF. C is not read when beta is 0. Anything else is
+//   CUBLAS_STATUS_NOT_SUPPORTED, inconsistent sizes
+//   CUBLAS_STATUS_INVALID_VALUE, as the library documents.
 //
 // $GPT_EMU_CUBLASLT_FAULT makes it deliberately wrong, to test that the
 // engine's self-check notices: "transpose" (reads TRANSA the wrong way round,
@@ -23,7 +29,12 @@
 // (cublasLtMatmul fails with CUBLAS_STATUS_EXECUTION_FAILED), "noalgo" (the
 // heuristic finds nothing: CUBLAS_STATUS_NOT_SUPPORTED), "late-status"
 // (cublasLtMatmul fails only when m * n * k exceeds 100,000, above every
-// shape of the engine's self-check: a failure after the self-check passed).
+// shape of the engine's self-check: a failure after the self-check passed),
+// "bias-type" (ignores CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: the bias is read
+// as D's type, which only a bf16 D with an fp32 bias gets wrong),
+// "no-f32-bias" (refuses BIAS_DATA_TYPE = CUDA_R_32F with
+// CUBLAS_STATUS_INVALID_VALUE, as a library without that combination might:
+// not wrong, those shapes must just run elsewhere).
 #include <stdint.h>
 
 #include <cmath>
@@ -41,7 +52,7 @@ enum Status {
   kExecutionFailed = 13,
   kNotSupported = 15,
 };
-constexpr int kR32F = 0;
+constexpr int kR32F = 0, kR16BF = 14;  // cudaDataType_t
 constexpr int kCompute32F = 68, kCompute32FFast16BF = 75;
 constexpr uint32_t kEpiDefault = 1, kEpiBias = 4;
 
@@ -53,6 +64,7 @@ struct Desc {
   int32_t compute = 0, scale = 0, transa = 0, transb = 0;
   uint32_t epilogue = kEpiDefault;
   const void* bias = nullptr;
+  int32_t bias_type = -1;  // BIAS_DATA_TYPE: -1, D's type
 };
 struct Layout {
   uint32_t magic = 0x4c544c33;
@@ -104,10 +116,19 @@ int validate(const Desc* d, const Layout* a, const Layout* b, const Layout* c, c
   if (d->compute != kCompute32F && d->compute != kCompute32FFast16BF) return kNotSupported;
   if (d->scale != kR32F) return kNotSupported;
   if (d->epilogue != kEpiDefault && d->epilogue != kEpiBias) return kNotSupported;
-  for (const Layout* l : {a, b, c, dd}) {
-    if (l->type != kR32F) return kNotSupported;
+  for (const Layout* l : {a, b, c, dd})
     if (l->ld < 1 || static_cast<uint64_t>(l->ld) < l->rows) return kInvalidValue;
+  // The documented type combinations (see the top of this file).
+  if (a->type != b->type || c->type != dd->type) return kNotSupported;
+  if (a->type == kR32F) {
+    if (dd->type != kR32F) return kNotSupported;
+  } else if (a->type == kR16BF) {
+    if (d->compute != kCompute32F || (dd->type != kR32F && dd->type != kR16BF)) return kNotSupported;
+  } else {
+    return kNotSupported;
   }
+  if (d->epilogue == kEpiBias && d->bias_type != -1 && d->bias_type != kR32F && d->bias_type != kR16BF)
+    return kNotSupported;
   if ((d->transa != 0 && d->transa != 1) || (d->transb != 0 && d->transb != 1)) return kNotSupported;
   uint64_t am, ak, bk, bn;
   op_dims(a, transa_of(d), &am, &ak);
@@ -115,6 +136,14 @@ int validate(const Desc* d, const Layout* a, const Layout* b, const Layout* c, c
   if (ak != bk || c->rows != am || c->cols != bn || dd->rows != am || dd->cols != bn) return kInvalidValue;
   if (c->ld != dd->ld) return kNotSupported;  // in-place C == D needs the same layout
   return kSuccess;
+}
+
+// bf16 (the high half of an fp32) to fp32: exact.
+float from_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 }
 
 float round_bf16(float x) {
@@ -204,6 +233,11 @@ __attribute__((visibility("default"))) int cublasLtMatmulDescSetAttribute(Desc* 
     case 8:  // BIAS_POINTER, const void*
       if (bytes != sizeof(void*)) return kInvalidValue;
       std::memcpy(&d->bias, buf, sizeof(void*));
+      return kSuccess;
+    case 26:  // BIAS_DATA_TYPE, int32_t (cudaDataType_t, -1: D's type)
+      if (bytes != 4) return kInvalidValue;
+      std::memcpy(&d->bias_type, buf, 4);
+      if (d->bias_type == kR32F && fault() == "no-f32-bias") return kInvalidValue;
       return kSuccess;
   }
   return kNotSupported;
@@ -303,11 +337,11 @@ __attribute__((visibility("default"))) int cublasLtMatmul(Handle* h, Desc* d, co
   const int64_t lda = packed ? static_cast<int64_t>(la->rows) : la->ld;
   const int64_t ldb = packed ? static_cast<int64_t>(lb->rows) : lb->ld;
   const int64_t ldc = lc->ld, ldd = ld->ld;
-  const float* a = static_cast<const float*>(A);
-  const float* b = static_cast<const float*>(B);
-  const float* c = static_cast<const float*>(C);
-  float* out = static_cast<float*>(D);
-  const float* bias = static_cast<const float*>(d->bias);
+  // Element i of a matrix of type t, as fp32.
+  auto get = [](const void* p, int t, int64_t i) {
+    return t == kR16BF ? from_bf16(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+  };
+  const int bias_type = d->bias_type == -1 || f == "bias-type" ? ld->type : d->bias_type;
   const bool bf16 = d->compute == kCompute32FFast16BF;
   const bool add_bias = d->epilogue == kEpiBias && f != "bias";
   for (uint64_t j = 0; j < n; ++j) {
@@ -315,8 +349,8 @@ __attribute__((visibility("default"))) int cublasLtMatmul(Handle* h, Desc* d, co
       double acc = 0.0;
       for (uint64_t p = 0; p < k; ++p) {
         // op(A)(i, p) and op(B)(p, j), column-major storage.
-        float x = ta == 0 ? a[i + p * lda] : a[p + i * lda];
-        float y = tb == 0 ? b[p + j * ldb] : b[j + p * ldb];
+        float x = get(A, la->type, ta == 0 ? i + p * lda : p + i * lda);
+        float y = get(B, lb->type, tb == 0 ? p + j * ldb : j + p * ldb);
         if (bf16) {
           x = round_bf16(x);
           y = round_bf16(y);
@@ -324,9 +358,17 @@ __attribute__((visibility("default"))) int cublasLtMatmul(Handle* h, Desc* d, co
         acc += static_cast<double>(x) * static_cast<double>(y);
       }
       double r = static_cast<double>(al) * acc;
-      if (be != 0.0f) r += static_cast<double>(be) * c[i + j * ldc];
-      if (add_bias) r += bias[i];
-      out[i + j * ldd] = static_cast<float>(r);
+      if (be != 0.0f) r += static_cast<double>(be) * get(C, lc->type, i + j * ldc);
+      if (add_bias) r += get(d->bias, bias_type, i);
+      const float v = static_cast<float>(r);
+      if (ld->type == kR16BF) {
+        const float h = round_bf16(v);
+        uint32_t u;
+        std::memcpy(&u, &h, 4);
+        static_cast<uint16_t*>(D)[i + j * ldd] = static_cast<uint16_t>(u >> 16);
+      } else {
+        static_cast<float*>(D)[i + j * ldd] = v;
+      }
     }
   }
   return kSuccess;

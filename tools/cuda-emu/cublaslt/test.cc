@@ -183,6 +183,155 @@ void run_case(const Api& api, H handle, const Case& c) {
   api.DescDestroy(desc);
 }
 
+// ---- bf16 storage ----------------------------------------------------------
+// A and B CUDA_R_16BF (14) with CUBLAS_COMPUTE_32F (68); C and D both bf16
+// or both fp32; the bias fp32, bf16 or (BIAS_DATA_TYPE unset) D's type.
+struct Bf16Case {
+  int transa, transb, m, n, k, pad;
+  bool d_bf16;
+  int bias;  // -2: no bias; -1: attribute unset (D's type); 0: fp32; 14: bf16
+  float beta;
+};
+
+uint16_t bits_bf16(float x) {  // x already a bf16 value
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+float value_bf16(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+std::string bf16_name(const Bf16Case& c) {
+  char b[160];
+  std::snprintf(b, sizeof b, "bf16 %s%s m%d n%d k%d pad%d D %s bias %d beta %g", c.transa ? "T" : "N",
+                c.transb ? "T" : "N", c.m, c.n, c.k, c.pad, c.d_bf16 ? "bf16" : "fp32", c.bias, c.beta);
+  return b;
+}
+
+void run_bf16_case(const Api& api, H handle, const Bf16Case& c) {
+  const int m = c.m, n = c.n, k = c.k;
+  // Logical values, all bf16-representable (so each has one bf16 encoding).
+  std::vector<float> opa(m * k), opb(k * n), cm(m * n), bias(m);
+  for (float& x : opa) x = to_bf16(rnd());
+  for (float& x : opb) x = to_bf16(rnd());
+  for (float& x : cm) x = to_bf16(rnd());
+  for (float& x : bias) x = rnd();
+  const bool bias_bf16 = c.bias == 14 || (c.bias == -1 && c.d_bf16);
+  if (bias_bf16)
+    for (float& x : bias) x = to_bf16(x);
+  const uint16_t pad_bits = 0x7fc1;  // a NaN that must stay in the padding
+  // Column-major storage of bf16 bits, transposed when asked, padded.
+  auto store16 = [&](const std::vector<float>& logical, int rows, int cols, bool trans, int64_t ld, uint64_t* sr,
+                     uint64_t* sc) {
+    *sr = trans ? cols : rows;
+    *sc = trans ? rows : cols;
+    std::vector<uint16_t> out(static_cast<size_t>(ld) * *sc, pad_bits);
+    for (int r = 0; r < rows; ++r)
+      for (int q = 0; q < cols; ++q) out[(trans ? q : r) + static_cast<size_t>(trans ? r : q) * ld] = bits_bf16(logical[r * cols + q]);
+    return out;
+  };
+  uint64_t ar, ac, br, bc, cr, cc;
+  const int64_t lda = (c.transa ? k : m) + c.pad, ldb = (c.transb ? n : k) + c.pad, ldc = m + c.pad;
+  std::vector<uint16_t> A = store16(opa, m, k, c.transa, lda, &ar, &ac);
+  std::vector<uint16_t> B = store16(opb, k, n, c.transb, ldb, &br, &bc);
+  std::vector<uint16_t> C16 = store16(cm, m, n, false, ldc, &cr, &cc);
+  std::vector<float> C32 = store(cm, m, n, false, ldc, &cr, &cc);
+  std::vector<uint16_t> bias16(m);
+  for (int i = 0; i < m; ++i) bias16[i] = bits_bf16(bias[i]);
+  // The plain loop over the logical matrices.
+  std::vector<double> want(m * n);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double s = 0;
+      for (int p = 0; p < k; ++p) s += static_cast<double>(opa[i * k + p]) * opb[p * n + j];
+      if (c.beta != 0.0f) s += c.beta * static_cast<double>(cm[i * n + j]);
+      if (c.bias != -2) s += bias[i];
+      want[i * n + j] = s;
+    }
+  H desc, la, lb, lc, pref;
+  api.DescCreate(&desc, 68, 0);
+  const int32_t ta = c.transa, tb = c.transb;
+  const uint32_t epi = c.bias != -2 ? 4 : 1;
+  const void* bp = bias_bf16 ? static_cast<const void*>(bias16.data()) : static_cast<const void*>(bias.data());
+  bool ok = api.DescSet(desc, 3, &ta, 4) == 0 && api.DescSet(desc, 4, &tb, 4) == 0 && api.DescSet(desc, 7, &epi, 4) == 0;
+  if (c.bias != -2) ok = ok && api.DescSet(desc, 8, &bp, sizeof bp) == 0;
+  if (c.bias >= 0) ok = ok && api.DescSet(desc, 26, &c.bias, 4) == 0;
+  expect(ok, bf16_name(c) + ": descriptor attributes");
+  const int dt = c.d_bf16 ? 14 : 0;
+  api.LayoutCreate(&la, 14, ar, ac, lda);
+  api.LayoutCreate(&lb, 14, br, bc, ldb);
+  api.LayoutCreate(&lc, dt, cr, cc, ldc);
+  api.PrefCreate(&pref);
+  const uint32_t two = 2;
+  for (int attr = 5; attr <= 8; ++attr) api.PrefSet(pref, attr, &two, 4);
+  Result r{};
+  int got = 0;
+  const int hs = api.Heuristic(handle, desc, la, lb, lc, lc, pref, 1, &r, &got);
+  expect(hs == 0 && got == 1, bf16_name(c) + ": heuristic " + std::to_string(hs));
+  if (hs == 0 && got == 1) {
+    const float one = 1.0f;
+    void* Cp = c.d_bf16 ? static_cast<void*>(C16.data()) : static_cast<void*>(C32.data());
+    const int ms = api.Matmul(handle, desc, &one, A.data(), la, B.data(), lb, &c.beta, Cp, lc, Cp, lc, &r.algo,
+                              nullptr, 0, nullptr);
+    expect(ms == 0, bf16_name(c) + ": matmul status " + std::to_string(ms));
+    bool exact = true, pad_kept = true;
+    for (int j = 0; j < n; ++j)
+      for (int64_t i = 0; i < ldc; ++i) {
+        const size_t at = i + static_cast<size_t>(j) * ldc;
+        if (i >= m) {
+          if (c.d_bf16 ? C16[at] != pad_bits : !std::isnan(C32[at])) pad_kept = false;
+          continue;
+        }
+        const float w = static_cast<float>(want[i * n + j]);
+        // fp32 D: the float of the exact sum; bf16 D: that rounded once to bf16.
+        if (c.d_bf16 ? value_bf16(C16[at]) != to_bf16(w) : std::fabs(C32[at] - w) > 1e-6f * (1 + std::fabs(w)))
+          exact = false;
+      }
+    expect(exact, bf16_name(c) + ": D differs from the plain loop");
+    expect(pad_kept, bf16_name(c) + ": wrote into the padding");
+  }
+  api.PrefDestroy(pref);
+  api.LayoutDestroy(la);
+  api.LayoutDestroy(lb);
+  api.LayoutDestroy(lc);
+  api.DescDestroy(desc);
+}
+
+// The type combinations cublasLtMatmul does not document: NOT_SUPPORTED.
+void bf16_refusals(const Api& api, H handle) {
+  struct Combo {
+    int compute, a, b, cd_c, cd_d;
+    const char* what;
+  };
+  const Combo bad[] = {
+      {75, 14, 14, 0, 0, "bf16 A/B with CUBLAS_COMPUTE_32F_FAST_16BF"},
+      {68, 14, 0, 0, 0, "bf16 A with fp32 B"},
+      {68, 0, 14, 0, 0, "fp32 A with bf16 B"},
+      {68, 0, 0, 14, 14, "fp32 A/B with a bf16 C/D"},
+      {68, 14, 14, 0, 14, "a fp32 C with a bf16 D"},
+      {68, 2, 2, 2, 2, "CUDA_R_16F (not implemented)"},
+  };
+  for (const Combo& b : bad) {
+    H desc, la, lb, lc, ld, pref;
+    api.DescCreate(&desc, b.compute, 0);
+    api.LayoutCreate(&la, b.a, 4, 3, 4);
+    api.LayoutCreate(&lb, b.b, 3, 5, 3);
+    api.LayoutCreate(&lc, b.cd_c, 4, 5, 4);
+    api.LayoutCreate(&ld, b.cd_d, 4, 5, 4);
+    api.PrefCreate(&pref);
+    Result r{};
+    int got = 0;
+    expect(api.Heuristic(handle, desc, la, lb, lc, ld, pref, 1, &r, &got) == 15, std::string(b.what) + " is NOT_SUPPORTED");
+    api.PrefDestroy(pref);
+    for (H l : {la, lb, lc, ld}) api.LayoutDestroy(l);
+    api.DescDestroy(desc);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -226,6 +375,18 @@ int main(int argc, char** argv) {
             for (float beta : {0.0f, 1.0f, 0.5f})
               for (int pad : {0, 3})
                 run_case(api, handle, {ta, tb, s[0], s[1], s[2], pad, compute, bias != 0, pad ? 2.0f : 1.0f, beta});
+
+  // bf16 storage: every transpose, D bf16 or fp32, each bias type, beta 0 / 1
+  // (beta reads a C of D's type), packed and padded.
+  const int sizes16[][3] = {{7, 5, 3}, {1, 9, 4}, {6, 1, 11}, {13, 17, 1}, {9, 6, 21}};
+  for (const auto& s : sizes16)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int d16 = 0; d16 < 2; ++d16)
+          for (int bias : {-2, -1, 0, 14})
+            for (float beta : {0.0f, 1.0f})
+              for (int pad : {0, 3}) run_bf16_case(api, handle, {ta, tb, s[0], s[1], s[2], pad, d16 != 0, bias, beta});
+  bf16_refusals(api, handle);
 
   // bf16 rounding matters: 1 + 2^-9 is not a bf16 value (rounds to 1), so
   // fast-16bf and 32f must differ on it.
@@ -305,6 +466,32 @@ int main(int argc, char** argv) {
     expect(wrong, std::string("the fault \"") + f + "\" makes the result wrong or fails");
     unsetenv("GPT_EMU_CUBLASLT_FAULT");
   }
+
+  // "bias-type" reads an fp32 bias as a bf16 D's type.
+  setenv("GPT_EMU_CUBLASLT_FAULT", "bias-type", 1);
+  {
+    const int before = failures;
+    quiet = true;
+    run_bf16_case(api, handle, {0, 0, 9, 6, 5, 1, true, 0, 0.0f});
+    const bool wrong = failures > before;
+    failures = before;
+    quiet = false;
+    expect(wrong, "the fault \"bias-type\" makes a bf16 D with an fp32 bias wrong");
+    run_bf16_case(api, handle, {0, 0, 9, 6, 5, 1, false, 0, 0.0f});  // fp32 D, fp32 bias: unaffected
+  }
+  unsetenv("GPT_EMU_CUBLASLT_FAULT");
+
+  // "no-f32-bias" refuses an fp32 BIAS_DATA_TYPE, and only that.
+  setenv("GPT_EMU_CUBLASLT_FAULT", "no-f32-bias", 1);
+  {
+    H desc;
+    api.DescCreate(&desc, 68, 0);
+    const int32_t f32 = 0, b16 = 14;
+    expect(api.DescSet(desc, 26, &f32, 4) == 7 && api.DescSet(desc, 26, &b16, 4) == 0,
+           "the fault \"no-f32-bias\" refuses BIAS_DATA_TYPE CUDA_R_32F alone");
+    api.DescDestroy(desc);
+  }
+  unsetenv("GPT_EMU_CUBLASLT_FAULT");
 
   // "late-status" fails only above 100,000 multiply-adds.
   setenv("GPT_EMU_CUBLASLT_FAULT", "late-status", 1);
