@@ -113,7 +113,7 @@ function coreLayout(
  * bf16 on CUDA in bf16 unless GPT_ENGINE_BF16_STORAGE=0, else fp32.
  */
 function storageOf(device: LimitsDevice, precision: LimitsPrecision): 'fp32' | 'bf16' {
-  return device === 'cuda' && precision === 'bf16' && process.env.GPT_ENGINE_BF16_STORAGE === '1' ? 'bf16' : 'fp32';
+  return device === 'cuda' && precision === 'bf16' && process.env.GPT_ENGINE_BF16_STORAGE !== '0' ? 'bf16' : 'fp32';
 }
 
 /** Floats in one parameter-sized buffer of the core (tensors rounded to 16 floats, vocabulary padded). */

@@ -350,9 +350,8 @@ class CudaBackend final : public Backend {
   // $GPT_ENGINE_BF16_STORAGE=0 keeps fp32 (to compare the two).
   DType activation_dtype(Precision p) const override {
     if (p != Precision::BF16) return DType::F32;
-    // Opt-in until the GEMM and attention kernels take bf16 operands.
     const char* e = std::getenv("GPT_ENGINE_BF16_STORAGE");
-    return e && std::string(e) == "1" ? DType::BF16 : DType::F32;
+    return e && std::string(e) == "0" ? DType::F32 : DType::BF16;
   }
   void add(float* out, const float* a, const float* b, int64_t n) override {
     set_device();

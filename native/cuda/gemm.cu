@@ -638,11 +638,13 @@ void gemm_bias_gelu(int M, int N, int K, CTensorRef A, CTensorRef B, TensorRef p
   GPT_CHECK_ARG(out.ptr != pre.ptr, "matmul_forward_gelu: out must be a buffer other than pre");
   if (M == 0 || N == 0) return;
   // cuBLASLt writes pre = A @ B + bias (its bias epilogue), then our GELU
-  // kernel writes out: the same tanh GELU as the own kernels' epilogue. Only
-  // all-fp32 calls: with bf16 pre the GELU would read the rounded pre (the
-  // own kernel's out is the GELU of the fp32 pre), and the own kernel, the
-  // self-check's reference, takes no mixed operands here.
-  if (!A.bf16() && !B.bf16() && !pre.bf16() && !out.bf16() &&
+  // kernel writes out: the same tanh GELU as the own kernels' epilogue. With
+  // bf16 storage that GELU reads the rounded pre, as backend.h's composition
+  // (matmul_forward, then gelu_forward of pre) does, where the own fused
+  // kernel takes the GELU of the fp32 pre before rounding it: both are within
+  // the op table's bound of the CPU, and this keeps the MLP's largest GEMM on
+  // cuBLASLt.
+  if (pre.dtype == out.dtype &&
       cublaslt_gemm(false, false, M, N, K, A, K, B, N, pre, N, false, bias, p, s, scratch ? scratch->ptr : nullptr,
                     scratch ? scratch->bytes : 0)) {
     gelu_forward(out, pre, static_cast<int64_t>(M) * N, s);
