@@ -11,7 +11,11 @@
 // with precision 'bf16' runs bf16 tensor cores (fp32 statistics) on CUDA and
 // is held to the bf16 tolerance against the CPU's fp32 kernels; 'fp32' runs
 // the SIMT fp32 kernels and is held to 1e-5.
-const { rng, randn, randi, relL2, bitEqual, runChecks } = require('./run-checks.js');
+//
+// Cases with storage 'bf16' (bf16StorageCases) keep the op's typed arguments
+// in bf16 on the device, as a model with bf16 storage does, each op held to
+// its own measured tolerance (BF16_STORAGE_TOL says why each is what it is).
+const { rng, randn, randi, relL2, bitEqual, bf16Round, runChecks } = require('./run-checks.js');
 
 /**
  * The cases: each returns {name, precision, opts, outputs, tol?}. `opts` is
@@ -206,6 +210,9 @@ function buildCases(seed) {
       opts: { op: 'classifier_weight_grad', precision: p, M, Vp, C, rows: 100, row0: 37, dlogits: dlogits.slice(0, 100 * Vp),
         x: x.slice(0, 100 * C), dw } });
   }
+  // fp32 keeps fp32 activations on every backend (bf16 differs by design: test/cuda/ops.test.ts).
+  cases.push({ name: 'activation_dtype', precision: 'fp32', tol: 1e-12, outputs: [], scalars: ['bf16'],
+    opts: { op: 'activation_dtype', precision: 'fp32' } });
   cases.push({ name: 'classifier_chunk_rows (one chunk holds the batch)', precision: 'fp32', tol: 1e-12, outputs: [], scalars: ['rows'],
     opts: { op: 'classifier_chunk_rows', M: 100, Vp: 50304, cap: 512 } });
   cases.push({ name: 'sum_squares 1,000,003', precision: 'fp32', tol: 1e-5, outputs: [], scalars: ['sum'],
@@ -355,8 +362,110 @@ function buildCases(seed) {
           bias: randn(r, N) } });
     }
   }
+  cases.push(...bf16StorageCases(rng(seed + 3000)));
   return cases;
 }
+
+// Tolerances of the bf16-storage cases. The reference is the CPU in fp32
+// storage on the same numbers: every input that is bf16 on the device is
+// rounded to bf16 here first, so the device's conversion is exact and both
+// sides compute on the same values. Outputs in fp32 are held to relative L2.
+// Outputs the device stores in bf16 (bf16Outputs) carry one more rounding,
+// a relative error of up to 2^-8 (bf16 keeps 8 significant bits), far
+// above what the two backends' fp32 results differ by; they are held to
+// relL2Bf16 (run-checks.js): the relative L2 of what is left beyond half a
+// bf16 ulp, i.e. of the fp32 difference alone, which a store that truncates
+// (~1e-3) or rounds twice (~2e-5) exceeds. In brackets: the largest error
+// of the op's cases on the CUDA emulator over seeds 20261117 and 1 to 7.
+// The emulator uses the host's exp and tanh; a GPU's fast intrinsics
+// differ by a few fp32 ulps more, which the bounds leave room for.
+const BF16_STORAGE_TOL = {
+  // LayerNorm and GELU: the same fp32 math on the same inputs on both sides
+  // (out bf16; mean, rstd, resid and gelu_backward's dinp fp32) [2.0e-6,
+  // gelu_backward on 7 elements]. The fp32 path's bound.
+  elementwise: 1e-5,
+};
+
+/**
+ * The bf16-storage cases (backendOp storage 'bf16', precision 'bf16') of
+ * the ops with a typed argument, on the model's shapes and awkward ones.
+ * `r`: their own generator, so the cases before them keep their inputs.
+ */
+function bf16StorageCases(r) {
+  const T = BF16_STORAGE_TOL;
+  const cases = [];
+  // `rounded`: the inputs that are bf16 on the device, rounded here first.
+  const add = (c, rounded) => {
+    for (const k of rounded) c.opts[k] = bf16Round(c.opts[k]);
+    cases.push({ precision: 'bf16', storage: 'bf16', ...c, opts: { ...c.opts, precision: 'bf16', storage: 'bf16' } });
+  };
+  // LayerNorm and residual + LayerNorm: out in bf16; mean, rstd and resid
+  // fp32. One row, C below a warp and odd, C past a block's loop.
+  for (const [M, C, aliasResid] of [[64, 768, 1], [300, 200, 0], [1, 13, 2], [37, 1601, 1]]) {
+    const a = randn(r, M * C, 2);
+    for (let i = 0; i < a.length; ++i) a[i] += 0.5;
+    const gamma = randn(r, C), beta = randn(r, C), b = randn(r, M * C);
+    add({ name: `layernorm_forward ${M}x${C}`, tol: T.elementwise,
+      outputs: ['out', 'mean', 'rstd'], bf16Outputs: ['out'],
+      opts: { op: 'layernorm_forward', M, C, inp: a, gamma, beta, eps: 1e-5 } }, []);
+    add({ name: `residual_layernorm_forward ${M}x${C} alias ${['none', 'a', 'b'][aliasResid]}`, tol: T.elementwise,
+      outputs: ['resid', 'out', 'mean', 'rstd'], bf16Outputs: ['out'],
+      opts: { op: 'residual_layernorm_forward', M, C, aliasResid, a, b, gamma, beta, eps: 1e-5 } }, []);
+  }
+  // GELU: inp in bf16 (the stored pre), out in bf16 (forward), dinp fp32
+  // (backward); a long length and a short odd one.
+  for (const n of [100003, 7]) {
+    add({ name: `gelu_forward ${n}`, tol: T.elementwise, outputs: ['out'], bf16Outputs: ['out'],
+      opts: { op: 'gelu_forward', inp: randn(r, n, 3) } }, ['inp']);
+    add({ name: `gelu_backward ${n}`, tol: T.elementwise, outputs: ['out'],
+      opts: { op: 'gelu_backward', inp: randn(r, n, 3), dout: randn(r, n) } }, ['inp']);
+  }
+  // convert: fp32 -> bf16 -> fp32 on the device against the CPU, bit for bit.
+  // Ties both ways (even below and odd below), just off a tie, the largest
+  // bf16, values that round past it to infinity, infinities, zeros of both
+  // signs, fp32 subnormals (some round up into the normal range), and random
+  // values over the whole exponent range, at an odd length.
+  {
+    const bits = [];
+    for (const sign of [0, 0x80000000]) {
+      for (const e of [0x3f800000, 0x00800000, 0x7f000000, 0x40400000]) {
+        for (const m of [0x0000, 0x10000, 0x20000, 0x7f0000]) {
+          bits.push(sign | e | m | 0x8000);  // ties: even and odd upper halves
+          bits.push(sign | e | m | 0x7fff);  // just below a tie
+          bits.push(sign | e | m | 0x8001);  // just above
+          bits.push(sign | e | m | 0xffff);  // rounds up into the next binade for m = 0x7f0000
+        }
+      }
+      bits.push(sign | 0x7f7f0000, sign | 0x7f7f7fff, sign | 0x7f7f8000, sign | 0x7f7fffff);  // max bf16, past it
+      bits.push(sign | 0x7f800000, sign | 0x00000000, sign | 0x00000001, sign | 0x00008000, sign | 0x00018000,
+        sign | 0x007f8000, sign | 0x007fffff, sign | 0x00400000);
+    }
+    const special = new Float32Array(new Uint32Array(bits).buffer);
+    const x = new Float32Array(200003);
+    x.set(special);
+    const xu = new Uint32Array(x.buffer);
+    for (let i = special.length; i < x.length; ++i) {
+      // A random sign, exponent and mantissa, NaN patterns (exponent 255 with a mantissa) left out.
+      let u = (Math.floor(r() * 0x100000000) >>> 0);
+      if ((u & 0x7f800000) === 0x7f800000) u &= 0xff800000;
+      xu[i] = u;
+    }
+    cases.push({ name: `convert ${x.length} (ties, infinities, subnormals, the range's ends)`, precision: 'bf16',
+      storage: 'bf16', tol: 0, exact: true, outputs: ['out'], opts: { op: 'convert', x } });
+    // NaN: quiet and signalling, both signs, payloads. A NaN stays a NaN; its
+    // bits are not compared: the CPU keeps the sign and the upper payload
+    // (native/cpu/bf16.h), CUDA's conversion (like the hardware's) gives the
+    // canonical 0x7fff.
+    const nan = new Float32Array(new Uint32Array([0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fffffff,
+      0x7fa00000, 0xffbfffff, 0x7f810000]).buffer);
+    cases.push({ name: 'convert NaNs (any NaN bits)', precision: 'bf16', storage: 'bf16', tol: 0, exact: true, anyNaN: true,
+      outputs: ['out'], opts: { op: 'convert', x: nan } });
+  }
+  return cases;
+}
+
+/** A case's storage: 'fp32' unless it says 'bf16'. */
+const storageOf = (c) => c.storage || 'fp32';
 
 /**
  * Runs every case on `device` and on 'cpu', returns one record per case
@@ -367,16 +476,21 @@ async function runOpChecks(addon, device, { seed = 1234, only, onResult, cases }
   if (typeof addon.backendOp !== 'function') throw new Error('this addon has no backendOp (native/addon/backend_ops_binding.cc)');
   // `cases`: buildCases(seed) made once by the caller (building them costs
   // ~0.5 s in Node and ~30 s inside jest's VM context, once per call).
-  return runChecks(cases || buildCases(seed), device, (o) => addon.backendOp(o), {
+  // The reference: the CPU in fp32 storage (it keeps no bf16 tensors) on the
+  // same numbers; convert is the one op the CPU runs through bf16 itself.
+  const call = (o) => addon.backendOp(o.device === 'cpu' && o.op !== 'convert' ? { ...o, storage: 'fp32' } : o);
+  return runChecks(cases || buildCases(seed), device, call, {
     only, onResult,
-    keyOf: (c) => c.name + ' ' + c.precision,
-    // Attention backward's inputs: the CPU forward's out and lse.
+    keyOf: (c) => `${c.name} ${c.precision} storage ${storageOf(c)}`,
+    precisionOf: (c) => (storageOf(c) === 'bf16' ? `${c.precision}, bf16 storage` : c.precision),
+    // Attention backward's inputs: the CPU forward's out and lse (out
+    // rounded to bf16 where the device keeps it in bf16).
     prepare: async (c) => {
       if (!c.needsForward) return c.opts;
-      const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu' });
-      return { ...c.opts, out: f.out, lse: f.lse };
+      const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu', storage: 'fp32' });
+      return { ...c.opts, out: storageOf(c) === 'bf16' ? bf16Round(f.out) : f.out, lse: f.lse };
     },
   });
 }
 
-module.exports = { buildCases, runOpChecks, relL2, bitEqual, rng, randn, randi };
+module.exports = { buildCases, runOpChecks, storageOf, relL2, bitEqual, bf16Round, rng, randn, randi, BF16_STORAGE_TOL };
