@@ -574,6 +574,17 @@ function bf16StorageCases(r) {
 const storageOf = (c) => c.storage || 'fp32';
 
 /**
+ * The options a case runs with: its opts, and for attention backward the
+ * CPU forward's out and lse (out rounded to bf16 where the device keeps it
+ * in bf16).
+ */
+async function caseOptions(addon, c) {
+  if (!c.needsForward) return c.opts;
+  const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu', storage: 'fp32' });
+  return { ...c.opts, out: storageOf(c) === 'bf16' ? bf16Round(f.out) : f.out, lse: f.lse };
+}
+
+/**
  * Runs every case on `device` and on 'cpu', returns one record per case
  * (`cases`: the result of buildCases(seed), to skip building them again).
  * onResult(record) is called as each finishes (for progress output).
@@ -597,14 +608,9 @@ async function runOpChecks(addon, device, { seed = 1234, only, onResult, cases }
     only, onResult,
     keyOf: (c) => `${c.name} ${c.precision} storage ${storageOf(c)}`,
     precisionOf: (c) => (storageOf(c) === 'bf16' ? `${c.precision}, bf16 storage` : c.precision),
-    // Attention backward's inputs: the CPU forward's out and lse (out
-    // rounded to bf16 where the device keeps it in bf16).
-    prepare: async (c) => {
-      if (!c.needsForward) return c.opts;
-      const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu', storage: 'fp32' });
-      return { ...c.opts, out: storageOf(c) === 'bf16' ? bf16Round(f.out) : f.out, lse: f.lse };
-    },
+    prepare: (c) => caseOptions(addon, c),
   });
 }
 
-module.exports = { buildCases, runOpChecks, storageOf, relL2, bitEqual, bf16Round, rng, randn, randi, BF16_STORAGE_TOL };
+module.exports = { buildCases, runOpChecks, caseOptions, storageOf, relL2, bitEqual, bf16Round, rng, randn, randi,
+  BF16_STORAGE_TOL };
