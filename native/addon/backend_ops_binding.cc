@@ -16,7 +16,9 @@
 // to nearest even), an output is converted back to fp32 before it returns.
 // Ops with no typed argument reject it. The CPU backend takes no bf16
 // tensors, so there only the convert op accepts it. op 'convert' runs x
-// through fp32 -> bf16 -> fp32 on the backend (out: x rounded to bf16).
+// through fp32 -> bf16 -> fp32 on the backend (out: x rounded to bf16);
+// op 'activation_dtype' answers bf16: 1 when the backend keeps a model's
+// activations in bf16 at this precision, else 0.
 // Tensors: attention takes q, k, v, (out, lse, dout) either as separate
 // contiguous [B, H, T, D] arrays (layout 'bhtd') or as one packed qkv
 // [B, T, 3C] array with out/dout as [B, T, C] (layout 'btc', the model's).
