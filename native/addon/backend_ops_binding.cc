@@ -6,7 +6,19 @@
 // an element the op forgot to write shows up as NaN (never passes).
 //
 // Options: device 'cpu'|'cuda', op (see run_op), precision 'fp32'|'bf16',
-// shape integers and the op's input arrays by name (names as in backend.h).
+// storage 'fp32'|'bf16' (default fp32), shape integers and the op's input
+// arrays by name (names as in backend.h). With storage 'bf16' every typed
+// argument of the op (a TensorRef / CTensorRef / AttnTensor in backend.h:
+// the GEMMs' inputs and outputs but not their gradients, LayerNorm's out,
+// GELU's out and inp, attention's q, k, v and out, classifier_weight_grad's
+// x) lives in a bf16 buffer on the backend, as in a model with bf16 storage:
+// an input is uploaded in fp32 and converted there (Backend::convert, round
+// to nearest even), an output is converted back to fp32 before it returns.
+// Ops with no typed argument reject it. The CPU backend takes no bf16
+// tensors, so there only the convert op accepts it. op 'convert' runs x
+// through fp32 -> bf16 -> fp32 on the backend (out: x rounded to bf16);
+// op 'activation_dtype' answers bf16: 1 when the backend keeps a model's
+// activations in bf16 at this precision, else 0.
 // Tensors: attention takes q, k, v, (out, lse, dout) either as separate
 // contiguous [B, H, T, D] arrays (layout 'bhtd') or as one packed qkv
 // [B, T, 3C] array with out/dout as [B, T, C] (layout 'btc', the model's).
@@ -38,9 +50,43 @@ namespace {
 struct OpArgs : OpInputs {
   std::string layout = "bhtd";
   Precision precision = Precision::FP32;
+  DType storage = DType::F32;  // of the op's typed arguments
 };
 using OpResult = OpOutputs;
 using Buffers = OpBuffers;
+
+// The typed arguments of one call, in the call's storage type. fp32: plain
+// buffers, as `Buffers`. bf16: the host values go up in fp32 and the backend
+// converts them into a bf16 buffer (rounding to nearest even: the caller
+// passes values that are bf16 already to know exactly what the op sees);
+// outputs are poisoned with bf16 NaN and converted back to fp32 to download.
+class Typed {
+ public:
+  Typed(Backend* be, Buffers& buf, DType t) : be_(be), buf_(buf), t_(t) {}
+  TensorRef up(const FVec& v, const char* what) {
+    float* f = buf_.up(v, what);
+    if (t_ == DType::F32) return f;
+    TensorRef b(buf_.up(std::vector<uint16_t>(v.size()), what), DType::BF16);
+    be_->convert(b, f, (int64_t)v.size());
+    return b;
+  }
+  TensorRef poisoned(size_t n, const char* what) {
+    if (t_ == DType::F32) return buf_.poisoned(n, what);
+    return TensorRef(buf_.up(std::vector<uint16_t>(n, kBf16NaN), what), DType::BF16);
+  }
+  FVec down(TensorRef t, size_t n) {
+    if (!t.bf16()) return buf_.down(static_cast<const float*>(t.ptr), n);
+    float* f = buf_.poisoned(n, "fp32 copy of a bf16 output");
+    be_->convert(f, t, (int64_t)n);
+    return buf_.down(f, n);
+  }
+
+ private:
+  static constexpr uint16_t kBf16NaN = 0x7fc0;
+  Backend* be_;
+  Buffers& buf_;
+  DType t_;
+};
 
 // Runs `go` once (the result the caller downloads); with options.repeat = n
 // > 0 it then runs it n more times between two synchronizations and reports
@@ -79,6 +125,7 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   const int64_t B = s.batch, H = s.heads, T = s.seq, D = s.head_dim, C = H * D;
   const size_t n = (size_t)(B * H * T * D), nl = (size_t)(B * H * T);
   Buffers buf(be);
+  Typed typed(be, buf, a.storage);
   OpResult r;
   if (a.i.count("docStart")) {
     const IVec& ds = need_i(a, "docStart", (size_t)(B * T));
@@ -94,26 +141,28 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   }
   const bool naive = opt_num(a, "naive", 0) != 0;
   if (naive && a.device != "cpu") throw_invalid("Expected device 'cpu' for naive but received '" + a.device + "'");
+  if (naive && a.storage != DType::F32)
+    throw_invalid("Expected storage 'fp32' for naive (the plain kernel reads fp32) but received 'bf16'");
   const bool packed = a.layout == "btc";
   if (!packed && a.layout != "bhtd") throw_invalid("Expected 'bhtd' or 'btc' for layout but received '" + a.layout + "'");
-  // Views: contiguous [B,H,T,D] or packed qkv [B,T,3C] / [B,T,C].
-  auto view_bhtd = [&](float* p) { return AttnTensor{p, H * T * D, T * D, D}; };
-  auto view_btc = [&](float* p, int64_t row) { return AttnTensor{p, T * row, D, row}; };
+  // Views: contiguous [B,H,T,D] or packed qkv [B,T,3C] / [B,T,C]. q, k, v
+  // and out are in the call's storage; lse, dout and the gradients fp32.
+  auto view_bhtd = [&](TensorRef p) { return AttnTensor::of(p, H * T * D, T * D, D); };
+  auto view_btc = [&](TensorRef p, int64_t row) { return AttnTensor::of(p, T * row, D, row); };
   AttnTensor q, k, v;
-  float* qkv = nullptr;
   if (packed) {
-    qkv = buf.up(need_f(a, "qkv", n * 3), "qkv");
+    const TensorRef qkv = typed.up(need_f(a, "qkv", n * 3), "qkv");
     q = view_btc(qkv, 3 * C);
-    k = view_btc(qkv + C, 3 * C);
-    v = view_btc(qkv + 2 * C, 3 * C);
+    k = view_btc(qkv.at(C), 3 * C);
+    v = view_btc(qkv.at(2 * C), 3 * C);
   } else {
-    q = view_bhtd(buf.up(need_f(a, "q", n), "q"));
-    k = view_bhtd(buf.up(need_f(a, "k", n), "k"));
-    v = view_bhtd(buf.up(need_f(a, "v", n), "v"));
+    q = view_bhtd(typed.up(need_f(a, "q", n), "q"));
+    k = view_bhtd(typed.up(need_f(a, "k", n), "k"));
+    v = view_bhtd(typed.up(need_f(a, "v", n), "v"));
   }
-  auto view = [&](float* p) { return packed ? view_btc(p, C) : view_bhtd(p); };
+  auto view = [&](TensorRef p) { return packed ? view_btc(p, C) : view_bhtd(p); };
   if (!backward) {
-    float* out = buf.poisoned(n, "out");
+    const TensorRef out = typed.poisoned(n, "out");
     float* lse = buf.poisoned(nl, "lse");
     run_timed(be, a, r, [&] {
       if (naive)
@@ -121,11 +170,11 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
       else
         be->attention_forward(s, view(out), lse, q, k, v);
     });
-    r.f["out"] = buf.down(out, n);
+    r.f["out"] = typed.down(out, n);
     r.f["lse"] = buf.down(lse, nl);
     return r;
   }
-  float* out = buf.up(need_f(a, "out", n), "out");
+  const TensorRef out = typed.up(need_f(a, "out", n), "out");
   float* lse = buf.up(need_f(a, "lse", nl), "lse");
   float* dout = buf.up(need_f(a, "dout", n), "dout");
   if (packed) {
@@ -155,31 +204,54 @@ OpResult run_attention(Backend* be, const OpArgs& a, bool backward) {
   return r;
 }
 
+// The ops with an argument that storage 'bf16' puts in bf16 (convert takes
+// the option and ignores it: it always goes through bf16).
+const char* const kTypedOps[] = {"matmul_forward", "matmul_backward", "matmul_nt", "matmul_forward_gelu",
+                                 "layernorm_forward", "residual_layernorm_forward", "gelu_forward",
+                                 "gelu_backward", "classifier_weight_grad", "attention_forward",
+                                 "attention_backward", "convert"};
+
+void check_storage(const OpArgs& a) {
+  if (a.storage == DType::F32) return;
+  std::string list;
+  for (const char* t : kTypedOps) {
+    if (a.op == t) return;
+    list += list.empty() ? t : std::string(", ") + t;
+  }
+  throw_invalid("Expected storage 'fp32' for op '" + a.op + "' (storage 'bf16' is for " + list +
+                ") but received 'bf16'");
+}
+
 OpResult run_op(const OpArgs& a) {
   std::lock_guard<std::mutex> lock(op_mutex());
   Backend* be = op_backend(a.device);
   Buffers buf(be);
+  Typed typed(be, buf, a.storage);
   OpResult r;
   const std::string& op = a.op;
   const Precision p = a.precision;
+  check_storage(a);
   if (op == "matmul_forward" || op == "matmul_nt") {
+    // matmul_nt's out is fp32 (logits); matmul_forward's is typed.
     const int M = (int)need_int(a, "M"), K = (int)need_int(a, "K"), N = (int)need_int(a, "N");
-    float* out = buf.poisoned((size_t)M * N, "out");
-    float* x = buf.up(need_f(a, "a", (size_t)M * K), "a");
+    const TensorRef x = typed.up(need_f(a, "a", (size_t)M * K), "a");
     if (op == "matmul_nt") {
-      float* bm = buf.up(need_f(a, "b", (size_t)N * K), "b");
+      float* out = buf.poisoned((size_t)M * N, "out");
+      const TensorRef bm = typed.up(need_f(a, "b", (size_t)N * K), "b");
       run_timed(be, a, r, [&] { be->matmul_nt(out, x, bm, M, K, N, p); });
+      r.f["out"] = buf.down(out, (size_t)M * N);
     } else {
-      float* w = buf.up(need_f(a, "b", (size_t)K * N), "b");
+      const TensorRef out = typed.poisoned((size_t)M * N, "out");
+      const TensorRef w = typed.up(need_f(a, "b", (size_t)K * N), "b");
       float* bias = a.f.count("bias") ? buf.up(need_f(a, "bias", N), "bias") : nullptr;
       run_timed(be, a, r, [&] { be->matmul_forward(out, x, w, bias, M, K, N, p); });
+      r.f["out"] = typed.down(out, (size_t)M * N);
     }
-    r.f["out"] = buf.down(out, (size_t)M * N);
   } else if (op == "matmul_backward") {
     const int M = (int)need_int(a, "M"), K = (int)need_int(a, "K"), N = (int)need_int(a, "N");
     float* dout = buf.up(need_f(a, "dout", (size_t)M * N), "dout");
-    float* inp = buf.up(need_f(a, "inp", (size_t)M * K), "inp");
-    float* w = buf.up(need_f(a, "w", (size_t)K * N), "w");
+    const TensorRef inp = typed.up(need_f(a, "inp", (size_t)M * K), "inp");
+    const TensorRef w = typed.up(need_f(a, "w", (size_t)K * N), "w");
     float* dinp = buf.poisoned((size_t)M * K, "dinp");
     float* dw = buf.up(opt_f(a, "dw", (size_t)K * N, 0.0f), "dw");
     float* dbias = buf.up(opt_f(a, "dbias", N, 0.0f), "dbias");
@@ -191,10 +263,10 @@ OpResult run_op(const OpArgs& a) {
     // composed: true runs Backend's default body (matmul_forward then
     // gelu_forward on the same backend), the reference of the fused override.
     const int M = (int)need_int(a, "M"), K = (int)need_int(a, "K"), N = (int)need_int(a, "N");
-    float* pre = buf.poisoned((size_t)M * N, "pre");
-    float* out = buf.poisoned((size_t)M * N, "out");
-    float* x = buf.up(need_f(a, "a", (size_t)M * K), "a");
-    float* w = buf.up(need_f(a, "b", (size_t)K * N), "b");
+    const TensorRef pre = typed.poisoned((size_t)M * N, "pre");
+    const TensorRef out = typed.poisoned((size_t)M * N, "out");
+    const TensorRef x = typed.up(need_f(a, "a", (size_t)M * K), "a");
+    const TensorRef w = typed.up(need_f(a, "b", (size_t)K * N), "b");
     float* bias = a.f.count("bias") ? buf.up(need_f(a, "bias", N), "bias") : nullptr;
     const bool composed = opt_num(a, "composed", 0) != 0;
     run_timed(be, a, r, [&] {
@@ -203,8 +275,8 @@ OpResult run_op(const OpArgs& a) {
       else
         be->matmul_forward_gelu(pre, out, x, w, bias, M, K, N, p);
     });
-    r.f["pre"] = buf.down(pre, (size_t)M * N);
-    r.f["out"] = buf.down(out, (size_t)M * N);
+    r.f["pre"] = typed.down(pre, (size_t)M * N);
+    r.f["out"] = typed.down(out, (size_t)M * N);
   } else if (op == "decode_linear" || op == "decode_linear_gelu" || op == "decode_head") {
     // The linear ops of a decode step on a [M, K] and b (w [K, N]; the
     // head's wte [N, K]), packed first when the backend keeps a copy of its
@@ -246,7 +318,7 @@ OpResult run_op(const OpArgs& a) {
     float* gamma = buf.up(need_f(a, "gamma", C), "gamma");
     float* beta = buf.up(need_f(a, "beta", C), "beta");
     float* resid = alias == 1 ? xa : alias == 2 ? xb : buf.poisoned((size_t)M * C, "resid");
-    float* out = buf.poisoned((size_t)M * C, "out");
+    const TensorRef out = typed.poisoned((size_t)M * C, "out");
     float* mean = buf.poisoned(M, "mean");
     float* rstd = buf.poisoned(M, "rstd");
     const float eps = (float)opt_num(a, "eps", 1e-5);
@@ -259,7 +331,7 @@ OpResult run_op(const OpArgs& a) {
         be->residual_layernorm_forward(resid, out, mean, rstd, xa, xb, gamma, beta, M, C, eps);
     });
     r.f["resid"] = buf.down(resid, (size_t)M * C);
-    r.f["out"] = buf.down(out, (size_t)M * C);
+    r.f["out"] = typed.down(out, (size_t)M * C);
     r.f["mean"] = buf.down(mean, M);
     r.f["rstd"] = buf.down(rstd, M);
   } else if (op == "embedding_forward" || op == "embedding_backward") {
@@ -287,11 +359,11 @@ OpResult run_op(const OpArgs& a) {
     float* inp = buf.up(need_f(a, "inp", (size_t)M * C), "inp");
     float* gamma = buf.up(need_f(a, "gamma", C), "gamma");
     float* beta = buf.up(need_f(a, "beta", C), "beta");
-    float* out = buf.poisoned((size_t)M * C, "out");
+    const TensorRef out = typed.poisoned((size_t)M * C, "out");
     float* mean = buf.poisoned(M, "mean");
     float* rstd = buf.poisoned(M, "rstd");
     be->layernorm_forward(out, mean, rstd, inp, gamma, beta, M, C, (float)opt_num(a, "eps", 1e-5));
-    r.f["out"] = buf.down(out, (size_t)M * C);
+    r.f["out"] = typed.down(out, (size_t)M * C);
     r.f["mean"] = buf.down(mean, M);
     r.f["rstd"] = buf.down(rstd, M);
   } else if (op == "layernorm_backward") {
@@ -312,17 +384,36 @@ OpResult run_op(const OpArgs& a) {
     auto it = a.f.find(op == "add" ? "a" : op == "scale" ? "x" : "inp");
     if (it == a.f.end()) throw_invalid("Expected the input array for " + op);
     const size_t n = it->second.size();
-    float* x = buf.up(it->second, "input");
     if (op == "scale") {
+      float* x = buf.up(it->second, "input");
       be->scale(x, (float)opt_num(a, "s", 1.0), (int64_t)n);
       r.f["x"] = buf.down(x, n);
-    } else {
+    } else if (op == "add") {
       float* out = buf.poisoned(n, "out");
-      if (op == "gelu_forward") be->gelu_forward(out, x, (int64_t)n);
-      if (op == "gelu_backward") be->gelu_backward(out, x, buf.up(need_f(a, "dout", n), "dout"), (int64_t)n);
-      if (op == "add") be->add(out, x, buf.up(need_f(a, "b", n), "b"), (int64_t)n);
+      be->add(out, buf.up(it->second, "a"), buf.up(need_f(a, "b", n), "b"), (int64_t)n);
+      r.f["out"] = buf.down(out, n);
+    } else if (op == "gelu_forward") {
+      // out and inp typed.
+      const TensorRef out = typed.poisoned(n, "out");
+      be->gelu_forward(out, typed.up(it->second, "inp"), (int64_t)n);
+      r.f["out"] = typed.down(out, n);
+    } else {
+      // inp typed; dout and the result (dinp) fp32.
+      float* out = buf.poisoned(n, "out");
+      be->gelu_backward(out, typed.up(it->second, "inp"), buf.up(need_f(a, "dout", n), "dout"), (int64_t)n);
       r.f["out"] = buf.down(out, n);
     }
+  } else if (op == "convert") {
+    // x -> bf16 -> fp32 on the backend: out is x rounded to bf16 (nearest
+    // even) as the backend's convert does it, both buffers NaN-poisoned.
+    const FVec& x = need_f_any(a, "x");
+    const size_t n = x.size();
+    float* src = buf.up(x, "x");
+    const TensorRef mid(buf.up(std::vector<uint16_t>(n, 0x7fc0), "bf16 copy of x"), DType::BF16);
+    float* out = buf.poisoned(n, "out");
+    be->convert(mid, src, (int64_t)n);
+    be->convert(out, mid, (int64_t)n);
+    r.f["out"] = buf.down(out, n);
   } else if (op == "attention_forward" || op == "attention_backward") {
     return run_attention(be, a, op == "attention_backward");
   } else if (op == "crossentropy") {
@@ -374,16 +465,19 @@ OpResult run_op(const OpArgs& a) {
     const int step = (int)opt_num(a, "chunks", rows);
     if (step < 1) throw_invalid("Expected a positive integer for chunks but received " + std::to_string(step));
     float* dl = buf.up(need_f(a, "dlogits", (size_t)rows * Vp), "dlogits");
-    float* x = buf.up(need_f(a, "x", (size_t)rows * C), "x");
+    const TensorRef x = typed.up(need_f(a, "x", (size_t)rows * C), "x");
     float* dw = buf.up(opt_f(a, "dw", (size_t)Vp * C, 0.0f), "dw");
     run_timed(be, a, r, [&] {
       for (int c0 = 0; c0 < rows; c0 += step) {
         const int n = std::min(step, rows - c0);
-        be->classifier_weight_grad(dw, dl + (int64_t)c0 * Vp, x + (int64_t)c0 * C, n, row0 + c0, M, Vp, C,
+        be->classifier_weight_grad(dw, dl + (int64_t)c0 * Vp, x.at((int64_t)c0 * C), n, row0 + c0, M, Vp, C,
                                    a.precision);
       }
     });
     r.f["dw"] = buf.down(dw, (size_t)Vp * C);
+  } else if (op == "activation_dtype") {
+    // The type the backend keeps a model's activations in at this precision: bf16 1, fp32 0.
+    r.num["bf16"] = be->activation_dtype(p) == DType::BF16 ? 1 : 0;
   } else if (op == "classifier_chunk_rows") {
     const int M = (int)need_int(a, "M"), Vp = (int)need_int(a, "Vp"), cap = (int)need_int(a, "cap");
     r.num["rows"] = be->classifier_chunk_rows(M, Vp, a.precision, cap);
@@ -434,6 +528,11 @@ Napi::Value BackendOp(const Napi::CallbackInfo& info) {
       std::string pr = get_string(o, "precision");
       if (pr != "fp32" && pr != "bf16") throw_invalid("Expected 'fp32' or 'bf16' for precision but received '" + pr + "'");
       a.precision = pr == "bf16" ? Precision::BF16 : Precision::FP32;
+    }
+    if (has(o, "storage")) {
+      std::string st = get_string(o, "storage");
+      if (st != "fp32" && st != "bf16") throw_invalid("Expected 'fp32' or 'bf16' for storage but received '" + st + "'");
+      a.storage = st == "bf16" ? DType::BF16 : DType::F32;
     }
   }, &run_op);
 }

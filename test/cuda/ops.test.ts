@@ -2,16 +2,34 @@
  * Every CUDA backend op against the CPU backend (the reference for each op),
  * on fresh seeded random inputs with NaN-poisoned outputs: relative L2 below
  * 1e-5 on the fp32 path (attention included: SIMT fp32 kernels) and 1e-2 in
- * bf16 (attention on bf16 tensor cores). Also: attention backward is bitwise
+ * bf16 (attention on bf16 tensor cores); in bf16 storage (the op's typed
+ * arguments in bf16 on the device) each op to its own tolerance
+ * (BF16_STORAGE_TOL in the op table) and convert bit for bit, and on the
+ * device itself bf16 storage gives the fp32-storage result bit for bit
+ * (rounded once where stored in bf16). Each test's name says the precision
+ * and the storage. Also: attention backward is bitwise
  * deterministic, head sizes above 256 are a clear INVALID_ARGUMENT. Runs only where a GPU is present
  * (jest.config.js); the GPU check (npm run gpu-check) runs the same cases
  * without jest.
  */
 import { loadAddon } from '../../lib/native';
 
+type Case = {
+  name: string;
+  precision: string;
+  storage?: string;
+  opts: Record<string, unknown>;
+  outputs: string[];
+  absOutputs?: string[];
+  bf16Outputs?: string[];
+};
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const ops = require('../ops/op-table.js') as {
-  buildCases(seed: number): Array<{ name: string; precision: string }>;
+  buildCases(seed: number): Array<Case>;
+  storageOf(c: { storage?: string }): string;
+  caseOptions(addon: unknown, c: Case): Promise<Record<string, unknown>>;
+  bf16Round(x: Float32Array): Float32Array;
+  bitEqual(a: Float32Array, b: Float32Array): boolean;
   rng(seed: number): () => number;
   randn(r: () => number, n: number, std?: number): Float32Array;
   runOpChecks(
@@ -30,7 +48,7 @@ const CASES = ops.buildCases(SEED);
 
 describe('CUDA backend ops match the CPU backend', () => {
   for (const c of CASES) {
-    const key = `${c.name} ${c.precision}`;
+    const key = `${c.name} ${c.precision} storage ${ops.storageOf(c)}`;
     test(key, async () => {
       const [r] = await ops.runOpChecks(addon, 'cuda', { seed: SEED, only: new Set([key]), cases: CASES });
       expect(r).toBeDefined();
@@ -38,6 +56,54 @@ describe('CUDA backend ops match the CPU backend', () => {
       if (!r.pass) throw new Error(`${key}: errors ${JSON.stringify(r.errors)} deterministic=${r.deterministic}`);
     });
   }
+
+  // What bf16 storage must not change: the kernels read a bf16 tensor as the
+  // same numbers as an fp32 one holding bf16 values, so on the same inputs
+  // (bf16 already) bf16 storage gives the fp32-storage result, bit for bit,
+  // in every fp32 output; an output stored in bf16 is that result rounded
+  // once. matmul_forward_gelu's out may instead be gelu of the stored bf16
+  // pre (Backend's default body).
+  describe('bf16 storage gives the fp32-storage result bit for bit (rounded once where stored in bf16)', () => {
+    for (const c of CASES.filter((x) => ops.storageOf(x) === 'bf16' && x.opts.op !== 'convert')) {
+      test(c.name, async () => {
+        const opts = await ops.caseOptions(addon, c);
+        const b16 = await addon.backendOp({ ...opts, device: 'cuda' });
+        const f32 = await addon.backendOp({ ...opts, device: 'cuda', storage: 'fp32' });
+        const bad: string[] = [];
+        for (const k of [...c.outputs, ...(c.absOutputs || [])]) {
+          const got = b16[k] as Float32Array;
+          const want = (c.bf16Outputs || []).includes(k) ? ops.bf16Round(f32[k] as Float32Array) : (f32[k] as Float32Array);
+          if (ops.bitEqual(got, want)) continue;
+          if (c.opts.op === 'matmul_forward_gelu' && k === 'out') {
+            const composed = await addon.backendOp({ device: 'cuda', op: 'gelu_forward', storage: 'bf16', inp: b16.pre });
+            if (ops.bitEqual(got, composed.out as Float32Array)) continue;
+          }
+          bad.push(k);
+        }
+        expect(bad).toEqual([]);
+      });
+    }
+  });
+
+  test('storage: anything but fp32 or bf16, or bf16 for an op with no bf16 argument, is a clear error', async () => {
+    const x = new Float32Array(8);
+    // async: an option read before the op starts throws synchronously.
+    const call = async (o: Record<string, unknown>) => addon.backendOp(o);
+    await expect(call({ device: 'cuda', op: 'gelu_forward', storage: 'fp16', inp: x })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT', message: "Expected 'fp32' or 'bf16' for storage but received 'fp16'" });
+    await expect(call({ device: 'cuda', op: 'add', storage: 'bf16', a: x, b: x })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT', message: expect.stringContaining("Expected storage 'fp32' for op 'add'") });
+    // The CPU keeps no bf16 tensors: its ops name the bf16 argument.
+    await expect(call({ device: 'cpu', op: 'gelu_forward', storage: 'bf16', inp: x })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT', message: expect.stringContaining('gelu_forward out: a bf16 tensor') });
+  });
+
+  test('activation_dtype: bf16 on CUDA under bf16 (unless GPT_ENGINE_BF16_STORAGE=0), fp32 on the CPU', async () => {
+    const at = async (device: string, precision: string) => (await addon.backendOp({ device, op: 'activation_dtype', precision })).bf16;
+    expect(await at('cuda', 'bf16')).toBe(process.env.GPT_ENGINE_BF16_STORAGE === '0' ? 0 : 1);
+    expect(await at('cuda', 'fp32')).toBe(0);
+    expect(await at('cpu', 'bf16')).toBe(0);
+  });
 
   test('an unsupported head size is a clear error, not a crash', async () => {
     const n = 1 * 1 * 8 * 300;

@@ -11,7 +11,11 @@
 // with precision 'bf16' runs bf16 tensor cores (fp32 statistics) on CUDA and
 // is held to the bf16 tolerance against the CPU's fp32 kernels; 'fp32' runs
 // the SIMT fp32 kernels and is held to 1e-5.
-const { rng, randn, randi, relL2, bitEqual, runChecks } = require('./run-checks.js');
+//
+// Cases with storage 'bf16' (bf16StorageCases) keep the op's typed arguments
+// in bf16 on the device, as a model with bf16 storage does, each op held to
+// its own measured tolerance (BF16_STORAGE_TOL says why each is what it is).
+const { rng, randn, randi, relL2, bitEqual, bf16Round, runChecks } = require('./run-checks.js');
 
 /**
  * The cases: each returns {name, precision, opts, outputs, tol?}. `opts` is
@@ -206,6 +210,9 @@ function buildCases(seed) {
       opts: { op: 'classifier_weight_grad', precision: p, M, Vp, C, rows: 100, row0: 37, dlogits: dlogits.slice(0, 100 * Vp),
         x: x.slice(0, 100 * C), dw } });
   }
+  // fp32 keeps fp32 activations on every backend (bf16 differs by design: test/cuda/ops.test.ts).
+  cases.push({ name: 'activation_dtype', precision: 'fp32', tol: 1e-12, outputs: [], scalars: ['bf16'],
+    opts: { op: 'activation_dtype', precision: 'fp32' } });
   cases.push({ name: 'classifier_chunk_rows (one chunk holds the batch)', precision: 'fp32', tol: 1e-12, outputs: [], scalars: ['rows'],
     opts: { op: 'classifier_chunk_rows', M: 100, Vp: 50304, cap: 512 } });
   cases.push({ name: 'sum_squares 1,000,003', precision: 'fp32', tol: 1e-5, outputs: [], scalars: ['sum'],
@@ -355,7 +362,226 @@ function buildCases(seed) {
           bias: randn(r, N) } });
     }
   }
+  cases.push(...bf16StorageCases(rng(seed + 3000)));
   return cases;
+}
+
+// Tolerances of the bf16-storage cases. The reference is the CPU in fp32
+// storage on the same numbers: every input that is bf16 on the device is
+// rounded to bf16 here first, so the device's conversion is exact and both
+// sides compute on the same values. Outputs in fp32 are held to relative L2.
+// Outputs the device stores in bf16 (bf16Outputs) carry one more rounding,
+// a relative error of up to 2^-8 (bf16 keeps 8 significant bits), far
+// above what the two backends' fp32 results differ by; they are held to
+// relL2Bf16 (run-checks.js): the relative L2 of what is left beyond half a
+// bf16 ulp, i.e. of the fp32 difference alone, which a store that truncates
+// (~1e-3) or rounds twice (~2e-5) exceeds. In brackets: the largest error
+// of the op's cases on the CUDA emulator over seeds 20261117 and 1 to 9.
+// The emulator sums each mma exactly (in double) and uses the host's exp
+// and tanh; a GPU's tensor cores and fast intrinsics differ by a few fp32
+// ulps more, which the bounds of the fp32-exact ops leave room for.
+const BF16_STORAGE_TOL = {
+  // GEMM outputs, fp32 or stored bf16: under precision bf16 the kernels
+  // round their inputs to bf16 anyway, so only the order of the fp32 sums
+  // differs [2.4e-7]. The fp32 path's bound.
+  matmul: 1e-5,
+  // out = gelu(pre) of the fused GEMM has two valid references: gelu of the
+  // fp32 pre (what a fused epilogue has at hand) [1.6e-8] and gelu of the
+  // bf16 pre (Backend's default body: matmul_forward stores pre in bf16,
+  // gelu_forward reads it); it is held to the nearer one (altRef). Against
+  // the second, where the two backends' fp32 pre round to neighbouring bf16
+  // values, gelu's inputs differ by a whole bf16 ulp at those elements
+  // [2.4e-5]. (Against the other reference each
+  // would be off by gelu's change over up to half an ulp: up to 1.8e-3.)
+  gelu_of_gemm: 1e-4,
+  // LayerNorm and GELU: the same fp32 math on the same inputs on both sides
+  // (out bf16; mean, rstd, resid and gelu_backward's dinp fp32) [2.0e-6,
+  // gelu_backward on 7 elements]. The fp32 path's bound.
+  elementwise: 1e-5,
+  // Attention on the tensor cores (head sizes 64/80/96/128) against the
+  // CPU's fp32 kernels: the kernels round P (forward) and dO (backward) to
+  // bf16, the CPU does not. out [5.7e-4]; dq, dk, dv [4.8e-3; 6.2e-3 where
+  // T = 1 and dV is all of dqkv]: the fp32-storage bf16 bound.
+  attention_tc_out: 3e-3,
+  attention_tc_grad: 1e-2,
+  // lse (RMS absolute error): the scores' sums differ in order only [2.9e-7].
+  attention_tc_lse: 1e-5,
+  // Head sizes without a tensor-core kernel (32, 7) run the fp32 SIMT
+  // kernels on the bf16 tensors [3.3e-7; lse 2.6e-7]. The fp32 path's bound.
+  attention_fp32: 1e-5,
+};
+
+/**
+ * The bf16-storage cases (backendOp storage 'bf16', precision 'bf16') of
+ * every op with a typed argument, on the model's shapes and awkward ones.
+ * `r`: their own generator, so the cases before them keep their inputs.
+ */
+function bf16StorageCases(r) {
+  const T = BF16_STORAGE_TOL;
+  const cases = [];
+  // `rounded`: the inputs that are bf16 on the device, rounded here first.
+  const add = (c, rounded) => {
+    for (const k of rounded) c.opts[k] = bf16Round(c.opts[k]);
+    cases.push({ precision: 'bf16', storage: 'bf16', ...c, opts: { ...c.opts, precision: 'bf16', storage: 'bf16' } });
+  };
+  // GEMMs: the GPT-2 small shapes (c_attn 768 -> 2304, c_fc 768 -> 3072,
+  // the LM head over K = 768 and its backward over K = Vp), one row (a
+  // decoding step), edge tiles in M and N, K below a tile and odd.
+  for (const [M, K, N, bias] of [[64, 768, 2304, true], [1, 768, 2304, true], [257, 96, 201, true], [5, 33, 7, false],
+    [37, 1000, 40, false]]) {
+    add({ name: `matmul_forward ${M}x${K}x${N}${bias ? ' +bias' : ''}`, tol: T.matmul, outputs: ['out'],
+      bf16Outputs: ['out'], opts: { op: 'matmul_forward', M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1),
+        ...(bias ? { bias: randn(r, N) } : {}) } }, ['a', 'b']);
+  }
+  for (const [M, K, N] of [[33, 768, 1000], [1, 64, 1000], [45, 20, 77], [129, 130, 129]]) {
+    add({ name: `matmul_nt ${M}x${K}x${N}`, tol: T.matmul, outputs: ['out'],
+      opts: { op: 'matmul_nt', M, K, N, a: randn(r, M * K), b: randn(r, N * K, 0.1) } }, ['a', 'b']);
+  }
+  for (const [M, K, N] of [[128, 256, 768], [1, 40, 129], [129, 15, 130], [37, 1000, 40]]) {
+    add({ name: `matmul_backward ${M}x${K}x${N} (accumulating dw, dbias)`, tol: T.matmul,
+      outputs: ['dinp', 'dw', 'dbias'],
+      opts: { op: 'matmul_backward', M, K, N, dout: randn(r, M * N), inp: randn(r, M * K), w: randn(r, K * N, 0.1),
+        dw: randn(r, K * N), dbias: randn(r, N) } }, ['inp', 'w']);
+  }
+  for (const [M, K, N, bias] of [[64, 768, 3072, true], [257, 96, 201, true], [1, 40, 129, true], [5, 33, 7, false]]) {
+    add({ name: `matmul_forward_gelu ${M}x${K}x${N}${bias ? ' +bias' : ''}`, tol: T.matmul,
+      tols: { out: T.gelu_of_gemm }, outputs: ['pre', 'out'], bf16Outputs: ['pre', 'out'], altRef: { out: 'outOfBf16Pre' },
+      opts: { op: 'matmul_forward_gelu', M, K, N, a: randn(r, M * K), b: randn(r, K * N, 0.1),
+        ...(bias ? { bias: randn(r, N) } : {}) } }, ['a', 'b']);
+  }
+  {
+    // The head's weight gradient reads x (ln_f) in bf16: consecutive chunks,
+    // a ragged last one, a range that starts inside the batch.
+    const M = 601, Vp = 320, C = 40;
+    const dlogits = randn(r, M * Vp, 0.01), x = bf16Round(randn(r, M * C)), dw = randn(r, Vp * C, 0.1);
+    for (const chunks of [202, 7])
+      add({ name: `classifier_weight_grad ${M}x${Vp}x${C} in chunks of ${chunks}`, tol: T.matmul, outputs: ['dw'],
+        opts: { op: 'classifier_weight_grad', M, Vp, C, dlogits, x, dw, chunks } }, []);
+    add({ name: `classifier_weight_grad rows 37..136 of ${M}`, tol: T.matmul, outputs: ['dw'],
+      opts: { op: 'classifier_weight_grad', M, Vp, C, rows: 100, row0: 37, dlogits: dlogits.slice(0, 100 * Vp),
+        x: x.slice(0, 100 * C), dw } }, []);
+  }
+  // LayerNorm and residual + LayerNorm: out in bf16; mean, rstd and resid
+  // fp32. One row, C below a warp and odd, C past a block's loop.
+  for (const [M, C, aliasResid] of [[64, 768, 1], [300, 200, 0], [1, 13, 2], [37, 1601, 1]]) {
+    const a = randn(r, M * C, 2);
+    for (let i = 0; i < a.length; ++i) a[i] += 0.5;
+    const gamma = randn(r, C), beta = randn(r, C), b = randn(r, M * C);
+    add({ name: `layernorm_forward ${M}x${C}`, tol: T.elementwise,
+      outputs: ['out', 'mean', 'rstd'], bf16Outputs: ['out'],
+      opts: { op: 'layernorm_forward', M, C, inp: a, gamma, beta, eps: 1e-5 } }, []);
+    add({ name: `residual_layernorm_forward ${M}x${C} alias ${['none', 'a', 'b'][aliasResid]}`, tol: T.elementwise,
+      outputs: ['resid', 'out', 'mean', 'rstd'], bf16Outputs: ['out'],
+      opts: { op: 'residual_layernorm_forward', M, C, aliasResid, a, b, gamma, beta, eps: 1e-5 } }, []);
+  }
+  // GELU: inp in bf16 (the stored pre), out in bf16 (forward), dinp fp32
+  // (backward); a long length and a short odd one.
+  for (const n of [100003, 7]) {
+    add({ name: `gelu_forward ${n}`, tol: T.elementwise, outputs: ['out'], bf16Outputs: ['out'],
+      opts: { op: 'gelu_forward', inp: randn(r, n, 3) } }, ['inp']);
+    add({ name: `gelu_backward ${n}`, tol: T.elementwise, outputs: ['out'],
+      opts: { op: 'gelu_backward', inp: randn(r, n, 3), dout: randn(r, n) } }, ['inp']);
+  }
+  // Attention: q, k, v and out in bf16 (packed qkv and out [B, T, C] as the
+  // model keeps them, or separate [B, H, T, D]); lse, dout and the gradients
+  // fp32. Every head size of the tensor-core kernels, dense and banded, odd
+  // lengths, one position, a document mask, and head sizes they do not take
+  // (32 and 7: the fp32 SIMT kernels read the bf16 tensors).
+  const attn = [
+    { B: 2, H: 3, T: 200, D: 64, banded: false, window: 0, layout: 'btc' },
+    { B: 2, H: 2, T: 200, D: 80, banded: true, window: 37, layout: 'bhtd' },
+    { B: 1, H: 3, T: 130, D: 96, banded: false, window: 0, layout: 'bhtd' },
+    { B: 1, H: 2, T: 97, D: 128, banded: true, window: 33, layout: 'btc' },
+    { B: 1, H: 1, T: 1, D: 64, banded: false, window: 0, layout: 'btc' },
+    { B: 2, H: 2, T: 150, D: 64, banded: false, window: 0, layout: 'btc', docs: 40 },
+    { B: 2, H: 3, T: 100, D: 32, banded: false, window: 0, layout: 'btc' },
+    { B: 1, H: 3, T: 45, D: 7, banded: true, window: 20, layout: 'bhtd' },
+  ];
+  for (const a of attn) {
+    const n = a.B * a.H * a.T * a.D;
+    const tc = [64, 80, 96, 128].includes(a.D);
+    const shape = { batch: a.B, heads: a.H, seq: a.T, headDim: a.D, banded: a.banded, window: a.window,
+      scale: 1 / Math.sqrt(a.D), layout: a.layout };
+    if (a.docs) {
+      // Documents of random lengths 1 to a.docs in each row.
+      const ds = new Int32Array(a.B * a.T);
+      for (let b = 0; b < a.B; ++b)
+        for (let i = 0, start = 0, next = 1 + Math.floor(r() * a.docs); i < a.T; ++i) {
+          if (i === next) [start, next] = [i, i + 1 + Math.floor(r() * a.docs)];
+          ds[b * a.T + i] = start;
+        }
+      shape.docStart = ds;
+    }
+    const label = `attention ${tc ? 'tensor cores' : 'fp32 kernels'} ${a.docs ? `documents (up to ${a.docs}) ` : ''}` +
+      `${a.banded ? `banded w=${a.window}` : 'dense'} B${a.B} H${a.H} T${a.T} D${a.D} ${a.layout}`;
+    const names = a.layout === 'btc' ? ['qkv'] : ['q', 'k', 'v'];
+    const inputs = Object.fromEntries(names.map((k) => [k, randn(r, a.layout === 'btc' ? 3 * n : n)]));
+    add({ name: `${label} forward`, tol: tc ? T.attention_tc_out : T.attention_fp32,
+      tols: { lse: tc ? T.attention_tc_lse : T.attention_fp32 }, attention: true,
+      outputs: ['out'], bf16Outputs: ['out'], absOutputs: ['lse'],
+      opts: { op: 'attention_forward', ...shape, ...inputs } }, names);
+    // Backward's out and lse: the CPU forward's (runOpChecks), out rounded
+    // to bf16 as the device stores it. T = 1 runs packed: dQ and dK are 0.
+    add({ name: `${label} backward`, tol: tc ? T.attention_tc_grad : T.attention_fp32, attention: true, outputs: a.layout === 'btc' ? ['dqkv'] : ['dq', 'dk', 'dv'],
+      needsForward: true, checkDeterminism: true,
+      opts: { op: 'attention_backward', ...shape, ...inputs, dout: randn(r, n) } }, []);
+  }
+  // convert: fp32 -> bf16 -> fp32 on the device against the CPU, bit for bit.
+  // Ties both ways (even below and odd below), just off a tie, the largest
+  // bf16, values that round past it to infinity, infinities, zeros of both
+  // signs, fp32 subnormals (some round up into the normal range), and random
+  // values over the whole exponent range, at an odd length.
+  {
+    const bits = [];
+    for (const sign of [0, 0x80000000]) {
+      for (const e of [0x3f800000, 0x00800000, 0x7f000000, 0x40400000]) {
+        for (const m of [0x0000, 0x10000, 0x20000, 0x7f0000]) {
+          bits.push(sign | e | m | 0x8000);  // ties: even and odd upper halves
+          bits.push(sign | e | m | 0x7fff);  // just below a tie
+          bits.push(sign | e | m | 0x8001);  // just above
+          bits.push(sign | e | m | 0xffff);  // rounds up into the next binade for m = 0x7f0000
+        }
+      }
+      bits.push(sign | 0x7f7f0000, sign | 0x7f7f7fff, sign | 0x7f7f8000, sign | 0x7f7fffff);  // max bf16, past it
+      bits.push(sign | 0x7f800000, sign | 0x00000000, sign | 0x00000001, sign | 0x00008000, sign | 0x00018000,
+        sign | 0x007f8000, sign | 0x007fffff, sign | 0x00400000);
+    }
+    const special = new Float32Array(new Uint32Array(bits).buffer);
+    const x = new Float32Array(200003);
+    x.set(special);
+    const xu = new Uint32Array(x.buffer);
+    for (let i = special.length; i < x.length; ++i) {
+      // A random sign, exponent and mantissa, NaN patterns (exponent 255 with a mantissa) left out.
+      let u = (Math.floor(r() * 0x100000000) >>> 0);
+      if ((u & 0x7f800000) === 0x7f800000) u &= 0xff800000;
+      xu[i] = u;
+    }
+    cases.push({ name: `convert ${x.length} (ties, infinities, subnormals, the range's ends)`, precision: 'bf16',
+      storage: 'bf16', tol: 0, exact: true, outputs: ['out'], opts: { op: 'convert', x } });
+    // NaN: quiet and signalling, both signs, payloads. A NaN stays a NaN; its
+    // bits are not compared: the CPU keeps the sign and the upper payload
+    // (native/cpu/bf16.h), CUDA's conversion (like the hardware's) gives the
+    // canonical 0x7fff.
+    const nan = new Float32Array(new Uint32Array([0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fffffff,
+      0x7fa00000, 0xffbfffff, 0x7f810000]).buffer);
+    cases.push({ name: 'convert NaNs (any NaN bits)', precision: 'bf16', storage: 'bf16', tol: 0, exact: true, anyNaN: true,
+      outputs: ['out'], opts: { op: 'convert', x: nan } });
+  }
+  return cases;
+}
+
+/** A case's storage: 'fp32' unless it says 'bf16'. */
+const storageOf = (c) => c.storage || 'fp32';
+
+/**
+ * The options a case runs with: its opts, and for attention backward the
+ * CPU forward's out and lse (out rounded to bf16 where the device keeps it
+ * in bf16).
+ */
+async function caseOptions(addon, c) {
+  if (!c.needsForward) return c.opts;
+  const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu', storage: 'fp32' });
+  return { ...c.opts, out: storageOf(c) === 'bf16' ? bf16Round(f.out) : f.out, lse: f.lse };
 }
 
 /**
@@ -367,16 +593,24 @@ async function runOpChecks(addon, device, { seed = 1234, only, onResult, cases }
   if (typeof addon.backendOp !== 'function') throw new Error('this addon has no backendOp (native/addon/backend_ops_binding.cc)');
   // `cases`: buildCases(seed) made once by the caller (building them costs
   // ~0.5 s in Node and ~30 s inside jest's VM context, once per call).
-  return runChecks(cases || buildCases(seed), device, (o) => addon.backendOp(o), {
+  // The reference: the CPU in fp32 storage (it keeps no bf16 tensors) on the
+  // same numbers; convert is the one op the CPU runs through bf16 itself.
+  // matmul_forward_gelu's out has a second reference there: gelu of the
+  // bf16-rounded pre (altRef; BF16_STORAGE_TOL says why).
+  const call = async (o) => {
+    if (o.device !== 'cpu' || o.op === 'convert') return addon.backendOp(o);
+    const ref = await addon.backendOp({ ...o, storage: 'fp32' });
+    if (o.op === 'matmul_forward_gelu' && o.storage === 'bf16')
+      ref.outOfBf16Pre = (await addon.backendOp({ device: 'cpu', op: 'gelu_forward', inp: bf16Round(ref.pre) })).out;
+    return ref;
+  };
+  return runChecks(cases || buildCases(seed), device, call, {
     only, onResult,
-    keyOf: (c) => c.name + ' ' + c.precision,
-    // Attention backward's inputs: the CPU forward's out and lse.
-    prepare: async (c) => {
-      if (!c.needsForward) return c.opts;
-      const f = await addon.backendOp({ ...c.opts, op: 'attention_forward', device: 'cpu' });
-      return { ...c.opts, out: f.out, lse: f.lse };
-    },
+    keyOf: (c) => `${c.name} ${c.precision} storage ${storageOf(c)}`,
+    precisionOf: (c) => (storageOf(c) === 'bf16' ? `${c.precision}, bf16 storage` : c.precision),
+    prepare: (c) => caseOptions(addon, c),
   });
 }
 
-module.exports = { buildCases, runOpChecks, relL2, bitEqual, rng, randn, randi };
+module.exports = { buildCases, runOpChecks, caseOptions, storageOf, relL2, bitEqual, bf16Round, rng, randn, randi,
+  BF16_STORAGE_TOL };

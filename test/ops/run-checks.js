@@ -51,6 +51,34 @@ function relL2(got, ref) {
   return Math.sqrt(num / den);
 }
 
+/**
+ * Relative L2 of what got differs from ref by beyond the rounding of a bf16
+ * store: each element's |got - ref| less half a bf16 ulp at ref (not below
+ * 0), over ||ref||. An output the device stores in bf16 holds its own fp32
+ * result rounded once to nearest, so against the CPU's fp32 result only the
+ * difference of the two fp32 results remains (a rounding that went the other
+ * way at a tie-near value included); a store that truncates, rounds twice or
+ * garbles bits leaves up to half an ulp more. Infinity on NaN/Inf or a
+ * length mismatch.
+ */
+function relL2Bf16(got, ref) {
+  if (!got || !ref || got.length !== ref.length) return Infinity;
+  const bits = new Uint32Array(ref.buffer, ref.byteOffset, ref.length);
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; ++i) {
+    const g = got[i], f = ref[i];
+    if (!Number.isFinite(g) || !Number.isFinite(f)) return Infinity;
+    // bf16 keeps 7 of fp32's 23 fraction bits: an ulp at exponent field e
+    // is 2^(e - 127 - 7) (subnormals: e = 1), half of it 2^(e - 135).
+    const e = Math.max((bits[i] >>> 23) & 0xff, 1);
+    const d = Math.max(0, Math.abs(g - f) - 2 ** (e - 135));
+    num += d * d;
+    den += f * f;
+  }
+  if (den === 0) return num === 0 ? 0 : Infinity;
+  return Math.sqrt(num / den);
+}
+
 /** Root-mean-square of got - ref; Infinity on NaN/Inf or a length mismatch. */
 function rmsDiff(got, ref) {
   if (!got || !ref || got.length !== ref.length || ref.length === 0) return Infinity;
@@ -74,19 +102,51 @@ function relL2Scale(got, scale) {
   return den === 0 ? (num === 0 ? 0 : Infinity) : Math.sqrt(num / den);
 }
 
-function bitEqual(a, b) {
+/** Bitwise equality; with anyNaN, a NaN matches any NaN (sign and payload aside). */
+function bitEqual(a, b, anyNaN = false) {
   if (!a || !b || a.length !== b.length) return false;
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < x.length; ++i) if (x[i] !== y[i]) return false;
+  for (let i = 0; i < x.length; ++i) if (x[i] !== y[i] && !(anyNaN && Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
   return true;
+}
+
+/** How many elements differ in their bits (as bitEqual); the length of the longer one when the lengths differ. */
+function bitDiffCount(a, b, anyNaN = false) {
+  if (!a || !b || a.length !== b.length) return Math.max(a ? a.length : 0, b ? b.length : 0, 1);
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  let n = 0;
+  for (let i = 0; i < x.length; ++i) if (x[i] !== y[i] && !(anyNaN && Number.isNaN(a[i]) && Number.isNaN(b[i]))) ++n;
+  return n;
+}
+
+/**
+ * A copy of x with every element rounded to the nearest bf16 (ties to even),
+ * as an fp32 value: what a tensor stored in bf16 holds. Infinities stay,
+ * values past the bf16 range round to infinity, NaN stays NaN.
+ */
+function bf16Round(x) {
+  const out = new Float32Array(x);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < u.length; ++i) {
+    if ((u[i] & 0x7fffffff) > 0x7f800000) continue;  // NaN
+    u[i] = ((u[i] + 0x7fff + ((u[i] >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+  return out;
 }
 
 /**
  * Runs each case on `device` and on 'cpu' through `call(opts)` (the addon's
  * backendOp or decodeOp) and compares them. A case is
- *   { name, precision?, tol, opts, outputs, exact?, absOutputs?, zeroOutputs?,
- *     zeroScale?, scalars?, checkDeterminism?, needsForward?, checkRowsAlone? }:
- * `outputs` are held to relative L2 < tol (bitwise equality when `exact`),
+ *   { name, precision?, tol, opts, outputs, exact?, anyNaN?, bf16Outputs?, altRef?,
+ *     absOutputs?, zeroOutputs?, zeroScale?, scalars?, checkDeterminism?,
+ *     needsForward?, checkRowsAlone? }:
+ * `outputs` are held to relative L2 < tol (`tols`: {output: tol} overrides
+ * tol for the outputs it names), or with `exact` to bitwise equality (the
+ * error recorded is then the number of elements that differ; with `anyNaN`
+ * a NaN matches any NaN); of them, `bf16Outputs` (stored in bf16 on the
+ * device) by relL2Bf16, the error beyond a bf16 rounding; `altRef`:
+ * {output: key} lets an output match the reference's `key` instead (two
+ * valid results; the error is the smaller);
  * `absOutputs` to an RMS difference < tol, `zeroOutputs` (exactly zero in
  * exact arithmetic) to ||got|| / ||opts[zeroScale]|| < tol, `scalars` to a
  * relative error < tol; with `checkDeterminism` the device runs again and
@@ -98,7 +158,7 @@ function bitEqual(a, b) {
  * Options: only (a string contained in the name, or a Set of keyOf(case)),
  * onResult(record) as each case finishes, keyOf, prepare, extra,
  * precisionOf(case), determinism (true: every case checks it).
- * Returns one record per case: { name, precision, tol, device, errors, pass,
+ * Returns one record per case: { name, precision, tol, tols?, device, errors, pass,
  * deterministic?, error?, seconds }.
  */
 async function runChecks(cases, device, call, o = {}) {
@@ -107,7 +167,7 @@ async function runChecks(cases, device, call, o = {}) {
   for (const c of cases) {
     if (o.only && !(typeof o.only === 'string' ? c.name.includes(o.only) : o.only.has(keyOf(c)))) continue;
     const rec = { name: c.name, precision: o.precisionOf ? o.precisionOf(c) : c.precision, tol: c.exact ? 0 : c.tol,
-      device, errors: {}, pass: false };
+      ...(c.tols ? { tols: c.tols } : {}), device, errors: {}, pass: false };
     const t0 = Date.now();
     try {
       const opts = o.prepare ? await o.prepare(c) : c.opts;
@@ -118,13 +178,21 @@ async function runChecks(cases, device, call, o = {}) {
         rec.errors[k] = e;
         if (!pass) ok = false;
       };
+      const tolOf = (k) => (c.tols && c.tols[k] !== undefined ? c.tols[k] : c.tol);
       for (const k of c.outputs) {
-        const e = relL2(got[k], ref[k]);
-        hold(k, e, c.exact ? bitEqual(got[k], ref[k]) : e < c.tol);
+        if (c.exact) {
+          const d = bitDiffCount(got[k], ref[k], c.anyNaN);
+          hold(k, d, d === 0);
+        } else {
+          const err = (want) => ((c.bf16Outputs || []).includes(k) ? relL2Bf16(got[k], want) : relL2(got[k], want));
+          const alt = c.altRef && c.altRef[k];
+          const e = alt ? Math.min(err(ref[k]), err(ref[alt])) : err(ref[k]);
+          hold(k, e, e < tolOf(k));
+        }
       }
       for (const k of c.absOutputs || []) {
         const e = rmsDiff(got[k], ref[k]);
-        hold(k, e, e < c.tol);
+        hold(k, e, e < tolOf(k));
       }
       for (const k of c.zeroOutputs || []) {
         const e = relL2Scale(got[k], opts[c.zeroScale]);
@@ -151,4 +219,4 @@ async function runChecks(cases, device, call, o = {}) {
   return results;
 }
 
-module.exports = { rng, randn, randi, relL2, rmsDiff, relL2Scale, bitEqual, runChecks };
+module.exports = { rng, randn, randi, relL2, relL2Bf16, rmsDiff, relL2Scale, bitEqual, bitDiffCount, bf16Round, runChecks };
