@@ -345,6 +345,16 @@ export class GPT {
     return this.sync((h) => h.graphs());
   }
 
+  /**
+   * The type this model stores its training activations (LayerNorm outputs,
+   * qkv, attention output, the MLP's pre- and post-GELU) and the weights'
+   * copy for the GEMMs in: 'bf16' on CUDA in bf16 (unless
+   * GPT_ENGINE_BF16_STORAGE=0), 'fp32' otherwise (docs/ARCHITECTURE.md "Precision").
+   */
+  storage(): 'fp32' | 'bf16' {
+    return this.sync((h) => h.storage());
+  }
+
   /** Copies of every parameter, keyed by HF GPT-2 names. */
   parameters(): Map<string, Float32Array> {
     return this.readBuffer('params');

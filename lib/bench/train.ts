@@ -95,6 +95,7 @@ export async function runTrain(ctx: SectionContext): Promise<TrainSection> {
       let model: GPT | null = null;
       try {
         model = await GPT.create(c.preset, { seed: 1, device: opts.device, precision });
+        row.storage = model.storage();
         const cfg = presetConfig(c.preset);
         const tokens = randomTokens(c.batch * c.seq, cfg.vocab_size, 7);
         const targets = randomTokens(c.batch * c.seq, cfg.vocab_size, 8);

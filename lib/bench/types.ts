@@ -161,6 +161,8 @@ export interface TrainRow {
   /** against the fp32 FMA peak */
   mfuFp32: number | null;
   loss?: number | null;
+  /** the engine's storage of the training activations (GPT.storage()) */
+  storage?: 'fp32' | 'bf16';
   note?: string;
 }
 

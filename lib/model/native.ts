@@ -36,6 +36,8 @@ export interface NativeModelHandle {
   accumulatedTargets(): number;
   /** CUDA graphs of the training step: "on" or "off: <why>", then the counts captured and replayed. */
   graphs(): string;
+  /** The type of the stored training activations and of the weights' GEMM copy (docs/ARCHITECTURE.md "Precision"). */
+  storage(): 'fp32' | 'bf16';
   memory(): Omit<ModelMemory, 'total'>;
   timings(): ModelTimings;
   dispose(): void;

@@ -39,6 +39,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
                            InstanceMethod("setStep", &ModelHandle::SetStep),
                            InstanceMethod("accumulatedTargets", &ModelHandle::AccumulatedTargets),
                            InstanceMethod("graphs", &ModelHandle::Graphs),
+                           InstanceMethod("storage", &ModelHandle::Storage),
                            InstanceMethod("memory", &ModelHandle::Memory),
                            InstanceMethod("timings", &ModelHandle::TimingsJs),
                            InstanceMethod("dispose", &ModelHandle::Dispose),
@@ -342,6 +343,14 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
       auto m = model(info.Env());
       std::lock_guard<std::mutex> lk(m->mutex());
       return Napi::String::New(info.Env(), m->backend().graph_status());
+    });
+  }
+
+  // "fp32" or "bf16": Model::storage() (docs/ARCHITECTURE.md "Precision").
+  Napi::Value Storage(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto m = model(info.Env());
+      return Napi::String::New(info.Env(), dtype_name(m->storage()));
     });
   }
 

@@ -47,6 +47,7 @@ const opts = { lr: 3e-3, weightDecay: 0.1, gradClip: 1 };
   const cpu = await GPT.create(cfg, { device: 'cpu', precision: 'bf16', seed: 5 });
   const b16 = await cuda('bf16', 5);
   const f32 = await cuda('fp32', 5);
+  r.storage = [cpu.storage(), b16.storage(), f32.storage()];
   b16.setParameters(cpu.parameters());
   f32.setParameters(cpu.parameters());
   // One forwardBackward from the same weights and batch.
@@ -97,6 +98,7 @@ interface Mem {
   activations: number;
 }
 interface Outcome {
+  storage: string[];
   loss: { cpu: number; bf16: number; fp32: number };
   gradVsCpu: number;
   gradVsFp32: number;
@@ -155,6 +157,7 @@ describe.each([
     expect(r.gradVsFp32).toBeLessThan(1.5e-2);
     expect(r.logitsVsCpu).toBeLessThan(1.5e-2);
     // The two storages really ran (the child set the switch before creating each model).
+    expect(r.storage).toEqual(['fp32', 'bf16', 'fp32']);
     expect(r.loss.bf16).not.toBe(r.loss.fp32);
   });
 

@@ -44,6 +44,7 @@ interface GemmOpts {
 const addon = loadAddon<{
   cudaGemm(o: GemmOpts): Promise<void>;
   cudaGemmInfo(): { cublaslt: boolean; gemm: string };
+  backendOp(o: Record<string, unknown>): Promise<Record<string, Float32Array>>;
 }>();
 
 // ---- helpers --------------------------------------------------------------
@@ -315,9 +316,17 @@ if (onStandIn) describe('bf16 storage through cuBLASLt (the stand-in)', () => {
     expect(sameBits((await run(p, combo, 'auto', 'bf16', need - 1)).c, own.c)).toBe(true);
     expect(sameBits((await run(p, combo, 'auto', 'bf16', 0)).c, own.c)).toBe(true);
   });
-  test('the fused GELU with bf16 pre and out stays on the own kernel', async () => {
+  test('bias + GELU with bf16 pre and out runs on cuBLASLt, its GELU reading the rounded pre (the composition)', async () => {
     const { own, auto } = await both(COMBOS.find((c) => c.gelu && c.c === 'bf16')!);
-    expect(sameBits(auto.c, own.c) && sameBits(auto.out!, own.out!)).toBe(true);
+    // gelu_forward (bf16 storage) of the stored pre: what cuBLASLt's path
+    // writes, and not what the own fused kernel writes (the GELU of the fp32
+    // pre), so this also shows which path ran.
+    const composed = async (pre: Float32Array) =>
+      (await addon.backendOp({ device: 'cuda', op: 'gelu_forward', storage: 'bf16', inp: pre })).out;
+    expect(sameBits(auto.out!, await composed(auto.c))).toBe(true);
+    expect(sameBits(own.out!, await composed(own.c))).toBe(false);
+    const ref = Float64Array.from(own.out!);
+    expect(relL2(auto.out!, 1, ref, 1, own.out!.length)).toBeLessThan(TOL_BF16);
   });
 });
 

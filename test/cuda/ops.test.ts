@@ -39,6 +39,16 @@ const ops = require('../ops/op-table.js') as {
   ): Promise<Array<{ name: string; pass: boolean; errors: Record<string, number>; error?: string; deterministic?: boolean }>>;
 };
 
+function relL2(got: Float32Array, want: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; ++i) {
+    num += (got[i] - want[i]) ** 2;
+    den += want[i] ** 2;
+  }
+  return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+}
+
 type BackendOp = (o: Record<string, unknown>) => Promise<Record<string, Float32Array | number>>;
 const addon = loadAddon<{ backendOp: BackendOp }>();
 const SEED = 20261117;
@@ -63,6 +73,13 @@ describe('CUDA backend ops match the CPU backend', () => {
   // in every fp32 output; an output stored in bf16 is that result rounded
   // once. matmul_forward_gelu's out may instead be gelu of the stored bf16
   // pre (Backend's default body).
+  // The GEMMs on cuBLASLt are the exception: a bf16 operand or C changes
+  // the call's types, and with them the algorithm it may pick, so there the
+  // GEMM ops are held to 1e-6 relative L2 of the fp32-storage result (the
+  // own kernels, GPT_ENGINE_GEMM=own, stay bit for bit: npm run test:emu
+  // runs this file both ways).
+  const gemmOnCublaslt = (addon as unknown as { cudaGemmInfo?: () => { cublaslt: boolean } }).cudaGemmInfo?.().cublaslt === true;
+  const isGemm = (op: unknown) => typeof op === 'string' && (op.startsWith('matmul') || op === 'classifier_weight_grad');
   describe('bf16 storage gives the fp32-storage result bit for bit (rounded once where stored in bf16)', () => {
     for (const c of CASES.filter((x) => ops.storageOf(x) === 'bf16' && x.opts.op !== 'convert')) {
       test(c.name, async () => {
@@ -74,6 +91,7 @@ describe('CUDA backend ops match the CPU backend', () => {
           const got = b16[k] as Float32Array;
           const want = (c.bf16Outputs || []).includes(k) ? ops.bf16Round(f32[k] as Float32Array) : (f32[k] as Float32Array);
           if (ops.bitEqual(got, want)) continue;
+          if (gemmOnCublaslt && isGemm(c.opts.op) && relL2(got, want) < 1e-6) continue;
           if (c.opts.op === 'matmul_forward_gelu' && k === 'out') {
             const composed = await addon.backendOp({ device: 'cuda', op: 'gelu_forward', storage: 'bf16', inp: b16.pre });
             if (ops.bitEqual(got, composed.out as Float32Array)) continue;

@@ -521,10 +521,11 @@ function bf16StorageCases(r) {
       outputs: ['out'], bf16Outputs: ['out'], absOutputs: ['lse'],
       opts: { op: 'attention_forward', ...shape, ...inputs } }, names);
     // Backward's out and lse: the CPU forward's (runOpChecks), out rounded
-    // to bf16 as the device stores it. T = 1 runs packed: dQ and dK are 0.
+    // to bf16 as the device stores it; q, k, v rounded as for the forward
+    // (the SIMT kernels read them as given). T = 1 runs packed: dQ and dK are 0.
     add({ name: `${label} backward`, tol: tc ? T.attention_tc_grad : T.attention_fp32, attention: true, outputs: a.layout === 'btc' ? ['dqkv'] : ['dq', 'dk', 'dv'],
       needsForward: true, checkDeterminism: true,
-      opts: { op: 'attention_backward', ...shape, ...inputs, dout: randn(r, n) } }, []);
+      opts: { op: 'attention_backward', ...shape, ...inputs, dout: randn(r, n) } }, names);
   }
   // convert: fp32 -> bf16 -> fp32 on the device against the CPU, bit for bit.
   // Ties both ways (even below and odd below), just off a tie, the largest
