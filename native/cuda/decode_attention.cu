@@ -26,9 +26,10 @@
 // each element exactly and computes as above. Where a row's bf16 K and V
 // are 16-byte aligned (D a multiple of 8, which the decode sessions' cache
 // layout then gives every row), keys and values are read 8 elements per
-// 16-byte load: lane e of a warp takes elements 8e..8e+7 of a key (D <= 256:
-// one vector per lane), and for the values the block forms groups of D / 8
-// threads, each thread 8 consecutive dimensions. Otherwise (any D, and the
+// 16-byte load: for the scores a group of lanes takes a key, lane e of the
+// group elements 8e..8e+7 (D <= 256: one vector per lane; a warp scores
+// several keys side by side), and for the values the block forms groups of
+// D / 8 threads, each thread 8 consecutive dimensions. Otherwise (any D, and the
 // fp32 cache) the loads are per element as described above.
 //
 // Slots: position j of a row lives in slot j % P of its cache ([H, P, D]);
@@ -153,28 +154,39 @@ __global__ void __launch_bounds__(kThreads) decode_attention_chunk_kernel(
   // Scores: each warp takes kKeysPerWarp keys at a time (independent loads
   // for latency hiding), lanes over D, then one butterfly sum per key.
   if (vec) {
-    // Lane e holds q[8e..8e+7] and reads that vector of each key (D <= 256:
-    // at most 32 vectors, one per lane).
-    const bool has = lane < (D >> 3);
+    // A key is D / 8 vectors: a group of lk lanes (the power of two >= D / 8)
+    // takes one key, lane e of the group holding q[8e..8e+7] and reading that
+    // vector of the key, so a warp scores 32 / lk keys side by side, each
+    // kKeysPerWarp times per pass (D = 64: 16 keys of 128 bytes in flight).
+    // The group's partial dot products are summed by butterflies within it.
+    const int nv = D >> 3;
+    int lk = 1;
+    while (lk < nv) lk <<= 1;
+    const int kpw = 32 / lk, sub = lane / lk, e = lane - sub * lk;
+    const bool has = e < nv;
     float qv[kVec];
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) qv[j] = has ? qs[lane * kVec + j] : 0.0f;
-    for (int i0 = warp * kKeysPerWarp; i0 < cnt; i0 += kWarps * kKeysPerWarp) {
+    for (int j = 0; j < kVec; ++j) qv[j] = has ? qs[e * kVec + j] : 0.0f;
+    const int step = kpw * kKeysPerWarp;  // keys of one warp pass
+    for (int i0 = warp * step; i0 < cnt; i0 += kWarps * step) {  // uniform over the warp
       float acc[kKeysPerWarp];
 #pragma unroll
       for (int u = 0; u < kKeysPerWarp; ++u) {
+        const int i = i0 + u * kpw + sub;
         acc[u] = 0.0f;
-        if (has && i0 + u < cnt) {
+        if (has && i < cnt) {
           float kf[kVec];
-          unpack_bf16x8(reinterpret_cast<const uint4*>(kc + (int64_t)slot(i0 + u) * D)[lane], kf);
+          unpack_bf16x8(reinterpret_cast<const uint4*>(kc + (int64_t)slot(i) * D)[e], kf);
 #pragma unroll
           for (int j = 0; j < kVec; ++j) acc[u] = fmaf(qv[j], kf[j], acc[u]);
         }
       }
 #pragma unroll
       for (int u = 0; u < kKeysPerWarp; ++u) {
-        const float v = warp_sum(acc[u]);
-        if (lane == 0 && i0 + u < cnt) ps[i0 + u] = v * scale;
+        float v = acc[u];
+        for (int o = lk >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        const int i = i0 + u * kpw + sub;
+        if (e == 0 && i < cnt) ps[i] = v * scale;
       }
     }
   } else {
