@@ -127,19 +127,33 @@ export function coreActivationBytes(c: GPTConfig, batch: number, seq: number): n
 }
 
 /**
+ * The type of the key/value cache a decode session keeps (Backend::kv_cache_dtype):
+ * bf16 on CUDA in bf16 unless GPT_ENGINE_BF16_STORAGE=0, else fp32.
+ */
+export function kvCacheType(device: LimitsDevice, precision: LimitsPrecision): 'fp32' | 'bf16' {
+  return device === 'cuda' && precision === 'bf16' && process.env.GPT_ENGINE_BF16_STORAGE !== '0' ? 'bf16' : 'fp32';
+}
+
+/**
  * Bytes of the key/value cache generation keeps (native/core/decode.h): per
  * sequence and layer, K and V of [H, P, D], where P is the sequence's capacity
- * (prompt + new tokens) on dense layers and min(window, capacity) on banded ones.
+ * (prompt + new tokens) on dense layers and min(window, capacity) on banded ones;
+ * 4 bytes an element, 2 for the bf16 cache of a bf16 model on CUDA (kvCacheType).
  */
-export function kvCacheBytes(c: GPTConfig, capacities: readonly number[]): number {
+export function kvCacheBytes(
+  c: GPTConfig,
+  capacities: readonly number[],
+  device: LimitsDevice = 'cpu',
+  precision: LimitsPrecision = 'fp32',
+): number {
   const patterns = layerPatterns(c);
-  let floats = 0;
+  let elems = 0;
   for (const cap of capacities)
     for (const p of patterns) {
       const slots = p === 'banded' ? Math.min(c.attention_window ?? cap, cap) : cap;
-      floats += 2 * c.n_embd * slots;
+      elems += 2 * c.n_embd * slots;
     }
-  return 4 * floats;
+  return (kvCacheType(device, precision) === 'bf16' ? 2 : 4) * elems;
 }
 
 /** "123 MiB"; with `long`, sizes from 1 GiB also in GiB or TiB: "2,662,219 MiB = 2.54 TiB". */

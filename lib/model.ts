@@ -195,7 +195,7 @@ export class GPT {
     const info = handle.tensorInfo();
     this.names = info.map((t) => t.name);
     this.shapeList = info.map((t) => t.shape);
-    this.batcher = modelScheduler(this.calls, () => this.handle, config, maxBatch, prefillChunk);
+    this.batcher = modelScheduler(this.calls, () => this.handle, config, maxBatch, prefillChunk, this.device, precision);
   }
 
   /** Builds a model from a preset name or a config object, with seeded weights (docs/ARCHITECTURE.md "The model"). */

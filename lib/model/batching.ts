@@ -16,7 +16,7 @@ import {
 } from '../generate';
 import type { DecodeNative } from '../generate/native';
 import { BatchScheduler, DEFAULT_PREFILL_CHUNK } from '../generate/scheduler';
-import { kvCacheBytes } from '../limits';
+import { kvCacheBytes, LimitsDevice, LimitsPrecision } from '../limits';
 import { loadAddon } from '../native';
 import type { NativeModelHandle } from './native';
 import type { CallQueue } from './queue';
@@ -28,6 +28,8 @@ export function modelScheduler(
   config: GPTConfig,
   maxBatch: number,
   prefillChunk: number = DEFAULT_PREFILL_CHUNK,
+  device: LimitsDevice = 'cpu',
+  precision: LimitsPrecision = 'fp32',
 ): BatchScheduler {
   const live = (): NativeModelHandle => {
     const h = handle();
@@ -44,7 +46,8 @@ export function modelScheduler(
       vocabSize: config.vocab_size,
       nPositions: config.n_positions,
       // A banded layer's ring holds window + chunk - 1 entries (native/core/decode.h).
-      cacheBytes: (caps) => kvCacheBytes(bandedRing(config, Math.min(prefillChunk, config.n_positions)), caps),
+      cacheBytes: (caps) =>
+        kvCacheBytes(bandedRing(config, Math.min(prefillChunk, config.n_positions)), caps, device, precision),
     },
     maxBatch,
     prefillChunk,

@@ -7,7 +7,10 @@
 //
 // Options (all integers are plain numbers, arrays typed):
 //   common       M, H, D; the row records as Int32Arrays [M]: kOffset,
-//                vOffset, slots, pos, first (KvRow fields)
+//                vOffset, slots, pos, first (KvRow fields, in elements);
+//                cacheType 'fp32' (default) or 'bf16' (Backend::kv_cache_dtype):
+//                a bf16 cache is the given cache rounded to nearest even, and
+//                comes back widened to fp32
 //   kv_store     cache Float32Array (initial contents), k, v [M * ld]
 //                (ld, default C = H*D) -> { cache }
 //   decode_attention
@@ -39,7 +42,9 @@ namespace gpt {
 namespace addon {
 namespace {
 
-using DecodeOpArgs = OpInputs;
+struct DecodeOpArgs : OpInputs {
+  DType cache = DType::F32;  // cacheType
+};
 using DecodeOpResult = OpOutputs;
 
 // The M row records, checked against the cache size and the KvRow contract.
@@ -96,7 +101,14 @@ DecodeOpResult run_decode_op(const DecodeOpArgs& a) {
     const FVec& cache = need_f_any(a, "cache");
     int max_keys = 1;
     std::vector<KvRow> rows = read_rows(a, M, H, D, cache.size(), op == "kv_store", &max_keys);
-    float* dcache = buf.up(cache, "cache");
+    // The cache in its type (a bf16 one converted on the backend, so the
+    // rounding is the backend's), and back to fp32 for the result.
+    float* dcache32 = buf.up(cache, "cache");
+    TensorRef dcache(dcache32);
+    if (a.cache == DType::BF16) {
+      dcache = TensorRef(buf.up(std::vector<uint16_t>(cache.size()), "bf16 cache"), DType::BF16);
+      be->convert(dcache, dcache32, static_cast<int64_t>(cache.size()));
+    }
     KvRow* drows = buf.up(rows, "rows");
     if (op == "kv_store") {
       const int64_t ld = opt_int(a, "ld", C, int64_t(1) << 30, C);
@@ -104,7 +116,8 @@ DecodeOpResult run_decode_op(const DecodeOpArgs& a) {
       float* k = buf.up(need_f(a, "k", n), "k");
       float* v = buf.up(need_f(a, "v", n), "v");
       be->kv_store(dcache, drows, M, k, v, ld, H, D);
-      res.f["cache"] = buf.down(dcache, cache.size());
+      if (dcache.bf16()) be->convert(dcache32, dcache, static_cast<int64_t>(cache.size()));
+      res.f["cache"] = buf.down(dcache32, cache.size());
     } else {
       const int64_t ldq = opt_int(a, "ldq", C, int64_t(1) << 30, C);
       const int64_t ldo = opt_int(a, "ldo", C, int64_t(1) << 30, C);
@@ -167,6 +180,12 @@ Napi::Value DecodeOp(const Napi::CallbackInfo& info) {
   return op_call(info, "decodeOp", [](const Napi::Object& o, DecodeOpArgs& a) {
     a.device = get_string(o, "device");
     a.op = get_string(o, "op");
+    if (has(o, "cacheType")) {
+      const std::string t = get_string(o, "cacheType");
+      if (t != "fp32" && t != "bf16")
+        throw_invalid("Expected 'fp32' or 'bf16' for cacheType but received '" + t + "'");
+      a.cache = t == "bf16" ? DType::BF16 : DType::F32;
+    }
   }, &run_decode_op);
 }
 

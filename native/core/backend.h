@@ -167,8 +167,9 @@ enum class DecodeWeight { Linear = 0, Head = 1 };
 // One row of a decoding batch for one layer (the decoding ops below): a
 // token of one sequence at absolute position `pos`, and where that
 // sequence's cache of this layer lives. The cache of one (sequence, layer)
-// is K [H, P, D] at cache + k and V [H, P, D] at cache + v (float offsets
-// into one backend buffer), P = `slots`. Position j lives in slot j % P:
+// is K [H, P, D] at cache + k and V [H, P, D] at cache + v (offsets in
+// elements of the cache's type, kv_cache_dtype, into one backend buffer),
+// P = `slots`. Position j lives in slot j % P:
 // for a dense layer P is the capacity (j < P, so the slot is j); for a
 // banded layer P = min(capacity, window + extend_max - 1) (DecodeState)
 // and the slots form a ring holding the last P positions. The row attends
@@ -177,7 +178,7 @@ enum class DecodeWeight { Linear = 0, Head = 1 };
 // window + 1)).
 // Plain data with the same layout on the host and the device (32 bytes).
 struct KvRow {
-  int64_t k = 0, v = 0;  // float offsets of this layer's K and V cache
+  int64_t k = 0, v = 0;  // element offsets of this layer's K and V cache
   int32_t slots = 1;     // P
   int32_t pos = 0;       // the row's position (< 0: kv_store skips the row)
   int32_t first = 0;     // first position attended
@@ -318,15 +319,26 @@ class Backend {
                                   AttnTensor k, AttnTensor v, AttnTensor out, const float* lse, AttnTensor dout) = 0;
 
   // ---- decoding (KV cache; native/core/decode.h) ------------------------------
+  // The type of the key/value cache a decoding session of a model at
+  // precision p keeps (docs/ARCHITECTURE.md "Precision"): fp32 unless a
+  // backend stores bf16 (CUDA under BF16; $GPT_ENGINE_BF16_STORAGE=0 keeps
+  // fp32). kv_store and decode_attention take a cache of this type.
+  virtual DType kv_cache_dtype(Precision p) const {
+    (void)p;
+    return DType::F32;
+  }
   // `rows` [M] (KvRow, in backend memory) describe M rows of one layer; row r
   // belongs to one sequence, and no two rows of one call share a sequence's
-  // cache slot. Row r's k/v/q/out vectors are [H, D] = [C] at ptr + r * ld.
+  // cache slot. Row r's k/v/q/out vectors are [H, D] = [C] at ptr + r * ld
+  // (fp32 always).
   // kv_store: writes row r's key and value into its cache at slot pos % P
-  // (every head); rows with pos < 0 are skipped (a prefill passes the
-  // prompt positions the ring would drop that way).
-  virtual void kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
+  // (every head), rounded to nearest even when the cache is bf16; rows with
+  // pos < 0 are skipped (a prefill passes the prompt positions the ring
+  // would drop that way).
+  virtual void kv_store(TensorRef cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
                         int D) = 0;
-  // Single-query attention over the cache, fp32 throughout: for each row r
+  // Single-query attention over the cache, fp32 arithmetic throughout (a
+  // bf16 cache is read as the fp32 values it holds): for each row r
   // and head h, out[r, h] = softmax(scale * q[r, h] . K[j]) @ V[j] over
   // positions j = first..pos of row r. Overwrites out. `max_keys` >= every
   // row's pos - first + 1 (sizes the split over positions on a GPU). The
@@ -334,7 +346,7 @@ class Backend {
   // caches); consecutive rows of one sequence at consecutive positions (an
   // extend's chunk) may be computed together (the CPU tiles runs of 16 or
   // more), so such a row's bits may depend on the length of its run.
-  virtual void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache,
+  virtual void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, CTensorRef cache,
                                 const KvRow* rows, int M, int H, int D, float scale, int max_keys) = 0;
   // out[r, C] = wte[tokens[r]] + wpe[positions[r]] (tokens and positions
   // [M] in backend memory): the embedding of rows at their own positions.

@@ -126,9 +126,10 @@ DecodeState::DecodeState(std::shared_ptr<Model> model, const std::vector<int>& c
     GPT_CHECK_ARG(patterns_[static_cast<size_t>(l)] == AttnPattern::Dense || window_ >= 1,
                   "banded layer without an attention window");
   pos_.assign(caps_.size(), 0);
+  kv_dtype_ = be_.kv_cache_dtype(model_->precision());
   const int64_t total = layout();
-  cache_bytes_ = static_cast<size_t>(total) * sizeof(float);
-  cache_ = static_cast<float*>(be_.alloc(cache_bytes_, "the key/value cache"));
+  cache_bytes_ = static_cast<size_t>(total) * dtype_size(kv_dtype_);
+  cache_ = be_.alloc(cache_bytes_, "the key/value cache");
   max_keys_.assign(static_cast<size_t>(L_), 1);
 }
 
@@ -158,10 +159,11 @@ void DecodeState::resize(const std::vector<int>& capacities) {
   const std::vector<int64_t> old_off = off_;
   caps_ = capacities;
   const int64_t total = layout();
-  const size_t bytes = static_cast<size_t>(total) * sizeof(float);
-  float* fresh = nullptr;
+  const size_t esize = dtype_size(kv_dtype_);
+  const size_t bytes = static_cast<size_t>(total) * esize;
+  char* fresh = nullptr;
   try {
-    fresh = static_cast<float*>(be_.alloc(bytes, "the key/value cache"));
+    fresh = static_cast<char*>(be_.alloc(bytes, "the key/value cache"));
   } catch (...) {
     // Nothing changed: the old cache and layout stay.
     caps_ = old_caps;
@@ -174,10 +176,11 @@ void DecodeState::resize(const std::vector<int>& capacities) {
     if (caps_[static_cast<size_t>(b)] != old_caps[static_cast<size_t>(b)] || old_pos[static_cast<size_t>(b)] == 0)
       continue;
     // Same capacity, so the same entries per layer: K and V of (b, l) are
-    // one block of 2 H P D floats, copied whole.
+    // one block of 2 H P D elements, copied whole.
+    const char* old = static_cast<const char*>(cache_);
     for (int l = 0; l < L_; ++l)
-      be_.copy(fresh + k_off(b, l), cache_ + old_off[static_cast<size_t>(b) * L_ + l],
-               sizeof(float) * 2 * static_cast<size_t>(H_) * slots(b, l) * D_);
+      be_.copy(fresh + k_off(b, l) * esize, old + old_off[static_cast<size_t>(b) * L_ + l] * esize,
+               esize * 2 * static_cast<size_t>(H_) * slots(b, l) * D_);
     pos_[static_cast<size_t>(b)] = old_pos[static_cast<size_t>(b)];
   }
   if (cache_) be_.free(cache_);
@@ -372,9 +375,10 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
     // on its rows of qkv ([T, 3C] -> strided [1, H, T, D] views). At the
     // model's precision, as the training forward: a prompt goes through the
     // blocks as a forward pass over it would, so its logits are the
-    // forward's. (A step's single-query attention is fp32 at every
-    // precision: it is bound by reading the fp32 cache, and bf16 products
-    // would save nothing there. The CPU's attention is fp32 throughout.)
+    // forward's. (A step's single-query attention computes in fp32 at
+    // every precision: it is bound by reading the cache, bf16 on CUDA under
+    // BF16, and bf16 products would save nothing there. The CPU's
+    // attention and cache are fp32 throughout.)
     for (int b : seqs) {
       const int T = lengths[b];
       float* q0 = qkv + int64_t(row0[static_cast<size_t>(b)]) * 3 * C;
@@ -384,7 +388,7 @@ void DecodeState::prefill(const int32_t* tokens, const int* lengths, float* logi
       be_.attention_forward(model_->attn_shape(l, 1, T), o, s.lse.f(), q, k, v);
     }
     // Keys and values of the positions the cache keeps.
-    be_.kv_store(cache_, d_rows + int64_t(l) * M, M, qkv + C, qkv + 2 * C, 3 * C, H_, D);
+    be_.kv_store(cache(), d_rows + int64_t(l) * M, M, qkv + C, qkv + 2 * C, 3 * C, H_, D);
   });
   check_abort(abort);
   std::vector<int> last;
@@ -450,8 +454,8 @@ void DecodeState::extend(const int32_t* tokens, const int* lengths, float* logit
       // The whole chunk's keys and values first, then every row attends to
       // the positions up to its own (the ring is large enough: slots()).
       const KvRow* rl = d_rows + int64_t(l) * M;
-      be_.kv_store(cache_, rl, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
-      be_.decode_attention(att, C, qkv, 3 * C, cache_, rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
+      be_.kv_store(cache(), rl, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
+      be_.decode_attention(att, C, qkv, 3 * C, cache(), rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
     });
     check_abort(abort);
   } catch (...) {
@@ -519,8 +523,8 @@ void DecodeState::step(const int32_t* tokens, const uint8_t* active, float* logi
   run_blocks(M, true, abort, [&](int l, float* qkv, float* att) {
     // The new key and value first: the query attends to its own position.
     const KvRow* rl = d_rows + int64_t(l) * M;
-    be_.kv_store(cache_, rl, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
-    be_.decode_attention(att, C, qkv, 3 * C, cache_, rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
+    be_.kv_store(cache(), rl, M, qkv + C, qkv + 2 * C, 3 * C, H, D);
+    be_.decode_attention(att, C, qkv, 3 * C, cache(), rl, M, H, D, scale, max_keys_[static_cast<size_t>(l)]);
   });
   for (int r = 0; r < M; ++r) ++pos_[static_cast<size_t>(seqs[static_cast<size_t>(r)])];
   emit_logits(s.h.f(), seqs, logits_out);

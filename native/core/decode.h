@@ -50,8 +50,12 @@ class DecodeState {
   int batch() const { return static_cast<int>(caps_.size()); }
   // Tokens held by sequence b so far (its next position).
   int position(int b) const { return pos_[static_cast<size_t>(b)]; }
-  // Bytes of the key/value cache (all sequences, all layers).
+  // Bytes of the key/value cache (all sequences, all layers): its elements
+  // times the size of the cache's type (kv_dtype()).
   size_t cache_bytes() const { return cache_bytes_; }
+  // The type of the cache's elements: the backend's kv_cache_dtype at the
+  // model's precision when the session was opened (bf16 on CUDA under BF16).
+  DType kv_dtype() const { return kv_dtype_; }
   // Bytes of backend and host scratch besides the cache.
   size_t scratch_bytes() const;
   // The most tokens sequence b may hold.
@@ -111,10 +115,12 @@ class DecodeState {
 
  private:
   struct Scratch;
-  // Cache of sequence b, layer l: K then V, each [H, P, D], at these float
-  // offsets into cache_.
+  // Cache of sequence b, layer l: K then V, each [H, P, D], at these element
+  // offsets into cache_ (elements of kv_dtype_).
   int64_t k_off(int b, int l) const { return off_[static_cast<size_t>(b) * L_ + l]; }
   int64_t v_off(int b, int l) const { return k_off(b, l) + int64_t(H_) * slots(b, l) * D_; }
+  // The cache as the decoding ops take it.
+  TensorRef cache() const { return {cache_, kv_dtype_}; }
   // The KvRow of sequence b at position pos in layer l.
   KvRow kv_row(int b, int l, int pos) const;
   // Uploads ints_host_ (tokens, then positions: [2M]) and rows_host_ ([L, M]
@@ -125,7 +131,7 @@ class DecodeState {
   void ensure_rows(int rows);
   // Checks capacities against the model and the limit on sequences.
   void check_capacities(const std::vector<int>& caps) const;
-  // Offsets of every (sequence, layer) for caps_ into off_; returns the cache's floats.
+  // Offsets of every (sequence, layer) for caps_ into off_; returns the cache's elements.
   int64_t layout();
   // Checks a prefill's arguments (an extend's with `extend`); returns the
   // number of tokens.
@@ -163,8 +169,9 @@ class DecodeState {
   std::vector<AttnPattern> patterns_;
   std::vector<int> caps_;
   std::vector<int> pos_;
-  std::vector<int64_t> off_;  // [B * L] float offsets into cache_
-  float* cache_ = nullptr;    // backend memory, every (sequence, layer)
+  std::vector<int64_t> off_;  // [B * L] element offsets into cache_
+  DType kv_dtype_ = DType::F32;
+  void* cache_ = nullptr;  // backend memory, every (sequence, layer), elements of kv_dtype_
   size_t cache_bytes_ = 0;
   std::vector<KvRow> rows_host_;      // [L, M] row records of the current call
   std::vector<int32_t> ints_host_;    // [2M] tokens, positions of the current call

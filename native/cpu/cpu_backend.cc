@@ -164,13 +164,14 @@ class CpuBackend final : public Backend {
   }
 
   // ---- decoding (decode_attention.h) ---------------------------------------
-  void kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
+  // The cache is fp32 (kv_cache_dtype is fp32).
+  void kv_store(TensorRef cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
                 int D) override {
-    cpu::decode_kv_store(cache, rows, M, k, v, ld, H, D);
+    cpu::decode_kv_store(cache.f32("kv_store cache"), rows, M, k, v, ld, H, D);
   }
-  void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
+  void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, CTensorRef cache, const KvRow* rows,
                         int M, int H, int D, float scale, int /*max_keys: no split over positions here*/) override {
-    cpu::decode_attention(out, ldo, q, ldq, cache, rows, M, H, D, scale);
+    cpu::decode_attention(out, ldo, q, ldq, cache.f32("decode_attention cache"), rows, M, H, D, scale);
   }
   void embedding_at(float* out, const int32_t* tokens, const int32_t* positions, const float* wte, const float* wpe,
                     int M, int C) override {

@@ -385,12 +385,19 @@ class CudaBackend final : public Backend {
   }
 
   // ---- decoding (decode_attention.cuh) -------------------------------------------
-  void kv_store(float* cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
+  // A bf16 cache under BF16 (docs/ARCHITECTURE.md "Precision"), unless
+  // $GPT_ENGINE_BF16_STORAGE=0 keeps fp32 (the switch of activation_dtype).
+  DType kv_cache_dtype(Precision p) const override {
+    if (p != Precision::BF16) return DType::F32;
+    const char* e = std::getenv("GPT_ENGINE_BF16_STORAGE");
+    return e && std::string(e) == "0" ? DType::F32 : DType::BF16;
+  }
+  void kv_store(TensorRef cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
                 int D) override {
     set_device();
     cuda::decode_kv_store(cache, rows, M, k, v, ld, H, D, stream_);
   }
-  void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, const float* cache, const KvRow* rows,
+  void decode_attention(float* out, int64_t ldo, const float* q, int64_t ldq, CTensorRef cache, const KvRow* rows,
                         int M, int H, int D, float scale, int max_keys) override {
     set_device();
     // The per-chunk partials of long caches share the transient reduce slot.

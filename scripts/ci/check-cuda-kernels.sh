@@ -47,7 +47,9 @@ expected=(
   'crossentropy_kernel' 'loss_sum_kernel'
   'sum_squares_partial_kernel' 'sum_squares_finish_kernel' 'grad_scale_kernel'
   'adamw_kernel'
-  'decode_kv_store_kernel' 'decode_attention_chunk_kernel' 'decode_attention_combine_kernel' 'decode_embedding_kernel'
+  'decode_kv_store_kernel<float>' 'decode_kv_store_kernel<__nv_bfloat16>'
+  'decode_attention_chunk_kernel<float>' 'decode_attention_chunk_kernel<__nv_bfloat16>'
+  'decode_attention_combine_kernel' 'decode_embedding_kernel'
 )
 missing=0
 for k in "${expected[@]}"; do

@@ -4,8 +4,11 @@
  * on failure), with NaN in every cache slot a row must not read and
  * NaN-poisoned outputs: relative L2 below 1e-5 for attention (fp32 cache and
  * accumulation on both), bitwise equality for the store and the embedding,
- * and the same result twice on the GPU. Runs only where a GPU is present
- * (jest.config.js); the GPU check (npm run gpu-check) runs the same cases.
+ * and the same result twice on the GPU. The bf16 cache (cacheType 'bf16')
+ * against a float64 reference on the bf16-rounded keys and values: the store
+ * bitwise, attention below 1e-5, rows alone bitwise as in the batch
+ * (decode-op-table.js). Runs only where a GPU is present (jest.config.js);
+ * the GPU check (npm run gpu-check) runs the same cases.
  */
 import { loadAddon } from '../../lib/native';
 
@@ -13,6 +16,12 @@ import { loadAddon } from '../../lib/native';
 const dops = require('../ops/decode-op-table.js') as {
   buildDecodeCases(seed: number): Array<{ name: string }>;
   runDecodeOpChecks(
+    addon: unknown,
+    device: string,
+    opts: { seed?: number; only?: Set<string>; cases?: Array<{ name: string }> },
+  ): Promise<Array<{ name: string; pass: boolean; errors: Record<string, number>; error?: string; deterministic?: boolean }>>;
+  buildDecodeBf16Cases(seed: number): Array<{ name: string }>;
+  runDecodeBf16Checks(
     addon: unknown,
     device: string,
     opts: { seed?: number; only?: Set<string>; cases?: Array<{ name: string }> },
@@ -42,5 +51,36 @@ describe(`CUDA decoding ops match the CPU backend (seed ${SEED})`, () => {
         kOffset: Int32Array.of(0), vOffset: Int32Array.of(H * P * D), slots: Int32Array.of(P), pos: Int32Array.of(3),
         first: Int32Array.of(0) }),
     ).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('head_dim 264') });
+  });
+});
+
+describe(`CUDA decoding ops with a bf16 cache match the float64 reference (seed ${SEED})`, () => {
+  const cases = dops.buildDecodeBf16Cases(SEED);
+  for (const c of cases) {
+    test(c.name, async () => {
+      const [r] = await dops.runDecodeBf16Checks(addon, 'cuda', { seed: SEED, only: new Set([c.name]), cases });
+      expect(r).toBeDefined();
+      expect(r.error).toBeUndefined();
+      if (!r.pass) throw new Error(`${c.name} (seed ${SEED}): errors ${JSON.stringify(r.errors)} deterministic=${r.deterministic}`);
+    });
+  }
+
+  const H = 1, D = 8, P = 4;
+  const rows = { M: 1, H, D, kOffset: Int32Array.of(0), vOffset: Int32Array.of(H * P * D), slots: Int32Array.of(P),
+    pos: Int32Array.of(2), first: Int32Array.of(0) };
+  test('the CPU backend takes no bf16 cache: a clear error', async () => {
+    const cache = new Float32Array(2 * H * P * D);
+    await expect(addon.decodeOp({ device: 'cpu', op: 'kv_store', cacheType: 'bf16', ...rows, cache,
+      k: new Float32Array(D), v: new Float32Array(D) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('kv_store cache') });
+    await expect(addon.decodeOp({ device: 'cpu', op: 'decode_attention', cacheType: 'bf16', ...rows, cache,
+      q: new Float32Array(D) })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('decode_attention cache') });
+  });
+  test('an unknown cacheType is a clear error', () => {
+    expect(() => addon.decodeOp({ device: 'cuda', op: 'decode_attention', cacheType: 'fp16', ...rows,
+      cache: new Float32Array(2 * H * P * D), q: new Float32Array(D) })).toThrow(
+      expect.objectContaining({ code: 'INVALID_ARGUMENT',
+        message: expect.stringContaining("'fp32' or 'bf16' for cacheType but received 'fp16'") }));
   });
 });

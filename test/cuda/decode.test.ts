@@ -5,8 +5,10 @@
  * logits are the forward's at each prompt's last position (relative L2 below
  * 1e-5 in both precisions; a prefill with fp32 attention in a bf16 model
  * misses by ~3e-3). The steps after it follow the forward over the longer
- * sequences to the precision's tolerance (their single-query attention is
- * fp32 at every precision). A sequence prefilled again (generation past the
+ * sequences to the precision's tolerance (their single-query attention
+ * computes in fp32 at every precision; in bf16 it reads the bf16 key/value
+ * cache, whose rounding test/cuda/decode-kv-bf16.test.ts measures against
+ * the CPU). A sequence prefilled again (generation past the
  * context) starts over at position 0 while the other keeps its cache. A
  * prompt prefilled in chunks (a prefill, then extends attending over the
  * cache) follows the forward to the steps' tolerance.

@@ -16,6 +16,18 @@
 // Error metric: relative L2 (NaN or Inf never passes); fp32 tolerance 1e-5.
 // kv_store and embedding_at are copies and one fp32 add: they must match
 // exactly.
+//
+// The bf16 cache (cacheType 'bf16', Backend::kv_cache_dtype on CUDA under
+// bf16; the CPU keeps fp32 only) has cases of its own, held to a float64
+// reference instead of the CPU (buildDecodeBf16Cases, runDecodeBf16Checks):
+// kv_store must give bitwise the bf16 rounding (nearest even) of what it
+// stores, and decode_attention, which computes in fp32 from the bf16 values,
+// must match the float64 attention over the bf16-rounded keys and values to
+// the fp32 tolerance (1e-5; the rounding itself, 2^-9 relative per element,
+// would show as ~1e-3). Cases with 16-byte aligned rows (head size a multiple
+// of 8, offsets a multiple of 8 elements) take the kernel's vector loads, the
+// others its per-element loads; an extend stores a chunk, then attends over
+// the cache the store returned.
 const { rng, randn, randi, relL2, bitEqual, runChecks } = require('./run-checks.js');
 
 /**
@@ -25,9 +37,11 @@ const { rng, randn, randi, relL2, bitEqual, runChecks } = require('./run-checks.
  * rows with the same `seq` share the cache of the first of them (the rows of
  * one sequence in an extend).
  */
-function layout(rowsSpec, H, D) {
+function layout(rowsSpec, H, D, align = false) {
   const rows = { kOffset: [], vOffset: [], slots: [], pos: [], first: [] };
-  let off = 3;  // nothing starts at 0: offsets are really applied
+  // `align`: every cache at a multiple of 8 elements (16 bytes of bf16).
+  const up = (x) => (align ? Math.ceil(x / 8) * 8 : x);
+  let off = align ? 8 : 3;  // nothing starts at 0: offsets are really applied
   const seqAt = new Map();
   for (const s of rowsSpec) {
     if (s.seq !== undefined && seqAt.has(s.seq)) {
@@ -38,8 +52,8 @@ function layout(rowsSpec, H, D) {
       if (s.seq !== undefined) seqAt.set(s.seq, rows.kOffset.length);
       const span = H * s.P * D;
       rows.kOffset.push(off);
-      rows.vOffset.push(off + span + 5);
-      off += 2 * span + 5 + 7;
+      rows.vOffset.push(up(off + span + 5));
+      off = up(up(off + span + 5) + span + 7);
     }
     rows.slots.push(s.P);
     rows.pos.push(s.pos);
@@ -56,8 +70,8 @@ function layout(rowsSpec, H, D) {
 // Slot of position j in a ring of P slots.
 const slotOf = (j, P) => j % P;
 
-function attentionCase(r, name, H, D, spec, { ldqExtra = 0, ldoExtra = 0, maxKeys } = {}) {
-  const { total, rows } = layout(spec, H, D);
+function attentionCase(r, name, H, D, spec, { ldqExtra = 0, ldoExtra = 0, maxKeys, align = false } = {}) {
+  const { total, rows } = layout(spec, H, D, align);
   const C = H * D;
   // NaN everywhere, then random keys and values in exactly the slots each
   // row attends: any other slot read shows up as NaN.
@@ -179,11 +193,12 @@ function rowAlone(o, r) {
  * twice and must agree with itself bitwise). One record per case, the shape
  * of op-table.js's runOpChecks records; onResult(record) as each finishes.
  * `cases`: buildDecodeCases(seed) made once by the caller (jest runs one
- * case per call).
+ * case per call). Without `cases` and `only`, on a device other than the
+ * CPU, the bf16-cache cases (runDecodeBf16Checks) follow.
  */
 async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult, cases } = {}) {
   if (typeof addon.decodeOp !== 'function') throw new Error('this addon has no decodeOp (native/addon/decode_ops_binding.cc)');
-  return runChecks(cases || buildDecodeCases(seed), device, (o) => addon.decodeOp(o), {
+  const fp32 = await runChecks(cases || buildDecodeCases(seed), device, (o) => addon.decodeOp(o), {
     only, onResult, determinism: true, precisionOf: () => 'fp32',
     extra: async (c, opts, got, rec) => {
       let ok = true;
@@ -205,6 +220,220 @@ async function runDecodeOpChecks(addon, device, { seed = 1234, only, onResult, c
       return ok;
     },
   });
+  // A whole run (the GPU check) takes the bf16-cache cases too on a GPU.
+  if (cases || only || device === 'cpu') return fp32;
+  return fp32.concat(await runDecodeBf16Checks(addon, device, { seed, onResult }));
 }
 
-module.exports = { buildDecodeCases, rowAlone, runDecodeOpChecks };
+
+// ---- the bf16 cache ---------------------------------------------------------
+
+const f32box = new Float32Array(1), u32box = new Uint32Array(f32box.buffer);
+/** x rounded to bf16 (to nearest, ties to even; NaN stays NaN), as the fp32 value it holds. */
+function bf16(x) {
+  f32box[0] = x;
+  const u = u32box[0];
+  if ((u & 0x7fffffff) > 0x7f800000) return NaN;
+  u32box[0] = (u + 0x7fff + ((u >>> 16) & 1)) & 0xffff0000;
+  return f32box[0];
+}
+const bf16Array = (a) => Float32Array.from(a, bf16);
+/** Bitwise equal, except that any NaN matches any NaN (a NaN's bits after a bf16 round trip are the backend's). */
+function sameBits(a, b) {
+  if (!a || !b || a.length !== b.length) return false;
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < x.length; ++i) if (x[i] !== y[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+
+/** kv_store in float64 (a copy): the cache after the store. */
+function storeRef(o) {
+  const cache = Float64Array.from(o.cache);
+  const C = o.H * o.D, ld = o.ld || C;
+  for (let r = 0; r < o.M; ++r) {
+    if (o.pos[r] < 0) continue;
+    const P = o.slots[r], slot = slotOf(o.pos[r], P);
+    for (let h = 0; h < o.H; ++h)
+      for (let d = 0; d < o.D; ++d) {
+        cache[o.kOffset[r] + (h * P + slot) * o.D + d] = o.k[r * ld + h * o.D + d];
+        cache[o.vOffset[r] + (h * P + slot) * o.D + d] = o.v[r * ld + h * o.D + d];
+      }
+  }
+  return cache;
+}
+
+/** decode_attention in float64 on the cache as given: out [M, C]. */
+function attentionRef(o) {
+  const { M, H, D } = o, C = H * D, ldq = o.ldq || C, scale = o.scale;
+  const out = new Float64Array(M * C);
+  for (let r = 0; r < M; ++r) {
+    const P = o.slots[r], n = o.pos[r] - o.first[r] + 1;
+    for (let h = 0; h < H; ++h) {
+      const s = new Float64Array(n);
+      let mx = -Infinity;
+      for (let i = 0; i < n; ++i) {
+        const kb = o.kOffset[r] + (h * P + slotOf(o.first[r] + i, P)) * D;
+        let dot = 0;
+        for (let d = 0; d < D; ++d) dot += o.q[r * ldq + h * D + d] * o.cache[kb + d];
+        s[i] = dot * scale;
+        mx = Math.max(mx, s[i]);
+      }
+      let sum = 0;
+      for (let i = 0; i < n; ++i) sum += (s[i] = Math.exp(s[i] - mx));
+      for (let i = 0; i < n; ++i) {
+        const vb = o.vOffset[r] + (h * P + slotOf(o.first[r] + i, P)) * D;
+        for (let d = 0; d < D; ++d) out[r * C + h * D + d] += (s[i] / sum) * o.cache[vb + d];
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * An extend into a bf16 cache: rows of several sequences ({P, from, n, w?}:
+ * n rows at positions from.., banded with window w when given) store their
+ * keys and values (ld = 3C, as the model's qkv), then attend over the cache.
+ * The cache holds random values in the slots of the positions before each
+ * chunk that its rows attend, NaN elsewhere.
+ */
+function extendCase(r, name, H, D, seqs, align) {
+  const spec = [];
+  seqs.forEach((q, i) => {
+    for (let t = 0; t < q.n; ++t)
+      spec.push({ seq: i, P: q.P, pos: q.from + t, first: q.w ? Math.max(0, q.from + t - q.w + 1) : 0 });
+  });
+  const { total, rows } = layout(spec, H, D, align);
+  const C = H * D, M = spec.length, ld = 3 * C;
+  const cache = new Float32Array(total).fill(NaN);
+  let row = 0;
+  seqs.forEach((q) => {
+    const lo = q.w ? Math.max(0, q.from - q.w + 1) : 0;
+    for (let j = lo; j < q.from; ++j)
+      for (let h = 0; h < H; ++h) {
+        const at = (h * q.P + slotOf(j, q.P)) * D;
+        cache.set(randn(r, D), rows.kOffset[row] + at);
+        cache.set(randn(r, D), rows.vOffset[row] + at);
+      }
+    row += q.n;
+  });
+  const qkv = randn(r, (M - 1) * ld + 3 * C);
+  const n = (M - 1) * ld + C;  // q, k and v are rows of qkv
+  return { name: `bf16 cache: kv_store then decode_attention, ${name} H${H} D${D}`, chain: true, tol: 1e-5,
+    opts: { M, H, D, ...rows, cache, cacheType: 'bf16', ld, ldq: ld, ldo: C, scale: 1 / Math.sqrt(D),
+      q: qkv.slice(0, n), k: qkv.slice(C, C + n), v: qkv.slice(2 * C, 2 * C + n) } };
+}
+
+/** The bf16-cache cases, from a seed. */
+function buildDecodeBf16Cases(seed) {
+  const r = rng(seed ^ 0x5bf16);
+  const cases = [];
+  const dense = (P, pos) => ({ P, pos, first: 0 });
+  const band = (w, cap, pos) => ({ P: Math.min(cap, w), pos, first: Math.max(0, pos - w + 1) });
+  const att = (name, H, D, spec, o = {}) => {
+    const c = attentionCase(r, name, H, D, spec, o);
+    c.name = `bf16 cache: ${c.name}${o.align && D % 8 === 0 ? ' (16-byte rows)' : ' (per-element loads)'}`;
+    c.opts.cacheType = 'bf16';
+    return c;
+  };
+  const A = { align: true };
+  cases.push(att('dense position 0', 2, 64, [dense(8, 0)], A));
+  cases.push(att('dense P=300 full', 3, 80, [dense(300, 299)], A));
+  cases.push(att('dense 257 keys (a one-key last chunk)', 2, 128, [dense(300, 256)], A));
+  cases.push(att('dense 1000 keys (4 chunks)', 2, 64, [dense(1000, 999)], A));
+  cases.push(att('dense 1000 keys (4 chunks)', 2, 64, [dense(1000, 999)]));
+  cases.push(att('banded ring wrapped (w=37, pos 100)', 3, 64, [band(37, 200, 100)], A));
+  cases.push(att('head size 8', 4, 8, [dense(50, 45), band(7, 40, 23)], A));
+  cases.push(att('head size 24', 2, 24, [dense(50, 49)], A));
+  cases.push(att('head size 256', 1, 256, [dense(300, 270)], A));
+  cases.push(att('odd head size', 3, 17, [dense(40, 39), band(7, 40, 23)], A));
+  cases.push(att('head size 1', 4, 1, [dense(9, 8)]));
+  for (const align of [true, false])
+    cases.push(Object.assign(att('a batch at different positions, strided q/out', 4, 64,
+      [dense(64, 0), dense(64, 63), band(16, 64, 40), dense(500, 420), band(5, 64, 4)],
+      { ldqExtra: 2 * 4 * 64, ldoExtra: 3, align }), { checkRowsAlone: true }));
+  {
+    // kv_store alone: the stored rows rounded, the rest of the cache as
+    // it was (rounded); a prefill's skipped row (pos < 0) included.
+    const c = storeCase(r, 'dense and ring slots, position 0', 2, 64,
+      [dense(10, 0), band(4, 30, 13), dense(33, 32), band(1, 30, 7), band(4, 30, 2)], 2 * 128);
+    c.opts.pos = Int32Array.from(c.opts.pos, (p, i) => (i === 4 ? -1 : p));
+    c.name = `bf16 cache: ${c.name}`;
+    c.opts.cacheType = 'bf16';
+    c.storeOnly = true;
+    cases.push(c);
+  }
+  // An extend: 11 rows of a dense sequence (positions 20..30), a step row of
+  // another, 10 rows of a banded one (window 5, ring 14: wraps) at 40..49.
+  const ext = [{ P: 40, from: 20, n: 11 }, { P: 64, from: 33, n: 1 }, { P: 14, from: 40, n: 10, w: 5 }];
+  cases.push(extendCase(r, 'an extend, dense and a wrapped ring', 2, 64, ext, true));
+  cases.push(extendCase(r, 'an extend, dense and a wrapped ring', 3, 17, ext, false));
+  cases.push(extendCase(r, 'a long extend over chunks', 2, 32, [{ P: 700, from: 300, n: 20 }, { P: 320, from: 700, n: 5, w: 300 }], true));
+  return cases;
+}
+
+/**
+ * Runs the bf16-cache cases on `device` (the CPU backend takes no bf16
+ * cache): stores bitwise the rounded reference, attention within the case's
+ * tolerance of the float64 reference on the bf16 values, the device twice
+ * bitwise, and rows alone bitwise as in the batch where the case asks.
+ * Records as runDecodeOpChecks'.
+ */
+async function runDecodeBf16Checks(addon, device, { seed = 1234, only, onResult, cases } = {}) {
+  const results = [];
+  for (const c of cases || buildDecodeBf16Cases(seed)) {
+    if (only && !(typeof only === 'string' ? c.name.includes(only) : only.has(c.name))) continue;
+    const rec = { name: c.name, precision: 'fp32', cache: 'bf16', tol: c.tol || 0, device, errors: {}, pass: false };
+    const t0 = Date.now();
+    try {
+      let ok = true;
+      const run = (o) => addon.decodeOp({ ...o, device });
+      const o = c.opts;
+      let attOpts = null;
+      if (c.chain || c.storeOnly) {
+        const st = { ...o, op: 'kv_store' };
+        const got = await run(st);
+        const want = bf16Array(storeRef({ ...st, cache: o.cache }));
+        const again = await run(st);
+        const same = sameBits(got.cache, want);
+        rec.errors.cache = same ? 0 : relL2(got.cache, want);
+        rec.deterministic = sameBits(got.cache, again.cache);
+        if (!same || !rec.deterministic) ok = false;
+        if (c.chain) attOpts = { ...o, op: 'decode_attention', cache: got.cache };
+      } else {
+        attOpts = o;
+      }
+      if (attOpts) {
+        const got = await run(attOpts);
+        const want = attentionRef({ ...attOpts, cache: bf16Array(attOpts.cache) });
+        rec.errors.out = relL2(got.out, want);
+        if (!(rec.errors.out < c.tol)) ok = false;
+        const again = await run(attOpts);
+        rec.deterministic = (rec.deterministic ?? true) && bitEqual(got.out, again.out);
+        if (!rec.deterministic) ok = false;
+        if (got.gapsUntouched !== 1) {
+          rec.errors.gaps = Infinity;
+          ok = false;
+        }
+        if (c.checkRowsAlone) {
+          const C = attOpts.H * attOpts.D;
+          for (let i = 0; i < attOpts.M; ++i) {
+            const alone = await run(rowAlone(attOpts, i));
+            if (!bitEqual(alone.out, got.out.subarray(i * C, (i + 1) * C))) {
+              rec.errors[`row ${i} alone`] = relL2(alone.out, got.out.subarray(i * C, (i + 1) * C));
+              ok = false;
+            }
+          }
+        }
+      }
+      rec.pass = ok;
+    } catch (e) {
+      rec.error = String(e && e.message ? e.message : e);
+    }
+    rec.seconds = (Date.now() - t0) / 1000;
+    results.push(rec);
+    if (onResult) onResult(rec);
+  }
+  return results;
+}
+
+module.exports = { buildDecodeCases, rowAlone, runDecodeOpChecks, buildDecodeBf16Cases, runDecodeBf16Checks, bf16 };

@@ -39,10 +39,13 @@ function backendMethods(header: string): string[] {
 // runs through them (test/cuda/host-syncs.test.ts counts their allocations).
 // The graph_* methods record and replay a training micro-batch's ops as a
 // CUDA graph (test/cuda/graph.test.ts compares it with eager training).
+// kv_cache_dtype names the type of a decode session's cache; the bf16-cache
+// cases of decode-op-table.js and test/cuda/decode-kv-bf16.test.ts run with it.
 const NOT_OPS = new Set([
   'name', 'alloc', 'free', 'to_device', 'to_host', 'copy', 'zero', 'synchronize', 'native_stream', 'decode_weight_bytes',
   'decode_weight_pack', 'reserve_training_scratch', 'training_scratch_bytes',
   'graph_capture_begin', 'graph_capture_end', 'graph_replay', 'graph_forget', 'graph_status',
+  'kv_cache_dtype',
 ]);
 
 /** The `op` of every case of both tables (built in plain node: inside jest's VM it takes ~30 s). */
