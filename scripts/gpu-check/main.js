@@ -231,14 +231,18 @@ async function benchEngine(addon) {
   const repeat = dryRun ? 1 : 10;
   const r = ops.rng(5);
   const rows = [];
-  const cases = [...shapes.map((s) => ({ s, precision: 'bf16' })), ...fp32Shapes.map((s) => ({ s, precision: 'fp32' }))];
-  for (const { s, precision } of cases) {
+  // bf16 with q, k, v and out stored in bf16 (the training step's storage), and on the fp32 shapes also bf16
+  // reading fp32 tensors (GPT_ENGINE_BF16_STORAGE=0's path: the kernels convert as they stage).
+  const cases = [...shapes.map((s) => ({ s, precision: 'bf16', storage: 'bf16' })),
+    ...fp32Shapes.map((s) => ({ s, precision: 'bf16', storage: 'fp32' })),
+    ...fp32Shapes.map((s) => ({ s, precision: 'fp32', storage: 'fp32' }))];
+  for (const { s, precision, storage } of cases) {
     const n = s.B * s.H * s.T * s.D;
     // precision bf16: the tensor-core kernels; fp32: the SIMT ones (backendOp's default).
-    const base = { device, precision, batch: s.B, heads: s.H, seq: s.T, headDim: s.D, banded: s.banded, window: s.w, scale: 1 / Math.sqrt(s.D),
-      q: ops.randn(r, n), k: ops.randn(r, n), v: ops.randn(r, n) };
+    const base = { device, precision, storage, batch: s.B, heads: s.H, seq: s.T, headDim: s.D, banded: s.banded, window: s.w,
+      scale: 1 / Math.sqrt(s.D), q: ops.randn(r, n), k: ops.randn(r, n), v: ops.randn(r, n) };
     const flops = attentionFlops(s);
-    const row = { ...s, precision, pattern: s.banded ? `banded w=${s.w}` : 'dense' };
+    const row = { ...s, precision, storage, pattern: s.banded ? `banded w=${s.w}` : 'dense' };
     try {
       const f = await addon.backendOp({ ...base, op: 'attention_forward', repeat });
       const b = await addon.backendOp({ ...base, op: 'attention_backward', out: f.out, lse: f.lse, dout: ops.randn(r, n), repeat });
@@ -250,12 +254,12 @@ async function benchEngine(addon) {
       row.error = String(e.message || e);
     }
     rows.push(row);
-    log(`  engine attention ${precision} ${row.pattern} B${s.B} H${s.H} T${s.T} D${s.D}: ${row.error || `fwd ${row.fwd_tflops.toFixed(1)} TFLOP/s, fwd+bwd ${row.fwdbwd_tflops.toFixed(1)} TFLOP/s`}`);
+    log(`  engine attention ${precision} (${storage} storage) ${row.pattern} B${s.B} H${s.H} T${s.T} D${s.D}: ${row.error || `fwd ${row.fwd_tflops.toFixed(1)} TFLOP/s, fwd+bwd ${row.fwdbwd_tflops.toFixed(1)} TFLOP/s`}`);
   }
   // Dense against banded at the same length: the same queries, so the ratio of times is the ratio of tokens/s.
   const bandRatio = [];
-  for (const d of rows.filter((x) => !x.banded && x.precision === 'bf16' && !x.error)) {
-    const b = rows.find((x) => x.banded && x.precision === 'bf16' && x.T === d.T && x.D === d.D && x.B === d.B && x.H === d.H && !x.error);
+  for (const d of rows.filter((x) => !x.banded && x.precision === 'bf16' && x.storage === 'bf16' && !x.error)) {
+    const b = rows.find((x) => x.banded && x.precision === 'bf16' && x.storage === 'bf16' && x.T === d.T && x.D === d.D && x.B === d.B && x.H === d.H && !x.error);
     if (b) bandRatio.push({ T: d.T, D: d.D, w: b.w, fwd: d.fwd_ms / b.fwd_ms, fwdbwd: (d.fwd_ms + d.bwd_ms) / (b.fwd_ms + b.bwd_ms) });
   }
   const { gemms, step } = await benchGemmAndStep(addon, r);
@@ -275,7 +279,7 @@ async function benchEngine(addon) {
   }
   writeJson('bench-engine.json', { device, dryRun, gemmImpl: gemmImpl(addon), peakTflops: PEAK_TFLOPS, attention: rows, bandRatio, gemm: gemms, step, own, decodeAttention: decodeRows, note: 'timed through backendOp / decodeOp: device time of the op between two synchronizations, mean of `repeat` runs' });
   for (const x of rows)
-    table.push([`engine attn ${x.precision} ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
+    table.push([`engine attn ${x.precision}${x.precision === 'bf16' && x.storage === 'fp32' ? ' fp32-storage' : ''} ${x.pattern} T${x.T} D${x.D}`, x.error ? 'ERROR' : 'ran', x.error ? x.error.slice(0, 80) : `fwd ${x.fwd_tflops.toFixed(1)}, fwd+bwd ${x.fwdbwd_tflops.toFixed(1)} TFLOP/s`]);
   for (const x of bandRatio)
     table.push([`engine band w=${x.w} vs dense T${x.T} D${x.D}`, 'ran', `tokens/s ${x.fwd.toFixed(1)}x (fwd), ${x.fwdbwd.toFixed(1)}x (fwd+bwd)`]);
   if (own && own.error) table.push(['engine own GEMM beside cuBLASLt', 'ERROR', own.error]);
