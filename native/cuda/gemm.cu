@@ -113,6 +113,15 @@ inline constexpr bool tc_order_checked() {
   return true;
 }
 static_assert(tc_order_checked(), "grouped_tile must map the block ids onto every tile exactly once");
+// The order the comment above counts on (the LM head: N's 393 tiles the
+// group dimension, M's 64 the other): blocks 0-7 take wte tiles 0-7 against
+// A's row tile 0, block 8 the same wte tiles against row tile 1, and the
+// second group (wte tiles 8-15) starts at block 8 x 64.
+static_assert(grouped_tile(7, 393, 64, TC_GROUP).major == 7 && grouped_tile(7, 393, 64, TC_GROUP).minor == 0 &&
+                  grouped_tile(8, 393, 64, TC_GROUP).major == 0 && grouped_tile(8, 393, 64, TC_GROUP).minor == 1 &&
+                  grouped_tile(8 * 64, 393, 64, TC_GROUP).major == 8 &&
+                  grouped_tile(8 * 64, 393, 64, TC_GROUP).minor == 0,
+              "grouped_tile must walk a group's tiles fastest");
 
 // This block's tile origin (bm, bn). Block ids stay within int: C holds
 // 16384 elements per block.
