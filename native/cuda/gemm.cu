@@ -36,6 +36,7 @@
 // Epilogue: bias (fp32) is added to the fp32 accumulator, which is stored as
 // fp32 or rounded once to bf16 (C; the GELU output is the GELU of the fp32
 // value).
+// Block order: grouped along the larger operand (tc_block_tile below).
 #include <cuda_bf16.h>
 
 #include <atomic>
@@ -49,6 +50,7 @@
 #include "common.cuh"
 #include "cublaslt.h"
 #include "gemm.cuh"
+#include "gemm_order.h"
 #include "ops.cuh"
 #include "smem_copy.cuh"
 
@@ -70,6 +72,73 @@ static_assert(TC_CHUNKS % TC_THREADS == 0, "staging must divide evenly");
 static_assert(TC_BK == 32 && TC_BM == 128, "the chunk maps and swizzles assume 128 x 32 operand tiles");
 static_assert(TC_NI % 2 == 0, "B fragments are loaded two n8 tiles at a time");
 static_assert(TC_SMEM <= 99 * 1024, "must fit sm_86/89's per-block opt-in limit");
+
+// Which output tile a block computes. The grid stays (tiles of N, tiles of
+// M); the linear block id (blockIdx.x fastest, the order blocks start in)
+// goes through grouped_tile (gemm_order.h): groups of TC_GROUP tiles along
+// the dimension of the larger operand (M x K of A against N x K of B, in
+// bytes; K is common), each group walked down the other dimension whole.
+// The group's strip of the large operand (TC_GROUP x 128 x K elements) stays
+// in L2 while the whole small operand streams past it; that operand is read
+// from L2 once per group, from DRAM about once when it fits L2.
+// The LM head (matmul_nt, A = lnf [BT, 768] bf16, B = wte [50304, 768] bf16;
+// BT = 8192: 64 x 393 tiles; an operand tile is 128 x 768 x 2 B = 192 KiB;
+// 132 SMs, one block each, so a wave is 132 blocks):
+//   row-major (the old order): a wave is 1 A tile + 132 wte tiles (25 MiB),
+//     each wte tile used by one block; a row of 393 tiles reads all of wte
+//     (74 MiB, past a 50 MB L2) before the next row starts again, so wte
+//     comes from DRAM once per row of tiles: 64 x 77 MB = 4.9 GB a call;
+//   grouped along N (wte is the larger, so this order): a wave is 8 wte
+//     tiles + 17 A tiles (132 / 8 = 16.5 rows; 25 tiles, 4.7 MiB), each wte
+//     tile shared by 16-17 blocks at once; the group walks all 64 rows
+//     (512 blocks, ~4 waves) with its 8 wte tiles (1.5 MiB) in L2, so wte
+//     comes from DRAM once (77 MB) and A (12 MiB, fits L2) about once:
+//     ~90 MB a call;
+//   grouped along M (the other way): the same 4.7 MiB wave, but every group
+//     of 8 rows streams all of wte: 8 passes, 0.6 GB.
+// With TC_GROUP or fewer tiles in the group dimension the order is plain
+// row-major (grouped along N) or column-major (along M). Which tile a block
+// computes changes nothing in its arithmetic: C is bitwise the same.
+constexpr int TC_GROUP = 8;
+
+// Every tile exactly once (checked here at compile time): single tiles, one
+// row or column of tiles, ragged last groups, exact multiples of the group.
+inline constexpr bool tc_order_checked() {
+  const int sizes[] = {1, 2, 3, 7, 8, 9, 10, 15, 16, 17, 23};
+  const int groups[] = {1, 3, TC_GROUP};
+  for (int r : sizes)
+    for (int c : sizes)
+      for (int g : groups)
+        if (!grouped_tile_is_bijection(r, c, g)) return false;
+  return true;
+}
+static_assert(tc_order_checked(), "grouped_tile must map the block ids onto every tile exactly once");
+// The order the comment above counts on (the LM head: N's 393 tiles the
+// group dimension, M's 64 the other): blocks 0-7 take wte tiles 0-7 against
+// A's row tile 0, block 8 the same wte tiles against row tile 1, and the
+// second group (wte tiles 8-15) starts at block 8 x 64.
+static_assert(grouped_tile(7, 393, 64, TC_GROUP).major == 7 && grouped_tile(7, 393, 64, TC_GROUP).minor == 0 &&
+                  grouped_tile(8, 393, 64, TC_GROUP).major == 0 && grouped_tile(8, 393, 64, TC_GROUP).minor == 1 &&
+                  grouped_tile(8 * 64, 393, 64, TC_GROUP).major == 8 &&
+                  grouped_tile(8 * 64, 393, 64, TC_GROUP).minor == 0,
+              "grouped_tile must walk a group's tiles fastest");
+
+// This block's tile origin (bm, bn). Block ids stay within int: C holds
+// 16384 elements per block.
+template <typename AT, typename BT>
+__device__ __forceinline__ void tc_block_tile(int M, int N, int& bm, int& bn) {
+  const int mt = static_cast<int>(gridDim.y), nt = static_cast<int>(gridDim.x);
+  const int id = static_cast<int>(blockIdx.y) * nt + static_cast<int>(blockIdx.x);
+  if (static_cast<long long>(N) * sizeof(BT) >= static_cast<long long>(M) * sizeof(AT)) {
+    const GemmTile t = grouped_tile(id, nt, mt, TC_GROUP);  // B the larger: groups of N tiles
+    bm = t.minor * TC_BM;
+    bn = t.major * TC_BN;
+  } else {
+    const GemmTile t = grouped_tile(id, mt, nt, TC_GROUP);  // A the larger: groups of M tiles
+    bm = t.major * TC_BM;
+    bn = t.minor * TC_BN;
+  }
+}
 
 // Offset (in bf16) of operand tile element (r, k): r in [0,128) is m for A
 // and n for B. RowsContig: the tile is r-major ([k][r]), else k-major ([r][k]).
@@ -248,7 +317,8 @@ __device__ __forceinline__ void gemm_bf16_tc_body(int M, int N, int K, const AT*
   auto mma_a = [&](int j) { return A16 ? ring_a(j % TC_RING) : tile_a(j & 1); };
   auto mma_b = [&](int j) { return B16 ? ring_b(j % TC_RING) : tile_b(j & 1); };
 
-  const int bm = blockIdx.y * TC_BM, bn = blockIdx.x * TC_BN;
+  int bm, bn;
+  tc_block_tile<AT, BT>(M, N, bm, bn);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int wm = (warp / (TC_BN / TC_WN)) * TC_WM, wn = (warp % (TC_BN / TC_WN)) * TC_WN;
   const int g = lane / 4, t = lane % 4;

@@ -11,6 +11,8 @@
  *    gives bitwise the C of the fp32 operand (own kernels), and a bf16 C is
  *    bitwise the bf16 rounding of the fp32 C;
  *  - bias, the fused GELU, accumulation, and clear errors for what is refused.
+ *  - grids of several groups of tiles (the kernels' block order), the last
+ *    group ragged, against the float64 reference.
  */
 import { loadAddon } from '../../lib/native';
 
@@ -253,6 +255,40 @@ describe('bf16-storage GEMMs against float64 on the bf16-rounded inputs', () => 
           if (!combo.gelu) expectGapsUntouched(r.c, p);
         }
       });
+});
+
+// Grids of several tile groups (gemm.cu's block order: groups of 8 tiles
+// along the dimension of the larger operand, the last group shorter): a
+// block that took no tile or another's leaves C's tiles at C0 (random), so
+// the float64 reference fails them.
+const GRID_SHAPES: Shape[] = [
+  { M: 9 * 128 + 1, N: 3 * 128 - 5, K: 40, pad: 1, off: 1 }, // 10 x 3 tiles, A the larger: groups of 8 and 2 row tiles
+  { M: 3 * 128 - 84, N: 9 * 128 + 1, K: 40, pad: 0, off: 0 }, // 3 x 10 tiles, B the larger: groups of 8 and 2 column tiles
+  { M: 9 * 128 + 1, N: 77, K: 33, pad: 2, off: 2 }, // one column of 10 tiles
+  { M: 50, N: 9 * 128 + 1, K: 33, pad: 3, off: 0 }, // one row of 10 tiles
+  { M: 17 * 128 + 5, N: 200, K: 20, pad: 0, off: 1 }, // 18 x 2 tiles: groups of 8, 8 and 2
+];
+
+describe('grids of several tile groups, ragged last group (own kernels, against float64)', () => {
+  for (const combo of COMBOS)
+    test(combo.name, async () => {
+      for (const shape of GRID_SHAPES) {
+        const p = problem(combo, shape);
+        const r = await run(p, combo, 'own');
+        const ref = reference(p);
+        const { M, N } = shape;
+        const tol = combo.c === 'bf16' ? TOL_BF16 : TOL_F32;
+        const what = `${combo.name} M=${M} N=${N} K=${shape.K}`;
+        const e = relL2(r.c, p.ldc, ref, M, N);
+        if (!(e < tol)) throw new Error(`${what}: C relative L2 error ${e} (limit ${tol})`);
+        if (combo.gelu) {
+          const eg = relL2(r.out!, p.ldc, ref, M, N, geluTanh);
+          if (!(eg < tol)) throw new Error(`${what}: GELU out relative L2 error ${eg} (limit ${tol})`);
+        } else {
+          expectGapsUntouched(r.c, p);
+        }
+      }
+    });
 });
 
 describe('bf16 storage changes no bits under Precision::BF16 (own kernels)', () => {
