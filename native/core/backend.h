@@ -146,6 +146,21 @@ struct TrainingShape {
   int64_t classifier_elems = 0;
 };
 
+// The scalars of one training step in backend memory (Model::step writes
+// them with one to_device before the step's device work), so that this work
+// takes no per-step value from the host as a kernel argument and can be
+// replayed as a CUDA graph (AdamWParams::hyper_at, grad_scale_of). Plain data
+// with the same layout on the host and the device (64 bytes).
+struct StepScalars {
+  double bias1 = 1, bias2 = 1;  // 1 - beta1^step, 1 - beta2^step, in double
+  double inv_count = 1;         // 1 / the step's target count
+  double grad_clip = 0;         // <= 0: no clipping
+  float lr = 0, beta1 = 0, beta2 = 0, eps = 0;
+  float weight_decay = 0;       // applied by the calls with AdamWParams::decay
+  float pad[3] = {0, 0, 0};
+};
+static_assert(sizeof(StepScalars) == 64, "StepScalars is shared with device code");
+
 // One AdamW update. The hyperparameters have no defaults here: callers copy
 // them from StepOptions (native/core/model.h), their only home.
 struct AdamWParams {
@@ -157,6 +172,13 @@ struct AdamWParams {
   // non-finite value there makes the call change nothing (the step is
   // skipped). The training step uses it so AdamW needs no value from the host.
   const float* grad_scale_at = nullptr;
+  // When set: lr, beta1, beta2, eps and the bias corrections are read from
+  // this struct in the backend's memory (float(bias1), float(bias2): the same
+  // values as computed from `step`), and the weight decay is its weight_decay
+  // when `decay` (else 0); lr, beta1, beta2, eps, weight_decay and step above
+  // are not read.
+  const StepScalars* hyper_at = nullptr;
+  bool decay = false;
 };
 
 // A weight as the linear ops of a decode step read it (Backend "decoding:
@@ -447,6 +469,8 @@ class Backend {
   // overwritten. AdamWParams::grad_scale_at reads *scale.
   virtual void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, double inv_count,
                              double grad_clip) = 0;
+  // The same, with inv_count and grad_clip read from *at (backend memory).
+  virtual void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, const StepScalars* at) = 0;
   // Decoupled AdamW on one tensor; decay applies when weight_decay != 0.
   virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) = 0;
   virtual void scale(float* x, float s, int64_t n) = 0;

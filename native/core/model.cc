@@ -318,7 +318,8 @@ Model::Model(const ModelConfig& cfg, std::unique_ptr<Backend> backend, Precision
     grads_ = static_cast<float*>(backend_->alloc(bytes, "the gradients"));
     m_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW first moments"));
     v_ = static_cast<float*>(backend_->alloc(bytes, "the AdamW second moments"));
-    step_scalars_ = static_cast<float*>(backend_->alloc(32, "the step's gradient scale, norm and loss"));
+    step_scalars_ = static_cast<float*>(
+        backend_->alloc(32 + sizeof(StepScalars), "the step's gradient scale, norm, loss and hyperparameters"));
     if (storage_ == DType::BF16)
       weights_bf16_ = static_cast<uint16_t*>(
           backend_->alloc(static_cast<size_t>(n_floats_) * 2, "the bf16 copy of the weights"));
@@ -853,32 +854,57 @@ StepResult Model::step(const StepOptions& o) {
   a.beta2 = o.beta2;
   a.eps = o.eps;
   a.step = step_ + 1;
+  // The AdamW calls over runs of neighbouring tensors that share the decay
+  // flag; the gaps between tensors are zero in all four buffers and stay zero.
+  auto update = [&] {
+    size_t i = 0;
+    while (i < tensors_.size()) {
+      size_t j = i;
+      while (j + 1 < tensors_.size() && tensors_[j + 1].decay == tensors_[i].decay) ++j;
+      const int64_t off = tensors_[i].offset;
+      const int64_t n = tensors_[j].offset + tensors_[j].stored - off;
+      a.weight_decay = tensors_[i].decay ? o.weight_decay : 0.0f;
+      a.decay = tensors_[i].decay;
+      // Only the floats whose moments this rank holds (all unless sharded).
+      const int64_t lo = std::max(off, mv_lo_), hi = std::min(off + n, mv_hi_);
+      if (hi > lo) backend_->adamw(params_ + lo, grads_ + lo, m_ + (lo - mv_lo_), v_ + (lo - mv_lo_), hi - lo, a);
+      i = j + 1;
+    }
+  };
   if (scale_on_backend) {
-    double* sumsq = reinterpret_cast<double*>(reinterpret_cast<char*>(step_scalars_) + 8);
-    backend_->grad_scale_of(step_scalars_, sumsq, grads_, n_floats_, inv, static_cast<double>(o.grad_clip));
+    // The step's scalars go up in one queued copy, and its device work (the
+    // norm, the clipping scale, AdamW, the gradients' zeroing) reads them
+    // there: that work is the same every step of this model, so it runs as
+    // one CUDA graph when graphs are on (run_graphed; the first step eagerly).
+    StepScalars h;
+    h.bias1 = 1.0 - std::pow(static_cast<double>(o.beta1), static_cast<double>(a.step));
+    h.bias2 = 1.0 - std::pow(static_cast<double>(o.beta2), static_cast<double>(a.step));
+    h.inv_count = inv;
+    h.grad_clip = static_cast<double>(o.grad_clip);
+    h.lr = o.lr;
+    h.beta1 = o.beta1;
+    h.beta2 = o.beta2;
+    h.eps = o.eps;
+    h.weight_decay = o.weight_decay;
+    backend_->to_device(step_hyper(), &h, sizeof h);
     a.grad_scale_at = step_scalars_;
+    a.hyper_at = step_hyper();
+    // The weights change from here on, also when an update below fails
+    // partway: copies made of them (decoding's bf16 weights) are stale from now.
+    ++params_version_;
+    run_graphed("step", [&] {
+      double* sumsq = reinterpret_cast<double*>(reinterpret_cast<char*>(step_scalars_) + 8);
+      backend_->grad_scale_of(step_scalars_, sumsq, grads_, n_floats_, step_hyper());
+      update();
+      backend_->zero(grads_, static_cast<size_t>(n_floats_) * sizeof(float));
+    });
   } else {
     norm = dist_grad_norm();
     if (!std::isfinite(norm)) throw non_finite(norm);
     if (o.grad_clip > 0 && norm > o.grad_clip) clip = o.grad_clip / norm;
     a.grad_scale = static_cast<float>(inv * clip);
-  }
-  // The weights change from here on, also when an update below fails partway:
-  // copies made of them (decoding's bf16 weights) are stale from now.
-  ++params_version_;
-  // Runs of neighbouring tensors that share the decay flag go in one call; the
-  // gaps between tensors are zero in all four buffers and stay zero.
-  size_t i = 0;
-  while (i < tensors_.size()) {
-    size_t j = i;
-    while (j + 1 < tensors_.size() && tensors_[j + 1].decay == tensors_[i].decay) ++j;
-    const int64_t off = tensors_[i].offset;
-    const int64_t n = tensors_[j].offset + tensors_[j].stored - off;
-    a.weight_decay = tensors_[i].decay ? o.weight_decay : 0.0f;
-    // Only the floats whose moments this rank holds (all unless sharded).
-    const int64_t lo = std::max(off, mv_lo_), hi = std::min(off + n, mv_hi_);
-    if (hi > lo) backend_->adamw(params_ + lo, grads_ + lo, m_ + (lo - mv_lo_), v_ + (lo - mv_lo_), hi - lo, a);
-    i = j + 1;
+    ++params_version_;
+    update();
   }
   if (scale_on_backend) {
     // The step's one copy back (it waits for the update queued above): the
@@ -896,7 +922,14 @@ StepResult Model::step(const StepOptions& o) {
   r.grad_norm = norm;
   r.clip_scale = clip;
   ++step_;
-  zero_grad();
+  if (scale_on_backend) {
+    // The gradients were zeroed on the device with the update.
+    count_ = 0;
+    grads_dirty_ = false;
+    deferred_ = 0;
+  } else {
+    zero_grad();
+  }
   if (comm_ && optimizer_sharded()) dist_gather_params();
   backend_->synchronize();
   r.step = step_;

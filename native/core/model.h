@@ -316,9 +316,11 @@ class Model {
   // bytes) in backend memory (Backend::grad_scale_of), so AdamW reads the
   // scale there, then the deferred losses' sum (a double at +16,
   // Backend::loss_accumulate): one copy back per step brings the norm and
-  // the loss.
+  // the loss. At +32 bytes the step's hyperparameters (StepScalars), which
+  // step() writes before its device work reads them.
   float* step_scalars_ = nullptr;
   double* loss_acc() { return reinterpret_cast<double*>(reinterpret_cast<char*>(step_scalars_) + 16); }
+  StepScalars* step_hyper() { return reinterpret_cast<StepScalars*>(reinterpret_cast<char*>(step_scalars_) + 32); }
   int64_t deferred_ = 0;  // forward_backward_deferred calls since the last step
   Weights w_, g_;
   std::unique_ptr<Acts> acts_;

@@ -286,17 +286,30 @@ class CpuBackend final : public Backend {
     const double clip = grad_clip > 0 && norm > grad_clip ? grad_clip / norm : 1.0;
     *scale = static_cast<float>(inv_count * clip);
   }
+  void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, const StepScalars* at) override {
+    grad_scale_of(scale, sumsq, g, n, at->inv_count, at->grad_clip);  // host memory here
+  }
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) override {
     float gs = a.grad_scale;
     if (a.grad_scale_at) {
       gs = *a.grad_scale_at;
       if (!std::isfinite(gs)) return;  // a skipped step
     }
-    const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step)));
-    const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step)));
+    float lr = a.lr, beta1 = a.beta1, beta2 = a.beta2, eps = a.eps, wd = a.weight_decay, bc1, bc2;
+    if (const StepScalars* h = a.hyper_at) {
+      lr = h->lr;
+      beta1 = h->beta1;
+      beta2 = h->beta2;
+      eps = h->eps;
+      wd = a.decay ? h->weight_decay : 0.0f;
+      bc1 = static_cast<float>(h->bias1);
+      bc2 = static_cast<float>(h->bias2);
+    } else {
+      bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step)));
+      bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step)));
+    }
     parallel_ranges(n, kElemGrain, [&](int64_t x, int64_t y) {
-      GPT_CPU_DISPATCH(op_adamw, param + x, grad + x, m + x, v + x, y - x, a.lr, a.beta1, a.beta2, a.eps,
-                       a.weight_decay, gs, bc1, bc2);
+      GPT_CPU_DISPATCH(op_adamw, param + x, grad + x, m + x, v + x, y - x, lr, beta1, beta2, eps, wd, gs, bc1, bc2);
     });
   }
   void scale(float* x, float s, int64_t n) override {

@@ -501,6 +501,15 @@ class CudaBackend final : public Backend {
   }
   void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, double inv_count,
                      double grad_clip) override {
+    sum_squares_at(sumsq, g, n);
+    cuda::grad_scale(scale, sumsq, inv_count, grad_clip, stream_);
+  }
+  void grad_scale_of(float* scale, double* sumsq, const float* g, int64_t n, const StepScalars* at) override {
+    sum_squares_at(sumsq, g, n);
+    cuda::grad_scale(scale, sumsq, at, stream_);
+  }
+  // *sumsq (device) = sum_squares(g, n), queued (grad_scale_of's first half).
+  void sum_squares_at(double* sumsq, const float* g, int64_t n) {
     set_device();
     if (n <= 0) {
       zero(sumsq, sizeof(double));
@@ -509,7 +518,6 @@ class CudaBackend final : public Backend {
           scratch(kSlotNorm, (1 + cuda::sum_squares_scratch_doubles(n)) * sizeof(double), "gradient-norm partial sums"));
       cuda::sum_squares(sumsq, g, n, d + 1, stream_);
     }
-    cuda::grad_scale(scale, sumsq, inv_count, grad_clip, stream_);
   }
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a) override {
     set_device();

@@ -74,6 +74,8 @@ size_t sum_squares_scratch_doubles(int64_t n);
 void sum_squares(double* result, const float* g, int64_t n, double* scratch, cudaStream_t s);
 // *scale from *sumsq as Backend::grad_scale_of defines it (one thread).
 void grad_scale(float* scale, const double* sumsq, double inv_count, double grad_clip, cudaStream_t s);
+// The same with inv_count and grad_clip read from *at (device memory).
+void grad_scale(float* scale, const double* sumsq, const StepScalars* at, cudaStream_t s);
 
 // adamw.cu ------------------------------------------------------------------------
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& a, cudaStream_t s);

@@ -43,9 +43,14 @@ __global__ void sum_squares_finish_kernel(double* __restrict__ result, const dou
   *result = t;
 }
 
-// One thread: the step's scale from the sum of squares (Backend::grad_scale_of).
+// One thread: the step's scale from the sum of squares (Backend::grad_scale_of);
+// inv_count and grad_clip from *at when it is set.
 __global__ void grad_scale_kernel(float* __restrict__ scale, const double* __restrict__ sumsq, double inv_count,
-                                  double grad_clip) {
+                                  double grad_clip, const StepScalars* __restrict__ at) {
+  if (at) {
+    inv_count = at->inv_count;
+    grad_clip = at->grad_clip;
+  }
   const double norm = sqrt(*sumsq) * inv_count;
   if (!(norm <= 1.7976931348623157e308)) {  // NaN or infinite
     *scale = __int_as_float(0x7fc00000);
@@ -58,7 +63,12 @@ __global__ void grad_scale_kernel(float* __restrict__ scale, const double* __res
 }  // namespace
 
 void grad_scale(float* scale, const double* sumsq, double inv_count, double grad_clip, cudaStream_t s) {
-  grad_scale_kernel<<<1, 1, 0, s>>>(scale, sumsq, inv_count, grad_clip);
+  grad_scale_kernel<<<1, 1, 0, s>>>(scale, sumsq, inv_count, grad_clip, nullptr);
+  CUDA_CHECK_LAUNCH("grad_scale_of");
+}
+
+void grad_scale(float* scale, const double* sumsq, const StepScalars* at, cudaStream_t s) {
+  grad_scale_kernel<<<1, 1, 0, s>>>(scale, sumsq, 0.0, 0.0, at);
   CUDA_CHECK_LAUNCH("grad_scale_of");
 }
 

@@ -1,13 +1,16 @@
 /**
- * CUDA graphs of the training micro-batches (GPT_ENGINE_CUDA_GRAPH=1): a
- * deferred-loss forwardBackward runs eagerly the first time for a key
- * (shape, first micro-batch of the step or not, accumulating or not), is
- * captured into a graph the second time and replayed from then on. The
- * training must give the same losses, gradient norms and weights as without
- * graphs, bit for bit, over steps with gradient accumulation and shape
- * changes, and (under the SIMT emulator, whose graph stand-ins record each
- * launch with a copy of its arguments and replay them in order) keep the
- * host syncs of docs/GPU.md: one copy back per step.
+ * CUDA graphs of the training micro-batches and the optimizer step
+ * (GPT_ENGINE_CUDA_GRAPH=1): a deferred-loss forwardBackward runs eagerly the
+ * first time for a key (shape, first micro-batch of the step or not,
+ * accumulating or not), is captured into a graph the second time and
+ * replayed from then on; so is step() (one key per model: its per-step
+ * values, lr, weight decay, the bias corrections, 1/count and the clip, are
+ * read from device memory). The training must give the same losses, gradient
+ * norms and weights as without graphs, bit for bit, over steps with gradient
+ * accumulation, shape changes and a changing lr, weight decay and clip, and
+ * (under the SIMT emulator, whose graph stand-ins record each launch with a
+ * copy of its arguments and replay them in order) keep the host syncs of
+ * docs/GPU.md: one copy back per step.
  *
  * The flag is read from the process environment when a backend is created,
  * and jest gives a test file a copy of process.env, so each comparison runs
@@ -39,8 +42,11 @@ const bits = (x) => x === undefined ? 'none' : Buffer.from(Float64Array.of(x).bu
   process.env.GPT_ENGINE_CUDA_GRAPH = '1';
   const graphed = await GPT.create(CFG, { device: 'cuda', precision, seed });
   const r = { before: [eager.graphs(), graphed.graphs()], steps: [] };
-  const opts = { lr: 1e-3, weightDecay: 0.1, gradClip: 0.5 };
-  for (const [A, B, T, eot] of plan) {
+  // A schedule: every step has its own lr, weight decay and clip (a graph
+  // that kept any of them from its capture would drift from the eager model).
+  const optsOf = (i) => ({ lr: 2e-3 / (1 + i), weightDecay: i % 3 === 2 ? 0 : 0.1 + 0.02 * i, gradClip: i % 2 ? 0.5 : 2 });
+  for (const [k, [A, B, T, eot]] of plan.entries()) {
+    const opts = optsOf(k);
     const shape = eot === undefined ? { batch: B, seq: T } : { batch: B, seq: T, docEot: eot };
     const batches = Array.from({ length: A }, () => {
       const tokens = Int32Array.from({ length: B * T }, () => rnd(CFG.vocab_size));
@@ -112,14 +118,18 @@ if (info.available) {
       expect(r.before).toEqual(['off: GPT_ENGINE_CUDA_GRAPH is not 1; 0 captured, 0 replayed', 'on; 0 captured, 0 replayed']);
       r.steps.forEach((s, i) => expect({ step: i, ...s.got }).toEqual({ step: i, ...s.want }));
       expect(r.differ).toEqual([]);
-      // Six keys ((2,24), (1,16) and (2,24) with the mask, each first
-      // micro-batch and accumulating): each runs eagerly once, is captured
-      // (and launched) once; every other call replays.
+      // Six micro-batch keys ((2,24), (1,16) and (2,24) with the mask, each
+      // first micro-batch and accumulating) and the step's: each runs eagerly
+      // once, is captured (and launched) once; every other call replays.
       const calls = PLAN.reduce((n, p) => n + p[0], 0);
-      expect(r.after).toEqual(['off: GPT_ENGINE_CUDA_GRAPH is not 1; 0 captured, 0 replayed', `on; 6 captured, ${calls - 6} replayed`]);
+      const steps = PLAN.length;
+      expect(r.after).toEqual([
+        'off: GPT_ENGINE_CUDA_GRAPH is not 1; 0 captured, 0 replayed',
+        `on; 7 captured, ${calls - 6 + steps - 1} replayed`,
+      ]);
       // Graphs keep the host syncs: the ids (and the document starts) go up queued before each graph,
-      // one 16-byte copy back and one synchronize per step; nothing allocated
-      // after the first two steps (the activations, the accumulation buffer).
+      // the step's scalars (one queued copy), one 16-byte copy back and one synchronize per step;
+      // nothing allocated after the first two steps (the activations, the accumulation buffer).
       if (info.emulated)
         r.steps.forEach((s, i) =>
           expect({ step: i, ...s.syncs!, malloc: i > 1 ? s.syncs!.malloc : 0 }).toEqual({
@@ -127,7 +137,7 @@ if (info.available) {
             toHost: 1,
             toHostBytes: 16,
             toDevice: 0,
-            toDeviceAsync: (PLAN[i][3] === undefined ? 2 : 3) * PLAN[i][0], // tokens, targets (, document starts)
+            toDeviceAsync: (PLAN[i][3] === undefined ? 2 : 3) * PLAN[i][0] + 1, // tokens, targets (, document starts); the step's scalars
             streamSync: 1,
             other: 0,
             launchesAfterToHost: 0,
@@ -149,8 +159,9 @@ if (info.available) {
     r.steps.forEach((s, i) => expect({ step: i, ...s.got }).toEqual({ step: i, ...s.want }));
     expect(r.differ).toEqual([]);
     // (1,8) twice, then (2,20) moved the activations and dropped the graphs:
-    // (2,20) twice, and (1,8) runs eagerly again.
-    expect(r.after[1]).toBe('on; 4 captured, 4 replayed');
+    // (2,20) twice, and (1,8) runs eagerly again. The step: eager, captured,
+    // then dropped with the rest: eager, captured, replayed.
+    expect(r.after[1]).toBe('on; 6 captured, 7 replayed');
   });
 }
 
