@@ -814,6 +814,10 @@ bool Model::run_graphed(const std::string& key, const std::function<void()>& wor
 
 void Model::zero_grad() {
   backend_->zero(grads_, static_cast<size_t>(n_floats_) * sizeof(float));
+  reset_grad_counts();
+}
+
+void Model::reset_grad_counts() {
   count_ = 0;
   grads_dirty_ = false;
   deferred_ = 0;
@@ -923,10 +927,7 @@ StepResult Model::step(const StepOptions& o) {
   r.clip_scale = clip;
   ++step_;
   if (scale_on_backend) {
-    // The gradients were zeroed on the device with the update.
-    count_ = 0;
-    grads_dirty_ = false;
-    deferred_ = 0;
+    reset_grad_counts();  // the gradients were zeroed on the device with the update
   } else {
     zero_grad();
   }

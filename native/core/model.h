@@ -338,6 +338,9 @@ class Model {
   // gradient from zero and adds the earlier sum (held in acc_) afterwards, so
   // one process accumulating A micro-batches sums in the order ranks do.
   bool grads_dirty_ = false;
+  // What zero_grad() resets besides the gradient buffer: the target count,
+  // grads_dirty_ and the deferred losses' count.
+  void reset_grad_counts();
   float* acc_ = nullptr;
   void accumulate_begin();
   void accumulate_end();
