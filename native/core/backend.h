@@ -179,6 +179,10 @@ struct AdamWParams {
   // are not read.
   const StepScalars* hyper_at = nullptr;
   bool decay = false;
+  // When set: the updated weights are also written here rounded to bf16 (n
+  // elements; the model's bf16 copy for the GEMMs, Model::storage()), so the
+  // copy costs no pass of its own. A skipped step leaves it as it was.
+  uint16_t* param_bf16 = nullptr;
 };
 
 // A weight as the linear ops of a decode step read it (Backend "decoding:

@@ -871,6 +871,9 @@ StepResult Model::step(const StepOptions& o) {
       a.decay = tensors_[i].decay;
       // Only the floats whose moments this rank holds (all unless sharded).
       const int64_t lo = std::max(off, mv_lo_), hi = std::min(off + n, mv_hi_);
+      // One rank: AdamW also writes the weights' bf16 copy (ranks gather
+      // parameters afterwards; their copy is made again before it is read).
+      a.param_bf16 = weights_bf16_ && scale_on_backend ? weights_bf16_ + lo : nullptr;
       if (hi > lo) backend_->adamw(params_ + lo, grads_ + lo, m_ + (lo - mv_lo_), v_ + (lo - mv_lo_), hi - lo, a);
       i = j + 1;
     }
@@ -893,6 +896,10 @@ StepResult Model::step(const StepOptions& o) {
     backend_->to_device(step_hyper(), &h, sizeof h);
     a.grad_scale_at = step_scalars_;
     a.hyper_at = step_hyper();
+    // The bf16 copy must be current before the update (the forward passes
+    // that produced these gradients made it; a step after setParameters
+    // without one would not have): AdamW then keeps it current.
+    sync_weights_bf16();
     // The weights change from here on, also when an update below fails
     // partway: copies made of them (decoding's bf16 weights) are stale from now.
     ++params_version_;
@@ -902,6 +909,7 @@ StepResult Model::step(const StepOptions& o) {
       update();
       backend_->zero(grads_, static_cast<size_t>(n_floats_) * sizeof(float));
     });
+    if (weights_bf16_) weights_bf16_version_ = params_version_;
   } else {
     norm = dist_grad_norm();
     if (!std::isfinite(norm)) throw non_finite(norm);

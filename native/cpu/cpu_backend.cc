@@ -310,6 +310,8 @@ class CpuBackend final : public Backend {
     }
     parallel_ranges(n, kElemGrain, [&](int64_t x, int64_t y) {
       GPT_CPU_DISPATCH(op_adamw, param + x, grad + x, m + x, v + x, y - x, lr, beta1, beta2, eps, wd, gs, bc1, bc2);
+      if (a.param_bf16)
+        for (int64_t i = x; i < y; ++i) a.param_bf16[i] = cpu::bf16_bits(param[i]);
     });
   }
   void scale(float* x, float s, int64_t n) override {

@@ -21,7 +21,7 @@ __global__ void adamw_kernel(float* __restrict__ param, const float* __restrict_
                              float* __restrict__ v, int64_t n, float lr, float beta1, float beta2, float eps,
                              float wd, float rbc1, float rbc2, float grad_scale,
                              const float* __restrict__ grad_scale_at, const StepScalars* __restrict__ hyper_at,
-                             int decay) {
+                             int decay, __nv_bfloat16* __restrict__ param_bf16) {
   if (hyper_at) {
     // The same float values as the host computes for the arguments below.
     lr = hyper_at->lr;
@@ -44,7 +44,9 @@ __global__ void adamw_kernel(float* __restrict__ param, const float* __restrict_
     m[i] = mi;
     v[i] = vi;
     const float upd = (mi * rbc1) / (sqrtf(vi * rbc2) + eps);
-    param[i] = param[i] - lr * (upd + wd * param[i]);
+    const float p = param[i] - lr * (upd + wd * param[i]);
+    param[i] = p;
+    if (param_bf16) param_bf16[i] = __float2bfloat16_rn(p);  // the weights' bf16 copy (AdamWParams::param_bf16)
   }
 }
 
@@ -61,7 +63,8 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const
   }
   adamw_kernel<<<elementwise_blocks(n, 256), 256, 0, s>>>(param, grad, m, v, n, a.lr, a.beta1, a.beta2, a.eps,
                                                           a.weight_decay, rbc1, rbc2, a.grad_scale,
-                                                          a.grad_scale_at, a.hyper_at, a.decay ? 1 : 0);
+                                                          a.grad_scale_at, a.hyper_at, a.decay ? 1 : 0,
+                                                          reinterpret_cast<__nv_bfloat16*>(a.param_bf16));
   CUDA_CHECK_LAUNCH("adamw");
 }
 
