@@ -293,8 +293,20 @@ class CudaBackend final : public Backend {
   void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, CTensorRef inp, CTensorRef w, int M,
                        int K, int N, Precision p) override {
     set_device();
-    if (dinp) gemm(false, true, M, K, N, dout, N, w, N, dinp, K, false, nullptr, p, stream_, gemm_scratch());
-    if (dw) gemm(true, false, K, N, M, inp, K, dout, N, dw, N, true, nullptr, p, stream_, gemm_scratch());
+    // In bf16 storage both GEMMs pair the fp32 dout with a bf16 operand: dout
+    // is rounded to bf16 once here into the GEMM workspace (the same values
+    // the GEMMs would round it to) instead of once per GEMM. Only when every
+    // GEMM below is then all-bf16, so that none needs the workspace itself.
+    CTensorRef d = dout;
+    const Scratch& ws = scratch_[kSlotGemm];
+    const size_t need = static_cast<size_t>(M) * static_cast<size_t>(N) * 2;
+    if (p == Precision::BF16 && (dinp || dw) && (!dinp || w.bf16()) && (!dw || inp.bf16()) && ws.ptr &&
+        ws.bytes >= need) {
+      cuda::convert(TensorRef(ws.ptr, DType::BF16), dout, static_cast<int64_t>(M) * N, stream_);
+      d = CTensorRef(ws.ptr, DType::BF16);
+    }
+    if (dinp) gemm(false, true, M, K, N, d, N, w, N, dinp, K, false, nullptr, p, stream_, gemm_scratch());
+    if (dw) gemm(true, false, K, N, M, inp, K, d, N, dw, N, true, nullptr, p, stream_, gemm_scratch());
     if (dbias) {
       float* s = scratch_floats(kSlotReduce, colsum_scratch_floats(M, N), "bias-gradient partial sums");
       colsum_accumulate(dbias, dout, M, N, s, stream_);

@@ -634,6 +634,7 @@ const TcEntry kTcTable[] = {
     {true, false, F, F, F, launch_tc<true, false, float, float, float>},
     {true, false, H, F, F, launch_tc<true, false, bf16_t, float, float>},
     {true, false, F, H, F, launch_tc<true, false, float, bf16_t, float>},
+    {true, false, H, H, F, launch_tc<true, false, bf16_t, bf16_t, float>},  // dW with dout rounded once (matmul_backward)
 };
 
 std::string layout_name(bool ta, bool tb) { return std::string(ta ? "T" : "N") + (tb ? "T" : "N"); }

@@ -58,7 +58,7 @@ void gemm_bias_gelu_own(int M, int N, int K, CTensorRef A, CTensorRef B, TensorR
 // throws INVALID_ARGUMENT naming them). Under BF16 the instantiated kernels:
 // NN (fp32, fp32) -> fp32, (bf16, bf16) -> bf16 or fp32, (fp32, bf16) -> fp32;
 // NT (fp32, fp32), (fp32, bf16), (bf16, bf16) -> fp32; TN (fp32, fp32),
-// (bf16, fp32), (fp32, bf16) -> fp32. FP32: NN, NT, TN all fp32. cuBLASLt
+// (bf16, fp32), (fp32, bf16), (bf16, bf16) -> fp32. FP32: NN, NT, TN all fp32. cuBLASLt
 // takes only what the own GEMM also runs, so its self-check covers it.
 bool gemm_own_supports(bool trans_a, bool trans_b, DType a, DType b, DType c, Precision p);
 

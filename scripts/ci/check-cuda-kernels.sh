@@ -32,7 +32,7 @@ expected=(
   'gemm_bf16_tc_kernel<false, false, float, __nv_bfloat16, float>' 'gemm_bf16_tc_kernel<false, false, float, float, float>'
   'gemm_bf16_tc_kernel<false, true, __nv_bfloat16, __nv_bfloat16, float>' 'gemm_bf16_tc_kernel<false, true, float, __nv_bfloat16, float>'
   'gemm_bf16_tc_kernel<false, true, float, float, float>' 'gemm_bf16_tc_kernel<true, false, __nv_bfloat16, float, float>'
-  'gemm_bf16_tc_kernel<true, false, float, __nv_bfloat16, float>' 'gemm_bf16_tc_kernel<true, false, float, float, float>'
+  'gemm_bf16_tc_kernel<true, false, float, __nv_bfloat16, float>' 'gemm_bf16_tc_kernel<true, false, __nv_bfloat16, __nv_bfloat16, float>' 'gemm_bf16_tc_kernel<true, false, float, float, float>'
   'gemm_fp32_kernel<false, false>' 'gemm_fp32_kernel<false, true>' 'gemm_fp32_kernel<true, false>'
   'gemm_bf16_tc_gelu_kernel<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16>' 'gemm_bf16_tc_gelu_kernel<float, float, float>' 'gemm_fp32_gelu_kernel'
   'colsum_partial_kernel' 'colsum_finish_kernel'

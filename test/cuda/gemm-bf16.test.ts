@@ -90,6 +90,7 @@ const COMBOS: Combo[] = [
   { name: 'NT (bf16, bf16) -> fp32', ta: false, tb: true, a: 'bf16', b: 'bf16', c: 'fp32' },
   { name: 'TN (bf16, fp32) -> fp32 accumulate', ta: true, tb: false, a: 'bf16', b: 'fp32', c: 'fp32', accumulate: true },
   { name: 'TN (fp32, bf16) -> fp32 accumulate', ta: true, tb: false, a: 'fp32', b: 'bf16', c: 'fp32', accumulate: true },
+  { name: 'TN (bf16, bf16) -> fp32 accumulate', ta: true, tb: false, a: 'bf16', b: 'bf16', c: 'fp32', accumulate: true },
   { name: 'gelu NN (bf16, bf16) -> bf16', ta: false, tb: false, a: 'bf16', b: 'bf16', c: 'bf16', gelu: true },
   { name: 'gelu NN (fp32, fp32) -> fp32', ta: false, tb: false, a: 'fp32', b: 'fp32', c: 'fp32', gelu: true },
 ];
