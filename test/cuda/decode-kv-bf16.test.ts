@@ -43,7 +43,7 @@ const STEPS = 12;
 // over 7 draws of the tokens: 3.7e-3 to 4.9e-3 with the bf16 cache, 2.8e-3
 // to 3.7e-3 with CUDA's fp32 cache (CUDA's prefill attention runs on tensor
 // cores, the CPU's in fp32), 3.8e-3 to 4.9e-3 between CUDA's two caches (the
-// cache's rounding, 2^-9 relative per element). The test prints its figures.
+// cache's rounding, up to 2^-8 relative per element). The test prints its figures.
 const KV_TOL = 1e-2;
 
 const rng = new Rng(41);

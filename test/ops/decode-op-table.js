@@ -23,7 +23,7 @@
 // kv_store must give bitwise the bf16 rounding (nearest even) of what it
 // stores, and decode_attention, which computes in fp32 from the bf16 values,
 // must match the float64 attention over the bf16-rounded keys and values to
-// the fp32 tolerance (1e-5; the rounding itself, 2^-9 relative per element,
+// the fp32 tolerance (1e-5; the rounding itself, up to 2^-8 relative per element,
 // would show as ~1e-3). Cases with 16-byte aligned rows (head size a multiple
 // of 8, offsets a multiple of 8 elements) take the kernel's vector loads, the
 // others its per-element loads; an extend stores a chunk, then attends over
