@@ -108,13 +108,6 @@ function coreLayout(
   return loadAddon().memoryLayout(batch === undefined ? { config: c, storage } : { config: c, batch, seq, storage });
 }
 
-/**
- * The type the core stores a model's activations in (Backend::activation_dtype):
- * bf16 on CUDA in bf16 unless GPT_ENGINE_BF16_STORAGE=0, else fp32.
- */
-function storageOf(device: LimitsDevice, precision: LimitsPrecision): 'fp32' | 'bf16' {
-  return device === 'cuda' && precision === 'bf16' && process.env.GPT_ENGINE_BF16_STORAGE !== '0' ? 'bf16' : 'fp32';
-}
 
 /** Floats in one parameter-sized buffer of the core (tensors rounded to 16 floats, vocabulary padded). */
 export function stateFloats(c: GPTConfig): number {
@@ -127,10 +120,11 @@ export function coreActivationBytes(c: GPTConfig, batch: number, seq: number): n
 }
 
 /**
- * The type of the key/value cache a decode session keeps (Backend::kv_cache_dtype):
- * bf16 on CUDA in bf16 unless GPT_ENGINE_BF16_STORAGE=0, else fp32.
+ * The type the core stores a model's activations and its decoding key/value
+ * cache in (Backend::activation_dtype, kv_cache_dtype): bf16 on CUDA in bf16
+ * unless GPT_ENGINE_BF16_STORAGE=0, else fp32.
  */
-export function kvCacheType(device: LimitsDevice, precision: LimitsPrecision): 'fp32' | 'bf16' {
+export function storageType(device: LimitsDevice, precision: LimitsPrecision): 'fp32' | 'bf16' {
   return device === 'cuda' && precision === 'bf16' && process.env.GPT_ENGINE_BF16_STORAGE !== '0' ? 'bf16' : 'fp32';
 }
 
@@ -138,7 +132,7 @@ export function kvCacheType(device: LimitsDevice, precision: LimitsPrecision): '
  * Bytes of the key/value cache generation keeps (native/core/decode.h): per
  * sequence and layer, K and V of [H, P, D], where P is the sequence's capacity
  * (prompt + new tokens) on dense layers and min(window, capacity) on banded ones;
- * 4 bytes an element, 2 for the bf16 cache of a bf16 model on CUDA (kvCacheType).
+ * 4 bytes an element, 2 for the bf16 cache of a bf16 model on CUDA (storageType).
  */
 export function kvCacheBytes(
   c: GPTConfig,
@@ -153,7 +147,7 @@ export function kvCacheBytes(
       const slots = p === 'banded' ? Math.min(c.attention_window ?? cap, cap) : cap;
       elems += 2 * c.n_embd * slots;
     }
-  return (kvCacheType(device, precision) === 'bf16' ? 2 : 4) * elems;
+  return (storageType(device, precision) === 'bf16' ? 2 : 4) * elems;
 }
 
 /** "123 MiB"; with `long`, sizes from 1 GiB also in GiB or TiB: "2,662,219 MiB = 2.54 TiB". */
@@ -253,7 +247,7 @@ function normalize(req: FitRequest): Normalized {
 
 function estimateFor(n: Normalized, mem: DeviceMemory): MemoryEstimate {
   const c = n.config;
-  const storage = storageOf(n.device, n.precision);
+  const storage = storageType(n.device, n.precision);
   const core =
     n.batch !== null && n.seq !== null ? coreLayout(c, n.batch, n.seq, storage) : coreLayout(c, undefined, undefined, storage);
   // In bf16 storage the core's params figure holds the fp32 weights and their bf16 copy.

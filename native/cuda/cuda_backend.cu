@@ -365,6 +365,8 @@ class CudaBackend final : public Backend {
     const char* e = std::getenv("GPT_ENGINE_BF16_STORAGE");
     return e && std::string(e) == "0" ? DType::F32 : DType::BF16;
   }
+  // The same rule (and switch) for the decoding cache.
+  DType kv_cache_dtype(Precision p) const override { return activation_dtype(p); }
   void add(float* out, const float* a, const float* b, int64_t n) override {
     set_device();
     cuda::add(out, a, b, n, stream_);
@@ -397,13 +399,6 @@ class CudaBackend final : public Backend {
   }
 
   // ---- decoding (decode_attention.cuh) -------------------------------------------
-  // A bf16 cache under BF16 (docs/ARCHITECTURE.md "Precision"), unless
-  // $GPT_ENGINE_BF16_STORAGE=0 keeps fp32 (the switch of activation_dtype).
-  DType kv_cache_dtype(Precision p) const override {
-    if (p != Precision::BF16) return DType::F32;
-    const char* e = std::getenv("GPT_ENGINE_BF16_STORAGE");
-    return e && std::string(e) == "0" ? DType::F32 : DType::BF16;
-  }
   void kv_store(TensorRef cache, const KvRow* rows, int M, const float* k, const float* v, int64_t ld, int H,
                 int D) override {
     set_device();

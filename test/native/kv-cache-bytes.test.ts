@@ -5,7 +5,7 @@
  * fp32. test/cuda/decode-kv-bf16.test.ts holds a session's cacheBytes to it.
  */
 import { GPTConfig } from '../../lib/config';
-import { kvCacheBytes, kvCacheType } from '../../lib/limits';
+import { kvCacheBytes, storageType } from '../../lib/limits';
 import { tinyConfig } from './shared/setup';
 
 describe('the key/value cache in bytes by device and precision', () => {
@@ -23,12 +23,12 @@ describe('the key/value cache in bytes by device and precision', () => {
     expect(kvCacheBytes(c, [10, 3], 'cpu', 'bf16')).toBe(4 * elems);
     expect(kvCacheBytes(c, [10, 3], 'cuda', 'fp32')).toBe(4 * elems);
     expect(kvCacheBytes(c, [10, 3], 'cuda', 'bf16')).toBe(2 * elems);
-    expect([kvCacheType('cpu', 'bf16'), kvCacheType('cuda', 'fp32'), kvCacheType('cuda', 'bf16')]).toEqual(['fp32', 'fp32', 'bf16']);
+    expect([storageType('cpu', 'bf16'), storageType('cuda', 'fp32'), storageType('cuda', 'bf16')]).toEqual(['fp32', 'fp32', 'bf16']);
   });
 
   test('GPT_ENGINE_BF16_STORAGE=0 keeps the fp32 cache on CUDA', () => {
     process.env.GPT_ENGINE_BF16_STORAGE = '0';
     expect(kvCacheBytes(c, [10, 3], 'cuda', 'bf16')).toBe(4 * elems);
-    expect(kvCacheType('cuda', 'bf16')).toBe('fp32');
+    expect(storageType('cuda', 'bf16')).toBe('fp32');
   });
 });
